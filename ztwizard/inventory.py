@@ -1,0 +1,147 @@
+"""The estate as the checks see it: ARM resources (wire JSON) by id, children as their own entries.
+
+Whatever the source (Resource Graph, list calls, an estate file), resources end up in one shape:
+every child (subnet, security rule, route, peering, VM extension) is its own entry with a full id,
+and its parent also keeps the inline list ARM returns, rebuilt from those entries so both agree."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import resource_id as rid
+
+# parent type (lower) -> (inline property holding children, child type segment)
+INLINE_CHILDREN: dict[str, list[tuple[str, str]]] = {
+    "microsoft.network/virtualnetworks": [("properties.subnets", "subnets"),
+                                          ("properties.virtualNetworkPeerings", "virtualNetworkPeerings")],
+    "microsoft.network/networksecuritygroups": [("properties.securityRules", "securityRules")],
+    "microsoft.network/routetables": [("properties.routes", "routes")],
+    "microsoft.compute/virtualmachines": [("resources", "extensions")],
+}
+
+
+def _key(resource_id: str) -> str:
+    return resource_id.rstrip("/").lower()
+
+
+@dataclass
+class Inventory:
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subscriptions: list[str] = field(default_factory=list)
+    resource_groups: list[str] = field(default_factory=list)  # ids
+    # lower-cased resource type -> why it could not be read (e.g. a 403): checks report `error`.
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    # ---- building -------------------------------------------------------------------------
+    @classmethod
+    def from_resources(cls, resources: Iterable[dict[str, Any]], *, subscriptions: Iterable[str] = (),
+                       resource_groups: Iterable[str] = ()) -> Inventory:
+        inv = cls()
+        for res in resources:
+            inv.add(res)
+        inv.normalize()
+        subs = {s.lower(): s for s in subscriptions}
+        rgs = {g.lower(): g for g in resource_groups}
+        for res in inv.resources.values():
+            p = rid.parse(res["id"])
+            if p.subscription:
+                subs.setdefault(p.subscription.lower(), p.subscription)
+            g = rid.resource_group_id(res["id"])
+            if g:
+                rgs.setdefault(g.lower(), g)
+        inv.subscriptions = sorted(subs.values())
+        inv.resource_groups = sorted(rgs.values(), key=str.lower)
+        return inv
+
+    def add(self, res: dict[str, Any]) -> None:
+        res = copy.deepcopy(res)
+        # Resource Graph lower-cases `type`; the id keeps ARM's casing, so derive type from it.
+        parsed = rid.parse(res["id"])
+        if parsed.type:
+            res["type"] = parsed.type
+        res.setdefault("name", parsed.name)
+        self.resources[_key(res["id"])] = res
+
+    def normalize(self) -> None:
+        """Lift inline children into entries of their own, then rebuild each inline list."""
+        for res in list(self.resources.values()):
+            for path, seg in INLINE_CHILDREN.get(res["type"].lower(), []):
+                holder, prop = _holder(res, path)
+                for child in (holder or {}).get(prop) or []:
+                    if not isinstance(child, dict):
+                        continue
+                    child = copy.deepcopy(child)
+                    if not child.get("id"):
+                        child["id"] = f"{res['id']}/{seg}/{child.get('name', '')}"
+                    if _key(child["id"]) not in self.resources:
+                        self.add(child)
+        for res in self.resources.values():
+            for path, _seg in INLINE_CHILDREN.get(res["type"].lower(), []):
+                kids = self.children(res["id"], path_child_type(res["type"], path))
+                if not kids and _holder(res, path)[0] is None:
+                    continue
+                holder, prop = _holder(res, path, create=True)
+                assert holder is not None
+                holder[prop] = [copy.deepcopy(k) for k in kids]
+
+    # ---- reading --------------------------------------------------------------------------
+    def get(self, resource_id: str | None) -> dict[str, Any] | None:
+        if not resource_id:
+            return None
+        return self.resources.get(_key(resource_id))
+
+    def of_type(self, rtype: str) -> list[dict[str, Any]]:
+        t = rtype.lower()
+        return sorted((r for r in self.resources.values() if r["type"].lower() == t),
+                      key=lambda r: r["id"].lower())
+
+    def children(self, parent_id: str, child_type: str | None = None) -> list[dict[str, Any]]:
+        """Direct children (and extension resources) of `parent_id`, optionally of one full type."""
+        pk = _key(parent_id)
+        out = []
+        for r in self.resources.values():
+            p = rid.parse(r["id"]).parent
+            if p and p.lower() == pk and (child_type is None or r["type"].lower() == child_type.lower()):
+                out.append(r)
+        return sorted(out, key=lambda r: r["id"].lower())
+
+    def parent(self, resource_id: str) -> dict[str, Any] | None:
+        return self.get(rid.parse(resource_id).parent)
+
+    def in_resource_group(self, rg_id: str) -> list[dict[str, Any]]:
+        prefix = _key(rg_id) + "/"
+        return [r for r in self.resources.values() if r["id"].lower().startswith(prefix)]
+
+    def unreadable_reason(self, rtype: str) -> str | None:
+        return self.unreadable.get(rtype.lower())
+
+    def all(self) -> list[dict[str, Any]]:
+        return sorted(self.resources.values(), key=lambda r: r["id"].lower())
+
+
+def path_child_type(parent_type: str, path: str) -> str:
+    for p, seg in INLINE_CHILDREN.get(parent_type.lower(), []):
+        if p == path:
+            return f"{parent_type}/{seg}"
+    raise KeyError(path)
+
+
+def _holder(res: dict[str, Any], path: str, create: bool = False) -> tuple[dict[str, Any] | None, str]:
+    keys = path.split(".")
+    cur: Any = res
+    for k in keys[:-1]:
+        if not isinstance(cur, dict):
+            return None, keys[-1]
+        if k not in cur:
+            if not create:
+                return None, keys[-1]
+            cur[k] = {}
+        cur = cur[k]
+    if not isinstance(cur, dict):
+        return None, keys[-1]
+    if keys[-1] not in cur and not create:
+        return None, keys[-1]
+    return cur, keys[-1]

@@ -1,0 +1,107 @@
+"""The plan's vocabulary: findings, proposed changes, step results. Plain data, JSON-ready."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["pass", "fail", "manual", "error", "not_applicable"]
+# A step's status is the worst of its findings.
+SEVERITY: dict[str, int] = {"not_applicable": 0, "pass": 1, "manual": 2, "fail": 3, "error": 4}
+STATUSES: tuple[str, ...] = ("pass", "fail", "manual", "error", "not_applicable")
+
+
+def worst(statuses: list[str]) -> str:
+    if not statuses:
+        return "not_applicable"
+    return max(statuses, key=lambda s: SEVERITY[s])
+
+
+@dataclass
+class Finding:
+    check: str
+    resource_id: str
+    status: str
+    property: str = ""
+    actual: Any = None
+    expected: Any = None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Change:
+    """One ARM write that brings a finding in line.
+
+    `body` is exactly what is sent: a PATCH carries only what changes, a PUT is a full
+    read-modify-write of the current resource. `before`/`after` hold only the properties the
+    change sets, for a noise-free diff. `etag` is the one read at plan time (If-Match on apply).
+    `params` are the choices a person may edit for create-resource changes."""
+
+    check: str
+    resource_id: str
+    action: str  # update | create | delete
+    method: str  # PATCH | PUT | DELETE
+    body: dict[str, Any] | None
+    before: dict[str, Any]
+    after: dict[str, Any]
+    api_version: str = ""
+    disruptive: bool = False
+    billable: bool = False
+    risk: str = ""
+    title: str = ""
+    etag: str | None = None
+    depends_on: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = change_id(self.check, self.resource_id, self.method)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Change:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def change_id(check: str, resource_id: str, method: str) -> str:
+    """Stable across runs, so a resumed session recognises the same change."""
+    digest = hashlib.sha1(f"{check}|{resource_id.lower()}|{method}".encode()).hexdigest()
+    return f"{check}-{digest[:10]}"
+
+
+@dataclass
+class CheckResult:
+    findings: list[Finding] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+
+
+@dataclass
+class StepResult:
+    id: str
+    article: str
+    number: int
+    title: str
+    status: str
+    findings: list[Finding]
+    changes: list[Change]
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for f in self.findings:
+            out[f.status] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "article": self.article, "number": self.number, "title": self.title,
+            "status": self.status,
+            "findings": [f.to_dict() for f in self.findings],
+            "changes": [c.to_dict() for c in self.changes],
+        }

@@ -1,0 +1,83 @@
+"""Builders for proposed changes, so that every check shapes its ARM write the same way.
+
+PATCH bodies carry only what changes. PUT bodies are a read-modify-write of the resource as
+read (read-only fields stripped), so nothing else is touched. `before`/`after` hold only the
+properties the change sets: the diff a person reads shows nothing else."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from .model import Change
+from .paths import get_path, nested, set_path
+
+# Fields ARM computes; sending them back is noise at best and rejected at worst.
+READ_ONLY_KEYS = {"etag", "provisioningState", "systemData", "resourceGuid", "subscriptionId",
+                  "resourceGroup", "tenantId", "managementGroup"}
+
+
+def writable(res: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `res` fit to PUT back: read-only fields removed at every depth."""
+
+    def strip(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k not in READ_ONLY_KEYS}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
+
+    out = strip(copy.deepcopy(res))
+    # ARM's own id/name/type may stay; Resource Graph extras may not.
+    return out
+
+
+def _diff(res: dict[str, Any], values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    before = nested({p: get_path(res, p) for p in values})
+    after = nested(values)
+    return before, after
+
+
+def patch(check: str, res: dict[str, Any], values: dict[str, Any], **flags: Any) -> Change:
+    """PATCH with only `values` ({dotted path: new value}). A nested object such as
+    `properties.networkAcls` must be given whole: PATCH replaces sub-objects."""
+    before, after = _diff(res, values)
+    return Change(check=check, resource_id=res["id"], action="update", method="PATCH",
+                  body=nested(values), before=before, after=after, etag=res.get("etag"), **flags)
+
+
+def put(check: str, res: dict[str, Any], values: dict[str, Any], **flags: Any) -> Change:
+    """Full-body PUT: the resource as read, with `values` set."""
+    body = writable(res)
+    for p, v in values.items():
+        set_path(body, p, copy.deepcopy(v))
+    before, after = _diff(res, values)
+    return Change(check=check, resource_id=res["id"], action="update", method="PUT",
+                  body=body, before=before, after=after, etag=res.get("etag"), **flags)
+
+
+def put_mutated(check: str, res: dict[str, Any], mutate: Callable[[dict[str, Any]], None],
+                shown: list[str], **flags: Any) -> Change:
+    """Full-body PUT where the edit is more than setting paths (e.g. removing one list entry).
+    `shown` lists the dotted paths whose before/after the diff shows."""
+    body = writable(res)
+    mutate(body)
+    before = nested({p: get_path(res, p) for p in shown})
+    after = nested({p: get_path(body, p) for p in shown})
+    return Change(check=check, resource_id=res["id"], action="update", method="PUT",
+                  body=body, before=before, after=after, etag=res.get("etag"), **flags)
+
+
+def create(check: str, resource_id: str, body: dict[str, Any], *, params: dict[str, Any] | None = None,
+           **flags: Any) -> Change:
+    """Create a new resource (undo deletes it). `params` are the choices a person may edit."""
+    return Change(check=check, resource_id=resource_id, action="create", method="PUT",
+                  body=copy.deepcopy(body), before={}, after=copy.deepcopy(body),
+                  params=dict(params or {}), **flags)
+
+
+def delete(check: str, res: dict[str, Any], **flags: Any) -> Change:
+    """Delete an existing resource (undo re-creates it from the before-image)."""
+    return Change(check=check, resource_id=res["id"], action="delete", method="DELETE",
+                  body=None, before=writable(res), after={}, etag=res.get("etag"), **flags)

@@ -1,0 +1,79 @@
+"""Parsing ARM resource ids: type, parent, subscription and resource group, case-insensitively."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def is_guid(value: str) -> bool:
+    return bool(_GUID.match(value or ""))
+
+
+@dataclass(frozen=True)
+class ResourceId:
+    """A parsed ARM id. `type` is the full type of the last resource, e.g.
+    Microsoft.Network/virtualNetworks/subnets, or Microsoft.Security/pricings for
+    /subscriptions/x/providers/Microsoft.Security/pricings/VirtualMachines."""
+
+    id: str
+    subscription: str | None
+    resource_group: str | None
+    type: str
+    name: str
+    parent: str | None  # id of the enclosing resource (or scope for extension resources)
+
+
+def parse(resource_id: str) -> ResourceId:
+    rid = "/" + resource_id.strip("/")
+    parts = rid.strip("/").split("/")
+    sub = rg = None
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        sub = parts[1]
+    if len(parts) >= 4 and parts[2].lower() == "resourcegroups":
+        rg = parts[3]
+    # find the last "providers" segment: what follows is namespace/type/name[/type/name...]
+    last_prov = None
+    for i, p in enumerate(parts):
+        if p.lower() == "providers":
+            last_prov = i
+    if last_prov is None:
+        if rg is not None and len(parts) == 4:
+            return ResourceId(rid, sub, rg, "Microsoft.Resources/resourceGroups", rg, f"/subscriptions/{sub}")
+        if sub is not None and len(parts) == 2:
+            return ResourceId(rid, sub, None, "Microsoft.Resources/subscriptions", sub, None)
+        return ResourceId(rid, sub, rg, "", parts[-1] if parts else "", None)
+    ns = parts[last_prov + 1] if len(parts) > last_prov + 1 else ""
+    rest = parts[last_prov + 2:]
+    types = rest[0::2]
+    names = rest[1::2]
+    rtype = "/".join([ns, *types])
+    name = names[-1] if names and len(names) == len(types) else ""
+    if len(types) > 1:
+        parent = "/" + "/".join(parts[: len(parts) - 2])
+    else:
+        scope = "/" + "/".join(parts[:last_prov])
+        parent = scope if scope != "/" else None
+    return ResourceId(rid, sub, rg, rtype, name, parent)
+
+
+def type_of(resource_id: str) -> str:
+    return parse(resource_id).type
+
+
+def subscription_of(resource_id: str) -> str | None:
+    return parse(resource_id).subscription
+
+
+def resource_group_id(resource_id: str) -> str | None:
+    p = parse(resource_id)
+    if p.subscription and p.resource_group:
+        return f"/subscriptions/{p.subscription}/resourceGroups/{p.resource_group}"
+    return None
+
+
+def same(a: str | None, b: str | None) -> bool:
+    """ARM ids compare case-insensitively."""
+    return (a or "").rstrip("/").lower() == (b or "").rstrip("/").lower()

@@ -1,0 +1,5 @@
+"""Placeholder until the article is written."""
+
+from ._base import Step
+
+STEPS: list[Step] = []
