@@ -1,0 +1,105 @@
+"""Shared helpers for the catalog tests: apply a proposed Change to plain resources and re-check.
+
+Proof that a proposal works is that, once its body is applied the way ARM would apply it, the
+same check passes. ARM's semantics here: PATCH deep-merges (lists replaced), PUT replaces the
+resource, a create adds it, DELETE removes it."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from ztwizard.inventory import INLINE_CHILDREN, Inventory
+from ztwizard.model import Change, CheckResult
+from ztwizard.resource_id import parse
+
+SUB = "00000000-0000-0000-0000-000000000001"
+RG = f"/subscriptions/{SUB}/resourceGroups/rg-workload"
+
+
+def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def apply_change(inv: Inventory, change: Change) -> Inventory:
+    """A new Inventory with `change` applied to a copy of the resources of `inv`."""
+    res = {k: copy.deepcopy(v) for k, v in inv.resources.items()}
+    key = change.resource_id.rstrip("/").lower()
+    p = parse(change.resource_id)
+    if change.method == "DELETE":
+        res.pop(key, None)
+        _drop_descendants(res, key)
+        # also drop it from the parent's inline list, as ARM would
+        parent = res.get((p.parent or "").lower())
+        if parent is not None:
+            for path, _seg in INLINE_CHILDREN.get(parent["type"].lower(), []):
+                _prune_inline(parent, path, key)
+    elif change.method == "PATCH":
+        assert key in res, f"PATCH of a resource not in the inventory: {change.resource_id}"
+        res[key] = deep_merge(res[key], change.body or {})
+    else:  # PUT: replace (update) or add (create)
+        body = copy.deepcopy(change.body or {})
+        body["id"] = change.resource_id
+        body.setdefault("name", p.name)
+        body.setdefault("type", p.type)
+        if key in res:
+            # inline children in the body become the truth; drop the old child entries
+            for path, seg in INLINE_CHILDREN.get(p.type.lower(), []):
+                holder = body
+                for part in path.split("."):
+                    holder = holder.get(part) if isinstance(holder, dict) else None
+                if holder is not None:
+                    _drop_descendants(res, key, seg)
+        res[key] = body  # a child's copy in its parent's inline list is rebuilt by normalize
+    return Inventory.from_resources(res.values(), subscriptions=inv.subscriptions,
+                                    resource_groups=inv.resource_groups)
+
+
+def _drop_descendants(res: dict[str, dict[str, Any]], key: str, seg: str | None = None) -> None:
+    prefix = key + "/" + (seg.lower() + "/" if seg else "")
+    for k in [k for k in res if k.startswith(prefix)]:
+        del res[k]
+
+
+def _prune_inline(parent: dict[str, Any], path: str, child_key: str) -> None:
+    holder: Any = parent
+    parts = path.split(".")
+    for part in parts[:-1]:
+        holder = holder.get(part) if isinstance(holder, dict) else None
+    if isinstance(holder, dict) and isinstance(holder.get(parts[-1]), list):
+        holder[parts[-1]] = [c for c in holder[parts[-1]]
+                             if not (isinstance(c, dict) and (c.get("id") or "").lower() == child_key)]
+
+
+def apply_all(inv: Inventory, changes: Iterable[Change]) -> Inventory:
+    """Apply changes in dependency order (a change after the ones it depends on)."""
+    pending = list(changes)
+    done: set[str] = set()
+    while pending:
+        ready = [c for c in pending if all(d in done or d not in {x.id for x in pending}
+                                           for d in c.depends_on)]
+        assert ready, "dependency cycle among proposed changes"
+        for c in ready:
+            inv = apply_change(inv, c)
+            done.add(c.id)
+            pending.remove(c)
+    return inv
+
+
+def statuses(result: CheckResult, resource_id: str | None = None) -> list[str]:
+    return [f.status for f in result.findings
+            if resource_id is None or f.resource_id.lower() == resource_id.lower()]
+
+
+@pytest.fixture
+def sub() -> str:
+    return SUB
