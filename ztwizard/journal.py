@@ -1,0 +1,620 @@
+"""The write-ahead journal: every session and every change the wizard sends to ARM, in SQLite.
+
+Before a write reaches ARM its before-image, body and etag are committed; after ARM answers the
+outcome is committed. A crash at any instant therefore leaves each touched resource recorded as
+changed, or as in flight with what it held before, which is what resume and undo need.
+
+Durability: WAL with synchronous=FULL. Privacy: the file is created 0600 (no window) and bodies
+are scrubbed of secrets before they are stored. Exclusivity: a writer holds an flock on a
+sidecar lock file, which dies with its process, and records its PID there for the error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import json
+import os
+import re
+import signal
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError, ZtwError
+from .model import Change
+
+DB_NAME = "journal.sqlite3"
+APPLICATION_ID = 0x5A545721  # "ZTW!": marks the file as ours, so a foreign database is refused
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+# Change states. `planned` rows are the session's plan; the rest follow the write's life.
+PLANNED = "planned"
+SKIPPED = "skipped"
+IN_FLIGHT = "in_flight"
+APPLIED = "applied"
+FAILED = "failed"
+NOT_APPLIED = "not_applied"
+DRIFTED = "drifted"
+UNDO_IN_FLIGHT = "undo_in_flight"
+UNDONE = "undone"
+UNDO_FAILED = "undo_failed"
+STATES = (PLANNED, SKIPPED, IN_FLIGHT, APPLIED, FAILED, NOT_APPLIED, DRIFTED,
+          UNDO_IN_FLIGHT, UNDONE, UNDO_FAILED)
+# Still holding what the wizard wrote, so undo has something to do.
+UNDOABLE = (APPLIED, UNDO_FAILED)
+# Nothing is known about ARM's side until a read settles it.
+UNSETTLED = (IN_FLIGHT, UNDO_IN_FLIGHT)
+
+# Session statuses.
+OPEN = "open"
+DONE = "done"
+UNDONE_SESSION = "undone"
+
+KILL_ENV = "ZTWIZARD_TEST_KILL_AFTER_COMMITS"
+
+
+# ---- secrets -------------------------------------------------------------------------------
+
+# Keys whose value is a secret (compared case-insensitively, exact).
+_SECRET_KEYS = {
+    "keys", "key", "primarykey", "secondarykey", "primaryconnectionstring",
+    "secondaryconnectionstring", "adminpassword", "password", "customdata", "protectedsettings",
+    "protectedsettingsfromkeyvault", "sastoken", "sas", "secret", "clientsecret", "token",
+    "accesstoken", "refreshtoken", "privatekey", "sharedkey", "accountkey", "storageaccountkey",
+    "authorizationkey", "credentials", "sharedaccesskey", "userdata",
+}
+# Key fragments that mark a secret wherever they occur in a key name.
+_SECRET_FRAGMENTS = ("password", "secret", "connectionstring", "sastoken", "privatekey",
+                     "accountkey", "sharedaccesskey", "protectedsetting")
+# Values that are secrets whatever their key is called.
+_SECRET_VALUES = [
+    re.compile(r"AccountKey=", re.I),
+    re.compile(r"SharedAccessSignature=", re.I),
+    re.compile(r"SharedAccessKey=", re.I),
+    re.compile(r"[?&]sig=[^&\s]+", re.I),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # a JWT
+    re.compile(r"^Bearer\s", re.I),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+]
+REDACTED = "<redacted>"
+
+
+def _is_secret_key(key: str) -> bool:
+    low = key.lower()
+    return low in _SECRET_KEYS or any(f in low for f in _SECRET_FRAGMENTS)
+
+
+def scrub(obj: Any) -> Any:
+    """A copy of `obj` with secrets replaced by a marker. Booleans stay (allowSharedKeyAccess)."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            if _is_secret_key(str(k)) and v is not None and not isinstance(v, bool):
+                out[k] = REDACTED
+            else:
+                out[k] = scrub(v)
+        return out
+    if isinstance(obj, list):
+        return [scrub(v) for v in obj]
+    if isinstance(obj, str) and any(p.search(obj) for p in _SECRET_VALUES):
+        return REDACTED
+    return obj
+
+
+# ---- schema and migrations ------------------------------------------------------------------
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Statement by statement: executescript() would commit the migration's transaction early."""
+    for stmt in sql.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    _script(db, """
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            target_kind TEXT NOT NULL,
+            endpoint TEXT NOT NULL DEFAULT '',
+            subscriptions TEXT NOT NULL DEFAULT '[]',
+            resource_groups TEXT NOT NULL DEFAULT '[]',
+            step TEXT,
+            status TEXT NOT NULL DEFAULT 'open',
+            pid INTEGER
+        );
+        CREATE TABLE changes (
+            session_id TEXT NOT NULL REFERENCES sessions(id),
+            change_id TEXT NOT NULL,
+            ordinal INTEGER NOT NULL,
+            step_id TEXT NOT NULL,
+            check_id TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            method TEXT NOT NULL,
+            action TEXT NOT NULL,
+            api_version TEXT NOT NULL DEFAULT '',
+            body TEXT,
+            plan_before TEXT NOT NULL DEFAULT '{}',
+            plan_after TEXT NOT NULL DEFAULT '{}',
+            before_image TEXT,
+            etag_before TEXT,
+            state TEXT NOT NULL,
+            result_etag TEXT,
+            after_image TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (session_id, change_id)
+        );
+    """)
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    """v2: the session's selection, change flags and write order, undo images, an event log."""
+    _script(db, """
+        ALTER TABLE sessions ADD COLUMN selection TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE changes ADD COLUMN flags TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE changes ADD COLUMN note TEXT;
+        ALTER TABLE changes ADD COLUMN seq INTEGER;
+        ALTER TABLE changes ADD COLUMN undo_image TEXT;
+        ALTER TABLE changes ADD COLUMN undo_body TEXT;
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id TEXT NOT NULL,
+            change_id TEXT,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX changes_state ON changes(session_id, state);
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION, one transaction per version step."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise ZtwError(f"The journal was written by a newer ztwizard (schema v{version}; this one knows v{SCHEMA_VERSION}).",
+                       "Upgrade ztwizard, or use another --state-dir.")
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS[version]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            version += 1
+            db.execute(f"PRAGMA user_version = {version}")
+            if version == 1:
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return version
+
+
+# ---- records --------------------------------------------------------------------------------
+
+@dataclass
+class SessionInfo:
+    id: str
+    created_at: str
+    updated_at: str
+    target_kind: str
+    endpoint: str
+    subscriptions: list[str]
+    resource_groups: list[str]
+    step: str | None
+    status: str
+    pid: int | None
+    selection: dict[str, Any]
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class ChangeRecord:
+    session_id: str
+    change_id: str
+    ordinal: int
+    step_id: str
+    check_id: str
+    resource_id: str
+    method: str
+    action: str
+    api_version: str
+    body: Any
+    plan_before: dict[str, Any]
+    plan_after: dict[str, Any]
+    before_image: dict[str, Any] | None
+    etag_before: str | None
+    state: str
+    result_etag: str | None
+    after_image: dict[str, Any] | None
+    error: str | None
+    created_at: str
+    updated_at: str
+    flags: dict[str, Any]
+    note: str | None
+    seq: int | None
+    undo_image: dict[str, Any] | None
+    undo_body: Any
+
+    @property
+    def depends_on(self) -> list[str]:
+        return list(self.flags.get("depends_on") or [])
+
+    @property
+    def title(self) -> str:
+        return str(self.flags.get("title") or self.check_id)
+
+    def to_change(self) -> Change:
+        return Change(check=self.check_id, resource_id=self.resource_id, action=self.action,
+                      method=self.method, body=copy.deepcopy(self.body), before=copy.deepcopy(self.plan_before),
+                      after=copy.deepcopy(self.plan_after), api_version=self.api_version,
+                      disruptive=bool(self.flags.get("disruptive")), billable=bool(self.flags.get("billable")),
+                      risk=str(self.flags.get("risk") or ""), title=str(self.flags.get("title") or ""),
+                      etag=self.etag_before, depends_on=self.depends_on, id=self.change_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+_JSON_COLS = {"body", "plan_before", "plan_after", "before_image", "after_image", "flags",
+              "undo_image", "undo_body"}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _dump(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(scrub(value), sort_keys=True)
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+# ---- the lock -------------------------------------------------------------------------------
+
+class _Lock:
+    """An exclusive flock on `<db>.lock`; the kernel drops it when the process dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = ""
+            with contextlib.suppress(OSError):
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            pid, _, session = holder.partition(" ")
+            who = f"PID {pid}" if pid.isdigit() else "another process"
+            what = f"Session {session}" if session else "The journal"
+            raise ZtwError(f"{what} is in use by {who}.",
+                           "Wait for that wizard to finish (or stop it), then try again.") from None
+        self.fd = fd
+        self.note("")
+
+    def note(self, session_id: str) -> None:
+        if self.fd is None:
+            return
+        data = f"{os.getpid()} {session_id}".strip().encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+# ---- the journal ----------------------------------------------------------------------------
+
+class Journal:
+    """The journal under `state_dir`. `write=True` takes the writer lock (apply, undo, resume);
+    readers (`sessions`, the TUI's journal view) may open it alongside a writer."""
+
+    def __init__(self, state_dir: str | os.PathLike[str], *, write: bool = True) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / DB_NAME
+        self.write = write
+        self._lock: _Lock | None = None
+        self._commits = 0
+        kill_after = os.environ.get(KILL_ENV, "")
+        self._kill_after = int(kill_after) if kill_after.isdigit() else 0
+        self._ensure_dir()
+        if write:
+            self._lock = _Lock(self.path.with_name(DB_NAME + ".lock"))
+            self._lock.acquire()
+        try:
+            self.db = self._connect()
+        except BaseException:
+            if self._lock:
+                self._lock.release()
+            raise
+
+    # -- opening --
+    def _ensure_dir(self) -> None:
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise UsageError(f"Cannot create the state directory {self.state_dir}: {e.strerror}.",
+                             "Pass a writable --state-dir (or set ZTWIZARD_STATE_DIR).") from None
+
+    def _check_file(self) -> bool:
+        """True when the file exists. Refuses anything that is not an SQLite database."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return False
+        if st.st_size == 0:
+            return True
+        with open(self.path, "rb") as f:
+            head = f.read(16)
+        if head != SQLITE_HEADER:
+            raise ZtwError(f"The journal {self.path} is not an SQLite database (corrupt or foreign file); it was left untouched.",
+                           "Move it aside to start a fresh journal, or pass another --state-dir.")
+        return True
+
+    def _connect(self) -> sqlite3.Connection:
+        existed = self._check_file()
+        if not existed:
+            if not self.write:
+                # A reader never creates the file; an empty in-memory journal answers its queries.
+                db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                migrate(db)
+                db.row_factory = sqlite3.Row
+                return db
+            # Created 0600 before SQLite touches it, so there is no window with wider rights.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=10, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            if app_id != APPLICATION_ID and (tables or version):
+                db.close()
+                raise ZtwError(f"{self.path} is an SQLite database but not a ztwizard journal; it was left untouched.",
+                               "Move it aside, or pass another --state-dir.")
+            if app_id == APPLICATION_ID:
+                db.execute("PRAGMA quick_check").fetchall()
+            if self.write:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                migrate(db)
+            elif version < SCHEMA_VERSION:
+                raise ZtwError(f"The journal {self.path} has an older schema (v{version}).",
+                               "Run any writing command (apply, undo, resume) once to upgrade it.")
+            with contextlib.suppress(OSError):
+                os.chmod(self.path, 0o600)
+            return db
+        except sqlite3.DatabaseError as e:
+            raise ZtwError(f"The journal {self.path} is corrupt ({e}); it was left untouched.",
+                           "Move it aside to start a fresh journal, or pass another --state-dir.") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.db.close()
+        if self._lock:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions --
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        if not self.write:
+            raise ZtwError("The journal was opened read-only.", "Open it with write=True.")
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        self._commits += 1
+        if self._kill_after and self._commits >= self._kill_after:
+            # Crash tests: die right after a durable commit, as a SIGKILL at that instant would.
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _event(self, db: sqlite3.Connection, session_id: str, change_id: str | None, kind: str,
+               message: str = "") -> None:
+        db.execute("INSERT INTO events(session_id, change_id, at, kind, message) VALUES (?,?,?,?,?)",
+                   (session_id, change_id, _now(), kind, message))
+
+    # -- sessions --
+    def create_session(self, target_kind: str, endpoint: str = "", *, subscriptions: Iterable[str] = (),
+                       resource_groups: Iterable[str] = (), selection: dict[str, Any] | None = None) -> str:
+        """A new open session held by this process; returns its id (sortable by creation)."""
+        sid = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        now = _now()
+        with self._tx() as db:
+            db.execute("INSERT INTO sessions(id, created_at, updated_at, target_kind, endpoint, subscriptions,"
+                       " resource_groups, step, status, pid, selection) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       (sid, now, now, target_kind, endpoint, json.dumps(list(subscriptions)),
+                        json.dumps(list(resource_groups)), None, OPEN, os.getpid(),
+                        json.dumps(selection or {}, sort_keys=True)))
+            self._event(db, sid, None, "session", f"created for {target_kind} {endpoint}".strip())
+        if self._lock:
+            self._lock.note(sid)
+        return sid
+
+    def hold(self, session_id: str) -> SessionInfo:
+        """Take over an existing session (resume, undo): record this process as its holder."""
+        info = self.session(session_id)
+        with self._tx() as db:
+            db.execute("UPDATE sessions SET pid=?, updated_at=? WHERE id=?", (os.getpid(), _now(), session_id))
+        if self._lock:
+            self._lock.note(session_id)
+        return info
+
+    def update_session(self, session_id: str, *, step: str | None = None, status: str | None = None) -> None:
+        sets, args = ["updated_at=?"], [_now()]
+        if step is not None:
+            sets.append("step=?")
+            args.append(step)
+        if status is not None:
+            sets.append("status=?")
+            args.append(status)
+        with self._tx() as db:
+            db.execute(f"UPDATE sessions SET {', '.join(sets)} WHERE id=?", (*args, session_id))
+
+    def _session_row(self, row: sqlite3.Row) -> SessionInfo:
+        counts = {r[0]: r[1] for r in self.db.execute(
+            "SELECT state, COUNT(*) FROM changes WHERE session_id=? GROUP BY state", (row["id"],))}
+        return SessionInfo(id=row["id"], created_at=row["created_at"], updated_at=row["updated_at"],
+                           target_kind=row["target_kind"], endpoint=row["endpoint"],
+                           subscriptions=json.loads(row["subscriptions"]),
+                           resource_groups=json.loads(row["resource_groups"]), step=row["step"],
+                           status=row["status"], pid=row["pid"], selection=json.loads(row["selection"] or "{}"),
+                           counts=counts)
+
+    def session(self, session_id: str) -> SessionInfo:
+        row = self.db.execute("SELECT * FROM sessions WHERE id=?", (session_id,)).fetchone()
+        if row is None:
+            raise UsageError(f"There is no session {session_id!r} in the journal.",
+                             "List them with `ztwizard sessions`.")
+        return self._session_row(row)
+
+    def sessions(self) -> list[SessionInfo]:
+        """Newest first."""
+        rows = self.db.execute("SELECT * FROM sessions ORDER BY created_at DESC, id DESC").fetchall()
+        return [self._session_row(r) for r in rows]
+
+    def latest_session(self, *, unfinished: bool = False) -> SessionInfo | None:
+        for s in self.sessions():
+            if not unfinished or s.status == OPEN:
+                return s
+        return None
+
+    # -- changes --
+    def record_plan(self, session_id: str, planned: Iterable[tuple[str, Change]]) -> None:
+        """The session's plan as `planned` rows ((step id, change) pairs), in order."""
+        now = _now()
+        with self._tx() as db:
+            start = db.execute("SELECT COALESCE(MAX(ordinal), 0) FROM changes WHERE session_id=?",
+                               (session_id,)).fetchone()[0]
+            for i, (step_id, ch) in enumerate(planned, start=start + 1):
+                exists = db.execute("SELECT 1 FROM changes WHERE session_id=? AND change_id=?",
+                                    (session_id, ch.id)).fetchone()
+                if exists:
+                    continue
+                db.execute(
+                    "INSERT INTO changes(session_id, change_id, ordinal, step_id, check_id, resource_id, method,"
+                    " action, api_version, body, plan_before, plan_after, etag_before, state, created_at,"
+                    " updated_at, flags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (session_id, ch.id, i, step_id, ch.check, ch.resource_id, ch.method, ch.action,
+                     ch.api_version, _dump(ch.body), _dump(ch.before) or "{}", _dump(ch.after) or "{}",
+                     ch.etag, PLANNED, now, now, _dump(_flags(ch))))
+
+    def update_change(self, session_id: str, change_id: str, *, event: str = "", **fields: Any) -> None:
+        """Set columns of one change and commit durably (JSON columns are scrubbed)."""
+        cols = dict(fields)
+        cols["updated_at"] = _now()
+        with self._tx() as db:
+            if cols.get("state") in (IN_FLIGHT, UNDO_IN_FLIGHT) and "seq" not in cols:
+                cols["seq"] = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE session_id=?",
+                                         (session_id,)).fetchone()[0]
+            names = list(cols)
+            values = [_dump(cols[n]) if n in _JSON_COLS else cols[n] for n in names]
+            cur = db.execute(f"UPDATE changes SET {', '.join(f'{n}=?' for n in names)} "
+                             "WHERE session_id=? AND change_id=?", (*values, session_id, change_id))
+            if cur.rowcount != 1:
+                raise ZtwError(f"Change {change_id} is not in session {session_id}.")
+            if event:
+                self._event(db, session_id, change_id, str(cols.get("state", "")), event)
+
+    def changes(self, session_id: str, *, states: Iterable[str] | None = None,
+                step_ids: Iterable[str] | None = None, change_ids: Iterable[str] | None = None) -> list[ChangeRecord]:
+        """The session's changes in plan order, optionally filtered."""
+        rows = self.db.execute("SELECT * FROM changes WHERE session_id=? ORDER BY ordinal", (session_id,)).fetchall()
+        st = set(states) if states is not None else None
+        steps = set(step_ids) if step_ids else None
+        ids = set(change_ids) if change_ids else None
+        out = []
+        for r in rows:
+            rec = _record(r)
+            if st is not None and rec.state not in st:
+                continue
+            if steps is not None and rec.step_id not in steps:
+                continue
+            if ids is not None and rec.change_id not in ids:
+                continue
+            out.append(rec)
+        return out
+
+    def change(self, session_id: str, change_id: str) -> ChangeRecord:
+        row = self.db.execute("SELECT * FROM changes WHERE session_id=? AND change_id=?",
+                              (session_id, change_id)).fetchone()
+        if row is None:
+            raise UsageError(f"There is no change {change_id!r} in session {session_id}.",
+                             "List the session's changes with `ztwizard sessions --format json`.")
+        return _record(row)
+
+    def events(self, session_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute(
+            "SELECT * FROM events WHERE session_id=? ORDER BY id", (session_id,))]
+
+    def log(self, session_id: str, kind: str, message: str, change_id: str | None = None) -> None:
+        with self._tx() as db:
+            self._event(db, session_id, change_id, kind, message)
+
+
+def _flags(ch: Change) -> dict[str, Any]:
+    return {"disruptive": ch.disruptive, "billable": ch.billable, "risk": ch.risk, "title": ch.title,
+            "depends_on": list(ch.depends_on), "params": ch.params}
+
+
+def _record(row: sqlite3.Row) -> ChangeRecord:
+    d = dict(row)
+    for k in _JSON_COLS:
+        d[k] = _load(d.get(k))
+    d["plan_before"] = d["plan_before"] or {}
+    d["plan_after"] = d["plan_after"] or {}
+    d["flags"] = d["flags"] or {}
+    return ChangeRecord(**d)
+
+
+def wait_unlocked(state_dir: str | os.PathLike[str], timeout: float = 5.0) -> None:
+    """Tests: wait until no process holds the writer lock."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            Journal(state_dir).close()
+            return
+        except ZtwError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
