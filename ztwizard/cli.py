@@ -1,0 +1,281 @@
+"""The `ztwizard` command line (product.md §3). Errors are one sentence and a hint, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import UsageError, ZtwError
+
+STEP_HELP = "step id (storage-1 … hub-4); repeatable"
+CHECK_HELP = "check id (storage-1b, hub-3a, …); repeatable"
+
+
+# ---- shared plumbing ---------------------------------------------------------------------------
+
+def state_dir(args: argparse.Namespace) -> Path:
+    raw = args.state_dir or os.environ.get("ZTWIZARD_STATE_DIR")
+    if not raw:
+        import platformdirs
+
+        raw = platformdirs.user_state_dir("ztwizard")
+    path = Path(raw).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"State dir {path} is not a directory.", hint="Pass --state-dir DIR or set ZTWIZARD_STATE_DIR.")
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def make_target(args: argparse.Namespace) -> Any:
+    from .engine import validate_subscriptions
+    from .target import azure_target, estate_target, sandbox_target
+
+    subs = list(args.subscription or [])
+    validate_subscriptions(subs)
+    if args.estate:
+        if args.sandbox:
+            raise UsageError("--estate and --sandbox cannot be combined.",
+                             hint="--estate audits a file offline; --sandbox talks to the sandbox.")
+        target = estate_target(args.estate)
+    elif args.sandbox:
+        target = sandbox_target(state_dir(args))
+    else:
+        target = azure_target(args.cloud, args.endpoint, args.ca_bundle)
+    target.subscriptions = subs
+    target.resource_groups = list(args.resource_group or [])
+    return target
+
+
+def make_gateway(args: argparse.Namespace) -> Any:
+    from .gateway import Gateway
+
+    return Gateway(make_target(args))
+
+
+def dry_run(args: argparse.Namespace) -> bool:
+    return bool(args.dry_run or args.estate)
+
+
+def write_output(text: str, output: str | None) -> None:
+    """stdout, or FILE written atomically: a failed run leaves no partial file."""
+    if not output:
+        sys.stdout.write(text)
+        return
+    dest = Path(output)
+    if dest.is_dir():
+        raise UsageError(f"Output {dest} is a directory.", hint="Pass a file name to --output.")
+    if not dest.parent.exists():
+        raise UsageError(f"Output directory {dest.parent} does not exist.", hint="Create it or pick another path.")
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    from .steps import ARTICLES, STEPS
+
+    if args.format == "json":
+        data = [{"id": s.id, "article": s.article, "number": s.number, "title": s.title, "why": s.why,
+                 "checks": [{"id": c.id, "title": c.title, "remediation": c.remediation,
+                             "resource_type": c.resource_type, "disruptive": c.disruptive,
+                             "billable": c.billable, "mcsb": c.mcsb, "policy": c.policy, "risk": c.risk}
+                            for c in s.checks]} for s in STEPS]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return 0
+    article = None
+    for s in STEPS:
+        if s.article != article:
+            article = s.article
+            print(f"\n== {ARTICLES[article]} ==")
+        print(f"{s.id:<10} {s.title}")
+        for c in s.checks:
+            print(f"    {c.id:<11} [{c.remediation}] {c.title}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .engine import inspect, validate_selection
+    from .report import render
+
+    validate_selection(args.step or [], args.check or [])
+    gateway = make_gateway(args)
+    progress = None
+    if sys.stderr.isatty() and args.format == "text" and not args.output:
+        def progress(done: int, total: int, label: str) -> None:
+            sys.stderr.write(f"\r\033[Kinspecting: {label}")
+            sys.stderr.flush()
+    plan = inspect(gateway, step_ids=args.step or [], check_ids=args.check or [], progress=progress)
+    if progress:
+        sys.stderr.write("\r\033[K")
+    write_output(render(plan, args.format, ascii_only=bool(os.environ.get("NO_COLOR"))), args.output)
+    if args.detailed_exitcode:
+        return 2 if plan.has_changes() else 0
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    raise ZtwError("apply is not available in this build.", hint="Use `ztwizard plan` to preview.")
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    raise ZtwError("undo is not available in this build.", hint="Use `ztwizard sessions` to list sessions.")
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    raise ZtwError("sessions is not available in this build.", hint="")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    raise ZtwError("resume is not available in this build.", hint="")
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from .tui.app import run  # Textual is imported only here
+
+    return int(run(args) or 0)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import cli as sandbox_cli
+
+    if args.sandbox_command == "serve":
+        return int(sandbox_cli.serve(state_dir(args), port=args.port, estate=args.estate_spec,
+                                     latency_ms=args.latency_ms, faults=args.faults) or 0)
+    if args.sandbox_command == "reset":
+        return int(sandbox_cli.reset(state_dir(args), estate=args.estate_spec) or 0)
+    if args.sandbox_command == "export":
+        return int(sandbox_cli.export(state_dir(args), output=args.output) or 0)
+    raise UsageError("Missing sandbox command.", hint="Use `ztwizard sandbox serve|reset|export`.")
+
+
+# ---- parser ------------------------------------------------------------------------------------
+
+def _global_options(p: argparse.ArgumentParser, suppress: bool, sandbox_command: bool = False) -> None:
+    """Global options are accepted before and after the command (`ztwizard plan --sandbox`)."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    g = p.add_argument_group("global options")
+    g.add_argument("--sandbox", action="store_true", default=d(False), help="target the sandbox")
+    if not sandbox_command:  # `sandbox serve --estate` names the sandbox's estate instead
+        g.add_argument("--estate", metavar="FILE", default=d(None),
+                       help="audit an estate file offline (read-only, implies --dry-run)")
+    g.add_argument("--endpoint", metavar="URL", default=d(None), help="ARM endpoint")
+    g.add_argument("--ca-bundle", metavar="PATH", default=d(None), help="CA bundle for --endpoint")
+    g.add_argument("--cloud", default=d("AzureCloud"),
+                   choices=["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"], help="Azure cloud")
+    g.add_argument("-s", "--subscription", action="append", metavar="ID", default=d(None),
+                   help="subscription in scope; repeatable")
+    g.add_argument("-g", "--resource-group", action="append", metavar="NAME", default=d(None),
+                   help="narrow the scope; repeatable")
+    g.add_argument("--state-dir", metavar="DIR", default=d(None), help="journal and sandbox state")
+    g.add_argument("--dry-run", action="store_true", default=d(False), help="never write to Azure")
+    g.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ztwizard", description="Harden Azure IaaS landing zones along Microsoft's Zero Trust guidance.")
+    parser.add_argument("--version", action="version", version=f"ztwizard {__version__}")
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _global_options(p, suppress=True)
+        return p
+
+    command("tui", "the wizard (default)")
+    p = command("steps", "list the catalog")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = command("plan", "inspect and preview; never writes")
+    p.add_argument("--step", action="append", metavar="ID", help=STEP_HELP)
+    p.add_argument("--check", action="append", metavar="ID", help=CHECK_HELP)
+    p.add_argument("--format", choices=["text", "json", "markdown", "sarif"], default="text")
+    p.add_argument("--output", metavar="FILE")
+    p.add_argument("--detailed-exitcode", action="store_true",
+                   help="exit 0 when nothing would change, 2 when changes are pending, 1 on error")
+
+    p = command("apply", "apply the proposed changes, journaled")
+    p.add_argument("--step", action="append", metavar="ID", help=STEP_HELP)
+    p.add_argument("--check", action="append", metavar="ID", help=CHECK_HELP)
+    p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
+    p.add_argument("--allow-disruptive", action="store_true", help="include changes that cause downtime or cut access")
+    p.add_argument("--allow-cost", action="store_true", help="include changes that create paid resources or plans")
+
+    p = command("undo", "take back journaled changes")
+    p.add_argument("--session", metavar="ID")
+    p.add_argument("--step", action="append", metavar="ID", help=STEP_HELP)
+    p.add_argument("--change", action="append", metavar="ID", help="change id; repeatable")
+    p.add_argument("--yes", action="store_true")
+    p.add_argument("--override", action="store_true", help="undo even where someone changed the resource since")
+
+    p = command("sessions", "sessions in the journal, newest first")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = command("resume", "reopen the wizard where a session stopped")
+    p.add_argument("session_id", nargs="?", metavar="SESSION_ID")
+
+    sb = command("sandbox", "the embedded ARM stand-in")
+    sbsub = sb.add_subparsers(dest="sandbox_command", metavar="serve|reset|export")
+    s = sbsub.add_parser("serve", help="serve the sandbox over HTTPS on 127.0.0.1 until interrupted")
+    _global_options(s, suppress=True, sandbox_command=True)
+    s.add_argument("--port", type=int, default=0)
+    s.add_argument("--estate", dest="estate_spec", default="reference", metavar="reference|scale:N|FILE")
+    s.add_argument("--latency-ms", type=int, default=0)
+    s.add_argument("--faults", metavar="SPEC", default=None, help="e.g. 429:0.1,500:0.05,reset:0.01")
+    s = sbsub.add_parser("reset", help="reset the sandbox state to an estate")
+    _global_options(s, suppress=True, sandbox_command=True)
+    s.add_argument("--estate", dest="estate_spec", default="reference", metavar="reference|scale:N|FILE")
+    s = sbsub.add_parser("export", help="write the sandbox state as an estate file")
+    _global_options(s, suppress=True, sandbox_command=True)
+    s.add_argument("--output", metavar="FILE")
+    return parser
+
+
+COMMANDS = {
+    None: cmd_tui, "tui": cmd_tui, "steps": cmd_steps, "plan": cmd_plan, "apply": cmd_apply,
+    "undo": cmd_undo, "sessions": cmd_sessions, "resume": cmd_resume, "sandbox": cmd_sandbox,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return COMMANDS[args.command](args)
+    except ZtwError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"ztwizard: error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("ztwizard: interrupted.\n")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"ztwizard: error: unexpected {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n"
+                         "hint: re-run with --debug to see the traceback.\n")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Inspect and preview: run the catalog's checks over an inventory and assemble the plan.
+
+Pure and synchronous; the CLI and the TUI both call it, the TUI from a worker thread."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import UsageError
+from .inventory import Inventory
+from .model import Change, Finding, StepResult, worst
+from .resource_id import is_guid
+from .steps import CHECK_BY_ID, STEP_BY_ID, STEP_OF_CHECK, STEPS, Step
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class Plan:
+    target: dict[str, Any]
+    steps: list[StepResult]
+    generated_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def step(self, step_id: str) -> StepResult:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def changes(self) -> list[Change]:
+        """Every proposed change, prerequisites first."""
+        return order_changes([c for s in self.steps for c in s.changes])
+
+    def summary(self) -> dict[str, int]:
+        out = {"steps": len(self.steps), "pass": 0, "fail": 0, "manual": 0, "error": 0, "not_applicable": 0}
+        for s in self.steps:
+            out[s.status] += 1
+        out["changes"] = sum(len(s.changes) for s in self.steps)
+        return out
+
+    def has_changes(self) -> bool:
+        return any(s.changes for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": "ztwizard.plan/v1", "target": self.target, "generated_at": self.generated_at,
+                "summary": self.summary(), "steps": [s.to_dict() for s in self.steps]}
+
+
+def validate_selection(step_ids: Iterable[str] = (), check_ids: Iterable[str] = ()) -> None:
+    """Unknown ids are a usage error naming the closest real id."""
+    for sid in step_ids:
+        if sid not in STEP_BY_ID:
+            raise UsageError(f"Unknown step id {sid!r}.", hint=_suggest(sid, STEP_BY_ID, "steps"))
+    for cid in check_ids:
+        if cid not in CHECK_BY_ID:
+            raise UsageError(f"Unknown check id {cid!r}.", hint=_suggest(cid, CHECK_BY_ID, "steps"))
+
+
+def validate_subscriptions(subscriptions: Iterable[str]) -> None:
+    for sub in subscriptions:
+        if not is_guid(sub):
+            raise UsageError(f"Subscription id {sub!r} is not a GUID.",
+                             hint="Pass the subscription's id (e.g. 00000000-0000-0000-0000-000000000000), not its name.")
+
+
+def _suggest(value: str, known: Iterable[str], listing: str) -> str:
+    close = difflib.get_close_matches(value, list(known), n=1)
+    more = f" `ztwizard {listing}` lists them all."
+    return (f"Did you mean {close[0]!r}?" + more) if close else more.strip()
+
+
+def selected_steps(step_ids: Iterable[str] = (), check_ids: Iterable[str] = ()) -> list[tuple[Step, list[str]]]:
+    """The steps to run, each with the ids of the checks to run in it, in catalog order."""
+    step_ids, check_ids = list(step_ids), list(check_ids)
+    validate_selection(step_ids, check_ids)
+    wanted_steps = set(step_ids) | {STEP_OF_CHECK[c].id for c in check_ids}
+    out = []
+    for step in STEPS:
+        if wanted_steps and step.id not in wanted_steps:
+            continue
+        ids = [c.id for c in step.checks]
+        if check_ids and step.id not in step_ids:
+            ids = [c for c in ids if c in check_ids]
+        out.append((step, ids))
+    return out
+
+
+def make_plan(inventory: Inventory, *, target: dict[str, Any] | None = None, step_ids: Iterable[str] = (),
+              check_ids: Iterable[str] = (), api_version_for: Callable[[str], str] | None = None,
+              progress: Progress | None = None) -> Plan:
+    selection = selected_steps(step_ids, check_ids)
+    results = []
+    for i, (step, ids) in enumerate(selection):
+        if progress:
+            progress(i, len(selection), step.id)
+        results.append(run_step(inventory, step, ids, api_version_for))
+    if progress:
+        progress(len(selection), len(selection), "done")
+    tgt = dict(target or {})
+    tgt.setdefault("subscriptions", list(inventory.subscriptions))
+    return Plan(target=tgt, steps=results)
+
+
+def run_step(inventory: Inventory, step: Step, check_ids: list[str] | None = None,
+             api_version_for: Callable[[str], str] | None = None) -> StepResult:
+    findings: list[Finding] = []
+    changes: list[Change] = []
+    for check in step.checks:
+        if check_ids is not None and check.id not in check_ids:
+            continue
+        try:
+            result = check.run(inventory)
+        except Exception as exc:  # a check bug must not sink the whole plan
+            findings.append(Finding(check=check.id, resource_id="", status="error",
+                                    message=f"The check failed to evaluate: {exc.__class__.__name__}: {exc}"))
+            continue
+        findings.extend(result.findings)
+        changes.extend(result.changes)
+    if api_version_for:
+        for c in changes:
+            if not c.api_version:
+                c.api_version = api_version_for(c.resource_id)
+    return StepResult(id=step.id, article=step.article, number=step.number, title=step.title,
+                      status=worst([f.status for f in findings]), findings=findings,
+                      changes=order_changes(changes))
+
+
+def order_changes(changes: list[Change]) -> list[Change]:
+    """Topological order on depends_on, otherwise keeping the given order (stable)."""
+    by_id = {c.id: c for c in changes}
+    done: set[str] = set()
+    out: list[Change] = []
+
+    def visit(c: Change, stack: set[str]) -> None:
+        if c.id in done or c.id in stack:
+            return
+        stack.add(c.id)
+        for dep in c.depends_on:
+            if dep in by_id:
+                visit(by_id[dep], stack)
+        stack.discard(c.id)
+        done.add(c.id)
+        out.append(c)
+
+    for c in changes:
+        visit(c, set())
+    return out
+
+
+def inspect(gateway: Any, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
+            subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
+            progress: Progress | None = None) -> Plan:
+    """Inventory the target's scope through the gateway and plan the selected steps."""
+    step_ids, check_ids = list(step_ids), list(check_ids)
+    validate_selection(step_ids, check_ids)
+    inv = gateway.inventory(subscriptions=subscriptions, resource_groups=resource_groups, progress=progress)
+    target = gateway.target.describe()
+    target["subscriptions"] = list(inv.subscriptions)
+    return make_plan(inv, target=target, step_ids=step_ids, check_ids=check_ids,
+                     api_version_for=gateway.api_version_for)

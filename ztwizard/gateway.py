@@ -1,0 +1,584 @@
+"""The one way to Azure Resource Manager. Nothing else imports azure-mgmt-*.
+
+The gateway builds every client from one place for any target (Azure, a custom endpoint, the
+sandbox), inventories a scope (Resource Graph first, typed list calls as the fallback, child
+and extension resources by their own reads), reads and writes single resources with etags,
+waits for long-running operations, and turns ARM errors into sentences a person can act on."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceModifiedError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from . import resource_id as rid
+from .errors import ArmError, Conflict, EtagMismatch, NotFound, PermissionDenied, Throttled, ZtwError
+from .inventory import Inventory
+
+log = logging.getLogger("ztwizard.gateway")
+
+Progress = Callable[[int, int, str], None]
+
+# api-version per resource type (lower-cased), pinned to the installed SDKs' defaults
+# (tests/test_gateway.py checks them against the clients, so an SDK upgrade shows up).
+API_VERSIONS: dict[str, str] = {
+    "microsoft.storage": "2026-09-01",
+    "microsoft.network": "2026-03-01",
+    "microsoft.compute": "2026-04-01",
+    "microsoft.compute/disks": "2026-03-02",
+    "microsoft.compute/snapshots": "2026-03-02",
+    "microsoft.compute/diskencryptionsets": "2026-03-02",
+    "microsoft.security/pricings": "2024-01-01",
+    "microsoft.security/settings": "2022-05-01",
+    "microsoft.security/defenderforstoragesettings": "2022-12-01-preview",
+    "microsoft.security/assessments": "2021-06-01",
+    "microsoft.security/securescores": "2020-01-01",
+    "microsoft.security/locations/jitnetworkaccesspolicies": "2020-01-01",
+    "microsoft.security": "2024-04-01",
+    "microsoft.authorization/roleassignments": "2022-04-01",
+    "microsoft.authorization/roledefinitions": "2022-04-01",
+    "microsoft.authorization/policyassignments": "2023-04-01",
+    "microsoft.authorization": "2022-04-01",
+    "microsoft.insights/diagnosticsettings": "2021-05-01-preview",
+    "microsoft.insights": "2021-05-01-preview",
+    "microsoft.operationalinsights": "2022-10-01",
+    "microsoft.keyvault": "2023-07-01",
+    "microsoft.resources/resourcegroups": "2025-04-01",
+    "microsoft.resources": "2025-04-01",
+}
+
+# What the catalog reads, by Resource Graph table. Child types ARG does not index are read
+# per parent (see _CHILD_READS).
+GRAPH_TYPES: dict[str, list[str]] = {
+    "resources": [
+        "Microsoft.Storage/storageAccounts",
+        "Microsoft.Compute/virtualMachines",
+        "Microsoft.Compute/virtualMachines/extensions",
+        "Microsoft.Compute/disks",
+        "Microsoft.Compute/diskEncryptionSets",
+        "Microsoft.Network/networkInterfaces",
+        "Microsoft.Network/networkSecurityGroups",
+        "Microsoft.Network/virtualNetworks",
+        "Microsoft.Network/routeTables",
+        "Microsoft.Network/publicIPAddresses",
+        "Microsoft.Network/azureFirewalls",
+        "Microsoft.Network/firewallPolicies",
+        "Microsoft.Network/bastionHosts",
+        "Microsoft.Network/applicationSecurityGroups",
+        "Microsoft.Network/ddosProtectionPlans",
+        "Microsoft.Network/networkWatchers",
+        "Microsoft.Network/networkWatchers/flowLogs",
+        "Microsoft.Network/applicationGateways",
+        "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies",
+        "Microsoft.Network/virtualNetworkGateways",
+        "Microsoft.Network/privateEndpoints",
+        "Microsoft.OperationalInsights/workspaces",
+        "Microsoft.KeyVault/vaults",
+    ],
+    "securityresources": [
+        "Microsoft.Security/pricings",
+        "Microsoft.Security/assessments",
+        "Microsoft.Security/secureScores",
+        "Microsoft.Security/locations/jitNetworkAccessPolicies",
+    ],
+    "authorizationresources": [
+        "Microsoft.Authorization/roleAssignments",
+        "Microsoft.Authorization/roleDefinitions",
+    ],
+}
+
+# Types that the catalog reads from somewhere other than Resource Graph (for `unreadable`).
+CHILD_TYPES = [
+    "Microsoft.Storage/storageAccounts/blobServices",
+    "Microsoft.Storage/storageAccounts/fileServices",
+    "Microsoft.Security/defenderForStorageSettings",
+    "Microsoft.Insights/diagnosticSettings",
+    "Microsoft.Network/firewallPolicies/ruleCollectionGroups",
+    "Microsoft.Security/settings",
+    "Microsoft.Authorization/policyAssignments",
+    "Microsoft.Resources/resourceGroups",
+]
+
+_ACTION_RE = re.compile(r"perform action '([^']+)' over scope '([^']+)'")
+
+
+def api_version_for(resource_id: str) -> str:
+    rtype = rid.type_of(resource_id).lower()
+    parts = rtype.split("/")
+    for n in range(len(parts), 0, -1):
+        key = "/".join(parts[:n])
+        if key in API_VERSIONS:
+            return API_VERSIONS[key]
+    raise ZtwError(f"No api-version is known for resource type {rtype or resource_id!r}.",
+                   hint="This resource type is not one the catalog manages.")
+
+
+def wire(obj: Any) -> dict[str, Any]:
+    """An SDK model (hybrid or msrest) or a dict, as ARM's wire JSON."""
+    if obj is None:
+        return {}
+    if isinstance(obj, dict):
+        return obj
+    if isinstance(obj, MutableMapping):  # hybrid models keep the raw JSON
+        return obj.as_dict()  # type: ignore[attr-defined,no-any-return]
+    return obj.serialize(keep_readonly=True)  # type: ignore[no-any-return]
+
+
+def translate(exc: Exception, resource_id: str = "", doing: str = "") -> ZtwError:
+    """ARM's error as one sentence and a hint. 403 names the permission and scope; 404 names the
+    resource; 412 says someone else changed it."""
+    what = _describe(resource_id) if resource_id else "the request"
+    if isinstance(exc, ZtwError):
+        return exc
+    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) in (None, 401):
+        return ZtwError("ARM rejected the credential (401): the sign-in is missing or has expired.",
+                        hint="Run `az login` (or check AZURE_* variables) and try again.")
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return ZtwError(f"Could not reach ARM while {doing or 'reading ' + what}: {_first_line(exc)}.",
+                        hint="Check the network, the endpoint and the CA bundle, then try again.")
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        code = (exc.error.code if exc.error else "") or ""
+        message = (exc.error.message if exc.error else "") or _first_line(exc)
+        if status == 403 or code == "AuthorizationFailed":
+            m = _ACTION_RE.search(message)
+            action, scope = (m.group(1), m.group(2)) if m else ("this operation", resource_id or "this scope")
+            return PermissionDenied(f"Permission denied: the signed-in principal may not perform {action} on {scope}.",
+                                    hint=f"Ask for a role that grants {action} at that scope (or run as a reader: plan only).",
+                                    status=403, code=code, resource_id=resource_id)
+        if status == 404:
+            return NotFound(f"{what[0].upper()}{what[1:]} was not found ({code or 'ResourceNotFound'}).",
+                            hint="It may have been deleted or moved; re-run the plan.",
+                            status=404, code=code, resource_id=resource_id)
+        if status == 412 or isinstance(exc, ResourceModifiedError):
+            return EtagMismatch(f"{what[0].upper()}{what[1:]} was changed by someone else since it was read.",
+                                hint="Re-run the plan to see its current state; nothing was overwritten.",
+                                status=412, code=code or "PreconditionFailed", resource_id=resource_id)
+        if status == 409:
+            return Conflict(f"ARM refused the write to {what}: {message}",
+                            hint="Another operation may be running on it; wait and retry.",
+                            status=409, code=code, resource_id=resource_id)
+        if status == 429:
+            return Throttled(f"ARM is throttling requests for {what} even after retries.",
+                             hint="Wait a minute and retry, or narrow the scope with -s/-g.",
+                             status=429, code=code, resource_id=resource_id)
+        return ArmError(f"ARM answered {status} {code} for {what}: {message}",
+                        hint="Retry; if it persists, check the Azure status page or the request details with --debug.",
+                        status=status, code=code, resource_id=resource_id)
+    return ZtwError(f"Unexpected error while {doing or 'talking to ARM'}: {_first_line(exc)}.",
+                    hint="Re-run with --debug for details.")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+def _describe(resource_id: str) -> str:
+    p = rid.parse(resource_id)
+    kind = p.type.rsplit("/", 1)[-1] if p.type else "resource"
+    where = f" in resource group {p.resource_group}" if p.resource_group else ""
+    return f"{kind} {p.name}{where}"
+
+
+class Gateway:
+    """All ARM traffic for one target. Thread-safe: clients are built once per subscription."""
+
+    def __init__(self, target: Any, *, polling_interval: float | None = None, retry_total: int | None = None,
+                 max_workers: int = 8) -> None:
+        self.target = target
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self.max_workers = max_workers
+        kwargs: dict[str, Any] = {"base_url": target.endpoint}
+        if target.transport is not None:
+            kwargs["transport"] = target.transport
+        if target.ca_bundle:
+            kwargs["connection_verify"] = target.ca_bundle
+        if target.credential_scopes:
+            kwargs["credential_scopes"] = target.credential_scopes
+        if polling_interval is None:
+            polling_interval = 2.0 if target.kind == "azure" else 0.0
+        kwargs["polling_interval"] = polling_interval
+        if retry_total is not None:
+            kwargs["retry_total"] = retry_total
+        self._kwargs = kwargs
+
+    # ---- clients ---------------------------------------------------------------------------
+    def client(self, kind: str, subscription: str = "") -> Any:
+        key = (kind, subscription.lower())
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = self._build(kind, subscription)
+            return self._clients[key]
+
+    def _build(self, kind: str, sub: str) -> Any:
+        cred, kw = self.target.credential, self._kwargs
+        if kind == "resources":
+            from azure.mgmt.resource.resources import ResourceManagementClient
+
+            return ResourceManagementClient(cred, sub, **kw)
+        if kind == "subscriptions":
+            from azure.mgmt.resource.subscriptions import SubscriptionClient
+
+            return SubscriptionClient(cred, **kw)
+        if kind == "graph":
+            from azure.mgmt.resourcegraph import ResourceGraphClient
+
+            return ResourceGraphClient(cred, **kw)
+        if kind == "storage":
+            from azure.mgmt.storage import StorageManagementClient
+
+            return StorageManagementClient(cred, sub, **kw)
+        if kind == "network":
+            from azure.mgmt.network import NetworkManagementClient
+
+            return NetworkManagementClient(cred, sub, **kw)
+        if kind == "compute":
+            from azure.mgmt.compute import ComputeManagementClient
+
+            return ComputeManagementClient(cred, sub, **kw)
+        if kind == "security":  # multi-api client: base_url must be a keyword
+            from azure.mgmt.security import SecurityCenter
+
+            return SecurityCenter(cred, sub, **kw)
+        if kind == "authorization":
+            from azure.mgmt.authorization import AuthorizationManagementClient
+
+            return AuthorizationManagementClient(cred, sub, **kw)
+        if kind == "monitor":
+            from azure.mgmt.monitor import MonitorManagementClient
+
+            return MonitorManagementClient(cred, sub, **kw)
+        raise ValueError(kind)
+
+    # ---- single resources ------------------------------------------------------------------
+    def api_version_for(self, resource_id: str) -> str:
+        return api_version_for(resource_id)
+
+    def read(self, resource_id: str) -> dict[str, Any] | None:
+        """The resource as ARM holds it now (with its etag), or None when it does not exist."""
+        sub = rid.subscription_of(resource_id) or ""
+        try:
+            res = self.client("resources", sub).resources.get_by_id(
+                resource_id, api_version=api_version_for(resource_id))
+        except HttpResponseError as exc:
+            if exc.status_code == 404:
+                return None
+            raise translate(exc, resource_id, "reading") from exc
+        except Exception as exc:
+            raise translate(exc, resource_id, "reading") from exc
+        return wire(res)
+
+    def write(self, method: str, resource_id: str, body: dict[str, Any] | None, *,
+              etag: str | None = None) -> dict[str, Any] | None:
+        """PUT, PATCH or DELETE one resource and wait for ARM to finish. `etag` becomes If-Match,
+        so a resource changed by someone else is refused (EtagMismatch) rather than overwritten."""
+        if self.target.read_only:
+            raise ZtwError("This target is read-only: nothing was changed.",
+                           hint="An estate file is for auditing; use --sandbox or Azure to apply.")
+        sub = rid.subscription_of(resource_id) or ""
+        ops = self.client("resources", sub).resources
+        version = api_version_for(resource_id)
+        headers = {"If-Match": etag} if etag else {}
+        method = method.upper()
+        try:
+            if method == "PUT":
+                poller = ops.begin_create_or_update_by_id(resource_id, body or {}, api_version=version,
+                                                          headers=headers)
+            elif method == "PATCH":
+                poller = ops.begin_update_by_id(resource_id, body or {}, api_version=version, headers=headers)
+            elif method == "DELETE":
+                ops.begin_delete_by_id(resource_id, api_version=version, headers=headers).result()
+                return None
+            else:
+                raise ValueError(method)
+            result = poller.result()
+        except HttpResponseError as exc:
+            raise translate(exc, resource_id, f"writing ({method})") from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise translate(exc, resource_id, f"writing ({method})") from exc
+        out = wire(result)
+        if not out or "etag" not in out:
+            # Some LRO shapes return no body; read back what ARM now holds.
+            return self.read(resource_id) or out
+        return out
+
+    # ---- scope -----------------------------------------------------------------------------
+    def list_subscriptions(self) -> list[str]:
+        try:
+            return sorted(s.subscription_id for s in self.client("subscriptions").subscriptions.list())
+        except Exception as exc:
+            raise translate(exc, "", "listing subscriptions") from exc
+
+    def list_resource_groups(self, subscription: str) -> list[dict[str, Any]]:
+        try:
+            return [wire(g) for g in self.client("resources", subscription).resource_groups.list()]
+        except Exception as exc:
+            raise translate(exc, f"/subscriptions/{subscription}", "listing resource groups") from exc
+
+    # ---- inventory -------------------------------------------------------------------------
+    def inventory(self, subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
+                  progress: Progress | None = None, use_graph: bool = True) -> Inventory:
+        """Everything the catalog reads in the scope. Types the credential cannot read are
+        recorded in `Inventory.unreadable` (checks then report `error`) instead of failing."""
+        subs = list(subscriptions or self.target.subscriptions or self.list_subscriptions())
+        rgs = [g.lower() for g in (resource_groups or self.target.resource_groups or [])]
+        resources: list[dict[str, Any]] = []
+        unreadable: dict[str, str] = {}
+        report = progress or (lambda done, total, label: None)
+        total_phases = 4
+        report(0, total_phases, "Resource groups")
+        for sub in subs:
+            try:
+                for g in self.list_resource_groups(sub):
+                    if not rgs or g["name"].lower() in rgs:
+                        resources.append(g)
+            except ZtwError as exc:
+                unreadable["microsoft.resources/resourcegroups"] = exc.message
+        report(1, total_phases, "Resource Graph")
+        graph_ok = False
+        if use_graph:
+            try:
+                resources.extend(self._graph_inventory(subs, rgs))
+                graph_ok = True
+            except ZtwError as exc:
+                log.info("Resource Graph unavailable (%s); falling back to list calls", exc.message)
+        if not graph_ok:
+            report(1, total_phases, "List calls")
+            resources.extend(self._list_inventory(subs, rgs, unreadable))
+        report(2, total_phases, "Child and extension resources")
+        resources.extend(self._child_inventory(subs, resources, unreadable))
+        report(3, total_phases, "Subscription settings")
+        resources.extend(self._subscription_inventory(subs, unreadable))
+        inv = Inventory.from_resources(resources, subscriptions=subs)
+        inv.unreadable.update(unreadable)
+        report(4, total_phases, "Done")
+        return inv
+
+    def graph_query(self, subscriptions: list[str], query: str, page_size: int = 1000) -> list[dict[str, Any]]:
+        """All rows of a Resource Graph query, following $skipToken."""
+        from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+        graph = self.client("graph")
+        req = QueryRequest(subscriptions=subscriptions, query=query,
+                           options=QueryRequestOptions(top=page_size, result_format="objectArray"))
+        rows: list[dict[str, Any]] = []
+        try:
+            while True:
+                resp = graph.resources(req)
+                rows.extend(resp.data or [])
+                if not resp.skip_token:
+                    return rows
+                req.options.skip_token = resp.skip_token
+        except Exception as exc:
+            raise translate(exc, "", "querying Resource Graph") from exc
+
+    def _graph_inventory(self, subs: list[str], rgs: list[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for table, types in GRAPH_TYPES.items():
+            type_list = ", ".join(f"'{t.lower()}'" for t in types)
+            query = f"{table} | where type in~ ({type_list})"
+            if rgs and table == "resources":
+                query += " | where resourceGroup in~ (" + ", ".join(f"'{g}'" for g in rgs) + ")"
+            query += " | order by id asc"
+            for row in self.graph_query(subs, query):
+                out.append({k: v for k, v in row.items() if k not in ("subscriptionId", "resourceGroup", "tenantId")})
+        return out
+
+    def _list_inventory(self, subs: list[str], rgs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+        """Typed list calls, one per type and subscription: slower, but works without Graph."""
+        out: list[dict[str, Any]] = []
+        for sub in subs:
+            for rtype, lister in _LISTERS.items():
+                try:
+                    items = [wire(x) for x in lister(self, sub)]
+                except ZtwError as exc:
+                    unreadable[rtype.lower()] = exc.message
+                    continue
+                except Exception as exc:
+                    unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
+                    continue
+                out.extend(i for i in items if not rgs or (rid.parse(i["id"]).resource_group or "").lower() in rgs)
+        vms = [r for r in out if rid.type_of(r["id"]).lower() == "microsoft.compute/virtualmachines"]
+        for vm in vms:
+            p = rid.parse(vm["id"])
+            try:
+                exts = self.client("compute", p.subscription or "").virtual_machine_extensions.list(
+                    p.resource_group, p.name)
+                out.extend(wire(e) for e in (exts.value or []))
+            except Exception as exc:
+                unreadable["microsoft.compute/virtualmachines/extensions"] = translate(exc, vm["id"]).message
+        return out
+
+    def _child_inventory(self, subs: list[str], resources: list[dict[str, Any]],
+                         unreadable: dict[str, str]) -> list[dict[str, Any]]:
+        """Children and extension resources that Resource Graph does not index, read per parent
+        in a small thread pool (they are independent GETs)."""
+        jobs: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = []
+        for res in resources:
+            rtype = rid.type_of(res["id"]).lower()
+            for child_type, reader in _CHILD_READS.get(rtype, []):
+                jobs.append((child_type, (lambda r=res, f=reader: f(self, r))))
+        out: list[dict[str, Any]] = []
+        if not jobs:
+            return out
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            futures = [(t, pool.submit(job)) for t, job in jobs]
+            for child_type, fut in futures:
+                try:
+                    out.extend(fut.result())
+                except HttpResponseError as exc:
+                    if exc.status_code == 404:
+                        continue
+                    unreadable[child_type.lower()] = translate(exc).message
+                except ZtwError as exc:
+                    unreadable[child_type.lower()] = exc.message
+                except Exception as exc:
+                    unreadable[child_type.lower()] = translate(exc).message
+        return out
+
+    def _subscription_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for sub in subs:
+            for rtype, reader in _SUBSCRIPTION_READS.items():
+                try:
+                    out.extend(wire(x) for x in reader(self, sub))
+                except HttpResponseError as exc:
+                    if exc.status_code == 404:
+                        continue
+                    unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
+                except Exception as exc:
+                    unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
+        return out
+
+
+# ---- per-type readers ----------------------------------------------------------------------
+
+def _rg_name(res: dict[str, Any]) -> tuple[str, str, str]:
+    p = rid.parse(res["id"])
+    return p.subscription or "", p.resource_group or "", p.name
+
+
+def _blob_services(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    sub, rg, name = _rg_name(res)
+    return [wire(x) for x in gw.client("storage", sub).blob_services.list(rg, name)]
+
+
+def _file_services(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    sub, rg, name = _rg_name(res)
+    listed = gw.client("storage", sub).file_services.list(rg, name)
+    return [wire(x) for x in (getattr(listed, "value", None) or [])]
+
+
+def _defender_for_storage(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    sub, _rg, _name = _rg_name(res)
+    return [wire(gw.client("security", sub).defender_for_storage.get(res["id"], "current"))]
+
+
+def _diagnostic_settings(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    sub, _rg, _name = _rg_name(res)
+    listed = gw.client("monitor", sub).diagnostic_settings.list(res["id"])
+    items = getattr(listed, "value", None)
+    return [wire(x) for x in (items if items is not None else listed)]
+
+
+def _rule_collection_groups(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    sub, rg, name = _rg_name(res)
+    return [wire(x) for x in gw.client("network", sub).firewall_policy_rule_collection_groups.list(rg, name)]
+
+
+_CHILD_READS: dict[str, list[tuple[str, Callable[[Gateway, dict[str, Any]], list[dict[str, Any]]]]]] = {
+    "microsoft.storage/storageaccounts": [
+        ("Microsoft.Storage/storageAccounts/blobServices", _blob_services),
+        ("Microsoft.Storage/storageAccounts/fileServices", _file_services),
+        ("Microsoft.Security/defenderForStorageSettings", _defender_for_storage),
+    ],
+    "microsoft.network/azurefirewalls": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
+    "microsoft.network/publicipaddresses": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
+    "microsoft.network/firewallpolicies": [
+        ("Microsoft.Network/firewallPolicies/ruleCollectionGroups", _rule_collection_groups)],
+}
+
+
+def _settings(gw: Gateway, sub: str) -> Iterable[Any]:
+    return gw.client("security", sub).settings.list()
+
+
+def _activity_log(gw: Gateway, sub: str) -> Iterable[Any]:
+    listed = gw.client("monitor", sub).subscription_diagnostic_settings.list()
+    items = getattr(listed, "value", None)
+    return items if items is not None else listed
+
+
+def _policy_assignments(gw: Gateway, sub: str) -> Iterable[Any]:
+    # No typed policy client is installed; ARM's generic list is enough for assignments.
+    from azure.core.rest import HttpRequest
+
+    client = gw.client("resources", sub)
+    url = f"/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments"
+    out: list[dict[str, Any]] = []
+    next_url: str | None = f"{url}?api-version={API_VERSIONS['microsoft.authorization/policyassignments']}"
+    while next_url:
+        resp = client._send_request(HttpRequest("GET", next_url))
+        if resp.status_code >= 400:
+            raise HttpResponseError(response=resp)
+        page = resp.json()
+        out.extend(page.get("value", []))
+        next_url = page.get("nextLink")
+    return out
+
+
+_SUBSCRIPTION_READS: dict[str, Callable[[Gateway, str], Iterable[Any]]] = {
+    "Microsoft.Security/settings": _settings,
+    "Microsoft.Insights/diagnosticSettings": _activity_log,
+    "Microsoft.Authorization/policyAssignments": _policy_assignments,
+}
+
+
+def _paged(items: Any) -> Iterable[Any]:
+    value = getattr(items, "value", None)
+    return value if value is not None and not hasattr(items, "by_page") else items
+
+
+_LISTERS: dict[str, Callable[[Gateway, str], Iterable[Any]]] = {
+    "Microsoft.Storage/storageAccounts": lambda g, s: g.client("storage", s).storage_accounts.list(),
+    "Microsoft.Compute/virtualMachines": lambda g, s: g.client("compute", s).virtual_machines.list_all(),
+    "Microsoft.Compute/disks": lambda g, s: g.client("compute", s).disks.list(),
+    "Microsoft.Compute/diskEncryptionSets": lambda g, s: g.client("compute", s).disk_encryption_sets.list(),
+    "Microsoft.Network/networkInterfaces": lambda g, s: g.client("network", s).network_interfaces.list_all(),
+    "Microsoft.Network/networkSecurityGroups": lambda g, s: g.client("network", s).network_security_groups.list_all(),
+    "Microsoft.Network/virtualNetworks": lambda g, s: g.client("network", s).virtual_networks.list_all(),
+    "Microsoft.Network/routeTables": lambda g, s: g.client("network", s).route_tables.list_all(),
+    "Microsoft.Network/publicIPAddresses": lambda g, s: g.client("network", s).public_ip_addresses.list_all(),
+    "Microsoft.Network/azureFirewalls": lambda g, s: g.client("network", s).azure_firewalls.list_all(),
+    "Microsoft.Network/firewallPolicies": lambda g, s: g.client("network", s).firewall_policies.list_all(),
+    "Microsoft.Network/bastionHosts": lambda g, s: g.client("network", s).bastion_hosts.list(),
+    "Microsoft.Network/applicationSecurityGroups":
+        lambda g, s: g.client("network", s).application_security_groups.list_all(),
+    "Microsoft.Network/ddosProtectionPlans": lambda g, s: g.client("network", s).ddos_protection_plans.list(),
+    "Microsoft.Network/networkWatchers": lambda g, s: g.client("network", s).network_watchers.list_all(),
+    "Microsoft.Network/applicationGateways": lambda g, s: g.client("network", s).application_gateways.list_all(),
+    "Microsoft.Network/privateEndpoints": lambda g, s: g.client("network", s).private_endpoints.list_by_subscription(),
+    "Microsoft.Security/pricings": lambda g, s: _paged(g.client("security", s).pricings.list(f"subscriptions/{s}")),
+    "Microsoft.Security/assessments": lambda g, s: g.client("security", s).assessments.list(f"subscriptions/{s}"),
+    "Microsoft.Security/secureScores": lambda g, s: g.client("security", s).secure_scores.list(),
+    "Microsoft.Security/locations/jitNetworkAccessPolicies":
+        lambda g, s: g.client("security", s).jit_network_access_policies.list(),
+    "Microsoft.Authorization/roleAssignments":
+        lambda g, s: g.client("authorization", s).role_assignments.list_for_subscription(),
+    "Microsoft.Authorization/roleDefinitions":
+        lambda g, s: g.client("authorization", s).role_definitions.list(f"/subscriptions/{s}",
+                                                                         filter="type eq 'CustomRole'"),
+}
