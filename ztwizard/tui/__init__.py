@@ -1,0 +1,1 @@
+"""The interactive wizard (Textual). Nothing outside this package imports Textual."""

@@ -1,0 +1,387 @@
+"""The wizard: a Textual app over the engine. Entry point `run()` is what the CLI launches.
+
+The app owns the wizard's state (results per step, the selection of changes, change progress,
+the journal rows) and every blocking call: each runs in a thread worker that posts a typed
+message back, so no screen ever waits on ARM."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import get_current_worker
+
+from ..errors import ZtwError
+from ..model import Change, StepResult
+from ..steps import STEP_BY_ID, STEPS
+from .backend import ApplyOutcome, Backend, JournalRow, SessionInfo
+from .commands import WizardCommands
+from .messages import (
+    ApplyFinished,
+    ChangeProgress,
+    InspectProgress,
+    JournalLoaded,
+    Resumed,
+    StepsInspected,
+    SubscriptionsLoaded,
+    UndoFinished,
+)
+
+DRY_RUN_REASON = "dry-run: the wizard was started with --dry-run, so nothing is written to Azure"
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ZtwError):
+        return f"{exc.message} {exc.hint}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+class WizardApp(App[int]):
+    """ztwizard's interactive wizard."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ztwizard"
+    COMMANDS = App.COMMANDS | {WizardCommands}
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, backend: Backend, *, resume_session: str | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.dry_run = backend.dry_run
+        self.resume_session = resume_session
+        self.results: dict[str, StepResult] = {}
+        self.inspecting = False
+        self.inspect_progress: tuple[int, int, str] = (0, 0, "")
+        self.inspect_error = ""
+        self.selected: dict[str, set[str]] = {}
+        self.change_state: dict[str, tuple[str, str]] = {}  # change id -> (state, message)
+        self.applying: str | None = None  # step id being applied
+        self.apply_error: dict[str, str] = {}
+        self.journal_rows: list[JournalRow] = []
+        self.session: SessionInfo | None = None
+        self.subscriptions: list[tuple[str, str]] = []
+        self.pending_step: str | None = None  # step to open once inspection ends (resume)
+        self._cancel_apply = threading.Event()
+        self.sub_title = backend.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        from .screens.start import StartScreen
+
+        self.push_screen(StartScreen())
+        self.load_start()
+
+    def state_changed(self) -> None:
+        """Let every screen on the stack re-read the app's state."""
+        for screen in self.screen_stack:
+            hook = getattr(screen, "refresh_state", None)
+            if callable(hook):
+                hook()
+
+    # ---- actions --------------------------------------------------------------------------
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_open_step(self, step_id: str) -> None:
+        from .screens.checklist import ChecklistScreen
+        from .screens.step import StepScreen
+
+        if step_id not in STEP_BY_ID:
+            self.notify(f"No step {step_id!r}.", severity="error")
+            return
+        # keep the stack shallow: checklist, then one step view
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, ChecklistScreen):
+            if isinstance(self.screen, StepScreen | ChecklistScreen):
+                break
+            self.pop_screen()
+        if isinstance(self.screen, StepScreen):
+            self.screen.show_step(step_id)
+        else:
+            self.push_screen(StepScreen(step_id))
+
+    def action_journal(self) -> None:
+        from .screens.journal import JournalScreen
+
+        if not isinstance(self.screen, JournalScreen):
+            self.push_screen(JournalScreen())
+        self.load_journal()
+
+    def action_reinspect(self) -> None:
+        self.run_inspect()
+
+    def action_checklist(self) -> None:
+        from .screens.checklist import ChecklistScreen
+
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, ChecklistScreen):
+            self.pop_screen()
+        if not isinstance(self.screen, ChecklistScreen):
+            self.switch_screen(ChecklistScreen())
+
+    def start_inspection(self, subscriptions: list[str] | None) -> None:
+        """Leave the start screen for the checklist and inspect the chosen scope."""
+        from .screens.checklist import ChecklistScreen
+
+        self.backend.set_scope(subscriptions)
+        self.switch_screen(ChecklistScreen())
+        self.run_inspect()
+
+    def accept_resume(self) -> None:
+        from .screens.checklist import ChecklistScreen
+
+        if self.session is None:
+            return
+        self.switch_screen(ChecklistScreen())
+        self.run_resume(self.session.id)
+
+    # ---- selection ------------------------------------------------------------------------
+    def selection(self, step_id: str) -> set[str]:
+        """Changes chosen for apply; by default every change that is neither disruptive nor billable."""
+        if step_id not in self.selected:
+            res = self.results.get(step_id)
+            self.selected[step_id] = {c.id for c in (res.changes if res else [])
+                                      if not c.disruptive and not c.billable}
+        return self.selected[step_id]
+
+    def edit_params(self, step_id: str, change_id: str, params: dict[str, Any]) -> None:
+        """Replace a create change by the same change built from the edited parameters."""
+        res = self.results.get(step_id)
+        if res is None:
+            return
+        for i, c in enumerate(res.changes):
+            if c.id == change_id:
+                try:
+                    res.changes[i] = self.backend.with_params(c, params)
+                except ZtwError as exc:
+                    self.notify(_why(exc), title="Parameters refused", severity="error")
+                    return
+                self.notify(f"Parameters of {c.title or c.check} updated.")
+                break
+        self.state_changed()
+
+    def chosen_changes(self, step_id: str) -> list[Change]:
+        res = self.results.get(step_id)
+        chosen = self.selection(step_id)
+        return [c for c in (res.changes if res else []) if c.id in chosen]
+
+    # ---- workers --------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="start")
+    def load_start(self) -> None:
+        subs: list[tuple[str, str]] = []
+        session = None
+        error = ""
+        try:
+            subs = self.backend.list_subscriptions()
+        except Exception as exc:  # noqa: BLE001 - shown on the start screen, never a traceback
+            error = _why(exc)
+        try:
+            session = self.backend.unfinished_session()
+        except Exception as exc:  # noqa: BLE001
+            error = error or _why(exc)
+        self.post_message(SubscriptionsLoaded(subs, session, error))
+
+    @work(thread=True, exclusive=True, group="inspect")
+    def run_inspect(self, step_ids: list[str] | None = None) -> None:
+        self.post_message(InspectProgress(0, len(step_ids or STEPS), "reading the estate"))
+
+        def progress(done: int, total: int, label: str) -> None:
+            self.post_message(InspectProgress(done, total, label))
+
+        try:
+            results = self.backend.inspect(step_ids, progress=progress)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(StepsInspected([], error=_why(exc)))
+            return
+        self.post_message(StepsInspected(results))
+
+    @work(thread=True, exclusive=True, group="apply")
+    def run_apply(self, step_id: str, changes: list[Change]) -> None:
+        worker = get_current_worker()
+        self._cancel_apply.clear()
+
+        def progress(change_id: str, state: str, message: str = "") -> None:
+            self.post_message(ChangeProgress(change_id, state, message))
+
+        def cancelled() -> bool:
+            return worker.is_cancelled or self._cancel_apply.is_set()
+
+        outcomes: list[ApplyOutcome] = []
+        error = ""
+        try:
+            outcomes = self.backend.apply(step_id, changes, progress, cancelled)
+        except Exception as exc:  # noqa: BLE001
+            error = _why(exc)
+        interrupted = cancelled()
+        if not interrupted:
+            try:
+                results = self.backend.inspect([step_id])
+                self.post_message(StepsInspected(results))
+            except Exception as exc:  # noqa: BLE001
+                error = error or _why(exc)
+        self.post_message(ApplyFinished(step_id, outcomes, error, interrupted))
+
+    @work(thread=True, exclusive=True, group="journal")
+    def load_journal(self) -> None:
+        try:
+            rows = self.backend.journal()
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(JournalLoaded([], _why(exc)))
+            return
+        self.post_message(JournalLoaded(rows))
+
+    @work(thread=True, exclusive=True, group="apply")
+    def run_undo(self, change_ids: list[str], override: bool = False) -> None:
+        def progress(change_id: str, state: str, message: str = "") -> None:
+            self.post_message(ChangeProgress(change_id, state, message))
+
+        try:
+            result = self.backend.undo(change_ids, override=override, progress=progress)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(UndoFinished(None, change_ids, _why(exc)))
+            return
+        steps = sorted({r.step for r in self.journal_rows if r.change_id in change_ids and r.step})
+        try:
+            if steps:
+                self.post_message(StepsInspected(self.backend.inspect(steps)))
+            rows = self.backend.journal()
+            self.post_message(JournalLoaded(rows))
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(UndoFinished(result, change_ids, _why(exc)))
+            return
+        self.post_message(UndoFinished(result, change_ids))
+
+    @work(thread=True, exclusive=True, group="apply")
+    def run_resume(self, session_id: str) -> None:
+        try:
+            step_id, outcomes = self.backend.resume(session_id)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(Resumed(session_id, None, [], _why(exc)))
+            return
+        self.post_message(Resumed(session_id, step_id, outcomes))
+
+    # ---- message handlers -----------------------------------------------------------------
+    def on_subscriptions_loaded(self, msg: SubscriptionsLoaded) -> None:
+        self.subscriptions = msg.subscriptions
+        self.session = msg.session
+        if msg.error:
+            self.notify(msg.error, title="Could not list subscriptions", severity="error", timeout=10)
+        self.state_changed()
+        if self.resume_session and self.session is not None:
+            self.accept_resume()
+
+    def on_inspect_progress(self, msg: InspectProgress) -> None:
+        self.inspecting = True
+        self.inspect_progress = (msg.done, msg.total, msg.label)
+        self.state_changed()
+
+    def on_steps_inspected(self, msg: StepsInspected) -> None:
+        for r in msg.results:
+            self.results[r.id] = r
+            # keep a person's choices, drop ids that no longer exist
+            if r.id in self.selected:
+                ids = {c.id for c in r.changes}
+                self.selected[r.id] &= ids
+        if msg.final and self.applying is None:
+            self.inspecting = False
+        self.inspect_error = msg.error
+        if msg.error:
+            self.notify(msg.error, title="Inspection failed", severity="error", timeout=10)
+        self.state_changed()
+        if msg.final and self.pending_step and not self.inspecting:
+            step, self.pending_step = self.pending_step, None
+            self.action_open_step(step)
+
+    def on_change_progress(self, msg: ChangeProgress) -> None:
+        self.change_state[msg.change_id] = (msg.state, msg.message)
+        self.state_changed()
+
+    def on_apply_finished(self, msg: ApplyFinished) -> None:
+        self.applying = None
+        self.inspecting = False
+        for o in msg.outcomes:
+            self.change_state[o.change_id] = (o.state, o.message)
+        failed = [o for o in msg.outcomes if not o.ok]
+        if msg.error:
+            self.apply_error[msg.step_id] = msg.error
+            self.notify(msg.error, title="Apply failed", severity="error", timeout=10)
+        elif failed:
+            self.apply_error[msg.step_id] = f"{len(failed)} change(s) failed; see them below."
+            self.notify(f"{len(failed)} of {len(msg.outcomes)} change(s) failed.", severity="error")
+        else:
+            self.apply_error.pop(msg.step_id, None)
+            status = self.results.get(msg.step_id)
+            self.notify(f"{msg.step_id}: applied {len(msg.outcomes)} change(s); now "
+                        f"{status.status if status else 'unknown'}.")
+        self.selected.pop(msg.step_id, None)
+        self.state_changed()
+
+    def on_journal_loaded(self, msg: JournalLoaded) -> None:
+        self.journal_rows = msg.rows
+        if msg.error:
+            self.notify(msg.error, title="Journal", severity="error")
+        self.state_changed()
+
+    def on_undo_finished(self, msg: UndoFinished) -> None:
+        if msg.error:
+            self.notify(msg.error, title="Undo failed", severity="error", timeout=10)
+        if msg.result is not None:
+            for o in msg.result.outcomes:
+                self.change_state[o.change_id] = (o.state, o.message)
+            if msg.result.drift:
+                from .screens.drift import DriftScreen
+
+                def decided(override: bool | None) -> None:
+                    if override:
+                        self.run_undo(list(msg.result.drift), override=True)  # type: ignore[union-attr]
+
+                self.push_screen(DriftScreen(msg.result.drift, self.journal_rows), decided)
+            elif not msg.error:
+                done = sum(1 for o in msg.result.outcomes if o.ok)
+                self.notify(f"Undid {done} change(s).")
+        self.state_changed()
+
+    def on_resumed(self, msg: Resumed) -> None:
+        if msg.error:
+            self.notify(msg.error, title="Resume failed", severity="error", timeout=10)
+            return
+        self.backend.session_id = msg.session_id
+        for o in msg.outcomes:
+            self.change_state[o.change_id] = (o.state, o.message)
+        n = len(msg.outcomes)
+        self.notify(f"Resumed session {msg.session_id}: reconciled {n} change(s) in flight.")
+        self.pending_step = msg.step_id
+        self.run_inspect()
+
+
+def run(gateway: Any, *, state_dir: Path | str | None = None, dry_run: bool = False,
+        resume_session: str | None = None) -> int:
+    """Run the wizard until the user quits; returns the process exit code.
+
+    `gateway` is a Gateway, a callable returning one (built lazily, in a worker), or the CLI's
+    parsed arguments, from which the gateway, state dir and dry-run flag are derived."""
+    if isinstance(gateway, argparse.Namespace):
+        from .. import cli
+
+        args = gateway
+        state_dir = cli.state_dir(args)
+        dry_run = cli.dry_run(args)
+        resume_session = resume_session or getattr(args, "session_id", None)
+        gateway = partial(cli.make_gateway, args)
+    backend = Backend(gateway, state_dir=state_dir, dry_run=dry_run)
+    app = WizardApp(backend, resume_session=resume_session)
+    try:
+        code = app.run()
+    finally:
+        backend.close()
+    return int(code or 0)

@@ -1,0 +1,76 @@
+"""Typed messages that workers post back to the app; tests assert on their sequence."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from ..model import StepResult
+from .backend import ApplyOutcome, JournalRow, SessionInfo, UndoResult
+
+
+class SubscriptionsLoaded(Message):
+    def __init__(self, subscriptions: list[tuple[str, str]], session: SessionInfo | None,
+                 error: str = "") -> None:
+        super().__init__()
+        self.subscriptions = subscriptions
+        self.session = session
+        self.error = error
+
+
+class InspectProgress(Message):
+    def __init__(self, done: int, total: int, label: str) -> None:
+        super().__init__()
+        self.done, self.total, self.label = done, total, label
+
+
+class StepsInspected(Message):
+    """Results for some or all steps; `final` closes an inspection run."""
+
+    def __init__(self, results: list[StepResult], *, final: bool = True, error: str = "") -> None:
+        super().__init__()
+        self.results = results
+        self.final = final
+        self.error = error
+
+
+class ChangeProgress(Message):
+    """One change moved: pending → in_flight → applied|failed (or undone)."""
+
+    def __init__(self, change_id: str, state: str, message: str = "") -> None:
+        super().__init__()
+        self.change_id, self.state, self.message = change_id, state, message
+
+
+class ApplyFinished(Message):
+    def __init__(self, step_id: str, outcomes: list[ApplyOutcome], error: str = "",
+                 interrupted: bool = False) -> None:
+        super().__init__()
+        self.step_id = step_id
+        self.outcomes = outcomes
+        self.error = error
+        self.interrupted = interrupted
+
+
+class JournalLoaded(Message):
+    def __init__(self, rows: list[JournalRow], error: str = "") -> None:
+        super().__init__()
+        self.rows = rows
+        self.error = error
+
+
+class UndoFinished(Message):
+    def __init__(self, result: UndoResult | None, change_ids: list[str], error: str = "") -> None:
+        super().__init__()
+        self.result = result
+        self.change_ids = change_ids
+        self.error = error
+
+
+class Resumed(Message):
+    def __init__(self, session_id: str, step_id: str | None, outcomes: list[ApplyOutcome],
+                 error: str = "") -> None:
+        super().__init__()
+        self.session_id = session_id
+        self.step_id = step_id
+        self.outcomes = outcomes
+        self.error = error

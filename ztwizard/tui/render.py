@@ -1,0 +1,163 @@
+"""How plan data reads on screen: glyphs, diffs, requests, findings.
+
+Every status has a distinct glyph and word, so nothing depends on colour (NO_COLOR, monochrome
+terminals, screen readers reading the text)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+
+from .. import resource_id as rid
+from ..model import Change, Finding, StepResult
+
+GLYPH = {"pass": "✓", "fail": "✗", "manual": "!", "error": "E", "not_applicable": "–", "pending": "·"}
+STYLE = {"pass": "green", "fail": "bold red", "manual": "yellow", "error": "bold magenta",
+         "not_applicable": "dim", "pending": "dim"}
+WORD = {"pass": "passing", "fail": "failing", "manual": "manual", "error": "error",
+        "not_applicable": "n/a", "pending": "not inspected"}
+
+
+def glyph(status: str) -> Text:
+    return Text(GLYPH.get(status, "?"), style=STYLE.get(status, ""))
+
+
+def short_name(resource_id: str) -> str:
+    """`stblob01 (storageAccounts)`: enough to recognise a resource in 80 columns."""
+    try:
+        p = rid.parse(resource_id)
+    except Exception:  # noqa: BLE001 - a display helper must not fail on odd ids
+        return resource_id
+    kind = p.type.rsplit("/", 1)[-1] if p.type else ""
+    if not p.name:
+        return resource_id or "(scope)"
+    return f"{p.name} ({kind})" if kind else p.name
+
+
+def counts_text(result: StepResult | None) -> Text:
+    if result is None:
+        return Text("not inspected", style="dim")
+    c = result.counts()
+    t = Text()
+    t.append(f"{c['fail']:>2}✗", style=STYLE["fail"] if c["fail"] else "dim")
+    t.append(f" {c['manual']:>2}!", style=STYLE["manual"] if c["manual"] else "dim")
+    t.append(f" {c['pass']:>2}✓", style=STYLE["pass"] if c["pass"] else "dim")
+    if c["error"]:
+        t.append(f" {c['error']}E", style=STYLE["error"])
+    return t
+
+
+def value(v: Any) -> str:
+    if v is None:
+        return "(absent)"
+    return json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else repr(v)
+
+
+def findings_text(findings: Iterable[Finding]) -> Text:
+    """Findings grouped per resource, each with its actual and expected value."""
+    by_res: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_res.setdefault(f.resource_id, []).append(f)
+    t = Text()
+    for res_id, items in by_res.items():
+        t.append(short_name(res_id), style="bold")
+        t.append("\n")
+        for f in items:
+            t.append("  ")
+            t.append_text(glyph(f.status))
+            t.append(f" {f.check} ", style="bold")
+            t.append(f"[{WORD.get(f.status, f.status)}] ")
+            if f.property and f.status in ("fail", "manual"):
+                t.append(f"{f.property}: ")
+                t.append(value(f.actual), style="red")
+                t.append(" → expected ")
+                t.append(value(f.expected), style="green")
+                t.append("\n    ")
+            t.append(f.message or "", style="dim" if f.status == "pass" else "")
+            t.append("\n")
+    if not by_res:
+        t.append("No findings.", style="dim")
+    return t
+
+
+def badges(change: Change) -> Text:
+    t = Text()
+    if change.disruptive:
+        t.append(" DISRUPTIVE ", style="bold reverse red")
+        t.append(" ")
+    if change.billable:
+        t.append(" BILLABLE ", style="bold reverse yellow")
+        t.append(" ")
+    return t
+
+
+def change_label(change: Change) -> Text:
+    t = Text()
+    t.append(f"{change.method:<6} ", style="bold")
+    t.append(short_name(change.resource_id))
+    t.append(f"  {change.check}", style="dim")
+    if change.disruptive:
+        t.append(" [disruptive]", style="red")
+    if change.billable:
+        t.append(" [billable]", style="yellow")
+    return t
+
+
+def diff_text(change: Change) -> Text:
+    """A unified before→after diff of only the properties the change sets."""
+    before = json.dumps(change.before, indent=2, sort_keys=True, ensure_ascii=False).splitlines() \
+        if change.before else []
+    after = json.dumps(change.after, indent=2, sort_keys=True, ensure_ascii=False).splitlines() \
+        if change.after else []
+    t = Text()
+    for line in difflib.unified_diff(before, after, lineterm="", n=3):
+        if line.startswith(("---", "+++", "@@")):
+            continue
+        if line.startswith("-"):
+            t.append(line + "\n", style="red")
+        elif line.startswith("+"):
+            t.append(line + "\n", style="green")
+        else:
+            t.append(line + "\n", style="dim")
+    if not t.plain:
+        t.append("(no property changes)", style="dim")
+    return t
+
+
+def request_text(change: Change, endpoint: str) -> Text:
+    """The exact request: method, URL with api-version, preconditions and body."""
+    url = f"{endpoint.rstrip('/')}{change.resource_id}"
+    if change.api_version:
+        url += f"?api-version={change.api_version}"
+    t = Text()
+    t.append(f"{change.method} ", style="bold")
+    t.append(url + "\n")
+    if change.etag and change.action != "create":
+        t.append(f"If-Match: {change.etag}\n", style="dim")
+    if change.body is not None:
+        t.append(json.dumps(change.body, indent=2, sort_keys=True, ensure_ascii=False))
+    return t
+
+
+def change_detail(change: Change, endpoint: str) -> Text:
+    t = Text()
+    t.append(change.title or change.check, style="bold")
+    t.append(f"  ({change.action} · {change.check})\n", style="dim")
+    t.append_text(badges(change))
+    if change.risk:
+        t.append("Risk: ", style="bold")
+        t.append(change.risk + "\n")
+    elif change.disruptive or change.billable:
+        t.append("\n")
+    if change.params:
+        t.append("Parameters (e to edit): ", style="bold")
+        t.append(", ".join(f"{k}={v}" for k, v in change.params.items()) + "\n")
+    t.append("\nBefore → after\n", style="bold underline")
+    t.append_text(diff_text(change))
+    t.append("\nRequest\n", style="bold underline")
+    t.append_text(request_text(change, endpoint))
+    return t

@@ -1,0 +1,1 @@
+"""One module per screen; modals live next to the feature that opens them."""

@@ -1,0 +1,169 @@
+"""The checklist: four articles, their numbered steps, status glyphs, counts and filters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, OptionList, ProgressBar, Static
+from textual.widgets.option_list import Option
+
+from ...steps import ARTICLES, STEPS
+from ..render import GLYPH, STYLE, counts_text
+
+if TYPE_CHECKING:
+    from ..app import WizardApp
+
+ARTICLE_ORDER = [None, *ARTICLES]
+
+
+def hardened(app: WizardApp) -> tuple[int, int, int, int]:
+    """(steps passing, steps applicable, findings passing, findings judged)."""
+    steps_ok = steps_applicable = ok = judged = 0
+    for r in app.results.values():
+        c = r.counts()
+        ok += c["pass"]
+        judged += c["pass"] + c["fail"] + c["manual"] + c["error"]
+        if r.status != "not_applicable":
+            steps_applicable += 1
+            steps_ok += r.status == "pass"
+    return steps_ok, steps_applicable, ok, judged
+
+
+class ChecklistScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "open", "Open step", show=True),
+        Binding("f", "failing", "Only failing"),
+        Binding("a", "article", "Article"),
+        Binding("j", "app.journal", "Journal"),
+        Binding("r", "app.reinspect", "Re-inspect"),
+    ]
+
+    app: WizardApp  # type: ignore[assignment]
+
+    only_failing = False
+    article: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="summary-row"):
+            yield Static(id="summary")
+            yield ProgressBar(id="hardened", show_eta=False, show_percentage=True)
+        with Horizontal(id="inspect-row"):
+            yield Static(id="inspect-label")
+            yield ProgressBar(id="inspect-bar", show_eta=False)
+        yield Static(id="filters")
+        yield OptionList(id="checklist")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_state()
+        self.query_one("#checklist").focus()
+
+    @property
+    def checklist(self) -> OptionList:
+        return self.query_one("#checklist", OptionList)
+
+    def visible_steps(self) -> list[str]:
+        out = []
+        for s in STEPS:
+            if self.article and s.article != self.article:
+                continue
+            res = self.app.results.get(s.id)
+            if self.only_failing and (res is None or res.status not in ("fail", "error", "manual")):
+                continue
+            out.append(s.id)
+        return out
+
+    def refresh_state(self) -> None:
+        if not self.is_mounted:
+            return
+        app = self.app
+        steps_ok, applicable, ok, judged = hardened(app)
+        summary = self.query_one("#summary", Static)
+        if app.results:
+            summary.update(f"Hardened: {steps_ok}/{applicable} steps pass · {ok}/{judged} findings")
+        else:
+            summary.update("Hardened: not inspected yet")
+        bar = self.query_one("#hardened", ProgressBar)
+        bar.update(total=max(judged, 1), progress=ok)
+
+        row = self.query_one("#inspect-row")
+        done, total, label = app.inspect_progress
+        row.display = app.inspecting
+        if app.inspecting:
+            self.query_one("#inspect-label", Static).update(f"Inspecting: {label}"[:40])
+            self.query_one("#inspect-bar", ProgressBar).update(total=max(total, 1), progress=done)
+
+        bits = ["only failing" if self.only_failing else "all steps",
+                ARTICLES[self.article] if self.article else "all articles"]
+        if app.dry_run:
+            bits.append("DRY-RUN: apply and undo disabled")
+        self.query_one("#filters", Static).update("Showing " + " · ".join(bits) + "   (f, a to filter)")
+        self._rebuild()
+
+    def _prompt(self, step_id: str) -> Text:
+        from ...steps import STEP_BY_ID
+
+        step = STEP_BY_ID[step_id]
+        res = self.app.results.get(step_id)
+        status = res.status if res else "pending"
+        counts = counts_text(res) if res else Text("…", style="dim")
+        width = max(self.checklist.size.width - 4, 40)
+        title_room = max(width - 10 - len(counts.plain) - 2, 8)
+        title = step.title if len(step.title) <= title_room else step.title[: title_room - 1] + "…"
+        t = Text()
+        t.append(GLYPH.get(status, "?"), style=STYLE.get(status, ""))
+        t.append(f" {step_id:<9}")
+        t.append(title.ljust(title_room))
+        t.append("  ")
+        t.append_text(counts)
+        return t
+
+    def _rebuild(self) -> None:
+        ol = self.checklist
+        keep = ol.highlighted_option.id if ol.highlighted_option is not None else None
+        options: list[Option] = []
+        visible = self.visible_steps()
+        for article, name in ARTICLES.items():
+            ids = [s.id for s in STEPS if s.article == article and s.id in visible]
+            if not ids:
+                continue
+            options.append(Option(Text(name, style="bold underline"), id=f"article:{article}", disabled=True))
+            options.extend(Option(self._prompt(sid), id=sid) for sid in ids)
+        ol.clear_options()
+        ol.add_options(options)
+        if not visible:
+            ol.add_option(Option(Text("No steps match the filters.", style="dim"), disabled=True))
+            return
+        target = keep if keep in visible else visible[0]
+        ol.highlighted = ol.get_option_index(target)
+
+    def on_resize(self) -> None:
+        self._rebuild()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id and not event.option.id.startswith("article:"):
+            self.app.action_open_step(event.option.id)
+
+    def action_open(self) -> None:
+        opt = self.checklist.highlighted_option
+        if opt is not None and opt.id and not opt.id.startswith("article:"):
+            self.app.action_open_step(opt.id)
+
+    def action_failing(self) -> None:
+        self.only_failing = not self.only_failing
+        self.refresh_state()
+
+    def action_article(self) -> None:
+        i = ARTICLE_ORDER.index(self.article)
+        self.article = ARTICLE_ORDER[(i + 1) % len(ARTICLE_ORDER)]
+        self.refresh_state()
+
+    def highlighted_step(self) -> str | None:
+        opt = self.checklist.highlighted_option
+        return opt.id if opt is not None else None

@@ -1,0 +1,49 @@
+"""Keys and glyphs, reachable from every screen with ?."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from ..render import GLYPH, WORD
+
+KEYS = [
+    ("Everywhere", [("?", "this help"), ("ctrl+p", "command palette: actions, jump to a step by id"),
+                    ("q", "quit (an apply in progress stops after the current change)")]),
+    ("Start", [("space", "toggle a subscription"), ("/", "filter subscriptions"), ("a", "all / none"),
+               ("ctrl+s", "inspect the chosen scope"), ("r", "resume the unfinished session")]),
+    ("Checklist", [("↑ ↓", "move"), ("enter", "open the step"), ("f", "only failing steps"),
+                   ("a", "cycle articles"), ("r", "re-inspect"), ("j", "journal")]),
+    ("Step", [("w / c", "findings / changes tab"), ("space", "select a change"),
+              ("e", "edit a create change's parameters"), ("a", "apply the selected changes"),
+              ("n / p", "next / previous step"), ("esc", "back to the checklist")]),
+    ("Journal", [("u", "undo the change"), ("s", "undo the change's step"), ("S", "undo the session"),
+                 ("d", "drift: three-way view"), ("o", "open the change's step"), ("esc", "back")]),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        t = Text()
+        for section, keys in KEYS:
+            t.append(section + "\n", style="bold underline")
+            for key, what in keys:
+                t.append(f"  {key:<8}", style="bold")
+                t.append(what + "\n")
+        t.append("Glyphs\n", style="bold underline")
+        for status, g in GLYPH.items():
+            t.append(f"  {g:<8}", style="bold")
+            t.append(WORD[status] + "\n")
+        with Vertical(classes="dialog", id="help"):
+            yield Static(Text("ztwizard help (esc closes)", style="bold"), classes="dialog-title")
+            with VerticalScroll():
+                yield Static(t)
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)

@@ -1,0 +1,164 @@
+"""The journal view: the session's changes and their state; undo per change, step or session."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..backend import JournalRow
+from ..render import short_name
+
+if TYPE_CHECKING:
+    from ..app import WizardApp
+
+STATE_STYLE = {"applied": "green", "failed": "red", "in_flight": "yellow", "undo_in_flight": "yellow",
+               "undone": "dim", "drifted": "magenta", "undo_failed": "red", "planned": "dim",
+               "not_applied": "dim", "skipped": "dim"}
+UNDOABLE = ("applied", "undo_failed", "drifted")
+
+
+class JournalScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("u", "undo_change", "Undo change"),
+        Binding("s", "undo_step", "Undo step"),
+        Binding("S", "undo_session", "Undo session", key_display="S"),
+        Binding("d", "drift", "Drift"),
+        Binding("o", "open_step", "Open step"),
+        Binding("r", "reload", "Reload"),
+    ]
+
+    app: WizardApp  # type: ignore[assignment]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="journal-title")
+        yield DataTable(id="journal", cursor_type="row", zebra_stripes=True)
+        yield Static(id="journal-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#journal", DataTable)
+        table.add_columns("state", "step", "check", "resource", "action")
+        self.refresh_state()
+        table.focus()
+
+    @property
+    def rows(self) -> list[JournalRow]:
+        return self.app.journal_rows
+
+    def refresh_state(self) -> None:
+        if not self.is_mounted:
+            return
+        app = self.app
+        sid = app.backend.session_id or "none yet"
+        title = f"Session {sid} · {len(self.rows)} change(s)"
+        if app.dry_run:
+            title += "\nDRY-RUN: undo is disabled (started with --dry-run)."
+        self.query_one("#journal-title", Static).update(title)
+        table = self.query_one("#journal", DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for r in self.rows:
+            state = app.change_state.get(r.change_id, (r.state, ""))[0] if r.state in (
+                "applied", "in_flight") else r.state
+            table.add_row(Text(state, style=STATE_STYLE.get(state, "")), r.step, r.check,
+                          short_name(r.resource_id), r.action, key=r.change_id)
+        if self.rows:
+            table.move_cursor(row=min(keep, len(self.rows) - 1))
+        self._detail()
+        self.refresh_bindings()
+
+    def current(self) -> JournalRow | None:
+        table = self.query_one("#journal", DataTable)
+        if not self.rows or table.cursor_row is None or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    def _detail(self) -> None:
+        row = self.current()
+        detail = self.query_one("#journal-detail", Static)
+        if row is None:
+            detail.update(Text("No change has been journalled in this session yet.", style="dim"))
+            return
+        t = Text()
+        t.append(f"{row.title or row.check}", style="bold")
+        t.append(f"  {row.method} {row.resource_id}\n", style="dim")
+        if row.message:
+            t.append(row.message + "\n")
+        if row.drift:
+            t.append("Changed by someone else since; press d for the three-way view.", style="magenta")
+        detail.update(t)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action.startswith("undo_") and self.app.dry_run:
+            return None
+        return True
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_reload(self) -> None:
+        self.app.load_journal()
+
+    def action_open_step(self) -> None:
+        row = self.current()
+        if row and row.step:
+            self.app.pop_screen()
+            self.app.action_open_step(row.step)
+
+    def _undo(self, ids: list[str], what: str, word: str | None = None) -> None:
+        from .confirm import ConfirmScreen
+
+        if self.app.dry_run:
+            self.notify("Dry-run: undo is disabled.", severity="warning")
+            return
+        ids = [r.change_id for r in self.rows if r.change_id in ids and r.state in UNDOABLE]
+        if not ids:
+            self.notify("Nothing to undo there: only applied changes can be undone.")
+            return
+        body = Text()
+        for r in self.rows:
+            if r.change_id in ids:
+                body.append(f"{r.method} {short_name(r.resource_id)}  {r.check}\n")
+
+        def decided(ok: bool | None) -> None:
+            if ok:
+                self.app.run_undo(ids)
+
+        self.app.push_screen(ConfirmScreen(f"Undo {what} ({len(ids)} change(s))?", body, word=word), decided)
+
+    def action_undo_change(self) -> None:
+        row = self.current()
+        if row:
+            self._undo([row.change_id], "this change")
+
+    def action_undo_step(self) -> None:
+        row = self.current()
+        if row:
+            self._undo([r.change_id for r in self.rows if r.step == row.step], f"step {row.step}")
+
+    def action_undo_session(self) -> None:
+        self._undo([r.change_id for r in self.rows], "the whole session", word="undo")
+
+    def action_drift(self) -> None:
+        from .drift import DriftScreen
+
+        row = self.current()
+        if row is None or not row.drift:
+            self.notify("No drift recorded for this change.")
+            return
+
+        def decided(override: bool | None) -> None:
+            if override:
+                self.app.run_undo([row.change_id], override=True)
+
+        self.app.push_screen(DriftScreen({row.change_id: row.drift}, self.rows), decided)

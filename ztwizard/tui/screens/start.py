@@ -1,0 +1,127 @@
+"""Start: the target, the subscriptions in scope (with a filter), and an offer to resume."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, SelectionList, Static
+
+if TYPE_CHECKING:
+    from ..app import WizardApp
+
+
+class StartScreen(Screen[None]):
+    BINDINGS = [
+        Binding("ctrl+s", "inspect", "Inspect"),
+        Binding("r", "resume", "Resume"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("a", "toggle_all", "All/none"),
+    ]
+
+    app: WizardApp  # type: ignore[assignment]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="start"):
+            yield Static(id="target")
+            yield Static(id="resume-offer", classes="hidden")
+            yield Static("Subscriptions in scope (space toggles):", classes="label")
+            yield Input(placeholder="filter subscriptions…", id="sub-filter")
+            yield SelectionList[str](id="subs")
+            with Horizontal(id="start-buttons"):
+                yield Button("Inspect (ctrl+s)", id="inspect", variant="primary")
+                yield Button("Resume (r)", id="resume", classes="hidden")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#target", Static).update(
+            f"Target: {self.app.backend.target_label()}"
+            + ("\nDRY-RUN: apply and undo are disabled." if self.app.dry_run else ""))
+        self.query_one("#subs").loading = True
+        self.query_one("#subs").focus()
+
+    def refresh_state(self) -> None:
+        subs = self.query_one("#subs", SelectionList)
+        subs.loading = False
+        self._fill(self.query_one("#sub-filter", Input).value)
+        session = self.app.session
+        offer = self.query_one("#resume-offer", Static)
+        button = self.query_one("#resume", Button)
+        if session is not None:
+            where = f" at {session.step}" if session.step else ""
+            offer.update(f"An unfinished session {session.id} stopped{where} "
+                         f"({session.changes} change(s), {session.in_flight} in flight). "
+                         "Press r to resume it, or inspect to start a new one.")
+            offer.remove_class("hidden")
+            button.remove_class("hidden")
+        else:
+            offer.add_class("hidden")
+            button.add_class("hidden")
+
+    chosen: set[str] | None = None
+
+    def _fill(self, text: str) -> None:
+        subs = self.query_one("#subs", SelectionList)
+        if self.chosen is None:
+            self.chosen = {s for s, _ in self.app.subscriptions}
+        chosen = self.chosen
+        self._filling = True
+        subs.clear_options()
+        needle = text.lower().strip()
+        for sid, name in self.app.subscriptions:
+            if needle and needle not in sid.lower() and needle not in name.lower():
+                continue
+            label = f"{name}  {sid}" if name != sid else sid
+            subs.add_option((label, sid, sid in chosen))
+        self._filling = False
+
+    def on_selection_list_selection_toggled(self, event: SelectionList.SelectionToggled) -> None:
+        if self.chosen is None:
+            return
+        sid = event.selection.value
+        if sid in event.selection_list.selected:
+            self.chosen.add(sid)
+        else:
+            self.chosen.discard(sid)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._fill(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one("#subs").focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "inspect":
+            self.action_inspect()
+        elif event.button.id == "resume":
+            self.action_resume()
+
+    def action_filter(self) -> None:
+        self.query_one("#sub-filter").focus()
+
+    def action_toggle_all(self) -> None:
+        subs = self.query_one("#subs", SelectionList)
+        if len(subs.selected) == subs.option_count:
+            subs.deselect_all()
+            self.chosen = set()
+        else:
+            subs.select_all()
+            self.chosen = {s for s, _ in self.app.subscriptions}
+
+    def action_inspect(self) -> None:
+        chosen = sorted(self.chosen or ())
+        if self.app.subscriptions and not chosen:
+            self.notify("Choose at least one subscription (space toggles).", severity="warning")
+            return
+        everything = len(chosen) == len(self.app.subscriptions)
+        self.app.start_inspection(None if everything else chosen)
+
+    def action_resume(self) -> None:
+        if self.app.session is None:
+            self.notify("There is no unfinished session to resume.")
+            return
+        self.app.accept_resume()

@@ -1,0 +1,260 @@
+"""The step view: why it matters, findings per resource, proposed changes with diff and request."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, ProgressBar, SelectionList, Static, TabbedContent, TabPane
+from textual.widgets.selection_list import Selection
+
+from ...model import Change
+from ...steps import ARTICLES, STEP_BY_ID, STEPS
+from ..render import GLYPH, STYLE, WORD, change_detail, change_label, counts_text, findings_text, value
+
+if TYPE_CHECKING:
+    from ..app import WizardApp
+
+STATE_GLYPH = {"pending": " ", "in_flight": "…", "applied": "✓", "failed": "✗", "skipped": "-",
+               "undone": "↺", "drift": "≠"}
+
+
+class StepScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "back", "Checklist"),
+        Binding("a", "apply", "Apply selected"),
+        Binding("e", "edit_params", "Edit params"),
+        Binding("c", "show_changes", "Changes"),
+        Binding("w", "show_findings", "Findings"),
+        Binding("n", "next_step", "Next"),
+        Binding("p", "prev_step", "Prev"),
+        Binding("j", "app.journal", "Journal"),
+    ]
+
+    app: WizardApp  # type: ignore[assignment]
+
+    def __init__(self, step_id: str) -> None:
+        super().__init__()
+        self.step_id = step_id
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="step-title")
+        yield Static(id="banner", classes="hidden")
+        with Horizontal(id="apply-row", classes="hidden"):
+            yield Static(id="apply-label")
+            yield ProgressBar(id="apply-bar", show_eta=False)
+        with TabbedContent(id="tabs", initial="findings-tab"):
+            with TabPane("Why & findings", id="findings-tab"):
+                with VerticalScroll(id="findings-scroll"):
+                    yield Static(id="why")
+                    yield Static(id="findings")
+            with TabPane("Changes", id="changes-tab"):
+                yield SelectionList[str](id="changes")
+                with VerticalScroll(id="detail-scroll"):
+                    yield Static(id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_step(self.step_id)
+
+    # ---- state ----------------------------------------------------------------------------
+    def show_step(self, step_id: str) -> None:
+        self.step_id = step_id
+        self._changes_key: tuple[str, ...] | None = None
+        self.refresh_state()
+        self.query_one("#findings-scroll").scroll_home(animate=False)
+
+    @property
+    def changes(self) -> list[Change]:
+        res = self.app.results.get(self.step_id)
+        return list(res.changes) if res else []
+
+    def refresh_state(self) -> None:
+        if not self.is_mounted:
+            return
+        app = self.app
+        step = STEP_BY_ID[self.step_id]
+        res = app.results.get(self.step_id)
+        status = res.status if res else "pending"
+        title = Text()
+        title.append(GLYPH.get(status, "?"), style=STYLE.get(status, ""))
+        title.append(f" {step.id} · ", style="bold")
+        title.append(step.title, style="bold")
+        title.append(f"\n  {ARTICLES[step.article]} step {step.number} · {WORD.get(status, status)} · ")
+        title.append_text(counts_text(res))
+        self.query_one("#step-title", Static).update(title)
+
+        banner = self.query_one("#banner", Static)
+        msg = ""
+        if app.dry_run:
+            msg = "DRY-RUN: apply is disabled (started with --dry-run); preview only."
+        if self.step_id in app.apply_error:
+            msg = (msg + "\n" if msg else "") + "Last apply: " + app.apply_error[self.step_id]
+        banner.update(msg)
+        banner.set_class(not msg, "hidden")
+
+        self.query_one("#why", Static).update(Text(step.why + "\n", style="italic"))
+        self.query_one("#findings", Static).update(
+            findings_text(res.findings) if res else Text("Not inspected yet…", style="dim"))
+        self._refresh_apply_row()
+        self._refresh_changes()
+        self.refresh_bindings()
+
+    def _refresh_apply_row(self) -> None:
+        row = self.query_one("#apply-row")
+        ids = [c.id for c in self.changes]
+        states = [self.app.change_state.get(i, ("pending", ""))[0] for i in ids]
+        active = self.app.applying == self.step_id
+        row.set_class(not active, "hidden")
+        if active:
+            chosen = self.app.selection(self.step_id)
+            total = len([i for i in ids if i in chosen]) or 1
+            done = sum(1 for i, s in zip(ids, states, strict=True)
+                       if i in chosen and s in ("applied", "failed", "skipped"))
+            self.query_one("#apply-label", Static).update(f"Applying {done}/{total}")
+            self.query_one("#apply-bar", ProgressBar).update(total=total, progress=done)
+
+    def _refresh_changes(self) -> None:
+        sl = self.query_one("#changes", SelectionList)
+        changes = self.changes
+        chosen = self.app.selection(self.step_id)
+        key = tuple(f"{c.id}:{self.app.change_state.get(c.id, ('', ''))[0]}" for c in changes)
+        if key != getattr(self, "_changes_key", None):
+            keep = sl.highlighted
+            sl.clear_options()
+            for c in changes:
+                state = self.app.change_state.get(c.id, ("pending", ""))[0]
+                label = Text(STATE_GLYPH.get(state, " ") + " ")
+                label.append_text(change_label(c))
+                sl.add_option(Selection(label, c.id, c.id in chosen))
+            if changes:
+                sl.highlighted = min(keep or 0, len(changes) - 1)
+            self._changes_key = key
+        tabs = self.query_one("#tabs", TabbedContent)
+        tabs.get_tab("changes-tab").label = f"Changes ({len(chosen & {c.id for c in changes})}/{len(changes)})"
+        self._refresh_detail()
+
+    def _refresh_detail(self) -> None:
+        sl = self.query_one("#changes", SelectionList)
+        changes = self.changes
+        detail = self.query_one("#detail", Static)
+        if not changes:
+            res = self.app.results.get(self.step_id)
+            manual = res is not None and any(f.status == "manual" for f in res.findings)
+            detail.update(Text("No ARM change is proposed for this step."
+                               + (" Manual findings say what a person must do." if manual else ""),
+                               style="dim"))
+            return
+        idx = sl.highlighted if sl.highlighted is not None else 0
+        change = changes[min(idx, len(changes) - 1)]
+        t = Text()
+        state, message = self.app.change_state.get(change.id, ("pending", ""))
+        if state == "failed":
+            t.append("FAILED: ", style="bold red")
+            t.append((message or "ARM refused the change.") + "\n")
+            t.append("Left unchanged: ", style="bold")
+            t.append(", ".join(f"{p} stays {value(v)}" for p, v in _leaves(change.before).items())
+                     or "the resource as it was", style="")
+            t.append("\n\n")
+        elif state in ("applied", "undone", "in_flight", "drift"):
+            t.append(f"{state.replace('_', ' ')}", style="bold")
+            t.append(f"{': ' + message if message else ''}\n\n")
+        t.append_text(change_detail(change, self.app.backend.endpoint()))
+        detail.update(t)
+
+    def on_selection_list_selection_highlighted(self, event: SelectionList.SelectionHighlighted) -> None:
+        self._refresh_detail()
+        self.query_one("#detail-scroll").scroll_home(animate=False)
+
+    def on_selection_list_selection_toggled(self, event: SelectionList.SelectionToggled) -> None:
+        chosen = self.app.selection(self.step_id)
+        cid = event.selection.value
+        if cid in event.selection_list.selected:
+            chosen.add(cid)
+        else:
+            chosen.discard(cid)
+        self._refresh_changes()
+
+    # ---- actions --------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "apply":
+            if self.app.dry_run or self.app.applying:
+                return None  # shown, greyed out: the banner says why
+        if action == "edit_params":
+            return True if any(c.params for c in self.changes) else None
+        return True
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_show_changes(self) -> None:
+        self.query_one("#tabs", TabbedContent).active = "changes-tab"
+        self.query_one("#changes").focus()
+
+    def action_show_findings(self) -> None:
+        self.query_one("#tabs", TabbedContent).active = "findings-tab"
+        self.query_one("#findings-scroll").focus()
+
+    def _step_offset(self, delta: int) -> None:
+        ids = [s.id for s in STEPS]
+        self.show_step(ids[(ids.index(self.step_id) + delta) % len(ids)])
+
+    def action_next_step(self) -> None:
+        self._step_offset(1)
+
+    def action_prev_step(self) -> None:
+        self._step_offset(-1)
+
+    def action_apply(self) -> None:
+        from .confirm import ConfirmApplyScreen
+
+        if self.app.dry_run:
+            self.notify("Dry-run: apply is disabled.", severity="warning")
+            return
+        chosen = self.app.chosen_changes(self.step_id)
+        if not chosen:
+            self.notify("No change selected: open Changes (c) and press space to select.",
+                        severity="warning")
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.app.applying = self.step_id
+                for c in chosen:
+                    self.app.change_state[c.id] = ("pending", "")
+                self.app.run_apply(self.step_id, chosen)
+                self.refresh_state()
+
+        self.app.push_screen(ConfirmApplyScreen(self.step_id, chosen), confirmed)
+
+    def action_edit_params(self) -> None:
+        from .params import ParamsScreen
+
+        sl = self.query_one("#changes", SelectionList)
+        changes = self.changes
+        if not changes:
+            return
+        change = changes[min(sl.highlighted or 0, len(changes) - 1)]
+        if not change.params:
+            self.notify("This change has no parameters to edit.")
+            return
+
+        def edited(params: dict | None) -> None:
+            if params:
+                self.app.edit_params(self.step_id, change.id, params)
+
+        self.app.push_screen(ParamsScreen(change), edited)
+
+
+def _leaves(obj: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(obj, dict) and obj:
+        out: dict[str, object] = {}
+        for k, v in obj.items():
+            out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: obj} if prefix else {}
