@@ -1,0 +1,417 @@
+"""Apply a plan's changes to ARM, write-ahead journaled, never clobbering a resource that moved.
+
+Per change: re-read the resource, check it still holds what the plan saw, commit the write-ahead
+row (before-image, body, etag), send the write with If-Match where the resource has an etag,
+commit the outcome. Afterwards the touched steps are re-inspected, so the report says what ARM
+actually holds rather than what the wizard hoped for."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import journal as J
+from .errors import ArmError, EtagMismatch, NotFound, PermissionDenied, UsageError, ZtwError
+from .model import Change, StepResult
+from .paths import get_path, set_path
+from .remedy import READ_ONLY_KEYS, writable
+
+Confirm = Callable[[str, list[Change]], bool]
+
+
+# ---- comparing what ARM holds with what a change says -----------------------------------------
+
+def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"properties": {"a": {"b": 1}}} -> {"properties.a.b": 1}. Lists and empty dicts are leaves."""
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree} if prefix else {}
+
+
+def same(expected: Any, actual: Any) -> bool:
+    """Does ARM's `actual` hold `expected`? Strings compare case-insensitively (ARM's names, ids and
+    enums are), dicts as subsets ignoring read-only fields (ARM adds etags and states), lists
+    element by element; absent and null are the same."""
+    if expected is None or expected == {}:
+        return actual is None or actual == {} or (expected == {} and isinstance(actual, dict))
+    if isinstance(expected, str) and isinstance(actual, str):
+        return expected.lower() == actual.lower()
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return False
+        low = {str(k).lower(): v for k, v in actual.items()}
+        return all(same(v, low.get(str(k).lower())) for k, v in expected.items() if k not in READ_ONLY_KEYS)
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(expected) == len(actual) and all(
+            same(e, a) for e, a in zip(expected, actual, strict=True))
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return expected is actual
+    return bool(expected == actual)
+
+
+def mismatches(resource: dict[str, Any] | None, tree: dict[str, Any]) -> list[str]:
+    """The leaf paths of `tree` that `resource` does not hold."""
+    res = resource or {}
+    return [p for p, v in leaves(tree).items() if not same(v, get_path(res, p))]
+
+
+def holds(resource: dict[str, Any] | None, tree: dict[str, Any]) -> bool:
+    return not mismatches(resource, tree)
+
+
+def apply_values(base: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
+    """`base` with every leaf of `tree` set (a None leaf removes the property)."""
+    out = copy.deepcopy(base)
+    for path, value in leaves(tree).items():
+        if value is None:
+            _remove(out, path)
+        else:
+            set_path(out, path, copy.deepcopy(value))
+    return out
+
+
+def _remove(obj: dict[str, Any], path: str) -> None:
+    keys = path.split(".")
+    cur: Any = obj
+    for k in keys[:-1]:
+        if not isinstance(cur, dict):
+            return
+        match = next((x for x in cur if x.lower() == k.lower()), None)
+        if match is None:
+            return
+        cur = cur[match]
+    if isinstance(cur, dict):
+        for x in list(cur):
+            if x.lower() == keys[-1].lower():
+                del cur[x]
+
+
+_STEP_RE = re.compile(r"^([a-z]+-\d+)")
+
+
+def step_of(check_id: str) -> str:
+    """The step a check belongs to (catalog first, then the id's shape: storage-1b -> storage-1)."""
+    try:
+        from .steps import STEP_OF_CHECK
+
+        if check_id in STEP_OF_CHECK:
+            return STEP_OF_CHECK[check_id].id
+    except Exception:  # pragma: no cover - the catalog always imports
+        pass
+    m = _STEP_RE.match(check_id)
+    return m.group(1) if m else check_id
+
+
+def order(changes: Iterable[Change]) -> list[Change]:
+    """Prerequisites first, otherwise as given."""
+    from .engine import order_changes
+
+    return order_changes(list(changes))
+
+
+# ---- the report ----------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    change_id: str
+    check: str
+    step_id: str
+    resource_id: str
+    title: str
+    result: str  # applied | failed | skipped (undo: undone | failed | skipped | refused)
+    message: str = ""
+
+    def line(self) -> str:
+        name = self.resource_id.rsplit("/", 1)[-1]
+        text = f"{self.result:8} {self.check:12} {self.title or self.change_id} ({name})"
+        return f"{text}: {self.message}" if self.message else text
+
+
+@dataclass
+class ApplyReport:
+    session_id: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    verification: list[StepResult] = field(default_factory=list)
+    verify_error: str = ""
+
+    def _of(self, result: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result == result]
+
+    @property
+    def applied(self) -> list[Outcome]:
+        return self._of("applied")
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return self._of("failed")
+
+    @property
+    def skipped(self) -> list[Outcome]:
+        return self._of("skipped")
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def lines(self) -> list[str]:
+        out = [f"Session {self.session_id}: {len(self.applied)} applied, {len(self.failed)} failed, "
+               f"{len(self.skipped)} skipped."]
+        out += ["  " + o.line() for o in self.outcomes]
+        if self.verification:
+            out.append("Re-inspected after apply (what ARM now holds):")
+            for s in self.verification:
+                c = s.counts()
+                out.append(f"  {s.id:10} {s.status:14} pass {c['pass']}, fail {c['fail']}, manual {c['manual']}, "
+                           f"error {c['error']}")
+        if self.verify_error:
+            out.append(f"Could not re-inspect: {self.verify_error}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session": self.session_id,
+                "outcomes": [o.__dict__ for o in self.outcomes],
+                "verification": [{"id": s.id, "status": s.status, "counts": s.counts()} for s in self.verification]}
+
+
+@dataclass
+class Event:
+    """Progress for a UI: `kind` is start | applied | failed | skipped."""
+
+    kind: str
+    change: Change
+    step_id: str
+    message: str = ""
+
+
+# ---- sessions ------------------------------------------------------------------------------
+
+def start_session(journal: J.Journal, gateway: Any, changes: Iterable[Change], *,
+                  subscriptions: Iterable[str] = (), resource_groups: Iterable[str] = (),
+                  selection: dict[str, Any] | None = None) -> str:
+    """A new session whose plan is `changes` (recorded as planned rows, in apply order)."""
+    target = gateway.target
+    sid = journal.create_session(target.kind, getattr(target, "endpoint", "") or "",
+                                 subscriptions=subscriptions, resource_groups=resource_groups,
+                                 selection=selection)
+    journal.record_plan(sid, [(step_of(c.check), c) for c in order(changes)])
+    return sid
+
+
+# ---- apply ---------------------------------------------------------------------------------
+
+def refuse_if_read_only(gateway: Any, dry_run: bool, what: str) -> None:
+    if dry_run:
+        raise UsageError(f"--dry-run is set: {what} refused; nothing was changed.",
+                         "Drop --dry-run to write, or use `ztwizard plan` to preview.")
+    if getattr(gateway.target, "read_only", False):
+        raise UsageError(f"This target is read-only (an estate file): {what} refused; nothing was changed.",
+                         "Use --sandbox or Azure to write.")
+
+
+def apply_changes(gateway: Any, journal: J.Journal, session_id: str, changes: Iterable[Change], *,
+                  allow_disruptive: bool = False, allow_cost: bool = False, dry_run: bool = False,
+                  confirm: Confirm | None = None, on_event: Callable[[Event], None] | None = None,
+                  verify: bool = True, replan: bool = True) -> ApplyReport:
+    """Apply `changes` in dependency order within `session_id`; see the module docstring."""
+    refuse_if_read_only(gateway, dry_run, "apply")
+    batch = order(changes)
+    journal.record_plan(session_id, [(step_of(c.check), c) for c in batch])
+    report = ApplyReport(session_id)
+    not_done: set[str] = set()  # failed or skipped in this run: their dependents wait
+    decided: dict[str, bool] = {}
+    written: dict[str, str | None] = {}  # resource id (lower) -> etag this run left on it
+    by_step: dict[str, list[Change]] = {}
+    for c in batch:
+        by_step.setdefault(step_of(c.check), []).append(c)
+
+    def emit(kind: str, ch: Change, step: str, msg: str = "") -> None:
+        if on_event:
+            on_event(Event(kind, ch, step, msg))
+
+    def outcome(ch: Change, step: str, result: str, msg: str = "") -> None:
+        report.outcomes.append(Outcome(ch.id, ch.check, step, ch.resource_id, ch.title, result, msg))
+        if result != "applied":
+            not_done.add(ch.id)
+        emit(result, ch, step, msg)
+
+    def skip(ch: Change, step: str, reason: str, state: str = J.SKIPPED) -> None:
+        journal.update_change(session_id, ch.id, state=state, note=reason, event=reason)
+        outcome(ch, step, "skipped", reason)
+
+    for ch in batch:
+        step = step_of(ch.check)
+        if step not in decided:
+            journal.update_session(session_id, step=step)
+            decided[step] = True if confirm is None else bool(confirm(step, by_step[step]))
+        if not decided[step]:
+            skip(ch, step, "declined at the confirmation")
+            continue
+        if ch.disruptive and not allow_disruptive:
+            skip(ch, step, "disruptive (" + (ch.risk or "may interrupt service") + "); pass --allow-disruptive")
+            continue
+        if ch.billable and not allow_cost:
+            skip(ch, step, "billable (creates a paid resource); pass --allow-cost")
+            continue
+        blocked = [d for d in ch.depends_on if d in not_done]
+        if blocked:
+            skip(ch, step, f"depends on {', '.join(blocked)}, which was not applied")
+            continue
+        emit("start", ch, step)
+        try:
+            _apply_one(gateway, journal, session_id, ch, step, written, replan, outcome, skip)
+        except ZtwError as exc:
+            # The connection is gone mid-write: what is in flight stays recorded for resume.
+            journal.log(session_id, "interrupted", exc.message, ch.id)
+            raise ZtwError(f"{exc.message} Apply stopped: {len(report.applied)} change(s) applied, "
+                           f"{ch.id} may be in flight, the rest not attempted.",
+                           "Run `ztwizard resume` to reconcile and continue.") from exc
+    journal.update_session(session_id, status=J.DONE)
+    if verify:
+        _verify(gateway, journal, session_id, report)
+    return report
+
+
+def _apply_one(gateway: Any, journal: J.Journal, session_id: str, ch: Change, step: str,
+               written: dict[str, str | None], replan: bool,
+               outcome: Callable[..., None], skip: Callable[..., None]) -> None:
+    try:
+        cur = gateway.read(ch.resource_id)
+    except PermissionDenied as exc:
+        journal.update_change(session_id, ch.id, state=J.FAILED, error=exc.message, event=exc.message)
+        outcome(ch, step, "failed", exc.message)
+        return
+    reason = _stale(ch, cur)
+    if reason and replan and ch.resource_id.lower() in written and cur is not None \
+            and cur.get("etag") == written[ch.resource_id.lower()]:
+        # Our own earlier write in this run moved the resource: plan this change afresh.
+        fresh = _replan(gateway, ch)
+        if fresh is None:
+            skip(ch, step, "already in place after an earlier change in this session")
+            return
+        ch = fresh
+        journal.update_change(session_id, ch.id, plan_before=ch.before, plan_after=ch.after, body=ch.body,
+                              etag_before=ch.etag, event="re-planned after an earlier change to the same resource")
+        reason = _stale(ch, cur)
+    if reason:
+        skip(ch, step, reason)
+        return
+    body = _body(ch, cur)
+    etag = (cur or {}).get("etag")
+    journal.update_change(session_id, ch.id, state=J.IN_FLIGHT, before_image=cur, body=body,
+                          etag_before=etag, error=None, note=None, event=f"{ch.method} sent")
+    try:
+        result = gateway.write(ch.method, ch.resource_id, body, etag=etag)
+    except EtagMismatch as exc:
+        now = _safe_read(gateway, ch.resource_id)
+        msg = "changed by someone else since it was read (412); nothing was overwritten; re-run the plan"
+        journal.update_change(session_id, ch.id, state=J.NOT_APPLIED, error=exc.message, note=msg,
+                              after_image=now, event=msg)
+        outcome(ch, step, "skipped", msg)
+        return
+    except (ArmError, ZtwError) as exc:
+        if not isinstance(exc, ArmError) and not _reachable(gateway, ch.resource_id):
+            raise
+        now = _safe_read(gateway, ch.resource_id)
+        if not isinstance(exc, (PermissionDenied, NotFound)) and now is not None and _landed(ch, now):
+            msg = f"ARM reported an error but the resource holds the change: {exc.message}"
+            journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=now.get("etag"),
+                                  after_image=now, note=msg, event=msg)
+            written[ch.resource_id.lower()] = now.get("etag")
+            outcome(ch, step, "applied", msg)
+            return
+        journal.update_change(session_id, ch.id, state=J.FAILED, error=exc.message, after_image=now,
+                              event=exc.message)
+        outcome(ch, step, "failed", exc.message)
+        return
+    after = result if ch.method != "DELETE" else None
+    if ch.method != "DELETE" and (after is None or not _landed(ch, after)):
+        after = _safe_read(gateway, ch.resource_id) or after
+    note = None
+    if not _landed(ch, after):
+        note = "ARM accepted the write but does not hold the values: " + ", ".join(
+            mismatches(after, ch.after) if ch.method != "DELETE" else ["the resource still exists"])
+    journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=(after or {}).get("etag"),
+                          after_image=after, note=note, event="applied")
+    written[ch.resource_id.lower()] = (after or {}).get("etag")
+    outcome(ch, step, "applied", note or "")
+
+
+def _stale(ch: Change, cur: dict[str, Any] | None) -> str:
+    """Why the resource no longer matches the plan ('' when it does)."""
+    if ch.action == "create":
+        if cur is not None:
+            return "already exists (created since the plan); re-run the plan"
+        return ""
+    if cur is None:
+        return "no longer exists (deleted since the plan); re-run the plan"
+    if ch.action == "delete":
+        return "" if holds(cur, ch.before) else "changed since the plan; re-run the plan"
+    if holds(cur, ch.before):
+        return ""
+    if holds(cur, ch.after):
+        return "already holds the change (set since the plan)"
+    return "changed since the plan (" + ", ".join(mismatches(cur, ch.before)) + "); re-run the plan"
+
+
+def _landed(ch: Change, res: dict[str, Any] | None) -> bool:
+    if ch.method == "DELETE":
+        return res is None
+    return res is not None and holds(res, ch.after)
+
+
+def _body(ch: Change, cur: dict[str, Any] | None) -> dict[str, Any] | None:
+    """PATCH sends only what changes; an update PUT re-applies `after` onto the fresh read, so a
+    stale full body never overwrites someone's unrelated edit."""
+    if ch.method == "DELETE":
+        return None
+    if ch.method == "PUT" and ch.action == "update" and cur is not None:
+        return apply_values(writable(cur), ch.after)
+    return copy.deepcopy(ch.body)
+
+
+def _replan(gateway: Any, ch: Change) -> Change | None:
+    from . import resource_id as rid
+    from .engine import inspect
+
+    sub = rid.parse(ch.resource_id).subscription
+    plan = inspect(gateway, check_ids=[ch.check], subscriptions=[sub] if sub else None)
+    for c in plan.changes():
+        if c.id == ch.id:
+            return c
+    return None
+
+
+def _safe_read(gateway: Any, resource_id: str) -> dict[str, Any] | None:
+    try:
+        return gateway.read(resource_id)  # type: ignore[no-any-return]
+    except ZtwError:
+        return None
+
+
+def _reachable(gateway: Any, resource_id: str) -> bool:
+    try:
+        gateway.read(resource_id)
+        return True
+    except ZtwError:
+        return False
+
+
+def _verify(gateway: Any, journal: J.Journal, session_id: str, report: ApplyReport) -> None:
+    from .engine import inspect
+
+    steps = sorted({o.step_id for o in report.outcomes if o.result == "applied"})
+    if not steps:
+        return
+    info = journal.session(session_id)
+    try:
+        plan = inspect(gateway, step_ids=steps, subscriptions=info.subscriptions or None,
+                       resource_groups=info.resource_groups or None)
+        report.verification = plan.steps
+    except ZtwError as exc:
+        report.verify_error = exc.message

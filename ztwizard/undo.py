@@ -1,0 +1,234 @@
+"""Undo: take back exactly what the wizard changed, and nothing someone else changed since.
+
+Each applied change is inverted on its own (latest write first): PATCH back the prior values,
+PUT the prior values onto the resource as it is now (so unrelated edits survive), DELETE what
+was created, re-create what was deleted. Before writing, the resource must still hold what the
+wizard wrote; if not, the three-way difference is reported and nothing is written unless the
+caller overrides. Undo is journaled write-ahead like apply, so it can be resumed too."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import journal as J
+from .apply import Outcome, apply_values, holds, leaves, mismatches, refuse_if_read_only
+from .errors import ArmError, EtagMismatch, UsageError, ZtwError
+from .paths import get_path
+from .remedy import writable
+
+
+@dataclass
+class Drift:
+    """Someone changed what the wizard wrote: per property, before / wizard / now."""
+
+    change_id: str
+    resource_id: str
+    rows: list[tuple[str, Any, Any, Any]]
+
+    def lines(self) -> list[str]:
+        out = [f"{self.change_id} on {self.resource_id} was changed since the wizard wrote it:"]
+        for path, before, wizard, now in self.rows:
+            out.append(f"    {path}: before {_show(before)} | wizard wrote {_show(wizard)} | now {_show(now)}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"change": self.change_id, "resource_id": self.resource_id,
+                "properties": [{"path": p, "before": b, "wizard": w, "now": n} for p, b, w, n in self.rows]}
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(absent)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass
+class UndoReport:
+    session_id: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    drifts: list[Drift] = field(default_factory=list)
+
+    def _of(self, result: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result == result]
+
+    @property
+    def undone(self) -> list[Outcome]:
+        return self._of("undone")
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return self._of("failed")
+
+    @property
+    def refused(self) -> list[Outcome]:
+        return self._of("refused")
+
+    @property
+    def skipped(self) -> list[Outcome]:
+        return self._of("skipped")
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.refused
+
+    def lines(self) -> list[str]:
+        out = [f"Session {self.session_id}: {len(self.undone)} undone, {len(self.failed)} failed, "
+               f"{len(self.refused)} refused (changed since), {len(self.skipped)} skipped."]
+        out += ["  " + o.line() for o in self.outcomes]
+        for d in self.drifts:
+            out += ["  " + line for line in d.lines()]
+        if self.refused:
+            out.append("Nothing was written for the refused changes; pass --override to restore them anyway.")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session": self.session_id, "outcomes": [o.__dict__ for o in self.outcomes],
+                "drifts": [d.to_dict() for d in self.drifts]}
+
+
+def three_way(rec: J.ChangeRecord, now: dict[str, Any] | None) -> Drift:
+    rows = []
+    paths = mismatches(now, rec.plan_after) if rec.action == "update" else list(leaves(rec.plan_after))
+    for p in paths:
+        rows.append((p, get_path(rec.plan_before, p), get_path(rec.plan_after, p), get_path(now or {}, p)))
+    if now is None:
+        rows = [("(resource)", "(absent)" if rec.action == "create" else "exists",
+                 "exists" if rec.action != "delete" else "(deleted)", "(absent)")]
+    return Drift(rec.change_id, rec.resource_id, rows)
+
+
+def undo_changes(gateway: Any, journal: J.Journal, session_id: str, *, change_ids: Iterable[str] | None = None,
+                 step_ids: Iterable[str] | None = None, override: bool = False, dry_run: bool = False,
+                 on_event: Callable[[Outcome], None] | None = None) -> UndoReport:
+    """Undo the session's applied changes (all, or those of `step_ids` / `change_ids`), latest first."""
+    refuse_if_read_only(gateway, dry_run, "undo")
+    journal.session(session_id)
+    if journal.changes(session_id, states=J.UNSETTLED):
+        from .resume import reconcile
+
+        reconcile(gateway, journal, session_id)
+    wanted_ids = list(change_ids or [])
+    for cid in wanted_ids:
+        journal.change(session_id, cid)  # unknown id -> usage error
+    whole = not wanted_ids and not step_ids
+    rows = journal.changes(session_id, change_ids=wanted_ids or None, step_ids=step_ids)
+    report = UndoReport(session_id)
+
+    def outcome(rec: J.ChangeRecord, result: str, msg: str = "") -> None:
+        o = Outcome(rec.change_id, rec.check_id, rec.step_id, rec.resource_id, rec.title, result, msg)
+        report.outcomes.append(o)
+        if on_event:
+            on_event(o)
+
+    for rec in rows:
+        if rec.change_id in wanted_ids and rec.state not in J.UNDOABLE:
+            outcome(rec, "skipped", f"nothing to undo ({rec.state.replace('_', ' ')})")
+    todo = [r for r in rows if r.state in J.UNDOABLE]
+    todo.sort(key=lambda r: (r.seq or 0, r.ordinal), reverse=True)
+    for rec in todo:
+        rec = journal.change(session_id, rec.change_id)
+        needed_by = [r.change_id for r in journal.changes(session_id, states=J.UNDOABLE)
+                     if rec.change_id in r.depends_on]
+        if needed_by:
+            outcome(rec, "skipped", f"still needed by {', '.join(needed_by)}; undo that first")
+            continue
+        _undo_one(gateway, journal, session_id, rec, override, report, outcome)
+    if whole and not journal.changes(session_id, states=(*J.UNDOABLE, *J.UNSETTLED)):
+        journal.update_session(session_id, status=J.UNDONE_SESSION)
+    return report
+
+
+def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    if rec.action == "create":
+        return "DELETE", None
+    if rec.action == "delete":
+        return "PUT", writable(rec.before_image or rec.plan_before)
+    if rec.method == "PATCH":
+        return "PATCH", copy.deepcopy(rec.plan_before)
+    return "PUT", apply_values(writable(cur or {}), rec.plan_before)
+
+
+def _restored(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
+    """Does `res` hold what was there before the wizard's change?"""
+    if rec.action == "create":
+        return res is None
+    if rec.action == "delete":
+        return res is not None and holds(res, rec.plan_before)
+    return res is not None and holds(res, rec.plan_before)
+
+
+def _still_wizards(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
+    """Does `res` still hold what the wizard wrote?"""
+    if rec.action == "delete":
+        return res is None
+    return res is not None and holds(res, rec.plan_after)
+
+
+def _undo_one(gateway: Any, journal: J.Journal, session_id: str, rec: J.ChangeRecord, override: bool,
+              report: UndoReport, outcome: Callable[..., None]) -> None:
+    cur = gateway.read(rec.resource_id)
+    if _restored(rec, cur):
+        msg = "already as it was before the change"
+        journal.update_change(session_id, rec.change_id, state=J.UNDONE, note=msg, event=msg)
+        outcome(rec, "undone", msg)
+        return
+    if not _still_wizards(rec, cur):
+        drift = three_way(rec, cur)
+        if not override:
+            report.drifts.append(drift)
+            journal.log(session_id, "undo_refused", "changed since the wizard wrote it", rec.change_id)
+            outcome(rec, "refused", "changed since the wizard wrote it; see the three-way difference")
+            return
+        if rec.action == "update" and cur is None:
+            outcome(rec, "failed", "the resource no longer exists; nothing to restore onto")
+            return
+    method, body = _inverse(rec, cur)
+    etag = (cur or {}).get("etag") if method != "PUT" or rec.action != "delete" else None
+    journal.update_change(session_id, rec.change_id, state=J.UNDO_IN_FLIGHT, undo_image=cur, undo_body=body,
+                          error=None, event=f"undo {method} sent")
+    try:
+        result = gateway.write(method, rec.resource_id, body, etag=etag)
+    except EtagMismatch as exc:
+        journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=exc.message, event=exc.message)
+        outcome(rec, "failed", "changed by someone else while undoing (412); nothing was overwritten")
+        return
+    except ZtwError as exc:
+        if not isinstance(exc, ArmError):
+            journal.log(session_id, "interrupted", exc.message, rec.change_id)
+            raise ZtwError(f"{exc.message} Undo stopped; {rec.change_id} may be in flight.",
+                           "Run `ztwizard resume` (or undo again) to reconcile and continue.") from exc
+        now = _read_or_none(gateway, rec.resource_id)
+        if _restored(rec, now):
+            journal.update_change(session_id, rec.change_id, state=J.UNDONE, note=exc.message, event="undone")
+            outcome(rec, "undone", f"ARM reported an error but the resource is restored: {exc.message}")
+            return
+        journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=exc.message, event=exc.message)
+        outcome(rec, "failed", exc.message)
+        return
+    if method != "DELETE" and (result is None or not _restored(rec, result)):
+        result = _read_or_none(gateway, rec.resource_id) or result
+    journal.update_change(session_id, rec.change_id, state=J.UNDONE, result_etag=(result or {}).get("etag"),
+                          event="undone")
+    outcome(rec, "undone")
+
+
+def _read_or_none(gateway: Any, resource_id: str) -> dict[str, Any] | None:
+    try:
+        return gateway.read(resource_id)  # type: ignore[no-any-return]
+    except ZtwError:
+        return None
+
+
+def reapply(gateway: Any, journal: J.Journal, session_id: str, change_ids: Iterable[str] | None = None,
+            **kwargs: Any) -> Any:
+    """Apply undone changes again (from their journaled plan), with apply's checks."""
+    from .apply import apply_changes
+
+    rows = journal.changes(session_id, states=[J.UNDONE], change_ids=change_ids)
+    if change_ids and len(rows) != len(set(change_ids)):
+        raise UsageError("Only undone changes can be re-applied.", "List the session's changes with `ztwizard sessions`.")
+    return apply_changes(gateway, journal, session_id, [r.to_change() for r in rows], **kwargs)
