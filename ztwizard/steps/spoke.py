@@ -1,5 +1,1324 @@
-"""Placeholder until the article is written."""
+"""Spoke virtual network (azure-infrastructure-iaas.md): seven steps that fence a workload's VNet.
 
-from ._base import Step
+The network helpers at the top (which VNet is a hub, which firewall serves a spoke, naming that
+follows the estate) are shared with the hub article, which imports them from here."""
 
-STEPS: list[Step] = []
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .. import remedy
+from .. import resource_id as rid
+from ..inventory import Inventory
+from ..model import CheckResult, Finding, change_id
+from ..paths import get_path
+from ._base import Check, Step, not_applicable
+
+# ---- resource types -------------------------------------------------------------------------
+VNET = "Microsoft.Network/virtualNetworks"
+SUBNET = f"{VNET}/subnets"
+PEERING = f"{VNET}/virtualNetworkPeerings"
+NSG = "Microsoft.Network/networkSecurityGroups"
+RULE = f"{NSG}/securityRules"
+RT = "Microsoft.Network/routeTables"
+NIC = "Microsoft.Network/networkInterfaces"
+ASG = "Microsoft.Network/applicationSecurityGroups"
+FW = "Microsoft.Network/azureFirewalls"
+FWP = "Microsoft.Network/firewallPolicies"
+APPGW = "Microsoft.Network/applicationGateways"
+WAFP = "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies"
+PIP = "Microsoft.Network/publicIPAddresses"
+WATCHER = "Microsoft.Network/networkWatchers"
+FLOWLOG = f"{WATCHER}/flowLogs"
+VM = "Microsoft.Compute/virtualMachines"
+STORAGE = "Microsoft.Storage/storageAccounts"
+WORKSPACE = "Microsoft.OperationalInsights/workspaces"
+DIAG = "Microsoft.Insights/diagnosticSettings"
+PRICING = "Microsoft.Security/pricings"
+SCORE = "Microsoft.Security/secureScores"
+ASSESSMENT = "Microsoft.Security/assessments"
+ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
+ROLE_DEFINITION = "Microsoft.Authorization/roleDefinitions"
+
+# Subnets that must not (or need not) carry an NSG; AzureBastionSubnet is deliberately absent.
+NSG_EXEMPT_SUBNETS = {"gatewaysubnet", "azurefirewallsubnet", "azurefirewallmanagementsubnet",
+                      "routeserversubnet"}
+HUB_SUBNETS = {"gatewaysubnet", "azurefirewallsubnet"}
+
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+
+ACTIVITY_LOG_CATEGORIES = ("Administrative", "Security", "ServiceHealth", "Alert", "Recommendation",
+                           "Policy", "Autoscale", "ResourceHealth")
+
+
+# ---- shared network helpers -----------------------------------------------------------------
+def loc(res: dict[str, Any] | None) -> str:
+    """ARM accepts `West Europe` and `westeurope`; compare them as one."""
+    return str((res or {}).get("location") or "").replace(" ", "").lower()
+
+
+def ref(obj: Any) -> str:
+    """The id inside a `{"id": …}` reference, or ""."""
+    return str(obj.get("id") or "") if isinstance(obj, dict) else ""
+
+
+def low(value: str | None) -> str:
+    return (value or "").rstrip("/").lower()
+
+
+def blocked(check: str, inv: Inventory, *types: str) -> CheckResult | None:
+    """For checks that reason across types: `error` when any type they need could not be read."""
+    out = CheckResult()
+    for t in types:
+        reason = inv.unreadable_reason(t)
+        if reason:
+            scope = f"/subscriptions/{inv.subscriptions[0]}" if inv.subscriptions else ""
+            out.findings.append(Finding(check, scope, "error", message=f"Could not read {t}: {reason}"))
+    return out if out.findings else None
+
+
+def subnets_of(inv: Inventory, vnet: dict[str, Any]) -> list[dict[str, Any]]:
+    return inv.children(vnet["id"], SUBNET)
+
+
+def vnet_of(subnet_id: str) -> str:
+    return rid.parse(subnet_id).parent or ""
+
+
+def firewall_vnet(fw: dict[str, Any]) -> str:
+    for ipc in get_path(fw, "properties.ipConfigurations") or []:
+        sid = ref(get_path(ipc, "properties.subnet"))
+        if sid:
+            return vnet_of(sid)
+    return ""
+
+
+def firewall_ip(fw: dict[str, Any] | None) -> str | None:
+    for ipc in get_path(fw or {}, "properties.ipConfigurations") or []:
+        ip = get_path(ipc, "properties.privateIPAddress")
+        if ip:
+            return str(ip)
+    return None
+
+
+def is_hub(inv: Inventory, vnet: dict[str, Any]) -> bool:
+    """A hub holds the firewall or gateway subnets, or an Azure Firewall."""
+    if any(s["name"].lower() in HUB_SUBNETS for s in subnets_of(inv, vnet)):
+        return True
+    return any(low(firewall_vnet(fw)) == low(vnet["id"]) for fw in inv.of_type(FW))
+
+
+def hubs(inv: Inventory) -> list[dict[str, Any]]:
+    return [v for v in inv.of_type(VNET) if is_hub(inv, v)]
+
+
+def spokes(inv: Inventory) -> list[dict[str, Any]]:
+    """Every VNet that is not a hub (peered to a hub or standing alone)."""
+    return [v for v in inv.of_type(VNET) if not is_hub(inv, v)]
+
+
+def peers(inv: Inventory, vnet: dict[str, Any]) -> set[str]:
+    """Lower-cased ids of VNets peered with `vnet`, seen from either side."""
+    out = {low(ref(get_path(p, "properties.remoteVirtualNetwork"))) for p in inv.children(vnet["id"], PEERING)}
+    for other in inv.of_type(VNET):
+        for p in inv.children(other["id"], PEERING):
+            if low(ref(get_path(p, "properties.remoteVirtualNetwork"))) == low(vnet["id"]):
+                out.add(low(other["id"]))
+    out.discard("")
+    return out
+
+
+def firewall_for(inv: Inventory, vnet: dict[str, Any]) -> dict[str, Any] | None:
+    """The firewall in this hub, or in a hub this spoke peers with, or the only one in scope."""
+    fws = inv.of_type(FW)
+    mine = [fw for fw in fws if low(firewall_vnet(fw)) == low(vnet["id"])]
+    if mine:
+        return mine[0]
+    near = peers(inv, vnet)
+    peered = [fw for fw in fws if low(firewall_vnet(fw)) in near]
+    if peered:
+        return peered[0]
+    return fws[0] if len(fws) == 1 else None
+
+
+def appgw_subnets(inv: Inventory) -> set[str]:
+    """Lower-cased ids of subnets hosting an Application Gateway."""
+    out = set()
+    for gw in inv.of_type(APPGW):
+        for ipc in get_path(gw, "properties.gatewayIPConfigurations") or []:
+            out.add(low(ref(get_path(ipc, "properties.subnet"))))
+    for sn in inv.of_type(SUBNET):
+        if get_path(sn, "properties.applicationGatewayIPConfigurations"):
+            out.add(low(sn["id"]))
+    out.discard("")
+    return out
+
+
+def rg_of(resource_id: str) -> str:
+    return rid.resource_group_id(resource_id) or ""
+
+
+def namer(inv: Inventory, rtype: str, link: str, default: str) -> Callable[[str], str]:
+    """Name new resources the way the estate names existing ones.
+
+    Looks for a resource of `rtype` that a subnet references through `link` (e.g.
+    `properties.networkSecurityGroup`) and whose name contains the subnet's name or its stem
+    (`snet-web` → `web`); `default` (with `{}` for the subnet) otherwise."""
+    for sn in inv.of_type(SUBNET):
+        target = inv.get(ref(get_path(sn, link)))
+        if not target or target["type"].lower() != rtype.lower():
+            continue
+        tname = target["name"]
+        for key, stemmed in ((sn["name"], False), (_stem(sn["name"]), True)):
+            if key and key.lower() in tname.lower() and key.lower() != tname.lower():
+                i = tname.lower().index(key.lower())
+                pre, post = tname[:i], tname[i + len(key):]
+                return lambda s, pre=pre, post=post, stemmed=stemmed: f"{pre}{_stem(s) if stemmed else s}{post}"
+    return lambda s: default.format(s)
+
+
+def _stem(name: str) -> str:
+    return re.sub(r"^(snet|subnet|sn)[-_]|[-_](snet|subnet|sn)$", "", name, flags=re.I)
+
+
+def unique_name(inv: Inventory, rg: str, rtype: str, name: str, taken: set[str]) -> str:
+    """`name`, or `name-2`… when a different resource (or another proposal) already holds it."""
+    cand, n = name, 1
+    while f"{rg}/providers/{rtype}/{cand}".lower() in taken:
+        n += 1
+        cand = f"{name}-{n}"
+    taken.add(f"{rg}/providers/{rtype}/{cand}".lower())
+    return cand
+
+
+def workspace_for(inv: Inventory, sub: str, location: str = "") -> dict[str, Any] | None:
+    """A Log Analytics workspace to send logs to: same subscription and region first."""
+    ws = inv.of_type(WORKSPACE)
+    ws.sort(key=lambda w: (low(rid.subscription_of(w["id"])) != low(sub), bool(location) and loc(w) != location))
+    return ws[0] if ws else None
+
+
+def role_guid(role_definition_id: str) -> str:
+    return low(role_definition_id).rsplit("/", 1)[-1]
+
+
+def at_scope(inv: Inventory, scopes: Iterable[str]) -> list[dict[str, Any]]:
+    """Role assignments made exactly at one of `scopes`."""
+    wanted = {low(s) for s in scopes}
+    return [a for a in inv.of_type(ROLE_ASSIGNMENT) if low(rid.parse(a["id"]).parent) in wanted]
+
+
+def spoke_rgs(inv: Inventory) -> list[str]:
+    seen: dict[str, str] = {}
+    for v in spokes(inv):
+        seen.setdefault(low(rg_of(v["id"])), rg_of(v["id"]))
+    return list(seen.values())
+
+
+def spoke_subs(inv: Inventory) -> list[str]:
+    seen: dict[str, str] = {}
+    for v in spokes(inv):
+        s = rid.subscription_of(v["id"]) or ""
+        seen.setdefault(s.lower(), s)
+    return list(seen.values())
+
+
+def diag_of(inv: Inventory, scope_id: str) -> list[dict[str, Any]]:
+    return inv.children(scope_id, DIAG)
+
+
+def pricing_check(check: str, title: str, names: tuple[str, ...], subs: Callable[[Inventory], list[str]],
+                  where: str, mcsb: str, policy: str) -> Check:
+    """Defender plans (`Microsoft.Security/pricings`) on Standard. A plan missing from the
+    inventory is Free (the platform default), so it is judged and upgraded like any other."""
+    risk = "Defender plans are billed per protected resource each month."
+
+    def evaluate(inv: Inventory) -> CheckResult:
+        out = CheckResult()
+        targets = subs(inv)
+        if not targets:
+            out.findings.append(not_applicable(check, where, inv))
+            return out
+        for sub in targets:
+            for name in names:
+                pid = f"/subscriptions/{sub}/providers/{PRICING}/{name}"
+                res = inv.get(pid) or {"id": pid, "name": name, "type": PRICING,
+                                       "properties": {"pricingTier": "Free"}}
+                tier = get_path(res, "properties.pricingTier") or "Free"
+                if str(tier).lower() == "standard":
+                    out.findings.append(Finding(check, pid, "pass", "properties.pricingTier", tier, "Standard",
+                                                f"Defender plan {name} is on Standard."))
+                    continue
+                out.findings.append(Finding(check, pid, "fail", "properties.pricingTier", tier, "Standard",
+                                            f"Defender plan {name} is {tier}; Standard enables its threat "
+                                            f"detection for subscription {sub}."))
+                out.changes.append(remedy.put(check, res, {"properties.pricingTier": "Standard"},
+                                              title=f"Turn on Defender plan {name} in {sub}",
+                                              risk=risk, billable=True))
+        return out
+
+    return Check(id=check, title=title, remediation="auto-put", evaluate=evaluate, resource_type=PRICING,
+                 mcsb=mcsb, policy=policy, risk=risk, billable=True)
+
+
+def diagnostics_check(check: str, title: str, targets: Callable[[Inventory], list[dict[str, Any]]],
+                      what: str, categories: tuple[str, ...], resource_type: str, mcsb: str, policy: str,
+                      metrics: bool = False) -> Check:
+    """Resource logs of each target sent to a Log Analytics workspace.
+
+    Compliant: a setting with a workspace that enables `allLogs` or every named category. A setting
+    that falls short is rewritten (PUT); none at all is created when a workspace exists in scope,
+    otherwise the finding is `manual`, because choosing where logs go is a person's call."""
+    risk = "Log Analytics ingestion is billed per GB."
+
+    def covers(setting: dict[str, Any]) -> bool:
+        if not get_path(setting, "properties.workspaceId"):
+            return False
+        on = {str(x.get("categoryGroup") or x.get("category") or "").lower()
+              for x in get_path(setting, "properties.logs") or [] if x.get("enabled")}
+        if "alllogs" not in on and not all(c.lower() in on for c in categories):
+            return False
+        if metrics and not any(m.get("enabled") for m in get_path(setting, "properties.metrics") or []):
+            return False
+        return True
+
+    def wanted_logs() -> list[dict[str, Any]]:
+        return [{"categoryGroup": "allLogs", "enabled": True}]
+
+    def evaluate(inv: Inventory) -> CheckResult:
+        stop = blocked(check, inv, DIAG)
+        if stop:
+            return stop
+        out = CheckResult()
+        items = targets(inv)
+        if not items:
+            out.findings.append(not_applicable(check, what, inv))
+            return out
+        for res in items:
+            settings = diag_of(inv, res["id"])
+            if any(covers(s) for s in settings):
+                out.findings.append(Finding(check, res["id"], "pass", "properties.logs", "allLogs", "allLogs",
+                                            f"{res['name']} sends its logs to a Log Analytics workspace."))
+                continue
+            with_ws = [s for s in settings if get_path(s, "properties.workspaceId")]
+            expected = "allLogs to a workspace"
+            if with_ws:
+                setting = with_ws[0]
+
+                def mutate(body: dict[str, Any]) -> None:
+                    body.setdefault("properties", {})["logs"] = wanted_logs()
+                    body["properties"]["logAnalyticsDestinationType"] = "Dedicated"
+                    if metrics:
+                        body["properties"]["metrics"] = [{"category": "AllMetrics", "enabled": True}]
+
+                out.findings.append(Finding(check, res["id"], "fail", "properties.logs",
+                                            get_path(setting, "properties.logs"), expected,
+                                            f"Diagnostic setting {setting['name']} on {res['name']} leaves "
+                                            f"log categories off."))
+                out.changes.append(remedy.put_mutated(
+                    check, setting, mutate, ["properties.logs", "properties.logAnalyticsDestinationType"],
+                    title=f"Send all logs of {res['name']} to its workspace", risk=risk, billable=True))
+                continue
+            sub = rid.subscription_of(res["id"]) or ""
+            ws = workspace_for(inv, sub, loc(res))
+            if not ws:
+                out.findings.append(Finding(
+                    check, res["id"], "manual", "properties.logs", None, expected,
+                    f"{res['name']} sends no logs anywhere and there is no Log Analytics workspace in scope: "
+                    f"create one (or pick your central one), then add a diagnostic setting on {res['name']} "
+                    f"with category group allLogs and resource-specific tables, so incidents can be traced."))
+                continue
+            body: dict[str, Any] = {"properties": {"workspaceId": ws["id"], "logs": wanted_logs(),
+                                                   "logAnalyticsDestinationType": "Dedicated"}}
+            if metrics:
+                body["properties"]["metrics"] = [{"category": "AllMetrics", "enabled": True}]
+            out.findings.append(Finding(check, res["id"], "fail", "properties.logs", None, expected,
+                                        f"{res['name']} has no diagnostic setting; its logs are lost."))
+            out.changes.append(remedy.create(
+                check, f"{res['id']}/providers/{DIAG}/to-{ws['name']}", body,
+                params={"workspaceId": ws["id"]},
+                title=f"Send all logs of {res['name']} to {ws['name']}", risk=risk, billable=True))
+        return out
+
+    return Check(id=check, title=title, remediation="auto-put", evaluate=evaluate, resource_type=resource_type,
+                 mcsb=mcsb, policy=policy, risk=risk, billable=True)
+
+
+def combine(*checks: Check) -> Callable[[Inventory], CheckResult]:
+    """Evaluate several checks as one, keeping `not_applicable` only when all of them say so."""
+
+    def evaluate(inv: Inventory) -> CheckResult:
+        out = CheckResult()
+        na: list[Finding] = []
+        for c in checks:
+            r = c.run(inv)
+            for f in r.findings:
+                (na if f.status == "not_applicable" else out.findings).append(f)
+            out.changes.extend(r.changes)
+        if not out.findings and na:
+            out.findings.append(na[0])
+        return out
+
+    return evaluate
+
+
+# ---- step 1: RBAC for network resources --------------------------------------------------------
+def _spoke_1a(inv: Inventory) -> CheckResult:
+    out = CheckResult()
+    rgs = spoke_rgs(inv)
+    assignments = at_scope(inv, rgs)
+    if not assignments:
+        out.findings.append(not_applicable("spoke-1a", "role assignment on a spoke network resource group", inv))
+        return out
+    for a in assignments:
+        role = role_guid(get_path(a, "properties.roleDefinitionId") or "")
+        scope = rid.parse(a["id"]).parent or ""
+        if role in (OWNER, CONTRIBUTOR):
+            label = "Owner" if role == OWNER else "Contributor"
+            out.findings.append(Finding(
+                "spoke-1a", a["id"], "manual", "properties.roleDefinitionId", label,
+                "Network Contributor or a NetOps custom role",
+                f"Principal {get_path(a, 'properties.principalId')} holds {label} on {scope}: give network "
+                f"admins Network Contributor or the NetOps custom role (spoke-1b) there instead, then "
+                f"remove this assignment, so they cannot touch non-network resources."))
+        else:
+            out.findings.append(Finding("spoke-1a", a["id"], "pass", "properties.roleDefinitionId", role,
+                                        message="Assignment is not Owner or Contributor."))
+    return out
+
+
+NETOPS_ACTIONS = ["*/read", "Microsoft.Network/*", "Microsoft.Resources/deployments/*", "Microsoft.Support/*"]
+
+
+def _is_netops(role: dict[str, Any]) -> bool:
+    if str(get_path(role, "properties.type") or "").lower() != "customrole":
+        return False
+    actions = [str(a).lower() for p in get_path(role, "properties.permissions") or [] for a in p.get("actions") or []]
+    return "microsoft.network/*" in actions
+
+
+def _spoke_1b(inv: Inventory) -> CheckResult:
+    out = CheckResult()
+    subs = spoke_subs(inv)
+    if not subs:
+        out.findings.append(not_applicable("spoke-1b", "spoke virtual network", inv))
+        return out
+    roles = inv.of_type(ROLE_DEFINITION)
+    for sub in subs:
+        scope = f"/subscriptions/{sub}"
+        mine = [r for r in roles if _is_netops(r) and any(
+            low(scope).startswith(low(s)) or low(s).startswith(low(scope))
+            for s in get_path(r, "properties.assignableScopes") or [])]
+        if mine:
+            out.findings.append(Finding("spoke-1b", mine[0]["id"], "pass", "properties.permissions",
+                                        message=f"Custom role {get_path(mine[0], 'properties.roleName')} "
+                                                f"grants network management in {sub}."))
+            continue
+        guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/netops/{sub.lower()}"))
+        role_id = f"{scope}/providers/{ROLE_DEFINITION}/{guid}"
+        body = {"properties": {
+            "roleName": "Network management (NetOps)",
+            "description": "Manage networking across the platform without rights over workloads.",
+            "type": "CustomRole",
+            "permissions": [{"actions": list(NETOPS_ACTIONS), "notActions": [], "dataActions": [],
+                             "notDataActions": []}],
+            "assignableScopes": [scope]}}
+        out.findings.append(Finding("spoke-1b", scope, "fail", "properties.permissions", None, "NetOps custom role",
+                                    f"No custom network-operations role is assignable in {sub}; Network "
+                                    f"Contributor alone grants more than spoke managers need."))
+        out.changes.append(remedy.create("spoke-1b", role_id, body, params={"roleName": body["properties"]["roleName"]},
+                                         title=f"Create the NetOps custom role in {sub}",
+                                         risk="None until the role is assigned."))
+    return out
+
+
+# ---- step 2: isolate the infrastructure in its own resource group ----------------------------------
+def _spoke_2a(inv: Inventory) -> CheckResult:
+    out = CheckResult()
+    rgs = spoke_rgs(inv)
+    if not rgs:
+        out.findings.append(not_applicable("spoke-2a", "spoke virtual network", inv))
+        return out
+    for rg in rgs:
+        others = [r for r in inv.children(rg)
+                  if not r["type"].lower().startswith(("microsoft.network/", "microsoft.authorization/",
+                                                       "microsoft.insights/", "microsoft.resources/"))]
+        if not others:
+            out.findings.append(Finding("spoke-2a", rg, "pass", message="Holds network resources only."))
+            continue
+        names = ", ".join(f"{r['name']} ({r['type']})" for r in others[:5])
+        out.findings.append(Finding(
+            "spoke-2a", rg, "manual", "", [r["id"] for r in others], "network resources only",
+            f"Resource group {rid.parse(rg).name} mixes the spoke network with {names}: move those to a "
+            f"workload resource group (Move resources in the portal or `az resource move`), so network "
+            f"roles granted here do not reach them."))
+    return out
+
+
+def _spoke_2b(inv: Inventory) -> CheckResult:
+    out = CheckResult()
+    scopes = spoke_rgs(inv) + [f"/subscriptions/{s}" for s in spoke_subs(inv)]
+    assignments = at_scope(inv, scopes)
+    if not assignments:
+        out.findings.append(not_applicable("spoke-2b", "role assignment on the spoke's scope", inv))
+        return out
+    for a in assignments:
+        ptype = get_path(a, "properties.principalType") or "Unknown"
+        scope = rid.parse(a["id"]).parent or ""
+        if str(ptype).lower() == "user":
+            out.findings.append(Finding(
+                "spoke-2b", a["id"], "manual", "properties.principalType", ptype, "Group",
+                f"A role on {scope} is assigned directly to user {get_path(a, 'properties.principalId')}: "
+                f"create or reuse an Entra security group, assign the same role to the group, add the user, "
+                f"then remove this assignment, so access is reviewed and revoked in one place."))
+        else:
+            out.findings.append(Finding("spoke-2b", a["id"], "pass", "properties.principalType", ptype, "Group",
+                                        message=f"Assigned to a {ptype}, not a named person."))
+    return out
+
+
+def _activity_log_ok(setting: dict[str, Any]) -> bool:
+    if not get_path(setting, "properties.workspaceId"):
+        return False
+    on = {str(x.get("category") or "").lower() for x in get_path(setting, "properties.logs") or [] if x.get("enabled")}
+    return all(c.lower() in on for c in ACTIVITY_LOG_CATEGORIES)
+
+
+def _activity_logs() -> list[dict[str, Any]]:
+    return [{"category": c, "enabled": True} for c in ACTIVITY_LOG_CATEGORIES]
+
+
+def _spoke_2c(inv: Inventory) -> CheckResult:
+    stop = blocked("spoke-2c", inv, DIAG)
+    if stop:
+        return stop
+    out = CheckResult()
+    subs = spoke_subs(inv)
+    if not subs:
+        out.findings.append(not_applicable("spoke-2c", "spoke virtual network", inv))
+        return out
+    risk = "Log Analytics ingestion is billed per GB."
+    for sub in subs:
+        scope = f"/subscriptions/{sub}"
+        settings = diag_of(inv, scope)
+        good = [s for s in settings if _activity_log_ok(s)]
+        if good:
+            out.findings.append(Finding("spoke-2c", good[0]["id"], "pass", "properties.logs",
+                                        message="Every activity-log category goes to a workspace."))
+            continue
+        with_ws = [s for s in settings if get_path(s, "properties.workspaceId")]
+        if with_ws:
+            setting = with_ws[0]
+
+            def mutate(body: dict[str, Any]) -> None:
+                body.setdefault("properties", {})["logs"] = _activity_logs()
+
+            out.findings.append(Finding("spoke-2c", setting["id"], "fail", "properties.logs",
+                                        get_path(setting, "properties.logs"), list(ACTIVITY_LOG_CATEGORIES),
+                                        "The activity-log export leaves categories off (Security among the "
+                                        "ones to keep)."))
+            out.changes.append(remedy.put_mutated("spoke-2c", setting, mutate, ["properties.logs"],
+                                                  title=f"Export every activity-log category of {sub}",
+                                                  risk=risk, billable=True))
+            continue
+        ws = workspace_for(inv, sub)
+        if not ws:
+            out.findings.append(Finding(
+                "spoke-2c", scope, "manual", "properties.workspaceId", None, "a Log Analytics workspace",
+                f"Subscription {sub} keeps its activity log only 90 days and exports it nowhere: create a Log "
+                f"Analytics workspace (or choose your central one), then add an activity-log diagnostic setting "
+                f"with all eight categories, so changes and security events stay searchable."))
+            continue
+        body = {"properties": {"workspaceId": ws["id"], "logs": _activity_logs()}}
+        out.findings.append(Finding("spoke-2c", scope, "fail", "properties.logs", None, list(ACTIVITY_LOG_CATEGORIES),
+                                    f"Subscription {sub} does not export its activity log."))
+        out.changes.append(remedy.create("spoke-2c", f"{scope}/providers/{DIAG}/activity-to-{ws['name']}", body,
+                                         params={"workspaceId": ws["id"]},
+                                         title=f"Export the activity log of {sub} to {ws['name']}",
+                                         risk=risk, billable=True))
+    return out
+
+
+# ---- step 3: an NSG for each subnet ----------------------------------------------------------------
+def _rule(name: str, priority: int, direction: str, access: str, protocol: str, src: str, dst: str,
+          ports: list[str]) -> dict[str, Any]:
+    props: dict[str, Any] = {"priority": priority, "direction": direction, "access": access, "protocol": protocol,
+                             "sourceAddressPrefix": src, "sourcePortRange": "*", "destinationAddressPrefix": dst}
+    if len(ports) == 1:
+        props["destinationPortRange"] = ports[0]
+    else:
+        props["destinationPortRanges"] = ports
+    return {"name": name, "properties": props}
+
+
+# Azure Bastion's documented NSG rules for AzureBastionSubnet.
+BASTION_RULES = [
+    _rule("AllowHttpsInbound", 120, "Inbound", "Allow", "Tcp", "Internet", "*", ["443"]),
+    _rule("AllowGatewayManagerInbound", 130, "Inbound", "Allow", "Tcp", "GatewayManager", "*", ["443"]),
+    _rule("AllowAzureLoadBalancerInbound", 140, "Inbound", "Allow", "Tcp", "AzureLoadBalancer", "*", ["443"]),
+    _rule("AllowBastionHostCommunication", 150, "Inbound", "Allow", "*", "VirtualNetwork", "VirtualNetwork",
+          ["8080", "5701"]),
+    _rule("AllowSshRdpOutbound", 100, "Outbound", "Allow", "*", "*", "VirtualNetwork", ["22", "3389"]),
+    _rule("AllowAzureCloudOutbound", 110, "Outbound", "Allow", "Tcp", "*", "AzureCloud", ["443"]),
+    _rule("AllowBastionCommunication", 120, "Outbound", "Allow", "*", "VirtualNetwork", "VirtualNetwork",
+          ["8080", "5701"]),
+    _rule("AllowHttpOutbound", 130, "Outbound", "Allow", "*", "*", "Internet", ["80"]),
+]
+
+
+def _appgw_rules(inv: Inventory, subnet_id: str) -> list[dict[str, Any]]:
+    """App GW v2 needs GatewayManager on 65200-65535 and its listeners reachable."""
+    ports: set[str] = set()
+    for gw in inv.of_type(APPGW):
+        if any(low(ref(get_path(c, "properties.subnet"))) == low(subnet_id)
+               for c in get_path(gw, "properties.gatewayIPConfigurations") or []):
+            ports |= {str(get_path(p, "properties.port")) for p in get_path(gw, "properties.frontendPorts") or []
+                      if get_path(p, "properties.port")}
+    rules = [_rule("AllowGatewayManagerInbound", 100, "Inbound", "Allow", "Tcp", "GatewayManager", "*",
+                   ["65200-65535"]),
+             _rule("AllowListenersInbound", 110, "Inbound", "Allow", "Tcp", "Internet", "*", sorted(ports) or ["443"])]
+    return rules
+
+
+def _public_facing(inv: Inventory, subnet: dict[str, Any], appgw: set[str]) -> bool:
+    """Whether an NSG with default rules would cut traffic reaching this subnet from the internet."""
+    if low(subnet["id"]) in appgw or subnet["name"].lower() == "azurebastionsubnet":
+        return True
+    for nic in inv.of_type(NIC):
+        for ipc in get_path(nic, "properties.ipConfigurations") or []:
+            if low(ref(get_path(ipc, "properties.subnet"))) == low(subnet["id"]) and \
+                    ref(get_path(ipc, "properties.publicIPAddress")):
+                return True
+    return False
+
+
+def _spoke_3a(inv: Inventory) -> CheckResult:
+    stop = blocked("spoke-3a", inv, SUBNET, NSG)
+    if stop:
+        return stop
+    out = CheckResult()
+    appgw = appgw_subnets(inv)
+    name_for = namer(inv, NSG, "properties.networkSecurityGroup", "nsg-{}")
+    taken = {low(r["id"]) for r in inv.of_type(NSG)}
+    judged = 0
+    for vnet in inv.of_type(VNET):
+        for sn in subnets_of(inv, vnet):
+            if sn["name"].lower() in NSG_EXEMPT_SUBNETS:
+                continue
+            judged += 1
+            nsg_id = ref(get_path(sn, "properties.networkSecurityGroup"))
+            if nsg_id:
+                out.findings.append(Finding("spoke-3a", sn["id"], "pass", "properties.networkSecurityGroup.id",
+                                            nsg_id, "an NSG", f"Subnet {sn['name']} has an NSG."))
+                continue
+            rg = rg_of(vnet["id"])
+            wanted = name_for(sn["name"])
+            existing = inv.get(f"{rg}/providers/{NSG}/{wanted}")
+            deps: list[str] = []
+            if existing and not any(low(ref(get_path(s, "properties.networkSecurityGroup"))) == low(existing["id"])
+                                    for s in inv.of_type(SUBNET)):
+                nsg_id = existing["id"]  # an unused NSG named for this subnet: reuse it
+            else:
+                name = unique_name(inv, rg, NSG, wanted, taken)
+                nsg_id = f"{rg}/providers/{NSG}/{name}"
+                rules: list[dict[str, Any]] = []
+                kind = ""
+                if sn["name"].lower() == "azurebastionsubnet":
+                    rules, kind = [dict(r) for r in BASTION_RULES], " with Bastion's required rules"
+                elif low(sn["id"]) in appgw:
+                    rules, kind = _appgw_rules(inv, sn["id"]), " with Application Gateway's required rules"
+                body = {"location": vnet.get("location"), "properties": {"securityRules": rules}}
+                create = remedy.create("spoke-3a", nsg_id, body, params={"name": name, "securityRules": rules},
+                                       title=f"Create NSG {name} for subnet {sn['name']}{kind}",
+                                       risk="None until it is associated.")
+                out.changes.append(create)
+                deps = [create.id]
+            disruptive = _public_facing(inv, sn, appgw)
+            out.findings.append(Finding("spoke-3a", sn["id"], "fail", "properties.networkSecurityGroup.id", None,
+                                        "an NSG", f"Subnet {sn['name']} of {vnet['name']} has no NSG; a NIC-level "
+                                                  f"NSG does not cover the subnet."))
+            out.changes.append(remedy.put(
+                "spoke-3a", sn, {"properties.networkSecurityGroup": {"id": nsg_id}}, depends_on=deps,
+                disruptive=disruptive,
+                title=f"Associate {rid.parse(nsg_id).name} with subnet {sn['name']}",
+                risk=("Default rules deny inbound traffic from the internet to this subnet." if disruptive
+                      else "Default rules deny inbound internet traffic; VNet traffic stays allowed.")))
+    if not judged:
+        out.findings.append(not_applicable("spoke-3a", "subnet that takes an NSG", inv))
+    return out
+
+
+def nsg_subnets(inv: Inventory, nsg: dict[str, Any]) -> list[str]:
+    """Lower-cased ids of the subnets an NSG is associated with, from both sides."""
+    out = {low(ref(s)) for s in get_path(nsg, "properties.subnets") or []}
+    out |= {low(s["id"]) for s in inv.of_type(SUBNET)
+            if low(ref(get_path(s, "properties.networkSecurityGroup"))) == low(nsg["id"])}
+    out.discard("")
+    return sorted(out)
+
+
+def _spoke_3b(inv: Inventory) -> CheckResult:
+    stop = blocked("spoke-3b", inv, SUBNET)
+    if stop:
+        return stop
+    out = CheckResult()
+    for nsg in inv.of_type(NSG):
+        sns = nsg_subnets(inv, nsg)
+        if not sns:
+            continue
+        if len(sns) == 1:
+            out.findings.append(Finding("spoke-3b", nsg["id"], "pass", "properties.subnets", 1, 1,
+                                        f"{nsg['name']} serves one subnet."))
+            continue
+        names = ", ".join(rid.parse(s).name for s in sns)
+        out.findings.append(Finding(
+            "spoke-3b", nsg["id"], "manual", "properties.subnets", len(sns), 1,
+            f"{nsg['name']} is shared by subnets {names}: give each subnet its own NSG (copy the rules that "
+            f"subnet needs, then re-associate it), so each tier's rules and flow logs stay readable on their own."))
+    if not out.findings:
+        out.findings.append(not_applicable("spoke-3b", "NSG associated with a subnet", inv))
+    return out
+
+
+# ---- step 4: an ASG for each VM role ---------------------------------------------------------------
+ROLE_WORDS = {
+    "web": ("web", "fe", "frontend", "front"),
+    "app": ("app", "api", "be", "backend", "middle", "mid", "logic"),
+    "data": ("data", "db", "sql", "database"),
+}
+ROLE_TAGS = ("role", "tier", "workload-tier", "app-tier")
+
+
+def vm_role(vm: dict[str, Any]) -> str | None:
+    """The VM's tier: a role/tier tag first, then words in its name (`vm-web-01` → web)."""
+    tags = {str(k).lower(): str(v).lower() for k, v in (vm.get("tags") or {}).items()}
+    for key in ROLE_TAGS:
+        if key in tags:
+            for role, words in ROLE_WORDS.items():
+                if tags[key] in words or tags[key].startswith(role):
+                    return role
+            return re.sub(r"[^a-z0-9]+", "-", tags[key]).strip("-") or None
+    tokens = set(re.split(r"[^a-z0-9]+", str(vm.get("name", "")).lower()))
+    for role, words in ROLE_WORDS.items():
+        if tokens & set(words):
+            return role
+    return None
+
+
+def _vm_nics(inv: Inventory) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(VM, NIC) pairs for VMs whose NIC sits in a spoke."""
+    hub_ids = {low(v["id"]) for v in hubs(inv)}
+    out = []
+    for vm in inv.of_type(VM):
+        for r in get_path(vm, "properties.networkProfile.networkInterfaces") or []:
+            nic = inv.get(ref(r))
+            if nic and low(_nic_vnet(nic)) not in hub_ids:
+                out.append((vm, nic))
+    return out
+
+
+def _nic_vnet(nic: dict[str, Any]) -> str:
+    for ipc in get_path(nic, "properties.ipConfigurations") or []:
+        sid = ref(get_path(ipc, "properties.subnet"))
+        if sid:
+            return vnet_of(sid)
+    return ""
+
+
+def _asg_matches(asg: dict[str, Any], role: str) -> bool:
+    tags = {str(k).lower(): str(v).lower() for k, v in (asg.get("tags") or {}).items()}
+    if any(tags.get(k) == role for k in ROLE_TAGS):
+        return True
+    tokens = set(re.split(r"[^a-z0-9]+", asg["name"].lower()))
+    return bool(tokens & set(ROLE_WORDS.get(role, (role,))))
+
+
+def role_asgs(inv: Inventory) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, Any]]]:
+    """(vnet id lower, role) -> (ASG id, existing ASG or None, the VNet) for every role in use."""
+    out: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, Any]]] = {}
+    asgs = inv.of_type(ASG)
+    for vm, nic in _vm_nics(inv):
+        role = vm_role(vm)
+        vnet = inv.get(_nic_vnet(nic))
+        if not role or not vnet or (low(vnet["id"]), role) in out:
+            continue
+        same = [a for a in asgs if loc(a) == loc(vnet) and _asg_matches(a, role)]
+        if same:
+            out[(low(vnet["id"]), role)] = (same[0]["id"], same[0], vnet)
+            continue
+        prefix_style = sum(1 for n in inv.of_type(NSG) if n["name"].lower().endswith("-nsg")) > \
+            sum(1 for n in inv.of_type(NSG) if n["name"].lower().startswith("nsg-"))
+        name = f"{role}-asg" if prefix_style else f"asg-{role}"
+        if len({low(v["id"]) for v in spokes(inv) if loc(v) == loc(vnet)}) > 1:
+            name = f"{name}-{vnet['name']}"
+        out[(low(vnet["id"]), role)] = (f"{rg_of(vnet['id'])}/providers/{ASG}/{name}", None, vnet)
+    return out
+
+
+def _spoke_4a(inv: Inventory) -> CheckResult:
+    stop = blocked("spoke-4a", inv, VM, NIC)
+    if stop:
+        return stop
+    out = CheckResult()
+    plan = role_asgs(inv)
+    if not plan:
+        out.findings.append(not_applicable("spoke-4a", "VM with a recognisable role in a spoke", inv))
+        return out
+    for (_v, role), (asg_id, asg, vnet) in sorted(plan.items()):
+        if asg:
+            out.findings.append(Finding("spoke-4a", asg_id, "pass", "", role, role,
+                                        f"ASG {asg['name']} serves the {role} role in {vnet['name']}."))
+            continue
+        name = rid.parse(asg_id).name
+        out.findings.append(Finding("spoke-4a", vnet["id"], "fail", "", None, f"an ASG for role {role}",
+                                    f"No application security group for the {role} VMs of {vnet['name']}; "
+                                    f"rules must then name IP addresses."))
+        out.changes.append(remedy.create("spoke-4a", asg_id, {"location": vnet.get("location"), "properties": {},
+                                                              "tags": {"role": role}},
+                                         params={"name": name}, title=f"Create ASG {name} for the {role} VMs",
+                                         risk="None: an ASG does nothing until rules reference it."))
+    return out
+
+
+def _spoke_4b(inv: Inventory) -> CheckResult:
+    stop = blocked("spoke-4b", inv, VM, NIC, ASG)
+    if stop:
+        return stop
+    out = CheckResult()
+    pairs = _vm_nics(inv)
+    if not pairs:
+        out.findings.append(not_applicable("spoke-4b", "VM network interface in a spoke", inv))
+        return out
+    plan = role_asgs(inv)
+    seen: set[str] = set()
+    for vm, nic in pairs:
+        if low(nic["id"]) in seen:
+            continue
+        seen.add(low(nic["id"]))
+        role = vm_role(vm)
+        path = "properties.ipConfigurations"
+        if not role:
+            out.findings.append(Finding(
+                "spoke-4b", nic["id"], "manual", path, None, "a role ASG",
+                f"The role of VM {vm['name']} cannot be told from its name or tags: tag it `role` = web, app or "
+                f"data (or the tier it serves), then re-run, so its NIC {nic['name']} can join that role's ASG."))
+            continue
+        asg_id, asg, _vnet = plan[(low(_nic_vnet(nic)), role)]
+        held = {low(ref(a)) for c in get_path(nic, path) or []
+                for a in get_path(c, "properties.applicationSecurityGroups") or []}
+        if low(asg_id) in held:
+            out.findings.append(Finding("spoke-4b", nic["id"], "pass", path, asg_id, asg_id,
+                                        f"NIC {nic['name']} is in the {role} ASG."))
+            continue
+
+        def mutate(body: dict[str, Any], asg_id: str = asg_id) -> None:
+            for c in get_path(body, "properties.ipConfigurations") or []:
+                props = c.setdefault("properties", {})
+                lst = props.setdefault("applicationSecurityGroups", [])
+                if not any(low(ref(a)) == low(asg_id) for a in lst):
+                    lst.append({"id": asg_id})
+
+        out.findings.append(Finding("spoke-4b", nic["id"], "fail", path, sorted(held) or None, asg_id,
+                                    f"NIC {nic['name']} of {vm['name']} is not in the {role} ASG."))
+        out.changes.append(remedy.put_mutated(
+            "spoke-4b", nic, mutate, [path], depends_on=[] if asg else [change_id("spoke-4a", asg_id, "PUT")],
+            title=f"Put NIC {nic['name']} in ASG {rid.parse(asg_id).name}",
+            risk="Low until NSG rules reference the ASG."))
+    return out
+
+
+def _ip_literal(value: Any) -> bool:
+    return isinstance(value, str) and bool(re.match(r"^\d+\.\d+\.\d+\.\d+(/\d+)?$", value)) and value != "0.0.0.0/0"
+
+
+def rules_of(inv: Inventory, nsg: dict[str, Any]) -> list[dict[str, Any]]:
+    return inv.children(nsg["id"], RULE)
+
+
+def tier_nsgs(inv: Inventory) -> list[dict[str, Any]]:
+    """NSGs guarding workload tiers: every NSG not associated with a hub subnet."""
+    hub_sn = {low(s["id"]) for v in hubs(inv) for s in subnets_of(inv, v)}
+    return [n for n in inv.of_type(NSG) if not (set(nsg_subnets(inv, n)) & hub_sn)]
+
+
+def _spoke_4c(inv: Inventory) -> CheckResult:
+    out = CheckResult()
+    nsgs = tier_nsgs(inv)
+    if not nsgs:
+        out.findings.append(not_applicable("spoke-4c", "NSG on a spoke", inv))
+        return out
+    for nsg in nsgs:
+        by_ip = []
+        for r in rules_of(inv, nsg):
+            p = r.get("properties") or {}
+            if str(p.get("access", "")).lower() != "allow":
+                continue
+            addrs = [p.get("sourceAddressPrefix"), p.get("destinationAddressPrefix"),
+                     *(p.get("sourceAddressPrefixes") or []), *(p.get("destinationAddressPrefixes") or [])]
+            if any(_ip_literal(a) for a in addrs):
+                by_ip.append(r["name"])
+        if by_ip:
+            out.findings.append(Finding(
+                "spoke-4c", nsg["id"], "manual", "properties.securityRules", by_ip, "ASG references",
+                f"Rules {', '.join(by_ip)} of {nsg['name']} name IP addresses: rewrite them with source/destination "
+                f"application security groups (spoke-4a), so the rules follow VMs as they scale or move."))
+        else:
+            out.findings.append(Finding("spoke-4c", nsg["id"], "pass", "properties.securityRules",
+                                        message=f"No allow rule of {nsg['name']} is tied to IP addresses."))
+    return out
+
+
+# ---- step 5: secure traffic within the VNet --------------------------------------------------------
+def _field_any(p: dict[str, Any], single: str, plural: str) -> bool:
+    v = p.get(single)
+    many = p.get(plural) or []
+    return v == "*" or (not v and list(many) == ["*"])
+
+
+def is_deny_all(rule: dict[str, Any], direction: str) -> bool:
+    p = rule.get("properties") or {}
+    return (str(p.get("direction", "")).lower() == direction.lower() and str(p.get("access", "")).lower() == "deny"
+            and p.get("priority") == 4096 and p.get("protocol") == "*"
+            and _field_any(p, "sourceAddressPrefix", "sourceAddressPrefixes")
+            and _field_any(p, "destinationAddressPrefix", "destinationAddressPrefixes")
+            and _field_any(p, "sourcePortRange", "sourcePortRanges")
+            and _field_any(p, "destinationPortRange", "destinationPortRanges"))
+
+
+def routes_to_firewall(inv: Inventory, subnet: dict[str, Any], prefix: str = "0.0.0.0/0") -> bool:
+    """Whether the subnet's route table sends `prefix` to a firewall's private IP."""
+    table = inv.get(ref(get_path(subnet, "properties.routeTable")))
+    if not table:
+        return False
+    ips = {firewall_ip(fw) for fw in inv.of_type(FW)} - {None}
+    for r in inv.children(table["id"], f"{RT}/routes"):
+        p = r.get("properties") or {}
+        if p.get("addressPrefix") == prefix and str(p.get("nextHopType", "")).lower() == "virtualappliance" \
+                and p.get("nextHopIpAddress") in ips:
+            return True
+    return False
+
+
+def _deny_all(check: str, direction: str) -> Callable[[Inventory], CheckResult]:
+    name = f"DenyAll{direction}"
+    risk = ("Blocks load-balancer probes and all VNet traffic not explicitly allowed: write the allow rules "
+            "(spoke-5c) first." if direction == "Inbound" else
+            "Blocks Windows activation, updates, Entra login and DNS unless allowed first.")
+
+    def evaluate(inv: Inventory) -> CheckResult:
+        stop = blocked(check, inv, RULE, SUBNET, RT)
+        if stop:
+            return stop
+        out = CheckResult()
+        nsgs = tier_nsgs(inv)
+        if not nsgs:
+            out.findings.append(not_applicable(check, "NSG on a spoke", inv))
+            return out
+        path = "properties.securityRules"
+        for nsg in nsgs:
+            rules = rules_of(inv, nsg)
+            if any(is_deny_all(r, direction) for r in rules):
+                out.findings.append(Finding(check, nsg["id"], "pass", path, name, name,
+                                            f"{nsg['name']} ends with a deny-all {direction.lower()} rule at 4096."))
+                continue
+            sns = [inv.get(s) for s in nsg_subnets(inv, nsg)]
+            if direction == "Outbound" and sns and all(s and routes_to_firewall(inv, s) for s in sns):
+                out.findings.append(Finding(check, nsg["id"], "pass", path, "0.0.0.0/0 via firewall", name,
+                                            f"Outbound traffic of {nsg['name']}'s subnets goes through the "
+                                            f"firewall (hub-3b), which filters it."))
+                continue
+            clash = [r for r in rules if (r.get("properties") or {}).get("priority") == 4096 and
+                     str((r.get("properties") or {}).get("direction", "")).lower() == direction.lower()]
+            if clash:
+                out.findings.append(Finding(
+                    check, nsg["id"], "manual", path, clash[0]["name"], name,
+                    f"Rule {clash[0]['name']} of {nsg['name']} holds priority 4096 {direction.lower()} but is not "
+                    f"a deny-all: move it to a lower number, then add {name} (Deny, every field *) at 4096, "
+                    f"so anything not allowed above is refused."))
+                continue
+            rule_id = f"{nsg['id']}/securityRules/{name}"
+            props = {"priority": 4096, "direction": direction, "access": "Deny", "protocol": "*",
+                     "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*",
+                     "destinationPortRange": "*", "description": "Baseline: deny what no rule above allows."}
+            out.findings.append(Finding(check, nsg["id"], "fail", path, None, name,
+                                        f"{nsg['name']} has no deny-all {direction.lower()} rule at 4096; the "
+                                        f"default rules allow all VNet traffic."))
+            existing = inv.get(rule_id)
+            title = f"Add {name} at 4096 to {nsg['name']}"
+            if existing:
+                out.changes.append(remedy.put(check, existing, {"properties": {**existing.get("properties", {}),
+                                                                               **props}},
+                                              title=title, risk=risk, disruptive=True))
+            else:
+                out.changes.append(remedy.create(check, rule_id, {"properties": props}, title=title, risk=risk,
+                                                 disruptive=True))
+        return out
+
+    return evaluate
+
+
+def _spoke_5c(inv: Inventory) -> CheckResult:
+    out = CheckResult()
+    nsgs = tier_nsgs(inv)
+    if not nsgs:
+        out.findings.append(not_applicable("spoke-5c", "NSG on a spoke", inv))
+        return out
+    for nsg in nsgs:
+        rules = [r for r in rules_of(inv, nsg) if str((r.get("properties") or {}).get("access", "")).lower() == "allow"]
+        with_asg = [r["name"] for r in rules
+                    if get_path(r, "properties.sourceApplicationSecurityGroups")
+                    or get_path(r, "properties.destinationApplicationSecurityGroups")]
+        if with_asg:
+            out.findings.append(Finding("spoke-5c", nsg["id"], "pass", "properties.securityRules", with_asg,
+                                        message=f"{nsg['name']} allows tier traffic through ASGs."))
+            continue
+        out.findings.append(Finding(
+            "spoke-5c", nsg["id"], "manual", "properties.securityRules", [r["name"] for r in rules] or None,
+            "tier allow rules using ASGs",
+            f"{nsg['name']} has no allow rule scoped to ASGs: add the tier pairs with priorities 100-4000 "
+            f"(Internet→App GW 443, App GW→web ASG 443, web→app 443, app→data 1433, data↔data 1433, each "
+            f"inbound and outbound), so the deny-all rules (spoke-5a/5b) leave only these paths open."))
+    return out
+
+
+def _spoke_5d(inv: Inventory) -> CheckResult:
+    stop = blocked("spoke-5d", inv, FLOWLOG, WATCHER, STORAGE)
+    if stop:
+        return stop
+    out = CheckResult()
+    vnets = inv.of_type(VNET)
+    if not vnets:
+        out.findings.append(not_applicable("spoke-5d", "virtual network", inv))
+        return out
+    logs = inv.of_type(FLOWLOG)
+    risk = "Flow-log storage and traffic analytics are billed."
+    for vnet in vnets:
+        mine = [f for f in logs if low(get_path(f, "properties.targetResourceId")) == low(vnet["id"])]
+        on = [f for f in mine if get_path(f, "properties.enabled") is True]
+        path = "properties.enabled"
+        if on:
+            out.findings.append(Finding("spoke-5d", vnet["id"], "pass", path, True, True,
+                                        f"VNet flow log {on[0]['name']} records {vnet['name']}."))
+            continue
+        if mine:
+            fl = mine[0]
+            out.findings.append(Finding("spoke-5d", vnet["id"], "fail", path, False, True,
+                                        f"Flow log {fl['name']} of {vnet['name']} is disabled."))
+            out.changes.append(remedy.put("spoke-5d", fl, {path: True}, title=f"Enable flow log {fl['name']}",
+                                          risk=risk, billable=True))
+            continue
+        sub = rid.subscription_of(vnet["id"]) or ""
+        region = loc(vnet)
+        accounts = [s for s in inv.of_type(STORAGE) if loc(s) == region]
+        accounts.sort(key=lambda s: low(rid.subscription_of(s["id"])) != low(sub))
+        if not accounts:
+            out.findings.append(Finding(
+                "spoke-5d", vnet["id"], "manual", path, None, True,
+                f"{vnet['name']} has no flow log and there is no storage account in {region} to hold one: create a "
+                f"storage account there (hardened as in storage-1..3), then a VNet flow log in Network Watcher "
+                f"targeting {vnet['name']}, so traffic can be audited and fed to traffic analytics."))
+            continue
+        watcher, deps = network_watcher(inv, sub, region, vnet)
+        sa = accounts[0]
+        ws = workspace_for(inv, sub, region)
+        props: dict[str, Any] = {
+            "targetResourceId": vnet["id"], "storageId": sa["id"], "enabled": True,
+            "retentionPolicy": {"enabled": True, "days": 90}, "format": {"type": "JSON", "version": 2}}
+        if ws:
+            props["flowAnalyticsConfiguration"] = {"networkWatcherFlowAnalyticsConfiguration": {
+                "enabled": True, "workspaceResourceId": ws["id"], "trafficAnalyticsInterval": 60}}
+        name = f"fl-{vnet['name']}"
+        out.findings.append(Finding("spoke-5d", vnet["id"], "fail", path, None, True,
+                                    f"{vnet['name']} has no VNet flow log."))
+        out.changes.append(remedy.create(
+            "spoke-5d", f"{watcher}/flowLogs/{name}", {"location": vnet.get("location"), "properties": props},
+            params={"storageId": sa["id"], "retentionDays": 90, "workspaceResourceId": ws["id"] if ws else ""},
+            depends_on=deps, title=f"Record {vnet['name']}'s traffic in {sa['name']}", risk=risk, billable=True))
+    return out
+
+
+def network_watcher(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> tuple[str, list[str]]:
+    """The id of the region's Network Watcher, and the hub-4d change to depend on when it is missing."""
+    for w in inv.of_type(WATCHER):
+        if low(rid.subscription_of(w["id"])) == low(sub) and loc(w) == region:
+            return w["id"], []
+    wid = watcher_id(inv, sub, region, near)
+    return wid, [change_id("hub-4d", wid, "PUT")]
+
+
+def watcher_id(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> str:
+    """`NetworkWatcher_<region>` in NetworkWatcherRG when that group is known, else beside `near`."""
+    rg = f"/subscriptions/{sub}/resourceGroups/NetworkWatcherRG"
+    if low(rg) not in {low(g) for g in inv.resource_groups}:
+        rg = rg_of(near["id"])
+    return f"{rg}/providers/{WATCHER}/NetworkWatcher_{region}"
+
+
+def _spoke_5e(inv: Inventory) -> CheckResult:
+    stop = blocked("spoke-5e", inv, WAFP)
+    if stop:
+        return stop
+    out = CheckResult()
+    gws = inv.of_type(APPGW)
+    if not gws:
+        out.findings.append(not_applicable("spoke-5e", "application gateway", inv))
+        return out
+    risk = "Prevention mode can block legitimate requests; tune exclusions in Detection mode first."
+    for gw in gws:
+        tier = str(get_path(gw, "properties.sku.tier") or "")
+        pol = inv.get(ref(get_path(gw, "properties.firewallPolicy")))
+        legacy = get_path(gw, "properties.webApplicationFirewallConfiguration") or {}
+        if tier.lower() == "waf_v2" and pol:
+            state = get_path(pol, "properties.policySettings.state")
+            mode = get_path(pol, "properties.policySettings.mode")
+            if state == "Enabled" and mode == "Prevention":
+                out.findings.append(Finding("spoke-5e", gw["id"], "pass", "properties.policySettings.mode", mode,
+                                            "Prevention", f"WAF policy {pol['name']} blocks attacks on {gw['name']}."))
+                continue
+            out.findings.append(Finding("spoke-5e", gw["id"], "fail", "properties.policySettings.mode",
+                                        f"{state}/{mode}", "Enabled/Prevention",
+                                        f"WAF policy {pol['name']} of {gw['name']} only "
+                                        f"{'watches' if state == 'Enabled' else 'is off'} ({state}, {mode})."))
+            out.changes.append(remedy.put("spoke-5e", pol, {"properties.policySettings.state": "Enabled",
+                                                            "properties.policySettings.mode": "Prevention"},
+                                          title=f"Switch WAF policy {pol['name']} to Prevention", risk=risk))
+            continue
+        if tier.lower() == "waf_v2" and legacy:
+            if legacy.get("enabled") is True and legacy.get("firewallMode") == "Prevention":
+                out.findings.append(Finding("spoke-5e", gw["id"], "pass",
+                                            "properties.webApplicationFirewallConfiguration.firewallMode",
+                                            "Prevention", "Prevention", f"{gw['name']}'s WAF blocks attacks."))
+                continue
+            out.findings.append(Finding("spoke-5e", gw["id"], "fail",
+                                        "properties.webApplicationFirewallConfiguration.firewallMode",
+                                        legacy.get("firewallMode"), "Prevention",
+                                        f"{gw['name']}'s WAF does not block (enabled={legacy.get('enabled')}, "
+                                        f"mode={legacy.get('firewallMode')})."))
+            out.changes.append(remedy.put("spoke-5e", gw, {
+                "properties.webApplicationFirewallConfiguration.enabled": True,
+                "properties.webApplicationFirewallConfiguration.firewallMode": "Prevention"},
+                title=f"Switch {gw['name']}'s WAF to Prevention", risk=risk))
+            continue
+        if tier.lower() not in ("standard_v2", "waf_v2"):
+            out.findings.append(Finding(
+                "spoke-5e", gw["id"], "manual", "properties.sku.tier", tier, "WAF_v2",
+                f"{gw['name']} is a v1 gateway ({tier}) without a usable WAF: migrate it to WAF_v2 with a WAF policy "
+                f"in Prevention mode (the v1 to v2 migration script), since v1 cannot take a WAF policy."))
+            continue
+        name = f"waf-{gw['name']}"
+        pol_id = f"{rg_of(gw['id'])}/providers/{WAFP}/{name}"
+        body = {"location": gw.get("location"), "properties": {
+            "policySettings": {"state": "Enabled", "mode": "Prevention", "requestBodyCheck": True},
+            "managedRules": {"managedRuleSets": [{"ruleSetType": "OWASP", "ruleSetVersion": "3.2"}]}}}
+        create = remedy.create("spoke-5e", pol_id, body, params={"name": name, "mode": "Prevention"},
+                               title=f"Create WAF policy {name}", risk=risk, billable=True)
+        out.changes.append(create)
+        out.findings.append(Finding("spoke-5e", gw["id"], "fail", "properties.sku.tier", tier, "WAF_v2",
+                                    f"{gw['name']} ({tier}) has no web application firewall in front of the app."))
+        out.changes.append(remedy.put(
+            "spoke-5e", gw, {"properties.sku.tier": "WAF_v2", "properties.sku.name": "WAF_v2",
+                             "properties.firewallPolicy": {"id": pol_id}}, depends_on=[create.id],
+            title=f"Move {gw['name']} to WAF_v2 with policy {name}",
+            risk="WAF_v2 costs more per hour; the gateway updates in place (minutes).", billable=True))
+    return out
+
+
+def _spoke_5f(inv: Inventory) -> CheckResult:
+    out = CheckResult()
+    gws = inv.of_type(APPGW)
+    if not gws:
+        out.findings.append(not_applicable("spoke-5f", "application gateway", inv))
+        return out
+    for gw in gws:
+        sids = [ref(get_path(c, "properties.subnet")) for c in get_path(gw, "properties.gatewayIPConfigurations") or []]
+        sn = inv.get(sids[0]) if sids else None
+        vnet = inv.get(vnet_of(sids[0])) if sids else None
+        fw = firewall_for(inv, vnet) if vnet else None
+        ip = firewall_ip(fw)
+        if not sn or not ip:
+            out.findings.append(Finding(
+                "spoke-5f", gw["id"], "manual", "properties.routes", None, "backend routes via the firewall",
+                f"No Azure Firewall serves {gw['name']}'s network: once a Premium firewall runs in the hub, give the "
+                f"App GW subnet a route table sending the backend prefixes to it, so IDPS inspects inbound web traffic."))
+            continue
+        table = inv.get(ref(get_path(sn, "properties.routeTable")))
+        routes = [r.get("properties") or {} for r in (inv.children(table["id"], f"{RT}/routes") if table else [])]
+        default_fw = [r for r in routes if r.get("addressPrefix") == "0.0.0.0/0"
+                      and str(r.get("nextHopType", "")).lower() == "virtualappliance"]
+        to_fw = [r for r in routes if r.get("nextHopIpAddress") == ip and r.get("addressPrefix") != "0.0.0.0/0"]
+        prefixes = [p for s in subnets_of(inv, vnet) if low(s["id"]) != low(sn["id"])
+                    for p in [get_path(s, "properties.addressPrefix")] if p] if vnet else []
+        if default_fw:
+            out.findings.append(Finding(
+                "spoke-5f", sn["id"], "manual", "properties.routes", "0.0.0.0/0 → appliance", "no default route",
+                f"Subnet {sn['name']} of {gw['name']} sends 0.0.0.0/0 to an appliance: remove that route (App GW needs "
+                f"direct internet for its control plane) and keep only routes for {', '.join(prefixes) or 'the backends'} "
+                f"via {ip}."))
+        elif to_fw:
+            out.findings.append(Finding("spoke-5f", sn["id"], "pass", "properties.routes", len(to_fw),
+                                        message=f"{gw['name']} reaches its backends through the firewall."))
+        else:
+            out.findings.append(Finding(
+                "spoke-5f", sn["id"], "manual", "properties.routes", None, f"backend prefixes via {ip}",
+                f"{gw['name']} reaches its backends directly: give subnet {sn['name']} its own route table with "
+                f"routes for {', '.join(prefixes) or 'the backend prefixes'} to next hop VirtualAppliance {ip} (no "
+                f"0.0.0.0/0), and the backend subnets the reverse routes, so Firewall Premium inspects the traffic "
+                f"without asymmetric paths."))
+    return out
+
+
+# ---- step 6: secure access to the VNet and application -------------------------------------------
+def _spoke_6a(inv: Inventory) -> CheckResult:
+    out = CheckResult()
+    accounts = inv.of_type(STORAGE)
+    if not accounts:
+        out.findings.append(not_applicable("spoke-6a", "storage account", inv))
+        return out
+    for sa in accounts:
+        public = get_path(sa, "properties.publicNetworkAccess") or "Enabled"
+        default = get_path(sa, "properties.networkAcls.defaultAction") or "Allow"
+        if public == "Disabled" or default == "Deny":
+            out.findings.append(Finding("spoke-6a", sa["id"], "pass", "properties.publicNetworkAccess", public,
+                                        message=f"{sa['name']} is reachable only from chosen networks."))
+            continue
+        out.findings.append(Finding(
+            "spoke-6a", sa["id"], "manual", "properties.publicNetworkAccess", public, "Disabled",
+            f"The spoke's workloads reach {sa['name']} over its public endpoint: add a private endpoint in the spoke "
+            f"(storage-3a), then turn public network access off (storage-3b), and route hub traffic through the "
+            f"firewall (hub-1, hub-3)."))
+    return out
+
+
+def _spoke_6b(inv: Inventory) -> CheckResult:
+    out = CheckResult()
+    fronts = inv.of_type(APPGW) or spokes(inv)
+    if not fronts:
+        out.findings.append(not_applicable("spoke-6b", "application entry point", inv))
+        return out
+    for r in fronts:
+        out.findings.append(Finding(
+            "spoke-6b", r["id"], "manual", "", None, "app in Conditional Access scope",
+            f"ARM cannot see sign-in policy for the app behind {r['name']}: register it in Entra ID and include it in "
+            f"your Conditional Access policies requiring MFA and a compliant device, so a stolen password alone "
+            f"cannot reach it."))
+    return out
+
+
+# ---- step 7: advanced threat detection ------------------------------------------------------------
+def _spoke_7b(inv: Inventory) -> CheckResult:
+    out = CheckResult()
+    subs = spoke_subs(inv)
+    if not subs:
+        out.findings.append(not_applicable("spoke-7b", "spoke virtual network", inv))
+        return out
+    for sub in subs:
+        sid = f"/subscriptions/{sub}/providers/{SCORE}/ascScore"
+        score = inv.get(sid)
+        spoke_rg = {low(g) for g in spoke_rgs(inv)}
+        unhealthy = [a for a in inv.of_type(ASSESSMENT)
+                     if low(rid.subscription_of(a["id"])) == low(sub)
+                     and str(get_path(a, "properties.status.code") or "").lower() == "unhealthy"
+                     and low(rg_of(a["id"])) in spoke_rg]
+        cur, mx = get_path(score or {}, "properties.score.current"), get_path(score or {}, "properties.score.max")
+        if score and not unhealthy and cur is not None and cur == mx:
+            out.findings.append(Finding("spoke-7b", sid, "pass", "properties.score.current", cur, mx,
+                                        "Secure score is at its maximum."))
+            continue
+        shown = f"{cur}/{mx}" if score else "not readable"
+        names = ", ".join(sorted({get_path(a, "properties.displayName") or a["name"] for a in unhealthy})[:5])
+        out.findings.append(Finding(
+            "spoke-7b", sid if score else f"/subscriptions/{sub}", "manual", "properties.score.current",
+            cur, mx,
+            f"Secure score of {sub} is {shown}" + (f", with unhealthy spoke items: {names}" if names else "") +
+            ": in Defender for Cloud → Recommendations, sort by max score increase and fix the top items for the "
+            "spoke resource groups first."))
+    return out
+
+
+WHY = {
+    1: "Network admins need rights over network resources only. Owner or Contributor on the spoke also lets "
+       "them change workloads, so a narrower role limits what one stolen account can do.",
+    2: "A resource group that holds only the spoke network makes its access easy to scope and audit. Assigning "
+       "roles to groups and exporting the activity log keep every change traceable.",
+    3: "A dedicated NSG on each subnet is the first filter between tiers. Subnets without one accept any "
+       "traffic the VNet carries, and shared NSGs blur which rule protects what.",
+    4: "Application security groups let rules name a role (web, app, data) instead of IP addresses, so rules "
+       "stay right as VMs are added, moved or rebuilt.",
+    5: "Explicit deny-all rules turn each NSG into an allow list, flow logs record what actually crosses the "
+       "network, and a WAF in prevention mode stops common web attacks before they reach the app.",
+    6: "The spoke should be reached only along designed paths: private endpoints for data and identity-checked "
+       "sign-in for the app's users.",
+    7: "Defender CSPM watches the spoke's configuration continuously and ranks the fixes by their weight in "
+       "the secure score, so the worst gaps get closed first.",
+}
+
+STEPS: list[Step] = [
+    Step("spoke-1", "spoke", 1, "Use least-privilege roles for network resources", WHY[1], (
+        Check("spoke-1a", "Network admins do not hold Owner or Contributor on the spoke", "advisory", _spoke_1a,
+              resource_type=ROLE_ASSIGNMENT, mcsb="PA-7", policy="Audit usage of custom RBAC roles"),
+        Check("spoke-1b", "A NetOps custom role exists", "create", _spoke_1b, resource_type=ROLE_DEFINITION,
+              mcsb="PA-7", risk="None until the role is assigned."),
+    )),
+    Step("spoke-2", "spoke", 2, "Isolate the spoke network in its own resource group", WHY[2], (
+        Check("spoke-2a", "The spoke resource group holds only network resources", "advisory", _spoke_2a,
+              resource_type=VNET, mcsb="GS-2"),
+        Check("spoke-2b", "Roles go to groups, not named people", "advisory", _spoke_2b,
+              resource_type=ROLE_ASSIGNMENT, mcsb="PA-7"),
+        Check("spoke-2c", "The activity log is exported with every category", "auto-put", _spoke_2c,
+              resource_type=VNET, mcsb="LT-3",
+              policy="Configure Azure Activity logs to stream to specified Log Analytics workspace",
+              risk="Log Analytics ingestion is billed per GB.", billable=True),
+    )),
+    Step("spoke-3", "spoke", 3, "Give every subnet its own NSG", WHY[3], (
+        Check("spoke-3a", "Every subnet has an NSG", "create", _spoke_3a, resource_type=VNET, mcsb="NS-1",
+              policy="Subnets should be associated with a Network Security Group",
+              risk="A new NSG's default rules deny inbound internet traffic."),
+        Check("spoke-3b", "Each NSG serves one subnet", "advisory", _spoke_3b, resource_type=NSG, mcsb="NS-1"),
+    )),
+    Step("spoke-4", "spoke", 4, "Group VMs by role with application security groups", WHY[4], (
+        Check("spoke-4a", "An ASG exists for each VM role", "create", _spoke_4a, resource_type=ASG, mcsb="NS-1"),
+        Check("spoke-4b", "Each VM NIC is in its role's ASG", "auto-put", _spoke_4b, resource_type=NIC,
+              mcsb="NS-1", risk="Low until NSG rules reference the ASG."),
+        Check("spoke-4c", "Tier rules reference ASGs, not IP lists", "advisory", _spoke_4c, resource_type=NSG,
+              mcsb="NS-1"),
+    )),
+    Step("spoke-5", "spoke", 5, "Secure traffic and resources within the VNet", WHY[5], (
+        Check("spoke-5a", "Each tier NSG denies all other inbound traffic at 4096", "auto-put",
+              _deny_all("spoke-5a", "Inbound"), resource_type=NSG, mcsb="NS-1",
+              policy="All network ports should be restricted on network security groups associated to your "
+                     "virtual machine",
+              risk="High: blocks load-balancer probes and VNet traffic not explicitly allowed.", disruptive=True),
+        Check("spoke-5b", "Each tier NSG denies all other outbound traffic at 4096", "auto-put",
+              _deny_all("spoke-5b", "Outbound"), resource_type=NSG, mcsb="NS-1",
+              risk="High: breaks activation, updates, Entra login and DNS unless allowed.", disruptive=True),
+        Check("spoke-5c", "Tier traffic is allowed through ASG rules", "advisory", _spoke_5c, resource_type=NSG,
+              mcsb="NS-1", policy="Internet-facing virtual machines should be protected with network security groups"),
+        Check("spoke-5d", "VNet flow logs are on", "create", _spoke_5d, resource_type=VNET, mcsb="LT-4",
+              policy="Audit flow logs configuration for every virtual network",
+              risk="Flow-log storage and traffic analytics are billed.", billable=True),
+        Check("spoke-5e", "Application Gateway runs a WAF in Prevention mode", "auto-put", _spoke_5e,
+              resource_type=APPGW, mcsb="NS-6",
+              policy="Web Application Firewall (WAF) should be enabled for Application Gateway",
+              risk="Prevention mode can block legitimate requests."),
+        Check("spoke-5f", "App Gateway reaches its backends through the firewall", "advisory", _spoke_5f,
+              resource_type=APPGW, mcsb="NS-3",
+              policy="[Preview]: All Internet traffic should be routed via your deployed Azure Firewall"),
+    )),
+    Step("spoke-6", "spoke", 6, "Secure access to the VNet and application", WHY[6], (
+        Check("spoke-6a", "Data reaches the spoke over private paths", "advisory", _spoke_6a,
+              resource_type=STORAGE, mcsb="NS-2"),
+        Check("spoke-6b", "The app is in Conditional Access scope", "advisory", _spoke_6b, resource_type=VNET,
+              mcsb="IM-7"),
+    )),
+    Step("spoke-7", "spoke", 7, "Turn on advanced threat detection", WHY[7], (
+        pricing_check("spoke-7a", "Defender CSPM is on for the spoke subscription", ("CloudPosture",), spoke_subs,
+                      "spoke virtual network", "LT-1", "Microsoft Defender CSPM should be enabled"),
+        Check("spoke-7b", "The secure score guides what to fix next", "advisory", _spoke_7b,
+              resource_type=SCORE, mcsb="PV-2"),
+    )),
+]
