@@ -293,7 +293,7 @@ STEP2_CHECKS: tuple[Check, ...] = (
         instruction=("Issue SAS tokens as user-delegation SAS (signed with Entra credentials) instead of "
                      "account or service SAS; once none are key-signed, turn off Shared Key (storage-1d)."),
         fail_message="Shared Key access is on, so key-signed SAS tokens still work.",
-        mcsb="IM-1"),
+        risk="Key-signed SAS in use stop working once Shared Key is off; find them first.", mcsb="IM-1"),
 )
 
 

@@ -1,0 +1,475 @@
+"""Storage article: every check passes a compliant account, fails a non-compliant one, and the
+change it proposes, once applied as ARM would, turns the finding into a pass."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from ztwizard.inventory import Inventory
+from ztwizard.model import change_id
+from ztwizard.steps import CHECK_BY_ID, STEP_BY_ID, storage
+from ztwizard.steps._base import Check
+
+from .conftest import RG, SUB, apply_all, statuses
+
+ACCT_ID = f"{RG}/providers/Microsoft.Storage/storageAccounts/stdata01"
+VNET_ID = f"{RG}/providers/Microsoft.Network/virtualNetworks/vnet-spoke"
+HUB_ID = f"/subscriptions/{SUB}/resourceGroups/rg-hub/providers/Microsoft.Network/virtualNetworks/vnet-hub"
+
+
+def account(name: str = "stdata01", **props: Any) -> dict[str, Any]:
+    """A StorageV2 account as ARM returns it, fully hardened unless `props` override."""
+    base = {
+        "supportsHttpsTrafficOnly": True, "minimumTlsVersion": "TLS1_2", "allowBlobPublicAccess": False,
+        "allowSharedKeyAccess": False, "allowedCopyScope": "AAD", "publicNetworkAccess": "Disabled",
+        "encryption": {"keySource": "Microsoft.Keyvault", "requireInfrastructureEncryption": True,
+                       "keyvaultproperties": {"keyname": "k", "keyvaulturi": "https://kv.vault.azure.net/"}},
+        "sasPolicy": {"sasExpirationPeriod": "1.00:00:00", "expirationAction": "Log"},
+        "keyPolicy": {"keyExpirationPeriodInDays": 90},
+        "keyCreationTime": {"key1": "2026-01-01T00:00:00Z", "key2": "2026-01-01T00:00:00Z"},
+        "networkAcls": {"defaultAction": "Deny", "bypass": "AzureServices", "virtualNetworkRules": [],
+                        "ipRules": []},
+    }
+    for k, v in props.items():
+        if v is None:
+            base.pop(k, None)
+        else:
+            base[k] = v
+    return {"id": f"{RG}/providers/Microsoft.Storage/storageAccounts/{name}", "name": name,
+            "type": "Microsoft.Storage/storageAccounts", "kind": "StorageV2", "location": "westeurope",
+            "sku": {"name": "Standard_LRS"}, "etag": '"0x1"', "properties": base}
+
+
+def run(check_id: str, *resources: dict[str, Any], inv: Inventory | None = None):
+    inv = inv or Inventory.from_resources(resources)
+    return CHECK_BY_ID[check_id].run(inv), inv
+
+
+def assert_fix_passes(check_id: str, inv: Inventory, resource_id: str | None = None) -> None:
+    """Apply every proposed change, re-run the check, and require a pass where it failed."""
+    check: Check = CHECK_BY_ID[check_id]
+    result = check.run(inv)
+    assert "fail" in statuses(result, resource_id), result.findings
+    assert result.changes
+    fixed = check.run(apply_all(inv, result.changes))
+    assert statuses(fixed, resource_id) and set(statuses(fixed, resource_id)) == {"pass"}, fixed.findings
+
+
+def test_article_has_every_check_of_the_spec():
+    ids = [c.id for s in storage.STEPS for c in s.checks]
+    assert ids == ["storage-1a", "storage-1b", "storage-1c", "storage-1d", "storage-1e", "storage-1f",
+                   "storage-1g", "storage-1h", "storage-2a", "storage-2b", "storage-2c", "storage-2d",
+                   "storage-3a", "storage-3b", "storage-3c", "storage-3d", "storage-4a", "storage-4b",
+                   "storage-4c"]
+    for s in storage.STEPS:
+        assert s.article == "storage" and s.why and s.title and s.id == f"storage-{s.number}"
+        for c in s.checks:
+            assert c.title and c.risk and c.mcsb and c.remediation in ("auto-patch", "auto-put", "create", "advisory")
+    assert STEP_BY_ID["storage-4"].checks[0].billable
+    assert CHECK_BY_ID["storage-3a"].billable and CHECK_BY_ID["storage-3a"].remediation == "create"
+
+
+# ---- step 1 -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("check_id,prop,bad,default_fails", [
+    ("storage-1a", "supportsHttpsTrafficOnly", False, True),
+    ("storage-1b", "minimumTlsVersion", "TLS1_1", True),
+    ("storage-1c", "allowBlobPublicAccess", True, True),
+    ("storage-1d", "allowSharedKeyAccess", True, True),
+    ("storage-1e", "allowedCopyScope", None, True),
+])
+def test_single_property_checks(check_id, prop, bad, default_fails):
+    good, _ = run(check_id, account())
+    assert statuses(good) == ["pass"]
+    res, inv = run(check_id, account(**{prop: bad}))
+    assert statuses(res) == ["fail"]
+    f = res.findings[0]
+    assert f.resource_id == ACCT_ID and f.property == f"properties.{prop}"
+    (change,) = res.changes
+    assert change.method == "PATCH" and change.resource_id == ACCT_ID and change.etag == '"0x1"'
+    assert "stdata01" in change.title and change.risk
+    assert_fix_passes(check_id, inv)
+    # absent property takes the platform default
+    absent, _ = run(check_id, account(**{prop: None}))
+    assert statuses(absent) == (["fail"] if default_fails else ["pass"])
+
+
+def test_tls_absent_means_tls10_and_tls13_is_fine():
+    res, _ = run("storage-1b", account(minimumTlsVersion=None))
+    assert res.findings[0].actual == "TLS1_0"
+    assert res.changes[0].body == {"properties": {"minimumTlsVersion": "TLS1_2"}}
+    assert res.changes[0].before == {"properties": {"minimumTlsVersion": None}}
+    assert statuses(run("storage-1b", account(minimumTlsVersion="TLS1_3"))[0]) == ["pass"]
+
+
+def test_shared_key_off_pairs_with_oauth_default_and_is_disruptive():
+    res, _ = run("storage-1d", account(allowSharedKeyAccess=None))
+    assert res.findings[0].actual is True
+    body = res.changes[0].body["properties"]
+    assert body == {"allowSharedKeyAccess": False, "defaultToOAuthAuthentication": True}
+    assert res.changes[0].disruptive
+
+
+def test_copy_scope_private_link_counts():
+    assert statuses(run("storage-1e", account(allowedCopyScope="PrivateLink"))[0]) == ["pass"]
+
+
+def test_resource_graph_lower_cased_type_is_restored():
+    acct = account(minimumTlsVersion="TLS1_0")
+    acct["type"] = "microsoft.storage/storageaccounts"
+    inv = Inventory.from_resources([acct])
+    assert inv.get(ACCT_ID)["type"] == "Microsoft.Storage/storageAccounts"
+    assert statuses(CHECK_BY_ID["storage-1b"].run(inv)) == ["fail"]
+
+
+def file_services(acct_id: str = ACCT_ID, **smb: Any) -> dict[str, Any]:
+    return {"id": f"{acct_id}/fileServices/default", "name": "default",
+            "type": "Microsoft.Storage/storageAccounts/fileServices",
+            "properties": {"protocolSettings": {"smb": smb}, "shareDeleteRetentionPolicy": {"enabled": True, "days": 7}}}
+
+
+def test_smb_hardening_pass_fail_and_fix():
+    ok = file_services(versions="SMB3.1.1", channelEncryption="AES-256-GCM")
+    assert statuses(run("storage-1f", account(), ok)[0]) == ["pass"]
+    bad = file_services(versions="SMB2.1;SMB3.0;SMB3.1.1", channelEncryption="AES-128-CCM;AES-128-GCM;AES-256-GCM")
+    res, inv = run("storage-1f", account(), bad)
+    assert statuses(res) == ["fail"]
+    assert res.findings[0].resource_id == ACCT_ID  # judged: the account; value held by the child
+    assert res.findings[0].property == "properties.protocolSettings.smb"
+    (change,) = res.changes
+    assert change.method == "PUT" and change.resource_id.endswith("/fileServices/default")
+    smb = change.body["properties"]["protocolSettings"]["smb"]
+    assert smb == {"versions": "SMB3.0;SMB3.1.1", "channelEncryption": "AES-128-GCM;AES-256-GCM"}
+    assert change.body["properties"]["shareDeleteRetentionPolicy"] == {"enabled": True, "days": 7}  # kept
+    assert_fix_passes("storage-1f", inv)
+
+
+def test_smb_only_for_accounts_using_files():
+    res, _ = run("storage-1f", account())
+    assert statuses(res) == ["not_applicable"]
+    files = account(name="stfiles01")
+    files["kind"] = "FileStorage"
+    res, inv = run("storage-1f", files)  # no fileServices read: platform defaults allow SMB 2.1
+    assert statuses(res) == ["fail"]
+    assert_fix_passes("storage-1f", inv)
+
+
+def test_smb_unreadable_child_is_an_error_while_others_run():
+    inv = Inventory.from_resources([account(minimumTlsVersion="TLS1_0")])
+    inv.unreadable["microsoft.storage/storageaccounts/fileservices"] = "403 AuthorizationFailed"
+    assert statuses(CHECK_BY_ID["storage-1f"].run(inv)) == ["error"]
+    assert statuses(CHECK_BY_ID["storage-1b"].run(inv)) == ["fail"]
+
+
+def test_cmk_is_manual_with_instruction():
+    assert statuses(run("storage-1g", account())[0]) == ["pass"]
+    res, _ = run("storage-1g", account(encryption={"keySource": "Microsoft.Storage"}))
+    assert statuses(res) == ["manual"] and not res.changes
+    assert "Key Vault" in res.findings[0].message and "purge protection" in res.findings[0].message
+
+
+def test_infrastructure_encryption_is_advisory():
+    assert statuses(run("storage-1h", account())[0]) == ["pass"]
+    res, _ = run("storage-1h", account(encryption={"keySource": "Microsoft.Storage"}))
+    assert statuses(res) == ["manual"] and not res.changes
+    assert "new account" in res.findings[0].message
+
+
+def test_no_accounts_is_not_applicable():
+    inv = Inventory.from_resources([], subscriptions=[SUB])
+    for cid in ("storage-1a", "storage-1f", "storage-2a", "storage-3a", "storage-3b", "storage-3d", "storage-4c"):
+        assert statuses(CHECK_BY_ID[cid].run(inv)) == ["not_applicable"], cid
+
+
+# ---- step 2 -------------------------------------------------------------------------------------
+
+def assignment(scope: str, role: str, principal_type: str = "User", n: int = 1) -> dict[str, Any]:
+    guid = f"00000000-0000-0000-0000-{n:012d}"
+    return {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{guid}", "name": guid,
+            "type": "Microsoft.Authorization/roleAssignments",
+            "properties": {"scope": scope, "principalId": f"p-{n}", "principalType": principal_type,
+                           "roleDefinitionId": f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
+                                               f"roleDefinitions/{role}"}}
+
+
+def test_storage_rbac_flags_direct_user_owner():
+    ok = [account(), assignment(ACCT_ID, "ba92f5b4-2d11-453d-a403-e96b0029c9fe", "Group", 1),
+          assignment(RG, storage.OWNER, "Group", 2)]
+    assert statuses(run("storage-2a", *ok)[0]) == ["pass"]
+    res, _ = run("storage-2a", account(), assignment(RG, storage.STORAGE_ACCOUNT_CONTRIBUTOR, "User", 3))
+    assert statuses(res) == ["manual"] and not res.changes
+    assert "Storage Account Contributor" in res.findings[0].message and "group" in res.findings[0].message
+
+
+def test_storage_rbac_needs_role_assignments_readable():
+    inv = Inventory.from_resources([account()])
+    inv.unreadable["microsoft.authorization/roleassignments"] = "403"
+    assert statuses(CHECK_BY_ID["storage-2a"].run(inv)) == ["error"]
+
+
+def test_sas_policy():
+    assert statuses(run("storage-2b", account())[0]) == ["pass"]
+    res, inv = run("storage-2b", account(sasPolicy=None))
+    assert statuses(res) == ["fail"]
+    assert res.changes[0].body == {"properties": {"sasPolicy": {"sasExpirationPeriod": "1.00:00:00",
+                                                                "expirationAction": "Log"}}}
+    assert_fix_passes("storage-2b", inv)
+    # a partial policy is completed, not replaced
+    res, _ = run("storage-2b", account(sasPolicy={"sasExpirationPeriod": "", "expirationAction": "Block"}))
+    assert res.changes[0].body["properties"]["sasPolicy"]["expirationAction"] == "Block"
+
+
+def test_key_policy_needs_key_creation_time():
+    assert statuses(run("storage-2c", account())[0]) == ["pass"]
+    res, inv = run("storage-2c", account(keyPolicy=None))
+    assert statuses(res) == ["fail"]
+    assert_fix_passes("storage-2c", inv)
+    res, _ = run("storage-2c", account(keyPolicy=None, keyCreationTime={"key1": None, "key2": None}))
+    assert statuses(res) == ["manual"] and "regenerate" in res.findings[0].message
+
+
+def test_user_delegation_sas_advisory():
+    assert statuses(run("storage-2d", account())[0]) == ["pass"]
+    res, _ = run("storage-2d", account(allowSharedKeyAccess=None))
+    assert statuses(res) == ["manual"] and "user-delegation" in res.findings[0].message
+
+
+# ---- step 3 -------------------------------------------------------------------------------------
+
+def subnet(vnet_id: str, name: str, prefix: str, **props: Any) -> dict[str, Any]:
+    return {"id": f"{vnet_id}/subnets/{name}", "name": name,
+            "type": "Microsoft.Network/virtualNetworks/subnets",
+            "properties": {"addressPrefix": prefix, **props}}
+
+
+def vnet(vnet_id: str, prefix: str, subnets: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"id": vnet_id, "name": vnet_id.rsplit("/", 1)[-1], "type": "Microsoft.Network/virtualNetworks",
+            "location": "westeurope", "etag": 'W/"1"',
+            "properties": {"addressSpace": {"addressPrefixes": [prefix]}, "subnets": subnets}}
+
+
+def estate_networks() -> list[dict[str, Any]]:
+    hub = vnet(HUB_ID, "10.0.0.0/16", [subnet(HUB_ID, "AzureFirewallSubnet", "10.0.0.0/26"),
+                                       subnet(HUB_ID, "shared", "10.0.1.0/24")])
+    spoke = vnet(VNET_ID, "10.1.0.0/16", [
+        subnet(VNET_ID, "snet-web", "10.1.0.0/24"),
+        subnet(VNET_ID, "snet-pe", "10.1.9.0/28"),
+        subnet(VNET_ID, "snet-app", "10.1.1.0/24",
+               delegations=[{"name": "d", "properties": {"serviceName": "Microsoft.Web/serverFarms"}}]),
+    ])
+    return [hub, spoke]
+
+
+def endpoint(acct_id: str, group: str, name: str = "pe-x") -> dict[str, Any]:
+    return {"id": f"{RG}/providers/Microsoft.Network/privateEndpoints/{name}", "name": name,
+            "type": "Microsoft.Network/privateEndpoints", "location": "westeurope",
+            "properties": {"subnet": {"id": f"{VNET_ID}/subnets/snet-pe"},
+                           "privateLinkServiceConnections": [{"name": "c", "properties": {
+                               "privateLinkServiceId": acct_id, "groupIds": [group],
+                               "privateLinkServiceConnectionState": {"status": "Approved"}}}]}}
+
+
+def with_connection(acct: dict[str, Any], pe_id: str, status: str = "Approved") -> dict[str, Any]:
+    acct = copy.deepcopy(acct)
+    acct["properties"]["privateEndpointConnections"] = [{
+        "id": f"{acct['id']}/privateEndpointConnections/c1", "name": "c1",
+        "properties": {"privateEndpoint": {"id": pe_id},
+                       "privateLinkServiceConnectionState": {"status": status}}}]
+    return acct
+
+
+def test_private_endpoint_pass_when_blob_endpoint_approved():
+    pe = endpoint(ACCT_ID, "blob")
+    res, _ = run("storage-3a", with_connection(account(), pe["id"]), pe, *estate_networks())
+    assert statuses(res) == ["pass"]
+
+
+def test_private_endpoint_proposal_picks_spoke_endpoint_subnet_and_fixes():
+    res, inv = run("storage-3a", account(), *estate_networks())
+    assert statuses(res) == ["fail"]
+    (change,) = res.changes
+    assert change.action == "create" and change.billable
+    assert change.resource_id == f"{RG}/providers/Microsoft.Network/privateEndpoints/pe-stdata01-blob"
+    assert change.body["properties"]["subnet"]["id"] == f"{VNET_ID}/subnets/snet-pe"
+    conn = change.body["properties"]["privateLinkServiceConnections"][0]["properties"]
+    assert conn == {"privateLinkServiceId": ACCT_ID, "groupIds": ["blob"]}
+    assert change.params["subnet_id"].endswith("snet-pe")
+    assert change.params["private_dns_zone"] == "privatelink.blob.core.windows.net"
+    assert_fix_passes("storage-3a", inv)
+
+
+def test_private_endpoint_pending_connection_does_not_count_and_files_need_file():
+    pe = endpoint(ACCT_ID, "blob")
+    pe["properties"]["privateLinkServiceConnections"][0]["properties"]["privateLinkServiceConnectionState"] = {
+        "status": "Pending"}
+    res, _ = run("storage-3a", with_connection(account(), pe["id"], "Pending"), pe, *estate_networks())
+    assert statuses(res) == ["fail"]
+    # an account that serves Azure Files needs a "file" endpoint too
+    pe_ok = endpoint(ACCT_ID, "blob")
+    res, inv = run("storage-3a", with_connection(account(), pe_ok["id"]), pe_ok, file_services(),
+                   *estate_networks())
+    assert statuses(res) == ["fail"]
+    assert [c.params["group_id"] for c in res.changes] == ["file"]
+    assert_fix_passes("storage-3a", inv)
+
+
+def test_private_endpoint_without_usable_subnet_is_manual():
+    hub_only = vnet(HUB_ID, "10.0.0.0/16", [subnet(HUB_ID, "GatewaySubnet", "10.0.0.0/27"),
+                                            subnet(HUB_ID, "AzureBastionSubnet", "10.0.0.64/26")])
+    res, _ = run("storage-3a", account(), hub_only)
+    assert statuses(res) == ["manual"] and not res.changes
+    assert "subnet" in res.findings[0].message
+
+
+def test_public_access_disable_depends_on_the_endpoint():
+    res, inv = run("storage-3b", account(publicNetworkAccess=None), *estate_networks())
+    assert statuses(res) == ["fail"]
+    (change,) = res.changes
+    assert change.body == {"properties": {"publicNetworkAccess": "Disabled"}}
+    assert change.depends_on == [change_id("storage-3a", f"{RG}/providers/Microsoft.Network/privateEndpoints/"
+                                                         "pe-stdata01-blob", "PUT")]
+    assert change.disruptive
+    # applying the endpoint then this change passes both
+    pe_changes = CHECK_BY_ID["storage-3a"].run(inv).changes
+    fixed = apply_all(inv, [*pe_changes, change])
+    assert statuses(CHECK_BY_ID["storage-3b"].run(fixed)) == ["pass"]
+    assert statuses(CHECK_BY_ID["storage-3a"].run(fixed)) == ["pass"]
+
+
+def test_public_access_with_endpoints_has_no_dependency_and_without_subnet_is_manual():
+    pe = endpoint(ACCT_ID, "blob")
+    res, _ = run("storage-3b", with_connection(account(publicNetworkAccess="Enabled"), pe["id"]), pe)
+    assert statuses(res) == ["fail"] and res.changes[0].depends_on == []
+    res, _ = run("storage-3b", account(publicNetworkAccess="Enabled"))
+    assert statuses(res) == ["manual"] and "storage-3a" in res.findings[0].message
+    assert statuses(run("storage-3b", account())[0]) == ["pass"]
+
+
+def test_network_acls_sent_whole():
+    res, inv = run("storage-3c", account(networkAcls={
+        "defaultAction": "Allow", "bypass": "None",
+        "ipRules": [{"value": "203.0.113.4", "action": "Allow"}], "virtualNetworkRules": []}))
+    assert statuses(res) == ["fail"]
+    acls = res.changes[0].body["properties"]["networkAcls"]
+    assert acls == {"defaultAction": "Deny", "bypass": "AzureServices",
+                    "ipRules": [{"value": "203.0.113.4", "action": "Allow"}], "virtualNetworkRules": []}
+    assert res.changes[0].disruptive
+    assert_fix_passes("storage-3c", inv)
+    absent, _ = run("storage-3c", account(networkAcls=None))
+    assert statuses(absent) == ["fail"] and absent.findings[0].actual == "Allow"
+    assert statuses(run("storage-3c", account())[0]) == ["pass"]
+
+
+def test_service_endpoint_on_allowed_subnet():
+    nets = estate_networks()
+    rule = {"id": f"{VNET_ID}/subnets/snet-web", "action": "Allow"}
+    acct = account(networkAcls={"defaultAction": "Deny", "bypass": "AzureServices",
+                                "virtualNetworkRules": [rule], "ipRules": []})
+    res, inv = run("storage-3d", acct, *nets)
+    assert statuses(res) == ["fail"]
+    assert res.findings[0].resource_id == f"{VNET_ID}/subnets/snet-web"
+    (change,) = res.changes
+    assert change.method == "PUT" and change.resource_id == f"{VNET_ID}/subnets/snet-web"
+    assert change.body["properties"]["addressPrefix"] == "10.1.0.0/24"  # read-modify-write of the subnet
+    assert change.body["properties"]["serviceEndpoints"] == [{"service": "Microsoft.Storage",
+                                                              "locations": ["westeurope"]}]
+    assert_fix_passes("storage-3d", inv, f"{VNET_ID}/subnets/snet-web")
+    # neither endpoints nor rules: a concrete instruction
+    res, _ = run("storage-3d", account(), *nets)
+    assert statuses(res) == ["manual"] and "storage-3a" in res.findings[0].message
+    # private endpoints make service endpoints unnecessary
+    pe = endpoint(ACCT_ID, "blob")
+    assert statuses(run("storage-3d", with_connection(account(), pe["id"]), pe, *nets)[0]) == ["pass"]
+
+
+def test_network_checks_report_error_when_vnets_unreadable():
+    inv = Inventory.from_resources([account()])
+    inv.unreadable["microsoft.network/virtualnetworks"] = "403 AuthorizationFailed"
+    for cid in ("storage-3a", "storage-3b", "storage-3d"):
+        assert statuses(CHECK_BY_ID[cid].run(inv)) == ["error"]
+    assert statuses(CHECK_BY_ID["storage-3c"].run(inv)) == ["pass"]
+
+
+# ---- step 4 -------------------------------------------------------------------------------------
+
+PRICING_ID = f"/subscriptions/{SUB}/providers/Microsoft.Security/pricings/StorageAccounts"
+
+
+def storage_pricing(tier: str = "Standard", sub_plan: str | None = "DefenderForStorageV2",
+                    malware: str = "True", sensitive: str = "True") -> dict[str, Any]:
+    props: dict[str, Any] = {"pricingTier": tier}
+    if sub_plan:
+        props["subPlan"] = sub_plan
+    if tier == "Standard":
+        props["extensions"] = [
+            {"name": "OnUploadMalwareScanning", "isEnabled": malware,
+             "additionalExtensionProperties": {"CapGBPerMonthPerStorageAccount": "1000"}},
+            {"name": "SensitiveDataDiscovery", "isEnabled": sensitive}]
+    return {"id": PRICING_ID, "name": "StorageAccounts", "type": "Microsoft.Security/pricings",
+            "properties": props}
+
+
+def test_storage_plan_per_subscription():
+    assert statuses(run("storage-4a", account(), storage_pricing())[0]) == ["pass"]
+    res, inv = run("storage-4a", account(), storage_pricing("Free", None))
+    assert statuses(res) == ["fail"] and res.findings[0].resource_id == PRICING_ID
+    assert res.changes[0].billable and res.changes[0].method == "PUT"
+    assert_fix_passes("storage-4a", inv)
+    # the classic per-transaction plan is not the per-account plan
+    assert statuses(run("storage-4a", account(), storage_pricing("Standard", "PerTransaction"))[0]) == ["fail"]
+    # no pricing resource at all: the platform default, Free
+    res, inv = run("storage-4a", account())
+    assert statuses(res) == ["fail"]
+    assert_fix_passes("storage-4a", inv)
+
+
+def test_storage_plan_extensions():
+    assert statuses(run("storage-4b", account(), storage_pricing())[0]) == ["pass"]
+    res, inv = run("storage-4b", account(), storage_pricing(malware="False"))
+    assert statuses(res) == ["fail"] and res.changes[0].depends_on == []
+    exts = {e["name"]: e for e in res.changes[0].body["properties"]["extensions"]}
+    assert exts["OnUploadMalwareScanning"]["additionalExtensionProperties"] == {
+        "CapGBPerMonthPerStorageAccount": "1000"}  # the existing cap is kept
+    assert_fix_passes("storage-4b", inv)
+    res, inv = run("storage-4b", account(), storage_pricing("Free", None))
+    assert res.changes[0].depends_on == [change_id("storage-4a", PRICING_ID, "PUT")]
+    assert_fix_passes("storage-4b", inv)
+
+
+def defender_setting(enabled: bool, override: bool) -> dict[str, Any]:
+    return {"id": f"{ACCT_ID}/providers/Microsoft.Security/defenderForStorageSettings/current",
+            "name": "current", "type": "Microsoft.Security/defenderForStorageSettings",
+            "properties": {"isEnabled": enabled, "overrideSubscriptionLevelSettings": override,
+                           "malwareScanning": {"onUpload": {"isEnabled": False, "capGBPerMonth": 10}},
+                           "sensitiveDataDiscovery": {"isEnabled": False}}}
+
+
+def test_account_defender_inherits_subscription_plan():
+    assert statuses(run("storage-4c", account(), storage_pricing())[0]) == ["pass"]
+    res, inv = run("storage-4c", account(), storage_pricing("Free", None))
+    assert statuses(res) == ["fail"] and res.findings[0].resource_id == ACCT_ID
+    (change,) = res.changes
+    assert change.action == "create" and change.resource_id.endswith("/defenderForStorageSettings/current")
+    assert change.body["properties"]["overrideSubscriptionLevelSettings"] is True
+    assert_fix_passes("storage-4c", inv)
+
+
+def test_account_override_that_disables_defender_fails():
+    res, inv = run("storage-4c", account(), storage_pricing(), defender_setting(False, True))
+    assert statuses(res) == ["fail"] and "override" in res.findings[0].message
+    (change,) = res.changes
+    assert change.action == "update" and change.method == "PUT"
+    assert change.body["properties"]["overrideSubscriptionLevelSettings"] is False
+    assert_fix_passes("storage-4c", inv)
+    # an override that enables it passes even with the plan off
+    assert statuses(run("storage-4c", account(), defender_setting(True, True))[0]) == ["pass"]
+
+
+def test_defender_unreadable_settings_is_error():
+    inv = Inventory.from_resources([account(), storage_pricing()])
+    inv.unreadable["microsoft.security/pricings"] = "403"
+    assert statuses(CHECK_BY_ID["storage-4c"].run(inv)) == ["error"]
+    assert statuses(CHECK_BY_ID["storage-4a"].run(inv)) == ["error"]
