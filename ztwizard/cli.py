@@ -128,20 +128,171 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _ask(question: str) -> bool:
+    import questionary
+
+    answer = questionary.confirm(question, default=False).ask()
+    if answer is None:  # Ctrl-C at the prompt
+        raise KeyboardInterrupt
+    return bool(answer)
+
+
+def _describe_change(c: Any, allow_disruptive: bool, allow_cost: bool) -> str:
+    name = c.resource_id.rsplit("/", 1)[-1]
+    flags = []
+    if c.disruptive:
+        flags.append("DISRUPTIVE" + ("" if allow_disruptive else ", will be skipped without --allow-disruptive"))
+    if c.billable:
+        flags.append("BILLABLE" + ("" if allow_cost else ", will be skipped without --allow-cost"))
+    extra = f"  [{'; '.join(flags)}]" if flags else ""
+    return f"  {c.method:6} {name:28} {c.check:11} {c.title or c.action}{extra}"
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
-    raise ZtwError("apply is not available in this build.", hint="Use `ztwizard plan` to preview.")
+    from .apply import apply_changes, start_session
+    from .engine import inspect, validate_selection
+    from .journal import Journal
+
+    validate_selection(args.step or [], args.check or [])
+    if dry_run(args):
+        raise UsageError("--dry-run is set: apply refused; nothing was changed.",
+                         hint="Use `ztwizard plan` to preview, or drop --dry-run (and --estate) to apply.")
+    if not args.yes and not _interactive():
+        raise UsageError("apply asks for confirmation, and there is no terminal to ask at; nothing was changed.",
+                         hint="Pass --yes to apply without asking (scripts, CI).")
+    gateway = make_gateway(args)
+    target = gateway.target
+    with Journal(state_dir(args)) as journal:  # taken first: a second wizard stops here
+        plan = inspect(gateway, step_ids=args.step or [], check_ids=args.check or [])
+        changes = plan.changes()
+        if not changes:
+            print("Nothing to apply: every selected check passes or needs a person (see `ztwizard plan`).")
+            return 0
+        confirm = None
+        if not args.yes:
+            def confirm(step_id: str, step_changes: list[Any]) -> bool:
+                print(f"\n{step_id}: {plan.step(step_id).title}")
+                for c in step_changes:
+                    print(_describe_change(c, args.allow_disruptive, args.allow_cost))
+                return _ask(f"Apply these {len(step_changes)} change(s) of {step_id}?")
+        sid = start_session(journal, gateway, changes, subscriptions=target.subscriptions,
+                            resource_groups=target.resource_groups,
+                            selection={"steps": args.step or [], "checks": args.check or [],
+                                       "allow_disruptive": args.allow_disruptive, "allow_cost": args.allow_cost})
+
+        def progress(ev: Any) -> None:
+            if ev.kind == "start" and sys.stderr.isatty():
+                sys.stderr.write(f"\r\033[K{ev.change.method} {ev.change.resource_id.rsplit('/', 1)[-1]} …")
+                sys.stderr.flush()
+
+        report = apply_changes(gateway, journal, sid, changes, allow_disruptive=args.allow_disruptive,
+                               allow_cost=args.allow_cost, confirm=confirm, on_event=progress)
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K")
+    print("\n".join(report.lines()))
+    print(f"Undo with `ztwizard undo --session {sid}`.")
+    if report.failed:
+        raise ZtwError(f"{len(report.failed)} change(s) failed; {len(report.applied)} applied and "
+                       f"{len(report.skipped)} skipped (listed above); nothing else was changed.",
+                       hint="Fix the cause ARM gave, then run apply again; applied changes are journaled for undo.")
+    return 0
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    raise ZtwError("undo is not available in this build.", hint="Use `ztwizard sessions` to list sessions.")
+    from .apply import refuse_if_read_only
+    from .journal import UNDOABLE, Journal
+    from .undo import undo_changes
+
+    if not args.yes and not _interactive():
+        raise UsageError("undo asks for confirmation, and there is no terminal to ask at; nothing was changed.",
+                         hint="Pass --yes to undo without asking (scripts, CI).")
+    if dry_run(args):
+        raise UsageError("--dry-run is set: undo refused; nothing was changed.", hint="Drop --dry-run to undo.")
+    with Journal(state_dir(args)) as journal:
+        sid = args.session
+        if sid:
+            journal.session(sid)
+        else:
+            candidates = [s for s in journal.sessions() if any(s.counts.get(k) for k in (*UNDOABLE, "in_flight",
+                                                                                          "undo_in_flight"))]
+            if not candidates:
+                raise UsageError("No session in the journal has changes to undo.",
+                                 hint="List sessions with `ztwizard sessions`.")
+            sid = candidates[0].id
+        rows = journal.changes(sid, states=(*UNDOABLE, "in_flight", "undo_in_flight"),
+                               step_ids=args.step or None, change_ids=args.change or None)
+        for cid in args.change or []:
+            journal.change(sid, cid)
+        gateway = make_gateway(args)
+        refuse_if_read_only(gateway, False, "undo")
+        if not rows:
+            print(f"Nothing to undo in session {sid}.")
+            return 0
+        if not args.yes:
+            print(f"Session {sid}: these changes will be taken back (latest first):")
+            for r in sorted(rows, key=lambda r: (r.seq or 0), reverse=True):
+                print(f"  {r.method:6} {r.resource_id.rsplit('/', 1)[-1]:28} {r.check_id:11} {r.title}")
+            if not _ask(f"Undo {len(rows)} change(s)?"):
+                print("Nothing was changed.")
+                return 0
+        report = undo_changes(gateway, journal, sid, change_ids=args.change or None, step_ids=args.step or None,
+                              override=args.override)
+    print("\n".join(report.lines()))
+    if not report.ok:
+        raise ZtwError(f"{len(report.failed)} undo(s) failed and {len(report.refused)} were refused; "
+                       f"{len(report.undone)} undone (listed above); nothing else was changed.",
+                       hint="Review the differences above; --override restores the refused ones anyway.")
+    return 0
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    raise ZtwError("sessions is not available in this build.", hint="")
+    from .journal import Journal
+
+    with Journal(state_dir(args), write=False) as journal:
+        sessions = journal.sessions()
+        if args.format == "json":
+            data = []
+            for s in sessions:
+                d = s.to_dict()
+                d["changes"] = [{"id": r.change_id, "step": r.step_id, "check": r.check_id, "state": r.state,
+                                 "method": r.method, "action": r.action, "resource_id": r.resource_id,
+                                 "title": r.title, "note": r.note, "error": r.error}
+                                for r in journal.changes(s.id)]
+                data.append(d)
+            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+            return 0
+    if not sessions:
+        print("No sessions in the journal yet.")
+        return 0
+    print(f"{'SESSION':24} {'CREATED':20} {'STATUS':8} {'STEP':10} {'TARGET':8} CHANGES")
+    for s in sessions:
+        counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(s.counts.items()))
+        print(f"{s.id:24} {s.created_at[:19].replace('T', ' '):20} {s.status:8} {s.step or '-':10} "
+              f"{s.target_kind:8} {counts or 'none'}")
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    raise ZtwError("resume is not available in this build.", hint="")
+    from .journal import Journal
+    from .resume import pick_session, reconcile
+
+    with Journal(state_dir(args), write=False) as reader:
+        sid = pick_session(reader, args.session_id)
+    if _interactive() and not dry_run(args):
+        args.session_id = sid  # the wizard reconciles and opens the step where it stopped
+        return cmd_tui(args)
+    gateway = make_gateway(args)
+    with Journal(state_dir(args)) as journal:
+        report = reconcile(gateway, journal, sid)
+    print("\n".join(report.lines()))
+    if report.remaining:
+        print("Open the wizard at a terminal (`ztwizard resume`) to continue, "
+              "or run `ztwizard apply` again; undo with `ztwizard undo --session " + sid + "`.")
+    return 0
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
