@@ -198,8 +198,11 @@ class WizardApp(App[int]):
         def progress(done: int, total: int, label: str) -> None:
             self.post_message(InspectProgress(done, total, label))
 
+        def on_result(result: StepResult) -> None:
+            self.post_message(StepsInspected([result], final=False))
+
         try:
-            results = self.backend.inspect(step_ids, progress=progress)
+            results = self.backend.inspect(step_ids, progress=progress, on_result=on_result)
         except Exception as exc:  # noqa: BLE001
             self.post_message(StepsInspected([], error=_why(exc)))
             return

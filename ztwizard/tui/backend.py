@@ -130,16 +130,34 @@ class Backend:
 
     def set_scope(self, subscriptions: list[str] | None) -> None:
         self.subscriptions = subscriptions
-        scope = getattr(self.gateway, "set_scope", None)
-        if callable(scope):
-            scope(subscriptions)
 
     # ---- inspection -----------------------------------------------------------------------
-    def inspect(self, step_ids: list[str] | None = None, progress: Progress | None = None) -> list[StepResult]:
+    def inspect(self, step_ids: list[str] | None = None, progress: Progress | None = None,
+                on_result: Callable[[StepResult], None] | None = None) -> list[StepResult]:
+        """Read the scope's inventory once, then judge each step, reporting each result as it
+        is ready so that the checklist fills in while the rest are still being judged."""
         from .. import engine
 
-        plan = engine.inspect(self.gateway, step_ids=step_ids, progress=progress)
-        return list(plan.steps)
+        selection = engine.selected_steps(step_ids or [])
+        phases = 4
+        total = phases + len(selection)
+
+        def inv_progress(done: int, _total: int, label: str) -> None:
+            if progress:
+                progress(min(done, phases), total, label)
+
+        inv = self.gateway.inventory(subscriptions=self.subscriptions, progress=inv_progress)
+        out = []
+        for i, (step, ids) in enumerate(selection):
+            if progress:
+                progress(phases + i, total, step.id)
+            result = engine.run_step(inv, step, ids, self.gateway.api_version_for)
+            out.append(result)
+            if on_result:
+                on_result(result)
+        if progress:
+            progress(total, total, "done")
+        return out
 
     def with_params(self, change: Change, params: dict[str, Any]) -> Change:
         """The create change rebuilt with edited parameters: every occurrence of an old value

@@ -76,8 +76,10 @@ def findings_text(findings: Iterable[Finding]) -> Text:
                 t.append(value(f.actual), style="red")
                 t.append(" → expected ")
                 t.append(value(f.expected), style="green")
-                t.append("\n    ")
-            t.append(f.message or "", style="dim" if f.status == "pass" else "")
+                if f.status == "manual" and f.message:
+                    t.append("\n    " + f.message)
+            else:
+                t.append(f.message or "", style="dim" if f.status == "pass" else "")
             t.append("\n")
     if not by_res:
         t.append("No findings.", style="dim")

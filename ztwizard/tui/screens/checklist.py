@@ -36,7 +36,7 @@ def hardened(app: WizardApp) -> tuple[int, int, int, int]:
 
 class ChecklistScreen(Screen[None]):
     BINDINGS = [
-        Binding("enter", "open", "Open step", show=True),
+        Binding("enter", "open", "Open step", priority=True),
         Binding("f", "failing", "Only failing"),
         Binding("a", "article", "Article"),
         Binding("j", "app.journal", "Journal"),
@@ -58,9 +58,12 @@ class ChecklistScreen(Screen[None]):
             yield ProgressBar(id="inspect-bar", show_eta=False)
         yield Static(id="filters")
         yield OptionList(id="checklist")
-        yield Footer()
+        yield Footer(compact=True)
+
+    _ready = False
 
     def on_mount(self) -> None:
+        self._ready = True
         self.refresh_state()
         self.query_one("#checklist").focus()
 
@@ -80,7 +83,7 @@ class ChecklistScreen(Screen[None]):
         return out
 
     def refresh_state(self) -> None:
-        if not self.is_mounted:
+        if not self._ready:
             return
         app = self.app
         steps_ok, applicable, ok, judged = hardened(app)
@@ -118,7 +121,7 @@ class ChecklistScreen(Screen[None]):
         title = step.title if len(step.title) <= title_room else step.title[: title_room - 1] + "…"
         t = Text()
         t.append(GLYPH.get(status, "?"), style=STYLE.get(status, ""))
-        t.append(f" {step_id:<9}")
+        t.append(f" {step_id:<10}")
         t.append(title.ljust(title_room))
         t.append("  ")
         t.append_text(counts)

@@ -25,7 +25,7 @@ class ConfirmApplyScreen(ModalScreen[bool]):
         self.needs_typing = any(c.disruptive for c in changes)
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="dialog"):
+        with Vertical(id="dialog", classes="dialog tall"):
             yield Static(Text(f"Apply {len(self.changes)} change(s) to {self.step_id}?", style="bold"),
                          classes="dialog-title")
             with VerticalScroll(id="confirm-list"):
@@ -92,7 +92,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.word = word
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with Vertical(classes="dialog tall"):
             yield Static(Text(self.title_text, style="bold"), classes="dialog-title")
             with VerticalScroll(id="confirm-list"):
                 yield Static(self.body)

@@ -24,7 +24,7 @@ class DriftScreen(ModalScreen[bool]):
         self.rows = {r.change_id: r for r in rows}
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with Vertical(classes="dialog tall"):
             yield Static("Changed since the wizard wrote it: undo would overwrite someone else's change.",
                          classes="dialog-title")
             with VerticalScroll(id="drift-body"):

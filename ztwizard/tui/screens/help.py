@@ -40,7 +40,7 @@ class HelpScreen(ModalScreen[None]):
         for status, g in GLYPH.items():
             t.append(f"  {g:<8}", style="bold")
             t.append(WORD[status] + "\n")
-        with Vertical(classes="dialog", id="help"):
+        with Vertical(classes="dialog tall", id="help"):
             yield Static(Text("ztwizard help (esc closes)", style="bold"), classes="dialog-title")
             with VerticalScroll():
                 yield Static(t)

@@ -40,9 +40,12 @@ class JournalScreen(Screen[None]):
         yield Static(id="journal-title")
         yield DataTable(id="journal", cursor_type="row", zebra_stripes=True)
         yield Static(id="journal-detail")
-        yield Footer()
+        yield Footer(compact=True)
+
+    _ready = False
 
     def on_mount(self) -> None:
+        self._ready = True
         table = self.query_one("#journal", DataTable)
         table.add_columns("state", "step", "check", "resource", "action")
         self.refresh_state()
@@ -53,7 +56,7 @@ class JournalScreen(Screen[None]):
         return self.app.journal_rows
 
     def refresh_state(self) -> None:
-        if not self.is_mounted:
+        if not self._ready:
             return
         app = self.app
         sid = app.backend.session_id or "none yet"

@@ -35,7 +35,7 @@ class StartScreen(Screen[None]):
             with Horizontal(id="start-buttons"):
                 yield Button("Inspect (ctrl+s)", id="inspect", variant="primary")
                 yield Button("Resume (r)", id="resume", classes="hidden")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#target", Static).update(
@@ -61,6 +61,7 @@ class StartScreen(Screen[None]):
         else:
             offer.add_class("hidden")
             button.add_class("hidden")
+        self.refresh_bindings()
 
     chosen: set[str] | None = None
 
@@ -99,6 +100,11 @@ class StartScreen(Screen[None]):
             self.action_inspect()
         elif event.button.id == "resume":
             self.action_resume()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "resume":
+            return self.app.session is not None
+        return True
 
     def action_filter(self) -> None:
         self.query_one("#sub-filter").focus()

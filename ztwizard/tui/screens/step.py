@@ -9,8 +9,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, ProgressBar, SelectionList, Static, TabbedContent, TabPane
-from textual.widgets.selection_list import Selection
+from textual.widgets import Footer, Header, OptionList, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets.option_list import Option
 
 from ...model import Change
 from ...steps import ARTICLES, STEP_BY_ID, STEPS
@@ -25,13 +25,14 @@ STATE_GLYPH = {"pending": " ", "in_flight": "…", "applied": "✓", "failed": "
 
 class StepScreen(Screen[None]):
     BINDINGS = [
-        Binding("escape", "back", "Checklist"),
-        Binding("a", "apply", "Apply selected"),
-        Binding("e", "edit_params", "Edit params"),
-        Binding("c", "show_changes", "Changes"),
-        Binding("w", "show_findings", "Findings"),
-        Binding("n", "next_step", "Next"),
-        Binding("p", "prev_step", "Prev"),
+        Binding("escape", "back", "Back"),
+        Binding("a", "apply", "Apply"),
+        Binding("e", "edit_params", "Params"),
+        Binding("space", "toggle_change", "Select", show=False),
+        Binding("c", "toggle_tab", "Changes/Findings"),
+        Binding("w", "show_findings", "Findings", show=False),
+        Binding("n", "next_step", "Next", show=False),
+        Binding("p", "prev_step", "Prev", show=False),
         Binding("j", "app.journal", "Journal"),
     ]
 
@@ -54,12 +55,15 @@ class StepScreen(Screen[None]):
                     yield Static(id="why")
                     yield Static(id="findings")
             with TabPane("Changes", id="changes-tab"):
-                yield SelectionList[str](id="changes")
+                yield OptionList(id="changes")
                 with VerticalScroll(id="detail-scroll"):
                     yield Static(id="detail")
-        yield Footer()
+        yield Footer(compact=True)
+
+    _ready = False
 
     def on_mount(self) -> None:
+        self._ready = True
         self.show_step(self.step_id)
 
     # ---- state ----------------------------------------------------------------------------
@@ -75,7 +79,7 @@ class StepScreen(Screen[None]):
         return list(res.changes) if res else []
 
     def refresh_state(self) -> None:
-        if not self.is_mounted:
+        if not self._ready:
             return
         app = self.app
         step = STEP_BY_ID[self.step_id]
@@ -120,18 +124,20 @@ class StepScreen(Screen[None]):
             self.query_one("#apply-bar", ProgressBar).update(total=total, progress=done)
 
     def _refresh_changes(self) -> None:
-        sl = self.query_one("#changes", SelectionList)
+        sl = self.query_one("#changes", OptionList)
         changes = self.changes
         chosen = self.app.selection(self.step_id)
-        key = tuple(f"{c.id}:{self.app.change_state.get(c.id, ('', ''))[0]}" for c in changes)
+        key = tuple(f"{c.id}:{self.app.change_state.get(c.id, ('', ''))[0]}:{c.id in chosen}"
+                    for c in changes)
         if key != getattr(self, "_changes_key", None):
             keep = sl.highlighted
             sl.clear_options()
             for c in changes:
                 state = self.app.change_state.get(c.id, ("pending", ""))[0]
-                label = Text(STATE_GLYPH.get(state, " ") + " ")
+                label = Text("[x] " if c.id in chosen else "[ ] ")
+                label.append(STATE_GLYPH.get(state, " ") + " ")
                 label.append_text(change_label(c))
-                sl.add_option(Selection(label, c.id, c.id in chosen))
+                sl.add_option(Option(label, id=c.id))
             if changes:
                 sl.highlighted = min(keep or 0, len(changes) - 1)
             self._changes_key = key
@@ -140,7 +146,7 @@ class StepScreen(Screen[None]):
         self._refresh_detail()
 
     def _refresh_detail(self) -> None:
-        sl = self.query_one("#changes", SelectionList)
+        sl = self.query_one("#changes", OptionList)
         changes = self.changes
         detail = self.query_one("#detail", Static)
         if not changes:
@@ -167,17 +173,21 @@ class StepScreen(Screen[None]):
         t.append_text(change_detail(change, self.app.backend.endpoint()))
         detail.update(t)
 
-    def on_selection_list_selection_highlighted(self, event: SelectionList.SelectionHighlighted) -> None:
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self._refresh_detail()
         self.query_one("#detail-scroll").scroll_home(animate=False)
 
-    def on_selection_list_selection_toggled(self, event: SelectionList.SelectionToggled) -> None:
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_toggle_change()
+
+    def action_toggle_change(self) -> None:
+        """Select or deselect the highlighted change for the next apply."""
+        sl = self.query_one("#changes", OptionList)
+        opt = sl.highlighted_option
+        if opt is None or not opt.id:
+            return
         chosen = self.app.selection(self.step_id)
-        cid = event.selection.value
-        if cid in event.selection_list.selected:
-            chosen.add(cid)
-        else:
-            chosen.discard(cid)
+        chosen.symmetric_difference_update({opt.id})
         self._refresh_changes()
 
     # ---- actions --------------------------------------------------------------------------
@@ -195,6 +205,12 @@ class StepScreen(Screen[None]):
     def action_show_changes(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "changes-tab"
         self.query_one("#changes").focus()
+
+    def action_toggle_tab(self) -> None:
+        if self.query_one("#tabs", TabbedContent).active == "changes-tab":
+            self.action_show_findings()
+        else:
+            self.action_show_changes()
 
     def action_show_findings(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "findings-tab"
@@ -235,7 +251,7 @@ class StepScreen(Screen[None]):
     def action_edit_params(self) -> None:
         from .params import ParamsScreen
 
-        sl = self.query_one("#changes", SelectionList)
+        sl = self.query_one("#changes", OptionList)
         changes = self.changes
         if not changes:
             return
