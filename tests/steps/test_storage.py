@@ -307,13 +307,17 @@ def test_private_endpoint_pending_connection_does_not_count_and_files_need_file(
         "status": "Pending"}
     res, _ = run("storage-3a", with_connection(account(), pe["id"], "Pending"), pe, *estate_networks())
     assert statuses(res) == ["fail"]
-    # an account that serves Azure Files needs a "file" endpoint too
+    # a Data Lake account needs "dfs" besides "blob"; a FileStorage account needs "file"
     pe_ok = endpoint(ACCT_ID, "blob")
-    res, inv = run("storage-3a", with_connection(account(), pe_ok["id"]), pe_ok, file_services(),
+    res, inv = run("storage-3a", with_connection(account(isHnsEnabled=True), pe_ok["id"]), pe_ok,
                    *estate_networks())
     assert statuses(res) == ["fail"]
-    assert [c.params["group_id"] for c in res.changes] == ["file"]
+    assert [c.params["group_id"] for c in res.changes] == ["dfs"]
     assert_fix_passes("storage-3a", inv)
+    files = account(name="stfiles01")
+    files["kind"] = "FileStorage"
+    res, _ = run("storage-3a", files, *estate_networks())
+    assert [c.params["group_id"] for c in res.changes] == ["file"]
 
 
 def test_private_endpoint_without_usable_subnet_is_manual():

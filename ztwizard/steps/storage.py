@@ -300,15 +300,14 @@ STEP2_CHECKS: tuple[Check, ...] = (
 # ---- step 3: network isolation ----------------------------------------------------------------
 
 def services_in_use(acct: dict[str, Any], inv: Inventory) -> list[str]:
-    """The private-link group ids an account needs an endpoint for."""
+    """The private-link group ids an account needs an endpoint for. Every general-purpose account
+    lists a fileServices/default whether or not shares exist, so only FileStorage implies "file"."""
     kind = acct.get("kind") or "StorageV2"
     if kind == "FileStorage":
         return ["file"]
     groups = ["blob"]
     if get_path(acct, "properties.isHnsEnabled") is True:
         groups.append("dfs")
-    if kind in ("StorageV2", "Storage") and inv.children(acct["id"], FILE_SERVICES):
-        groups.append("file")
     return groups
 
 
