@@ -16,7 +16,6 @@ from typing import Any
 from . import journal as J
 from .errors import ArmError, EtagMismatch, NotFound, PermissionDenied, UsageError, ZtwError
 from .model import Change, StepResult
-from .paths import get_path, set_path
 from .remedy import READ_ONLY_KEYS, writable
 
 Confirm = Callable[[str, list[Change]], bool]
@@ -24,14 +23,57 @@ Confirm = Callable[[str, list[Change]], bool]
 
 # ---- comparing what ARM holds with what a change says -----------------------------------------
 
-def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{"properties": {"a": {"b": 1}}} -> {"properties.a.b": 1}. Lists and empty dicts are leaves."""
+Path = tuple[str, ...]
+
+
+def leaves(tree: Any, prefix: Path = ()) -> dict[Path, Any]:
+    """{"properties": {"a": {"b": 1}}} -> {("properties", "a", "b"): 1}. Lists and empty dicts are
+    leaves. Paths are tuples because ARM keys may hold dots (`odata.type`)."""
     if isinstance(tree, dict) and tree:
-        out: dict[str, Any] = {}
+        out: dict[Path, Any] = {}
         for k, v in tree.items():
-            out.update(leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(leaves(v, (*prefix, str(k))))
         return out
     return {prefix: tree} if prefix else {}
+
+
+def dotted(path: Path) -> str:
+    return ".".join(path)
+
+
+def get_at(obj: Any, path: Path) -> Any:
+    """The value at `path` (keys matched case-insensitively, as ARM does), or None."""
+    cur = obj
+    for key in path:
+        if not isinstance(cur, dict):
+            return None
+        if key in cur:
+            cur = cur[key]
+            continue
+        match = next((k for k in cur if str(k).lower() == key.lower()), None)
+        if match is None:
+            return None
+        cur = cur[match]
+    return cur
+
+
+def set_at(obj: dict[str, Any], path: Path, value: Any) -> None:
+    """Set `path` (None removes it), reusing existing keys whatever their case."""
+    cur = obj
+    for key in path[:-1]:
+        match = next((k for k in cur if str(k).lower() == key.lower()), key)
+        nxt = cur.get(match)
+        if not isinstance(nxt, dict):
+            if value is None:
+                return
+            nxt = {}
+            cur[match] = nxt
+        cur = nxt
+    last = next((k for k in cur if str(k).lower() == path[-1].lower()), path[-1])
+    if value is None:
+        cur.pop(last, None)
+    else:
+        cur[last] = copy.deepcopy(value)
 
 
 def same(expected: Any, actual: Any) -> bool:
@@ -55,41 +97,58 @@ def same(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
-def mismatches(resource: dict[str, Any] | None, tree: dict[str, Any]) -> list[str]:
+def mismatches(resource: dict[str, Any] | None, tree: dict[str, Any]) -> list[Path]:
     """The leaf paths of `tree` that `resource` does not hold."""
     res = resource or {}
-    return [p for p, v in leaves(tree).items() if not same(v, get_path(res, p))]
+    return [p for p, v in leaves(tree).items() if not same(v, get_at(res, p))]
 
 
 def holds(resource: dict[str, Any] | None, tree: dict[str, Any]) -> bool:
     return not mismatches(resource, tree)
 
 
+def side(resource: dict[str, Any] | None, before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Which side of an update `resource` is on: "after", "before" or "neither". When it holds both
+    (a dict gained a key inside a list, so `before` is a subset of `after`), the more specific
+    tree wins."""
+    ha, hb = holds(resource, after), holds(resource, before)
+    if ha and hb:
+        after_covers_before, before_covers_after = holds(after, before), holds(before, after)
+        if before_covers_after and not after_covers_before:
+            return "before"
+        return "after"
+    return "after" if ha else "before" if hb else "neither"
+
+
 def apply_values(base: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
     """`base` with every leaf of `tree` set (a None leaf removes the property)."""
     out = copy.deepcopy(base)
     for path, value in leaves(tree).items():
-        if value is None:
-            _remove(out, path)
-        else:
-            set_path(out, path, copy.deepcopy(value))
+        set_at(out, path, value)
     return out
 
 
-def _remove(obj: dict[str, Any], path: str) -> None:
-    keys = path.split(".")
-    cur: Any = obj
-    for k in keys[:-1]:
-        if not isinstance(cur, dict):
-            return
-        match = next((x for x in cur if x.lower() == k.lower()), None)
-        if match is None:
-            return
-        cur = cur[match]
-    if isinstance(cur, dict):
-        for x in list(cur):
-            if x.lower() == keys[-1].lower():
-                del cur[x]
+def inverse_tree(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What restores `before` over `after`: `before`'s leaves, plus a removal (None) of every
+    property the change added that `before` did not have at all."""
+    out = copy.deepcopy(before)
+    had = leaves(before)
+    for path in leaves(after):
+        if path in had or any(path[:i] in had for i in range(1, len(path))):
+            continue
+        _set_none(out, path)
+    return out
+
+
+def _set_none(obj: dict[str, Any], path: Path) -> None:
+    cur = obj
+    for key in path[:-1]:
+        nxt = cur.get(key)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[key] = nxt
+        cur = nxt
+    cur[path[-1]] = None
 
 
 _STEP_RE = re.compile(r"^([a-z]+-\d+)")
@@ -335,7 +394,7 @@ def _apply_one(gateway: Any, journal: J.Journal, session_id: str, ch: Change, st
     note = None
     if not _landed(ch, after):
         note = "ARM accepted the write but does not hold the values: " + ", ".join(
-            mismatches(after, ch.after) if ch.method != "DELETE" else ["the resource still exists"])
+            map(dotted, mismatches(after, ch.after)) if ch.method != "DELETE" else ["the resource still exists"])
     journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=(after or {}).get("etag"),
                           after_image=after, note=note, event="applied")
     written[ch.resource_id.lower()] = (after or {}).get("etag")
@@ -352,17 +411,18 @@ def _stale(ch: Change, cur: dict[str, Any] | None) -> str:
         return "no longer exists (deleted since the plan); re-run the plan"
     if ch.action == "delete":
         return "" if holds(cur, ch.before) else "changed since the plan; re-run the plan"
-    if holds(cur, ch.before):
+    where = side(cur, ch.before, ch.after)
+    if where == "before":
         return ""
-    if holds(cur, ch.after):
+    if where == "after":
         return "already holds the change (set since the plan)"
-    return "changed since the plan (" + ", ".join(mismatches(cur, ch.before)) + "); re-run the plan"
+    return "changed since the plan (" + ", ".join(map(dotted, mismatches(cur, ch.before))) + "); re-run the plan"
 
 
 def _landed(ch: Change, res: dict[str, Any] | None) -> bool:
     if ch.method == "DELETE":
         return res is None
-    return res is not None and holds(res, ch.after)
+    return res is not None and side(res, ch.before, ch.after) == "after"
 
 
 def _body(ch: Change, cur: dict[str, Any] | None) -> dict[str, Any] | None:

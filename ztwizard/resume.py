@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import journal as J
-from .apply import ApplyReport, Confirm, Event, apply_changes, holds, step_of
+from .apply import ApplyReport, Confirm, Event, apply_changes, holds, side, step_of
 from .errors import UsageError
 
 
@@ -51,11 +51,13 @@ PENDING = (J.PLANNED, J.NOT_APPLIED)
 
 def classify(rec: J.ChangeRecord, res: dict[str, Any] | None) -> tuple[str, str]:
     """(new state, why) for an unsettled change, from what ARM holds now."""
-    wrote = (res is None) if rec.action == "delete" else (res is not None and holds(res, rec.plan_after))
-    if rec.action == "create":
-        prior = res is None
+    if rec.action == "delete":
+        wrote, prior = res is None, res is not None and holds(res, rec.plan_before)
+    elif rec.action == "create":
+        wrote, prior = res is not None and holds(res, rec.plan_after), res is None
     else:
-        prior = res is not None and holds(res, rec.plan_before)
+        where = side(res, rec.plan_before, rec.plan_after) if res is not None else "neither"
+        wrote, prior = where == "after", where == "before"
     if rec.state == J.UNDO_IN_FLIGHT:
         if prior:
             return J.UNDONE, "the undo reached ARM"

@@ -8,15 +8,24 @@ caller overrides. Undo is journaled write-ahead like apply, so it can be resumed
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import journal as J
-from .apply import Outcome, apply_values, holds, leaves, mismatches, refuse_if_read_only
+from .apply import (
+    Outcome,
+    apply_values,
+    dotted,
+    get_at,
+    holds,
+    inverse_tree,
+    leaves,
+    mismatches,
+    refuse_if_read_only,
+    side,
+)
 from .errors import ArmError, EtagMismatch, UsageError, ZtwError
-from .paths import get_path
 from .remedy import writable
 
 
@@ -94,7 +103,7 @@ def three_way(rec: J.ChangeRecord, now: dict[str, Any] | None) -> Drift:
     rows = []
     paths = mismatches(now, rec.plan_after) if rec.action == "update" else list(leaves(rec.plan_after))
     for p in paths:
-        rows.append((p, get_path(rec.plan_before, p), get_path(rec.plan_after, p), get_path(now or {}, p)))
+        rows.append((dotted(p), get_at(rec.plan_before, p), get_at(rec.plan_after, p), get_at(now or {}, p)))
     if now is None:
         rows = [("(resource)", "(absent)" if rec.action == "create" else "exists",
                  "exists" if rec.action != "delete" else "(deleted)", "(absent)")]
@@ -147,9 +156,10 @@ def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict
         return "DELETE", None
     if rec.action == "delete":
         return "PUT", writable(rec.before_image or rec.plan_before)
+    restore = inverse_tree(rec.plan_before, rec.plan_after)
     if rec.method == "PATCH":
-        return "PATCH", copy.deepcopy(rec.plan_before)
-    return "PUT", apply_values(writable(cur or {}), rec.plan_before)
+        return "PATCH", restore
+    return "PUT", apply_values(writable(cur or {}), restore)
 
 
 def _restored(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
@@ -158,14 +168,16 @@ def _restored(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
         return res is None
     if rec.action == "delete":
         return res is not None and holds(res, rec.plan_before)
-    return res is not None and holds(res, rec.plan_before)
+    return res is not None and side(res, rec.plan_before, rec.plan_after) == "before"
 
 
 def _still_wizards(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
     """Does `res` still hold what the wizard wrote?"""
     if rec.action == "delete":
         return res is None
-    return res is not None and holds(res, rec.plan_after)
+    if rec.action == "create":
+        return res is not None and holds(res, rec.plan_after)
+    return res is not None and side(res, rec.plan_before, rec.plan_after) == "after"
 
 
 def _undo_one(gateway: Any, journal: J.Journal, session_id: str, rec: J.ChangeRecord, override: bool,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+
 from ztwizard import journal as J
-from ztwizard.apply import apply_values, holds, leaves, mismatches, same, step_of
+from ztwizard.apply import apply_values, holds, inverse_tree, leaves, mismatches, same, side, step_of
 from ztwizard.resume import classify
 from ztwizard.undo import three_way
 
@@ -12,7 +14,9 @@ RID = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Network/network
 
 def test_leaves_flatten_dicts_but_keep_lists_whole():
     tree = {"properties": {"a": {"b": 1}, "rules": [{"name": "x"}], "empty": {}}}
-    assert leaves(tree) == {"properties.a.b": 1, "properties.rules": [{"name": "x"}], "properties.empty": {}}
+    assert leaves(tree) == {("properties", "a", "b"): 1, ("properties", "rules"): [{"name": "x"}],
+                            ("properties", "empty"): {}}
+    assert leaves({"criteria": {"odata.type": "X"}}) == {("criteria", "odata.type"): "X"}  # dotted keys stay whole
 
 
 def test_same_follows_arm_semantics():
@@ -28,7 +32,7 @@ def test_mismatches_and_holds():
     res = {"properties": {"minimumTlsVersion": "TLS1_2", "allowBlobPublicAccess": True}}
     assert holds(res, {"properties": {"minimumTlsVersion": "TLS1_2"}})
     assert mismatches(res, {"properties": {"minimumTlsVersion": "TLS1_0", "allowBlobPublicAccess": True,
-                                           "absent": None}}) == ["properties.minimumTlsVersion"]
+                                           "absent": None}}) == [("properties", "minimumTlsVersion")]
 
 
 def test_apply_values_sets_and_removes_without_touching_the_rest():
@@ -36,6 +40,25 @@ def test_apply_values_sets_and_removes_without_touching_the_rest():
     out = apply_values(base, {"properties": {"a": 5, "b": {"c": None}, "new": {"x": 1}}})
     assert out == {"location": "westeurope", "properties": {"a": 5, "b": {"d": 3}, "new": {"x": 1}}}
     assert base["properties"]["a"] == 1  # the input is not modified
+
+
+def test_side_prefers_the_more_specific_tree():
+    before = {"properties": {"ipConfigurations": [{"name": "ip1", "properties": {"subnet": {"id": "s"}}}]}}
+    after = {"properties": {"ipConfigurations": [{"name": "ip1", "properties": {"subnet": {"id": "s"},
+                                                                              "applicationSecurityGroups": [{"id": "a"}]}}]}}
+    assert side(copy.deepcopy(after), before, after) == "after"  # holds both under subset rules
+    assert side(copy.deepcopy(before), before, after) == "before"
+    # The reverse: a change that removes a key inside a list entry.
+    assert side(copy.deepcopy(after), after, before) == "before"
+    assert side(copy.deepcopy(before), after, before) == "after"
+    assert side({"properties": {"ipConfigurations": []}}, before, after) == "neither"
+
+
+def test_inverse_tree_removes_what_the_change_added():
+    before = {"properties": {"networkAcls": {"defaultAction": "Allow"}, "nsg": None}}
+    after = {"properties": {"networkAcls": {"defaultAction": "Deny", "ipRules": []}, "nsg": {"id": "x"}}}
+    assert inverse_tree(before, after) == {"properties": {"networkAcls": {"defaultAction": "Allow", "ipRules": None},
+                                                          "nsg": None}}
 
 
 def test_step_of_check():
