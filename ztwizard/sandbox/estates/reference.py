@@ -15,6 +15,7 @@ GUID is derived with uuid5, so the estate is the same on every build."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -28,11 +29,17 @@ LOCATION = "westeurope"
 PAIRED_LOCATION = "northeurope"
 
 _NS = uuid.UUID("0b8f3f8e-6a55-4c1e-9d4f-7c2a1e5b9d30")
+_NS_BYTES = _NS.bytes
 
 
 def guid(*parts: str) -> str:
-    """A GUID that is the same on every build for the same parts."""
-    return str(uuid.uuid5(_NS, "|".join(parts)))
+    """A GUID that is the same on every build for the same parts: uuid5, computed without the
+    UUID object so that generating large estates stays fast."""
+    b = bytearray(hashlib.sha1(_NS_BYTES + "|".join(parts).encode()).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _etag(resource_id: str) -> str:
