@@ -89,7 +89,7 @@ hub_1b = property_check(
     what="Azure Firewall", fail_message="The firewall still uses classic rules.",
     instruction="In Firewall Manager, migrate its classic rules to a new firewall policy and associate the policy, "
                 "so threat intelligence, IDPS and TLS inspection can be managed centrally.",
-    mcsb="NS-3", policy="Azure Firewall Classic Rules should be migrated to Firewall Policy")
+    mcsb="NS-3", risk="Migrating rules can change rule processing order; review before switching.", policy="Azure Firewall Classic Rules should be migrated to Firewall Policy")
 
 
 def _hub_1c(inv: Inventory) -> CheckResult:
@@ -99,11 +99,21 @@ def _hub_1c(inv: Inventory) -> CheckResult:
         out.findings.append(not_applicable("hub-1c", "firewall policy", inv))
         return out
     names = {low(p["id"]) for p in pols}
+    used = {low(ref(get_path(fw, "properties.firewallPolicy"))) for fw in inv.of_type(FW)}
+    spare = [p for p in pols if _premium(p) and low(p["id"]) not in used]
     for pol in pols:
         tier = _tier(pol)
         if _premium(pol):
             out.findings.append(Finding("hub-1c", pol["id"], "pass", "properties.sku.tier", tier, "Premium",
                                         f"Policy {pol['name']} is Premium."))
+            continue
+        ready = [p for p in spare if loc(p) == loc(pol)]
+        if ready:
+            out.findings.append(Finding(
+                "hub-1c", pol["id"], "manual", "properties.sku.tier", tier, "Premium",
+                f"Policy {pol['name']} is {tier} and Premium policy {ready[0]['name']} is ready: copy the rule "
+                f"collection groups across, upgrade the firewall to Premium (hub-1a), then associate "
+                f"{ready[0]['name']} with it."))
             continue
         name = unique_name(inv, rg_of(pol["id"]), FWP, f"{pol['name']}-premium", names)
         new_id = f"{rg_of(pol['id'])}/providers/{FWP}/{name}"
@@ -202,7 +212,7 @@ hub_1i = property_check(
     expected=True, default=False, remediation="auto-put", fix=_hub_1i_fix, what="firewall policy",
     instruction="Create a Log Analytics workspace for the firewall's logs first, then turn on policy analytics, "
                 "so unused and overly broad rules show up.",
-    risk="Policy analytics is billed.", billable=True, policy="Azure Firewall Policy Analytics should be Enabled")
+    risk="Policy analytics is billed.", billable=True, mcsb="LT-4", policy="Azure Firewall Policy Analytics should be Enabled")
 
 
 def _hub_1j(inv: Inventory) -> CheckResult:
@@ -274,12 +284,11 @@ def _hub_2a(inv: Inventory) -> CheckResult:
     if not plan_id:
         out.findings.append(not_applicable("hub-2a", "virtual network", inv))
         return out
+    anchor = (hubs(inv) or inv.of_type(VNET))[0]
     if plan:
-        out.findings.append(Finding("hub-2a", plan_id, "pass", "properties.virtualNetworks",
-                                    len(get_path(plan, "properties.virtualNetworks") or []),
+        out.findings.append(Finding("hub-2a", anchor["id"], "pass", "properties.ddosProtectionPlan.id", plan_id,
                                     message=f"DDoS protection plan {plan['name']} exists."))
         return out
-    anchor = (hubs(inv) or inv.of_type(VNET))[0]
     name = rid.parse(plan_id).name
     out.findings.append(Finding("hub-2a", anchor["id"], "fail", "properties.ddosProtectionPlan.id", None,
                                 "a DDoS protection plan",
@@ -813,12 +822,12 @@ STEPS: list[Step] = [
               resource_type=FW, mcsb="NS-3", policy="Azure Firewall Policy should enable Threat Intelligence",
               risk="Known-bad addresses get blocked; allow-list false positives."),
         hub_1e, hub_1f,
-        Check("hub-1g", "Inbound web traffic is TLS-inspected", "advisory", _hub_1g, resource_type=RCG, mcsb="NS-4"),
+        Check("hub-1g", "Inbound web traffic is TLS-inspected", "advisory", _hub_1g, resource_type=RCG, mcsb="NS-4", risk="Workloads that pin certificates break under TLS inspection."),
         hub_1h, hub_1i,
         Check("hub-1j", "Broad web egress is filtered by category or URL", "advisory", _hub_1j, resource_type=RCG,
-              mcsb="NS-3"),
+              mcsb="NS-3", risk="Category filtering can block sites the business needs."),
         Check("hub-1k", "Application Gateway is not in the hub", "advisory", _hub_1k, resource_type=APPGW,
-              mcsb="NS-1"),
+              mcsb="NS-1", risk="Redeploying the gateway changes its IP addresses and needs downtime."),
     )),
     Step("hub-2", "hub", 2, "Protect public endpoints with DDoS Network Protection", WHY[2], (
         Check("hub-2a", "A DDoS protection plan exists", "create", _hub_2a, resource_type=DDOS, mcsb="NS-5",
@@ -840,9 +849,9 @@ STEPS: list[Step] = [
         Check("hub-3b", "Spoke subnets send 0.0.0.0/0 to the firewall", "auto-put", _hub_3b, resource_type=VNET,
               mcsb="NS-3", policy="[Preview]: All Internet traffic should be routed via your deployed Azure Firewall",
               risk="Disruptive to on-premises and internet paths until firewall rules exist.", disruptive=True),
-        Check("hub-3c", "Spokes peer only with the hub", "advisory", _hub_3c, resource_type=VNET, mcsb="NS-1"),
+        Check("hub-3c", "Spokes peer only with the hub", "advisory", _hub_3c, resource_type=VNET, mcsb="NS-1", risk="Removing a peering cuts spoke-to-spoke traffic until the firewall routes it."),
         Check("hub-3d", "Firewall rules allow only explicit flows", "advisory", _hub_3d, resource_type=FW,
-              mcsb="NS-3"),
+              mcsb="NS-3", risk="Narrowing rules drops any flow not named in them."),
     )),
     Step("hub-4", "hub", 4, "Turn on threat protection", WHY[4], (
         pricing_check("hub-4a", "Defender plans are on for the hub subscription",
@@ -850,9 +859,9 @@ STEPS: list[Step] = [
                       "Microsoft Defender CSPM should be enabled · Azure Defender for Resource Manager should be "
                       "enabled"),
         Check("hub-4b", "The security benchmark is assigned", "advisory", _hub_4b,
-              resource_type=POLICY_ASSIGNMENT, mcsb="PV-2"),
+              resource_type=POLICY_ASSIGNMENT, mcsb="PV-2", risk="Audit-only: assigning the benchmark changes no resource."),
         Check("hub-4c", "Hub recommendations and alerts are worked through", "advisory", _hub_4c,
-              resource_type=ASSESSMENT, mcsb="IR-3"),
+              resource_type=ASSESSMENT, mcsb="IR-3", risk="None: reviewing changes nothing."),
         Check("hub-4d", "Network Watcher runs in every region in use", "create", _hub_4d, resource_type=VNET,
               mcsb="IR-4", policy="Network Watcher should be enabled", risk="None: free."),
     )),

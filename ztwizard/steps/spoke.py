@@ -415,7 +415,7 @@ def _spoke_1b(inv: Inventory) -> CheckResult:
             low(scope).startswith(low(s)) or low(s).startswith(low(scope))
             for s in get_path(r, "properties.assignableScopes") or [])]
         if mine:
-            out.findings.append(Finding("spoke-1b", mine[0]["id"], "pass", "properties.permissions",
+            out.findings.append(Finding("spoke-1b", scope, "pass", "properties.permissions",
                                         message=f"Custom role {get_path(mine[0], 'properties.roleName')} "
                                                 f"grants network management in {sub}."))
             continue
@@ -508,8 +508,9 @@ def _spoke_2c(inv: Inventory) -> CheckResult:
         settings = diag_of(inv, scope)
         good = [s for s in settings if _activity_log_ok(s)]
         if good:
-            out.findings.append(Finding("spoke-2c", good[0]["id"], "pass", "properties.logs",
-                                        message="Every activity-log category goes to a workspace."))
+            out.findings.append(Finding("spoke-2c", scope, "pass", "properties.logs",
+                                        message=f"Activity-log setting {good[0]['name']} exports every category "
+                                                f"to a workspace."))
             continue
         with_ws = [s for s in settings if get_path(s, "properties.workspaceId")]
         if with_ws:
@@ -518,7 +519,7 @@ def _spoke_2c(inv: Inventory) -> CheckResult:
             def mutate(body: dict[str, Any]) -> None:
                 body.setdefault("properties", {})["logs"] = _activity_logs()
 
-            out.findings.append(Finding("spoke-2c", setting["id"], "fail", "properties.logs",
+            out.findings.append(Finding("spoke-2c", scope, "fail", "properties.logs",
                                         get_path(setting, "properties.logs"), list(ACTIVITY_LOG_CATEGORIES),
                                         "The activity-log export leaves categories off (Security among the "
                                         "ones to keep)."))
@@ -771,7 +772,7 @@ def _spoke_4a(inv: Inventory) -> CheckResult:
         return out
     for (_v, role), (asg_id, asg, vnet) in sorted(plan.items()):
         if asg:
-            out.findings.append(Finding("spoke-4a", asg_id, "pass", "", role, role,
+            out.findings.append(Finding("spoke-4a", vnet["id"], "pass", "", role, role,
                                         f"ASG {asg['name']} serves the {role} role in {vnet['name']}."))
             continue
         name = rid.parse(asg_id).name
@@ -1260,15 +1261,15 @@ WHY = {
 STEPS: list[Step] = [
     Step("spoke-1", "spoke", 1, "Use least-privilege roles for network resources", WHY[1], (
         Check("spoke-1a", "Network admins do not hold Owner or Contributor on the spoke", "advisory", _spoke_1a,
-              resource_type=ROLE_ASSIGNMENT, mcsb="PA-7", policy="Audit usage of custom RBAC roles"),
+              resource_type=ROLE_ASSIGNMENT, mcsb="PA-7", risk="Removing a broad assignment before the narrower one exists can lock admins out.", policy="Audit usage of custom RBAC roles"),
         Check("spoke-1b", "A NetOps custom role exists", "create", _spoke_1b, resource_type=ROLE_DEFINITION,
               mcsb="PA-7", risk="None until the role is assigned."),
     )),
     Step("spoke-2", "spoke", 2, "Isolate the spoke network in its own resource group", WHY[2], (
         Check("spoke-2a", "The spoke resource group holds only network resources", "advisory", _spoke_2a,
-              resource_type=VNET, mcsb="GS-2"),
+              resource_type=VNET, mcsb="GS-2", risk="Moving resources briefly locks both resource groups and changes their ids."),
         Check("spoke-2b", "Roles go to groups, not named people", "advisory", _spoke_2b,
-              resource_type=ROLE_ASSIGNMENT, mcsb="PA-7"),
+              resource_type=ROLE_ASSIGNMENT, mcsb="PA-7", risk="Removing a user's direct assignment before the group has it cuts their access."),
         Check("spoke-2c", "The activity log is exported with every category", "auto-put", _spoke_2c,
               resource_type=VNET, mcsb="LT-3",
               policy="Configure Azure Activity logs to stream to specified Log Analytics workspace",
@@ -1278,14 +1279,14 @@ STEPS: list[Step] = [
         Check("spoke-3a", "Every subnet has an NSG", "create", _spoke_3a, resource_type=VNET, mcsb="NS-1",
               policy="Subnets should be associated with a Network Security Group",
               risk="A new NSG's default rules deny inbound internet traffic."),
-        Check("spoke-3b", "Each NSG serves one subnet", "advisory", _spoke_3b, resource_type=NSG, mcsb="NS-1"),
+        Check("spoke-3b", "Each NSG serves one subnet", "advisory", _spoke_3b, resource_type=NSG, mcsb="NS-1", risk="Re-associating a subnet swaps its rules at once; copy them first."),
     )),
     Step("spoke-4", "spoke", 4, "Group VMs by role with application security groups", WHY[4], (
-        Check("spoke-4a", "An ASG exists for each VM role", "create", _spoke_4a, resource_type=ASG, mcsb="NS-1"),
+        Check("spoke-4a", "An ASG exists for each VM role", "create", _spoke_4a, resource_type=ASG, mcsb="NS-1", risk="None: an ASG does nothing until rules reference it."),
         Check("spoke-4b", "Each VM NIC is in its role's ASG", "auto-put", _spoke_4b, resource_type=NIC,
               mcsb="NS-1", risk="Low until NSG rules reference the ASG."),
         Check("spoke-4c", "Tier rules reference ASGs, not IP lists", "advisory", _spoke_4c, resource_type=NSG,
-              mcsb="NS-1"),
+              mcsb="NS-1", risk="Rewriting rules can briefly drop flows if an ASG lacks a member."),
     )),
     Step("spoke-5", "spoke", 5, "Secure traffic and resources within the VNet", WHY[5], (
         Check("spoke-5a", "Each tier NSG denies all other inbound traffic at 4096", "auto-put",
@@ -1297,7 +1298,7 @@ STEPS: list[Step] = [
               _deny_all("spoke-5b", "Outbound"), resource_type=NSG, mcsb="NS-1",
               risk="High: breaks activation, updates, Entra login and DNS unless allowed.", disruptive=True),
         Check("spoke-5c", "Tier traffic is allowed through ASG rules", "advisory", _spoke_5c, resource_type=NSG,
-              mcsb="NS-1", policy="Internet-facing virtual machines should be protected with network security groups"),
+              mcsb="NS-1", risk="A missing allow pair cuts that tier path once the deny-all rules are in.", policy="Internet-facing virtual machines should be protected with network security groups"),
         Check("spoke-5d", "VNet flow logs are on", "create", _spoke_5d, resource_type=VNET, mcsb="LT-4",
               policy="Audit flow logs configuration for every virtual network",
               risk="Flow-log storage and traffic analytics are billed.", billable=True),
@@ -1306,19 +1307,19 @@ STEPS: list[Step] = [
               policy="Web Application Firewall (WAF) should be enabled for Application Gateway",
               risk="Prevention mode can block legitimate requests."),
         Check("spoke-5f", "App Gateway reaches its backends through the firewall", "advisory", _spoke_5f,
-              resource_type=APPGW, mcsb="NS-3",
+              resource_type=APPGW, mcsb="NS-3", risk="Asymmetric routing drops sessions unless backends route back the same way.",
               policy="[Preview]: All Internet traffic should be routed via your deployed Azure Firewall"),
     )),
     Step("spoke-6", "spoke", 6, "Secure access to the VNet and application", WHY[6], (
         Check("spoke-6a", "Data reaches the spoke over private paths", "advisory", _spoke_6a,
-              resource_type=STORAGE, mcsb="NS-2"),
+              resource_type=STORAGE, mcsb="NS-2", risk="Turning public access off cuts clients outside the private network."),
         Check("spoke-6b", "The app is in Conditional Access scope", "advisory", _spoke_6b, resource_type=VNET,
-              mcsb="IM-7"),
+              mcsb="IM-7", risk="Conditional Access without exclusions can lock out break-glass accounts."),
     )),
     Step("spoke-7", "spoke", 7, "Turn on advanced threat detection", WHY[7], (
         pricing_check("spoke-7a", "Defender CSPM is on for the spoke subscription", ("CloudPosture",), spoke_subs,
                       "spoke virtual network", "LT-1", "Microsoft Defender CSPM should be enabled"),
         Check("spoke-7b", "The secure score guides what to fix next", "advisory", _spoke_7b,
-              resource_type=SCORE, mcsb="PV-2"),
+              resource_type=SCORE, mcsb="PV-2", risk="None: reading the score changes nothing."),
     )),
 ]
