@@ -90,11 +90,20 @@ def same(expected: Any, actual: Any) -> bool:
         low = {str(k).lower(): v for k, v in actual.items()}
         return all(same(v, low.get(str(k).lower())) for k, v in expected.items() if k not in READ_ONLY_KEYS)
     if isinstance(expected, list):
-        return isinstance(actual, list) and len(expected) == len(actual) and all(
-            same(e, a) for e, a in zip(expected, actual, strict=True))
+        if not isinstance(actual, list) or len(expected) != len(actual):
+            return False
+        if _named(expected) and _named(actual):  # child resources: ARM may return them in any order
+            by_name = {str(a["name"]).lower(): a for a in actual}
+            return all(same(e, by_name.get(str(e["name"]).lower())) for e in expected)
+        return all(same(e, a) for e, a in zip(expected, actual, strict=True))
     if isinstance(expected, bool) or isinstance(actual, bool):
         return expected is actual
     return bool(expected == actual)
+
+
+def _named(items: list[Any]) -> bool:
+    names = [i.get("name") for i in items if isinstance(i, dict)]
+    return len(names) == len(items) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)
 
 
 def mismatches(resource: dict[str, Any] | None, tree: dict[str, Any]) -> list[Path]:
@@ -128,15 +137,28 @@ def apply_values(base: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def inverse_tree(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+def inverse_tree(before: dict[str, Any], after: dict[str, Any],
+                 before_image: dict[str, Any] | None = None) -> dict[str, Any]:
     """What restores `before` over `after`: `before`'s leaves, plus a removal (None) of every
-    property the change added that `before` did not have at all."""
-    out = copy.deepcopy(before)
+    property the change added that `before` did not have. With the full before-image, a removal
+    takes out the outermost object that did not exist then (not just an emptied shell)."""
     had = leaves(before)
+    removals: list[Path] = []
     for path in leaves(after):
-        if path in had or any(path[:i] in had for i in range(1, len(path))):
+        if path in had and had[path] is not None:
             continue
-        _set_none(out, path)
+        if path not in had and any(path[:i] in had for i in range(1, len(path))):
+            continue
+        removals.append(path)
+    out = copy.deepcopy(before)
+    for path in removals:
+        top = path
+        if before_image is not None:
+            for i in range(1, len(path) + 1):
+                if get_at(before_image, path[:i]) is None:
+                    top = path[:i]
+                    break
+        _set_none(out, top)
     return out
 
 
@@ -144,6 +166,8 @@ def _set_none(obj: dict[str, Any], path: Path) -> None:
     cur = obj
     for key in path[:-1]:
         nxt = cur.get(key)
+        if nxt is None and key in cur:
+            return  # an enclosing object is already being removed
         if not isinstance(nxt, dict):
             nxt = {}
             cur[key] = nxt

@@ -156,7 +156,7 @@ def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict
         return "DELETE", None
     if rec.action == "delete":
         return "PUT", writable(rec.before_image or rec.plan_before)
-    restore = inverse_tree(rec.plan_before, rec.plan_after)
+    restore = inverse_tree(rec.plan_before, rec.plan_after, rec.before_image)
     if rec.method == "PATCH":
         return "PATCH", restore
     return "PUT", apply_values(writable(cur or {}), restore)
