@@ -70,7 +70,9 @@ class WizardApp(App[int]):
         self.session: SessionInfo | None = None
         self.subscriptions: list[tuple[str, str]] = []
         self.pending_step: str | None = None  # step to open once inspection ends (resume)
+        self.resumed_remaining: set[str] = set()  # change ids a resumed session had yet to apply
         self._cancel_apply = threading.Event()
+        self._quit_after_apply = False
         self.sub_title = backend.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -87,7 +89,19 @@ class WizardApp(App[int]):
             if callable(hook):
                 hook()
 
+    def on_unmount(self) -> None:
+        self.backend.close()
+
     # ---- actions --------------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """Quit; during an apply, stop after the change in flight so the journal stays exact."""
+        if self.applying:
+            self._cancel_apply.set()
+            self._quit_after_apply = True
+            self.notify("Stopping after the current change, then quitting…")
+            return
+        self.exit(0)
+
     def action_help(self) -> None:
         from .screens.help import HelpScreen
 
@@ -267,11 +281,11 @@ class WizardApp(App[int]):
     @work(thread=True, exclusive=True, group="apply")
     def run_resume(self, session_id: str) -> None:
         try:
-            step_id, outcomes = self.backend.resume(session_id)
+            result = self.backend.resume(session_id)
         except Exception as exc:  # noqa: BLE001
-            self.post_message(Resumed(session_id, None, [], _why(exc)))
+            self.post_message(Resumed(session_id, None, _why(exc)))
             return
-        self.post_message(Resumed(session_id, step_id, outcomes))
+        self.post_message(Resumed(session_id, result))
 
     # ---- message handlers -----------------------------------------------------------------
     def on_subscriptions_loaded(self, msg: SubscriptionsLoaded) -> None:
@@ -291,6 +305,10 @@ class WizardApp(App[int]):
     def on_steps_inspected(self, msg: StepsInspected) -> None:
         for r in msg.results:
             self.results[r.id] = r
+            if self.resumed_remaining and r.id not in self.selected:
+                pending = {c.id for c in r.changes} & self.resumed_remaining
+                if pending:
+                    self.selected[r.id] = pending
             # keep a person's choices, drop ids that no longer exist
             if r.id in self.selected:
                 ids = {c.id for c in r.changes}
@@ -311,6 +329,9 @@ class WizardApp(App[int]):
 
     def on_apply_finished(self, msg: ApplyFinished) -> None:
         self.applying = None
+        if self._quit_after_apply:
+            self.exit(0)
+            return
         self.inspecting = False
         for o in msg.outcomes:
             self.change_state[o.change_id] = (o.state, o.message)
@@ -355,15 +376,18 @@ class WizardApp(App[int]):
         self.state_changed()
 
     def on_resumed(self, msg: Resumed) -> None:
-        if msg.error:
+        if msg.error or msg.result is None:
             self.notify(msg.error, title="Resume failed", severity="error", timeout=10)
+            self.run_inspect()
             return
-        self.backend.session_id = msg.session_id
-        for o in msg.outcomes:
+        result = msg.result
+        for o in result.settled:
             self.change_state[o.change_id] = (o.state, o.message)
-        n = len(msg.outcomes)
-        self.notify(f"Resumed session {msg.session_id}: reconciled {n} change(s) in flight.")
-        self.pending_step = msg.step_id
+        self.resumed_remaining = set(result.remaining)
+        self.notify(f"Resumed session {msg.session_id}: reconciled {len(result.settled)} change(s) in "
+                    f"flight; {len(result.remaining)} still to apply.")
+        self.pending_step = result.step
+        self.session = None
         self.run_inspect()
 
 

@@ -80,6 +80,18 @@ def _swap(obj: Any, old: Any, new: Any) -> Any:
     return obj
 
 
+class Interrupted(Exception):
+    """Raised from apply's progress hook when the wizard is closing: stop between writes."""
+
+
+@dataclass
+class ResumeResult:
+    session_id: str
+    step: str | None
+    settled: list[ApplyOutcome]
+    remaining: list[str]  # change ids planned but not yet applied
+
+
 class Backend:
     """Wraps a gateway (or a factory of one), the engine and the journal for the wizard."""
 
@@ -90,6 +102,8 @@ class Backend:
         self.dry_run = dry_run
         self.subscriptions: list[str] | None = None  # None: all the credential can see
         self.session_id: str | None = None
+        self._journal: Any = None
+        self.shown_session: str | None = None  # the session the journal view lists
 
     # ---- target ---------------------------------------------------------------------------
     @property
@@ -175,27 +189,159 @@ class Backend:
         return new
 
     # ---- journal --------------------------------------------------------------------------
-    def unfinished_session(self) -> SessionInfo | None:
-        return None
+    def _writer(self) -> Any:
+        """The journal opened for writing, held until the wizard exits (one writer at a time)."""
+        from .. import journal as J
 
-    def begin_session(self) -> str:
-        raise ZtwError("The journal is not available yet.", "Use `ztwizard plan` to preview.")
+        if self.state_dir is None:
+            raise ZtwError("No state directory: the journal cannot be written.",
+                           "Pass --state-dir DIR or set ZTWIZARD_STATE_DIR.")
+        if self._journal is None:
+            self._journal = J.Journal(self.state_dir, write=True)
+        return self._journal
+
+    def _reader(self) -> Any:
+        from .. import journal as J
+
+        if self._journal is not None:
+            return self._journal
+        return J.Journal(self.state_dir, write=False)
+
+    def _done_reading(self, j: Any) -> None:
+        if j is not self._journal:
+            j.close()
+
+    def unfinished_session(self) -> SessionInfo | None:
+        """The newest open session on this target, if any: the wizard offers to resume it."""
+        from .. import journal as J
+
+        if self.state_dir is None:
+            return None
+        j = self._reader()
+        try:
+            info = j.latest_session(unfinished=True)
+        finally:
+            self._done_reading(j)
+        if info is None:
+            return None
+        counts = info.counts
+        return SessionInfo(id=info.id, step=info.step, status=info.status, started_at=info.created_at,
+                           changes=sum(counts.values()),
+                           in_flight=sum(counts.get(s, 0) for s in J.UNSETTLED))
 
     def apply(self, step_id: str, changes: list[Change], progress: Callable[[str, str, str], None],
               cancelled: Callable[[], bool]) -> list[ApplyOutcome]:
-        raise ZtwError("Apply is not available yet.", "Use `ztwizard plan` to preview.")
+        """Apply the confirmed changes, journalled write-ahead. The person confirmed each one
+        (typing the step id for disruptive ones), so nothing is skipped for being disruptive
+        or billable. `cancelled` is polled before each change: quitting stops between writes."""
+        from .. import apply as A
+        from .. import journal as J
+
+        if self.dry_run:
+            raise ZtwError("Dry-run: apply is disabled; nothing was changed.", "Restart without --dry-run.")
+        j = self._writer()
+        if self.session_id is None:
+            self.session_id = A.start_session(
+                j, self.gateway, [], subscriptions=self.subscriptions or [],
+                selection={"allow_disruptive": True, "allow_cost": True, "source": "tui"})
+        else:
+            j.hold(self.session_id)
+            j.update_session(self.session_id, status=J.OPEN, step=step_id)
+        outcomes: list[ApplyOutcome] = []
+
+        def on_event(ev: Any) -> None:
+            if ev.kind == "start":
+                if cancelled():
+                    raise Interrupted()
+                progress(ev.change.id, "in_flight", "")
+                return
+            outcomes.append(ApplyOutcome(ev.change.id, ev.kind == "applied", ev.kind, ev.message))
+            progress(ev.change.id, ev.kind, ev.message)
+
+        try:
+            A.apply_changes(self.gateway, j, self.session_id, changes, allow_disruptive=True,
+                            allow_cost=True, on_event=on_event, verify=False)
+        except Interrupted:
+            j.log(self.session_id, "interrupted", "the wizard was closed during apply")
+        return outcomes
 
     def journal(self) -> list[JournalRow]:
-        return []
+        """The current session's changes (or the newest session's), with drift where a resource
+        no longer holds what the wizard wrote."""
+        from .. import apply as A
+        from .. import journal as J
+        from .. import undo as U
+
+        if self.state_dir is None:
+            return []
+        j = self._reader()
+        try:
+            sid = self.session_id
+            if sid is None:
+                latest = j.latest_session()
+                if latest is None:
+                    return []
+                sid = latest.id
+            self.shown_session = sid
+            records = j.changes(sid)
+        finally:
+            self._done_reading(j)
+        rows = []
+        for rec in records:
+            drift: list[DriftRow] = []
+            if rec.state in J.UNDOABLE and rec.action == "update":
+                now = self.gateway.read(rec.resource_id)
+                if A.mismatches(now, rec.plan_after):
+                    d = U.three_way(rec, now)
+                    drift = [DriftRow(*r) for r in d.rows]
+            rows.append(JournalRow(change_id=rec.change_id, step=rec.step_id, check=rec.check_id,
+                                   resource_id=rec.resource_id, action=rec.action, method=rec.method,
+                                   state=rec.state, title=rec.title, message=rec.error or rec.note or "",
+                                   drift=drift))
+        return rows
 
     def undo(self, change_ids: list[str], *, override: bool = False,
              progress: Callable[[str, str, str], None] | None = None) -> UndoResult:
-        raise ZtwError("Undo is not available yet.")
+        from .. import undo as U
 
-    def resume(self, session_id: str) -> tuple[str | None, list[ApplyOutcome]]:
-        raise ZtwError("Resume is not available yet.")
+        if self.dry_run:
+            raise ZtwError("Dry-run: undo is disabled; nothing was changed.", "Restart without --dry-run.")
+        sid = self.session_id or self.shown_session
+        if sid is None:
+            raise ZtwError("There is no session to undo.", "Apply a change first.")
+        j = self._writer()
+        j.hold(sid)
+
+        def on_event(o: Any) -> None:
+            if progress:
+                progress(o.change_id, "drift" if o.result == "refused" else o.result, o.message)
+
+        report = U.undo_changes(self.gateway, j, sid, change_ids=change_ids,
+                                override=override, on_event=on_event)
+        outcomes = [ApplyOutcome(o.change_id, o.result == "undone",
+                                 "drift" if o.result == "refused" else o.result, o.message)
+                    for o in report.outcomes]
+        drift = {d.change_id: [DriftRow(*r) for r in d.rows] for d in report.drifts}
+        return UndoResult(outcomes, drift)
+
+    def resume(self, session_id: str) -> ResumeResult:
+        """Settle the session's in-flight changes by reading ARM, and say where it stopped."""
+        from .. import resume as R
+
+        j = self._writer()
+        report = R.reconcile(self.gateway, j, session_id)
+        info = j.session(session_id)
+        self.session_id = session_id
+        if info.subscriptions and self.subscriptions is None:
+            self.subscriptions = list(info.subscriptions)
+        settled = [ApplyOutcome(s.change_id, s.now == "applied", s.now, s.message) for s in report.settled]
+        return ResumeResult(session_id, report.next_step or info.step, settled, list(report.remaining))
 
     def close(self) -> None:
+        """Release the journal's writer lock and the gateway's connections."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         close = getattr(self._gateway, "close", None)
         if callable(close):
             close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from ..model import StepResult
-from .backend import ApplyOutcome, JournalRow, SessionInfo, UndoResult
+from .backend import ApplyOutcome, JournalRow, ResumeResult, SessionInfo, UndoResult
 
 
 class SubscriptionsLoaded(Message):
@@ -67,10 +67,8 @@ class UndoFinished(Message):
 
 
 class Resumed(Message):
-    def __init__(self, session_id: str, step_id: str | None, outcomes: list[ApplyOutcome],
-                 error: str = "") -> None:
+    def __init__(self, session_id: str, result: ResumeResult | None, error: str = "") -> None:
         super().__init__()
         self.session_id = session_id
-        self.step_id = step_id
-        self.outcomes = outcomes
+        self.result = result
         self.error = error

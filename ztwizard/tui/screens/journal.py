@@ -59,7 +59,7 @@ class JournalScreen(Screen[None]):
         if not self._ready:
             return
         app = self.app
-        sid = app.backend.session_id or "none yet"
+        sid = app.backend.session_id or app.backend.shown_session or "none yet"
         title = f"Session {sid} · {len(self.rows)} change(s)"
         if app.dry_run:
             title += "\nDRY-RUN: undo is disabled (started with --dry-run)."

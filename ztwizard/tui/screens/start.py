@@ -41,12 +41,9 @@ class StartScreen(Screen[None]):
         self.query_one("#target", Static).update(
             f"Target: {self.app.backend.target_label()}"
             + ("\nDRY-RUN: apply and undo are disabled." if self.app.dry_run else ""))
-        self.query_one("#subs").loading = True
         self.query_one("#subs").focus()
 
     def refresh_state(self) -> None:
-        subs = self.query_one("#subs", SelectionList)
-        subs.loading = False
         self._fill(self.query_one("#sub-filter", Input).value)
         session = self.app.session
         offer = self.query_one("#resume-offer", Static)

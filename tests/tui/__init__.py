@@ -1,0 +1,1 @@
+"""Pilot, unit and snapshot tests of the wizard (Textual)."""
