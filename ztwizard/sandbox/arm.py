@@ -408,6 +408,10 @@ class Sandbox:
             for p in parts[:-1]:
                 holder = holder.setdefault(p, {})
             holder[parts[-1]] = [self.compose(k) for k in kids]
+        if t == "microsoft.network/firewallpolicies":
+            groups = self.store.children(entry["id"], f"{entry['type']}/ruleCollectionGroups")
+            if groups:  # ARM lists the groups by reference only
+                out.setdefault("properties", {})["ruleCollectionGroups"] = [{"id": g["id"]} for g in groups]
         if t in ("microsoft.network/networksecuritygroups", "microsoft.network/routetables"):
             props = out.setdefault("properties", {})
             subnets, nics = [], []

@@ -42,6 +42,7 @@ BACK_REFERENCES: list[tuple[str, str, str]] = [
 COMPUTED_PROPERTIES = {
     "microsoft.network/networksecuritygroups": ("subnets", "networkInterfaces", "defaultSecurityRules"),
     "microsoft.network/routetables": ("subnets",),
+    "microsoft.network/firewallpolicies": ("ruleCollectionGroups",),
 }
 
 RG_TYPE = "Microsoft.Resources/resourceGroups"

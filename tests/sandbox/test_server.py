@@ -1,0 +1,115 @@
+"""The sandbox over real HTTPS: its own CA, connection.json, one server per state dir, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.storage import StorageManagementClient
+
+from ztwizard.errors import ZtwError
+from ztwizard.sandbox import Sandbox
+from ztwizard.sandbox.server import connection_alive, export, running
+
+SUB = "00000000-0000-0000-0000-0000000000a1"
+
+
+class _Cred:
+    def __init__(self, token):
+        self.token = token
+
+    def get_token(self, *scopes, **kw):
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+def _client(cls, conn, **kw):
+    return cls(_Cred(conn["token"]), SUB, base_url=conn["endpoint"], connection_verify=conn["ca_bundle"],
+               polling_interval=0, **kw)
+
+
+def test_https_in_thread_with_lro_and_second_server_refused(tmp_path, sandbox):
+    from conftest import small_estate
+
+    with running(tmp_path, estate=small_estate()) as srv:
+        conn = connection_alive(tmp_path)
+        assert conn is not None and conn["endpoint"] == srv.endpoint and conn["pid"] == os.getpid()
+        assert srv.endpoint.startswith("https://127.0.0.1:")
+        assert stat.S_IMODE(os.stat(tmp_path / "sandbox" / "connection.json").st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(tmp_path / "sandbox" / "server-key.pem").st_mode) == 0o600
+        st = _client(StorageManagementClient, conn)
+        made = st.storage_accounts.begin_create("rg-st", "sthttps", {
+            "location": "westeurope", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}).result()
+        assert made.provisioning_state == "Succeeded"
+        monitors = [p for m, p, s in srv.sandbox.request_log if "/sandbox/operations/" in p]
+        assert monitors  # polled over HTTPS, on the server's own host
+        net = _client(NetworkManagementClient, conn)
+        assert net.network_security_groups.get("rg-net", "nsg-app").name == "nsg-app"
+        with pytest.raises(ZtwError) as err:
+            running(tmp_path).__enter__()
+        assert "already serving" in err.value.message and str(os.getpid()) in err.value.message
+    assert not (tmp_path / "sandbox" / "connection.json").exists()
+    assert connection_alive(tmp_path) is None
+    # the write survived the server: state is on disk
+    assert Sandbox(tmp_path, estate=None).store.get(
+        f"/subscriptions/{SUB}/resourceGroups/rg-st/providers/Microsoft.Storage/storageAccounts/sthttps")
+
+
+def test_untrusted_ca_and_dropped_connection(tmp_path):
+    from conftest import small_estate
+
+    with running(tmp_path, estate=small_estate(), faults="reset:1.0") as srv:
+        conn = dict(connection_alive(tmp_path))
+        net = _client(NetworkManagementClient, conn, retry_total=0)
+        with pytest.raises((ServiceRequestError, ServiceResponseError)):
+            net.network_security_groups.get("rg-net", "nsg-app")
+        untrusted = NetworkManagementClient(_Cred(conn["token"]), SUB, base_url=srv.endpoint, retry_total=0)
+        with pytest.raises(ServiceRequestError) as err:
+            untrusted.network_security_groups.get("rg-net", "nsg-app")
+        assert "CERTIFICATE_VERIFY_FAILED" in str(err.value)
+
+
+def test_serve_subprocess_writes_connection_json_and_stops_on_sigterm(tmp_path):
+    from conftest import small_estate
+
+    seed = tmp_path / "seed"
+    Sandbox(seed, estate=small_estate())
+    estate_file = tmp_path / "estate.json"
+    export(seed, estate_file)
+    state = tmp_path / "state"
+    code = ("import sys; from pathlib import Path; from ztwizard.sandbox.server import serve; "
+            "serve(Path(sys.argv[1]), estate=sys.argv[2])")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(state), str(estate_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 30
+        conn = None
+        while time.time() < deadline and conn is None:
+            if proc.poll() is not None:
+                pytest.fail(f"serve exited: {proc.stderr.read().decode()}")
+            conn = connection_alive(state)
+            time.sleep(0.05)
+        assert conn is not None and conn["pid"] == proc.pid
+        data = json.loads((state / "sandbox" / "connection.json").read_text())
+        assert set(data) == {"endpoint", "ca_bundle", "token", "reader_token", "pid"}
+        # an independent client, knowing only connection.json
+        st = StorageManagementClient(_Cred(data["token"]), SUB, base_url=data["endpoint"],
+                                     connection_verify=data["ca_bundle"])
+        assert [a.name for a in st.storage_accounts.list()] == ["stblob01"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert not (state / "sandbox" / "connection.json").exists()
+        assert connection_alive(state) is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

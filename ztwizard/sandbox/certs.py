@@ -1,0 +1,82 @@
+"""The sandbox's own certificate authority and server certificate, so clients verify TLS with
+`connection_verify=<ca.pem>` exactly as they would against a private ARM endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .store import atomic_write
+
+VALIDITY = dt.timedelta(days=825)
+RENEW_BEFORE = dt.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class CertFiles:
+    ca_cert: Path
+    ca_key: Path
+    cert: Path
+    key: Path
+
+
+def files(directory: Path) -> CertFiles:
+    return CertFiles(directory / "ca.pem", directory / "ca-key.pem", directory / "server.pem",
+                     directory / "server-key.pem")
+
+
+def ensure(directory: Path) -> CertFiles:
+    """Reuse the CA and server certificate under `directory` while valid, else make new ones.
+    Keys are written 0600; certificates 0644 (they are public)."""
+    f = files(directory)
+    if all(p.exists() for p in (f.ca_cert, f.ca_key, f.cert, f.key)) and _valid(f.cert) and _valid(f.ca_cert):
+        return f
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ztwizard sandbox CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(ca_ski, critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    private = {"encoding": pem, "format": serialization.PrivateFormat.PKCS8,
+               "encryption_algorithm": serialization.NoEncryption()}
+    atomic_write(f.ca_key, ca_key.private_bytes(**private), 0o600)
+    atomic_write(f.key, key.private_bytes(**private), 0o600)
+    atomic_write(f.ca_cert, ca.public_bytes(pem), 0o644)
+    atomic_write(f.cert, leaf.public_bytes(pem), 0o644)
+    return f
+
+
+def _valid(path: Path) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > RENEW_BEFORE
