@@ -271,7 +271,8 @@ def diagnostics_check(check: str, title: str, targets: Callable[[Inventory], lis
                       metrics: bool = False) -> Check:
     """Resource logs of each target sent to a Log Analytics workspace.
 
-    Compliant: a setting with a workspace that enables `allLogs` or every named category. A setting
+    Compliant: a setting with a workspace that enables `allLogs` or every named category (with no
+    categories named: `allLogs` into resource-specific tables, `Dedicated`). A setting
     that falls short is rewritten (PUT); none at all is created when a workspace exists in scope,
     otherwise the finding is `manual`, because choosing where logs go is a person's call."""
     risk = "Log Analytics ingestion is billed per GB."
@@ -281,8 +282,10 @@ def diagnostics_check(check: str, title: str, targets: Callable[[Inventory], lis
             return False
         on = {str(x.get("categoryGroup") or x.get("category") or "").lower()
               for x in get_path(setting, "properties.logs") or [] if x.get("enabled")}
-        if "alllogs" not in on and not all(c.lower() in on for c in categories):
+        if "alllogs" not in on and not (categories and all(c.lower() in on for c in categories)):
             return False
+        if not categories and get_path(setting, "properties.logAnalyticsDestinationType") != "Dedicated":
+            return False  # resource-specific tables, which the firewall's workbooks expect
         if metrics and not any(m.get("enabled") for m in get_path(setting, "properties.metrics") or []):
             return False
         return True
@@ -312,7 +315,8 @@ def diagnostics_check(check: str, title: str, targets: Callable[[Inventory], lis
 
                 def mutate(body: dict[str, Any]) -> None:
                     body.setdefault("properties", {})["logs"] = wanted_logs()
-                    body["properties"]["logAnalyticsDestinationType"] = "Dedicated"
+                    if not categories:
+                        body["properties"]["logAnalyticsDestinationType"] = "Dedicated"
                     if metrics:
                         body["properties"]["metrics"] = [{"category": "AllMetrics", "enabled": True}]
 
@@ -333,8 +337,9 @@ def diagnostics_check(check: str, title: str, targets: Callable[[Inventory], lis
                     f"create one (or pick your central one), then add a diagnostic setting on {res['name']} "
                     f"with category group allLogs and resource-specific tables, so incidents can be traced."))
                 continue
-            body: dict[str, Any] = {"properties": {"workspaceId": ws["id"], "logs": wanted_logs(),
-                                                   "logAnalyticsDestinationType": "Dedicated"}}
+            body: dict[str, Any] = {"properties": {"workspaceId": ws["id"], "logs": wanted_logs()}}
+            if not categories:
+                body["properties"]["logAnalyticsDestinationType"] = "Dedicated"
             if metrics:
                 body["properties"]["metrics"] = [{"category": "AllMetrics", "enabled": True}]
             out.findings.append(Finding(check, res["id"], "fail", "properties.logs", None, expected,
