@@ -318,6 +318,13 @@ def test_private_endpoint_pending_connection_does_not_count_and_files_need_file(
     files["kind"] = "FileStorage"
     res, _ = run("storage-3a", files, *estate_networks())
     assert [c.params["group_id"] for c in res.changes] == ["file"]
+    # a general-purpose account with file shares needs "file" too; fileServices alone does not count
+    share = {"id": f"{ACCT_ID}/fileServices/default/shares/app-content", "name": "app-content",
+             "type": "Microsoft.Storage/storageAccounts/fileServices/shares", "properties": {"shareQuota": 1024}}
+    res, _ = run("storage-3a", account(), file_services(), share, *estate_networks())
+    assert [c.params["group_id"] for c in res.changes] == ["blob", "file"]
+    res, _ = run("storage-3a", account(), file_services(), *estate_networks())
+    assert [c.params["group_id"] for c in res.changes] == ["blob"]
 
 
 def test_private_endpoint_without_usable_subnet_is_manual():

@@ -16,6 +16,7 @@ from ._base import Check, Step, not_applicable, property_check
 
 ACCOUNT = "Microsoft.Storage/storageAccounts"
 FILE_SERVICES = "Microsoft.Storage/storageAccounts/fileServices"
+SHARES = "Microsoft.Storage/storageAccounts/fileServices/shares"
 PRICINGS = "Microsoft.Security/pricings"
 DEFENDER_SETTINGS = "Microsoft.Security/defenderForStorageSettings"
 ROLE_ASSIGNMENTS = "Microsoft.Authorization/roleAssignments"
@@ -301,13 +302,15 @@ STEP2_CHECKS: tuple[Check, ...] = (
 
 def services_in_use(acct: dict[str, Any], inv: Inventory) -> list[str]:
     """The private-link group ids an account needs an endpoint for. Every general-purpose account
-    lists a fileServices/default whether or not shares exist, so only FileStorage implies "file"."""
+    lists a fileServices/default whether or not shares exist, so "file" needs FileStorage or shares."""
     kind = acct.get("kind") or "StorageV2"
     if kind == "FileStorage":
         return ["file"]
     groups = ["blob"]
     if get_path(acct, "properties.isHnsEnabled") is True:
         groups.append("dfs")
+    if any(inv.children(fs["id"], SHARES) for fs in inv.children(acct["id"], FILE_SERVICES)):
+        groups.append("file")
     return groups
 
 
