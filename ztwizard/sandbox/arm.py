@@ -14,7 +14,6 @@ Design points a caller can rely on:
 
 from __future__ import annotations
 
-import copy
 import hmac
 import json
 import secrets
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from .. import resource_id as rid
 from ..errors import UsageError
 from . import graph
 from .faults import ConnectionReset, Faults, Throttle
@@ -37,10 +35,12 @@ from .store import (
     Store,
     _holder,
     atomic_write_json,
+    clone,
     ingest,
     key,
     new_etag,
     normalize_entry,
+    parse,
     strip_composed,
 )
 
@@ -205,7 +205,7 @@ class Sandbox:
         children (subnets, rules, routes, peerings, extensions) as entries of their own and not
         inline in their parents, so nothing appears twice. Loads back into an equal estate."""
         with self._lock:
-            return [copy.deepcopy(e) for e in sorted(self.store, key=lambda e: e["id"].lower())]
+            return [clone(e) for e in sorted(self.store, key=lambda e: e["id"].lower())]
 
     def transport(self) -> Any:
         """An azure-core transport that routes every request to `handle` in-process."""
@@ -287,7 +287,7 @@ class Sandbox:
 
     def _admit(self, ctx: _Ctx) -> dict[str, str]:
         reads = ctx.method in ("GET", "HEAD") or ctx.path.lower() == "/providers/microsoft.resourcegraph/resources"
-        sub = rid.parse(ctx.path).subscription if ctx.path.lower().startswith("/subscriptions/") else None
+        sub = parse(ctx.path).subscription if ctx.path.lower().startswith("/subscriptions/") else None
         wait, headers = self.throttle.admit(sub, ctx.principal, "reads" if reads else "writes")
         if wait:
             raise _error(429, "TooManyRequests",
@@ -309,18 +309,18 @@ class Sandbox:
             if ctx.method != "GET":
                 raise self._method_not_allowed(ctx)
             subs = sorted(self.store.subscriptions.values(), key=lambda s: s["subscriptionId"].lower())
-            return self._page(ctx, [copy.deepcopy(s) for s in subs], key_of=lambda s: s["id"].lower())
+            return self._page(ctx, [clone(s) for s in subs], key_of=lambda s: s["id"].lower())
         sub = self.store.subscriptions.get(low[1])
         if sub is None:
             raise _error(404, "SubscriptionNotFound", f"The subscription '{segs[1]}' could not be found.")
         if len(low) == 2:
             if ctx.method != "GET":
                 raise self._method_not_allowed(ctx)
-            return _Reply(200, copy.deepcopy(sub))
+            return _Reply(200, clone(sub))
         if "providers" in low:
             return self._provider_route(ctx, segs, low, dirty)
         if len(low) == 3 and low[2] == "resourcegroups" and ctx.method == "GET":
-            rgs = [copy.deepcopy(e) for e in self.store.resource_groups(segs[1])]
+            rgs = [clone(e) for e in self.store.resource_groups(segs[1])]
             return self._page(ctx, rgs, key_of=lambda e: e["id"].lower())
         if len(low) == 3 and low[2] == "resources" and ctx.method == "GET":
             return self._generic_list(ctx, f"/subscriptions/{segs[1]}")
@@ -358,10 +358,10 @@ class Sandbox:
             if ctx.method in ("PUT", "PATCH"):
                 raise _error(404, "ParentResourceNotFound",
                              f"Can not perform requested operation on nested resource. Parent resource "
-                             f"'{rid.parse(pid).name}' not found.")
+                             f"'{parse(pid).name}' not found.")
             raise self._not_found(pid)
         if len(tail) == 2 and scope.count("/") > 4 and self.store.get(scope) is None \
-                and rid.parse(scope).type != RG_TYPE:
+                and parse(scope).type != RG_TYPE:
             raise self._not_found(scope)
         if ctx.method in ("GET", "HEAD"):
             entry = self.store.get(ctx.path)
@@ -387,7 +387,7 @@ class Sandbox:
         low = [x.lower() for x in parts]
         at = max((i for i, x in enumerate(low) if x == "providers"), default=-1)
         shown = "/".join(parts[at + 1:]) if at >= 0 else resource_id
-        rg = rid.parse(resource_id).resource_group
+        rg = parse(resource_id).resource_group
         where = f" under resource group '{rg}'" if rg else ""
         return _error(404, "ResourceNotFound", f"The Resource '{shown}'{where} was not found. "
                       "For more details please go to https://aka.ms/ARMResourceNotFoundFix")
@@ -395,7 +395,7 @@ class Sandbox:
     # ---- reading -----------------------------------------------------------------------
     def compose(self, entry: dict[str, Any], *, for_graph: bool = False) -> dict[str, Any]:
         """The resource as ARM returns it: inline children and the back-references ARM keeps."""
-        out = copy.deepcopy(entry)
+        out = clone(entry)
         t = out["type"].lower()
         for path, seg in INLINE_CHILDREN.get(t, []):
             if for_graph and (t, path) in READ_ONLY_INLINE:
@@ -469,7 +469,7 @@ class Sandbox:
 
     def _list(self, ctx: _Ctx, parent: str, rtype: str, *, child: bool) -> _Reply:
         t = rtype.lower()
-        p = rid.parse(parent)
+        p = parse(parent)
         if child or (p.type not in (RG_TYPE, "Microsoft.Resources/subscriptions")):
             if self.store.get(parent) is None and p.type != "Microsoft.Resources/subscriptions":
                 raise self._not_found(parent)
@@ -480,7 +480,7 @@ class Sandbox:
             entries = []
             for k in self.store.of_type(rtype):
                 e = self.store.entries[k]
-                par = key(rid.parse(e["id"]).parent or "")
+                par = key(parse(e["id"]).parent or "")
                 if par == sub_key or (par.startswith(sub_key + "/resourcegroups/") and par.count("/") == 4):
                     entries.append(e)
         else:
@@ -493,7 +493,7 @@ class Sandbox:
         out = []
         for k in self.store.of_type("Microsoft.Authorization/roleAssignments"):
             e = self.store.entries[k]
-            at = key(rid.parse(e["id"]).parent or "/")
+            at = key(parse(e["id"]).parent or "/")
             above_or_at = s == at or s.startswith(at + "/")
             below = at.startswith(s + "/")
             if above_or_at or (below and not at_scope):
@@ -509,14 +509,14 @@ class Sandbox:
         prefix = key(scope) + "/"
         items = []
         for e in self.store:
-            p = rid.parse(e["id"])
+            p = parse(e["id"])
             if not e["id"].lower().startswith(prefix) or e["type"] == RG_TYPE or not p.resource_group:
                 continue
             if p.parent is None or key(p.parent).count("/") != 4:
                 continue  # children and extension resources are not listed here
             if wanted and e["type"].lower() != wanted:
                 continue
-            items.append({k: copy.deepcopy(e.get(k)) for k in
+            items.append({k: clone(e.get(k)) for k in
                           ("id", "name", "type", "location", "tags", "sku", "kind", "identity") if k in e})
         items.sort(key=lambda e: e["id"].lower())
         return self._page(ctx, items, key_of=lambda e: e["id"].lower())
@@ -528,7 +528,7 @@ class Sandbox:
         if ctx.method in ("GET", "HEAD"):
             if entry is None:
                 raise _error(404, "ResourceGroupNotFound", f"Resource group '{segs[3]}' could not be found.")
-            return _Reply(200 if ctx.method == "GET" else 204, copy.deepcopy(entry) if ctx.method == "GET" else None)
+            return _Reply(200 if ctx.method == "GET" else 204, clone(entry) if ctx.method == "GET" else None)
         self._authorize_write(ctx, "Microsoft.Resources/subscriptions/resourceGroups", rg_id)
         if ctx.method == "DELETE":
             if entry is None:
@@ -545,17 +545,17 @@ class Sandbox:
         if ctx.method == "PATCH":
             if entry is None:
                 raise _error(404, "ResourceGroupNotFound", f"Resource group '{segs[3]}' could not be found.")
-            new = _merge(copy.deepcopy(entry), body)
+            new = _merge(clone(entry), body)
         else:
             if not body.get("location"):
                 raise _error(400, "LocationRequired", "The location property is required for this definition.")
-            new = copy.deepcopy(body)
+            new = clone(body)
         new.update({"id": entry["id"] if entry else rg_id, "name": segs[3], "type": RG_TYPE})
         new.setdefault("properties", {})["provisioningState"] = "Succeeded"
         new["etag"] = new_etag()
         self.store.put(new)
         dirty[0] = True
-        return _Reply(201 if entry is None else 200, copy.deepcopy(new))
+        return _Reply(201 if entry is None else 200, clone(new))
 
     # ---- writes ------------------------------------------------------------------------
     def _authorize_write(self, ctx: _Ctx, rtype: str, scope: str, action: str | None = None) -> None:
@@ -584,7 +584,7 @@ class Sandbox:
                          "The condition specified using HTTP conditional header(s) is not met.")
 
     def _check_busy(self, resource_id: str) -> None:
-        p = rid.parse(resource_id)
+        p = parse(resource_id)
         keys = {key(resource_id)}
         if p.parent:
             keys.add(key(p.parent))
@@ -595,12 +595,12 @@ class Sandbox:
                              f"({op['id']}) on '{op['rid']}' is still in progress.")
 
     def _snapshot(self, keys: list[str]) -> dict[str, Any]:
-        return {k: copy.deepcopy(self.store.entries.get(k)) for k in keys}
+        return {k: clone(self.store.entries.get(k)) for k in keys}
 
     def _write(self, ctx: _Ctx, dirty: list[bool]) -> _Reply:
         existing = self.store.get(ctx.path)
         rid_ = existing["id"] if existing else ctx.path
-        p = rid.parse(rid_)
+        p = parse(rid_)
         self._authorize_write(ctx, p.type, rid_)
         self._check_conditions(ctx, existing)
         body = ctx.json()
@@ -622,9 +622,9 @@ class Sandbox:
                 child_sets.append((seg, kids))
         if ctx.method == "PATCH":
             assert existing is not None
-            new = _merge(copy.deepcopy(existing), body)
+            new = _merge(clone(existing), body)
         else:
-            new = copy.deepcopy(body)
+            new = clone(body)
         new["id"] = rid_
         new = normalize_entry(new)
         new["etag"] = new_etag()
@@ -642,8 +642,8 @@ class Sandbox:
             for kid in kids:
                 if not isinstance(kid, dict) or not (kid.get("name") or kid.get("id")):
                     raise _error(400, "InvalidRequestContent", f"Every item of '{seg}' needs a name.")
-                name = kid.get("name") or rid.parse(kid["id"]).name
-                child = copy.deepcopy(kid)
+                name = kid.get("name") or parse(kid["id"]).name
+                child = clone(kid)
                 child["id"] = f"{rid_}/{seg}/{name}"
                 child = normalize_entry(child)
                 child["etag"] = new_etag()
@@ -666,7 +666,7 @@ class Sandbox:
         for k in removed:
             self.store.delete(k)
         if parent_key and parent_key in self.store.entries:
-            parent = copy.deepcopy(self.store.entries[parent_key])
+            parent = clone(self.store.entries[parent_key])
             parent["etag"] = new_etag()
             self.store.put(parent)
         dirty[0] = True
@@ -693,7 +693,7 @@ class Sandbox:
 
     def _delete(self, ctx: _Ctx, dirty: list[bool]) -> _Reply:
         existing = self.store.get(ctx.path)
-        p = rid.parse(ctx.path)
+        p = parse(ctx.path)
         self._authorize_write(ctx, p.type, ctx.path)
         self._check_conditions(ctx, existing)
         if existing is None:
@@ -714,7 +714,7 @@ class Sandbox:
             self.store.delete(k)
         self.power.pop(key(existing["id"]), None)
         if parent_key and parent_key in self.store.entries:
-            parent = copy.deepcopy(self.store.entries[parent_key])
+            parent = clone(self.store.entries[parent_key])
             parent["etag"] = new_etag()
             self.store.put(parent)
         dirty[0] = True
@@ -725,7 +725,7 @@ class Sandbox:
 
     def _action(self, ctx: _Ctx, resource_id: str, action: str, dirty: list[bool]) -> _Reply:
         entry = self.store.get(resource_id)
-        p = rid.parse(resource_id)
+        p = parse(resource_id)
         self._authorize_write(ctx, p.type, resource_id, action=f"{action}/action")
         if entry is None:
             raise self._not_found(resource_id)
@@ -783,7 +783,7 @@ class Sandbox:
                 if old is None:
                     self.store.delete(k)
                 else:
-                    self.store.put(copy.deepcopy(old))
+                    self.store.put(clone(old))
             if op.get("action"):
                 self.power.pop(op["rid"], None)
             op["status"] = "Failed"
@@ -856,7 +856,7 @@ class Sandbox:
             e = self.store.entries[k]
             if graph.table_of(e["type"]) != q.table:
                 continue
-            if (rid.parse(e["id"]).subscription or "").lower() not in wanted_subs:
+            if (parse(e["id"]).subscription or "").lower() not in wanted_subs:
                 continue
             if graph.matches(e, q):
                 rows.append(e)
@@ -900,7 +900,7 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(v, dict) and isinstance(base.get(k), dict):
             _merge(base[k], v)
         else:
-            base[k] = copy.deepcopy(v)
+            base[k] = clone(v)
     return base
 
 

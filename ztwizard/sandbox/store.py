@@ -7,7 +7,7 @@ stored state has one truth per property."""
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 import os
 import tempfile
@@ -49,6 +49,21 @@ RG_TYPE = "Microsoft.Resources/resourceGroups"
 SUB_TYPE = "Microsoft.Resources/subscriptions"
 
 
+def clone(obj: Any) -> Any:
+    """A deep copy of JSON data, several times faster than copy.deepcopy."""
+    if isinstance(obj, dict):
+        return {k: clone(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [clone(v) for v in obj]
+    return obj
+
+
+@functools.lru_cache(maxsize=262144)
+def parse(resource_id: str) -> rid.ResourceId:
+    """resource_id.parse, cached: ids are parsed on every index update and list."""
+    return rid.parse(resource_id)
+
+
 def key(resource_id: str) -> str:
     return "/" + resource_id.strip("/").lower()
 
@@ -58,7 +73,7 @@ def new_etag() -> str:
 
 
 def canonical_type(resource_id: str) -> str:
-    return rid.parse(resource_id).type
+    return parse(resource_id).type
 
 
 class Store:
@@ -104,7 +119,7 @@ class Store:
 
     def resource_groups(self, subscription: str) -> list[dict[str, Any]]:
         return sorted((self.entries[k] for k in self._by_type.get(RG_TYPE.lower(), ())
-                       if rid.parse(self.entries[k]["id"]).subscription.lower() == subscription.lower()),
+                       if parse(self.entries[k]["id"]).subscription.lower() == subscription.lower()),
                       key=lambda e: e["id"].lower())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -121,7 +136,7 @@ class Store:
             self._unindex(k, old)
         self.entries[k] = entry
         self._by_type[entry["type"].lower()].add(k)
-        parent = rid.parse(entry["id"]).parent
+        parent = parse(entry["id"]).parent
         if parent:
             self._by_parent[key(parent)].add(k)
         self._index_refs(k, entry)
@@ -135,7 +150,7 @@ class Store:
 
     def _unindex(self, k: str, entry: dict[str, Any]) -> None:
         self._by_type[entry["type"].lower()].discard(k)
-        parent = rid.parse(entry["id"]).parent
+        parent = parse(entry["id"]).parent
         if parent:
             self._by_parent[key(parent)].discard(k)
         for target in self._refs_of.pop(k, set()):
@@ -194,14 +209,14 @@ def ingest(resources: Iterable[Any], tenant_id: str) -> Store:
         if not isinstance(res, dict) or not isinstance(res.get("id"), str) or not res["id"].startswith("/"):
             raise UsageError(f"Estate entry {i} is not an ARM resource with an `id`.",
                              hint="Each entry needs a full ARM id such as /subscriptions/…/resourceGroups/….")
-        parsed = rid.parse(res["id"])
+        parsed = parse(res["id"])
         if not parsed.subscription:
             raise UsageError(f"Estate entry {i} ({res['id']}) is not under a subscription.",
                              hint="Ids start with /subscriptions/<id>/.")
         if parsed.type == SUB_TYPE:
             store.ensure_subscription(parsed.subscription, tenant_id, res.get("displayName"))
             continue
-        pending.append(copy.deepcopy(res))
+        pending.append(clone(res))
         own.add(key(res["id"]))
     lifted: list[dict[str, Any]] = []
     for res in pending:
@@ -210,13 +225,13 @@ def ingest(resources: Iterable[Any], tenant_id: str) -> Store:
                 own.add(key(child["id"]))
                 lifted.append(child)
     for res in pending + lifted:
-        entry = normalize_entry(res)
+        entry = normalize_entry(res, copy=False)
         store.put(entry)
-        sub = rid.parse(entry["id"]).subscription
+        sub = parse(entry["id"]).subscription
         store.ensure_subscription(sub, tenant_id)
         rg = rid.resource_group_id(entry["id"])
         if rg and entry["type"] != RG_TYPE and store.get(rg) is None:
-            name = rid.parse(rg).resource_group
+            name = parse(rg).resource_group
             store.put({"id": rg, "name": name, "type": RG_TYPE, "location": entry.get("location") or "westeurope",
                        "properties": {"provisioningState": "Succeeded"}, "etag": new_etag()})
     # a resource group entry that came after its resources replaces the inferred one: fine.
@@ -235,7 +250,7 @@ def _lift(res: dict[str, Any]) -> list[dict[str, Any]]:
         for child in kids:
             if not isinstance(child, dict) or not (child.get("id") or child.get("name")):
                 continue
-            child = copy.deepcopy(child)
+            child = clone(child)
             if not child.get("id"):
                 child["id"] = f"{res['id']}/{seg}/{child['name']}"
             out.append(child)
@@ -243,10 +258,10 @@ def _lift(res: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def normalize_entry(res: dict[str, Any]) -> dict[str, Any]:
+def normalize_entry(res: dict[str, Any], copy: bool = True) -> dict[str, Any]:
     """The stored form: canonical type and name from the id, an etag, no composed properties."""
-    entry = copy.deepcopy(res)
-    parsed = rid.parse(entry["id"])
+    entry = clone(res) if copy else res
+    parsed = parse(entry["id"])
     entry["type"] = parsed.type
     entry["name"] = parsed.name or entry.get("name", "")
     for col in ("subscriptionId", "resourceGroup", "tenantId"):
