@@ -32,7 +32,8 @@ INLINE_CHILDREN: dict[str, list[tuple[str, str]]] = {
 # Resource Graph columns that are not part of an ARM resource.
 ARG_ONLY_COLUMNS = ("subscriptionId", "resourceGroup", "tenantId")
 # Resource Graph fills absent standard columns with null or "": ARM would leave them out.
-ARG_OPTIONAL_COLUMNS = ("kind", "managedBy", "sku", "plan", "identity", "zones", "extendedLocation", "tags")
+ARG_OPTIONAL_COLUMNS = ("kind", "managedBy", "sku", "plan", "identity", "zones", "extendedLocation", "tags",
+                        "location")
 # Resource Graph names a few types differently from ARM.
 TYPE_ALIASES = {
     "microsoft.resources/subscriptions/resourcegroups": "microsoft.resources/resourcegroups",
