@@ -4,6 +4,8 @@ Network helpers (hub/spoke detection, the firewall serving a VNet, naming) live 
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from .. import remedy
@@ -55,6 +57,18 @@ POLICY_ASSIGNMENT = "Microsoft.Authorization/policyAssignments"
 ASSESSMENT = "Microsoft.Security/assessments"
 SEC_ALERT = "Microsoft.Security/locations/alerts"
 MCSB_INITIATIVE = "1f3afdf9-d0c9-4c3d-847f-89da613e70a8"
+
+
+def retitle(check: Check, title: Callable[[str], str]) -> Check:
+    """Give the changes of a declarative check a title naming the resource they touch."""
+
+    def evaluate(inv: Inventory) -> CheckResult:
+        out = check.evaluate(inv)
+        for c in out.changes:
+            c.title = title(rid.parse(c.resource_id).name)
+        return out
+
+    return dataclasses.replace(check, evaluate=evaluate)
 
 
 def hub_subs(inv: Inventory) -> list[str]:
@@ -554,6 +568,21 @@ def _hub_3a(inv: Inventory) -> CheckResult:
 DEFAULT_ROUTE = "default-to-firewall"
 
 
+def _default_to(inv: Inventory, table: dict[str, Any], ip: str) -> bool:
+    return any(get_path(r, "properties.addressPrefix") == "0.0.0.0/0"
+               and str(get_path(r, "properties.nextHopType") or "").lower() == "virtualappliance"
+               and get_path(r, "properties.nextHopIpAddress") == ip for r in _routes(inv, table))
+
+
+def _table_ok(inv: Inventory, table: dict[str, Any], ip: str) -> bool:
+    return _default_to(inv, table, ip) and get_path(table, "properties.disableBgpRoutePropagation") is True
+
+
+def _shares_appgw(inv: Inventory, table: dict[str, Any], appgw: set[str]) -> list[dict[str, Any]]:
+    return [s for s in inv.of_type(SUBNET)
+            if low(ref(get_path(s, "properties.routeTable"))) == low(table["id"]) and low(s["id"]) in appgw]
+
+
 def _hub_3b(inv: Inventory) -> CheckResult:
     stop = blocked("hub-3b", inv, SUBNET, RT, FW)
     if stop:
@@ -575,10 +604,16 @@ def _hub_3b(inv: Inventory) -> CheckResult:
         ip = firewall_ip(fw)
         if not ip:
             continue
-        shared: tuple[str, str] | None = None  # (route table id, create change id) for subnets without one
-        for sn in subnets_of(inv, vnet):
-            if sn["name"].lower() in exempt or low(sn["id"]) in appgw:
-                continue
+        judged_sns = [sn for sn in subnets_of(inv, vnet)
+                      if sn["name"].lower() not in exempt and low(sn["id"]) not in appgw]
+        # Subnets without a table join one their siblings already use (fixed first), else a new one.
+        shared: tuple[str, list[str]] | None = None
+        for sn in judged_sns:
+            t = inv.get(ref(get_path(sn, "properties.routeTable")))
+            if t and not _shares_appgw(inv, t, appgw):
+                shared = (t["id"], [] if _table_ok(inv, t, ip) else [change_id("hub-3b", t["id"], "PUT")])
+                break
+        for sn in judged_sns:
             judged += 1
             table = inv.get(ref(get_path(sn, "properties.routeTable")))
             if not table:
@@ -593,19 +628,17 @@ def _hub_3b(inv: Inventory) -> CheckResult:
                         title=f"Create route table {name} sending {vnet['name']}'s traffic to the firewall",
                         risk="None until associated.")
                     out.changes.append(create)
-                    shared = (rt_id, create.id)
+                    shared = (rt_id, [create.id])
                 out.findings.append(Finding("hub-3b", sn["id"], "fail", "properties.routeTable.id", None,
                                             f"0.0.0.0/0 via {ip}",
                                             f"Subnet {sn['name']} of {vnet['name']} reaches the internet and "
                                             f"on-premises without passing the firewall."))
                 out.changes.append(remedy.put(
-                    "hub-3b", sn, {"properties.routeTable": {"id": shared[0]}}, depends_on=[shared[1]],
-                    title=f"Send subnet {sn['name']}'s traffic through the firewall", risk=risk, disruptive=True))
+                    "hub-3b", sn, {"properties.routeTable": {"id": shared[0]}}, depends_on=list(shared[1]),
+                    title=f"Send subnet {sn['name']}'s traffic through the firewall via {rid.parse(shared[0]).name}",
+                    risk=risk, disruptive=True))
                 continue
-            routes = _routes(inv, table)
-            ok_route = any(get_path(r, "properties.addressPrefix") == "0.0.0.0/0"
-                           and str(get_path(r, "properties.nextHopType") or "").lower() == "virtualappliance"
-                           and get_path(r, "properties.nextHopIpAddress") == ip for r in routes)
+            ok_route = _default_to(inv, table, ip)
             bgp_off = get_path(table, "properties.disableBgpRoutePropagation") is True
             if ok_route and bgp_off:
                 out.findings.append(Finding("hub-3b", sn["id"], "pass", "properties.routes", "0.0.0.0/0", "0.0.0.0/0",
@@ -614,8 +647,7 @@ def _hub_3b(inv: Inventory) -> CheckResult:
             expected = {"0.0.0.0/0": ip, "disableBgpRoutePropagation": True}
             msg = (f"Route table {table['name']} of subnet {sn['name']} " +
                    ("lacks 0.0.0.0/0 via the firewall" if not ok_route else "propagates gateway routes") + ".")
-            shares_gw = [s for s in inv.of_type(SUBNET) if low(ref(get_path(s, "properties.routeTable"))) == low(table["id"])
-                         and low(s["id"]) in appgw]
+            shares_gw = _shares_appgw(inv, table, appgw)
             if shares_gw:
                 out.findings.append(Finding(
                     "hub-3b", sn["id"], "manual", "properties.routes", None, expected,
@@ -818,12 +850,14 @@ STEPS: list[Step] = [
         hub_1a, hub_1b,
         Check("hub-1c", "The firewall policy is Premium", "create", _hub_1c, resource_type=FWP, mcsb="NS-4",
               risk="Premium policies cost more.", billable=True),
-        Check("hub-1d", "Threat intelligence alerts and denies", "auto-put", combine(hub_1d_policy, hub_1d_classic),
+        Check("hub-1d", "Threat intelligence alerts and denies", "auto-put",
+              retitle(Check("hub-1d", "", "auto-put", combine(hub_1d_policy, hub_1d_classic)),
+                      lambda n: f"Set threat intelligence on {n} to alert and deny").evaluate,
               resource_type=FW, mcsb="NS-3", policy="Azure Firewall Policy should enable Threat Intelligence",
               risk="Known-bad addresses get blocked; allow-list false positives."),
-        hub_1e, hub_1f,
+        retitle(hub_1e, lambda n: f"Set IDPS on policy {n} to alert and deny"), hub_1f,
         Check("hub-1g", "Inbound web traffic is TLS-inspected", "advisory", _hub_1g, resource_type=RCG, mcsb="NS-4", risk="Workloads that pin certificates break under TLS inspection."),
-        hub_1h, hub_1i,
+        hub_1h, retitle(hub_1i, lambda n: f"Turn on policy analytics for {n}"),
         Check("hub-1j", "Broad web egress is filtered by category or URL", "advisory", _hub_1j, resource_type=RCG,
               mcsb="NS-3", risk="Category filtering can block sites the business needs."),
         Check("hub-1k", "Application Gateway is not in the hub", "advisory", _hub_1k, resource_type=APPGW,

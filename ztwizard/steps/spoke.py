@@ -925,6 +925,7 @@ def _deny_all(check: str, direction: str) -> Callable[[Inventory], CheckResult]:
         if not nsgs:
             out.findings.append(not_applicable(check, "NSG on a spoke", inv))
             return out
+        appgw = appgw_subnets(inv)
         path = "properties.securityRules"
         for nsg in nsgs:
             rules = rules_of(inv, nsg)
@@ -933,6 +934,12 @@ def _deny_all(check: str, direction: str) -> Callable[[Inventory], CheckResult]:
                                             f"{nsg['name']} ends with a deny-all {direction.lower()} rule at 4096."))
                 continue
             sns = [inv.get(s) for s in nsg_subnets(inv, nsg)]
+            for_appgw = bool(sns) and all(s and low(s["id"]) in appgw for s in sns)
+            if direction == "Outbound" and for_appgw:
+                out.findings.append(Finding(check, nsg["id"], "pass", path, "Application Gateway subnet", name,
+                                            f"{nsg['name']} guards an Application Gateway v2 subnet, whose "
+                                            f"control plane needs outbound internet; no deny-all there."))
+                continue
             if direction == "Outbound" and sns and all(s and routes_to_firewall(inv, s) for s in sns):
                 out.findings.append(Finding(check, nsg["id"], "pass", path, "0.0.0.0/0 via firewall", name,
                                             f"Outbound traffic of {nsg['name']}'s subnets goes through the "
@@ -956,13 +963,29 @@ def _deny_all(check: str, direction: str) -> Callable[[Inventory], CheckResult]:
                                         f"default rules allow all VNet traffic."))
             existing = inv.get(rule_id)
             title = f"Add {name} at 4096 to {nsg['name']}"
+            deps: list[str] = []
+            probes = [r for r in rules if str(get_path(r, "properties.access") or "").lower() == "allow"
+                      and str(get_path(r, "properties.sourceAddressPrefix") or "").lower() == "azureloadbalancer"]
+            if direction == "Inbound" and for_appgw and not probes:
+                # App GW v2 stops serving when its load balancer probes are refused.
+                used = {get_path(r, "properties.priority") for r in rules
+                        if str(get_path(r, "properties.direction") or "").lower() == "inbound"}
+                free = max(p for p in range(100, 4096) if p not in used)
+                lb = remedy.create(check, f"{nsg['id']}/securityRules/AllowAzureLoadBalancerInbound", {"properties": {
+                    "priority": free, "direction": "Inbound", "access": "Allow", "protocol": "*",
+                    "sourceAddressPrefix": "AzureLoadBalancer", "sourcePortRange": "*",
+                    "destinationAddressPrefix": "*", "destinationPortRange": "*"}},
+                    title=f"Keep load-balancer probes allowed on {nsg['name']}",
+                    risk="None: the platform allows them today through a default rule.")
+                out.changes.append(lb)
+                deps = [lb.id]
             if existing:
                 out.changes.append(remedy.put(check, existing, {"properties": {**existing.get("properties", {}),
                                                                                **props}},
-                                              title=title, risk=risk, disruptive=True))
+                                              title=title, risk=risk, disruptive=True, depends_on=deps))
             else:
                 out.changes.append(remedy.create(check, rule_id, {"properties": props}, title=title, risk=risk,
-                                                 disruptive=True))
+                                                 disruptive=True, depends_on=deps))
         return out
 
     return evaluate
