@@ -103,3 +103,35 @@ def statuses(result: CheckResult, resource_id: str | None = None) -> list[str]:
 @pytest.fixture
 def sub() -> str:
     return SUB
+
+
+def sandbox_round_trip(step_ids: list[str], state_dir: Any, *, skip_checks: Iterable[str] = ()) -> Any:
+    """Plan `step_ids` on the reference estate in the sandbox, apply every proposal through the
+    gateway (real azure-mgmt clients and pipeline), and plan again.
+
+    Returns (findings before, findings after, apply report); findings are keyed by
+    (check, lower-cased resource id) and hold the status."""
+    from ztwizard.apply import apply_changes, start_session
+    from ztwizard.engine import inspect
+    from ztwizard.gateway import Gateway
+    from ztwizard.journal import Journal
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.target import in_process_target
+
+    gw = Gateway(in_process_target(Sandbox(None, estate=load_estate("reference"), lro_seconds=0)))
+    plan = inspect(gw, step_ids=step_ids)
+    skip = set(skip_checks)
+    changes = [c for c in plan.changes() if c.check not in skip]
+    journal = Journal(state_dir)
+    try:
+        session = start_session(journal, gw, changes)
+        report = apply_changes(gw, journal, session, changes, allow_disruptive=True, allow_cost=True)
+    finally:
+        journal.close()
+    after = inspect(gw, step_ids=step_ids)
+
+    def keyed(p: Any) -> dict[tuple[str, str], str]:
+        return {(f.check, f.resource_id.lower()): f.status for s in p.steps for f in s.findings}
+
+    return keyed(plan), keyed(after), report

@@ -13,7 +13,7 @@ from ztwizard.model import change_id
 from ztwizard.steps import CHECK_BY_ID, STEP_BY_ID, storage
 from ztwizard.steps._base import Check
 
-from .conftest import RG, SUB, apply_all, statuses
+from .conftest import RG, SUB, apply_all, sandbox_round_trip, statuses
 
 ACCT_ID = f"{RG}/providers/Microsoft.Storage/storageAccounts/stdata01"
 VNET_ID = f"{RG}/providers/Microsoft.Network/virtualNetworks/vnet-spoke"
@@ -484,3 +484,29 @@ def test_defender_unreadable_settings_is_error():
     inv.unreadable["microsoft.security/pricings"] = "403"
     assert statuses(CHECK_BY_ID["storage-4c"].run(inv)) == ["error"]
     assert statuses(CHECK_BY_ID["storage-4a"].run(inv)) == ["error"]
+
+
+# ---- the reference estate ---------------------------------------------------------------------
+
+def test_reference_estate_has_work_in_every_storage_step():
+    from ztwizard.sandbox.estates import load_estate
+
+    inv = Inventory.from_resources(load_estate("reference"))
+    passes = 0
+    for step in storage.STEPS:
+        found = [f.status for c in step.checks for f in c.run(inv).findings]
+        assert {"fail", "manual"} & set(found), step.id
+        assert "error" not in found, step.id
+        passes += found.count("pass")
+    assert passes
+
+
+def test_storage_proposals_apply_through_the_sandbox(tmp_path):
+    """Every storage proposal is accepted by ARM's API shape and turns its failure into a pass."""
+    before, after, report = sandbox_round_trip([s.id for s in storage.STEPS], tmp_path)
+    assert not report.failed, [o.line() for o in report.failed]
+    failed = [k for k, v in before.items() if v == "fail"]
+    assert len(failed) > 20
+    still = {k: after.get(k) for k in failed if after.get(k) != "pass"}
+    assert not still
+    assert not [k for k, v in after.items() if v == "fail"]
