@@ -712,3 +712,23 @@ def test_jit_policy_applies_through_the_sandbox(tmp_path):
     before, after, report = sandbox_round_trip(["vm-8"], tmp_path, skip_checks=["vm-8a", "vm-8b"])
     assert not report.failed, [o.line() for o in report.failed]
     assert all(after.get(k) == "pass" for k, v in before.items() if v == "fail" and k[0] == "vm-8c")
+
+
+def test_cross_resource_checks_report_error_for_any_type_they_need():
+    inv = inv_of(make_vm(), nic(), network(), nsg([rule("AllowRdp")]), disk())
+    for rtype, checks in {
+        "microsoft.storage/storageaccounts": ["vm-1a"],
+        "microsoft.network/virtualnetworks": ["vm-1a", "vm-6a", "vm-6c", "vm-8c"],
+        "microsoft.compute/virtualmachines/extensions": ["vm-3d", "vm-6d", "vm-7a"],
+        "microsoft.compute/disks": ["vm-3a", "vm-3b", "vm-3c", "vm-4b", "vm-4d"],
+        "microsoft.security/locations/jitnetworkaccesspolicies": ["vm-8c"],
+        "microsoft.network/networkinterfaces": ["vm-6a", "vm-6b", "vm-6c", "vm-8c"],
+    }.items():
+        broken = inv_of(make_vm(), nic(), network(), nsg([rule("AllowRdp")]), disk())
+        broken.unreadable[rtype] = "403 AuthorizationFailed"
+        for cid in checks:
+            res = run(cid, broken)
+            assert statuses(res) == ["error"] and rtype in res.findings[0].message.lower(), (rtype, cid)
+            assert not res.changes
+        assert "error" not in statuses(run("vm-7b", broken))
+    assert "error" not in {s for c in CHECK_BY_ID.values() if c.id.startswith("vm-") for s in statuses(run(c.id, inv))}

@@ -117,6 +117,9 @@ def _file_services(acct: dict[str, Any], inv: Inventory) -> dict[str, Any]:
 
 
 def _eval_smb(inv: Inventory) -> CheckResult:
+    err = unreadable(inv, "storage-1f", ACCOUNT, FILE_SERVICES)
+    if err:
+        return err
     out = CheckResult()
     accounts = [a for a in inv.of_type(ACCOUNT) if _uses_files(a, inv)]
     if not accounts:

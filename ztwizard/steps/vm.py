@@ -259,13 +259,17 @@ def narrow_rule(check: str, rule: dict[str, Any], **flags: Any) -> Change:
 
 # ---- step 1: logical isolation ---------------------------------------------------------------
 
-SHARED_INFRA = {VNETS.lower(): "virtual network", "microsoft.storage/storageaccounts": "storage account",
-                "microsoft.network/azurefirewalls": "firewall",
-                "microsoft.network/virtualnetworkgateways": "VPN/ExpressRoute gateway",
-                BASTIONS.lower(): "Bastion host"}
+SHARED_INFRA_TYPES = {VNETS: "virtual network", "Microsoft.Storage/storageAccounts": "storage account",
+                      "Microsoft.Network/azureFirewalls": "firewall",
+                      "Microsoft.Network/virtualNetworkGateways": "VPN/ExpressRoute gateway",
+                      BASTIONS: "Bastion host"}
+SHARED_INFRA = {t.lower(): what for t, what in SHARED_INFRA_TYPES.items()}
 
 
 def _eval_isolation(inv: Inventory) -> CheckResult:
+    err = unreadable(inv, "vm-1a", VM, *(t for t in SHARED_INFRA_TYPES))
+    if err:
+        return err
     out = CheckResult()
     vms = _vms(inv, "vm-1a", out)
     groups: dict[str, str] = {}
@@ -716,6 +720,9 @@ def _bastion_deps(vm: dict[str, Any] | None, inv: Inventory) -> list[str]:
 
 
 def _eval_public_ips(inv: Inventory) -> CheckResult:
+    err = unreadable(inv, "vm-6b", NICS)
+    if err:
+        return err
     out = CheckResult()
     nics = inv.of_type(NICS)
     if not nics:
@@ -986,7 +993,7 @@ def _jit_entry(vm_id: str, ports: Iterable[int]) -> dict[str, Any]:
 
 
 def _eval_jit(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-8c", VM, JIT, NSGS, NICS)
+    err = unreadable(inv, "vm-8c", VM, JIT, NSGS, NICS, VNETS)
     if err:
         return err
     out = CheckResult()
@@ -1035,6 +1042,7 @@ def _eval_jit(inv: Inventory) -> CheckResult:
 
 
 def _eval_assessments(inv: Inventory) -> CheckResult:
+    """Defender's own verdicts on the VM; advisory, since each one has its own remediation."""
     err = unreadable(inv, "vm-8d", VM, ASSESSMENTS)
     if err:
         return err
