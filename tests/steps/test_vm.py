@@ -732,3 +732,21 @@ def test_cross_resource_checks_report_error_for_any_type_they_need():
             assert not res.changes
         assert "error" not in statuses(run("vm-7b", broken))
     assert "error" not in {s for c in CHECK_BY_ID.values() if c.id.startswith("vm-") for s in statuses(run(c.id, inv))}
+
+
+def test_reference_plan_changes_are_unique_serialisable_and_dependencies_resolve():
+    import json
+
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.steps import storage
+
+    inv = Inventory.from_resources(load_estate("reference"))
+    changes = [c for s in [*storage.STEPS, *vm_article.STEPS] for chk in s.checks for c in chk.run(inv).changes]
+    ids = [c.id for c in changes]
+    assert len(ids) == len(set(ids))
+    for c in changes:
+        assert set(c.depends_on) <= set(ids), (c.id, c.depends_on)
+        assert c.title and c.risk, c.id
+        json.dumps(c.to_dict())
+        if c.action == "create":
+            assert c.body and c.body.get("type") and c.body.get("name"), c.id
