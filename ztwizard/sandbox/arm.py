@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import secrets
 import threading
 import time
@@ -119,7 +120,8 @@ class Sandbox:
                  latency_ms: int = 0, faults: str | None = None, read_only: bool = False, seed: int = 0,
                  page_size: int = 100, lro_polls: int = 1, lro_seconds: float = 1.0, retry_after: int = 0,
                  fault_retry_after: int = 1, reads_per_hour: int = 12000, writes_per_hour: int = 1200,
-                 throttle_window: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 throttle_window: float = 3600.0, clock: Callable[[], float] = time.monotonic,
+                 snapshot_threshold: int = 5000, compact_every: int = 1000) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.latency_ms = max(0, int(latency_ms))
         self.faults = Faults.parse(faults, seed)
@@ -133,6 +135,11 @@ class Sandbox:
         self.request_log: list[tuple[str, str, int]] = []
         self._lock = threading.RLock()
         self._dirty = False
+        self.snapshot_threshold = snapshot_threshold
+        self.compact_every = max(1, compact_every)
+        self._seq = 0
+        self._log_records = 0
+        self._ops_changed: set[str] = set()
         self.ops: dict[str, dict[str, Any]] = {}
         self.power: dict[str, str] = {}
         loaded = self._load()
@@ -143,7 +150,7 @@ class Sandbox:
                 "reader": {"token": secrets.token_urlsafe(32), "object_id": str(uuid.uuid4())},
             }
             self.store = ingest(_resolve_estate(estate), self.tenant_id)
-            self._save()
+            self._save(full=True)
 
     # ---- identity ----------------------------------------------------------------------
     @property
@@ -162,6 +169,10 @@ class Sandbox:
     def state_path(self) -> Path | None:
         return self.state_dir / "sandbox" / "state.json" if self.state_dir else None
 
+    @property
+    def log_path(self) -> Path | None:
+        return self.state_dir / "sandbox" / "state.log" if self.state_dir else None
+
     def _load(self) -> bool:
         path = self.state_path
         if path is None or not path.exists():
@@ -175,21 +186,70 @@ class Sandbox:
             self.store = Store.from_snapshot(data)
             self.ops = data.get("ops", {})
             self.power = data.get("power", {})
+            self._seq = int(data.get("seq", 0))
+            self._replay()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"The sandbox state {path} is unreadable ({exc}).",
                              hint="Run `ztwizard sandbox reset` to start from a fresh estate.") from exc
+        self.store.changed.clear()
         return True
 
-    def _save(self) -> None:
-        path = self.state_path
-        if path is None:
+    def _replay(self) -> None:
+        """Apply the write log over the snapshot. A torn last line is a write that was never
+        acknowledged (the answer waits for the fsync), so it is dropped."""
+        log = self.log_path
+        if log is None or not log.exists():
             return
-        finished = [k for k, op in self.ops.items() if op["status"] != "InProgress"]
-        for k in finished[:-2000]:
-            del self.ops[k]
-        data = {"format": STATE_FORMAT, "tenant_id": self.tenant_id, "principals": self.principals,
-                **self.store.snapshot(), "ops": self.ops, "power": self.power}
-        atomic_write_json(path, data)
+        for line in log.read_bytes().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                break
+            if rec["seq"] <= self._seq:
+                continue
+            for entry in rec["put"]:
+                self.store.put(entry)
+            for k in rec["del"]:
+                self.store.delete(k)
+            self.ops.update(rec["ops"])
+            self.power = rec["power"]
+            self._seq = rec["seq"]
+            self._log_records += 1
+
+    def _save(self, full: bool = False) -> None:
+        """Make every change durable before the answer leaves. Small estates rewrite the whole
+        state file (atomic: temp file, fsync, rename); large ones append the changed entries to
+        `state.log` (fsync) and fold it into the state file every `compact_every` writes."""
+        path, log = self.state_path, self.log_path
+        if path is None or log is None:
+            self.store.changed.clear()
+            return
+        self._seq += 1
+        if full or len(self.store) <= self.snapshot_threshold or self._log_records >= self.compact_every:
+            finished = [k for k, op in self.ops.items() if op["status"] != "InProgress"]
+            for k in finished[:-2000]:
+                del self.ops[k]
+            data = {"format": STATE_FORMAT, "seq": self._seq, "tenant_id": self.tenant_id,
+                    "principals": self.principals, **self.store.snapshot(), "ops": self.ops, "power": self.power}
+            atomic_write_json(path, data)
+            log.unlink(missing_ok=True)
+            self._log_records = 0
+        else:
+            changed = self.store.changed
+            rec = {"seq": self._seq,
+                   "put": [self.store.entries[k] for k in sorted(changed) if k in self.store.entries],
+                   "del": [k for k in sorted(changed) if k not in self.store.entries],
+                   "ops": {i: self.ops[i] for i in sorted(self._ops_changed) if i in self.ops},
+                   "power": self.power}
+            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, json.dumps(rec, separators=(",", ":")).encode() + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._log_records += 1
+        self.store.changed.clear()
+        self._ops_changed.clear()
 
     def reset(self, estate: str | list[dict[str, Any]] | None = "reference") -> None:
         """Replace the estate (tokens and tenant are kept) and save."""
@@ -198,7 +258,7 @@ class Sandbox:
             self.store = ingest(resources, self.tenant_id)
             self.ops = {}
             self.power = {}
-            self._save()
+            self._save(full=True)
 
     def export(self) -> list[dict[str, Any]]:
         """The estate as an estate file: resource groups and every resource as ARM returns it,
@@ -760,6 +820,7 @@ class Sandbox:
               "polls_left": self.lro_polls, "created": time.time(), "outcome": outcome or "ok",
               "status": "InProgress", "before": before, "error": None}
         self.ops[op_id] = op
+        self._ops_changed.add(op_id)
         monitor = f"{ctx.host}/sandbox/operations/{op_id}?api-version={quote(ctx.api_version, safe='')}"
         headers = {"Retry-After": str(self.retry_after)}
         if kind == "location":
@@ -799,6 +860,7 @@ class Sandbox:
             op["status"] = "Succeeded"
         op["before"] = {}
         op["ended"] = time.time()
+        self._ops_changed.add(op["id"])
         self._dirty = True
 
     def _monitor(self, ctx: _Ctx, op_id: str, dirty: list[bool]) -> _Reply:
@@ -807,6 +869,8 @@ class Sandbox:
             raise _error(404, "OperationNotFound", f"The operation '{op_id}' was not found.")
         if op["status"] == "InProgress" and op["outcome"] != "lro-hang":
             op["polls_left"] -= 1
+            self._ops_changed.add(op_id)
+            self._dirty = True
             if op["polls_left"] < 0:
                 self._finish(op)
         retry = {"Retry-After": str(self.retry_after)}

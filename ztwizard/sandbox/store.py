@@ -87,6 +87,7 @@ class Store:
         self._by_parent: dict[str, set[str]] = defaultdict(set)
         self._refs: dict[str, set[str]] = defaultdict(set)  # target key -> referring keys
         self._refs_of: dict[str, set[str]] = {}  # referring key -> target keys
+        self.changed: set[str] = set()  # keys written since the last save
 
     # ---- reading -----------------------------------------------------------------------
     def get(self, resource_id: str) -> dict[str, Any] | None:
@@ -134,6 +135,7 @@ class Store:
         old = self.entries.get(k)
         if old is not None:
             self._unindex(k, old)
+        self.changed.add(k)
         self.entries[k] = entry
         self._by_type[entry["type"].lower()].add(k)
         parent = parse(entry["id"]).parent
@@ -146,6 +148,7 @@ class Store:
         old = self.entries.pop(k, None)
         if old is not None:
             self._unindex(k, old)
+            self.changed.add(k)
         return old
 
     def _unindex(self, k: str, entry: dict[str, Any]) -> None:
