@@ -510,3 +510,16 @@ def test_storage_proposals_apply_through_the_sandbox(tmp_path):
     still = {k: after.get(k) for k in failed if after.get(k) != "pass"}
     assert not still
     assert not [k for k, v in after.items() if v == "fail"]
+
+
+def test_public_access_names_the_containers_that_go_dark():
+    def container(name: str, access: str | None) -> dict[str, Any]:
+        props = {"publicAccess": access} if access else {}
+        return {"id": f"{ACCT_ID}/blobServices/default/containers/{name}", "name": name,
+                "type": "microsoft.storage/storageaccounts/blobservices/containers", "properties": props}
+
+    res, inv = run("storage-1c", account(allowBlobPublicAccess=True), container("images", "Blob"),
+                   container("private", "None"), container("legacy", None))
+    assert "images" in res.changes[0].risk and "private" not in res.changes[0].risk
+    assert "Anonymous containers: images." in res.findings[0].message
+    assert_fix_passes("storage-1c", inv)

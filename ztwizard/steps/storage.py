@@ -94,6 +94,33 @@ def _name(res_id: str) -> str:
 
 # ---- step 1: protect data at rest and in transit ----------------------------------------------
 
+CONTAINERS = "Microsoft.Storage/storageAccounts/blobServices/containers"
+
+
+def public_containers(acct_id: str, inv: Inventory) -> list[str]:
+    """Containers that serve anonymous reads today: they go dark when public access is disallowed."""
+    prefix = acct_id.rstrip("/").lower() + "/"
+    return [c["name"] for c in inv.of_type(CONTAINERS) if c["id"].lower().startswith(prefix)
+            and (get_path(c, "properties.publicAccess") or "None") != "None"]
+
+
+def _warn_public_containers(check: Check) -> Check:
+    def evaluate(inv: Inventory) -> CheckResult:
+        out = check.evaluate(inv)
+        for c in out.changes:
+            names = public_containers(c.resource_id, inv)
+            if names:
+                c.risk = (f"Container(s) {', '.join(names)} serve anonymous reads today and stop at once; "
+                          "move those clients to SAS or Entra ID first.")
+        for f in out.findings:
+            names = public_containers(f.resource_id, inv) if f.status == "fail" else []
+            if names:
+                f.message += f" Anonymous containers: {', '.join(names)}."
+        return out
+
+    return dataclasses.replace(check, evaluate=evaluate)
+
+
 SMB_VERSIONS_OK = {"SMB3.0", "SMB3.1.1"}
 SMB_CHANNEL_OK = {"AES-128-GCM", "AES-256-GCM"}
 
@@ -167,13 +194,13 @@ STEP1_CHECKS: tuple[Check, ...] = (
         risk="Clients still on TLS 1.0/1.1 are rejected; check the logs' TLS version first.",
         mcsb="DP-3", policy="Storage accounts should have the specified minimum TLS version"),
         "Require TLS 1.2 on {name}"),
-    titled(property_check(
+    _warn_public_containers(titled(property_check(
         id="storage-1c", title="Disallow anonymous blob access", resource_type=ACCOUNT,
         path="properties.allowBlobPublicAccess", expected=False, default=True, remediation="auto-patch",
         fix={"properties.allowBlobPublicAccess": False}, what="storage account",
         risk="Containers with anonymous read access stop serving at once.",
         mcsb="NS-2", policy="Storage account public access should be disallowed"),
-        "Disallow anonymous blob access on {name}"),
+        "Disallow anonymous blob access on {name}")),
     titled(property_check(
         id="storage-1d", title="Turn off Shared Key authorization", resource_type=ACCOUNT,
         path="properties.allowSharedKeyAccess", expected=False, default=True, remediation="auto-patch",
