@@ -361,7 +361,7 @@ def _eval_join_role(inv: Inventory) -> CheckResult:
 
 def _identity_fix(vm: dict[str, Any], inv: Inventory) -> dict[str, Any]:
     ident = get_path(vm, "identity") or {}
-    uai = {k: {} for k in (ident.get("userAssignedIdentities") or {})}
+    uai: dict[str, dict[str, Any]] = {k: {} for k in (ident.get("userAssignedIdentities") or {})}
     value: dict[str, Any] = {"type": "SystemAssigned, UserAssigned" if uai else "SystemAssigned"}
     if uai:
         value["userAssignedIdentities"] = uai
@@ -969,7 +969,7 @@ def _eval_mde(inv: Inventory) -> CheckResult:
                                     "Defender for Endpoint integration is off."))
         res = setting or {"id": sid, "name": "WDATP", "type": SETTINGS, "kind": "DataExportSettings",
                           "properties": {}}
-        values = {"properties.enabled": True}
+        values: dict[str, Any] = {"properties.enabled": True}
         if not res.get("kind"):
             values["kind"] = "DataExportSettings"
         out.changes.append(remedy.put("vm-8b", res, values, billable=True,
