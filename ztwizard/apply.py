@@ -360,69 +360,101 @@ def apply_changes(gateway: Any, journal: J.Journal, session_id: str, changes: It
     return report
 
 
+TRANSIENT = {408, 429, 500, 502, 503, 504}
+ATTEMPTS = 4  # per change, on top of the pipeline's own retries
+
+
+def transient(exc: ZtwError) -> bool:
+    """Worth another try: throttling, a server error, or a dropped connection (not an ARM answer)."""
+    return not isinstance(exc, ArmError) or exc.status in TRANSIENT
+
+
+def read_resource(gateway: Any, resource_id: str) -> dict[str, Any] | None:
+    """gateway.read with a few more tries on transient failures; the last failure propagates."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return gateway.read(resource_id)  # type: ignore[no-any-return]
+        except ZtwError as exc:
+            if attempt == ATTEMPTS - 1 or not transient(exc) or isinstance(exc, PermissionDenied):
+                raise
+    return None  # pragma: no cover
+
+
 def _apply_one(gateway: Any, journal: J.Journal, session_id: str, ch: Change, step: str,
                written: dict[str, str | None], replan: bool,
                outcome: Callable[..., None], skip: Callable[..., None]) -> None:
-    try:
-        cur = gateway.read(ch.resource_id)
-    except PermissionDenied as exc:
-        journal.update_change(session_id, ch.id, state=J.FAILED, error=exc.message, event=exc.message)
-        outcome(ch, step, "failed", exc.message)
-        return
-    reason = _stale(ch, cur)
-    if reason and replan and ch.resource_id.lower() in written and cur is not None \
-            and cur.get("etag") == written[ch.resource_id.lower()]:
-        # Our own earlier write in this run moved the resource: plan this change afresh.
-        fresh = _replan(gateway, ch)
-        if fresh is None:
-            skip(ch, step, "already in place after an earlier change in this session")
+    for attempt in range(ATTEMPTS):
+        try:
+            cur = read_resource(gateway, ch.resource_id)
+        except PermissionDenied as exc:
+            journal.update_change(session_id, ch.id, state=J.FAILED, error=exc.message, event=exc.message)
+            outcome(ch, step, "failed", exc.message)
             return
-        ch = fresh
-        journal.update_change(session_id, ch.id, plan_before=ch.before, plan_after=ch.after, body=ch.body,
-                              etag_before=ch.etag, event="re-planned after an earlier change to the same resource")
+        if attempt and _landed(ch, cur):
+            # An earlier attempt reached ARM although its answer was lost.
+            _applied(journal, session_id, ch, step, cur, written, outcome, "")
+            return
         reason = _stale(ch, cur)
-    if reason:
-        skip(ch, step, reason)
-        return
-    body = _body(ch, cur)
-    etag = (cur or {}).get("etag")
-    journal.update_change(session_id, ch.id, state=J.IN_FLIGHT, before_image=cur, body=body,
-                          etag_before=etag, error=None, note=None, event=f"{ch.method} sent")
-    try:
-        result = gateway.write(ch.method, ch.resource_id, body, etag=etag)
-    except EtagMismatch as exc:
-        now = _safe_read(gateway, ch.resource_id)
-        msg = "changed by someone else since it was read (412); nothing was overwritten; re-run the plan"
-        journal.update_change(session_id, ch.id, state=J.NOT_APPLIED, error=exc.message, note=msg,
-                              after_image=now, event=msg)
-        outcome(ch, step, "skipped", msg)
-        return
-    except (ArmError, ZtwError) as exc:
-        if not isinstance(exc, ArmError) and not _reachable(gateway, ch.resource_id):
-            raise
-        now = _safe_read(gateway, ch.resource_id)
-        if not isinstance(exc, (PermissionDenied, NotFound)) and now is not None and _landed(ch, now):
-            msg = f"ARM reported an error but the resource holds the change: {exc.message}"
-            journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=now.get("etag"),
-                                  after_image=now, note=msg, event=msg)
-            written[ch.resource_id.lower()] = now.get("etag")
-            outcome(ch, step, "applied", msg)
+        if reason and replan and ch.resource_id.lower() in written and cur is not None \
+                and cur.get("etag") == written[ch.resource_id.lower()]:
+            # Our own earlier write in this run moved the resource: plan this change afresh.
+            fresh = _replan(gateway, ch)
+            if fresh is None:
+                skip(ch, step, "already in place after an earlier change in this session")
+                return
+            ch = fresh
+            journal.update_change(session_id, ch.id, plan_before=ch.before, plan_after=ch.after, body=ch.body,
+                                  etag_before=ch.etag, event="re-planned after an earlier change to the same resource")
+            reason = _stale(ch, cur)
+        if reason:
+            skip(ch, step, reason)
             return
-        journal.update_change(session_id, ch.id, state=J.FAILED, error=exc.message, after_image=now,
-                              event=exc.message)
-        outcome(ch, step, "failed", exc.message)
+        body = _body(ch, cur)
+        etag = (cur or {}).get("etag")
+        journal.update_change(session_id, ch.id, state=J.IN_FLIGHT, before_image=cur, body=body,
+                              etag_before=etag, error=None, note=None, event=f"{ch.method} sent")
+        try:
+            result = gateway.write(ch.method, ch.resource_id, body, etag=etag)
+        except EtagMismatch as exc:
+            now = read_resource(gateway, ch.resource_id)
+            if _landed(ch, now):  # a retried request whose first try had landed
+                _applied(journal, session_id, ch, step, now, written, outcome, "")
+                return
+            msg = "changed by someone else since it was read (412); nothing was overwritten; re-run the plan"
+            journal.update_change(session_id, ch.id, state=J.NOT_APPLIED, error=exc.message, note=msg,
+                                  after_image=now, event=msg)
+            outcome(ch, step, "skipped", msg)
+            return
+        except ZtwError as exc:
+            now = read_resource(gateway, ch.resource_id)  # unreachable ARM propagates: resume settles it
+            if not isinstance(exc, (PermissionDenied, NotFound)) and _landed(ch, now):
+                note = "" if transient(exc) else f"ARM reported an error but the resource holds the change: {exc.message}"
+                _applied(journal, session_id, ch, step, now, written, outcome, note)
+                return
+            if transient(exc) and attempt < ATTEMPTS - 1:
+                journal.log(session_id, "retry", exc.message, ch.id)
+                continue
+            journal.update_change(session_id, ch.id, state=J.FAILED, error=exc.message, after_image=now,
+                                  event=exc.message)
+            outcome(ch, step, "failed", exc.message)
+            return
+        after = result if ch.method != "DELETE" else None
+        if ch.method != "DELETE" and (after is None or not _landed(ch, after)):
+            after = _safe_read(gateway, ch.resource_id) or after
+        note = ""
+        if not _landed(ch, after):
+            note = "ARM accepted the write but does not hold the values: " + ", ".join(
+                map(dotted, mismatches(after, ch.after)) if ch.method != "DELETE" else ["the resource still exists"])
+        _applied(journal, session_id, ch, step, after, written, outcome, note)
         return
-    after = result if ch.method != "DELETE" else None
-    if ch.method != "DELETE" and (after is None or not _landed(ch, after)):
-        after = _safe_read(gateway, ch.resource_id) or after
-    note = None
-    if not _landed(ch, after):
-        note = "ARM accepted the write but does not hold the values: " + ", ".join(
-            map(dotted, mismatches(after, ch.after)) if ch.method != "DELETE" else ["the resource still exists"])
+
+
+def _applied(journal: J.Journal, session_id: str, ch: Change, step: str, after: dict[str, Any] | None,
+             written: dict[str, str | None], outcome: Callable[..., None], note: str) -> None:
     journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=(after or {}).get("etag"),
-                          after_image=after, note=note, event="applied")
+                          after_image=after, note=note or None, event="applied")
     written[ch.resource_id.lower()] = (after or {}).get("etag")
-    outcome(ch, step, "applied", note or "")
+    outcome(ch, step, "applied", note)
 
 
 def _stale(ch: Change, cur: dict[str, Any] | None) -> str:
@@ -473,17 +505,9 @@ def _replan(gateway: Any, ch: Change) -> Change | None:
 
 def _safe_read(gateway: Any, resource_id: str) -> dict[str, Any] | None:
     try:
-        return gateway.read(resource_id)  # type: ignore[no-any-return]
+        return read_resource(gateway, resource_id)
     except ZtwError:
         return None
-
-
-def _reachable(gateway: Any, resource_id: str) -> bool:
-    try:
-        gateway.read(resource_id)
-        return True
-    except ZtwError:
-        return False
 
 
 def _verify(gateway: Any, journal: J.Journal, session_id: str, report: ApplyReport) -> None:

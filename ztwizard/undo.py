@@ -14,6 +14,7 @@ from typing import Any
 
 from . import journal as J
 from .apply import (
+    ATTEMPTS,
     Outcome,
     apply_values,
     dotted,
@@ -22,10 +23,12 @@ from .apply import (
     inverse_tree,
     leaves,
     mismatches,
+    read_resource,
     refuse_if_read_only,
     side,
+    transient,
 )
-from .errors import ArmError, EtagMismatch, UsageError, ZtwError
+from .errors import EtagMismatch, UsageError, ZtwError
 from .remedy import writable
 
 
@@ -182,55 +185,60 @@ def _still_wizards(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
 
 def _undo_one(gateway: Any, journal: J.Journal, session_id: str, rec: J.ChangeRecord, override: bool,
               report: UndoReport, outcome: Callable[..., None]) -> None:
-    cur = gateway.read(rec.resource_id)
-    if _restored(rec, cur):
-        msg = "already as it was before the change"
-        journal.update_change(session_id, rec.change_id, state=J.UNDONE, note=msg, event=msg)
-        outcome(rec, "undone", msg)
-        return
-    if not _still_wizards(rec, cur):
-        drift = three_way(rec, cur)
-        if not override:
-            report.drifts.append(drift)
-            journal.log(session_id, "undo_refused", "changed since the wizard wrote it", rec.change_id)
-            outcome(rec, "refused", "changed since the wizard wrote it; see the three-way difference")
+    for attempt in range(ATTEMPTS):
+        cur = read_resource(gateway, rec.resource_id)
+        if _restored(rec, cur):
+            msg = "" if attempt else "already as it was before the change"
+            journal.update_change(session_id, rec.change_id, state=J.UNDONE, note=msg or None,
+                                  result_etag=(cur or {}).get("etag"), event=msg or "undone")
+            outcome(rec, "undone", msg)
             return
-        if rec.action == "update" and cur is None:
-            outcome(rec, "failed", "the resource no longer exists; nothing to restore onto")
+        if not _still_wizards(rec, cur):
+            drift = three_way(rec, cur)
+            if not override:
+                report.drifts.append(drift)
+                journal.log(session_id, "undo_refused", "changed since the wizard wrote it", rec.change_id)
+                outcome(rec, "refused", "changed since the wizard wrote it; see the three-way difference")
+                return
+            if rec.action == "update" and cur is None:
+                outcome(rec, "failed", "the resource no longer exists; nothing to restore onto")
+                return
+        method, body = _inverse(rec, cur)
+        etag = (cur or {}).get("etag") if method != "PUT" or rec.action != "delete" else None
+        journal.update_change(session_id, rec.change_id, state=J.UNDO_IN_FLIGHT, undo_image=cur, undo_body=body,
+                              error=None, event=f"undo {method} sent")
+        try:
+            result = gateway.write(method, rec.resource_id, body, etag=etag)
+        except ZtwError as exc:
+            now = read_resource(gateway, rec.resource_id)  # unreachable ARM propagates: resume settles it
+            if _restored(rec, now):  # a lost answer, or a retried request whose first try had landed
+                journal.update_change(session_id, rec.change_id, state=J.UNDONE,
+                                      result_etag=(now or {}).get("etag"), event="undone")
+                outcome(rec, "undone")
+                return
+            if isinstance(exc, EtagMismatch):
+                journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=exc.message,
+                                      event=exc.message)
+                outcome(rec, "failed", "changed by someone else while undoing (412); nothing was overwritten")
+                return
+            if transient(exc) and attempt < ATTEMPTS - 1:
+                journal.log(session_id, "retry", exc.message, rec.change_id)
+                continue
+            journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=exc.message,
+                                  event=exc.message)
+            outcome(rec, "failed", exc.message)
             return
-    method, body = _inverse(rec, cur)
-    etag = (cur or {}).get("etag") if method != "PUT" or rec.action != "delete" else None
-    journal.update_change(session_id, rec.change_id, state=J.UNDO_IN_FLIGHT, undo_image=cur, undo_body=body,
-                          error=None, event=f"undo {method} sent")
-    try:
-        result = gateway.write(method, rec.resource_id, body, etag=etag)
-    except EtagMismatch as exc:
-        journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=exc.message, event=exc.message)
-        outcome(rec, "failed", "changed by someone else while undoing (412); nothing was overwritten")
+        if method != "DELETE" and (result is None or not _restored(rec, result)):
+            result = _read_or_none(gateway, rec.resource_id) or result
+        journal.update_change(session_id, rec.change_id, state=J.UNDONE, result_etag=(result or {}).get("etag"),
+                              event="undone")
+        outcome(rec, "undone")
         return
-    except ZtwError as exc:
-        if not isinstance(exc, ArmError):
-            journal.log(session_id, "interrupted", exc.message, rec.change_id)
-            raise ZtwError(f"{exc.message} Undo stopped; {rec.change_id} may be in flight.",
-                           "Run `ztwizard resume` (or undo again) to reconcile and continue.") from exc
-        now = _read_or_none(gateway, rec.resource_id)
-        if _restored(rec, now):
-            journal.update_change(session_id, rec.change_id, state=J.UNDONE, note=exc.message, event="undone")
-            outcome(rec, "undone", f"ARM reported an error but the resource is restored: {exc.message}")
-            return
-        journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=exc.message, event=exc.message)
-        outcome(rec, "failed", exc.message)
-        return
-    if method != "DELETE" and (result is None or not _restored(rec, result)):
-        result = _read_or_none(gateway, rec.resource_id) or result
-    journal.update_change(session_id, rec.change_id, state=J.UNDONE, result_etag=(result or {}).get("etag"),
-                          event="undone")
-    outcome(rec, "undone")
 
 
 def _read_or_none(gateway: Any, resource_id: str) -> dict[str, Any] | None:
     try:
-        return gateway.read(resource_id)  # type: ignore[no-any-return]
+        return read_resource(gateway, resource_id)
     except ZtwError:
         return None
 

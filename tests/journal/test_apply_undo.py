@@ -1,0 +1,267 @@
+"""Apply, undo and resume against the sandbox, through the real azure-mgmt clients and pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from conftest import SUB
+from ztwizard import journal as J
+from ztwizard.apply import apply_changes, start_session
+from ztwizard.engine import inspect
+from ztwizard.errors import UsageError
+from ztwizard.resume import continue_session, reconcile
+from ztwizard.undo import reapply, undo_changes
+
+from .conftest import comparable
+
+ST = f"/subscriptions/{SUB}/resourceGroups/rg-st/providers/Microsoft.Storage/storageAccounts/stblob01"
+SUBNET = (f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet-spoke"
+          "/subnets/data")
+
+
+# The sandbox does not yet accept PUTs under the `locations/{region}` pseudo-parent (JIT policies).
+SANDBOX_GAPS = {"vm-8c"}
+
+
+def _apply(w, gw=None, steps=(), checks=(), **kw):
+    gw = gw or w.gw
+    plan = inspect(gw, step_ids=list(steps), check_ids=list(checks))
+    changes = [c for c in plan.changes() if c.check not in SANDBOX_GAPS]
+    sid = start_session(w.journal, gw, changes)
+    kw.setdefault("allow_disruptive", True)
+    kw.setdefault("allow_cost", True)
+    return sid, changes, apply_changes(gw, w.journal, sid, changes, **kw)
+
+
+def _accounted(report, changes):
+    ids = [o.change_id for o in report.outcomes]
+    assert sorted(ids) == sorted(c.id for c in changes), "every change reported exactly once"
+
+
+def test_reference_estate_apply_everything_then_undo_restores_it(world):
+    w = world(estate="reference")
+    original = comparable(w.sb.export())
+    sid, changes, report = _apply(w)
+    _accounted(report, changes)
+    assert len(report.applied) > 50
+    assert not report.failed, "\n".join(report.lines())
+    # The re-inspection shows every applied update passing, and no applied change proposed again.
+    verdict = {(f.check, f.resource_id.lower()): f.status for s in report.verification for f in s.findings}
+    for o in report.applied:
+        ch = next(c for c in changes if c.id == o.change_id)
+        if ch.action == "update" and (ch.check, ch.resource_id.lower()) in verdict:
+            assert verdict[(ch.check, ch.resource_id.lower())] == "pass", o.line()
+    rows = w.journal.changes(sid)
+    assert {r.state for r in rows} <= {J.APPLIED, J.SKIPPED}
+    assert all(r.before_image is not None for r in rows if r.state == J.APPLIED and r.action != "create")
+    assert w.journal.session(sid).status == J.DONE
+
+    undo = undo_changes(w.gw, w.journal, sid)
+    assert undo.ok and len(undo.undone) == len(report.applied), "\n".join(undo.lines())
+    assert comparable(w.sb.export()) == original
+    assert w.journal.session(sid).status == J.UNDONE_SESSION
+
+
+def test_skips_disruptive_and_billable_unless_allowed_and_dependents_wait(world):
+    w = world()
+    sid, changes, report = _apply(w, allow_disruptive=False, allow_cost=False)
+    _accounted(report, changes)
+    skipped = {o.change_id: o.message for o in report.skipped}
+    for c in changes:
+        if c.disruptive:
+            assert "--allow-disruptive" in skipped[c.id]
+        elif c.billable:
+            assert "--allow-cost" in skipped[c.id]
+    for c in changes:  # a change whose prerequisite was skipped is skipped too, saying why
+        if any(d in skipped for d in c.depends_on) and not (c.disruptive or c.billable):
+            assert "depends on" in skipped[c.id]
+    tls = w.gw.read(ST)
+    assert tls["properties"]["minimumTlsVersion"] == "TLS1_2"  # the plain ones went through
+
+
+def test_dry_run_and_read_only_targets_refuse_before_writing(world):
+    w = world()
+    plan = inspect(w.gw, step_ids=["storage-1"])
+    sid = start_session(w.journal, w.gw, plan.changes())
+    with pytest.raises(UsageError, match="dry-run"):
+        apply_changes(w.gw, w.journal, sid, plan.changes(), dry_run=True)
+    with pytest.raises(UsageError, match="read-only"):
+        apply_changes(w.gateway(read_only=True), w.journal, sid, plan.changes())
+    assert all(r.state == J.PLANNED for r in w.journal.changes(sid))
+    assert w.gw.read(ST)["properties"]["minimumTlsVersion"] == "TLS1_0"
+
+
+def test_failed_change_is_recorded_with_arms_message_and_dependents_are_skipped(world):
+    w = world()
+    reader = w.gateway(reader=True)  # may read, 403 on every write
+    sid, changes, report = _apply(w, gw=reader, steps=["spoke-3"])
+    _accounted(report, changes)
+    assert report.failed and not report.applied
+    assert all("Permission denied" in o.message for o in report.failed)
+    deps = [c for c in changes if c.depends_on]
+    assert deps and all(o.change_id in {d.id for d in deps} for o in report.skipped)
+    states = {r.change_id: r.state for r in w.journal.changes(sid)}
+    assert all(states[o.change_id] == J.FAILED for o in report.failed)
+    assert w.journal.change(sid, report.failed[0].change_id).error.startswith("Permission denied")
+
+
+def test_change_between_plan_and_apply_is_not_clobbered(world):
+    w = world()
+    plan = inspect(w.gw, check_ids=["storage-1b"])
+    w.gw.write("PATCH", ST, {"properties": {"minimumTlsVersion": "TLS1_1"}})  # someone else
+    sid = start_session(w.journal, w.gw, plan.changes())
+    report = apply_changes(w.gw, w.journal, sid, plan.changes())
+    assert [o.result for o in report.outcomes] == ["skipped"]
+    assert "changed since the plan" in report.outcomes[0].message
+    assert w.gw.read(ST)["properties"]["minimumTlsVersion"] == "TLS1_1"
+    assert w.journal.changes(sid)[0].state == J.SKIPPED
+
+
+def test_write_between_read_and_write_gets_412_and_nothing_is_overwritten(world):
+    w = world()
+    other = w.gateway()  # built before the hook: its requests bypass it
+    original = w.sb.handle
+    raced = []
+
+    def racing_handle(method, url, headers, body):
+        if method == "PUT" and SUBNET.lower() in url.lower() and not raced:
+            raced.append(url)
+            cur = other.read(SUBNET)
+            cur["properties"]["privateEndpointNetworkPolicies"] = "Enabled"
+            other.write("PUT", SUBNET, {"properties": cur["properties"]})
+        return original(method, url, headers, body)
+
+    w.sb.handle = racing_handle
+    gw = w.gateway()
+    plan = inspect(gw, check_ids=["spoke-3a"])
+    sid = start_session(w.journal, gw, plan.changes())
+    report = apply_changes(gw, w.journal, sid, plan.changes())
+    assert raced
+    assoc = next(o for o in report.outcomes if o.resource_id.lower() == SUBNET.lower())
+    assert assoc.result == "skipped" and "changed by someone else" in assoc.message
+    now = other.read(SUBNET)
+    assert now["properties"]["privateEndpointNetworkPolicies"] == "Enabled"  # their write stands
+    assert not (now["properties"].get("networkSecurityGroup") or {}).get("id")  # ours never landed
+    assert w.journal.change(sid, assoc.change_id).state == J.NOT_APPLIED
+
+
+def test_drift_after_apply_makes_undo_refuse_with_three_way_diff_until_override(world):
+    w = world()
+    sid, _changes, report = _apply(w, checks=["storage-1b", "storage-1c"])
+    assert len(report.applied) == 2
+    w.gw.write("PATCH", ST, {"properties": {"minimumTlsVersion": "TLS1_1"}})  # someone edits afterwards
+    undo = undo_changes(w.gw, w.journal, sid)
+    assert [o.result for o in undo.outcomes if o.check == "storage-1b"] == ["refused"]
+    assert [o.result for o in undo.outcomes if o.check == "storage-1c"] == ["undone"]
+    (drift,) = undo.drifts
+    assert drift.rows == [("properties.minimumTlsVersion", "TLS1_0", "TLS1_2", "TLS1_1")]
+    assert "now 'TLS1_1'" in "\n".join(undo.lines())
+    res = w.gw.read(ST)
+    assert res["properties"]["minimumTlsVersion"] == "TLS1_1"  # not clobbered
+    assert res["properties"]["allowBlobPublicAccess"] is True  # the other one was restored
+    tls = next(r for r in w.journal.changes(sid) if r.check_id == "storage-1b")
+    assert tls.state == J.APPLIED
+    again = undo_changes(w.gw, w.journal, sid, change_ids=[tls.change_id], override=True)
+    assert [o.result for o in again.outcomes] == ["undone"]
+    assert w.gw.read(ST)["properties"]["minimumTlsVersion"] == "TLS1_0"
+    assert w.journal.change(sid, tls.change_id).state == J.UNDONE
+
+
+def test_undo_per_step_and_per_change_then_reapply(world):
+    w = world()
+    original = comparable(w.sb.export())
+    sid, _changes, report = _apply(w, steps=["storage-1", "spoke-3"])
+    assert not report.failed
+    nsg_create = next(r for r in w.journal.changes(sid) if r.check_id == "spoke-3a" and r.action == "create")
+    # The NSG is still associated with the subnet: undoing it alone is refused, saying why.
+    alone = undo_changes(w.gw, w.journal, sid, change_ids=[nsg_create.change_id])
+    assert alone.skipped and "still needed by" in alone.skipped[0].message
+    step = undo_changes(w.gw, w.journal, sid, step_ids=["spoke-3"])
+    assert step.ok and len(step.undone) == 2
+    assert w.gw.read(nsg_create.resource_id) is None
+    assert w.journal.session(sid).status != J.UNDONE_SESSION
+    rest = undo_changes(w.gw, w.journal, sid)
+    assert rest.ok
+    assert comparable(w.sb.export()) == original
+    again = reapply(w.gw, w.journal, sid, [nsg_create.change_id])
+    assert [o.result for o in again.outcomes] == ["applied"]
+    assert w.gw.read(nsg_create.resource_id) is not None
+    assert w.journal.change(sid, nsg_create.change_id).state == J.APPLIED
+    with pytest.raises(UsageError):
+        undo_changes(w.gw, w.journal, sid, change_ids=["no-such-change"])
+
+
+def test_faults_do_not_lose_or_duplicate_changes(world):
+    w = world(faults="429:0.15,500:0.05,503:0.05,reset-after:0.03", seed=11, fault_retry_after=2)
+    original = comparable(w.sb.export())
+    sid, changes, report = _apply(w)
+    _accounted(report, changes)
+    assert not report.failed, "\n".join(report.lines())
+    rows = w.journal.changes(sid)
+    assert len(rows) == len({r.change_id for r in rows}) == len(changes)
+    assert {r.state for r in rows} <= {J.APPLIED, J.SKIPPED}
+    assert 2.0 in w.gw.target.transport.sleeps  # Retry-After honoured, without waiting
+    faulted = [s for (_m, _p, s) in w.sb.request_log if s in (0, 429, 500, 503)]
+    assert faulted, "the sandbox injected faults"
+    undo = undo_changes(w.gw, w.journal, sid)
+    assert undo.ok, "\n".join(undo.lines())
+    assert comparable(w.sb.export()) == original
+
+
+def test_resume_settles_in_flight_changes_and_continues(world):
+    w = world()
+    plan = inspect(w.gw, step_ids=["storage-1"])
+    changes = plan.changes()
+    sid = start_session(w.journal, w.gw, changes, selection={"allow_disruptive": True, "allow_cost": True})
+    landed, lost, theirs = changes[0], changes[1], changes[2]
+    # A crash left three writes in flight: one reached ARM, one did not, one raced a human.
+    for c in (landed, lost, theirs):
+        w.journal.update_change(sid, c.id, state=J.IN_FLIGHT, before_image=w.gw.read(c.resource_id), body=c.body)
+    w.gw.write("PATCH", ST, landed.body)
+    prop, value = next(iter(theirs.after["properties"].items()))
+    w.gw.write("PATCH", ST, {"properties": {prop: {"x": 1} if isinstance(value, dict) else "someone-else"}})
+    report = reconcile(w.gw, w.journal, sid)
+    states = {s.change_id: s.now for s in report.settled}
+    assert states == {landed.id: J.APPLIED, lost.id: J.NOT_APPLIED, theirs.id: J.DRIFTED}
+    assert report.next_step == "storage-1" and lost.id in report.remaining
+    assert not w.journal.changes(sid, states=J.UNSETTLED)
+    settled, applied = continue_session(w.gw, w.journal, sid)
+    assert applied is not None and lost.id in {o.change_id for o in applied.applied}
+    assert not w.journal.changes(sid, states=(J.PLANNED, J.NOT_APPLIED, *J.UNSETTLED))
+    assert w.journal.session(sid).status == J.DONE
+
+
+def test_journal_is_private_and_holds_no_secret(world):
+    estate = json.loads(json.dumps(_estate_with_secrets()))
+    w = world(estate=estate)
+    _apply(w, steps=["storage-1", "vm-3", "vm-6"])
+    names = [n for n in os.listdir(w.state_dir) if n.startswith(J.DB_NAME)]
+    assert J.DB_NAME in names
+    raw = b""
+    for n in names:
+        assert stat.S_IMODE(os.stat(w.state_dir / n).st_mode) == 0o600, n
+        raw += (w.state_dir / n).read_bytes()
+    for secret in (w.sb.token, w.sb.reader_token, "Pa55w0rd!Secret", "c2VjcmV0LWN1c3RvbS1kYXRh",
+                   "AccountKey=S3CR3TKEY", "protected-storage-key"):
+        assert secret.encode() not in raw, secret
+    assert b"stblob01" in raw  # the journal did record the work
+
+
+def _estate_with_secrets():
+    from conftest import small_estate
+
+    estate = small_estate()
+    for res in estate:
+        if res["id"].endswith("virtualMachines/vm-web"):
+            res["properties"]["osProfile"] = {"computerName": "vm-web", "adminUsername": "azureuser",
+                                              "adminPassword": "Pa55w0rd!Secret",
+                                              "customData": "c2VjcmV0LWN1c3RvbS1kYXRh"}
+        if res["id"].endswith("extensions/AzureMonitorLinuxAgent"):
+            res["properties"]["protectedSettings"] = {"storageAccountKey": "protected-storage-key"}
+        if res["id"].endswith("storageAccounts/stblob01"):
+            res["tags"] = {"conn": "DefaultEndpointsProtocol=https;AccountName=stblob01;AccountKey=S3CR3TKEY"}
+    return estate
