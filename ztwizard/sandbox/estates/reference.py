@@ -481,7 +481,7 @@ def _vnet(resource_id: str, prefix: str, tags: dict[str, str]) -> Resource:
 
 
 def _public_ip(resource_id: str, address: str, *, zones: list[str], tags: dict[str, str],
-               ip_configuration: str, ddos: bool = True, dns_label: str | None = None) -> Resource:
+               ip_configuration: str | None, ddos: bool = True, dns_label: str | None = None) -> Resource:
     props: dict[str, Any] = {
         "resourceGuid": guid("guid", resource_id),
         "ipAddress": address,
@@ -489,8 +489,9 @@ def _public_ip(resource_id: str, address: str, *, zones: list[str], tags: dict[s
         "publicIPAllocationMethod": "Static",
         "idleTimeoutInMinutes": 4,
         "ipTags": [],
-        "ipConfiguration": _ref(ip_configuration),
     }
+    if ip_configuration:
+        props["ipConfiguration"] = _ref(ip_configuration)
     if ddos:
         props["ddosSettings"] = {"protectionMode": "VirtualNetworkInherited"}
     if dns_label:

@@ -84,7 +84,7 @@ def _block(rg: str, region: str, block: int, local: int) -> Iterator[Resource]:
     with_pip = block % 7 == 0
     if with_pip:
         yield _public_ip(pip, f"20.{50 + block % 150}.{(block // 150) % 256}.{block % 250 + 1}", zones=["1"],
-                         tags=tag, ip_configuration=f"{nic}/ipConfigurations/ipconfig1") | {"location": region}
+                         tags=tag, ip_configuration=None) | {"location": region}
     ipconfig: dict[str, Any] = {"provisioningState": "Succeeded", "privateIPAddress": f"10.{octet}.1.4",
                                 "privateIPAllocationMethod": "Dynamic", "subnet": {"id": web}, "primary": True,
                                 "privateIPAddressVersion": "IPv4"}
