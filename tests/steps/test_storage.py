@@ -297,7 +297,7 @@ def test_private_endpoint_proposal_picks_spoke_endpoint_subnet_and_fixes():
     conn = change.body["properties"]["privateLinkServiceConnections"][0]["properties"]
     assert conn == {"privateLinkServiceId": ACCT_ID, "groupIds": ["blob"]}
     assert change.params["subnet_id"].endswith("snet-pe")
-    assert change.params["private_dns_zone"] == "privatelink.blob.core.windows.net"
+    assert "privatelink.blob.core.windows.net" in change.risk
     assert_fix_passes("storage-3a", inv)
 
 
@@ -312,19 +312,23 @@ def test_private_endpoint_pending_connection_does_not_count_and_files_need_file(
     res, inv = run("storage-3a", with_connection(account(isHnsEnabled=True), pe_ok["id"]), pe_ok,
                    *estate_networks())
     assert statuses(res) == ["fail"]
-    assert [c.params["group_id"] for c in res.changes] == ["dfs"]
+    assert [c.body["properties"]["privateLinkServiceConnections"][0]["properties"]["groupIds"][0]
+            for c in res.changes] == ["dfs"]
     assert_fix_passes("storage-3a", inv)
     files = account(name="stfiles01")
     files["kind"] = "FileStorage"
     res, _ = run("storage-3a", files, *estate_networks())
-    assert [c.params["group_id"] for c in res.changes] == ["file"]
+    assert [c.body["properties"]["privateLinkServiceConnections"][0]["properties"]["groupIds"][0]
+            for c in res.changes] == ["file"]
     # a general-purpose account with file shares needs "file" too; fileServices alone does not count
     share = {"id": f"{ACCT_ID}/fileServices/default/shares/app-content", "name": "app-content",
              "type": "Microsoft.Storage/storageAccounts/fileServices/shares", "properties": {"shareQuota": 1024}}
     res, _ = run("storage-3a", account(), file_services(), share, *estate_networks())
-    assert [c.params["group_id"] for c in res.changes] == ["blob", "file"]
+    assert [c.body["properties"]["privateLinkServiceConnections"][0]["properties"]["groupIds"][0]
+            for c in res.changes] == ["blob", "file"]
     res, _ = run("storage-3a", account(), file_services(), *estate_networks())
-    assert [c.params["group_id"] for c in res.changes] == ["blob"]
+    assert [c.body["properties"]["privateLinkServiceConnections"][0]["properties"]["groupIds"][0]
+            for c in res.changes] == ["blob"]
 
 
 def test_private_endpoint_without_usable_subnet_is_manual():

@@ -750,3 +750,7 @@ def test_reference_plan_changes_are_unique_serialisable_and_dependencies_resolve
         json.dumps(c.to_dict())
         if c.action == "create":
             assert c.body and c.body.get("type") and c.body.get("name"), c.id
+        # an editable parameter is substituted by value, so it must appear in what is sent
+        text = json.dumps([c.resource_id, c.body])
+        for k, v in c.params.items():
+            assert json.dumps(v) in text or str(v) in text, (c.id, k)

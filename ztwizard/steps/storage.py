@@ -424,7 +424,7 @@ def endpoint_changes(acct: dict[str, Any], inv: Inventory) -> tuple[list[str], l
                                    "properties": {"privateLinkServiceId": acct["id"], "groupIds": [g]}}]}}
         changes.append(remedy.create(
             "storage-3a", pe_id, body,
-            params={"name": name, "subnet_id": subnet["id"], "group_id": g, "private_dns_zone": zone},
+            params={"name": name, "subnet_id": subnet["id"]},
             title=f"Create private endpoint {name} ({g}) in subnet {subnet['name']}", billable=True,
             risk=f"Billed per endpoint and GB; link DNS zone {zone} to the VNets so names resolve privately."))
     return missing, changes, ""
@@ -606,11 +606,19 @@ def _storage_plan_on(p: dict[str, Any]) -> bool:
 def _storage_extensions(p: dict[str, Any], cap: int) -> list[dict[str, Any]]:
     exts = [copy.deepcopy(e) for e in get_path(p, "properties.extensions") or []
             if (e.get("name") or "").lower() not in (MALWARE.lower(), SENSITIVE.lower())]
-    old_cap = get_path(_ext(p, MALWARE) or {}, "additionalExtensionProperties.CapGBPerMonthPerStorageAccount")
     exts.append({"name": MALWARE, "isEnabled": "True",
-                 "additionalExtensionProperties": {"CapGBPerMonthPerStorageAccount": str(old_cap or cap)}})
+                 "additionalExtensionProperties": {"CapGBPerMonthPerStorageAccount": str(cap_of(p) or cap)}})
     exts.append({"name": SENSITIVE, "isEnabled": "True"})
     return exts
+
+
+def cap_of(p: dict[str, Any]) -> int | None:
+    """The malware-scanning cap already set on the plan, kept rather than overwritten."""
+    raw = get_path(_ext(p, MALWARE) or {}, "additionalExtensionProperties.CapGBPerMonthPerStorageAccount")
+    try:
+        return int(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _subscriptions(inv: Inventory) -> list[str]:
@@ -663,7 +671,7 @@ def _eval_storage_plan_extensions(inv: Inventory) -> CheckResult:
             "storage-4b", p, {"properties.pricingTier": "Standard", "properties.subPlan": "DefenderForStorageV2",
                               "properties.extensions": _storage_extensions(p, DEFAULT_CAP_GB)},
             title=f"Turn on malware scanning and sensitive data discovery in subscription {sub}",
-            billable=True, params={"cap_gb_per_month_per_account": DEFAULT_CAP_GB},
+            billable=True, params={"cap_gb_per_month_per_account": cap_of(p) or DEFAULT_CAP_GB},
             risk="Malware scanning is billed per GB scanned; the cap limits it per account and month.")
         if not on:
             change.depends_on = [change_id("storage-4a", p["id"], "PUT")]

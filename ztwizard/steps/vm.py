@@ -677,13 +677,13 @@ def bastion_plan(vm: dict[str, Any], inv: Inventory) -> tuple[str | None, list[C
         "name": rid.parse(pip_id).name, "type": PUBLIC_IPS, "location": vnet.get("location"),
         "sku": {"name": "Standard"},
         "properties": {"publicIPAllocationMethod": "Static", "publicIPAddressVersion": "IPv4"}},
-        params={"name": rid.parse(pip_id).name}, billable=True,
+        billable=True,
         title=f"Create public IP {rid.parse(pip_id).name} for Bastion", risk="Billed per hour.")
     bas = remedy.create("vm-6a", bas_id, {
         "name": rid.parse(bas_id).name, "type": BASTIONS, "location": vnet.get("location"), "sku": {"name": "Basic"},
         "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
             "subnet": {"id": subnet["id"]}, "publicIPAddress": {"id": pip_id}}}]}},
-        params={"name": rid.parse(bas_id).name, "sku": "Basic", "subnet_id": subnet["id"]}, billable=True,
+        params={"sku": "Basic"}, billable=True,
         title=f"Deploy Azure Bastion {rid.parse(bas_id).name} in {vnet['name']}",
         risk="Billed per hour plus outbound data; deployment takes several minutes.")
     bas.depends_on = [pip.id]
@@ -1035,7 +1035,7 @@ def _eval_jit(inv: Inventory) -> CheckResult:
             change = remedy.create("vm-8c", jid, {
                 "name": "default", "type": JIT, "kind": "Basic", "location": location,
                 "properties": {"virtualMachines": [_jit_entry(vm["id"], ports) for vm, ports in members]}},
-                params={"maxRequestAccessDuration": "PT3H", "allowedSourceAddressPrefix": "*"}, **flags)
+                params={"maxRequestAccessDuration": "PT3H"}, **flags)
         change.depends_on = deps
         out.changes.append(change)
     return out
