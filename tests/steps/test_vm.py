@@ -307,6 +307,8 @@ def test_trusted_launch_gen2_fails_with_fix_gen1_manual():
     v = make_vm(security="Standard", instanceView={"hyperVGeneration": "V2"})
     assert statuses(run("vm-3a", inv_of(v))) == ["fail"]
     assert statuses(run("vm-3a", inv_of(make_vm(security="Standard")))) == ["manual"]
+    graph = make_vm(security="Standard", extended={"instanceView": {"hyperVGeneration": "V1"}})
+    assert "Generation 1" in run("vm-3a", inv_of(graph)).findings[0].message
 
 
 @pytest.mark.parametrize("check_id,leaf", [("vm-3b", "secureBootEnabled"), ("vm-3c", "vTpmEnabled")])

@@ -76,7 +76,8 @@ def hyperv_generation(vm: dict[str, Any], inv: Inventory) -> str | None:
     disk = inv.get(get_path(vm, "properties.storageProfile.osDisk.managedDisk.id"))
     if disk is not None:
         return get_path(disk, "properties.hyperVGeneration") or "V1"
-    return get_path(vm, "properties.instanceView.hyperVGeneration")
+    return (get_path(vm, "properties.instanceView.hyperVGeneration")
+            or get_path(vm, "properties.extended.instanceView.hyperVGeneration"))  # Resource Graph's shape
 
 
 def vm_nics(vm: dict[str, Any], inv: Inventory) -> list[dict[str, Any]]:
