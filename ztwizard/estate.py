@@ -185,8 +185,8 @@ def _check_id(value: Any, where: str) -> None:
         raise UsageError(f"{where} has an \"id\" that is not a string.", "Fix or remove that entry.")
     rid_text = "/" + value.strip().strip("/")
     low = rid_text.lower()
-    if "//" in value.strip().strip("/") or any(c.isspace() for c in value.strip()):
-        raise UsageError(f"{where} has a malformed id {value!r} (empty segment or whitespace).",
+    if "//" in value.strip().strip("/") or any(ord(c) < 32 for c in value):
+        raise UsageError(f"{where} has a malformed id {value!r} (an empty segment or a control character).",
                          "Use the id exactly as ARM returns it.")
     if low.startswith("/subscriptions/"):
         sub = rid_text.split("/")[2] if len(rid_text.split("/")) > 2 else ""
