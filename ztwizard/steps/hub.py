@@ -12,7 +12,7 @@ from .. import remedy
 from .. import resource_id as rid
 from ..inventory import Inventory
 from ..model import CheckResult, Finding, change_id
-from ..paths import get_path
+from ..paths import get_path, set_path
 from ._base import Check, Step, not_applicable, property_check
 from .spoke import (
     APPGW,
@@ -136,6 +136,8 @@ def _hub_1c(inv: Inventory) -> CheckResult:
         body = {"location": pol.get("location"),
                 "properties": {**keep, "sku": {"tier": "Premium"},
                                "threatIntelMode": "Deny", "intrusionDetection": {"mode": "Deny"}}}
+        for path, value in (_hub_1i_fix(pol, inv) or {}).items():
+            set_path(body, path, value)  # policy analytics from the start when a workspace exists
         out.findings.append(Finding("hub-1c", pol["id"], "fail", "properties.sku.tier", tier, "Premium",
                                     f"Policy {pol['name']} is {tier}; IDPS and TLS inspection need Premium."))
         out.changes.append(remedy.create(
