@@ -395,6 +395,9 @@ def _apply_one(gateway: Any, journal: J.Journal, session_id: str, ch: Change, st
             _applied(journal, session_id, ch, step, cur, written, outcome, "")
             return
         reason = _stale(ch, cur)
+        if reason.startswith("already holds") and ch.resource_id.lower() in written:
+            skip(ch, step, "already in place after an earlier change in this session")
+            return
         if reason and replan and ch.resource_id.lower() in written and cur is not None \
                 and cur.get("etag") == written[ch.resource_id.lower()]:
             # Our own earlier write in this run moved the resource: plan this change afresh.

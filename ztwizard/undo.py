@@ -141,14 +141,17 @@ def undo_changes(gateway: Any, journal: J.Journal, session_id: str, *, change_id
             outcome(rec, "skipped", f"nothing to undo ({rec.state.replace('_', ' ')})")
     todo = [r for r in rows if r.state in J.UNDOABLE]
     todo.sort(key=lambda r: (r.seq or 0, r.ordinal), reverse=True)
+    # Who depends on whom, among the changes that still hold (kept current as undo proceeds).
+    holding = {r.change_id: r.depends_on for r in journal.changes(session_id, states=J.UNDOABLE)}
     for rec in todo:
         rec = journal.change(session_id, rec.change_id)
-        needed_by = [r.change_id for r in journal.changes(session_id, states=J.UNDOABLE)
-                     if rec.change_id in r.depends_on]
+        needed_by = [cid for cid, deps in holding.items() if rec.change_id in deps]
         if needed_by:
             outcome(rec, "skipped", f"still needed by {', '.join(needed_by)}; undo that first")
             continue
         _undo_one(gateway, journal, session_id, rec, override, report, outcome)
+        if journal.change(session_id, rec.change_id).state not in J.UNDOABLE:
+            holding.pop(rec.change_id, None)
     if whole and not journal.changes(session_id, states=(*J.UNDOABLE, *J.UNSETTLED)):
         journal.update_session(session_id, status=J.UNDONE_SESSION)
     return report
