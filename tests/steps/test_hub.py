@@ -504,3 +504,14 @@ def test_network_plan_applies_through_the_sdk_on_the_sandbox(tmp_path):
         assert [c for c, _ in left] == ["spoke-5a"], left
     finally:
         journal.close()
+
+
+def test_hub_checks_give_the_same_verdicts_on_resource_graph_rows():
+    from .test_spoke import graph_shaped
+
+    res = [*estate(), policy(), pip(), workspace()]
+    plain, graph = Inventory.from_resources(res), Inventory.from_resources(graph_shaped(res))
+    for check_id in HUB_CHECKS:
+        a = sorted((f.resource_id.lower(), f.status) for f in run(check_id, plain).findings)
+        b = sorted((f.resource_id.lower(), f.status) for f in run(check_id, graph).findings)
+        assert a == b, check_id

@@ -596,3 +596,46 @@ def test_reference_estate_every_spoke_step_has_work_and_some_passes():
         assert "error" not in found, step.id
         seen_pass = seen_pass or "pass" in found
     assert seen_pass
+
+
+@pytest.mark.parametrize("check_id", SPOKE_CHECKS)
+def test_every_spoke_check_runs_on_an_empty_scope(check_id: str):
+    result = run(check_id, [])
+    assert statuses(result) == ["not_applicable"] and not result.changes
+
+
+@pytest.mark.parametrize("check_id", SPOKE_CHECKS)
+def test_every_spoke_check_reports_unreadable_types_as_error(check_id: str):
+    check = CHECK_BY_ID[check_id]
+    inv = Inventory.from_resources(estate())
+    inv.unreadable[check.resource_type.lower()] = "403 AuthorizationFailed"
+    assert statuses(check.run(inv)) == ["error"]
+    assert "AuthorizationFailed" in check.run(inv).findings[0].message
+
+
+def graph_shaped(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """As Resource Graph returns rows: lower-cased types, subnets and rules as their own rows, and
+    the subscriptionId/resourceGroup columns."""
+    out = []
+    for r in copy.deepcopy(resources):
+        inline = []
+        for key in ("subnets", "securityRules"):
+            for child in (r.get("properties") or {}).pop(key, None) or []:
+                seg = key
+                child["id"] = f"{r['id']}/{seg}/{child['name']}"
+                inline.append(child)
+        for row in [r, *inline]:
+            row["type"] = (row.get("type") or "").lower()
+            row["subscriptionId"], row["resourceGroup"] = WL, "rg-x"
+            out.append(row)
+    return out
+
+
+def test_resource_graph_rows_give_the_same_verdicts_as_arm_json():
+    plain = Inventory.from_resources(estate())
+    graph = Inventory.from_resources(graph_shaped(estate()))
+    assert graph.get(f"{SPOKE}/subnets/snet-app")["type"] == "Microsoft.Network/virtualNetworks/subnets"
+    for check_id in SPOKE_CHECKS:
+        a = sorted((f.resource_id.lower(), f.status) for f in run(check_id, plain).findings)
+        b = sorted((f.resource_id.lower(), f.status) for f in run(check_id, graph).findings)
+        assert a == b, check_id

@@ -757,9 +757,10 @@ def role_asgs(inv: Inventory) -> dict[tuple[str, str], tuple[str, dict[str, Any]
         if same:
             out[(low(vnet["id"]), role)] = (same[0]["id"], same[0], vnet)
             continue
-        prefix_style = sum(1 for n in inv.of_type(NSG) if n["name"].lower().endswith("-nsg")) > \
+        # follow the estate's NSG names: `web-nsg` style gives `web-asg`, otherwise `asg-web`
+        suffix_style = sum(1 for n in inv.of_type(NSG) if n["name"].lower().endswith("-nsg")) > \
             sum(1 for n in inv.of_type(NSG) if n["name"].lower().startswith("nsg-"))
-        name = f"{role}-asg" if prefix_style else f"asg-{role}"
+        name = f"{role}-asg" if suffix_style else f"asg-{role}"
         if len({low(v["id"]) for v in spokes(inv) if loc(v) == loc(vnet)}) > 1:
             name = f"{name}-{vnet['name']}"
         out[(low(vnet["id"]), role)] = (f"{rg_of(vnet['id'])}/providers/{ASG}/{name}", None, vnet)
