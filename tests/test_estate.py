@@ -282,3 +282,30 @@ def test_estate_file_in_the_sandbox_reads_back_through_the_sdk(name, sandbox, ar
     if name == "array.json":
         assert [e.name for e in compute.virtual_machine_extensions.list("rg-demo", "vm-web").value] == \
             ["AADSSHLoginForLinux"]
+
+
+# ---- the command line --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["type-mismatch.json", "not-json.json", "duplicate-ids.json"])
+def test_cli_refuses_a_malformed_estate_with_exit_2_and_no_traceback(name, capsys, tmp_path):
+    from ztwizard.cli import main
+
+    code = main(["--state-dir", str(tmp_path / "state"), "--estate", str(DATA / "bad" / name), "plan"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "Traceback" not in err and "Traceback" not in out
+    assert name in err and "hint:" in err
+    assert not (tmp_path / "state" / "sandbox").exists()  # nothing written for a refused estate
+
+
+def test_cli_audits_an_estate_file(capsys, tmp_path):
+    from ztwizard.cli import main
+
+    code = main(["--state-dir", str(tmp_path), "--estate", str(DATA / "array.json"), "plan", "--format", "json"])
+    plan = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert plan["target"]["subscriptions"] == [SUB]
+    findings = [f for s in plan["steps"] for f in s["findings"]]
+    assert any(f["check"] == "storage-1b" and f["status"] == "fail" and f["resource_id"].endswith("stdemo01")
+               for f in findings)
+    assert any(f["check"] == "spoke-3a" and f["status"] == "fail" and f["resource_id"].endswith("/subnets/snet-data")
+               for f in findings)  # the subnet that came inline, without an NSG
