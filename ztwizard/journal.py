@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -345,8 +346,11 @@ class Journal:
         self.write = write
         self._lock: _Lock | None = None
         self._commits = 0
-        kill_after = os.environ.get(KILL_ENV, "")
-        self._kill_after = int(kill_after) if kill_after.isdigit() else 0
+        # Crash tests: "N" dies right after the Nth commit; "N+MS" dies MS milliseconds later
+        # (in the middle of the request that follows).
+        kill = re.fullmatch(r"(\d+)(?:\+(\d+))?", os.environ.get(KILL_ENV, ""))
+        self._kill_after = int(kill.group(1)) if kill else 0
+        self._kill_delay = int(kill.group(2) or 0) / 1000 if kill else 0.0
         self._ensure_dir()
         if write:
             self._lock = _Lock(self.path.with_name(DB_NAME + ".lock"))
@@ -445,9 +449,13 @@ class Journal:
             raise
         self.db.execute("COMMIT")
         self._commits += 1
-        if self._kill_after and self._commits >= self._kill_after:
-            # Crash tests: die right after a durable commit, as a SIGKILL at that instant would.
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self._kill_after and self._commits == self._kill_after:
+            if self._kill_delay:
+                timer = threading.Timer(self._kill_delay, os.kill, (os.getpid(), signal.SIGKILL))
+                timer.daemon = True
+                timer.start()
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     def _event(self, db: sqlite3.Connection, session_id: str, change_id: str | None, kind: str,
                message: str = "") -> None:
