@@ -288,9 +288,10 @@ def _plan(inv: Inventory) -> tuple[str, dict[str, Any] | None]:
     plans = inv.of_type(DDOS)
     if plans:
         return plans[0]["id"], plans[0]
-    anchor = (hubs(inv) or inv.of_type(VNET) or [None])[0]
-    if not anchor:
+    vnets = hubs(inv) or inv.of_type(VNET)
+    if not vnets:
         return "", None
+    anchor = vnets[0]
     return f"{rg_of(anchor['id'])}/providers/{DDOS}/ddos-{loc(anchor) or 'plan'}", None
 
 
@@ -510,7 +511,7 @@ def _hub_3a(inv: Inventory) -> CheckResult:
                                                                                   f"{hub['name']}."))
             continue
         table = inv.get(ref(get_path(sn, "properties.routeTable")))
-        new_routes = [{"name": _spoke_name(inv, p, v), "properties": {
+        new_routes: list[dict[str, Any]] = [{"name": _spoke_name(inv, p, v), "properties": {
             "addressPrefix": p, "nextHopType": "VirtualAppliance", "nextHopIpAddress": ip}} for p, v in wanted]
         if not table:
             name = unique_name(inv, rg_of(hub["id"]), RT, name_for(sn["name"]), taken)

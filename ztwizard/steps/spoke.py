@@ -177,9 +177,15 @@ def namer(inv: Inventory, rtype: str, link: str, default: str) -> Callable[[str]
         for key, stemmed in ((sn["name"], False), (_stem(sn["name"]), True)):
             if key and key.lower() in tname.lower() and key.lower() != tname.lower():
                 i = tname.lower().index(key.lower())
-                pre, post = tname[:i], tname[i + len(key):]
-                return lambda s, pre=pre, post=post, stemmed=stemmed: f"{pre}{_stem(s) if stemmed else s}{post}"
+                return _affixed(tname[:i], tname[i + len(key):], stemmed)
     return lambda s: default.format(s)
+
+
+def _affixed(pre: str, post: str, stemmed: bool) -> Callable[[str], str]:
+    def name(subnet: str) -> str:
+        return f"{pre}{_stem(subnet) if stemmed else subnet}{post}"
+
+    return name
 
 
 def _stem(name: str) -> str:
