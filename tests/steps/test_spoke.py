@@ -306,6 +306,7 @@ def test_spoke_3a_nic_level_nsg_does_not_cover_the_subnet_and_own_entries_count(
     vm[1]["properties"]["networkSecurityGroup"] = {"id": rid(SPOKE_RG, f"{N}/networkSecurityGroups", "nsg-web")}
     result = run("spoke-3a", [spoke_vnet(peer=False), nsg("nsg-web"), *vm])
     assert by_id(result)[f"{SPOKE}/subnets/snet-app".lower()] == "fail"
+    assert "NIC nic-vm-app-01" in next(f.message for f in result.findings if f.status == "fail")
     # the same subnet given as its own entry (as Resource Graph or a list call returns it), with an NSG
     v = spoke_vnet([], peer=False)
     own = {**subnet("snet-app", "10.1.2.0/24", nsg=rid(SPOKE_RG, f"{N}/networkSecurityGroups", "nsg-web")),

@@ -651,9 +651,13 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
                 out.changes.append(create)
                 deps = [create.id]
             disruptive = _public_facing(inv, sn, appgw)
+            nic_nsgs = [n["name"] for n in inv.of_type(NIC) if ref(get_path(n, "properties.networkSecurityGroup"))
+                        and any(low(ref(get_path(c, "properties.subnet"))) == low(sn["id"])
+                                for c in get_path(n, "properties.ipConfigurations") or [])]
+            note = (f"; the NSG on NIC {', '.join(nic_nsgs)} guards that NIC only, not the subnet" if nic_nsgs
+                    else "")
             out.findings.append(Finding("spoke-3a", sn["id"], "fail", "properties.networkSecurityGroup.id", None,
-                                        "an NSG", f"Subnet {sn['name']} of {vnet['name']} has no NSG; a NIC-level "
-                                                  f"NSG does not cover the subnet."))
+                                        "an NSG", f"Subnet {sn['name']} of {vnet['name']} has no NSG{note}."))
             out.changes.append(remedy.put(
                 "spoke-3a", sn, {"properties.networkSecurityGroup": {"id": nsg_id}}, depends_on=deps,
                 disruptive=disruptive,
