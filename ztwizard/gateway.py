@@ -531,7 +531,7 @@ def _policy_assignments(gw: Gateway, sub: str) -> Iterable[Any]:
     out: list[dict[str, Any]] = []
     next_url: str | None = f"{url}?api-version={API_VERSIONS['microsoft.authorization/policyassignments']}"
     while next_url:
-        resp = client._send_request(HttpRequest("GET", next_url))
+        resp = client.send_request(HttpRequest("GET", next_url))
         if resp.status_code >= 400:
             raise HttpResponseError(response=resp)
         page = resp.json()
