@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import small_estate  # tests/conftest.py
+
 from ztwizard.gateway import Gateway
 from ztwizard.journal import Journal
 from ztwizard.sandbox import Sandbox

@@ -7,8 +7,8 @@ import os
 import stat
 
 import pytest
-
 from conftest import SUB
+
 from ztwizard import journal as J
 from ztwizard.apply import apply_changes, start_session
 from ztwizard.engine import inspect
