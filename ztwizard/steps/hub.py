@@ -91,6 +91,7 @@ def _premium(pol: dict[str, Any]) -> bool:
 hub_1a = property_check(
     id="hub-1a", title="Azure Firewall runs the Premium tier", resource_type=FW, path="properties.sku.tier",
     expected="Premium", default="Standard", remediation="advisory", what="Azure Firewall",
+    fail_message="The firewall is not Premium, so it cannot inspect TLS or run IDPS.",
     instruction="Upgrade it to Premium in a maintenance window (Firewall Manager's in-place upgrade from "
                 "Standard; Basic needs a new Premium firewall), with a Premium policy (hub-1c), so TLS "
                 "inspection and IDPS become available.",
@@ -155,18 +156,20 @@ def _classic(fw: dict[str, Any]) -> bool:
 hub_1d_policy = property_check(
     id="hub-1d", title="Threat intelligence alerts and denies", resource_type=FWP, path="properties.threatIntelMode",
     expected="Deny", default="Alert", remediation="auto-put", fix={"properties.threatIntelMode": "Deny"},
-    what="firewall policy", risk="Known-bad addresses get blocked; allow-list false positives in threatIntelWhitelist.",
+    what="firewall policy", fail_message="Threat intelligence does not deny: traffic to known-malicious addresses passes.", risk="Known-bad addresses get blocked; allow-list false positives in threatIntelWhitelist.",
     mcsb="NS-3", policy="Azure Firewall Policy should enable Threat Intelligence")
 hub_1d_classic = property_check(
     id="hub-1d", title="Threat intelligence alerts and denies", resource_type=FW, path="properties.threatIntelMode",
     expected="Deny", default="Alert", remediation="auto-put", fix={"properties.threatIntelMode": "Deny"},
     applies=lambda fw, inv: _classic(fw), what="classic-rule firewall",
+    fail_message="Threat intelligence does not deny: traffic to known-malicious addresses passes.",
     risk="Known-bad addresses get blocked; allow-list false positives.",
     mcsb="NS-3", policy="Azure Firewall Standard - Classic Rules should enable Threat Intelligence")
 
 hub_1e = property_check(
     id="hub-1e", title="IDPS alerts and denies", resource_type=FWP, path="properties.intrusionDetection.mode",
     expected="Deny", default="Off", remediation="auto-put",
+    fail_message="IDPS does not block: signature matches pass (Off or Alert only).",
     fix=lambda pol, inv: {"properties.intrusionDetection.mode": "Deny"} if _premium(pol) else None,
     instruction="IDPS needs a Premium policy: create one (hub-1c), set intrusion detection to Alert and deny, "
                 "and associate it with a Premium firewall.",
@@ -226,6 +229,7 @@ def _hub_1i_fix(pol: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
 hub_1i = property_check(
     id="hub-1i", title="Policy analytics is on", resource_type=FWP, path="properties.insights.isEnabled",
     expected=True, default=False, remediation="auto-put", fix=_hub_1i_fix, what="firewall policy",
+    fail_message="Policy analytics is off: unused and overly broad rules go unnoticed.",
     instruction="Create a Log Analytics workspace for the firewall's logs first, then turn on policy analytics, "
                 "so unused and overly broad rules show up.",
     risk="Policy analytics is billed.", billable=True, mcsb="LT-4", policy="Azure Firewall Policy Analytics should be Enabled")

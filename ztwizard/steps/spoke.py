@@ -971,7 +971,8 @@ def _deny_all(check: str, direction: str) -> Callable[[Inventory], CheckResult]:
                      "destinationPortRange": "*", "description": "Baseline: deny what no rule above allows."}
             out.findings.append(Finding(check, nsg["id"], "fail", path, None, name,
                                         f"{nsg['name']} has no deny-all {direction.lower()} rule at 4096; the "
-                                        f"default rules allow all VNet traffic."))
+                                        + ("default rules allow all VNet traffic in." if direction == "Inbound" else
+                                           "default rules let every VM reach the VNet and the internet.")))
             existing = inv.get(rule_id)
             title = f"Add {name} at 4096 to {nsg['name']}"
             deps: list[str] = []
