@@ -527,3 +527,16 @@ def test_public_access_names_the_containers_that_go_dark():
     assert "images" in res.changes[0].risk and "private" not in res.changes[0].risk
     assert "Anonymous containers: images." in res.findings[0].message
     assert_fix_passes("storage-1c", inv)
+
+
+def test_private_endpoint_goes_in_the_subnets_subscription_and_region():
+    other_sub = "00000000-0000-0000-0000-0000000000ff"
+    other_rg = f"/subscriptions/{other_sub}/resourceGroups/rg-net"
+    spoke_id = f"{other_rg}/providers/Microsoft.Network/virtualNetworks/vnet-spoke-neu"
+    net = vnet(spoke_id, "10.2.0.0/16", [subnet(spoke_id, "snet-pe", "10.2.9.0/28")])
+    net["location"] = "northeurope"
+    res, inv = run("storage-3a", account(), net)
+    (c,) = res.changes
+    assert c.resource_id.startswith(f"{other_rg}/providers/Microsoft.Network/privateEndpoints/")
+    assert c.body["location"] == "northeurope"
+    assert_fix_passes("storage-3a", inv)

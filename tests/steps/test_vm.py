@@ -756,3 +756,12 @@ def test_reference_plan_changes_are_unique_serialisable_and_dependencies_resolve
         text = json.dumps([c.resource_id, c.body])
         for k, v in c.params.items():
             assert json.dumps(v) in text or str(v) in text, (c.id, k)
+
+
+def test_malformed_ports_open_nothing_and_assignable_scopes_nest():
+    assert open_ports(rule("bad", port="ssh")) == []
+    assert open_ports(rule("any", port="Any")) == [22, 3389]
+    assert vm_article._covers(f"/subscriptions/{SUB}", f"/subscriptions/{SUB}")
+    assert vm_article._covers("/", f"/subscriptions/{SUB}")
+    assert not vm_article._covers(f"/subscriptions/{SUB[:-1]}", f"/subscriptions/{SUB}")
+    assert not vm_article._covers(f"{RG}", f"/subscriptions/{SUB}")

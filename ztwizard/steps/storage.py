@@ -411,13 +411,16 @@ def endpoint_changes(acct: dict[str, Any], inv: Inventory) -> tuple[list[str], l
     if subnet is None:
         return missing, [], ("No spoke subnet can take a private endpoint: add a subnet (a /28 is enough, "
                              "no delegation) to the workload VNet, then re-run the plan.")
-    rg = rid.resource_group_id(acct["id"])
+    vnet = inv.parent(subnet["id"]) or {}
+    # an endpoint lives in its subnet's subscription and region; the account's group when it can
+    same_sub = (rid.subscription_of(acct["id"]) or "").lower() == (rid.subscription_of(subnet["id"]) or "").lower()
+    rg = rid.resource_group_id(acct["id"] if same_sub else subnet["id"])
     changes = []
     for g in missing:
         name = f"pe-{acct['name']}-{g}"
         pe_id = f"{rg}/providers/{PRIVATE_ENDPOINTS}/{name}"
         zone = f"privatelink.{g}.core.windows.net"
-        body = {"name": name, "type": PRIVATE_ENDPOINTS, "location": acct.get("location"),
+        body = {"name": name, "type": PRIVATE_ENDPOINTS, "location": vnet.get("location") or acct.get("location"),
                 "properties": {"subnet": {"id": subnet["id"]},
                                "privateLinkServiceConnections": [{
                                    "name": f"{acct['name']}-{g}",

@@ -171,16 +171,15 @@ def port_ranges(rule: dict[str, Any]) -> list[tuple[int, int]]:
         get_path(rule, "properties.destinationPortRanges") or [])
     out = []
     for r in raw:
-        if r is None or r == "":
-            continue
-        r = str(r).strip()
-        if r == "*":
+        r = str(r or "").strip()
+        if r == "*" or r.lower() == "any":
             out.append((0, 65535))
-        elif "-" in r:
-            a, b = r.split("-", 1)
-            out.append((int(a), int(b)))
-        else:
-            out.append((int(r), int(r)))
+            continue
+        lo, _, hi = r.partition("-")
+        try:
+            out.append((int(lo), int(hi or lo)))
+        except ValueError:
+            continue  # not a port ARM would accept; it opens nothing
     return out
 
 
@@ -326,6 +325,12 @@ def _join_role_ok(role: dict[str, Any]) -> bool:
     return not any("*" in a or a.lower().endswith(("/write", "/delete")) for a in actions)
 
 
+def _covers(assignable: str, scope: str) -> bool:
+    """A role assignable at a scope can be assigned at that scope and below it."""
+    a, s = assignable.rstrip("/").lower(), scope.rstrip("/").lower()
+    return a == "" or a == s or s.startswith(a + "/")
+
+
 def _eval_join_role(inv: Inventory) -> CheckResult:
     err = unreadable(inv, "vm-2b", VM, ROLE_DEFINITIONS)
     if err:
@@ -336,8 +341,7 @@ def _eval_join_role(inv: Inventory) -> CheckResult:
     for sub in subs:
         scope = f"/subscriptions/{sub}"
         roles = [r for r in inv.of_type(ROLE_DEFINITIONS) if _join_role_ok(r) and any(
-            scope.lower().startswith(s.rstrip("/").lower()) or s.rstrip("/").lower() == scope.lower() or s == "/"
-            for s in get_path(r, "properties.assignableScopes") or [])]
+            _covers(s, scope) for s in get_path(r, "properties.assignableScopes") or [])]
         if roles:
             out.findings.append(Finding("vm-2b", scope, "pass", "properties.permissions", None, JOIN_ACTION,
                                         f"Custom role {get_path(roles[0], 'properties.roleName')} grants subnet join only."))
