@@ -312,8 +312,8 @@ class _Lock:
             os.close(fd)
             pid, _, session = holder.partition(" ")
             who = f"PID {pid}" if pid.isdigit() else "another process"
-            what = f"Session {session}" if session else "The journal"
-            raise ZtwError(f"{what} is in use by {who}.",
+            what = f"Session {session}" if session else "A session"
+            raise ZtwError(f"{what} is in use by {who} (the journal takes one writer at a time).",
                            "Wait for that wizard to finish (or stop it), then try again.") from None
         self.fd = fd
         self.note("")
