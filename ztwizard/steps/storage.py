@@ -450,8 +450,11 @@ def _eval_private_link(inv: Inventory) -> CheckResult:
             out.findings.append(Finding("storage-3a", acct["id"], "pass", prop, None, needed,
                                         f"Approved private endpoints cover {', '.join(needed)}."))
         elif changes:
+            zones = ", ".join(f"privatelink.{g}.core.windows.net" for g in missing)
             out.findings.append(Finding("storage-3a", acct["id"], "fail", prop, None, needed,
-                                        f"No approved private endpoint for {', '.join(missing)}."))
+                                        f"No approved private endpoint for {', '.join(missing)}. After "
+                                        f"creating it, link the private DNS zone {zones} to the VNets whose "
+                                        "clients use the account (or to the hub's DNS resolver)."))
             out.changes.extend(changes)
         else:
             out.findings.append(Finding("storage-3a", acct["id"], "manual", prop, None, needed,
@@ -486,8 +489,9 @@ def _eval_public_access(inv: Inventory) -> CheckResult:
                                     f"Public network access is {actual}."))
         change = remedy.patch("storage-3b", acct, {prop: "Disabled"},
                               title=f"Disable public network access on {acct['name']}", disruptive=True,
-                              risk="Every client outside the private endpoints loses access, "
-                                   "including portal data browsing from outside the VNet.")
+                              risk="Every client that does not come through a private endpoint loses "
+                                   "access, including VNets that resolve the account before the "
+                                   "privatelink DNS zone is linked to them, and portal data browsing.")
         change.depends_on = [c.id for c in pe_changes]
         out.changes.append(change)
     return out
