@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from ztwizard.tui.messages import (
     ApplyFinished,
     ChangeProgress,
@@ -89,18 +91,29 @@ async def test_quit_mid_apply_then_resume(make_app, messages):
     app = make_app()
     async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
         await open_checklist(pilot)
-        app.backend.gateway.target.sandbox.latency_ms = 120  # slow ARM down: time to quit mid-way
+        # Hold ARM's first answer until the person has pressed q, so "mid-way" is exact.
+        gateway = app.backend.gateway
+        real_write, wrote, release = gateway.write, threading.Event(), threading.Event()
+
+        def held_write(*args, **kwargs):
+            out = real_write(*args, **kwargs)
+            wrote.set()
+            release.wait(10)
+            return out
+
+        gateway.write = held_write
         await pilot.press("enter", "a")
         assert isinstance(app.screen, ConfirmApplyScreen)
         await pilot.press("ctrl+y")
-        await until(pilot, lambda: any(isinstance(m, ChangeProgress) and m.state == "applied"
-                                       for m in messages))
+        await until(pilot, wrote.is_set)
         await pilot.press("q")
+        assert app.is_running  # still finishing the change in flight
+        release.set()
         await until(pilot, lambda: not app.is_running, timeout=20)
     first = [m for m in messages if isinstance(m, ApplyFinished)]
     assert first and first[-1].interrupted
     done = {m.change_id for m in messages if isinstance(m, ChangeProgress) and m.state == "applied"}
-    assert 1 <= len(done) < 4
+    assert len(done) == 1
 
     messages.clear()
     again = make_app()

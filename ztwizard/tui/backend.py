@@ -75,6 +75,8 @@ def _swap(obj: Any, old: Any, new: Any) -> Any:
         return [_swap(v, old, new) for v in obj]
     if obj == old and type(obj) is type(old):
         return copy.deepcopy(new)
+    if isinstance(obj, str) and isinstance(old, int | float) and not isinstance(old, bool) and obj == str(old):
+        return str(new)  # ARM often carries numbers as strings (e.g. Defender's caps)
     if isinstance(obj, str) and isinstance(old, str) and isinstance(new, str) and old and len(old) > 2:
         return obj.replace(old, new)
     return obj
@@ -174,10 +176,11 @@ class Backend:
         return out
 
     def with_params(self, change: Change, params: dict[str, Any]) -> Change:
-        """The create change rebuilt with edited parameters: every occurrence of an old value
-        in the id, body and after-image (names inside ids too) takes the new one."""
-        if change.action != "create":
-            raise ZtwError("Only create changes have parameters.")
+        """The change rebuilt with edited parameters: every occurrence of an old value in the
+        id, body and after-image (names inside ids too) takes the new one. The change keeps its
+        id, so the journal and a resumed session still recognise it."""
+        if not change.params:
+            raise ZtwError("This change has no parameters to edit.")
         pairs = [(old, params[k]) for k, old in change.params.items()
                  if k in params and params[k] != old]
         new = Change.from_dict(copy.deepcopy(change.to_dict()))

@@ -127,7 +127,12 @@ class ChecklistScreen(Screen[None]):
         t.append_text(counts)
         return t
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, force: bool = False) -> None:
+        key = (tuple((sid, r.status, tuple(r.counts().values())) for sid, r in self.app.results.items()),
+               self.only_failing, self.article, self.checklist.size.width)
+        if key == getattr(self, "_built", None) and not force:
+            return  # progress ticks alone do not rebuild the list
+        self._built = key
         ol = self.checklist
         keep = ol.highlighted_option.id if ol.highlighted_option is not None else None
         options: list[Option] = []

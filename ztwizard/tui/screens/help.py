@@ -43,7 +43,7 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(classes="dialog tall", id="help"):
             yield Static(Text("ztwizard help (esc closes)", style="bold"), classes="dialog-title")
             with VerticalScroll():
-                yield Static(t)
+                yield Static(t, classes="help-body")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

@@ -45,6 +45,11 @@ class ParamsScreen(ModalScreen[dict[str, Any] | None]):
                 yield Button("Save (ctrl+s)", id="save", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
 
+    def on_mount(self) -> None:
+        first = self.query(Input).first()
+        first.focus()
+        first.action_end()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_save() if event.button.id == "save" else self.action_cancel()
 

@@ -102,9 +102,12 @@ class StepScreen(Screen[None]):
         banner.update(msg)
         banner.set_class(not msg, "hidden")
 
-        self.query_one("#why", Static).update(Text(step.why + "\n", style="italic"))
-        self.query_one("#findings", Static).update(
-            findings_text(res.findings) if res else Text("Not inspected yet…", style="dim"))
+        shown = (self.step_id, id(res))
+        if shown != getattr(self, "_shown", None):
+            self._shown = shown
+            self.query_one("#why", Static).update(Text(step.why + "\n", style="italic"))
+            self.query_one("#findings", Static).update(
+                findings_text(res.findings) if res else Text("Not inspected yet…", style="dim"))
         self._refresh_apply_row()
         self._refresh_changes()
         self.refresh_bindings()

@@ -1,0 +1,194 @@
+"""The wizard's screens one by one: filters, palette, dry-run, parameters, failures, drift, help."""
+
+from __future__ import annotations
+
+from ztwizard.tui.messages import ApplyFinished, ChangeProgress, UndoFinished
+from ztwizard.tui.screens.checklist import ChecklistScreen
+from ztwizard.tui.screens.confirm import ConfirmScreen
+from ztwizard.tui.screens.drift import DriftScreen
+from ztwizard.tui.screens.help import HelpScreen
+from ztwizard.tui.screens.journal import JournalScreen
+from ztwizard.tui.screens.params import ParamsScreen
+from ztwizard.tui.screens.step import StepScreen
+
+from .conftest import ACCOUNT
+from .helpers import settle
+
+SIZE = (80, 24)
+
+
+async def checklist(pilot) -> ChecklistScreen:
+    await settle(pilot)
+    await pilot.press("ctrl+s")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, ChecklistScreen)
+    return screen
+
+
+async def test_checklist_filters_and_summary(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await checklist(pilot)
+        assert len(screen.visible_steps()) == 23
+        summary = str(screen.query_one("#summary").render())
+        assert "Hardened: 0/" in summary
+        await pilot.press("f")
+        failing = screen.visible_steps()
+        assert failing and all(app.results[s].status in ("fail", "manual", "error") for s in failing)
+        assert "spoke-1" not in failing  # not applicable on a storage-only estate
+        await pilot.press("f", "a")
+        assert screen.article == "storage" and screen.visible_steps() == [f"storage-{i}" for i in range(1, 5)]
+        await pilot.press("a", "a", "a", "a")
+        assert screen.article is None
+        assert screen.highlighted_step() == "hub-1"  # the place is kept across filters
+        await pilot.press("down", "enter")
+        assert isinstance(app.screen, StepScreen) and app.screen.step_id == "hub-2"
+        await pilot.press("n")
+        assert app.screen.step_id == "hub-3"
+        await pilot.press("p", "p")
+        assert app.screen.step_id == "hub-1"
+        await pilot.press("escape")
+        assert isinstance(app.screen, ChecklistScreen)
+
+
+async def test_palette_jumps_to_a_step_by_id(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await checklist(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"hub-3")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, StepScreen) and app.screen.step_id == "hub-3"
+
+
+async def test_dry_run_disables_apply_and_undo_visibly(make_app, messages):
+    app = make_app(dry_run=True)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await checklist(pilot)
+        assert "DRY-RUN" in str(app.screen.query_one("#filters").render())
+        await pilot.press("enter")
+        step = app.screen
+        assert isinstance(step, StepScreen)
+        banner = step.query_one("#banner")
+        assert banner.display and "apply is disabled" in str(banner.render())
+        assert step.check_action("apply", ()) is None  # shown greyed out in the footer
+        await pilot.press("c")
+        detail = str(step.query_one("#detail").render())
+        assert "PATCH" in detail and "api-version=" in detail  # the preview still works
+        await pilot.press("a")
+        assert app.screen is step and not any(isinstance(m, ApplyFinished) for m in messages)
+        await pilot.press("j")
+        await settle(pilot)
+        assert isinstance(app.screen, JournalScreen)
+        assert app.screen.check_action("undo_session", ()) is None
+        assert "undo is disabled" in str(app.screen.query_one("#journal-title").render())
+
+
+async def test_failure_is_shown_in_place_with_arms_message(make_app, messages):
+    """A target that refuses writes (403): the change fails, ARM's words are shown, and the
+    step is re-inspected as still failing: nothing was changed."""
+    app = make_app(read_only=True)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await checklist(pilot)
+        await pilot.press("enter", "a", "ctrl+y")
+        await settle(pilot)
+        failed = [m for m in messages if isinstance(m, ChangeProgress) and m.state == "failed"]
+        assert failed
+        step = app.screen
+        assert isinstance(step, StepScreen)
+        assert "failed" in str(step.query_one("#banner").render())
+        await pilot.press("c")
+        detail = str(step.query_one("#detail").render())
+        assert "FAILED" in detail and "Left unchanged" in detail
+        assert failed[0].message and failed[0].message in detail
+        assert app.results["storage-1"].status == "fail"
+
+
+async def test_edit_params_of_a_create_change(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await checklist(pilot)
+        app.action_open_step("storage-4")
+        await pilot.pause()
+        await pilot.press("c")
+        changes = app.results["storage-4"].changes
+        with_params = [i for i, c in enumerate(changes) if c.params]
+        assert with_params
+        idx = with_params[0]
+        for _ in range(idx):
+            await pilot.press("down")
+        await pilot.press("e")
+        assert isinstance(app.screen, ParamsScreen)
+        key, old = next(iter(changes[idx].params.items()))
+        await pilot.press("end")
+        for _ in range(len(str(old))):
+            await pilot.press("backspace")
+        await pilot.press(*"750", "ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, StepScreen)
+        edited = app.results["storage-4"].changes[idx]
+        assert edited.params[key] == 750 and edited.id == changes[idx].id
+        assert "750" in str(edited.body) and "5000" not in str(edited.body)
+
+
+async def test_drift_is_shown_three_way_and_not_clobbered(make_app, messages):
+    app = make_app()
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await checklist(pilot)
+        await pilot.press("enter", "a", "ctrl+y")
+        await settle(pilot)
+        # someone else moves the TLS floor after the wizard wrote it
+        gateway = app.backend.gateway
+        gateway.write("PATCH", ACCOUNT, {"properties": {"minimumTlsVersion": "TLS1_1"}})
+        await pilot.press("j")
+        await settle(pilot)
+        journal = app.screen
+        assert isinstance(journal, JournalScreen)
+        drifted = [r for r in app.journal_rows if r.drift]
+        assert [r.check for r in drifted] == ["storage-1b"]
+        assert drifted[0].drift[0].wrote == "TLS1_2" and drifted[0].drift[0].now == "TLS1_1"
+        row = [r.change_id for r in app.journal_rows].index(drifted[0].change_id)
+        for _ in range(row):
+            await pilot.press("down")
+        await pilot.press("d")
+        assert isinstance(app.screen, DriftScreen)
+        await pilot.press("escape")
+        await pilot.press("u")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("ctrl+y")
+        await settle(pilot)
+        undo = [m for m in messages if isinstance(m, UndoFinished)][-1]
+        assert undo.result is not None and drifted[0].change_id in undo.result.drift
+        assert isinstance(app.screen, DriftScreen)  # offered, not applied
+        await pilot.press("ctrl+o")  # override without typing the word: refused
+        assert isinstance(app.screen, DriftScreen)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert gateway.read(ACCOUNT)["properties"]["minimumTlsVersion"] == "TLS1_1"
+
+
+async def test_help_and_quit(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await checklist(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help Static.help-body").render())
+        assert "undo the session" in text and "command palette" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, ChecklistScreen)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_large_terminal_shows_every_step(make_app):
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await checklist(pilot)
+        ol = screen.query_one("#checklist")
+        assert ol.option_count == 23 + 4  # steps and article headings
+        assert ol.max_scroll_y == 0
