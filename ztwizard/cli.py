@@ -302,15 +302,27 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import cli as sandbox_cli
+    from .sandbox import server
 
+    sdir = state_dir(args)
     if args.sandbox_command == "serve":
-        return int(sandbox_cli.serve(state_dir(args), port=args.port, estate=args.estate_spec,
-                                     latency_ms=args.latency_ms, faults=args.faults) or 0)
+        def ready(conn: dict[str, Any]) -> None:
+            sys.stderr.write(f"sandbox listening on {conn['endpoint']} (PID {conn['pid']}); "
+                             f"connection details in {server.connection_path(sdir)}. Ctrl-C stops it.\n")
+            sys.stderr.flush()
+
+        server.serve(sdir, port=args.port, estate=args.estate_spec, latency_ms=args.latency_ms,
+                     faults=args.faults, ready=ready)
+        return 0
     if args.sandbox_command == "reset":
-        return int(sandbox_cli.reset(state_dir(args), estate=args.estate_spec) or 0)
+        info = server.reset(sdir, estate=args.estate_spec)
+        sys.stderr.write(f"sandbox reset to {args.estate_spec}: {info['resources']} resources in {info['state']}\n")
+        return 0
     if args.sandbox_command == "export":
-        return int(sandbox_cli.export(state_dir(args), output=args.output) or 0)
+        count = server.export(sdir, output=args.output)
+        if args.output and args.output != "-":
+            sys.stderr.write(f"exported {count} resources to {args.output}\n")
+        return 0
     raise UsageError("Missing sandbox command.", hint="Use `ztwizard sandbox serve|reset|export`.")
 
 

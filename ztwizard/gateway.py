@@ -85,12 +85,15 @@ GRAPH_TYPES: dict[str, list[str]] = {
         "Microsoft.Network/privateEndpoints",
         "Microsoft.OperationalInsights/workspaces",
         "Microsoft.KeyVault/vaults",
+        "Microsoft.Insights/actionGroups",
+        "Microsoft.Insights/metricAlerts",
     ],
     "securityresources": [
         "Microsoft.Security/pricings",
         "Microsoft.Security/assessments",
         "Microsoft.Security/secureScores",
         "Microsoft.Security/locations/jitNetworkAccessPolicies",
+        "Microsoft.Security/locations/alerts",
     ],
     "authorizationresources": [
         "Microsoft.Authorization/roleAssignments",
@@ -101,7 +104,9 @@ GRAPH_TYPES: dict[str, list[str]] = {
 # Types that the catalog reads from somewhere other than Resource Graph (for `unreadable`).
 CHILD_TYPES = [
     "Microsoft.Storage/storageAccounts/blobServices",
+    "Microsoft.Storage/storageAccounts/blobServices/containers",
     "Microsoft.Storage/storageAccounts/fileServices",
+    "Microsoft.Storage/storageAccounts/fileServices/shares",
     "Microsoft.Security/defenderForStorageSettings",
     "Microsoft.Insights/diagnosticSettings",
     "Microsoft.Network/firewallPolicies/ruleCollectionGroups",
@@ -157,6 +162,11 @@ def translate(exc: Exception, resource_id: str = "", doing: str = "") -> ZtwErro
             return PermissionDenied(f"Permission denied: the signed-in principal may not perform {action} on {scope}.",
                                     hint=f"Ask for a role that grants {action} at that scope (or run as a reader: plan only).",
                                     status=403, code=code, resource_id=resource_id)
+        if status == 404 and code == "ParentResourceNotFound" and resource_id:
+            parent = _describe(rid.parse(resource_id).parent or "")
+            return NotFound(f"Cannot write {what}: its parent {parent} was not found.",
+                            hint="It may have been deleted or moved; re-run the plan.",
+                            status=404, code=code, resource_id=resource_id)
         if status == 404:
             return NotFound(f"{what[0].upper()}{what[1:]} was not found ({code or 'ResourceNotFound'}).",
                             hint="It may have been deleted or moved; re-run the plan.",
@@ -185,9 +195,17 @@ def _first_line(exc: Exception) -> str:
     return text[0] if text else exc.__class__.__name__
 
 
+def _singular(kind: str) -> str:
+    if kind.endswith("sses"):
+        return kind[:-2]
+    if kind.endswith("ies"):
+        return kind[:-3] + "y"
+    return kind[:-1] if kind.endswith("s") else kind
+
+
 def _describe(resource_id: str) -> str:
     p = rid.parse(resource_id)
-    kind = p.type.rsplit("/", 1)[-1] if p.type else "resource"
+    kind = _singular(p.type.rsplit("/", 1)[-1]) if p.type else "resource"
     where = f" in resource group {p.resource_group}" if p.resource_group else ""
     return f"{kind} {p.name}{where}"
 
@@ -211,8 +229,11 @@ class Gateway:
         if polling_interval is None:
             polling_interval = 2.0 if target.kind == "azure" else 0.0
         kwargs["polling_interval"] = polling_interval
+        # Long inventories meet throttling; allow a few more Retry-After rounds than the default 3.
+        kwargs["retry_status"] = 6
         if retry_total is not None:
             kwargs["retry_total"] = retry_total
+            kwargs["retry_status"] = min(6, retry_total)
         self._kwargs = kwargs
 
     # ---- clients ---------------------------------------------------------------------------
@@ -357,11 +378,16 @@ class Gateway:
                 log.info("Resource Graph unavailable (%s); falling back to list calls", exc.message)
         if not graph_ok:
             report(1, total_phases, "List calls")
-            resources.extend(self._list_inventory(subs, rgs, unreadable))
+            groups = [r for r in resources if rid.type_of(r["id"]).lower() == "microsoft.resources/resourcegroups"]
+            resources.extend(self._list_inventory(subs, rgs, groups, unreadable))
         report(2, total_phases, "Child and extension resources")
         resources.extend(self._child_inventory(subs, resources, unreadable))
         report(3, total_phases, "Subscription settings")
         resources.extend(self._subscription_inventory(subs, unreadable))
+        if rgs:  # subscription-scope resources stay; everything in another resource group goes
+            resources = [r for r in resources
+                         if (rid.parse(r["id"]).resource_group or "").lower() in rgs
+                         or rid.parse(r["id"]).resource_group is None]
         inv = Inventory.from_resources(resources, subscriptions=subs)
         inv.unreadable.update(unreadable)
         report(4, total_phases, "Done")
@@ -388,8 +414,11 @@ class Gateway:
     def _graph_inventory(self, subs: list[str], rgs: list[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for table, types in GRAPH_TYPES.items():
-            type_list = ", ".join(f"'{t.lower()}'" for t in types)
-            query = f"{table} | where type in~ ({type_list})"
+            # Every resource (resource-group checks judge what else a group holds); the other
+            # tables only for the types the catalog reads.
+            query = table
+            if table != "resources":
+                query += " | where type in~ (" + ", ".join(f"'{t.lower()}'" for t in types) + ")"
             if rgs and table == "resources":
                 query += " | where resourceGroup in~ (" + ", ".join(f"'{g}'" for g in rgs) + ")"
             query += " | order by id asc"
@@ -397,7 +426,8 @@ class Gateway:
                 out.append({k: v for k, v in row.items() if k not in ("subscriptionId", "resourceGroup", "tenantId")})
         return out
 
-    def _list_inventory(self, subs: list[str], rgs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+    def _list_inventory(self, subs: list[str], rgs: list[str], groups: list[dict[str, Any]],
+                        unreadable: dict[str, str]) -> list[dict[str, Any]]:
         """Typed list calls, one per type and subscription: slower, but works without Graph."""
         out: list[dict[str, Any]] = []
         for sub in subs:
@@ -411,6 +441,23 @@ class Gateway:
                     unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
                     continue
                 out.extend(i for i in items if not rgs or (rid.parse(i["id"]).resource_group or "").lower() in rgs)
+        for sub in subs:  # everything else, by ARM's generic list (no properties, but ids and types)
+            try:
+                known = {r["id"].lower() for r in out}
+                for item in self.client("resources", sub).resources.list():
+                    res = wire(item)
+                    in_scope = not rgs or (rid.parse(res["id"]).resource_group or "").lower() in rgs
+                    if res["id"].lower() not in known and in_scope:
+                        out.append(res)
+            except Exception as exc:
+                unreadable["microsoft.resources/resources"] = translate(exc, f"/subscriptions/{sub}").message
+        for group in groups:  # some providers only list per resource group
+            p = rid.parse(group["id"])
+            try:
+                gws = self.client("network", p.subscription or "").virtual_network_gateways.list(p.name)
+                out.extend(wire(x) for x in gws)
+            except Exception as exc:
+                unreadable["microsoft.network/virtualnetworkgateways"] = translate(exc, group["id"]).message
         vms = [r for r in out if rid.type_of(r["id"]).lower() == "microsoft.compute/virtualmachines"]
         for vm in vms:
             p = rid.parse(vm["id"])
@@ -426,27 +473,25 @@ class Gateway:
                          unreadable: dict[str, str]) -> list[dict[str, Any]]:
         """Children and extension resources that Resource Graph does not index, read per parent
         in a small thread pool (they are independent GETs)."""
-        jobs: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = []
+        jobs: list[tuple[str, str, Callable[[], list[dict[str, Any]]]]] = []
         for res in resources:
             rtype = rid.type_of(res["id"]).lower()
             for child_type, reader in _CHILD_READS.get(rtype, []):
-                jobs.append((child_type, (lambda r=res, f=reader: f(self, r))))
+                jobs.append((child_type, res["id"], (lambda r=res, f=reader: f(self, r))))
         out: list[dict[str, Any]] = []
         if not jobs:
             return out
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
-            futures = [(t, pool.submit(job)) for t, job in jobs]
-            for child_type, fut in futures:
+            futures = [(t, parent, pool.submit(job)) for t, parent, job in jobs]
+            for child_type, parent, fut in futures:
                 try:
                     out.extend(fut.result())
                 except HttpResponseError as exc:
                     if exc.status_code == 404:
                         continue
-                    unreadable[child_type.lower()] = translate(exc).message
-                except ZtwError as exc:
-                    unreadable[child_type.lower()] = exc.message
+                    unreadable[child_type.lower()] = translate(exc, parent, "reading").message
                 except Exception as exc:
-                    unreadable[child_type.lower()] = translate(exc).message
+                    unreadable[child_type.lower()] = translate(exc, parent, "reading").message
         return out
 
     def _subscription_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
@@ -482,6 +527,16 @@ def _file_services(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     return [wire(x) for x in (getattr(listed, "value", None) or [])]
 
 
+def _blob_containers(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    sub, rg, name = _rg_name(res)
+    return [wire(x) for x in gw.client("storage", sub).blob_containers.list(rg, name)]
+
+
+def _file_shares(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    sub, rg, name = _rg_name(res)
+    return [wire(x) for x in gw.client("storage", sub).file_shares.list(rg, name)]
+
+
 def _defender_for_storage(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     sub, _rg, _name = _rg_name(res)
     return [wire(gw.client("security", sub).defender_for_storage.get(res["id"], "current"))]
@@ -503,6 +558,8 @@ _CHILD_READS: dict[str, list[tuple[str, Callable[[Gateway, dict[str, Any]], list
     "microsoft.storage/storageaccounts": [
         ("Microsoft.Storage/storageAccounts/blobServices", _blob_services),
         ("Microsoft.Storage/storageAccounts/fileServices", _file_services),
+        ("Microsoft.Storage/storageAccounts/blobServices/containers", _blob_containers),
+        ("Microsoft.Storage/storageAccounts/fileServices/shares", _file_shares),
         ("Microsoft.Security/defenderForStorageSettings", _defender_for_storage),
     ],
     "microsoft.network/azurefirewalls": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
@@ -552,7 +609,17 @@ def _paged(items: Any) -> Iterable[Any]:
     return value if value is not None and not hasattr(items, "by_page") else items
 
 
+def _generic(rtype: str) -> Callable[[Gateway, str], Iterable[Any]]:
+    """Types without a typed client here: ARM's generic list (ids, names, locations; no properties)."""
+    return lambda g, s: g.client("resources", s).resources.list(filter=f"resourceType eq '{rtype}'")
+
+
 _LISTERS: dict[str, Callable[[Gateway, str], Iterable[Any]]] = {
+    "Microsoft.OperationalInsights/workspaces": _generic("Microsoft.OperationalInsights/workspaces"),
+    "Microsoft.KeyVault/vaults": _generic("Microsoft.KeyVault/vaults"),
+    "Microsoft.Insights/actionGroups": lambda g, s: g.client("monitor", s).action_groups.list_by_subscription_id(),
+    "Microsoft.Insights/metricAlerts": lambda g, s: g.client("monitor", s).metric_alerts.list_by_subscription(),
+    "Microsoft.Security/locations/alerts": lambda g, s: g.client("security", s).alerts.list(),
     "Microsoft.Storage/storageAccounts": lambda g, s: g.client("storage", s).storage_accounts.list(),
     "Microsoft.Compute/virtualMachines": lambda g, s: g.client("compute", s).virtual_machines.list_all(),
     "Microsoft.Compute/disks": lambda g, s: g.client("compute", s).disks.list(),
