@@ -28,6 +28,7 @@ def storage_estate() -> list[dict[str, Any]]:
         {"id": RG, "name": "rg-storage", "type": "Microsoft.Resources/resourceGroups", "location": "westeurope"},
         {"id": ACCOUNT, "name": "stwizard01", "type": "Microsoft.Storage/storageAccounts",
          "location": "westeurope", "kind": "StorageV2", "sku": {"name": "Standard_LRS"},
+         "etag": '"0x8DD0C0FFEE00001"',  # fixed, so previews (If-Match) are the same on every run
          "properties": {"supportsHttpsTrafficOnly": False, "minimumTlsVersion": "TLS1_0",
                         "allowBlobPublicAccess": True, "allowSharedKeyAccess": True,
                         "networkAcls": {"defaultAction": "Allow", "bypass": "AzureServices"},

@@ -1,0 +1,96 @@
+"""Snapshots of the main screens at 80x24 and 120x40 (update with --snapshot-update)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ztwizard.tui.screens.checklist import ChecklistScreen
+from ztwizard.tui.screens.step import StepScreen
+
+from .helpers import settle
+
+SIZES = [(80, 24), (120, 40)]
+
+
+async def inspected(pilot) -> None:
+    await settle(pilot)
+    await pilot.press("ctrl+s")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, ChecklistScreen)
+
+
+async def quiet(pilot) -> None:
+    """No toasts in snapshots: they come and go with time."""
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_start(make_app, snap_compare, size):
+    async def run_before(pilot):
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_checklist(make_app, snap_compare, size):
+    async def run_before(pilot):
+        await inspected(pilot)
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_step_findings(make_app, snap_compare, size):
+    async def run_before(pilot):
+        await inspected(pilot)
+        await pilot.press("enter")
+        await quiet(pilot)
+        assert isinstance(pilot.app.screen, StepScreen)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_step_changes_diff(make_app, snap_compare, size):
+    async def run_before(pilot):
+        await inspected(pilot)
+        await pilot.press("enter", "c", "down")
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_confirmation(make_app, snap_compare, size):
+    async def run_before(pilot):
+        await inspected(pilot)
+        await pilot.press("enter", "c", "down", "down", "down", "space", "a")
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_journal(make_app, snap_compare, size):
+    async def run_before(pilot):
+        await inspected(pilot)
+        await pilot.press("enter", "a", "ctrl+y")
+        await settle(pilot)
+        pilot.app.backend.session_id = "20261128-100000-snap01"  # session ids carry the clock
+        await pilot.press("j")
+        await settle(pilot)
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+def test_dry_run_step(make_app, snap_compare):
+    async def run_before(pilot):
+        await inspected(pilot)
+        await pilot.press("enter")
+        await quiet(pilot)
+
+    assert snap_compare(make_app(dry_run=True), terminal_size=(80, 24), run_before=run_before)
