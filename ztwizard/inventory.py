@@ -34,6 +34,9 @@ class Inventory:
     resource_groups: list[str] = field(default_factory=list)  # ids
     # lower-cased resource type -> why it could not be read (e.g. a 403): checks report `error`.
     unreadable: dict[str, str] = field(default_factory=dict)
+    # indexes, rebuilt lazily after any add()
+    _by_type: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False, compare=False)
+    _by_parent: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False, compare=False)
 
     # ---- building -------------------------------------------------------------------------
     @classmethod
@@ -64,6 +67,17 @@ class Inventory:
             res["type"] = parsed.type
         res.setdefault("name", parsed.name)
         self.resources[_key(res["id"])] = res
+        self._by_type = self._by_parent = None
+
+    def _index(self) -> None:
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        by_parent: dict[str, list[dict[str, Any]]] = {}
+        for r in sorted(self.resources.values(), key=lambda r: r["id"].lower()):
+            by_type.setdefault(r["type"].lower(), []).append(r)
+            p = rid.parse(r["id"]).parent
+            if p:
+                by_parent.setdefault(p.lower(), []).append(r)
+        self._by_type, self._by_parent = by_type, by_parent
 
     def normalize(self) -> None:
         """Lift inline children into entries of their own, then rebuild each inline list."""
@@ -94,19 +108,20 @@ class Inventory:
         return self.resources.get(_key(resource_id))
 
     def of_type(self, rtype: str) -> list[dict[str, Any]]:
-        t = rtype.lower()
-        return sorted((r for r in self.resources.values() if r["type"].lower() == t),
-                      key=lambda r: r["id"].lower())
+        if self._by_type is None:
+            self._index()
+        assert self._by_type is not None
+        return list(self._by_type.get(rtype.lower(), []))
 
     def children(self, parent_id: str, child_type: str | None = None) -> list[dict[str, Any]]:
         """Direct children (and extension resources) of `parent_id`, optionally of one full type."""
-        pk = _key(parent_id)
-        out = []
-        for r in self.resources.values():
-            p = rid.parse(r["id"]).parent
-            if p and p.lower() == pk and (child_type is None or r["type"].lower() == child_type.lower()):
-                out.append(r)
-        return sorted(out, key=lambda r: r["id"].lower())
+        if self._by_parent is None:
+            self._index()
+        assert self._by_parent is not None
+        kids = self._by_parent.get(_key(parent_id), [])
+        if child_type is None:
+            return list(kids)
+        return [r for r in kids if r["type"].lower() == child_type.lower()]
 
     def parent(self, resource_id: str) -> dict[str, Any] | None:
         return self.get(rid.parse(resource_id).parent)

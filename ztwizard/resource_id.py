@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -26,6 +27,7 @@ class ResourceId:
     parent: str | None  # id of the enclosing resource (or scope for extension resources)
 
 
+@lru_cache(maxsize=131072)  # ids repeat constantly while checks cross-reference resources
 def parse(resource_id: str) -> ResourceId:
     rid = "/" + resource_id.strip("/")
     parts = rid.strip("/").split("/")
