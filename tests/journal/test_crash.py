@@ -125,9 +125,12 @@ def _crash_resume_undo(sb: Served, kill: str, original: dict, resume: bool = Tru
         assert len(j.changes(sid, states=J.UNSETTLED)) <= 1, "at most the write under way is in flight"
         assert all(r.before_image is not None for r in j.changes(sid, states=J.UNSETTLED) if r.action != "create")
     applied: list = []
+    settled = ""
     if resume:
         resumed = _run(["--sandbox", "resume", sid], state)
         assert resumed.returncode == 0, resumed.stderr
+        settled = " ".join(line.split(": ", 1)[1].split(" (")[0] for line in resumed.stdout.splitlines()
+                           if " -> " in line)
         with J.Journal(state, write=False) as j:
             rows = j.changes(sid)
             assert all(r.state in SETTLED for r in rows), {r.change_id: r.state for r in rows}
@@ -140,13 +143,15 @@ def _crash_resume_undo(sb: Served, kill: str, original: dict, resume: bool = Tru
         left = [r for r in j.changes(sid) if r.state in (*J.UNDOABLE, *J.UNSETTLED)]
         assert not left, "every applied change was undone"
     assert sb.export() == original, f"estate restored after kill point {kill}"
-    return f"{kill}: {len(applied)} applied before the crash"
+    return f"{kill}: {len(applied)} applied; {settled or 'nothing in flight'}"
 
 
 def _commits_in_a_full_apply(sb: Served, original: dict) -> int:
     """Run the apply once to the end, count its journal commits, then undo it."""
     run = _run(APPLY, sb.state)
-    assert run.returncode == 0, run.stdout + run.stderr
+    # Exit 1 when ARM refused a change; the sandbox still refuses JIT policies (vm-8c).
+    assert run.returncode in (0, 1), run.stdout + run.stderr
+    assert all("vm-8c" in line for line in run.stdout.splitlines() if line.strip().startswith("failed"))
     with J.Journal(sb.state, write=False) as j:
         sid = j.latest_session().id
         n = len(j.events(sid))  # one event per commit that journaled a step of the work (a floor)
@@ -172,5 +177,5 @@ def test_kill_apply_at_twenty_points_spread_over_the_run(served):
     points = sorted({max(2, round(i * total / 22)) for i in range(1, 22)})
     kills = [f"{p}+{(i % 3) * 15}" if i % 3 else str(p) for i, p in enumerate(points)]
     assert len(kills) >= 20
-    for i, kill in enumerate(kills):
-        _crash_resume_undo(sb, kill, original, resume=i % 4 != 3)
+    log = [_crash_resume_undo(sb, kill, original, resume=i % 4 != 3) for i, kill in enumerate(kills)]
+    assert any("in_flight ->" in line for line in log), "\n".join(log)  # some kills caught a write under way
