@@ -151,13 +151,15 @@ class WizardApp(App[int]):
         self.switch_screen(ChecklistScreen())
         self.run_inspect()
 
-    def accept_resume(self) -> None:
+    def accept_resume(self, session_id: str | None = None) -> None:
+        """Reconcile the session (the offered one unless named) and land where it stopped."""
         from .screens.checklist import ChecklistScreen
 
-        if self.session is None:
+        sid = session_id or (self.session.id if self.session else None)
+        if sid is None:
             return
         self.switch_screen(ChecklistScreen())
-        self.run_resume(self.session.id)
+        self.run_resume(sid)
 
     # ---- selection ------------------------------------------------------------------------
     def selection(self, step_id: str) -> set[str]:
@@ -290,12 +292,14 @@ class WizardApp(App[int]):
     # ---- message handlers -----------------------------------------------------------------
     def on_subscriptions_loaded(self, msg: SubscriptionsLoaded) -> None:
         self.subscriptions = msg.subscriptions
+        self.sub_title = self.backend.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
         self.session = msg.session
         if msg.error:
             self.notify(msg.error, title="Could not list subscriptions", severity="error", timeout=10)
         self.state_changed()
-        if self.resume_session and self.session is not None:
-            self.accept_resume()
+        if self.resume_session:
+            sid, self.resume_session = self.resume_session, None
+            self.accept_resume(sid)
 
     def on_inspect_progress(self, msg: InspectProgress) -> None:
         self.inspecting = True

@@ -35,7 +35,15 @@ def short_name(resource_id: str) -> str:
     kind = p.type.rsplit("/", 1)[-1] if p.type else ""
     if not p.name:
         return resource_id or "(scope)"
-    return f"{p.name} ({kind})" if kind else p.name
+    name = p.name
+    if p.type.count("/") >= 2 and p.parent:  # a child: say whose (stfiles/default)
+        try:
+            parent = rid.parse(p.parent).name
+        except Exception:  # noqa: BLE001
+            parent = ""
+        if parent:
+            name = f"{parent}/{name}"
+    return f"{name} ({kind})" if kind else name
 
 
 def counts_text(result: StepResult | None) -> Text:

@@ -36,8 +36,8 @@ def hardened(app: WizardApp) -> tuple[int, int, int, int]:
 
 class ChecklistScreen(Screen[None]):
     BINDINGS = [
-        Binding("enter", "open", "Open step", priority=True),
-        Binding("f", "failing", "Only failing"),
+        Binding("enter", "open", "Open", priority=True),
+        Binding("f", "failing", "Failing only"),
         Binding("a", "article", "Article"),
         Binding("j", "app.journal", "Journal"),
         Binding("r", "app.reinspect", "Re-inspect"),

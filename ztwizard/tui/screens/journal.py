@@ -25,12 +25,12 @@ UNDOABLE = ("applied", "undo_failed", "drifted")
 class JournalScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "back", "Back"),
-        Binding("u", "undo_change", "Undo change"),
+        Binding("u", "undo_change", "Undo"),
         Binding("s", "undo_step", "Undo step"),
-        Binding("S", "undo_session", "Undo session", key_display="S"),
+        Binding("S", "undo_session", "Undo all", key_display="S"),
         Binding("d", "drift", "Drift"),
-        Binding("o", "open_step", "Open step"),
-        Binding("r", "reload", "Reload"),
+        Binding("o", "open_step", "Step"),
+        Binding("r", "reload", "Reload", show=False),
     ]
 
     app: WizardApp  # type: ignore[assignment]

@@ -38,12 +38,16 @@ class StartScreen(Screen[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._show_target()
+        self.query_one("#subs").focus()
+
+    def _show_target(self) -> None:
         self.query_one("#target", Static).update(
             f"Target: {self.app.backend.target_label()}"
             + ("\nDRY-RUN: apply and undo are disabled." if self.app.dry_run else ""))
-        self.query_one("#subs").focus()
 
     def refresh_state(self) -> None:
+        self._show_target()
         self._fill(self.query_one("#sub-filter", Input).value)
         session = self.app.session
         offer = self.query_one("#resume-offer", Static)
