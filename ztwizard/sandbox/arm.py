@@ -14,6 +14,7 @@ Design points a caller can rely on:
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import json
 import os
@@ -21,6 +22,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,7 +134,8 @@ class Sandbox:
         self.retry_after = retry_after
         self.fault_retry_after = fault_retry_after
         self.throttle = Throttle(reads_per_hour, writes_per_hour, throttle_window, clock)
-        self.request_log: list[tuple[str, str, int]] = []
+        # (method, path, status) of recent requests, for tests; never headers, bodies or tokens
+        self.request_log: deque[tuple[str, str, int]] = deque(maxlen=100_000)
         self._lock = threading.RLock()
         self._dirty = False
         self.snapshot_threshold = snapshot_threshold
@@ -140,6 +143,7 @@ class Sandbox:
         self._seq = 0
         self._log_records = 0
         self._ops_changed: set[str] = set()
+        self._graph_cache: dict[Any, tuple[int, list[str]]] = {}
         self.ops: dict[str, dict[str, Any]] = {}
         self.power: dict[str, str] = {}
         loaded = self._load()
@@ -454,8 +458,11 @@ class Sandbox:
 
     # ---- reading -----------------------------------------------------------------------
     def compose(self, entry: dict[str, Any], *, for_graph: bool = False) -> dict[str, Any]:
-        """The resource as ARM returns it: inline children and the back-references ARM keeps."""
-        out = clone(entry)
+        """The resource as ARM returns it: inline children and the back-references ARM keeps.
+        A shallow copy (top level and `properties`): it is serialised at once, under the lock."""
+        out = dict(entry)
+        if isinstance(out.get("properties"), dict):
+            out["properties"] = dict(out["properties"])
         t = out["type"].lower()
         for path, seg in INLINE_CHILDREN.get(t, []):
             if for_graph and (t, path) in READ_ONLY_INLINE:
@@ -892,6 +899,30 @@ class Sandbox:
         return _Reply(200, self.compose(entry))
 
     # ---- Resource Graph ----------------------------------------------------------------
+    def _graph_ids(self, q: graph.Query, subs: set[str]) -> list[str]:
+        """Matching keys in result order, cached until the next write (paging re-asks often)."""
+        sig = (q.signature(), tuple(sorted(subs)))
+        hit = self._graph_cache.get(sig)
+        if hit is not None and hit[0] == self.store.version:
+            return hit[1]
+        type_filter = next((vals for col, vals in q.filters if col == "type"), None)
+        keys = [k for t in type_filter for k in self.store.of_type(t)] if type_filter is not None \
+            else list(self.store.entries)
+        out = []
+        for k in keys:
+            e = self.store.entries[k]
+            if graph.table_of(e["type"]) != q.table:
+                continue
+            if (parse(e["id"]).subscription or "").lower() not in subs:
+                continue
+            if graph.matches(e, q):
+                out.append(k)
+        out.sort(reverse=q.descending)
+        if len(self._graph_cache) > 64:
+            self._graph_cache.clear()
+        self._graph_cache[sig] = (self.store.version, out)
+        return out
+
     def _graph(self, ctx: _Ctx) -> _Reply:
         req = ctx.json()
         if not isinstance(req, dict) or not isinstance(req.get("query"), str):
@@ -910,32 +941,24 @@ class Sandbox:
         skip = int(opts.get("$skip") or 0)
         subs = req.get("subscriptions")
         wanted_subs = {s.lower() for s in subs} if subs else set(self.store.subscriptions)
-        type_filter = next((vals for col, vals in q.filters if col == "type"), None)
-        if type_filter is not None:
-            keys = [k for t in type_filter for k in self.store.of_type(t)]
-        else:
-            keys = list(self.store.entries)
-        rows = []
-        for k in keys:
-            e = self.store.entries[k]
-            if graph.table_of(e["type"]) != q.table:
-                continue
-            if (parse(e["id"]).subscription or "").lower() not in wanted_subs:
-                continue
-            if graph.matches(e, q):
-                rows.append(e)
-        rows.sort(key=lambda e: e["id"].lower(), reverse=q.descending)
-        total = len(rows)
+        ids = self._graph_ids(q, wanted_subs)
+        total = len(ids)
         if after is not None:
-            rows = [e for e in rows if (e["id"].lower() < after if q.descending else e["id"].lower() > after)]
+            # ids are sorted lower-cased ids; the token is the last id of the previous page
+            if q.descending:
+                start = next((i for i, x in enumerate(ids) if x < after), len(ids))
+            else:
+                start = bisect.bisect_right(ids, after)
+            ids = ids[start:]
         elif skip:
-            rows = rows[skip:]
+            ids = ids[skip:]
+        rows = [self.store.entries[k] for k in ids[: top + 1]]
         page, more = rows[:top], len(rows) > top
         data = [graph.row(self.compose(e, for_graph=True), self.tenant_id) for e in page]
         body: dict[str, Any] = {"totalRecords": total, "count": len(data), "resultTruncated": "false",
                                 "facets": []}
         if more:
-            body["$skipToken"] = graph.encode_token(page[-1]["id"].lower())
+            body["$skipToken"] = graph.encode_token(key(page[-1]["id"]))
         if (opts.get("resultFormat") or "objectArray").lower() == "table":
             body["data"] = {"columns": [{"name": c, "type": "object"} for c in graph.COLUMNS],
                             "rows": [[r[c] for c in graph.COLUMNS] for r in data]}

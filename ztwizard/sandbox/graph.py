@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import resource_id as rid
+from .store import parse
 
 TABLES = ("resources", "securityresources", "authorizationresources")
 
@@ -51,6 +51,9 @@ class Query:
     table: str
     filters: list[tuple[str, set[str]]] = field(default_factory=list)  # column, lower-cased values
     descending: bool = False
+
+    def signature(self) -> tuple[object, ...]:
+        return (self.table, tuple((c, tuple(sorted(v))) for c, v in self.filters), self.descending)
 
 
 def _strings(text: str) -> list[str]:
@@ -99,7 +102,7 @@ def table_of(rtype: str) -> str | None:
 
 def row(res: dict[str, Any], tenant_id: str) -> dict[str, Any]:
     """A resource as Resource Graph shows it: lower-cased type and resource group, every column."""
-    p = rid.parse(res["id"])
+    p = parse(res["id"])
     out: dict[str, Any] = {c: res.get(c) for c in COLUMNS}
     out["type"] = res["type"].lower()
     out["subscriptionId"] = p.subscription or ""
@@ -126,7 +129,7 @@ def decode_token(token: str) -> str:
 
 
 def matches(res: dict[str, Any], q: Query) -> bool:
-    p = rid.parse(res["id"])
+    p = parse(res["id"])
     values = {"type": res["type"].lower(), "subscriptionId": (p.subscription or "").lower(),
               "resourceGroup": (p.resource_group or "").lower(), "name": (res.get("name") or "").lower(),
               "id": res["id"].lower()}

@@ -88,6 +88,7 @@ class Store:
         self._refs: dict[str, set[str]] = defaultdict(set)  # target key -> referring keys
         self._refs_of: dict[str, set[str]] = {}  # referring key -> target keys
         self.changed: set[str] = set()  # keys written since the last save
+        self.version = 0  # bumped on every write: cached query results check it
 
     # ---- reading -----------------------------------------------------------------------
     def get(self, resource_id: str) -> dict[str, Any] | None:
@@ -136,6 +137,7 @@ class Store:
         if old is not None:
             self._unindex(k, old)
         self.changed.add(k)
+        self.version += 1
         self.entries[k] = entry
         self._by_type[entry["type"].lower()].add(k)
         parent = parse(entry["id"]).parent
@@ -149,6 +151,7 @@ class Store:
         if old is not None:
             self._unindex(k, old)
             self.changed.add(k)
+            self.version += 1
         return old
 
     def _unindex(self, k: str, entry: dict[str, Any]) -> None:
