@@ -138,3 +138,25 @@ async def test_quit_mid_apply_then_resume(make_app, messages):
         assert {states[c] for c in done} == {"applied"}
         assert not {"in_flight", "undo_in_flight"} & set(states.values())
         assert any(isinstance(m, JournalLoaded) for m in messages)
+
+
+async def test_resume_a_named_session_from_the_command_line(make_app, messages):
+    """`ztwizard resume SESSION` opens the wizard straight on the step where it stopped."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_checklist(pilot)
+        await pilot.press("enter", "a", "ctrl+y")
+        await settle(pilot)
+        session = app.backend.session_id
+    assert session
+    again = make_app(resume_session=session)
+    async with again.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await settle(pilot)
+        resumed = [m for m in messages if isinstance(m, Resumed)]
+        assert resumed and resumed[-1].session_id == session and not resumed[-1].error
+        assert again.backend.session_id == session
+        # everything chosen had been applied: nothing remains; it lands on the last step
+        assert resumed[-1].result.remaining == []
+        assert isinstance(again.screen, StepScreen) and again.screen.step_id == "storage-1"
+        assert again.results["storage-1"].status == "fail"  # storage-1d, disruptive, was left out
+
