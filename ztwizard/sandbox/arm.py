@@ -407,6 +407,7 @@ class Sandbox:
         if len(rest) < 2:
             raise _error(404, "NotFound", f"No route for '{ctx.path}'.")
         ns, tail = rest[0], rest[1:]
+        self._default_services(segs, low, dirty)
         if len(tail) % 2 == 1:
             if ctx.method == "POST" and len(tail) >= 3:
                 return self._action(ctx, "/" + "/".join(segs[:-1]), segs[-1], dirty)
@@ -441,6 +442,39 @@ class Sandbox:
         if ctx.method == "DELETE":
             return self._delete(ctx, dirty)
         raise self._method_not_allowed(ctx)
+
+    def _default_services(self, segs: list[str], low: list[str], dirty: list[bool]) -> None:
+        """Every storage account has blobServices/default and fileServices/default in ARM, even
+        if nobody wrote them: make them on first touch, with ARM's defaults."""
+        try:
+            at = low.index("microsoft.storage")
+        except ValueError:
+            return
+        if low[at + 1:at + 2] != ["storageaccounts"] or len(low) < at + 4:
+            return
+        service = low[at + 3]
+        if service not in ("blobservices", "fileservices") or (len(low) > at + 4 and low[at + 4] != "default"):
+            return
+        account = self.store.get("/" + "/".join(segs[:at + 3]))
+        if account is None:
+            return
+        sid = f"{account['id']}/{'blobServices' if service == 'blobservices' else 'fileServices'}/default"
+        if self.store.get(sid) is not None:
+            return
+        kind = (account.get("kind") or "StorageV2").lower()
+        if (service == "blobservices" and kind == "filestorage") or \
+                (service == "fileservices" and kind == "blobstorage"):
+            return
+        props: dict[str, Any] = {"cors": {"corsRules": []}}
+        if service == "blobservices":
+            props["deleteRetentionPolicy"] = {"allowPermanentDelete": False, "enabled": False}
+        else:
+            props["shareDeleteRetentionPolicy"] = {"enabled": True, "days": 7}
+        entry = normalize_entry({"id": sid, "sku": clone(account.get("sku")), "properties": props})
+        if entry["sku"] is None:
+            entry.pop("sku")
+        self.store.put(entry)
+        dirty[0] = True
 
     def _require_rg(self, sub: str, rg: str) -> None:
         if self.store.get(f"/subscriptions/{sub}/resourceGroups/{rg}") is None:
