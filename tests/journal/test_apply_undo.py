@@ -59,6 +59,10 @@ def test_reference_estate_apply_everything_then_undo_restores_it(world):
     assert {r.state for r in rows} <= {J.APPLIED, J.SKIPPED}
     assert all(r.before_image is not None for r in rows if r.state == J.APPLIED and r.action != "create")
     assert w.journal.session(sid).status == J.DONE
+    # Two changes to one resource: the second is planned afresh on what the first left, never
+    # skipped as "changed since the plan" because of the wizard's own write.
+    assert any(e["message"].startswith("re-planned") for e in w.journal.events(sid))
+    assert not any("changed since the plan" in o.message for o in report.skipped)
 
     undo = undo_changes(w.gw, w.journal, sid)
     assert undo.ok and len(undo.undone) == len(report.applied), "\n".join(undo.lines())
