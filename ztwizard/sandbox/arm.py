@@ -617,10 +617,10 @@ class Sandbox:
                 continue  # children and extension resources are not listed here
             if wanted and e["type"].lower() != wanted:
                 continue
-            items.append({k: clone(e.get(k)) for k in
+            items.append({str(k): clone(e.get(k)) for k in
                           ("id", "name", "type", "location", "tags", "sku", "kind", "identity") if k in e})
         items.sort(key=lambda e: e["id"].lower())
-        return self._page(ctx, items, key_of=lambda e: e["id"].lower())
+        return self._page(ctx, items, key_of=lambda e: str(e["id"]).lower())
 
     # ---- resource groups ---------------------------------------------------------------
     def _resource_group(self, ctx: _Ctx, segs: list[str], dirty: list[bool]) -> _Reply:

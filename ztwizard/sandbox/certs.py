@@ -65,10 +65,9 @@ def ensure(directory: Path) -> CertFiles:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
-    private = {"encoding": pem, "format": serialization.PrivateFormat.PKCS8,
-               "encryption_algorithm": serialization.NoEncryption()}
-    atomic_write(f.ca_key, ca_key.private_bytes(**private), 0o600)
-    atomic_write(f.key, key.private_bytes(**private), 0o600)
+    pkcs8, clear = serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    atomic_write(f.ca_key, ca_key.private_bytes(pem, pkcs8, clear), 0o600)
+    atomic_write(f.key, key.private_bytes(pem, pkcs8, clear), 0o600)
     atomic_write(f.ca_cert, ca.public_bytes(pem), 0o644)
     atomic_write(f.cert, leaf.public_bytes(pem), 0o644)
     return f

@@ -121,7 +121,7 @@ class Store:
 
     def resource_groups(self, subscription: str) -> list[dict[str, Any]]:
         return sorted((self.entries[k] for k in self._by_type.get(RG_TYPE.lower(), ())
-                       if parse(self.entries[k]["id"]).subscription.lower() == subscription.lower()),
+                       if (parse(self.entries[k]["id"]).subscription or "").lower() == subscription.lower()),
                       key=lambda e: e["id"].lower())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -233,8 +233,7 @@ def ingest(resources: Iterable[Any], tenant_id: str) -> Store:
     for res in pending + lifted:
         entry = normalize_entry(res, copy=False)
         store.put(entry)
-        sub = parse(entry["id"]).subscription
-        store.ensure_subscription(sub, tenant_id)
+        store.ensure_subscription(parse(entry["id"]).subscription or "", tenant_id)
         rg = rid.resource_group_id(entry["id"])
         if rg and entry["type"] != RG_TYPE and store.get(rg) is None:
             name = parse(rg).resource_group
