@@ -45,6 +45,9 @@ from .spoke import (
     watcher_id,
     workspace_for,
 )
+from .spoke import (
+    props as spoke_props,
+)
 
 DDOS = "Microsoft.Network/ddosProtectionPlans"
 RCG = f"{FWP}/ruleCollectionGroups"
@@ -132,7 +135,7 @@ def _hub_1c(inv: Inventory) -> CheckResult:
             continue
         name = unique_name(inv, rg_of(pol["id"]), FWP, f"{pol['name']}-premium", names)
         new_id = f"{rg_of(pol['id'])}/providers/{FWP}/{name}"
-        keep = {k: v for k, v in (pol.get("properties") or {}).items()
+        keep = {k: v for k, v in spoke_props(pol).items()
                 if k in ("threatIntelMode", "threatIntelWhitelist", "dnsSettings", "sql", "explicitProxy", "snat")}
         body = {"location": pol.get("location"),
                 "properties": {**keep, "sku": {"tier": "Premium"},
@@ -190,9 +193,12 @@ def _app_rules(inv: Inventory, pol: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for g in inv.children(pol["id"], RCG):
         for coll in get_path(g, "properties.ruleCollections") or []:
+            if not isinstance(coll, dict):
+                continue
             allow = str(get_path(coll, "action.type") or "Allow").lower() == "allow"
             for r in coll.get("rules") or []:
-                out.append({**r, "_allow": allow})
+                if isinstance(r, dict):
+                    out.append({**r, "_allow": allow})
     return out
 
 
@@ -696,7 +702,7 @@ def _hub_3c(inv: Inventory) -> CheckResult:
             judged += 1
             remote = low(ref(get_path(p, "properties.remoteVirtualNetwork")))
             rname = rid.parse(remote).name if remote else "?"
-            props = p.get("properties") or {}
+            props = spoke_props(p)
             if not mine_hub and remote not in hub_ids:
                 out.findings.append(Finding(
                     "hub-3c", p["id"], "manual", "properties.remoteVirtualNetwork.id", rname, "a hub VNet",

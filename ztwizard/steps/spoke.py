@@ -68,7 +68,18 @@ def ref(obj: Any) -> str:
 
 
 def low(value: str | None) -> str:
-    return (value or "").rstrip("/").lower()
+    return str(value or "").rstrip("/").lower()
+
+
+def props(res: Any) -> dict[str, Any]:
+    """`properties` of a resource or inline child, `{}` when absent or malformed."""
+    p = res.get("properties") if isinstance(res, dict) else None
+    return p if isinstance(p, dict) else {}
+
+
+def tags(res: dict[str, Any]) -> dict[str, str]:
+    t = res.get("tags")
+    return {str(k).lower(): str(v).lower() for k, v in t.items()} if isinstance(t, dict) else {}
 
 
 def blocked(check: str, inv: Inventory, *types: str) -> CheckResult | None:
@@ -409,7 +420,8 @@ NETOPS_ACTIONS = ["*/read", "Microsoft.Network/*", "Microsoft.Resources/deployme
 def _is_netops(role: dict[str, Any]) -> bool:
     if str(get_path(role, "properties.type") or "").lower() != "customrole":
         return False
-    actions = [str(a).lower() for p in get_path(role, "properties.permissions") or [] for a in p.get("actions") or []]
+    actions = [str(a).lower() for p in get_path(role, "properties.permissions") or [] if isinstance(p, dict)
+               for a in p.get("actions") or []]
     return "microsoft.network/*" in actions
 
 
@@ -559,13 +571,13 @@ def _spoke_2c(inv: Inventory) -> CheckResult:
 # ---- step 3: an NSG for each subnet ----------------------------------------------------------------
 def _rule(name: str, priority: int, direction: str, access: str, protocol: str, src: str, dst: str,
           ports: list[str]) -> dict[str, Any]:
-    props: dict[str, Any] = {"priority": priority, "direction": direction, "access": access, "protocol": protocol,
-                             "sourceAddressPrefix": src, "sourcePortRange": "*", "destinationAddressPrefix": dst}
+    p: dict[str, Any] = {"priority": priority, "direction": direction, "access": access, "protocol": protocol,
+                         "sourceAddressPrefix": src, "sourcePortRange": "*", "destinationAddressPrefix": dst}
     if len(ports) == 1:
-        props["destinationPortRange"] = ports[0]
+        p["destinationPortRange"] = ports[0]
     else:
-        props["destinationPortRanges"] = ports
-    return {"name": name, "properties": props}
+        p["destinationPortRanges"] = ports
+    return {"name": name, "properties": p}
 
 
 # Azure Bastion's documented NSG rules for AzureBastionSubnet.
@@ -712,13 +724,13 @@ ROLE_TAGS = ("role", "tier", "workload-tier", "app-tier")
 
 def vm_role(vm: dict[str, Any]) -> str | None:
     """The VM's tier: a role/tier tag first, then words in its name (`vm-web-01` → web)."""
-    tags = {str(k).lower(): str(v).lower() for k, v in (vm.get("tags") or {}).items()}
+    held = tags(vm)
     for key in ROLE_TAGS:
-        if key in tags:
+        if key in held:
             for role, words in ROLE_WORDS.items():
-                if tags[key] in words or tags[key].startswith(role):
+                if held[key] in words or held[key].startswith(role):
                     return role
-            return re.sub(r"[^a-z0-9]+", "-", tags[key]).strip("-") or None
+            return re.sub(r"[^a-z0-9]+", "-", held[key]).strip("-") or None
     tokens = set(re.split(r"[^a-z0-9]+", str(vm.get("name", "")).lower()))
     for role, words in ROLE_WORDS.items():
         if tokens & set(words):
@@ -747,8 +759,7 @@ def _nic_vnet(nic: dict[str, Any]) -> str:
 
 
 def _asg_matches(asg: dict[str, Any], role: str) -> bool:
-    tags = {str(k).lower(): str(v).lower() for k, v in (asg.get("tags") or {}).items()}
-    if any(tags.get(k) == role for k in ROLE_TAGS):
+    if any(tags(asg).get(k) == role for k in ROLE_TAGS):
         return True
     tokens = set(re.split(r"[^a-z0-9]+", asg["name"].lower()))
     return bool(tokens & set(ROLE_WORDS.get(role, (role,))))
@@ -825,7 +836,14 @@ def _spoke_4b(inv: Inventory) -> CheckResult:
                 f"The role of VM {vm['name']} cannot be told from its name or tags: tag it `role` = web, app or "
                 f"data (or the tier it serves), then re-run, so its NIC {nic['name']} can join that role's ASG."))
             continue
-        asg_id, asg, _vnet = plan[(low(_nic_vnet(nic)), role)]
+        planned = plan.get((low(_nic_vnet(nic)), role))
+        if not planned:
+            out.findings.append(Finding(
+                "spoke-4b", nic["id"], "manual", path, None, "a role ASG",
+                f"The virtual network of NIC {nic['name']} is outside the inventory: read access to it is needed "
+                f"before the wizard can place the NIC in the {role} ASG."))
+            continue
+        asg_id, asg, _vnet = planned
         held = {low(ref(a)) for c in get_path(nic, path) or []
                 for a in get_path(c, "properties.applicationSecurityGroups") or []}
         if low(asg_id) in held:
@@ -835,8 +853,13 @@ def _spoke_4b(inv: Inventory) -> CheckResult:
 
         def mutate(body: dict[str, Any], asg_id: str = asg_id) -> None:
             for c in get_path(body, "properties.ipConfigurations") or []:
-                props = c.setdefault("properties", {})
-                lst = props.setdefault("applicationSecurityGroups", [])
+                if not isinstance(c, dict):
+                    continue
+                if not isinstance(c.get("properties"), dict):
+                    c["properties"] = {}
+                if not isinstance(c["properties"].get("applicationSecurityGroups"), list):
+                    c["properties"]["applicationSecurityGroups"] = []
+                lst = c["properties"]["applicationSecurityGroups"]
                 if not any(low(ref(a)) == low(asg_id) for a in lst):
                     lst.append({"id": asg_id})
 
@@ -872,7 +895,7 @@ def _spoke_4c(inv: Inventory) -> CheckResult:
     for nsg in nsgs:
         by_ip = []
         for r in rules_of(inv, nsg):
-            p = r.get("properties") or {}
+            p = props(r)
             if str(p.get("access", "")).lower() != "allow":
                 continue
             addrs = [p.get("sourceAddressPrefix"), p.get("destinationAddressPrefix"),
@@ -898,7 +921,7 @@ def _field_any(p: dict[str, Any], single: str, plural: str) -> bool:
 
 
 def is_deny_all(rule: dict[str, Any], direction: str) -> bool:
-    p = rule.get("properties") or {}
+    p = props(rule)
     return (str(p.get("direction", "")).lower() == direction.lower() and str(p.get("access", "")).lower() == "deny"
             and p.get("priority") == 4096 and p.get("protocol") == "*"
             and _field_any(p, "sourceAddressPrefix", "sourceAddressPrefixes")
@@ -914,7 +937,7 @@ def routes_to_firewall(inv: Inventory, subnet: dict[str, Any], prefix: str = "0.
         return False
     ips = {firewall_ip(fw) for fw in inv.of_type(FW)} - {None}
     for r in inv.children(table["id"], f"{RT}/routes"):
-        p = r.get("properties") or {}
+        p = props(r)
         if p.get("addressPrefix") == prefix and str(p.get("nextHopType", "")).lower() == "virtualappliance" \
                 and p.get("nextHopIpAddress") in ips:
             return True
@@ -956,8 +979,8 @@ def _deny_all(check: str, direction: str) -> Callable[[Inventory], CheckResult]:
                                             f"Outbound traffic of {nsg['name']}'s subnets goes through the "
                                             f"firewall (hub-3b), which filters it."))
                 continue
-            clash = [r for r in rules if (r.get("properties") or {}).get("priority") == 4096 and
-                     str((r.get("properties") or {}).get("direction", "")).lower() == direction.lower()]
+            clash = [r for r in rules if props(r).get("priority") == 4096 and
+                     str(props(r).get("direction", "")).lower() == direction.lower()]
             if clash:
                 out.findings.append(Finding(
                     check, nsg["id"], "manual", path, clash[0]["name"], name,
@@ -966,7 +989,7 @@ def _deny_all(check: str, direction: str) -> Callable[[Inventory], CheckResult]:
                     f"so anything not allowed above is refused."))
                 continue
             rule_id = f"{nsg['id']}/securityRules/{name}"
-            props = {"priority": 4096, "direction": direction, "access": "Deny", "protocol": "*",
+            wanted = {"priority": 4096, "direction": direction, "access": "Deny", "protocol": "*",
                      "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*",
                      "destinationPortRange": "*", "description": "Baseline: deny what no rule above allows."}
             out.findings.append(Finding(check, nsg["id"], "fail", path, None, name,
@@ -992,11 +1015,12 @@ def _deny_all(check: str, direction: str) -> Callable[[Inventory], CheckResult]:
                 out.changes.append(lb)
                 deps = [lb.id]
             if existing:
-                out.changes.append(remedy.put(check, existing, {"properties": {**existing.get("properties", {}),
-                                                                               **props}},
+                held = existing.get("properties")
+                out.changes.append(remedy.put(check, existing, {"properties": {**(held if isinstance(held, dict) else {}),
+                                                                               **wanted}},
                                               title=title, risk=risk, disruptive=True, depends_on=deps))
             else:
-                out.changes.append(remedy.create(check, rule_id, {"properties": props}, title=title, risk=risk,
+                out.changes.append(remedy.create(check, rule_id, {"properties": wanted}, title=title, risk=risk,
                                                  disruptive=True, depends_on=deps))
         return out
 
@@ -1010,7 +1034,7 @@ def _spoke_5c(inv: Inventory) -> CheckResult:
         out.findings.append(not_applicable("spoke-5c", "NSG on a spoke", inv))
         return out
     for nsg in nsgs:
-        rules = [r for r in rules_of(inv, nsg) if str((r.get("properties") or {}).get("access", "")).lower() == "allow"]
+        rules = [r for r in rules_of(inv, nsg) if str(props(r).get("access", "")).lower() == "allow"]
         with_asg = [r["name"] for r in rules
                     if get_path(r, "properties.sourceApplicationSecurityGroups")
                     or get_path(r, "properties.destinationApplicationSecurityGroups")]
@@ -1067,17 +1091,17 @@ def _spoke_5d(inv: Inventory) -> CheckResult:
         watcher, deps = network_watcher(inv, sub, region, vnet)
         sa = accounts[0]
         ws = workspace_for(inv, sub, region)
-        props: dict[str, Any] = {
+        fl: dict[str, Any] = {
             "targetResourceId": vnet["id"], "storageId": sa["id"], "enabled": True,
             "retentionPolicy": {"enabled": True, "days": 90}, "format": {"type": "JSON", "version": 2}}
         if ws:
-            props["flowAnalyticsConfiguration"] = {"networkWatcherFlowAnalyticsConfiguration": {
+            fl["flowAnalyticsConfiguration"] = {"networkWatcherFlowAnalyticsConfiguration": {
                 "enabled": True, "workspaceResourceId": ws["id"], "trafficAnalyticsInterval": 60}}
         name = f"fl-{vnet['name']}"
         out.findings.append(Finding("spoke-5d", vnet["id"], "fail", path, None, True,
                                     f"{vnet['name']} has no VNet flow log."))
         out.changes.append(remedy.create(
-            "spoke-5d", f"{watcher}/flowLogs/{name}", {"location": vnet.get("location"), "properties": props},
+            "spoke-5d", f"{watcher}/flowLogs/{name}", {"location": vnet.get("location"), "properties": fl},
             params={"storageId": sa["id"], "retentionDays": 90, "workspaceResourceId": ws["id"] if ws else ""},
             depends_on=deps, title=f"Record {vnet['name']}'s traffic in {sa['name']}", risk=risk, billable=True))
     return out
@@ -1188,7 +1212,7 @@ def _spoke_5f(inv: Inventory) -> CheckResult:
                 f"App GW subnet a route table sending the backend prefixes to it, so IDPS inspects inbound web traffic."))
             continue
         table = inv.get(ref(get_path(sn, "properties.routeTable")))
-        routes = [r.get("properties") or {} for r in (inv.children(table["id"], f"{RT}/routes") if table else [])]
+        routes = [props(r) for r in (inv.children(table["id"], f"{RT}/routes") if table else [])]
         default_fw = [r for r in routes if r.get("addressPrefix") == "0.0.0.0/0"
                       and str(r.get("nextHopType", "")).lower() == "virtualappliance"]
         to_fw = [r for r in routes if r.get("nextHopIpAddress") == ip and r.get("addressPrefix") != "0.0.0.0/0"]
