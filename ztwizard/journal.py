@@ -556,13 +556,13 @@ class Journal:
                 cols["seq"] = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE session_id=?",
                                          (session_id,)).fetchone()[0]
             names = list(cols)
-            values = [_dump(cols[n]) if n in _JSON_COLS else cols[n] for n in names]
+            values = [_dump(cols[n]) if n in _JSON_COLS else scrub(cols[n]) for n in names]
             cur = db.execute(f"UPDATE changes SET {', '.join(f'{n}=?' for n in names)} "
                              "WHERE session_id=? AND change_id=?", (*values, session_id, change_id))
             if cur.rowcount != 1:
                 raise ZtwError(f"Change {change_id} is not in session {session_id}.")
             if event:
-                self._event(db, session_id, change_id, str(cols.get("state", "")), event)
+                self._event(db, session_id, change_id, str(cols.get("state", "")), scrub(event))
 
     def changes(self, session_id: str, *, states: Iterable[str] | None = None,
                 step_ids: Iterable[str] | None = None, change_ids: Iterable[str] | None = None) -> list[ChangeRecord]:
@@ -597,7 +597,7 @@ class Journal:
 
     def log(self, session_id: str, kind: str, message: str, change_id: str | None = None) -> None:
         with self._tx() as db:
-            self._event(db, session_id, change_id, kind, message)
+            self._event(db, session_id, change_id, kind, scrub(message))
 
 
 def _flags(ch: Change) -> dict[str, Any]:

@@ -185,6 +185,7 @@ def test_secrets_never_reach_the_file(tmp_path):
         ch = _change()
         j.record_plan(sid, [("storage-1", ch)])
         j.update_change(sid, ch.id, state=J.IN_FLIGHT, before_image=image, body=image, after_image=image)
+        j.update_change(sid, ch.id, state=J.FAILED, error=f"ARM echoed {secrets[2]}", event=f"failed: {secrets[3]}")
         kept = j.change(sid, ch.id).before_image
     assert kept["properties"]["allowSharedKeyAccess"] is True
     assert kept["properties"]["primaryEndpoints"] == image["properties"]["primaryEndpoints"]
