@@ -1091,17 +1091,17 @@ def _spoke_5d(inv: Inventory) -> CheckResult:
         watcher, deps = network_watcher(inv, sub, region, vnet)
         sa = accounts[0]
         ws = workspace_for(inv, sub, region)
-        fl: dict[str, Any] = {
+        settings: dict[str, Any] = {
             "targetResourceId": vnet["id"], "storageId": sa["id"], "enabled": True,
             "retentionPolicy": {"enabled": True, "days": 90}, "format": {"type": "JSON", "version": 2}}
         if ws:
-            fl["flowAnalyticsConfiguration"] = {"networkWatcherFlowAnalyticsConfiguration": {
+            settings["flowAnalyticsConfiguration"] = {"networkWatcherFlowAnalyticsConfiguration": {
                 "enabled": True, "workspaceResourceId": ws["id"], "trafficAnalyticsInterval": 60}}
         name = f"fl-{vnet['name']}"
         out.findings.append(Finding("spoke-5d", vnet["id"], "fail", path, None, True,
                                     f"{vnet['name']} has no VNet flow log."))
         out.changes.append(remedy.create(
-            "spoke-5d", f"{watcher}/flowLogs/{name}", {"location": vnet.get("location"), "properties": fl},
+            "spoke-5d", f"{watcher}/flowLogs/{name}", {"location": vnet.get("location"), "properties": settings},
             params={"storageId": sa["id"], "retentionDays": 90, "workspaceResourceId": ws["id"] if ws else ""},
             depends_on=deps, title=f"Record {vnet['name']}'s traffic in {sa['name']}", risk=risk, billable=True))
     return out
