@@ -136,3 +136,16 @@ def test_storage_accounts_have_default_services(sandbox, arm_client):
     assert st.blob_services.get_service_properties("rg-st", "stblob01").delete_retention_policy.days == 14
     share = st.file_services.get_service_properties("rg-st", "stblob01")
     assert share.share_delete_retention_policy.days == 7
+
+
+def test_location_scoped_resources_need_no_location_resource(sandbox):
+    sb = sandbox()
+    jit = (f"/subscriptions/{SUB}/resourceGroups/rg-vm/providers/Microsoft.Security/locations/westeurope/"
+           "jitNetworkAccessPolicies/default")
+    status, _, body = raw(sb, "PUT", jit, {"kind": "Basic", "properties": {"virtualMachines": []}})
+    assert status == 200 and body["id"] == jit
+    listed = raw(sb, "GET", jit.rsplit("/", 1)[0])[2]
+    assert [x["name"] for x in listed["value"]] == ["default"]
+    watcher_log = f"{RG_NET}/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/flowLogs/fl"
+    status, _, body = raw(sb, "PUT", watcher_log, {"location": "westeurope", "properties": {}})
+    assert status == 404 and body["error"]["code"] == "ParentResourceNotFound"

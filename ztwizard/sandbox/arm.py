@@ -418,7 +418,8 @@ class Sandbox:
             rtype = "/".join([ns, *tail[0::2]])
             parent = scope if len(tail) == 1 else "/".join([scope, "providers", ns, *tail[:-1]])
             return self._list(ctx, parent, rtype, child=len(tail) > 1)
-        if len(tail) > 2 and self.store.get("/" + "/".join(segs[:-2])) is None:
+        # `locations/{region}` (JIT policies, for one) is a path segment, never a resource
+        if len(tail) > 2 and tail[-4].lower() != "locations" and self.store.get("/" + "/".join(segs[:-2])) is None:
             pid = "/" + "/".join(segs[:-2])
             if ctx.method in ("PUT", "PATCH"):
                 raise _error(404, "ParentResourceNotFound",
@@ -572,7 +573,8 @@ class Sandbox:
         t = rtype.lower()
         p = parse(parent)
         if child or (p.type not in (RG_TYPE, "Microsoft.Resources/subscriptions")):
-            if self.store.get(parent) is None and p.type != "Microsoft.Resources/subscriptions":
+            if self.store.get(parent) is None and p.type != "Microsoft.Resources/subscriptions" \
+                    and not p.type.lower().endswith("/locations"):
                 raise self._not_found(parent)
         if t == "microsoft.authorization/roleassignments":
             entries = self._role_assignments(parent, at_scope="atscope()" in ctx.query.get("$filter", "").lower())
