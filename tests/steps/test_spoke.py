@@ -299,6 +299,9 @@ def test_spoke_3a_appgw_subnet_gets_gateway_manager_rule_and_is_disruptive():
     assert rules["AllowGatewayManagerInbound"]["destinationPortRange"] == "65200-65535"
     assert rules["AllowGatewayManagerInbound"]["sourceAddressPrefix"] == "GatewayManager"
     assert next(c for c in result.changes if c.action == "update").disruptive
+    v1 = run("spoke-3a", [spoke_vnet(sns, peer=False), nsg("nsg-web"), appgw("Standard", f"{SPOKE}/subnets/snet-agw")])
+    rules = next(c for c in v1.changes if c.action == "create").body["properties"]["securityRules"]
+    assert rules[0]["properties"]["destinationPortRange"] == "65503-65534"
 
 
 def test_spoke_3a_nic_level_nsg_does_not_cover_the_subnet_and_own_entries_count():

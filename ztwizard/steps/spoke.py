@@ -596,15 +596,19 @@ BASTION_RULES = [
 
 
 def _appgw_rules(inv: Inventory, subnet_id: str) -> list[dict[str, Any]]:
-    """App GW v2 needs GatewayManager on 65200-65535 and its listeners reachable."""
+    """App GW needs GatewayManager on its infrastructure ports (65200-65535 for v2) and its
+    listeners reachable."""
     ports: set[str] = set()
+    infra = "65200-65535"
     for gw in inv.of_type(APPGW):
         if any(low(ref(get_path(c, "properties.subnet"))) == low(subnet_id)
                for c in get_path(gw, "properties.gatewayIPConfigurations") or []):
             ports |= {str(get_path(p, "properties.port")) for p in get_path(gw, "properties.frontendPorts") or []
                       if get_path(p, "properties.port")}
+            if not str(get_path(gw, "properties.sku.tier") or "_v2").lower().endswith("_v2"):
+                infra = "65503-65534"  # v1 gateways use the older infrastructure range
     rules = [_rule("AllowGatewayManagerInbound", 100, "Inbound", "Allow", "Tcp", "GatewayManager", "*",
-                   ["65200-65535"]),
+                   [infra]),
              _rule("AllowListenersInbound", 110, "Inbound", "Allow", "Tcp", "Internet", "*", sorted(ports) or ["443"])]
     return rules
 
