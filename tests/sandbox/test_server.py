@@ -113,3 +113,34 @@ def test_serve_subprocess_writes_connection_json_and_stops_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_stale_connection_file_is_not_alive(tmp_path):
+    from ztwizard.sandbox.store import atomic_write_json
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    atomic_write_json(tmp_path / "sandbox" / "connection.json",
+                      {"endpoint": "https://127.0.0.1:1", "ca_bundle": "/nonexistent", "token": "t",
+                       "pid": int(dead.stdout)})
+    assert connection_alive(tmp_path) is None
+    atomic_write_json(tmp_path / "sandbox" / "connection.json",
+                      {"endpoint": "https://127.0.0.1:1", "ca_bundle": "/nonexistent", "token": "t",
+                       "pid": os.getpid()})  # alive, but nothing listens there
+    assert connection_alive(tmp_path) is None
+    assert stat.S_IMODE(os.stat(tmp_path / "sandbox").st_mode) == 0o700
+
+
+def test_head_and_401_over_https(tmp_path):
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.mgmt.resource.resources import ResourceManagementClient
+    from conftest import small_estate
+
+    with running(tmp_path, estate=small_estate()):
+        conn = connection_alive(tmp_path)
+        res = _client(ResourceManagementClient, conn)
+        assert res.resource_groups.check_existence("rg-net") is True
+        assert res.resource_groups.check_existence("rg-none") is False
+        wrong = ResourceManagementClient(_Cred("not-the-token"), SUB, base_url=conn["endpoint"],
+                                         connection_verify=conn["ca_bundle"])
+        with pytest.raises(ClientAuthenticationError):
+            wrong.resource_groups.get("rg-net")

@@ -302,7 +302,7 @@ def _holder(res: dict[str, Any], path: str) -> tuple[dict[str, Any] | None, str]
 # ---- files --------------------------------------------------------------------------------
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write `data` so that a crash leaves either the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, mode)
