@@ -238,3 +238,17 @@ def test_etag_if_match(sandbox, arm_client):
                                                     match_condition=MatchConditions.IfPresent)
     assert missing.value.status_code == 412
     assert cmp.virtual_machines.get("rg-vm", "vm-web").tags == {"a": "1"}
+
+
+def test_public_ip_follows_its_nic(sandbox, arm_client):
+    sb = sandbox()
+    net = arm_client(NetworkManagementClient, sb, SUB)
+    pip_id = f"{RG_NET}/providers/Microsoft.Network/publicIPAddresses/pip-1"
+    nic = net.network_interfaces.get("rg-vm", "nic-web").as_dict()
+    nic["properties"]["ipConfigurations"][0]["properties"]["publicIPAddress"] = {"id": pip_id}
+    net.network_interfaces.begin_create_or_update("rg-vm", "nic-web", nic).result()
+    assert net.public_ip_addresses.get("rg-net", "pip-1").ip_configuration.id.endswith(
+        "/networkInterfaces/nic-web/ipConfigurations/ipconfig1")
+    nic["properties"]["ipConfigurations"][0]["properties"].pop("publicIPAddress")
+    net.network_interfaces.begin_create_or_update("rg-vm", "nic-web", nic).result()
+    assert net.public_ip_addresses.get("rg-net", "pip-1").ip_configuration is None

@@ -761,8 +761,9 @@ class Sandbox:
         parent_key = None
         if p.parent and _is_inline_child(p.type):
             parent_key = key(p.parent)
+        old_links, new_links = _pip_links(existing), _pip_links(new)
         before = self._snapshot(touched + [key(c["id"]) for c in child_entries] + removed
-                                + ([parent_key] if parent_key else []))
+                                + ([parent_key] if parent_key else []) + sorted(set(old_links) | set(new_links)))
         self.store.put(new)
         for c in child_entries:
             self.store.put(c)
@@ -772,6 +773,7 @@ class Sandbox:
             parent = clone(self.store.entries[parent_key])
             parent["etag"] = new_etag()
             self.store.put(parent)
+        self._relink_public_ips(rid_, old_links, new_links)
         dirty[0] = True
         if lro is None:
             # Storage, Security and Insights answer 200 whether they created or not (their SDK
@@ -780,6 +782,28 @@ class Sandbox:
                                                          "microsoft.storage") else 200
             return _Reply(status, self.compose(new))
         return self._start_op(ctx, key(rid_), lro, before, created=created)
+
+    def _relink_public_ips(self, nic_id: str, old: dict[str, str], new: dict[str, str]) -> None:
+        """ARM keeps a public IP's `ipConfiguration` pointing at the NIC configuration that uses it;
+        attaching or detaching it on the NIC updates the public IP (and its etag)."""
+        for k in sorted(set(old) | set(new)):
+            pip = self.store.entries.get(k)
+            if pip is None:
+                continue
+            props = pip.get("properties") or {}
+            current = (props.get("ipConfiguration") or {}).get("id")
+            if k in new:
+                if current == new[k]:
+                    continue
+                updated = clone(pip)
+                updated.setdefault("properties", {})["ipConfiguration"] = {"id": new[k]}
+            elif current and current.lower().startswith(nic_id.lower() + "/"):
+                updated = clone(pip)
+                updated["properties"].pop("ipConfiguration", None)
+            else:
+                continue
+            updated["etag"] = new_etag()
+            self.store.put(updated)
 
     def _lro_kind(self, t: str, method: str, created: bool) -> str | None:
         """How the resource provider answers this write (azure-sdk.md §2)."""
@@ -812,9 +836,11 @@ class Sandbox:
                              f"{self.store.entries[users[0]]['id']}.")
         keys = [key(existing["id"]), *self.store.descendants(existing["id"])]
         parent_key = key(p.parent) if p.parent and _is_inline_child(p.type) else None
-        before = self._snapshot(keys + ([parent_key] if parent_key else []))
+        old_links = _pip_links(existing)
+        before = self._snapshot(keys + ([parent_key] if parent_key else []) + sorted(old_links))
         for k in keys:
             self.store.delete(k)
+        self._relink_public_ips(existing["id"], old_links, {})
         self.power.pop(key(existing["id"]), None)
         if parent_key and parent_key in self.store.entries:
             parent = clone(self.store.entries[parent_key])
@@ -1001,6 +1027,20 @@ class Sandbox:
         else:
             body["data"] = data
         return _Reply(200, body, {"x-ms-user-quota-remaining": "14", "x-ms-user-quota-resets-after": "00:00:05"})
+
+
+def _pip_links(nic: dict[str, Any] | None) -> dict[str, str]:
+    """public IP key -> id of the NIC ip configuration that uses it."""
+    if not nic or nic.get("type", "").lower() != "microsoft.network/networkinterfaces":
+        return {}
+    out = {}
+    for ipc in (nic.get("properties") or {}).get("ipConfigurations") or []:
+        if not isinstance(ipc, dict):
+            continue
+        pip = ((ipc.get("properties") or {}).get("publicIPAddress") or {}).get("id")
+        if isinstance(pip, str) and pip:
+            out[key(pip)] = f"{nic['id']}/ipConfigurations/{ipc.get('name', '')}"
+    return out
 
 
 def _bare_etag(value: str) -> str:
