@@ -1,7 +1,7 @@
 """Shared fixtures for tests that talk to the sandbox through the real azure-mgmt clients.
 
     def test_x(sandbox, arm_client):
-        sb = sandbox(page_size=2)                      # in-memory Sandbox on `small_estate()`
+        sb = sandbox(page_size=2)                      # in-memory Sandbox on the small estate
         net = arm_client(NetworkManagementClient, sb, SUB)
         storage = arm_client(StorageManagementClient, sb, SUB, reader=True)   # the 403 principal
 
@@ -32,7 +32,7 @@ class StaticCredential:
         return AccessToken(self.token, int(time.time()) + 3600)
 
 
-def small_estate() -> list[dict[str, Any]]:
+def _small_estate() -> list[dict[str, Any]]:
     """A few resources of every kind the sandbox composes: VNet with inline subnets, NSG with a
     rule, route table, storage account, VM with an extension, NIC, disk, pricing, role assignment."""
     rg_net = f"/subscriptions/{SUB}/resourceGroups/rg-net"
@@ -84,12 +84,18 @@ def small_estate() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
+def small_estate() -> list[dict[str, Any]]:
+    """A fresh copy of the small estate (subscriptions SUB and SUB2 above)."""
+    return _small_estate()
+
+
+@pytest.fixture
 def sandbox() -> Callable[..., Any]:
-    """Factory: `sandbox(state_dir=None, estate=small_estate(), **knobs)` -> a Sandbox."""
+    """Factory: `sandbox(state_dir=None, estate=<the small estate>, **knobs)` -> a Sandbox."""
     from ztwizard.sandbox import Sandbox
 
     def make(state_dir: Any = None, estate: Any = None, **kw: Any) -> Any:
-        return Sandbox(state_dir, estate=small_estate() if estate is None else estate, **kw)
+        return Sandbox(state_dir, estate=_small_estate() if estate is None else estate, **kw)
 
     return make
 

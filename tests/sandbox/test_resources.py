@@ -18,7 +18,7 @@ from azure.mgmt.resource.subscriptions import SubscriptionClient
 from azure.mgmt.security import SecurityCenter
 from azure.mgmt.storage import StorageManagementClient
 
-SUB = "00000000-0000-0000-0000-0000000000a1"  # the subscriptions of conftest.small_estate()
+SUB = "00000000-0000-0000-0000-0000000000a1"  # the subscriptions of the small estate (conftest)
 SUB2 = "00000000-0000-0000-0000-0000000000b2"
 
 RG_NET = f"/subscriptions/{SUB}/resourceGroups/rg-net"

@@ -37,10 +37,8 @@ def _client(cls, conn, **kw):
                polling_interval=0, **kw)
 
 
-def test_https_in_thread_with_lro_and_second_server_refused(tmp_path, sandbox):
-    from conftest import small_estate
-
-    with running(tmp_path, estate=small_estate()) as srv:
+def test_https_in_thread_with_lro_and_second_server_refused(tmp_path, sandbox, small_estate):
+    with running(tmp_path, estate=small_estate) as srv:
         conn = connection_alive(tmp_path)
         assert conn is not None and conn["endpoint"] == srv.endpoint and conn["pid"] == os.getpid()
         assert srv.endpoint.startswith("https://127.0.0.1:")
@@ -64,10 +62,8 @@ def test_https_in_thread_with_lro_and_second_server_refused(tmp_path, sandbox):
         f"/subscriptions/{SUB}/resourceGroups/rg-st/providers/Microsoft.Storage/storageAccounts/sthttps")
 
 
-def test_untrusted_ca_and_dropped_connection(tmp_path):
-    from conftest import small_estate
-
-    with running(tmp_path, estate=small_estate(), faults="reset:1.0") as srv:
+def test_untrusted_ca_and_dropped_connection(tmp_path, small_estate):
+    with running(tmp_path, estate=small_estate, faults="reset:1.0") as srv:
         conn = dict(connection_alive(tmp_path))
         net = _client(NetworkManagementClient, conn, retry_total=0)
         with pytest.raises((ServiceRequestError, ServiceResponseError)):
@@ -78,11 +74,9 @@ def test_untrusted_ca_and_dropped_connection(tmp_path):
         assert "CERTIFICATE_VERIFY_FAILED" in str(err.value)
 
 
-def test_serve_subprocess_writes_connection_json_and_stops_on_sigterm(tmp_path):
-    from conftest import small_estate
-
+def test_serve_subprocess_writes_connection_json_and_stops_on_sigterm(tmp_path, small_estate):
     seed = tmp_path / "seed"
-    Sandbox(seed, estate=small_estate())
+    Sandbox(seed, estate=small_estate)
     estate_file = tmp_path / "estate.json"
     export(seed, estate_file)
     state = tmp_path / "state"
@@ -130,12 +124,10 @@ def test_stale_connection_file_is_not_alive(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "sandbox").st_mode) == 0o700
 
 
-def test_head_and_401_over_https(tmp_path):
+def test_head_and_401_over_https(tmp_path, small_estate):
     from azure.core.exceptions import ClientAuthenticationError
     from azure.mgmt.resource.resources import ResourceManagementClient
-    from conftest import small_estate
-
-    with running(tmp_path, estate=small_estate()):
+    with running(tmp_path, estate=small_estate):
         conn = connection_alive(tmp_path)
         res = _client(ResourceManagementClient, conn)
         assert res.resource_groups.check_existence("rg-net") is True

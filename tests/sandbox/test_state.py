@@ -56,15 +56,13 @@ def test_operation_in_flight_survives_a_restart(tmp_path, sandbox, arm_client):
     assert states == ["InProgress", "InProgress", "Succeeded"]
 
 
-def test_unreadable_state_is_one_clear_error_and_reset_repairs_it(tmp_path, sandbox):
+def test_unreadable_state_is_one_clear_error_and_reset_repairs_it(tmp_path, sandbox, small_estate):
     sandbox(tmp_path)
     (tmp_path / "sandbox" / "state.json").write_text("{broken")
     with pytest.raises(UsageError) as err:
         Sandbox(tmp_path, estate=None)
     assert "unreadable" in err.value.message and "reset" in err.value.hint
-    from conftest import small_estate
-
-    out = reset(tmp_path, small_estate())
+    out = reset(tmp_path, small_estate)
     assert out["resources"] == len(Sandbox(tmp_path, estate=None).store)
 
 
