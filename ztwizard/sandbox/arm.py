@@ -110,6 +110,11 @@ class _Ctx:
         return data
 
 
+# Extension resources that ARM lists for a whole subscription, wherever they sit in it
+# (assessments of a VM or a subnet come back from GET /subscriptions/{s}/…/assessments).
+SCOPE_WIDE_LISTS = {"microsoft.security/assessments"}
+
+
 class Sandbox:
     """An embedded stand-in for Azure Resource Manager (product.md §2).
 
@@ -584,7 +589,8 @@ class Sandbox:
             for k in self.store.of_type(rtype):
                 e = self.store.entries[k]
                 par = key(parse(e["id"]).parent or "")
-                if par == sub_key or (par.startswith(sub_key + "/resourcegroups/") and par.count("/") == 4):
+                if par == sub_key or (par.startswith(sub_key + "/resourcegroups/") and par.count("/") == 4) \
+                        or (t in SCOPE_WIDE_LISTS and par.startswith(sub_key + "/")):
                     entries.append(e)
         else:
             entries = self.store.children(parent, rtype)
