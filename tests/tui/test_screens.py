@@ -192,3 +192,37 @@ async def test_large_terminal_shows_every_step(make_app):
         ol = screen.query_one("#checklist")
         assert ol.option_count == 23 + 4  # steps and article headings
         assert ol.max_scroll_y == 0
+
+
+async def test_renamed_route_table_is_created_and_associated_under_its_new_name(make_app):
+    """On the reference estate: edit hub-3a's route table name, apply, and ARM holds the table
+    under the new name with GatewaySubnet pointing at it."""
+    app = make_app(estate="reference")
+    async with app.run_test(size=SIZE) as pilot:
+        await checklist(pilot)
+        app.action_open_step("hub-3")
+        await pilot.pause()
+        await pilot.press("c")
+        changes = app.results["hub-3"].changes
+        create = next(c for c in changes if c.action == "create" and c.check == "hub-3a")
+        assert isinstance(app.screen, StepScreen)
+        for _ in range(changes.index(create)):
+            await pilot.press("down")
+        await pilot.press("e")
+        assert isinstance(app.screen, ParamsScreen)
+        old = create.params["name"]
+        for _ in range(len(old)):
+            await pilot.press("backspace")
+        await pilot.press(*"rt-gw-wizard", "ctrl+s")
+        await pilot.pause()
+        renamed = next(c for c in app.results["hub-3"].changes if c.id == create.id)
+        assert renamed.resource_id.endswith("/routeTables/rt-gw-wizard")
+        assoc = [c for c in app.results["hub-3"].changes if create.id in c.depends_on]
+        assert assoc and "rt-gw-wizard" in str(assoc[0].body) and old not in str(assoc[0].body)
+        app.selected["hub-3"] = {create.id, assoc[0].id}
+        await pilot.press("a", "ctrl+y")
+        await settle(pilot)
+        gateway = app.backend.gateway
+        assert gateway.read(renamed.resource_id) is not None
+        subnet = gateway.read(assoc[0].resource_id)
+        assert subnet["properties"]["routeTable"]["id"].lower() == renamed.resource_id.lower()

@@ -182,6 +182,10 @@ class WizardApp(App[int]):
                 except ZtwError as exc:
                     self.notify(_why(exc), title="Parameters refused", severity="error")
                     return
+                # changes that build on this one (an association naming it) follow the edit
+                for j, d in enumerate(res.changes):
+                    if change_id in d.depends_on:
+                        res.changes[j] = self.backend.rebind(d, c.params, params)
                 self.notify(f"Parameters of {c.title or c.check} updated.")
                 break
         self.state_changed()

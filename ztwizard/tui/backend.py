@@ -181,14 +181,20 @@ class Backend:
         id, so the journal and a resumed session still recognise it."""
         if not change.params:
             raise ZtwError("This change has no parameters to edit.")
-        pairs = [(old, params[k]) for k, old in change.params.items()
-                 if k in params and params[k] != old]
-        new = Change.from_dict(copy.deepcopy(change.to_dict()))
-        for old, val in pairs:
-            new.resource_id = _swap(new.resource_id, old, val)
-            new.body = _swap(new.body, old, val)
-            new.after = _swap(new.after, old, val)
+        new = self.rebind(change, change.params, params)
         new.params = {**change.params, **params}
+        return new
+
+    @staticmethod
+    def rebind(change: Change, old: dict[str, Any], new_params: dict[str, Any]) -> Change:
+        """`change` with the old parameter values swapped for the new ones, e.g. a subnet
+        association that names a route table whose name was just edited."""
+        pairs = [(v, new_params[k]) for k, v in old.items() if k in new_params and new_params[k] != v]
+        new = Change.from_dict(copy.deepcopy(change.to_dict()))
+        for before, after in pairs:
+            new.resource_id = _swap(new.resource_id, before, after)
+            new.body = _swap(new.body, before, after)
+            new.after = _swap(new.after, before, after)
         return new
 
     # ---- journal --------------------------------------------------------------------------
