@@ -106,6 +106,7 @@ class Backend:
         self.session_id: str | None = None
         self._journal: Any = None
         self.shown_session: str | None = None  # the session the journal view lists
+        self.shown_status = ""
 
     # ---- target ---------------------------------------------------------------------------
     @property
@@ -292,6 +293,7 @@ class Backend:
                     return []
                 sid = latest.id
             self.shown_session = sid
+            self.shown_status = j.session(sid).status
             records = j.changes(sid)
         finally:
             self._done_reading(j)

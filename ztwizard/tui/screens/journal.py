@@ -60,7 +60,8 @@ class JournalScreen(Screen[None]):
             return
         app = self.app
         sid = app.backend.session_id or app.backend.shown_session or "none yet"
-        title = f"Session {sid} · {len(self.rows)} change(s)"
+        status = app.backend.shown_status
+        title = f"Session {sid}{f' ({status})' if status else ''} · {len(self.rows)} change(s)"
         if app.dry_run:
             title += "\nDRY-RUN: undo is disabled (started with --dry-run)."
         self.query_one("#journal-title", Static).update(title)
