@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import small_estate  # tests/conftest.py
 
 from ztwizard.gateway import Gateway
 from ztwizard.journal import Journal
@@ -34,6 +33,23 @@ def comparable(export: list[dict[str, Any]]) -> dict[str, Any]:
     return {r["id"].lower(): strip(r) for r in export}
 
 
+# Service children that ARM always answers for (with defaults) although no one created them; the
+# sandbox stores them only once written, so estates compare them as ARM shows them.
+SERVICES = ("blobServices/default", "fileServices/default")
+
+
+def estate_view(export: list[dict[str, Any]], gateway: Any) -> dict[str, Any]:
+    """What ARM shows: the export, with each storage account's service children read through ARM."""
+    view = comparable(export)
+    accounts = [r["id"] for r in export if r.get("type", "").lower() == "microsoft.storage/storageaccounts"]
+    for account in accounts:
+        for svc in SERVICES:
+            cid = f"{account}/{svc}"
+            res = gateway.read(cid)
+            view[cid.lower()] = comparable([res])[cid.lower()] if res else None
+    return view
+
+
 @dataclass
 class World:
     sb: Any
@@ -44,12 +60,15 @@ class World:
     def gateway(self, **kw: Any) -> Gateway:
         return Gateway(in_process_target(self.sb, **kw))
 
+    def view(self) -> dict[str, Any]:
+        return estate_view(self.sb.export(), self.gw)
+
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, small_estate):
     def make(estate: Any = None, **knobs: Any) -> World:
         knobs.setdefault("lro_seconds", 0)
-        sb = Sandbox(None, estate=small_estate() if estate is None else estate, **knobs)
+        sb = Sandbox(None, estate=small_estate if estate is None else estate, **knobs)
         state = tmp_path / "state"
         w = World(sb, Gateway(in_process_target(sb)), Journal(state), state)
         made.append(w)

@@ -16,8 +16,6 @@ from ztwizard.errors import UsageError
 from ztwizard.resume import continue_session, reconcile
 from ztwizard.undo import reapply, undo_changes
 
-from .conftest import comparable
-
 ST = f"/subscriptions/{SUB}/resourceGroups/rg-st/providers/Microsoft.Storage/storageAccounts/stblob01"
 SUBNET = (f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet-spoke"
           "/subnets/data")
@@ -44,7 +42,7 @@ def _accounted(report, changes):
 
 def test_reference_estate_apply_everything_then_undo_restores_it(world):
     w = world(estate="reference")
-    original = comparable(w.sb.export())
+    original = w.view()
     sid, changes, report = _apply(w)
     _accounted(report, changes)
     assert len(report.applied) > 50
@@ -66,7 +64,7 @@ def test_reference_estate_apply_everything_then_undo_restores_it(world):
 
     undo = undo_changes(w.gw, w.journal, sid)
     assert undo.ok and len(undo.undone) == len(report.applied), "\n".join(undo.lines())
-    assert comparable(w.sb.export()) == original
+    assert w.view() == original
     assert w.journal.session(sid).status == J.UNDONE_SESSION
 
 
@@ -177,7 +175,7 @@ def test_drift_after_apply_makes_undo_refuse_with_three_way_diff_until_override(
 
 def test_undo_per_step_and_per_change_then_reapply(world):
     w = world()
-    original = comparable(w.sb.export())
+    original = w.view()
     sid, _changes, report = _apply(w, steps=["storage-1", "spoke-3"])
     assert not report.failed
     nsg_create = next(r for r in w.journal.changes(sid) if r.check_id == "spoke-3a" and r.action == "create")
@@ -190,7 +188,7 @@ def test_undo_per_step_and_per_change_then_reapply(world):
     assert w.journal.session(sid).status != J.UNDONE_SESSION
     rest = undo_changes(w.gw, w.journal, sid)
     assert rest.ok
-    assert comparable(w.sb.export()) == original
+    assert w.view() == original
     again = reapply(w.gw, w.journal, sid, [nsg_create.change_id])
     assert [o.result for o in again.outcomes] == ["applied"]
     assert w.gw.read(nsg_create.resource_id) is not None
@@ -201,7 +199,7 @@ def test_undo_per_step_and_per_change_then_reapply(world):
 
 def test_faults_do_not_lose_or_duplicate_changes(world):
     w = world(faults="429:0.15,500:0.05,503:0.05,reset-after:0.03", seed=11, fault_retry_after=2)
-    original = comparable(w.sb.export())
+    original = w.view()
     sid, changes, report = _apply(w)
     _accounted(report, changes)
     assert not report.failed, "\n".join(report.lines())
@@ -213,7 +211,7 @@ def test_faults_do_not_lose_or_duplicate_changes(world):
     assert faulted, "the sandbox injected faults"
     undo = undo_changes(w.gw, w.journal, sid)
     assert undo.ok, "\n".join(undo.lines())
-    assert comparable(w.sb.export()) == original
+    assert w.view() == original
 
 
 def test_resume_settles_in_flight_changes_and_continues(world):
@@ -239,8 +237,8 @@ def test_resume_settles_in_flight_changes_and_continues(world):
     assert w.journal.session(sid).status == J.DONE
 
 
-def test_journal_is_private_and_holds_no_secret(world):
-    estate = json.loads(json.dumps(_estate_with_secrets()))
+def test_journal_is_private_and_holds_no_secret(world, small_estate):
+    estate = _with_secrets(json.loads(json.dumps(small_estate)))
     w = world(estate=estate)
     _apply(w, steps=["storage-1", "vm-3", "vm-6"])
     names = [n for n in os.listdir(w.state_dir) if n.startswith(J.DB_NAME)]
@@ -255,10 +253,7 @@ def test_journal_is_private_and_holds_no_secret(world):
     assert b"stblob01" in raw  # the journal did record the work
 
 
-def _estate_with_secrets():
-    from conftest import small_estate
-
-    estate = small_estate()
+def _with_secrets(estate):
     for res in estate:
         if res["id"].endswith("virtualMachines/vm-web"):
             res["properties"]["osProfile"] = {"computerName": "vm-web", "adminUsername": "azureuser",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import small_estate
 
 from ztwizard import cli
 from ztwizard import journal as J
@@ -13,11 +12,11 @@ from ztwizard.sandbox import Sandbox
 
 
 @pytest.fixture
-def state(tmp_path, monkeypatch):
+def state(tmp_path, monkeypatch, small_estate):
     """A state dir whose sandbox state is the small estate; --sandbox runs it in-process."""
     monkeypatch.setenv("ZTWIZARD_SANDBOX_IN_PROCESS", "1")
     monkeypatch.delenv("ZTWIZARD_STATE_DIR", raising=False)
-    Sandbox(tmp_path, estate=small_estate())
+    Sandbox(tmp_path, estate=small_estate)
     return tmp_path
 
 
@@ -49,16 +48,18 @@ def test_apply_summary_sessions_and_undo(state, capsys):
     assert "applied  storage-1b" in out and "skipped  storage-1d" in out and "--allow-disruptive" in out
     assert "Re-inspected after apply" in out
 
-    assert run(state, "sessions") == 0
-    text = capsys.readouterr().out
-    assert "done" in text and "4 applied, 1 skipped" in text
     assert run(state, "sessions", "--format", "json") == 0
     (session,) = json.loads(capsys.readouterr().out)
-    assert {c["state"] for c in session["changes"]} == {"applied", "skipped"}
+    states = [c["state"] for c in session["changes"]]
+    assert set(states) == {"applied", "skipped"} and session["status"] == "done"
+    applied = states.count("applied")
+    assert run(state, "sessions") == 0
+    text = capsys.readouterr().out
+    assert session["id"] in text and f"{applied} applied, 1 skipped" in text
 
     assert run(state, "undo", "--yes") == 0
     out = capsys.readouterr().out
-    assert "4 undone" in out
+    assert f"{applied} undone" in out
     assert run(state, "undo", "--yes") == 2  # nothing left anywhere
     assert "No session" in capsys.readouterr().err
 

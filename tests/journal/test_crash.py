@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import small_estate
 
 from ztwizard import journal as J
 
-from .conftest import comparable
+from .conftest import estate_view
 
 CLI = [sys.executable, "-m", "ztwizard.cli"]
 SETTLED = {J.PLANNED, J.SKIPPED, J.APPLIED, J.FAILED, J.NOT_APPLIED, J.DRIFTED, J.UNDONE}
@@ -74,13 +73,19 @@ class Served:
             time.sleep(0.05)
 
     def export(self) -> dict:
+        """The estate as ARM shows it: `sandbox export`, and service children read through ARM."""
+        from ztwizard.gateway import Gateway
+        from ztwizard.target import sandbox_target
+
         if _HAVE_SANDBOX_CLI:
             out = _run(["sandbox", "export"], self.state)
             assert out.returncode == 0, out.stderr
-            return comparable(json.loads(out.stdout))
-        from ztwizard.sandbox.server import export
+            exported = json.loads(out.stdout)
+        else:
+            from ztwizard.sandbox.server import export
 
-        return comparable(_captured(export, self.state))
+            exported = _captured(export, self.state)
+        return estate_view(exported, Gateway(sandbox_target(self.state)))
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -92,9 +97,9 @@ class Served:
 
 
 @pytest.fixture
-def served(tmp_path):
+def served(tmp_path, small_estate):
     estate = tmp_path / "estate.json"
-    estate.write_text(json.dumps(small_estate()))
+    estate.write_text(json.dumps(small_estate))
     servers: list[Served] = []
 
     def start(latency_ms: int = 5) -> Served:
