@@ -262,6 +262,14 @@ class ApplyReport:
                 "verification": [{"id": s.id, "status": s.status, "counts": s.counts()} for s in self.verification]}
 
 
+class ApplyInterrupted(ZtwError):
+    """Apply stopped part-way; `report` says what had been done by then."""
+
+    def __init__(self, message: str, hint: str, report: ApplyReport) -> None:
+        super().__init__(message, hint)
+        self.report = report
+
+
 @dataclass
 class Event:
     """Progress for a UI: `kind` is start | applied | failed | skipped."""
@@ -348,12 +356,13 @@ def apply_changes(gateway: Any, journal: J.Journal, session_id: str, changes: It
         emit("start", ch, step)
         try:
             _apply_one(gateway, journal, session_id, ch, step, written, replan, outcome, skip)
-        except ZtwError as exc:
-            # The connection is gone mid-write: what is in flight stays recorded for resume.
-            journal.log(session_id, "interrupted", exc.message, ch.id)
-            raise ZtwError(f"{exc.message} Apply stopped: {len(report.applied)} change(s) applied, "
-                           f"{ch.id} may be in flight, the rest not attempted.",
-                           "Run `ztwizard resume` to reconcile and continue.") from exc
+        except (ZtwError, KeyboardInterrupt) as exc:
+            # ARM is unreachable, or the person pressed Ctrl-C: what is in flight stays recorded.
+            why = exc.message if isinstance(exc, ZtwError) else "Interrupted."
+            journal.log(session_id, "interrupted", why, ch.id)
+            raise ApplyInterrupted(
+                f"{why} Apply stopped: {len(report.applied)} change(s) applied (listed above), {ch.id} may be "
+                "in flight, the rest not attempted.", "Run `ztwizard resume` to reconcile it.", report) from exc
     journal.update_session(session_id, status=J.DONE)
     if verify:
         _verify(gateway, journal, session_id, report)

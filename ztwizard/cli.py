@@ -153,7 +153,7 @@ def _describe_change(c: Any, allow_disruptive: bool, allow_cost: bool) -> str:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from .apply import apply_changes, start_session
+    from .apply import ApplyInterrupted, apply_changes, start_session
     from .engine import inspect, validate_selection
     from .journal import Journal
 
@@ -189,10 +189,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"\r\033[K{ev.change.method} {ev.change.resource_id.rsplit('/', 1)[-1]} …")
                 sys.stderr.flush()
 
-        report = apply_changes(gateway, journal, sid, changes, allow_disruptive=args.allow_disruptive,
-                               allow_cost=args.allow_cost, confirm=confirm, on_event=progress)
-        if sys.stderr.isatty():
-            sys.stderr.write("\r\033[K")
+        try:
+            report = apply_changes(gateway, journal, sid, changes, allow_disruptive=args.allow_disruptive,
+                                   allow_cost=args.allow_cost, confirm=confirm, on_event=progress)
+        except ApplyInterrupted as exc:
+            print("\n".join(exc.report.lines()))
+            raise
+        finally:
+            if sys.stderr.isatty():
+                sys.stderr.write("\r\033[K")
     print("\n".join(report.lines()))
     print(f"Undo with `ztwizard undo --session {sid}`.")
     if report.failed:

@@ -264,3 +264,38 @@ def _with_secrets(estate):
         if res["id"].endswith("storageAccounts/stblob01"):
             res["tags"] = {"conn": "DefaultEndpointsProtocol=https;AccountName=stblob01;AccountKey=S3CR3TKEY"}
     return estate
+
+
+def test_arm_going_away_mid_apply_stops_saying_what_was_done_and_resume_settles_it(world):
+    from ztwizard.apply import ApplyInterrupted
+    from ztwizard.sandbox.faults import ConnectionReset
+
+    w = world()
+    real = w.sb.handle
+    link = {"writes": 0, "down": False}
+
+    def flaky(method, url, headers, body):
+        if link["down"]:
+            raise ConnectionReset("the link is down")
+        if method in ("PUT", "PATCH") and "/operations/" not in url:
+            link["writes"] += 1
+            if link["writes"] == 3:  # this write lands, then the link drops before the answer
+                real(method, url, headers, body)
+                link["down"] = True
+                raise ConnectionReset("the link dropped")
+        return real(method, url, headers, body)
+
+    w.sb.handle = flaky
+    gw = w.gateway()
+    plan = inspect(gw, step_ids=["storage-1"])
+    sid = start_session(w.journal, gw, plan.changes())
+    with pytest.raises(ApplyInterrupted) as stopped:
+        apply_changes(gw, w.journal, sid, plan.changes(), allow_disruptive=True)
+    assert len(stopped.value.report.applied) == 2
+    assert "2 change(s) applied" in stopped.value.message and "resume" in stopped.value.hint
+    (pending,) = w.journal.changes(sid, states=J.UNSETTLED)
+    assert pending.before_image is not None
+    link["down"] = False
+    report = reconcile(gw, w.journal, sid)
+    assert [(s.change_id, s.now) for s in report.settled] == [(pending.change_id, J.APPLIED)]
+    assert report.next_step == "storage-1" and report.remaining
