@@ -95,3 +95,13 @@ def test_second_writer_gets_session_in_use(state, capsys):
         sid = j.create_session("sandbox")
         assert run(state, "undo", "--yes", "--session", sid) == 1
         assert f"Session {sid} is in use by PID" in capsys.readouterr().err
+
+
+def test_corrupt_journal_is_reported_and_left_untouched(state, capsys):
+    path = state / J.DB_NAME
+    path.write_bytes(b"not a journal\n" * 100)
+    for args in (["sessions"], ["apply", "--yes"], ["undo", "--yes"], ["resume"]):
+        assert run(state, *args) == 1, args
+        err = capsys.readouterr().err
+        assert "left untouched" in err and "hint:" in err and "Traceback" not in err
+    assert path.read_bytes() == b"not a journal\n" * 100
