@@ -511,3 +511,23 @@ def test_hub_checks_give_the_same_verdicts_on_resource_graph_rows():
         a = sorted((f.resource_id.lower(), f.status) for f in run(check_id, plain).findings)
         b = sorted((f.resource_id.lower(), f.status) for f in run(check_id, graph).findings)
         assert a == b, check_id
+
+
+def test_every_parameter_a_person_may_edit_appears_in_what_is_sent():
+    """The wizard edits a create by swapping a parameter's value wherever it occurs, so each value
+    must occur in the id or body it stands for (an empty or absent choice is no parameter)."""
+    import json
+
+    from ztwizard.sandbox.estates import load_estate
+
+    from .test_spoke import spoke
+
+    inv = Inventory.from_resources(load_estate("reference"))
+    seen = 0
+    for c in [ch for s in [*spoke.STEPS, *hub.STEPS] for chk in s.checks for ch in chk.run(inv).changes]:
+        sent = c.resource_id + json.dumps(c.body)
+        for key, value in c.params.items():
+            assert value not in ("", None, [], {}), (c.id, key)
+            assert str(value) in sent, (c.id, key, value)
+            seen += 1
+    assert seen > 20

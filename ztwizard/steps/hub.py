@@ -472,7 +472,7 @@ def _hub_2e(inv: Inventory) -> CheckResult:
                                     f"Nobody is alerted when {pip['name']} comes under DDoS attack."))
         out.changes.append(remedy.create(
             "hub-2e", f"{rg_of(pip['id'])}/providers/{ALERT}/{name}", body,
-            params={"name": name, "actionGroupId": groups[0]["id"] if groups else ""},
+            params={"name": name, **({"actionGroupId": groups[0]["id"]} if groups else {})},
             title=f"Alert on DDoS attacks against {pip['name']}",
             risk="Alert rules are billed per monitored metric (cents a month)" +
                  ("" if groups else "; without an action group it shows in the portal only."), billable=True))

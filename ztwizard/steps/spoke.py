@@ -661,7 +661,7 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
                 elif low(sn["id"]) in appgw:
                     rules, kind = _appgw_rules(inv, sn["id"]), " with Application Gateway's required rules"
                 body = {"location": vnet.get("location"), "properties": {"securityRules": rules}}
-                create = remedy.create("spoke-3a", nsg_id, body, params={"name": name, "securityRules": rules},
+                create = remedy.create("spoke-3a", nsg_id, body, params={"name": name},
                                        title=f"Create NSG {name} for subnet {sn['name']}{kind}",
                                        risk="None until it is associated.")
                 out.changes.append(create)
@@ -1106,7 +1106,7 @@ def _spoke_5d(inv: Inventory) -> CheckResult:
                                     f"{vnet['name']} has no VNet flow log."))
         out.changes.append(remedy.create(
             "spoke-5d", f"{watcher}/flowLogs/{name}", {"location": vnet.get("location"), "properties": settings},
-            params={"storageId": sa["id"], "retentionDays": 90, "workspaceResourceId": ws["id"] if ws else ""},
+            params={"storageId": sa["id"], "retentionDays": 90, **({"workspaceResourceId": ws["id"]} if ws else {})},
             depends_on=deps, title=f"Record {vnet['name']}'s traffic in {sa['name']}", risk=risk, billable=True))
     return out
 
