@@ -209,9 +209,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_undo(args: argparse.Namespace) -> int:
     from .apply import refuse_if_read_only
+    from .engine import validate_selection
     from .journal import UNDOABLE, Journal
     from .undo import undo_changes
 
+    validate_selection(args.step or [], [])
     if not args.yes and not _interactive():
         raise UsageError("undo asks for confirmation, and there is no terminal to ask at; nothing was changed.",
                          hint="Pass --yes to undo without asking (scripts, CI).")

@@ -40,6 +40,8 @@ def test_dry_run_refuses_apply_and_undo(state, capsys):
 def test_unknown_step_is_a_usage_error(state, capsys):
     assert run(state, "apply", "--yes", "--step", "storage-9") == 2
     assert "Unknown step id" in capsys.readouterr().err
+    assert run(state, "undo", "--yes", "--step", "hub-9") == 2
+    assert "Unknown step id" in capsys.readouterr().err
 
 
 def test_apply_summary_sessions_and_undo(state, capsys):
