@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from .. import remedy
@@ -61,6 +62,18 @@ def unreadable(inv: Inventory, check: str, *types: str) -> CheckResult | None:
     return None
 
 
+def memo(inv: Inventory, key: Any, build: Callable[[], Any]) -> Any:
+    """A value derived from the inventory, computed once per inventory, so that checks over tens
+    of thousands of resources stay linear. Recomputed if resources are added afterwards."""
+    cache: dict[Any, Any] = inv.__dict__.setdefault("_catalog_memo", {})
+    if cache.get("_size") != len(inv.resources):
+        cache.clear()
+        cache["_size"] = len(inv.resources)
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
 def is_true(value: Any) -> bool:
     """Security resources spell booleans as strings ("True"); ARM elsewhere as JSON booleans."""
     return value is True or (isinstance(value, str) and value.lower() == "true")
@@ -77,14 +90,19 @@ def assignment_scope(assignment: dict[str, Any]) -> str:
 def broad_user_assignments(inv: Inventory, scopes: list[str],
                            roles: dict[str, str]) -> list[tuple[dict[str, Any], str]]:
     """Role assignments of `roles` held directly by users at any of `scopes`."""
-    wanted = {s.rstrip("/").lower() for s in scopes}
+    def by_scope() -> dict[str, list[dict[str, Any]]]:
+        index: dict[str, list[dict[str, Any]]] = {}
+        for a in inv.of_type(ROLE_ASSIGNMENTS):
+            index.setdefault(assignment_scope(a).rstrip("/").lower(), []).append(a)
+        return index
+
+    index = memo(inv, "assignments_by_scope", by_scope)
     out = []
-    for a in inv.of_type(ROLE_ASSIGNMENTS):
-        if assignment_scope(a).rstrip("/").lower() not in wanted:
-            continue
-        role = roles.get(role_guid(get_path(a, "properties.roleDefinitionId")))
-        if role and (get_path(a, "properties.principalType") or "").lower() == "user":
-            out.append((a, role))
+    for scope in dict.fromkeys(s.rstrip("/").lower() for s in scopes):
+        for a in index.get(scope, []):
+            role = roles.get(role_guid(get_path(a, "properties.roleDefinitionId")))
+            if role and (get_path(a, "properties.principalType") or "").lower() == "user":
+                out.append((a, role))
     return out
 
 
@@ -99,9 +117,8 @@ CONTAINERS = "Microsoft.Storage/storageAccounts/blobServices/containers"
 
 def public_containers(acct_id: str, inv: Inventory) -> list[str]:
     """Containers that serve anonymous reads today: they go dark when public access is disallowed."""
-    prefix = acct_id.rstrip("/").lower() + "/"
-    return [c["name"] for c in inv.of_type(CONTAINERS) if c["id"].lower().startswith(prefix)
-            and (get_path(c, "properties.publicAccess") or "None") != "None"]
+    return [c["name"] for c in inv.children(f"{acct_id}/blobServices/default", CONTAINERS)
+            if (get_path(c, "properties.publicAccess") or "None") != "None"]
 
 
 def _warn_public_containers(check: Check) -> Check:
@@ -339,7 +356,7 @@ def services_in_use(acct: dict[str, Any], inv: Inventory) -> list[str]:
     groups = ["blob"]
     if get_path(acct, "properties.isHnsEnabled") is True:
         groups.append("dfs")
-    if any(inv.children(fs["id"], SHARES) for fs in inv.children(acct["id"], FILE_SERVICES)):
+    if inv.children(f"{acct['id']}/fileServices/default", SHARES):
         groups.append("file")
     return groups
 
@@ -364,14 +381,22 @@ def approved_groups(acct: dict[str, Any], inv: Inventory) -> tuple[set[str], boo
             if rid.same(get_path(plsc, "properties.privateLinkServiceId"), acct["id"]):
                 groups.update(g.lower() for g in get_path(plsc, "properties.groupIds") or [])
     # endpoints whose connection the account listing does not show yet (e.g. read from the PE side)
-    for pe in inv.of_type(PRIVATE_ENDPOINTS):
+    for pe, plsc in memo(inv, "endpoints_by_target", lambda: _endpoints_by_target(inv)).get(acct["id"].lower(), []):
         if pe["id"].lower() in seen:
             continue
-        for plsc in get_path(pe, "properties.privateLinkServiceConnections") or []:
-            state = get_path(plsc, "properties.privateLinkServiceConnectionState.status") or "Approved"
-            if rid.same(get_path(plsc, "properties.privateLinkServiceId"), acct["id"]) and state == "Approved":
-                groups.update(g.lower() for g in get_path(plsc, "properties.groupIds") or [])
+        state = get_path(plsc, "properties.privateLinkServiceConnectionState.status") or "Approved"
+        if state == "Approved":
+            groups.update(g.lower() for g in get_path(plsc, "properties.groupIds") or [])
     return groups, unknown
+
+
+def _endpoints_by_target(inv: Inventory) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    index: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for pe in inv.of_type(PRIVATE_ENDPOINTS):
+        for plsc in get_path(pe, "properties.privateLinkServiceConnections") or []:
+            target = (get_path(plsc, "properties.privateLinkServiceId") or "").rstrip("/").lower()
+            index.setdefault(target, []).append((pe, plsc))
+    return index
 
 
 def _subnet_score(subnet: dict[str, Any], vnet: dict[str, Any], acct: dict[str, Any]) -> tuple[int, ...] | None:
@@ -389,16 +414,22 @@ def _subnet_score(subnet: dict[str, Any], vnet: dict[str, Any], acct: dict[str, 
 
 
 def endpoint_subnet(acct: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
-    """The most suitable existing subnet for the account's private endpoints, if any."""
-    best: tuple[tuple[Any, ...], dict[str, Any]] | None = None
-    for vnet in inv.of_type(VNETS):
-        for subnet in inv.children(vnet["id"], SUBNETS):
-            score = _subnet_score(subnet, vnet, acct)
-            if score is None:
-                continue
-            if best is None or score < best[0]:
-                best = (score, subnet)
-    return best[1] if best else None
+    """The most suitable existing subnet for the account's private endpoints, if any. The choice
+    depends only on the account's region and subscription, so it is made once for each."""
+    where = ((acct.get("location") or "").lower(), (rid.subscription_of(acct["id"]) or "").lower())
+
+    def choose() -> dict[str, Any] | None:
+        best: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        for vnet in inv.of_type(VNETS):
+            for subnet in inv.children(vnet["id"], SUBNETS):
+                score = _subnet_score(subnet, vnet, acct)
+                if score is None:
+                    continue
+                if best is None or score < best[0]:
+                    best = (score, subnet)
+        return best[1] if best else None
+
+    return memo(inv, ("endpoint_subnet", where), choose)
 
 
 def endpoint_changes(acct: dict[str, Any], inv: Inventory) -> tuple[list[str], list[Change], str]:

@@ -14,7 +14,16 @@ from ..inventory import Inventory
 from ..model import Change, CheckResult, Finding, change_id
 from ..paths import get_path
 from ._base import Check, Step, not_applicable, property_check
-from .storage import PRICINGS, ROLE_ASSIGNMENTS, broad_user_assignments, is_true, pricing, titled, unreadable
+from .storage import (
+    PRICINGS,
+    ROLE_ASSIGNMENTS,
+    broad_user_assignments,
+    is_true,
+    memo,
+    pricing,
+    titled,
+    unreadable,
+)
 
 VM = "Microsoft.Compute/virtualMachines"
 EXTENSIONS = "Microsoft.Compute/virtualMachines/extensions"
@@ -86,10 +95,18 @@ def vm_nics(vm: dict[str, Any], inv: Inventory) -> list[dict[str, Any]]:
         nic = inv.get(ref.get("id"))
         if nic is not None:
             out[nic["id"].lower()] = nic
-    for nic in inv.of_type(NICS):
-        if rid.same(get_path(nic, "properties.virtualMachine.id"), vm["id"]):
-            out[nic["id"].lower()] = nic
+    for nic in memo(inv, "nics_by_vm", lambda: _nics_by_vm(inv)).get(vm["id"].lower(), []):
+        out[nic["id"].lower()] = nic
     return sorted(out.values(), key=lambda r: r["id"].lower())
+
+
+def _nics_by_vm(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
+    index: dict[str, list[dict[str, Any]]] = {}
+    for nic in inv.of_type(NICS):
+        owner = (get_path(nic, "properties.virtualMachine.id") or "").rstrip("/").lower()
+        if owner:
+            index.setdefault(owner, []).append(nic)
+    return index
 
 
 def nic_subnet_ids(nic: dict[str, Any]) -> list[str]:
@@ -266,6 +283,14 @@ SHARED_INFRA_TYPES = {VNETS: "virtual network", "Microsoft.Storage/storageAccoun
 SHARED_INFRA = {t.lower(): what for t, what in SHARED_INFRA_TYPES.items()}
 
 
+def _shared_infra_by_rg(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
+    index: dict[str, list[dict[str, Any]]] = {}
+    for t in SHARED_INFRA_TYPES:
+        for r in inv.of_type(t):
+            index.setdefault((rid.resource_group_id(r["id"]) or "").lower(), []).append(r)
+    return index
+
+
 def _eval_isolation(inv: Inventory) -> CheckResult:
     err = unreadable(inv, "vm-1a", VM, *(t for t in SHARED_INFRA_TYPES))
     if err:
@@ -277,7 +302,7 @@ def _eval_isolation(inv: Inventory) -> CheckResult:
         g = rid.resource_group_id(vm["id"]) or ""
         groups.setdefault(g.lower(), g)
     for g in sorted(groups.values(), key=str.lower):
-        mixed = [r for r in inv.in_resource_group(g) if r["type"].lower() in SHARED_INFRA]
+        mixed = memo(inv, "shared_infra_by_rg", lambda: _shared_infra_by_rg(inv)).get(g.lower(), [])
         if not mixed:
             out.findings.append(Finding("vm-1a", g, "pass", "", None, None,
                                         "The resource group holds workload resources only."))
@@ -631,16 +656,6 @@ def _eval_gallery_apps(inv: Inventory) -> CheckResult:
 
 # ---- step 6: secure access ---------------------------------------------------------------------
 
-def _peered(vnet_id: str, other: str, inv: Inventory) -> bool:
-    if rid.same(vnet_id, other):
-        return True
-    for p in inv.children(vnet_id, PEERINGS):
-        state = get_path(p, "properties.peeringState") or "Connected"
-        if rid.same(get_path(p, "properties.remoteVirtualNetwork.id"), other) and state == "Connected":
-            return True
-    return False
-
-
 def bastion_vnet(b: dict[str, Any]) -> str:
     for c in get_path(b, "properties.ipConfigurations") or []:
         s = get_path(c, "properties.subnet.id")
@@ -649,26 +664,46 @@ def bastion_vnet(b: dict[str, Any]) -> str:
     return ""
 
 
+def neighbours(vnets: list[str], inv: Inventory) -> list[str]:
+    """The VM's VNets and the VNets they reach over connected peerings (lower-cased ids)."""
+    out = dict.fromkeys(v.rstrip("/").lower() for v in vnets)
+    for v in vnets:
+        for p in inv.children(v, PEERINGS):
+            if (get_path(p, "properties.peeringState") or "Connected") == "Connected":
+                remote = (get_path(p, "properties.remoteVirtualNetwork.id") or "").rstrip("/").lower()
+                if remote:
+                    out.setdefault(remote)
+    return list(out)
+
+
 def bastion_plan(vm: dict[str, Any], inv: Inventory) -> tuple[str | None, list[Change], str]:
-    """(reaching Bastion's name or None, proposed creates, why none can be proposed)."""
+    """(reaching Bastion's name or None, proposed creates, why none can be proposed). VMs that
+    share networks share the answer, which is worked out once."""
     vnets = vm_vnet_ids(vm, inv)
-    for b in inv.of_type(BASTIONS):
-        bv = bastion_vnet(b)
-        if bv and any(_peered(v, bv, inv) for v in vnets):
-            return b["name"], [], ""
     if not vnets:
         return None, [], f"{vm['name']} has no NIC in a known virtual network."
+    key = ("bastion", tuple(v.lower() for v in vnets))
+    name, changes, reason = memo(inv, key, lambda: _bastion_plan(vnets, inv))
+    return name, copy.deepcopy(changes), reason
+
+
+def _bastion_plan(vnets: list[str], inv: Inventory) -> tuple[str | None, list[Change], str]:
+    near = neighbours(vnets, inv)
+    for b in inv.of_type(BASTIONS):
+        if bastion_vnet(b).rstrip("/").lower() in near:
+            return b["name"], [], ""
     # where to put one: a peered hub (or the VM's own VNet) that has an AzureBastionSubnet
+    own = {v.lower() for v in vnets}
     candidates = []
-    for v in inv.of_type(VNETS):
-        if not any(_peered(x, v["id"], inv) for x in vnets):
+    for vid in sorted(near):
+        v = inv.get(vid)
+        if v is None:
             continue
         sub = next((s for s in inv.children(v["id"], SUBNETS) if s["name"].lower() == "azurebastionsubnet"), None)
         if sub is not None:
-            candidates.append((rid.same(v["id"], vnets[0]), v, sub))
+            candidates.append((vid in own, v, sub))
     if not candidates:
-        hubs = [v["name"] for v in inv.of_type(VNETS) if any(_peered(x, v["id"], inv) for x in vnets)
-                and not any(rid.same(v["id"], x) for x in vnets)]
+        hubs = [inv.get(v)["name"] for v in sorted(near) if v not in own and inv.get(v)]  # type: ignore[index]
         where = f"hub VNet {hubs[0]}" if hubs else f"VNet {rid.parse(vnets[0]).name}"
         return None, [], (f"Add a subnet named AzureBastionSubnet (/26 or larger) to {where}, then re-run to "
                           "deploy Bastion there; the address range is yours to choose.")
@@ -997,6 +1032,13 @@ def _jit_entry(vm_id: str, ports: Iterable[int]) -> dict[str, Any]:
                                     "maxRequestAccessDuration": "PT3H"} for p in sorted(set(ports))]}
 
 
+def _jit_by_rg(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
+    index: dict[str, list[dict[str, Any]]] = {}
+    for p in inv.of_type(JIT):
+        index.setdefault((rid.resource_group_id(p["id"]) or "").lower(), []).append(p)
+    return index
+
+
 def _eval_jit(inv: Inventory) -> CheckResult:
     err = unreadable(inv, "vm-8c", VM, JIT, NSGS, NICS, VNETS)
     if err:
@@ -1007,7 +1049,7 @@ def _eval_jit(inv: Inventory) -> CheckResult:
     for vm in _vms(inv, "vm-8c", out):
         ports = sorted({p for _r, ps in open_rules(vm, inv) for p in ps})
         rg = rid.resource_group_id(vm["id"]) or ""
-        policies = [p for p in inv.of_type(JIT) if rid.same(rid.resource_group_id(p["id"]), rg)]
+        policies = memo(inv, "jit_by_rg", lambda: _jit_by_rg(inv)).get(rg.lower(), [])
         if not ports:
             out.findings.append(Finding("vm-8c", vm["id"], "pass", prop, None, None,
                                         "No management port is exposed to the internet."))
@@ -1022,8 +1064,8 @@ def _eval_jit(inv: Inventory) -> CheckResult:
         sub = rid.subscription_of(rg) or ""
         plan = pricing(inv, sub, "VirtualMachines")
         deps = [] if servers_plan_ok(plan) else [change_id("vm-8a", plan["id"], "PUT")]
-        existing = next((p for p in inv.of_type(JIT) if rid.same(rid.resource_group_id(p["id"]), rg)
-                         and (p.get("location") or rid.parse(rid.parse(p["id"]).parent or "").name).lower() == location),
+        existing = next((p for p in memo(inv, "jit_by_rg", lambda: _jit_by_rg(inv)).get(rg.lower(), [])
+                         if (p.get("location") or rid.parse(rid.parse(p["id"]).parent or "").name).lower() == location),
                         None)
         flags = dict(disruptive=True, title=f"Protect {', '.join(vm['name'] for vm, _ in members)} with "
                                             f"just-in-time access", risk="Direct RDP/SSH stops until someone "
