@@ -764,3 +764,18 @@ def test_malformed_ports_open_nothing_and_assignable_scopes_nest():
     assert vm_article._covers("/", f"/subscriptions/{SUB}")
     assert not vm_article._covers(f"/subscriptions/{SUB[:-1]}", f"/subscriptions/{SUB}")
     assert not vm_article._covers(f"{RG}", f"/subscriptions/{SUB}")
+
+
+@pytest.mark.slow
+def test_storage_and_vm_checks_stay_linear_on_a_large_estate():
+    import time
+
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.steps import storage
+
+    inv = Inventory.from_resources(load_estate("scale:20000"))
+    started = time.monotonic()
+    for step in [*storage.STEPS, *vm_article.STEPS]:
+        for check in step.checks:
+            check.run(inv)
+    assert time.monotonic() - started < 60  # was minutes before the per-inventory indexes
