@@ -422,7 +422,7 @@ def _trusted_launch_change(vm: dict[str, Any]) -> Change:
                       "properties.securityProfile.uefiSettings.secureBootEnabled": True,
                       "properties.securityProfile.uefiSettings.vTpmEnabled": True},
         title=f"Enable Trusted Launch on {vm['name']} (deallocates it)", disruptive=True,
-        risk="The VM is deallocated and restarted; there is no way back to Standard. Take a restore point first.")
+        risk="The VM is deallocated and restarted; going back to Standard may not be possible. Take a restore point first.")
 
 
 def _boot_check(check: str, leaf: str, what: str) -> Callable[[Inventory], CheckResult]:
@@ -703,7 +703,7 @@ def _bastion_plan(vnets: list[str], inv: Inventory) -> tuple[str | None, list[Ch
         if sub is not None:
             candidates.append((vid in own, v, sub))
     if not candidates:
-        hubs = [inv.get(v)["name"] for v in sorted(near) if v not in own and inv.get(v)]  # type: ignore[index]
+        hubs = [r["name"] for r in (inv.get(v) for v in sorted(near) if v not in own) if r]
         where = f"hub VNet {hubs[0]}" if hubs else f"VNet {rid.parse(vnets[0]).name}"
         return None, [], (f"Add a subnet named AzureBastionSubnet (/26 or larger) to {where}, then re-run to "
                           "deploy Bastion there; the address range is yours to choose.")
