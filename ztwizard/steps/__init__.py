@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from ._base import ARTICLES, Check, Step
-
 # Each article module exposes STEPS: list[Step].
 from . import hub, spoke, storage, vm  # noqa: E402
+from ._base import ARTICLES, Check, Step
 
 STEPS: list[Step] = [*storage.STEPS, *vm.STEPS, *spoke.STEPS, *hub.STEPS]
 STEP_BY_ID: dict[str, Step] = {s.id: s for s in STEPS}
