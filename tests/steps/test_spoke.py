@@ -685,3 +685,25 @@ def test_malformed_properties_never_crash_a_network_check():
         for c in checks:
             assert c.run(inv).findings, c.id
     assert judged == 5
+
+
+def test_checks_see_resources_added_to_an_inventory_they_already_judged():
+    inv = Inventory.from_resources([spoke_vnet(peer=False), nsg("nsg-web")])
+    assert statuses(run("spoke-5a", inv)) == ["fail"]
+    inv.add({**deny_all("Inbound"), "id": rid(SPOKE_RG, f"{N}/networkSecurityGroups", "nsg-web")
+             + "/securityRules/DenyAllInbound"})
+    assert statuses(run("spoke-5a", inv)) == ["pass"]
+
+
+def test_network_checks_stay_linear_on_a_large_estate():
+    import time
+
+    from ztwizard.sandbox.estates import load_estate
+
+    from .test_hub import hub
+
+    inv = Inventory.from_resources(load_estate("scale:4000"))
+    started = time.perf_counter()
+    for c in [c for s in [*spoke.STEPS, *hub.STEPS] for c in s.checks]:
+        c.run(inv)
+    assert time.perf_counter() - started < 4.0  # quadratic lookups took over 5 s here

@@ -31,9 +31,12 @@ from .spoke import (
     firewall_for,
     firewall_ip,
     hubs,
+    kids,
+    linked,
     loc,
     low,
     namer,
+    of,
     peers,
     pricing_check,
     ref,
@@ -112,12 +115,12 @@ hub_1b = property_check(
 
 def _hub_1c(inv: Inventory) -> CheckResult:
     out = CheckResult()
-    pols = inv.of_type(FWP)
+    pols = of(inv, FWP)
     if not pols:
         out.findings.append(not_applicable("hub-1c", "firewall policy", inv))
         return out
     names = {low(p["id"]) for p in pols}
-    used = {low(ref(get_path(fw, "properties.firewallPolicy"))) for fw in inv.of_type(FW)}
+    used = {low(ref(get_path(fw, "properties.firewallPolicy"))) for fw in of(inv, FW)}
     spare = [p for p in pols if _premium(p) and low(p["id"]) not in used]
     for pol in pols:
         tier = _tier(pol)
@@ -191,7 +194,7 @@ hub_1f = property_check(
 
 def _app_rules(inv: Inventory, pol: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    for g in inv.children(pol["id"], RCG):
+    for g in kids(inv, pol["id"], RCG):
         for coll in get_path(g, "properties.ruleCollections") or []:
             if not isinstance(coll, dict):
                 continue
@@ -204,7 +207,7 @@ def _app_rules(inv: Inventory, pol: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _hub_1g(inv: Inventory) -> CheckResult:
     out = CheckResult()
-    pols = inv.of_type(FWP)
+    pols = of(inv, FWP)
     if not pols:
         out.findings.append(not_applicable("hub-1g", "firewall policy", inv))
         return out
@@ -243,7 +246,7 @@ hub_1i = property_check(
 
 def _hub_1j(inv: Inventory) -> CheckResult:
     out = CheckResult()
-    pols = inv.of_type(FWP)
+    pols = of(inv, FWP)
     if not pols:
         out.findings.append(not_applicable("hub-1j", "firewall policy", inv))
         return out
@@ -264,7 +267,7 @@ def _hub_1j(inv: Inventory) -> CheckResult:
 
 def _hub_1k(inv: Inventory) -> CheckResult:
     out = CheckResult()
-    gws = inv.of_type(APPGW)
+    gws = of(inv, APPGW)
     if not gws:
         out.findings.append(not_applicable("hub-1k", "application gateway", inv))
         return out
@@ -284,7 +287,7 @@ def _hub_1k(inv: Inventory) -> CheckResult:
 
 
 def _firewalls(inv: Inventory) -> list[dict[str, Any]]:
-    return inv.of_type(FW)
+    return of(inv, FW)
 
 
 hub_1h = diagnostics_check("hub-1h", "The firewall's logs go to Log Analytics", _firewalls, "Azure Firewall", (),
@@ -295,10 +298,10 @@ hub_1h = diagnostics_check("hub-1h", "The firewall's logs go to Log Analytics", 
 # ---- step 2: DDoS protection ---------------------------------------------------------------------
 def _plan(inv: Inventory) -> tuple[str, dict[str, Any] | None]:
     """The DDoS plan in use or to be created: (id, existing plan or None)."""
-    plans = inv.of_type(DDOS)
+    plans = of(inv, DDOS)
     if plans:
         return plans[0]["id"], plans[0]
-    vnets = hubs(inv) or inv.of_type(VNET)
+    vnets = hubs(inv) or of(inv, VNET)
     if not vnets:
         return "", None
     anchor = vnets[0]
@@ -311,7 +314,7 @@ def _hub_2a(inv: Inventory) -> CheckResult:
     if not plan_id:
         out.findings.append(not_applicable("hub-2a", "virtual network", inv))
         return out
-    anchor = (hubs(inv) or inv.of_type(VNET))[0]
+    anchor = (hubs(inv) or of(inv, VNET))[0]
     if plan:
         out.findings.append(Finding("hub-2a", anchor["id"], "pass", "properties.ddosProtectionPlan.id", plan_id,
                                     message=f"DDoS protection plan {plan['name']} exists."))
@@ -335,7 +338,7 @@ def _hub_2b(inv: Inventory) -> CheckResult:
     if stop:
         return stop
     out = CheckResult()
-    vnets = inv.of_type(VNET)
+    vnets = of(inv, VNET)
     if not vnets:
         out.findings.append(not_applicable("hub-2b", "virtual network", inv))
         return out
@@ -362,12 +365,12 @@ def pip_vnets(inv: Inventory) -> dict[str, str]:
     """Public IP id (lower) -> VNet id of the resource using it (firewall, Bastion, gateway, App GW, NIC)."""
     out: dict[str, str] = {}
     for t in (FW, BASTION, GATEWAY, NIC):
-        for res in inv.of_type(t):
+        for res in of(inv, t):
             for c in get_path(res, "properties.ipConfigurations") or []:
                 pip, sn = ref(get_path(c, "properties.publicIPAddress")), ref(get_path(c, "properties.subnet"))
                 if pip and sn:
                     out[low(pip)] = vnet_of(sn)
-    for gw in inv.of_type(APPGW):
+    for gw in of(inv, APPGW):
         sns = [ref(get_path(c, "properties.subnet")) for c in get_path(gw, "properties.gatewayIPConfigurations") or []]
         for c in get_path(gw, "properties.frontendIPConfigurations") or []:
             pip = ref(get_path(c, "properties.publicIPAddress"))
@@ -386,7 +389,7 @@ def _hub_2c(inv: Inventory) -> CheckResult:
     if stop:
         return stop
     out = CheckResult()
-    pips = inv.of_type(PIP)
+    pips = of(inv, PIP)
     if not pips:
         out.findings.append(not_applicable("hub-2c", "public IP address", inv))
         return out
@@ -430,7 +433,7 @@ DDOS_LOGS = ("DDoSProtectionNotifications", "DDoSMitigationFlowLogs", "DDoSMitig
 
 
 def _standard_pips(inv: Inventory) -> list[dict[str, Any]]:
-    return [p for p in inv.of_type(PIP) if str(get_path(p, "sku.name") or "").lower() == "standard"]
+    return [p for p in of(inv, PIP) if str(get_path(p, "sku.name") or "").lower() == "standard"]
 
 
 hub_2d = diagnostics_check("hub-2d", "DDoS logs of each public IP go to Log Analytics", _standard_pips,
@@ -448,8 +451,8 @@ def _hub_2e(inv: Inventory) -> CheckResult:
     if not pips:
         out.findings.append(not_applicable("hub-2e", "Standard public IP address", inv))
         return out
-    alerts = inv.of_type(ALERT)
-    groups = inv.of_type(ACTION_GROUP)
+    alerts = of(inv, ALERT)
+    groups = of(inv, ACTION_GROUP)
     for pip in pips:
         mine = [a for a in alerts if low(pip["id"]) in {low(s) for s in get_path(a, "properties.scopes") or []}
                 and any(str(c.get("metricName", "")).lower() == "ifunderddosattack"
@@ -481,7 +484,7 @@ def _hub_2e(inv: Inventory) -> CheckResult:
 
 # ---- step 3: route gateway traffic through the firewall ---------------------------------------------
 def _routes(inv: Inventory, table: dict[str, Any] | None) -> list[dict[str, Any]]:
-    return inv.children(table["id"], f"{RT}/routes") if table else []
+    return kids(inv, table["id"], f"{RT}/routes") if table else []
 
 
 def _prefixes(vnet: dict[str, Any]) -> list[str]:
@@ -502,7 +505,7 @@ def _hub_3a(inv: Inventory) -> CheckResult:
         out.findings.append(not_applicable("hub-3a", "GatewaySubnet", inv))
         return out
     name_for = namer(inv, RT, "properties.routeTable", "rt-{}")
-    taken = {low(r["id"]) for r in inv.of_type(RT)}
+    taken = {low(r["id"]) for r in of(inv, RT)}
     path = "properties.routes"
     for hub, sn in gws:
         fw = firewall_for(inv, hub)
@@ -592,8 +595,8 @@ def _table_ok(inv: Inventory, table: dict[str, Any], ip: str) -> bool:
 
 
 def _shares_appgw(inv: Inventory, table: dict[str, Any], appgw: set[str]) -> list[dict[str, Any]]:
-    return [s for s in inv.of_type(SUBNET)
-            if low(ref(get_path(s, "properties.routeTable"))) == low(table["id"]) and low(s["id"]) in appgw]
+    return [s for s in linked(inv, SUBNET, "properties.routeTable").get(low(table["id"]), [])
+            if low(s["id"]) in appgw]
 
 
 def _hub_3b(inv: Inventory) -> CheckResult:
@@ -601,13 +604,13 @@ def _hub_3b(inv: Inventory) -> CheckResult:
     if stop:
         return stop
     out = CheckResult()
-    if not inv.of_type(FW):
+    if not of(inv, FW):
         out.findings.append(not_applicable("hub-3b", "Azure Firewall", inv))
         return out
     appgw = appgw_subnets(inv)
     exempt = NSG_EXEMPT_SUBNETS | {"azurebastionsubnet"}
     name_for = namer(inv, RT, "properties.routeTable", "rt-{}")
-    taken = {low(r["id"]) for r in inv.of_type(RT)}
+    taken = {low(r["id"]) for r in of(inv, RT)}
     tables_done: dict[str, str] = {}
     risk = ("Disruptive: spoke egress and on-premises paths fail until firewall rules allow them; apply "
             "with hub-3a.")
@@ -694,11 +697,11 @@ def _hub_3c(inv: Inventory) -> CheckResult:
     hub_ids = {low(v["id"]) for v in hubs(inv)}
     has_gw = {low(v["id"]) for v in hubs(inv)
               if any(low(vnet_of(ref(get_path(c, "properties.subnet")))) == low(v["id"])
-                     for g in inv.of_type(GATEWAY) for c in get_path(g, "properties.ipConfigurations") or [])}
+                     for g in of(inv, GATEWAY) for c in get_path(g, "properties.ipConfigurations") or [])}
     judged = 0
-    for vnet in inv.of_type(VNET):
+    for vnet in of(inv, VNET):
         mine_hub = low(vnet["id"]) in hub_ids
-        for p in inv.children(vnet["id"], f"{VNET}/virtualNetworkPeerings"):
+        for p in kids(inv, vnet["id"], f"{VNET}/virtualNetworkPeerings"):
             judged += 1
             remote = low(ref(get_path(p, "properties.remoteVirtualNetwork")))
             rname = rid.parse(remote).name if remote else "?"
@@ -733,7 +736,7 @@ def _any(values: Any) -> bool:
 
 def _hub_3d(inv: Inventory) -> CheckResult:
     out = CheckResult()
-    targets = inv.of_type(FWP) + [f for f in inv.of_type(FW) if not ref(get_path(f, "properties.firewallPolicy"))]
+    targets = of(inv, FWP) + [f for f in of(inv, FW) if not ref(get_path(f, "properties.firewallPolicy"))]
     if not targets:
         out.findings.append(not_applicable("hub-3d", "firewall or firewall policy", inv))
         return out
@@ -773,7 +776,7 @@ def _hub_4b(inv: Inventory) -> CheckResult:
         out.findings.append(not_applicable("hub-4b", "hub virtual network", inv))
         return out
     for sub in subs:
-        found = [a for a in inv.of_type(POLICY_ASSIGNMENT)
+        found = [a for a in of(inv, POLICY_ASSIGNMENT)
                  if low(rid.subscription_of(a["id"])) in (low(sub), "")
                  and low(get_path(a, "properties.policyDefinitionId")).endswith(MCSB_INITIATIVE)]
         if found:
@@ -796,10 +799,10 @@ def _hub_4c(inv: Inventory) -> CheckResult:
         return out
     hub_rgs = {low(rg_of(v["id"])) for v in hubs(inv)}
     for sub in subs:
-        assessments = [a for a in inv.of_type(ASSESSMENT) if low(rid.subscription_of(a["id"])) == low(sub)
+        assessments = [a for a in of(inv, ASSESSMENT) if low(rid.subscription_of(a["id"])) == low(sub)
                        and low(rg_of(a["id"])) in hub_rgs]
         bad = [a for a in assessments if str(get_path(a, "properties.status.code") or "").lower() == "unhealthy"]
-        alerts = [a for a in inv.of_type(SEC_ALERT) if low(rid.subscription_of(a["id"])) == low(sub)
+        alerts = [a for a in of(inv, SEC_ALERT) if low(rid.subscription_of(a["id"])) == low(sub)
                   and str(get_path(a, "properties.status") or "").lower() == "active"]
         if assessments and not bad and not alerts:
             out.findings.append(Finding("hub-4c", f"/subscriptions/{sub}", "pass", "properties.status.code",
@@ -820,14 +823,14 @@ def _hub_4d(inv: Inventory) -> CheckResult:
     if stop:
         return stop
     out = CheckResult()
-    vnets = inv.of_type(VNET)
+    vnets = of(inv, VNET)
     if not vnets:
         out.findings.append(not_applicable("hub-4d", "virtual network", inv))
         return out
     planned: set[str] = set()
     for vnet in vnets:
         sub, region = rid.subscription_of(vnet["id"]) or "", loc(vnet)
-        have = [w for w in inv.of_type(WATCHER) if low(rid.subscription_of(w["id"])) == low(sub) and loc(w) == region]
+        have = [w for w in of(inv, WATCHER) if low(rid.subscription_of(w["id"])) == low(sub) and loc(w) == region]
         if have:
             out.findings.append(Finding("hub-4d", vnet["id"], "pass", "", have[0]["name"],
                                         message=f"Network Watcher {have[0]['name']} covers {region}."))

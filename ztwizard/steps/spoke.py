@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -82,6 +83,74 @@ def tags(res: dict[str, Any]) -> dict[str, str]:
     return {str(k).lower(): str(v).lower() for k, v in t.items()} if isinstance(t, dict) else {}
 
 
+# One index per inventory: checks ask for children and types inside loops, and the inventory's
+# own lookups scan every resource, which turns quadratic on large estates. An inventory is read-only
+# while checks run; one that gains resources afterwards is re-indexed.
+_INDEX: dict[int, tuple[weakref.ref[Inventory], int, dict[str, list[dict[str, Any]]],
+                        dict[str, list[dict[str, Any]]], dict[str, Any]]] = {}
+
+
+def _entry(inv: Inventory) -> tuple[weakref.ref[Inventory], int, dict[str, list[dict[str, Any]]],
+                                    dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    hit = _INDEX.get(id(inv))
+    if hit is None or hit[0]() is not inv or hit[1] != len(inv.resources):
+        by_parent: dict[str, list[dict[str, Any]]] = {}
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        for r in sorted(inv.resources.values(), key=lambda r: r["id"].lower()):
+            parent = rid.parse(r["id"]).parent
+            if parent:
+                by_parent.setdefault(low(parent), []).append(r)
+            by_type.setdefault(str(r.get("type") or "").lower(), []).append(r)
+        _INDEX.clear()
+        hit = (weakref.ref(inv), len(inv.resources), by_parent, by_type, {})
+        _INDEX[id(inv)] = hit
+    return hit
+
+
+def _index(inv: Inventory) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+    e = _entry(inv)
+    return e[2], e[3]
+
+
+def memo(inv: Inventory, key: str, make: Callable[[], Any]) -> Any:
+    """A value derived from the inventory, computed once per inventory."""
+    cache = _entry(inv)[4]
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+def linked(inv: Inventory, rtype: str, link: str) -> dict[str, list[dict[str, Any]]]:
+    """Resources of `rtype` grouped by the id they reference at `link` (lower-cased), e.g.
+    subnets by their NSG. A NIC's `ipConfigurations[]` references count too (`…ipConfigurations.subnet`)."""
+
+    def make() -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in of(inv, rtype):
+            if link.startswith("ipConfigurations."):
+                targets = {low(ref(get_path(c, "properties." + link.split(".", 1)[1])))
+                           for c in get_path(r, "properties.ipConfigurations") or []}
+            else:
+                value = get_path(r, link)
+                targets = {low(value if isinstance(value, str) else ref(value))}
+            for t in targets - {""}:
+                out.setdefault(t, []).append(r)
+        return out
+
+    return memo(inv, f"linked|{rtype.lower()}|{link}", make)  # type: ignore[no-any-return]
+
+
+def kids(inv: Inventory, parent_id: str, child_type: str | None = None) -> list[dict[str, Any]]:
+    """`inv.children`, through the index."""
+    found = _index(inv)[0].get(low(parent_id), [])
+    return [r for r in found if child_type is None or r["type"].lower() == child_type.lower()]
+
+
+def of(inv: Inventory, rtype: str) -> list[dict[str, Any]]:
+    """`inv.of_type`, through the index (a fresh list: callers may sort it)."""
+    return list(_index(inv)[1].get(rtype.lower(), []))
+
+
 def blocked(check: str, inv: Inventory, *types: str) -> CheckResult | None:
     """For checks that reason across types: `error` when any type they need could not be read."""
     out = CheckResult()
@@ -94,7 +163,7 @@ def blocked(check: str, inv: Inventory, *types: str) -> CheckResult | None:
 
 
 def subnets_of(inv: Inventory, vnet: dict[str, Any]) -> list[dict[str, Any]]:
-    return inv.children(vnet["id"], SUBNET)
+    return kids(inv, vnet["id"], SUBNET)
 
 
 def vnet_of(subnet_id: str) -> str:
@@ -119,25 +188,26 @@ def firewall_ip(fw: dict[str, Any] | None) -> str | None:
 
 def is_hub(inv: Inventory, vnet: dict[str, Any]) -> bool:
     """A hub holds the firewall or gateway subnets, or an Azure Firewall."""
-    if any(s["name"].lower() in HUB_SUBNETS for s in subnets_of(inv, vnet)):
+    if any(str(s.get("name") or "").lower() in HUB_SUBNETS for s in subnets_of(inv, vnet)):
         return True
-    return any(low(firewall_vnet(fw)) == low(vnet["id"]) for fw in inv.of_type(FW))
+    return any(low(firewall_vnet(fw)) == low(vnet["id"]) for fw in of(inv, FW))
 
 
 def hubs(inv: Inventory) -> list[dict[str, Any]]:
-    return [v for v in inv.of_type(VNET) if is_hub(inv, v)]
+    return list(memo(inv, "hubs", lambda: [v for v in of(inv, VNET) if is_hub(inv, v)]))
 
 
 def spokes(inv: Inventory) -> list[dict[str, Any]]:
     """Every VNet that is not a hub (peered to a hub or standing alone)."""
-    return [v for v in inv.of_type(VNET) if not is_hub(inv, v)]
+    hub_ids = {low(v["id"]) for v in hubs(inv)}
+    return [v for v in of(inv, VNET) if low(v["id"]) not in hub_ids]
 
 
 def peers(inv: Inventory, vnet: dict[str, Any]) -> set[str]:
     """Lower-cased ids of VNets peered with `vnet`, seen from either side."""
-    out = {low(ref(get_path(p, "properties.remoteVirtualNetwork"))) for p in inv.children(vnet["id"], PEERING)}
-    for other in inv.of_type(VNET):
-        for p in inv.children(other["id"], PEERING):
+    out = {low(ref(get_path(p, "properties.remoteVirtualNetwork"))) for p in kids(inv, vnet["id"], PEERING)}
+    for other in of(inv, VNET):
+        for p in kids(inv, other["id"], PEERING):
             if low(ref(get_path(p, "properties.remoteVirtualNetwork"))) == low(vnet["id"]):
                 out.add(low(other["id"]))
     out.discard("")
@@ -146,7 +216,7 @@ def peers(inv: Inventory, vnet: dict[str, Any]) -> set[str]:
 
 def firewall_for(inv: Inventory, vnet: dict[str, Any]) -> dict[str, Any] | None:
     """The firewall in this hub, or in a hub this spoke peers with, or the only one in scope."""
-    fws = inv.of_type(FW)
+    fws = of(inv, FW)
     mine = [fw for fw in fws if low(firewall_vnet(fw)) == low(vnet["id"])]
     if mine:
         return mine[0]
@@ -160,10 +230,10 @@ def firewall_for(inv: Inventory, vnet: dict[str, Any]) -> dict[str, Any] | None:
 def appgw_subnets(inv: Inventory) -> set[str]:
     """Lower-cased ids of subnets hosting an Application Gateway."""
     out = set()
-    for gw in inv.of_type(APPGW):
+    for gw in of(inv, APPGW):
         for ipc in get_path(gw, "properties.gatewayIPConfigurations") or []:
             out.add(low(ref(get_path(ipc, "properties.subnet"))))
-    for sn in inv.of_type(SUBNET):
+    for sn in of(inv, SUBNET):
         if get_path(sn, "properties.applicationGatewayIPConfigurations"):
             out.add(low(sn["id"]))
     out.discard("")
@@ -180,7 +250,7 @@ def namer(inv: Inventory, rtype: str, link: str, default: str) -> Callable[[str]
     Looks for a resource of `rtype` that a subnet references through `link` (e.g.
     `properties.networkSecurityGroup`) and whose name contains the subnet's name or its stem
     (`snet-web` → `web`); `default` (with `{}` for the subnet) otherwise."""
-    for sn in inv.of_type(SUBNET):
+    for sn in of(inv, SUBNET):
         target = inv.get(ref(get_path(sn, link)))
         if not target or target["type"].lower() != rtype.lower():
             continue
@@ -215,7 +285,7 @@ def unique_name(inv: Inventory, rg: str, rtype: str, name: str, taken: set[str])
 
 def workspace_for(inv: Inventory, sub: str, location: str = "") -> dict[str, Any] | None:
     """A Log Analytics workspace to send logs to: same subscription and region first."""
-    ws = inv.of_type(WORKSPACE)
+    ws = of(inv, WORKSPACE)
     ws.sort(key=lambda w: (low(rid.subscription_of(w["id"])) != low(sub), bool(location) and loc(w) != location))
     return ws[0] if ws else None
 
@@ -227,7 +297,7 @@ def role_guid(role_definition_id: str) -> str:
 def at_scope(inv: Inventory, scopes: Iterable[str]) -> list[dict[str, Any]]:
     """Role assignments made exactly at one of `scopes`."""
     wanted = {low(s) for s in scopes}
-    return [a for a in inv.of_type(ROLE_ASSIGNMENT) if low(rid.parse(a["id"]).parent) in wanted]
+    return [a for a in of(inv, ROLE_ASSIGNMENT) if low(rid.parse(a["id"]).parent) in wanted]
 
 
 def spoke_rgs(inv: Inventory) -> list[str]:
@@ -246,7 +316,7 @@ def spoke_subs(inv: Inventory) -> list[str]:
 
 
 def diag_of(inv: Inventory, scope_id: str) -> list[dict[str, Any]]:
-    return inv.children(scope_id, DIAG)
+    return kids(inv, scope_id, DIAG)
 
 
 def pricing_check(check: str, title: str, names: tuple[str, ...], subs: Callable[[Inventory], list[str]],
@@ -431,7 +501,7 @@ def _spoke_1b(inv: Inventory) -> CheckResult:
     if not subs:
         out.findings.append(not_applicable("spoke-1b", "spoke virtual network", inv))
         return out
-    roles = inv.of_type(ROLE_DEFINITION)
+    roles = of(inv, ROLE_DEFINITION)
     for sub in subs:
         scope = f"/subscriptions/{sub}"
         mine = [r for r in roles if _is_netops(r) and any(
@@ -468,7 +538,7 @@ def _spoke_2a(inv: Inventory) -> CheckResult:
         out.findings.append(not_applicable("spoke-2a", "spoke virtual network", inv))
         return out
     for rg in rgs:
-        others = [r for r in inv.children(rg)
+        others = [r for r in kids(inv, rg)
                   if not r["type"].lower().startswith(("microsoft.network/", "microsoft.authorization/",
                                                        "microsoft.insights/", "microsoft.resources/"))]
         if not others:
@@ -600,7 +670,7 @@ def _appgw_rules(inv: Inventory, subnet_id: str) -> list[dict[str, Any]]:
     listeners reachable."""
     ports: set[str] = set()
     infra = "65200-65535"
-    for gw in inv.of_type(APPGW):
+    for gw in of(inv, APPGW):
         if any(low(ref(get_path(c, "properties.subnet"))) == low(subnet_id)
                for c in get_path(gw, "properties.gatewayIPConfigurations") or []):
             ports |= {str(get_path(p, "properties.port")) for p in get_path(gw, "properties.frontendPorts") or []
@@ -617,7 +687,7 @@ def _public_facing(inv: Inventory, subnet: dict[str, Any], appgw: set[str]) -> b
     """Whether an NSG with default rules would cut traffic reaching this subnet from the internet."""
     if low(subnet["id"]) in appgw or subnet["name"].lower() == "azurebastionsubnet":
         return True
-    for nic in inv.of_type(NIC):
+    for nic in linked(inv, NIC, "ipConfigurations.subnet").get(low(subnet["id"]), []):
         for ipc in get_path(nic, "properties.ipConfigurations") or []:
             if low(ref(get_path(ipc, "properties.subnet"))) == low(subnet["id"]) and \
                     ref(get_path(ipc, "properties.publicIPAddress")):
@@ -632,9 +702,9 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
     out = CheckResult()
     appgw = appgw_subnets(inv)
     name_for = namer(inv, NSG, "properties.networkSecurityGroup", "nsg-{}")
-    taken = {low(r["id"]) for r in inv.of_type(NSG)}
+    taken = {low(r["id"]) for r in of(inv, NSG)}
     judged = 0
-    for vnet in inv.of_type(VNET):
+    for vnet in of(inv, VNET):
         for sn in subnets_of(inv, vnet):
             if sn["name"].lower() in NSG_EXEMPT_SUBNETS:
                 continue
@@ -648,8 +718,7 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
             wanted = name_for(sn["name"])
             existing = inv.get(f"{rg}/providers/{NSG}/{wanted}")
             deps: list[str] = []
-            if existing and not any(low(ref(get_path(s, "properties.networkSecurityGroup"))) == low(existing["id"])
-                                    for s in inv.of_type(SUBNET)):
+            if existing and not linked(inv, SUBNET, "properties.networkSecurityGroup").get(low(existing["id"])):
                 nsg_id = existing["id"]  # an unused NSG named for this subnet: reuse it
             else:
                 name = unique_name(inv, rg, NSG, wanted, taken)
@@ -667,9 +736,8 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
                 out.changes.append(create)
                 deps = [create.id]
             disruptive = _public_facing(inv, sn, appgw)
-            nic_nsgs = [n["name"] for n in inv.of_type(NIC) if ref(get_path(n, "properties.networkSecurityGroup"))
-                        and any(low(ref(get_path(c, "properties.subnet"))) == low(sn["id"])
-                                for c in get_path(n, "properties.ipConfigurations") or [])]
+            nic_nsgs = [n["name"] for n in linked(inv, NIC, "ipConfigurations.subnet").get(low(sn["id"]), [])
+                        if ref(get_path(n, "properties.networkSecurityGroup"))]
             note = (f"; the NSG on NIC {', '.join(nic_nsgs)} guards that NIC only, not the subnet" if nic_nsgs
                     else "")
             out.findings.append(Finding("spoke-3a", sn["id"], "fail", "properties.networkSecurityGroup.id", None,
@@ -688,8 +756,7 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
 def nsg_subnets(inv: Inventory, nsg: dict[str, Any]) -> list[str]:
     """Lower-cased ids of the subnets an NSG is associated with, from both sides."""
     out = {low(ref(s)) for s in get_path(nsg, "properties.subnets") or []}
-    out |= {low(s["id"]) for s in inv.of_type(SUBNET)
-            if low(ref(get_path(s, "properties.networkSecurityGroup"))) == low(nsg["id"])}
+    out |= {low(s["id"]) for s in linked(inv, SUBNET, "properties.networkSecurityGroup").get(low(nsg["id"]), [])}
     out.discard("")
     return sorted(out)
 
@@ -699,7 +766,7 @@ def _spoke_3b(inv: Inventory) -> CheckResult:
     if stop:
         return stop
     out = CheckResult()
-    for nsg in inv.of_type(NSG):
+    for nsg in of(inv, NSG):
         sns = nsg_subnets(inv, nsg)
         if not sns:
             continue
@@ -746,7 +813,7 @@ def _vm_nics(inv: Inventory) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(VM, NIC) pairs for VMs whose NIC sits in a spoke."""
     hub_ids = {low(v["id"]) for v in hubs(inv)}
     out = []
-    for vm in inv.of_type(VM):
+    for vm in of(inv, VM):
         for r in get_path(vm, "properties.networkProfile.networkInterfaces") or []:
             nic = inv.get(ref(r))
             if nic and low(_nic_vnet(nic)) not in hub_ids:
@@ -772,7 +839,7 @@ def _asg_matches(asg: dict[str, Any], role: str) -> bool:
 def role_asgs(inv: Inventory) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, Any]]]:
     """(vnet id lower, role) -> (ASG id, existing ASG or None, the VNet) for every role in use."""
     out: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, Any]]] = {}
-    asgs = inv.of_type(ASG)
+    asgs = of(inv, ASG)
     for vm, nic in _vm_nics(inv):
         role = vm_role(vm)
         vnet = inv.get(_nic_vnet(nic))
@@ -783,8 +850,8 @@ def role_asgs(inv: Inventory) -> dict[tuple[str, str], tuple[str, dict[str, Any]
             out[(low(vnet["id"]), role)] = (same[0]["id"], same[0], vnet)
             continue
         # follow the estate's NSG names: `web-nsg` style gives `web-asg`, otherwise `asg-web`
-        suffix_style = sum(1 for n in inv.of_type(NSG) if n["name"].lower().endswith("-nsg")) > \
-            sum(1 for n in inv.of_type(NSG) if n["name"].lower().startswith("nsg-"))
+        suffix_style = sum(1 for n in of(inv, NSG) if n["name"].lower().endswith("-nsg")) > \
+            sum(1 for n in of(inv, NSG) if n["name"].lower().startswith("nsg-"))
         name = f"{role}-asg" if suffix_style else f"asg-{role}"
         if len({low(v["id"]) for v in spokes(inv) if loc(v) == loc(vnet)}) > 1:
             name = f"{name}-{vnet['name']}"
@@ -881,13 +948,13 @@ def _ip_literal(value: Any) -> bool:
 
 
 def rules_of(inv: Inventory, nsg: dict[str, Any]) -> list[dict[str, Any]]:
-    return inv.children(nsg["id"], RULE)
+    return kids(inv, nsg["id"], RULE)
 
 
 def tier_nsgs(inv: Inventory) -> list[dict[str, Any]]:
     """NSGs guarding workload tiers: every NSG not associated with a hub subnet."""
     hub_sn = {low(s["id"]) for v in hubs(inv) for s in subnets_of(inv, v)}
-    return [n for n in inv.of_type(NSG) if not (set(nsg_subnets(inv, n)) & hub_sn)]
+    return [n for n in of(inv, NSG) if not (set(nsg_subnets(inv, n)) & hub_sn)]
 
 
 def _spoke_4c(inv: Inventory) -> CheckResult:
@@ -939,8 +1006,8 @@ def routes_to_firewall(inv: Inventory, subnet: dict[str, Any], prefix: str = "0.
     table = inv.get(ref(get_path(subnet, "properties.routeTable")))
     if not table:
         return False
-    ips = {firewall_ip(fw) for fw in inv.of_type(FW)} - {None}
-    for r in inv.children(table["id"], f"{RT}/routes"):
+    ips = {firewall_ip(fw) for fw in of(inv, FW)} - {None}
+    for r in kids(inv, table["id"], f"{RT}/routes"):
         p = props(r)
         if p.get("addressPrefix") == prefix and str(p.get("nextHopType", "")).lower() == "virtualappliance" \
                 and p.get("nextHopIpAddress") in ips:
@@ -1060,14 +1127,17 @@ def _spoke_5d(inv: Inventory) -> CheckResult:
     if stop:
         return stop
     out = CheckResult()
-    vnets = inv.of_type(VNET)
+    vnets = of(inv, VNET)
     if not vnets:
         out.findings.append(not_applicable("spoke-5d", "virtual network", inv))
         return out
-    logs = inv.of_type(FLOWLOG)
     risk = "Flow-log storage and traffic analytics are billed."
+    by_target = linked(inv, FLOWLOG, "properties.targetResourceId")
+    by_region: dict[str, list[dict[str, Any]]] = {}
+    for sa in of(inv, STORAGE):
+        by_region.setdefault(loc(sa), []).append(sa)
     for vnet in vnets:
-        mine = [f for f in logs if low(get_path(f, "properties.targetResourceId")) == low(vnet["id"])]
+        mine = by_target.get(low(vnet["id"]), [])
         on = [f for f in mine if get_path(f, "properties.enabled") is True]
         path = "properties.enabled"
         if on:
@@ -1083,8 +1153,7 @@ def _spoke_5d(inv: Inventory) -> CheckResult:
             continue
         sub = rid.subscription_of(vnet["id"]) or ""
         region = loc(vnet)
-        accounts = [s for s in inv.of_type(STORAGE) if loc(s) == region]
-        accounts.sort(key=lambda s: low(rid.subscription_of(s["id"])) != low(sub))
+        accounts = by_region.get(region, [])
         if not accounts:
             out.findings.append(Finding(
                 "spoke-5d", vnet["id"], "manual", path, None, True,
@@ -1093,7 +1162,7 @@ def _spoke_5d(inv: Inventory) -> CheckResult:
                 f"targeting {vnet['name']}, so traffic can be audited and fed to traffic analytics."))
             continue
         watcher, deps = network_watcher(inv, sub, region, vnet)
-        sa = accounts[0]
+        sa = next((a for a in accounts if low(rid.subscription_of(a["id"])) == low(sub)), accounts[0])
         ws = workspace_for(inv, sub, region)
         settings: dict[str, Any] = {
             "targetResourceId": vnet["id"], "storageId": sa["id"], "enabled": True,
@@ -1113,7 +1182,7 @@ def _spoke_5d(inv: Inventory) -> CheckResult:
 
 def network_watcher(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> tuple[str, list[str]]:
     """The id of the region's Network Watcher, and the hub-4d change to depend on when it is missing."""
-    for w in inv.of_type(WATCHER):
+    for w in of(inv, WATCHER):  # a handful at most: one per subscription and region
         if low(rid.subscription_of(w["id"])) == low(sub) and loc(w) == region:
             return w["id"], []
     wid = watcher_id(inv, sub, region, near)
@@ -1123,7 +1192,7 @@ def network_watcher(inv: Inventory, sub: str, region: str, near: dict[str, Any])
 def watcher_id(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> str:
     """`NetworkWatcher_<region>` in NetworkWatcherRG when that group is known, else beside `near`."""
     rg = f"/subscriptions/{sub}/resourceGroups/NetworkWatcherRG"
-    if low(rg) not in {low(g) for g in inv.resource_groups}:
+    if low(rg) not in memo(inv, "resource_groups", lambda: {low(g) for g in inv.resource_groups}):
         rg = rg_of(near["id"])
     return f"{rg}/providers/{WATCHER}/NetworkWatcher_{region}"
 
@@ -1133,7 +1202,7 @@ def _spoke_5e(inv: Inventory) -> CheckResult:
     if stop:
         return stop
     out = CheckResult()
-    gws = inv.of_type(APPGW)
+    gws = of(inv, APPGW)
     if not gws:
         out.findings.append(not_applicable("spoke-5e", "application gateway", inv))
         return out
@@ -1199,7 +1268,7 @@ def _spoke_5e(inv: Inventory) -> CheckResult:
 
 def _spoke_5f(inv: Inventory) -> CheckResult:
     out = CheckResult()
-    gws = inv.of_type(APPGW)
+    gws = of(inv, APPGW)
     if not gws:
         out.findings.append(not_applicable("spoke-5f", "application gateway", inv))
         return out
@@ -1216,7 +1285,7 @@ def _spoke_5f(inv: Inventory) -> CheckResult:
                 f"App GW subnet a route table sending the backend prefixes to it, so IDPS inspects inbound web traffic."))
             continue
         table = inv.get(ref(get_path(sn, "properties.routeTable")))
-        routes = [props(r) for r in (inv.children(table["id"], f"{RT}/routes") if table else [])]
+        routes = [props(r) for r in (kids(inv, table["id"], f"{RT}/routes") if table else [])]
         default_fw = [r for r in routes if r.get("addressPrefix") == "0.0.0.0/0"
                       and str(r.get("nextHopType", "")).lower() == "virtualappliance"]
         to_fw = [r for r in routes if r.get("nextHopIpAddress") == ip and r.get("addressPrefix") != "0.0.0.0/0"]
@@ -1244,7 +1313,7 @@ def _spoke_5f(inv: Inventory) -> CheckResult:
 # ---- step 6: secure access to the VNet and application -------------------------------------------
 def _spoke_6a(inv: Inventory) -> CheckResult:
     out = CheckResult()
-    accounts = inv.of_type(STORAGE)
+    accounts = of(inv, STORAGE)
     if not accounts:
         out.findings.append(not_applicable("spoke-6a", "storage account", inv))
         return out
@@ -1265,7 +1334,7 @@ def _spoke_6a(inv: Inventory) -> CheckResult:
 
 def _spoke_6b(inv: Inventory) -> CheckResult:
     out = CheckResult()
-    fronts = inv.of_type(APPGW) or spokes(inv)
+    fronts = of(inv, APPGW) or spokes(inv)
     if not fronts:
         out.findings.append(not_applicable("spoke-6b", "application entry point", inv))
         return out
@@ -1289,7 +1358,7 @@ def _spoke_7b(inv: Inventory) -> CheckResult:
         sid = f"/subscriptions/{sub}/providers/{SCORE}/ascScore"
         score = inv.get(sid)
         spoke_rg = {low(g) for g in spoke_rgs(inv)}
-        unhealthy = [a for a in inv.of_type(ASSESSMENT)
+        unhealthy = [a for a in of(inv, ASSESSMENT)
                      if low(rid.subscription_of(a["id"])) == low(sub)
                      and str(get_path(a, "properties.status.code") or "").lower() == "unhealthy"
                      and low(rg_of(a["id"])) in spoke_rg]
