@@ -114,13 +114,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     validate_selection(args.step or [], args.check or [])
     gateway = make_gateway(args)
-    progress = None
-    if sys.stderr.isatty() and args.format == "text" and not args.output:
-        def progress(done: int, total: int, label: str) -> None:
+    interactive = sys.stderr.isatty() and args.format == "text" and not args.output
+
+    def progress(done: int, total: int, label: str) -> None:
+        if interactive:
             sys.stderr.write(f"\r\033[Kinspecting: {label}")
             sys.stderr.flush()
+
     plan = inspect(gateway, step_ids=args.step or [], check_ids=args.check or [], progress=progress)
-    if progress:
+    if interactive:
         sys.stderr.write("\r\033[K")
     write_output(render(plan, args.format, ascii_only=bool(os.environ.get("NO_COLOR"))), args.output)
     if args.detailed_exitcode:

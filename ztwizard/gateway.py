@@ -7,6 +7,7 @@ waits for long-running operations, and turns ARM errors into sentences a person 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -398,8 +399,8 @@ class Gateway:
         from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
         graph = self.client("graph")
-        req = QueryRequest(subscriptions=subscriptions, query=query,
-                           options=QueryRequestOptions(top=page_size, result_format="objectArray"))
+        options = QueryRequestOptions(top=page_size, result_format="objectArray")
+        req = QueryRequest(subscriptions=subscriptions, query=query, options=options)
         rows: list[dict[str, Any]] = []
         try:
             while True:
@@ -407,7 +408,7 @@ class Gateway:
                 rows.extend(resp.data or [])
                 if not resp.skip_token:
                     return rows
-                req.options.skip_token = resp.skip_token
+                options.skip_token = resp.skip_token
         except Exception as exc:
             raise translate(exc, "", "querying Resource Graph") from exc
 
@@ -477,7 +478,7 @@ class Gateway:
         for res in resources:
             rtype = rid.type_of(res["id"]).lower()
             for child_type, reader in _CHILD_READS.get(rtype, []):
-                jobs.append((child_type, res["id"], (lambda r=res, f=reader: f(self, r))))
+                jobs.append((child_type, res["id"], functools.partial(reader, self, res)))
         out: list[dict[str, Any]] = []
         if not jobs:
             return out

@@ -53,6 +53,7 @@ def parse(resource_id: str) -> ResourceId:
     names = rest[1::2]
     rtype = "/".join([ns, *types])
     name = names[-1] if names and len(names) == len(types) else ""
+    parent: str | None
     if len(types) > 1:
         parent = "/" + "/".join(parts[: len(parts) - 2])
     else:
