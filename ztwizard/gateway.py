@@ -52,6 +52,8 @@ API_VERSIONS: dict[str, str] = {
     "microsoft.authorization/policyassignments": "2023-04-01",
     "microsoft.authorization": "2022-04-01",
     "microsoft.insights/diagnosticsettings": "2021-05-01-preview",
+    "microsoft.insights/metricalerts": "2018-03-01",
+    "microsoft.insights/actiongroups": "2023-01-01",
     "microsoft.insights": "2021-05-01-preview",
     "microsoft.operationalinsights": "2022-10-01",
     "microsoft.keyvault": "2023-07-01",
