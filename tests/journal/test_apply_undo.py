@@ -299,3 +299,18 @@ def test_arm_going_away_mid_apply_stops_saying_what_was_done_and_resume_settles_
     report = reconcile(gw, w.journal, sid)
     assert [(s.change_id, s.now) for s in report.settled] == [(pending.change_id, J.APPLIED)]
     assert report.next_step == "storage-1" and report.remaining
+
+
+def test_undo_of_a_put_keeps_someone_elses_unrelated_edit(world):
+    w = world()
+    sid, _changes, report = _apply(w, checks=["spoke-3a"])
+    assoc = next(o for o in report.applied if o.resource_id.lower() == SUBNET.lower())
+    cur = w.gw.read(SUBNET)
+    cur["properties"]["privateEndpointNetworkPolicies"] = "Enabled"  # someone else's edit, afterwards
+    w.gw.write("PUT", SUBNET, {"properties": cur["properties"]})
+    undo = undo_changes(w.gw, w.journal, sid)
+    assert undo.ok, "\n".join(undo.lines())
+    now = w.gw.read(SUBNET)
+    assert not (now["properties"].get("networkSecurityGroup") or {}).get("id")  # the wizard's change is gone
+    assert now["properties"]["privateEndpointNetworkPolicies"] == "Enabled"  # theirs stays
+    assert w.journal.change(sid, assoc.change_id).state == J.UNDONE
