@@ -83,38 +83,19 @@ def tags(res: dict[str, Any]) -> dict[str, str]:
     return {str(k).lower(): str(v).lower() for k, v in t.items()} if isinstance(t, dict) else {}
 
 
-# One index per inventory: checks ask for children and types inside loops, and the inventory's
-# own lookups scan every resource, which turns quadratic on large estates. An inventory is read-only
-# while checks run; one that gains resources afterwards is re-indexed.
-_INDEX: dict[int, tuple[weakref.ref[Inventory], int, dict[str, list[dict[str, Any]]],
-                        dict[str, list[dict[str, Any]]], dict[str, Any]]] = {}
-
-
-def _entry(inv: Inventory) -> tuple[weakref.ref[Inventory], int, dict[str, list[dict[str, Any]]],
-                                    dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    hit = _INDEX.get(id(inv))
-    if hit is None or hit[0]() is not inv or hit[1] != len(inv.resources):
-        by_parent: dict[str, list[dict[str, Any]]] = {}
-        by_type: dict[str, list[dict[str, Any]]] = {}
-        for r in sorted(inv.resources.values(), key=lambda r: r["id"].lower()):
-            parent = rid.parse(r["id"]).parent
-            if parent:
-                by_parent.setdefault(low(parent), []).append(r)
-            by_type.setdefault(str(r.get("type") or "").lower(), []).append(r)
-        _INDEX.clear()
-        hit = (weakref.ref(inv), len(inv.resources), by_parent, by_type, {})
-        _INDEX[id(inv)] = hit
-    return hit
-
-
-def _index(inv: Inventory) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
-    e = _entry(inv)
-    return e[2], e[3]
+# Values derived from the whole inventory (e.g. subnets by NSG), computed once per inventory. An
+# inventory is read-only while checks run; one that gains resources afterwards is recomputed.
+_MEMO: dict[int, tuple[weakref.ref[Inventory], int, dict[str, Any]]] = {}
 
 
 def memo(inv: Inventory, key: str, make: Callable[[], Any]) -> Any:
     """A value derived from the inventory, computed once per inventory."""
-    cache = _entry(inv)[4]
+    hit = _MEMO.get(id(inv))
+    if hit is None or hit[0]() is not inv or hit[1] != len(inv.resources):
+        _MEMO.clear()
+        hit = (weakref.ref(inv), len(inv.resources), {})
+        _MEMO[id(inv)] = hit
+    cache = hit[2]
     if key not in cache:
         cache[key] = make()
     return cache[key]
@@ -141,14 +122,11 @@ def linked(inv: Inventory, rtype: str, link: str) -> dict[str, list[dict[str, An
 
 
 def kids(inv: Inventory, parent_id: str, child_type: str | None = None) -> list[dict[str, Any]]:
-    """`inv.children`, through the index."""
-    found = _index(inv)[0].get(low(parent_id), [])
-    return [r for r in found if child_type is None or r["type"].lower() == child_type.lower()]
+    return inv.children(parent_id, child_type)
 
 
 def of(inv: Inventory, rtype: str) -> list[dict[str, Any]]:
-    """`inv.of_type`, through the index (a fresh list: callers may sort it)."""
-    return list(_index(inv)[1].get(rtype.lower(), []))
+    return inv.of_type(rtype)
 
 
 def blocked(check: str, inv: Inventory, *types: str) -> CheckResult | None:
