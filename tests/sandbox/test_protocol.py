@@ -292,3 +292,13 @@ def test_resource_graph_rejects_unknown_queries(sandbox, arm_client):
             graph.resources(QueryRequest(subscriptions=[SUB], query=query))
         assert err.value.status_code == 400 and err.value.error.code == "InvalidQuery"
         assert "not supported" in err.value.error.message
+
+
+def test_throttling_is_per_subscription_and_per_principal(sandbox):
+    sb = sandbox(reads_per_hour=3)
+    other = f"/subscriptions/{SUB2}/resourceGroups/rg-hub/providers/Microsoft.Network/virtualNetworks/vnet-hub"
+    assert [call(sb, "GET", NSG)[0] for _ in range(3)] == [200, 200, 200]
+    assert call(sb, "GET", NSG)[0] == 429
+    assert call(sb, "GET", NSG, token=sb.reader_token)[0] == 429  # the subscription's bucket is shared
+    assert [call(sb, "GET", other)[0] for _ in range(4)] == [200, 200, 200, 429]  # another subscription
+    assert call(sb, "PATCH", NSG, body={"tags": {}})[0] == 200  # writes have their own bucket

@@ -136,3 +136,22 @@ def test_head_and_401_over_https(tmp_path, small_estate):
                                          connection_verify=conn["ca_bundle"])
         with pytest.raises(ClientAuthenticationError):
             wrong.resource_groups.get("rg-net")
+
+
+def test_concurrent_clients_over_https_lose_no_write(tmp_path, small_estate):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with running(tmp_path, estate=small_estate) as srv:
+        conn = connection_alive(tmp_path)
+        net = _client(NetworkManagementClient, conn)
+
+        def create(i):
+            return net.route_tables.begin_create_or_update("rg-net", f"rt-{i}", {"location": "westeurope"}).result()
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            made = list(pool.map(create, range(12)))
+        assert all(r.provisioning_state == "Succeeded" for r in made)
+        assert len(list(net.route_tables.list("rg-net"))) == 13
+        assert not [s for _, _, s in srv.sandbox.request_log if s >= 400]
+    assert len([e for e in Sandbox(tmp_path, estate=None).export()
+                if e["type"] == "Microsoft.Network/routeTables"]) == 13

@@ -113,7 +113,7 @@ class TokenBucket:
 
 
 class Throttle:
-    """Buckets per subscription and per principal, separately for reads and writes.
+    """Buckets per subscription and per principal within it, separately for reads and writes.
     Defaults follow ARM's classic quotas: 12000 reads and 1200 writes an hour."""
 
     def __init__(self, reads: int = 12000, writes: int = 1200, per_seconds: float = 3600.0,
@@ -134,7 +134,7 @@ class Throttle:
         takes nothing from either."""
         scope_kind = "subscription" if subscription else "tenant"
         sub_bucket = self._bucket("sub", (subscription or "").lower(), kind)
-        who_bucket = self._bucket("principal", principal, kind)
+        who_bucket = self._bucket("principal", f"{(subscription or '').lower()}/{principal}", kind)
         wait = max(sub_bucket.take(), 0.0)
         if wait:
             return max(1, math.ceil(wait)), {}
