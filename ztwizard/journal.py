@@ -345,6 +345,7 @@ class Journal:
         self.path = self.state_dir / DB_NAME
         self.write = write
         self._lock: _Lock | None = None
+        self._mutex = threading.RLock()
         self._commits = 0
         # Crash tests: "N" dies right after the Nth commit; "N+MS" dies MS milliseconds later
         # (in the middle of the request that follows).
@@ -437,17 +438,23 @@ class Journal:
         self.close()
 
     # -- transactions --
+    def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._mutex:
+            return self.db.execute(sql, args).fetchall()
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One durable transaction. The mutex lets a UI share the journal between threads."""
         if not self.write:
             raise ZtwError("The journal was opened read-only.", "Open it with write=True.")
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self._mutex:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
         self._commits += 1
         if self._kill_after and self._commits == self._kill_after:
             if self._kill_delay:
@@ -500,7 +507,7 @@ class Journal:
             db.execute(f"UPDATE sessions SET {', '.join(sets)} WHERE id=?", (*args, session_id))
 
     def _session_row(self, row: sqlite3.Row) -> SessionInfo:
-        counts = {r[0]: r[1] for r in self.db.execute(
+        counts = {r[0]: r[1] for r in self._q(
             "SELECT state, COUNT(*) FROM changes WHERE session_id=? GROUP BY state", (row["id"],))}
         return SessionInfo(id=row["id"], created_at=row["created_at"], updated_at=row["updated_at"],
                            target_kind=row["target_kind"], endpoint=row["endpoint"],
@@ -510,7 +517,8 @@ class Journal:
                            counts=counts)
 
     def session(self, session_id: str) -> SessionInfo:
-        row = self.db.execute("SELECT * FROM sessions WHERE id=?", (session_id,)).fetchone()
+        rows = self._q("SELECT * FROM sessions WHERE id=?", (session_id,))
+        row = rows[0] if rows else None
         if row is None:
             raise UsageError(f"There is no session {session_id!r} in the journal.",
                              "List them with `ztwizard sessions`.")
@@ -518,7 +526,7 @@ class Journal:
 
     def sessions(self) -> list[SessionInfo]:
         """Newest first."""
-        rows = self.db.execute("SELECT * FROM sessions ORDER BY created_at DESC, id DESC").fetchall()
+        rows = self._q("SELECT * FROM sessions ORDER BY created_at DESC, id DESC")
         return [self._session_row(r) for r in rows]
 
     def latest_session(self, *, unfinished: bool = False) -> SessionInfo | None:
@@ -567,7 +575,7 @@ class Journal:
     def changes(self, session_id: str, *, states: Iterable[str] | None = None,
                 step_ids: Iterable[str] | None = None, change_ids: Iterable[str] | None = None) -> list[ChangeRecord]:
         """The session's changes in plan order, optionally filtered."""
-        rows = self.db.execute("SELECT * FROM changes WHERE session_id=? ORDER BY ordinal", (session_id,)).fetchall()
+        rows = self._q("SELECT * FROM changes WHERE session_id=? ORDER BY ordinal", (session_id,))
         st = set(states) if states is not None else None
         steps = set(step_ids) if step_ids else None
         ids = set(change_ids) if change_ids else None
@@ -584,16 +592,15 @@ class Journal:
         return out
 
     def change(self, session_id: str, change_id: str) -> ChangeRecord:
-        row = self.db.execute("SELECT * FROM changes WHERE session_id=? AND change_id=?",
-                              (session_id, change_id)).fetchone()
+        rows = self._q("SELECT * FROM changes WHERE session_id=? AND change_id=?", (session_id, change_id))
+        row = rows[0] if rows else None
         if row is None:
             raise UsageError(f"There is no change {change_id!r} in session {session_id}.",
                              "List the session's changes with `ztwizard sessions --format json`.")
         return _record(row)
 
     def events(self, session_id: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.db.execute(
-            "SELECT * FROM events WHERE session_id=? ORDER BY id", (session_id,))]
+        return [dict(r) for r in self._q("SELECT * FROM events WHERE session_id=? ORDER BY id", (session_id,))]
 
     def log(self, session_id: str, kind: str, message: str, change_id: str | None = None) -> None:
         with self._tx() as db:

@@ -193,3 +193,32 @@ def test_secrets_never_reach_the_file(tmp_path):
     raw = b"".join((tmp_path / n).read_bytes() for n in os.listdir(tmp_path))
     for s in secrets:
         assert s.encode() not in raw, s
+
+
+def test_one_journal_shared_by_threads(tmp_path):
+    import threading
+
+    with J.Journal(tmp_path) as j:
+        sid = j.create_session("sandbox")
+        changes = [_change(f"storage-1{c}") for c in "abcdefgh"]
+        j.record_plan(sid, [("storage-1", c) for c in changes])
+        errors: list[BaseException] = []
+
+        def work(c: Change) -> None:
+            try:
+                for _ in range(20):
+                    j.update_change(sid, c.id, state=J.IN_FLIGHT, before_image={"id": RID})
+                    j.changes(sid)
+                    j.update_change(sid, c.id, state=J.APPLIED)
+            except BaseException as exc:  # collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(c,)) for c in changes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        rows = j.changes(sid)
+        assert {r.state for r in rows} == {J.APPLIED}
+        assert sorted(r.seq for r in rows) == sorted(set(r.seq for r in rows))  # write order is unique
