@@ -226,3 +226,15 @@ async def test_renamed_route_table_is_created_and_associated_under_its_new_name(
         assert gateway.read(renamed.resource_id) is not None
         subnet = gateway.read(assoc[0].resource_id)
         assert subnet["properties"]["routeTable"]["id"].lower() == renamed.resource_id.lower()
+
+
+async def test_palette_runs_wizard_actions(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await checklist(pilot)
+        await pilot.press("ctrl+p", *"Journal")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, JournalScreen)
+        assert "none yet" in str(app.screen.query_one("#journal-title").render())
