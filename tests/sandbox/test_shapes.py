@@ -149,3 +149,13 @@ def test_location_scoped_resources_need_no_location_resource(sandbox):
     watcher_log = f"{RG_NET}/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope/flowLogs/fl"
     status, _, body = raw(sb, "PUT", watcher_log, {"location": "westeurope", "properties": {}})
     assert status == 404 and body["error"]["code"] == "ParentResourceNotFound"
+
+
+def test_check_existence_by_id(sandbox, arm_client):
+    sb = sandbox()
+    res = arm_client(ResourceManagementClient, sb, SUB)
+    nsg = f"{RG_NET}/providers/Microsoft.Network/networkSecurityGroups/nsg-app"
+    assert res.resources.check_existence_by_id(nsg, api_version="2024-05-01") is True
+    assert res.resources.check_existence_by_id(nsg + "x", api_version="2024-05-01") is False
+    got = res.resources.get_by_id(nsg, api_version="2024-05-01")
+    assert got.properties["securityRules"][0]["name"] == "allow-ssh"

@@ -438,6 +438,8 @@ class Sandbox:
             entry = self.store.get(ctx.path)
             if entry is None:
                 raise self._not_found(ctx.path)
+            if ctx.method == "HEAD":
+                return _Reply(204)
             out = self.compose(entry)
             if ctx.query.get("$expand", "").lower() == "instanceview" and entry["type"].lower() == \
                     "microsoft.compute/virtualmachines":
