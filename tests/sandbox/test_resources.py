@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -252,3 +254,19 @@ def test_public_ip_follows_its_nic(sandbox, arm_client):
     nic["properties"]["ipConfigurations"][0]["properties"].pop("publicIPAddress")
     net.network_interfaces.begin_create_or_update("rg-vm", "nic-web", nic).result()
     assert net.public_ip_addresses.get("rg-net", "pip-1").ip_configuration is None
+
+
+def test_write_only_secrets_are_never_kept(tmp_path, sandbox, arm_client):
+    sb = sandbox(tmp_path)
+    cmp = arm_client(ComputeManagementClient, sb, SUB)
+    vm = cmp.virtual_machines.begin_create_or_update("rg-vm", "vm-secret", {
+        "location": "westeurope", "properties": {"osProfile": {
+            "computerName": "vm", "adminUsername": "azureuser", "adminPassword": "Sup3r-secret-pw!"}}}).result()
+    assert vm.os_profile.admin_username == "azureuser" and vm.os_profile.admin_password is None
+    cmp.virtual_machine_extensions.begin_create_or_update("rg-vm", "vm-secret", "script", {
+        "location": "westeurope", "properties": {"publisher": "Microsoft.Azure.Extensions", "type": "CustomScript",
+                                                 "typeHandlerVersion": "2.1",
+                                                 "protectedSettings": {"commandToExecute": "Sup3r-secret-cmd"}}}).result()
+    state = (tmp_path / "sandbox" / "state.json").read_text()
+    assert "Sup3r-secret" not in state
+    assert "Sup3r-secret" not in json.dumps(cmp.virtual_machines.get("rg-vm", "vm-secret").as_dict())

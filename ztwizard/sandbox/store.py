@@ -45,6 +45,15 @@ COMPUTED_PROPERTIES = {
     "microsoft.network/firewallpolicies": ("ruleCollectionGroups",),
 }
 
+# Write-only secrets: ARM accepts them and never returns them, so the sandbox does not keep them
+# (nothing secret reaches the state file, a GET, or a journal's before-image).
+WRITE_ONLY: dict[str, list[tuple[str, ...]]] = {
+    "microsoft.compute/virtualmachines": [("properties", "osProfile", "adminPassword"),
+                                          ("properties", "osProfile", "customData")],
+    "microsoft.compute/virtualmachines/extensions": [("properties", "protectedSettings")],
+    "microsoft.network/connections": [("properties", "sharedKey")],
+}
+
 RG_TYPE = "Microsoft.Resources/resourceGroups"
 SUB_TYPE = "Microsoft.Resources/subscriptions"
 
@@ -274,6 +283,12 @@ def normalize_entry(res: dict[str, Any], copy: bool = True) -> dict[str, Any]:
             entry.pop(col)
     entry.setdefault("etag", new_etag())
     strip_composed(entry)
+    for path in WRITE_ONLY.get(entry["type"].lower(), []):
+        holder: Any = entry
+        for part in path[:-1]:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict):
+            holder.pop(path[-1], None)
     return entry
 
 
