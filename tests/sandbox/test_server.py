@@ -155,3 +155,61 @@ def test_concurrent_clients_over_https_lose_no_write(tmp_path, small_estate):
         assert not [s for _, _, s in srv.sandbox.request_log if s >= 400]
     assert len([e for e in Sandbox(tmp_path, estate=None).export()
                 if e["type"] == "Microsoft.Network/routeTables"]) == 13
+
+
+def _start_serve(state, estate_file):
+    code = ("import sys; from pathlib import Path; from ztwizard.sandbox.server import serve; "
+            "serve(Path(sys.argv[1]), estate=sys.argv[2])")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(state), str(estate_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited: {proc.stderr.read().decode()}")
+        conn = connection_alive(state)
+        if conn and conn["pid"] == proc.pid:
+            return proc, conn
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("serve did not come up")
+
+
+def test_killed_server_keeps_every_acknowledged_write(tmp_path, small_estate):
+    import threading
+
+    seed = tmp_path / "seed"
+    Sandbox(seed, estate=small_estate)
+    estate_file = tmp_path / "estate.json"
+    export(seed, estate_file)
+    state = tmp_path / "state"
+    proc, conn = _start_serve(state, estate_file)
+    acked: list[int] = []
+    try:
+        net = _client(NetworkManagementClient, conn, retry_total=0)
+
+        def writer():
+            for i in range(10_000):
+                try:
+                    net.network_security_groups.update_tags("rg-net", "nsg-app", {"tags": {"n": str(i)}})
+                except Exception:  # noqa: BLE001 - the server died under us
+                    return
+                acked.append(i)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        while len(acked) < 20:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        t.join(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    # connection.json is left behind by a killed server, but it is not alive
+    assert connection_alive(state) is None
+    tags = Sandbox(state, estate=None).store.get(
+        f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Network/networkSecurityGroups/nsg-app")["tags"]
+    assert int(tags["n"]) >= acked[-1]  # the last acknowledged write (or one after it) is on disk
+    proc2, _ = _start_serve(state, estate_file)  # and a new server starts on the same state
+    proc2.send_signal(signal.SIGTERM)
+    assert proc2.wait(timeout=10) == 0
