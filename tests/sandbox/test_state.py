@@ -128,3 +128,25 @@ def test_large_states_log_writes_and_compact(tmp_path, sandbox, arm_client):
     with open(log, "ab") as fh:  # a write that died mid-line was never acknowledged
         fh.write(b'{"seq": 99999, "put": [')
     assert Sandbox(tmp_path, estate=None).store.get(NSG)["tags"] == {"n": "5"}
+
+
+def test_a_write_that_cannot_be_saved_is_not_applied(tmp_path, sandbox, arm_client, monkeypatch):
+    import errno
+
+    from azure.core.exceptions import HttpResponseError
+
+    from ztwizard.sandbox import store
+
+    sb = sandbox(tmp_path)
+    net = arm_client(NetworkManagementClient, sb, SUB, retry_total=0)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(store.os, "replace", disk_full)
+        with pytest.raises(HttpResponseError) as err:
+            net.network_security_groups.update_tags("rg-net", "nsg-app", {"tags": {"lost": "yes"}})
+    assert err.value.status_code == 500 and "not applied" in err.value.error.message
+    assert net.network_security_groups.get("rg-net", "nsg-app").tags in (None, {})
+    assert not [p for p in os.listdir(tmp_path / "sandbox") if p.startswith(".state.json.")]

@@ -196,6 +196,8 @@ class Sandbox:
             self.ops = data.get("ops", {})
             self.power = data.get("power", {})
             self._seq = int(data.get("seq", 0))
+            self._log_records = 0
+            self._graph_cache = {}
             self._replay()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"The sandbox state {path} is unreadable ({exc}).",
@@ -265,6 +267,7 @@ class Sandbox:
         resources = _resolve_estate(estate)
         with self._lock:
             self.store = ingest(resources, self.tenant_id)
+            self._graph_cache = {}
             self.ops = {}
             self.power = {}
             self._save(full=True)
@@ -327,7 +330,14 @@ class Sandbox:
             reply = r
             reset_after = False
         if self._dirty or dirty[0]:
-            self._save()
+            try:
+                self._save()
+            except OSError as exc:
+                # not durable means not done: go back to what the disk holds and say so
+                self._load()
+                reply = _error(500, "InternalServerError", f"The sandbox could not save its state ({exc.strerror}); "
+                               "the request was not applied.")
+                reset_after = False
             self._dirty = False
         headers = dict(base)
         headers.update(reply.headers)
