@@ -63,6 +63,10 @@ DEFAULT_RULES = [
     ("DenyAllOutBound", 65500, "Outbound", "Deny", "*", "*", "Deny all outbound traffic"),
 ]
 
+# Extension resources: they attach to a scope (here, a resource group) rather than live in it.
+EXTENSION_TYPES = {"microsoft.authorization/roleassignments", "microsoft.authorization/policyassignments",
+                   "microsoft.authorization/locks", "microsoft.insights/diagnosticsettings",
+                   "microsoft.resources/deployments"}
 # Collections ARM answers in one piece (their SDK models have no nextLink).
 UNPAGED = {"microsoft.security/pricings", "microsoft.insights/diagnosticsettings"}
 VM_ACTIONS = {"deallocate": "PowerState/deallocated", "poweroff": "PowerState/stopped",
@@ -627,14 +631,13 @@ class Sandbox:
         wanted = None
         if "resourcetype eq" in flt.lower():
             wanted = flt.split("'")[1].lower() if "'" in flt else None
-        prefix = key(scope) + "/"
+        # top-level resources are the direct children of their resource group in the index
+        groups = [scope] if parse(scope).type == RG_TYPE else \
+            [g["id"] for g in self.store.resource_groups(parse(scope).subscription or "")]
         items = []
-        for e in self.store:
-            p = parse(e["id"])
-            if not e["id"].lower().startswith(prefix) or e["type"] == RG_TYPE or not p.resource_group:
-                continue
-            if p.parent is None or key(p.parent).count("/") != 4:
-                continue  # children and extension resources are not listed here
+        for e in (e for g in groups for e in self.store.children(g)):
+            if e["type"].lower() in EXTENSION_TYPES or e["type"].lower().startswith("microsoft.security/"):
+                continue  # extension resources on the group itself are not resources of the group
             if wanted and e["type"].lower() != wanted:
                 continue
             items.append({str(k): clone(e.get(k)) for k in
