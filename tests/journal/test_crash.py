@@ -31,31 +31,9 @@ def _run(args: list[str], state: Path, env: dict[str, str] | None = None, timeou
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-try:
-    import ztwizard.sandbox.cli  # noqa: F401
-
-    _HAVE_SANDBOX_CLI = True
-except ImportError:  # the command module is landing; serve through the server module meanwhile
-    _HAVE_SANDBOX_CLI = False
-
-
 def _serve_command(state: Path, estate_file: Path, latency_ms: int) -> list[str]:
-    if _HAVE_SANDBOX_CLI:
-        return [*CLI, "sandbox", "serve", "--state-dir", str(state), "--estate", str(estate_file),
-                "--latency-ms", str(latency_ms)]
-    code = ("import sys; from ztwizard.sandbox.server import serve; "
-            "serve(sys.argv[1], estate=sys.argv[2], latency_ms=int(sys.argv[3]))")
-    return [sys.executable, "-c", code, str(state), str(estate_file), str(latency_ms)]
-
-
-def _captured(fn, *args):
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        fn(*args)
-    return json.loads(buf.getvalue())
+    return [*CLI, "sandbox", "serve", "--state-dir", str(state), "--estate", str(estate_file),
+            "--latency-ms", str(latency_ms)]
 
 
 class Served:
@@ -77,14 +55,9 @@ class Served:
         from ztwizard.gateway import Gateway
         from ztwizard.target import sandbox_target
 
-        if _HAVE_SANDBOX_CLI:
-            out = _run(["sandbox", "export"], self.state)
-            assert out.returncode == 0, out.stderr
-            exported = json.loads(out.stdout)
-        else:
-            from ztwizard.sandbox.server import export
-
-            exported = _captured(export, self.state)
+        out = _run(["sandbox", "export"], self.state)
+        assert out.returncode == 0, out.stderr
+        exported = json.loads(out.stdout)
         return estate_view(exported, Gateway(sandbox_target(self.state)))
 
     def stop(self) -> None:
