@@ -342,3 +342,14 @@ def test_graph_and_lists_on_a_large_estate(sandbox, arm_client):
                                          "'microsoft.compute/virtualmachines') | order by id asc", 1000)
     assert len(rows) == total > 0
     assert time.perf_counter() - started < 30
+
+
+def test_failed_delete_restores_the_resource_and_its_children(sandbox, arm_client):
+    sb = sandbox(faults="lro-fail:1.0")
+    net = arm_client(NetworkManagementClient, sb, SUB)
+    before = net.virtual_networks.get("rg-net", "vnet-spoke")
+    with pytest.raises(HttpResponseError):
+        net.virtual_networks.begin_delete("rg-net", "vnet-spoke").result()
+    after = net.virtual_networks.get("rg-net", "vnet-spoke")
+    assert after.etag == before.etag and sorted(s.name for s in after.subnets) == ["app", "data"]
+    assert [s.id.rsplit("/", 1)[1] for s in net.network_security_groups.get("rg-net", "nsg-app").subnets] == ["app"]
