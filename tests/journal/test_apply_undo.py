@@ -21,14 +21,10 @@ SUBNET = (f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Netwo
           "/subnets/data")
 
 
-# The sandbox does not yet accept PUTs under the `locations/{region}` pseudo-parent (JIT policies).
-SANDBOX_GAPS = {"vm-8c"}
-
-
 def _apply(w, gw=None, steps=(), checks=(), **kw):
     gw = gw or w.gw
     plan = inspect(gw, step_ids=list(steps), check_ids=list(checks))
-    changes = [c for c in plan.changes() if c.check not in SANDBOX_GAPS]
+    changes = plan.changes()
     sid = start_session(w.journal, gw, changes)
     kw.setdefault("allow_disruptive", True)
     kw.setdefault("allow_cost", True)

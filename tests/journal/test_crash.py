@@ -127,9 +127,7 @@ def _crash_resume_undo(sb: Served, kill: str, original: dict, resume: bool = Tru
 def _commits_in_a_full_apply(sb: Served, original: dict) -> int:
     """Run the apply once to the end, count its journal commits, then undo it."""
     run = _run(APPLY, sb.state)
-    # Exit 1 when ARM refused a change; the sandbox still refuses JIT policies (vm-8c).
-    assert run.returncode in (0, 1), run.stdout + run.stderr
-    assert all("vm-8c" in line for line in run.stdout.splitlines() if line.strip().startswith("failed"))
+    assert run.returncode == 0, run.stdout + run.stderr
     with J.Journal(sb.state, write=False) as j:
         sid = j.latest_session().id
         n = len(j.events(sid))  # one event per commit that journaled a step of the work (a floor)
