@@ -140,6 +140,8 @@ class SandboxServer:
             self.httpd.shutdown()
             self._thread.join()
         self.httpd.server_close()
+        with self.sandbox._lock:  # a request still being answered finishes its save first
+            pass
         path = connection_path(self.state_dir)
         with contextlib.suppress(OSError, ValueError):
             if json.loads(path.read_text()).get("pid") == os.getpid():
