@@ -476,7 +476,7 @@ def _stale(ch: Change, cur: dict[str, Any] | None) -> str:
             return "already exists (created since the plan); re-run the plan"
         return ""
     if cur is None:
-        return "no longer exists (deleted since the plan); re-run the plan"
+        return "ARM does not find it (deleted since the plan?); nothing was sent; re-run the plan"
     if ch.action == "delete":
         return "" if holds(cur, ch.before) else "changed since the plan; re-run the plan"
     where = side(cur, ch.before, ch.after)
