@@ -106,10 +106,6 @@ def broad_user_assignments(inv: Inventory, scopes: list[str],
     return out
 
 
-def _name(res_id: str) -> str:
-    return rid.parse(res_id).name
-
-
 # ---- step 1: protect data at rest and in transit ----------------------------------------------
 
 CONTAINERS = "Microsoft.Storage/storageAccounts/blobServices/containers"
@@ -660,6 +656,7 @@ def cap_of(p: dict[str, Any]) -> int | None:
 
 
 def _subscriptions(inv: Inventory) -> list[str]:
+    """Defender plans are per subscription: every subscription in scope gets a verdict."""
     return list(inv.subscriptions)
 
 
