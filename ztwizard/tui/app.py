@@ -337,6 +337,7 @@ class WizardApp(App[int]):
 
     def on_apply_finished(self, msg: ApplyFinished) -> None:
         self.applying = None
+        self.refresh_bindings()
         if self._quit_after_apply:
             self.exit(0)
             return

@@ -105,8 +105,8 @@ class ChecklistScreen(Screen[None]):
         bits = ["only failing" if self.only_failing else "all steps",
                 ARTICLES[self.article] if self.article else "all articles"]
         if app.dry_run:
-            bits.append("DRY-RUN: apply and undo disabled")
-        self.query_one("#filters", Static).update("Showing " + " · ".join(bits) + "   (f, a to filter)")
+            bits.append("DRY-RUN (apply, undo disabled)")
+        self.query_one("#filters", Static).update("Showing " + " · ".join(bits))
         self._rebuild()
 
     def _prompt(self, step_id: str) -> Text:

@@ -103,7 +103,7 @@ class JournalScreen(Screen[None]):
         self._detail()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action.startswith("undo_") and self.app.dry_run:
+        if action.startswith("undo_") and (self.app.dry_run or self.app.applying):
             return None
         return True
 
