@@ -270,3 +270,21 @@ def test_write_only_secrets_are_never_kept(tmp_path, sandbox, arm_client):
     state = (tmp_path / "sandbox" / "state.json").read_text()
     assert "Sup3r-secret" not in state
     assert "Sup3r-secret" not in json.dumps(cmp.virtual_machines.get("rg-vm", "vm-secret").as_dict())
+
+
+def test_peering_state_follows_both_sides(sandbox, arm_client):
+    sb = sandbox()
+    spoke = arm_client(NetworkManagementClient, sb, SUB)
+    hub = arm_client(NetworkManagementClient, sb, SUB2)
+    hub_id = f"/subscriptions/{SUB2}/resourceGroups/rg-hub/providers/Microsoft.Network/virtualNetworks/vnet-hub"
+    spoke_id = f"{RG_NET}/providers/Microsoft.Network/virtualNetworks/vnet-spoke"
+    one = spoke.virtual_network_peerings.begin_create_or_update("rg-net", "vnet-spoke", "to-hub", {
+        "properties": {"remoteVirtualNetwork": {"id": hub_id}, "allowForwardedTraffic": True}}).result()
+    assert one.peering_state == "Initiated"
+    hub.virtual_network_peerings.begin_create_or_update("rg-hub", "vnet-hub", "to-spoke", {
+        "properties": {"remoteVirtualNetwork": {"id": spoke_id}}}).result()
+    assert spoke.virtual_network_peerings.get("rg-net", "vnet-spoke", "to-hub").peering_state == "Connected"
+    assert [p.peering_state for p in spoke.virtual_networks.get("rg-net", "vnet-spoke").virtual_network_peerings] \
+        == ["Connected"]
+    hub.virtual_networks.begin_delete("rg-hub", "vnet-hub").result()
+    assert spoke.virtual_network_peerings.get("rg-net", "vnet-spoke", "to-hub").peering_state == "Disconnected"

@@ -531,6 +531,11 @@ class Sandbox:
             for p in parts[:-1]:
                 holder = holder.setdefault(p, {})
             holder[parts[-1]] = [self.compose(k) for k in kids]
+        if t == "microsoft.network/virtualnetworks/virtualnetworkpeerings":
+            state = self._peering_state(entry)
+            if state:
+                out["properties"]["peeringState"] = state
+                out["properties"]["peeringSyncLevel"] = "FullyInSync" if state == "Connected" else "RemoteNotInSync"
         if t == "microsoft.network/firewallpolicies":
             groups = self.store.children(entry["id"], f"{entry['type']}/ruleCollectionGroups")
             if groups:  # ARM lists the groups by reference only
@@ -553,6 +558,24 @@ class Sandbox:
             if t == "microsoft.network/networksecuritygroups":
                 props["defaultSecurityRules"] = self._default_rules(entry)
         return out
+
+    def _peering_state(self, peering: dict[str, Any]) -> str | None:
+        """ARM's view of a peering: Connected when the remote VNet peers back, Initiated while it
+        does not, Disconnected once the remote VNet is gone. None for a remote outside the sandbox's
+        subscriptions (the stored state stands)."""
+        remote = ((peering.get("properties") or {}).get("remoteVirtualNetwork") or {}).get("id")
+        if not isinstance(remote, str) or not isinstance(peering.get("properties"), dict):
+            return None
+        if (parse(remote).subscription or "").lower() not in self.store.subscriptions:
+            return None
+        if self.store.get(remote) is None:
+            return "Disconnected"
+        home = key(parse(peering["id"]).parent or "")
+        for back in self.store.children(remote, "Microsoft.Network/virtualNetworks/virtualNetworkPeerings"):
+            target = ((back.get("properties") or {}).get("remoteVirtualNetwork") or {}).get("id")
+            if isinstance(target, str) and key(target) == home:
+                return "Connected"
+        return "Initiated"
 
     def _default_rules(self, nsg: dict[str, Any]) -> list[dict[str, Any]]:
         rules = []
