@@ -131,11 +131,14 @@ def file_services(acct_id: str = ACCT_ID, **smb: Any) -> dict[str, Any]:
             "properties": {"protocolSettings": {"smb": smb}, "shareDeleteRetentionPolicy": {"enabled": True, "days": 7}}}
 
 
+SHARE = {"id": f"{ACCT_ID}/fileServices/default/shares/profiles", "properties": {"shareQuota": 100}}
+
+
 def test_smb_hardening_pass_fail_and_fix():
     ok = file_services(versions="SMB3.1.1", channelEncryption="AES-256-GCM")
-    assert statuses(run("storage-1f", account(), ok)[0]) == ["pass"]
+    assert statuses(run("storage-1f", account(), ok, SHARE)[0]) == ["pass"]
     bad = file_services(versions="SMB2.1;SMB3.0;SMB3.1.1", channelEncryption="AES-128-CCM;AES-128-GCM;AES-256-GCM")
-    res, inv = run("storage-1f", account(), bad)
+    res, inv = run("storage-1f", account(), bad, SHARE)
     assert statuses(res) == ["fail"]
     assert res.findings[0].resource_id == ACCT_ID  # judged: the account; value held by the child
     assert res.findings[0].property == "properties.protocolSettings.smb"
@@ -149,6 +152,10 @@ def test_smb_hardening_pass_fail_and_fix():
 
 def test_smb_only_for_accounts_using_files():
     res, _ = run("storage-1f", account())
+    assert statuses(res) == ["not_applicable"]
+    # every general-purpose account has fileServices/default; without shares it serves no SMB
+    bad = file_services(versions="SMB2.1;SMB3.0;SMB3.1.1", channelEncryption="AES-128-CCM")
+    res, _ = run("storage-1f", account(), bad)
     assert statuses(res) == ["not_applicable"]
     files = account(name="stfiles01")
     files["kind"] = "FileStorage"

@@ -143,8 +143,10 @@ def _split(value: Any) -> set[str]:
 
 
 def _uses_files(acct: dict[str, Any], inv: Inventory) -> bool:
+    """Every general-purpose account has a `fileServices/default`; it serves Azure Files only
+    once it holds shares (or the account is a FileStorage one)."""
     return (acct.get("kind") == "FileStorage"
-            or bool(inv.children(acct["id"], FILE_SERVICES)))
+            or bool(inv.children(f"{acct['id']}/fileServices/default", SHARES)))
 
 
 def _file_services(acct: dict[str, Any], inv: Inventory) -> dict[str, Any]:
