@@ -288,3 +288,18 @@ def test_peering_state_follows_both_sides(sandbox, arm_client):
         == ["Connected"]
     hub.virtual_networks.begin_delete("rg-hub", "vnet-hub").result()
     assert spoke.virtual_network_peerings.get("rg-net", "vnet-spoke", "to-hub").peering_state == "Disconnected"
+
+
+def test_nic_names_the_vm_that_holds_it(sandbox, arm_client):
+    sb = sandbox()
+    net = arm_client(NetworkManagementClient, sb, SUB)
+    cmp = arm_client(ComputeManagementClient, sb, SUB)
+    nic = net.network_interfaces.begin_create_or_update("rg-vm", "nic-2", {
+        "location": "westeurope", "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
+            "subnet": {"id": f"{RG_NET}/providers/Microsoft.Network/virtualNetworks/vnet-spoke/subnets/app"}}}]}}).result()
+    assert nic.virtual_machine is None
+    cmp.virtual_machines.begin_create_or_update("rg-vm", "vm-2", {
+        "location": "westeurope", "properties": {"networkProfile": {"networkInterfaces": [{"id": nic.id}]}}}).result()
+    assert net.network_interfaces.get("rg-vm", "nic-2").virtual_machine.id.endswith("/virtualMachines/vm-2")
+    cmp.virtual_machines.begin_delete("rg-vm", "vm-2").result()
+    assert net.network_interfaces.get("rg-vm", "nic-2").virtual_machine is None

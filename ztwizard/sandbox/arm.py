@@ -805,9 +805,10 @@ class Sandbox:
         parent_key = None
         if p.parent and _is_inline_child(p.type):
             parent_key = key(p.parent)
-        old_links, new_links = _pip_links(existing), _pip_links(new)
+        old_links, new_links = _back_links(existing), _back_links(new)
+        linked = sorted({k for links in (old_links, new_links) for k in links})
         before = self._snapshot(touched + [key(c["id"]) for c in child_entries] + removed
-                                + ([parent_key] if parent_key else []) + sorted(set(old_links) | set(new_links)))
+                                + ([parent_key] if parent_key else []) + linked)
         self.store.put(new)
         for c in child_entries:
             self.store.put(c)
@@ -817,7 +818,7 @@ class Sandbox:
             parent = clone(self.store.entries[parent_key])
             parent["etag"] = new_etag()
             self.store.put(parent)
-        self._relink_public_ips(rid_, old_links, new_links)
+        self._relink(rid_, old_links, new_links, _BACK_LINK_PROP.get(t, ""))
         dirty[0] = True
         if lro is None:
             # Storage, Security and Insights answer 200 whether they created or not (their SDK
@@ -827,23 +828,24 @@ class Sandbox:
             return _Reply(status, self.compose(new))
         return self._start_op(ctx, key(rid_), lro, before, created=created)
 
-    def _relink_public_ips(self, nic_id: str, old: dict[str, str], new: dict[str, str]) -> None:
-        """ARM keeps a public IP's `ipConfiguration` pointing at the NIC configuration that uses it;
-        attaching or detaching it on the NIC updates the public IP (and its etag)."""
+    def _relink(self, owner_id: str, old: dict[str, str], new: dict[str, str], prop: str) -> None:
+        """ARM keeps some references in both directions: a public IP's `ipConfiguration` names the
+        NIC configuration that uses it, a NIC's `virtualMachine` the VM that holds it. Writing or
+        deleting the owner updates the other side (and its etag)."""
+        owner = owner_id.lower()
         for k in sorted(set(old) | set(new)):
-            pip = self.store.entries.get(k)
-            if pip is None:
+            target = self.store.entries.get(k)
+            if target is None:
                 continue
-            props = pip.get("properties") or {}
-            current = (props.get("ipConfiguration") or {}).get("id")
+            current = ((target.get("properties") or {}).get(prop) or {}).get("id")
             if k in new:
                 if current == new[k]:
                     continue
-                updated = clone(pip)
-                updated.setdefault("properties", {})["ipConfiguration"] = {"id": new[k]}
-            elif current and current.lower().startswith(nic_id.lower() + "/"):
-                updated = clone(pip)
-                updated["properties"].pop("ipConfiguration", None)
+                updated = clone(target)
+                updated.setdefault("properties", {})[prop] = {"id": new[k]}
+            elif current and (current.lower() == owner or current.lower().startswith(owner + "/")):
+                updated = clone(target)
+                updated["properties"].pop(prop, None)
             else:
                 continue
             updated["etag"] = new_etag()
@@ -880,11 +882,11 @@ class Sandbox:
                              f"{self.store.entries[users[0]]['id']}.")
         keys = [key(existing["id"]), *self.store.descendants(existing["id"])]
         parent_key = key(p.parent) if p.parent and _is_inline_child(p.type) else None
-        old_links = _pip_links(existing)
+        old_links = _back_links(existing)
         before = self._snapshot(keys + ([parent_key] if parent_key else []) + sorted(old_links))
         for k in keys:
             self.store.delete(k)
-        self._relink_public_ips(existing["id"], old_links, {})
+        self._relink(existing["id"], old_links, {}, _BACK_LINK_PROP.get(t, ""))
         self.power.pop(key(existing["id"]), None)
         if parent_key and parent_key in self.store.entries:
             parent = clone(self.store.entries[parent_key])
@@ -1073,17 +1075,31 @@ class Sandbox:
         return _Reply(200, body, {"x-ms-user-quota-remaining": "14", "x-ms-user-quota-resets-after": "00:00:05"})
 
 
-def _pip_links(nic: dict[str, Any] | None) -> dict[str, str]:
-    """public IP key -> id of the NIC ip configuration that uses it."""
-    if not nic or nic.get("type", "").lower() != "microsoft.network/networkinterfaces":
+# owner type -> property of the referenced resource that points back at the owner
+_BACK_LINK_PROP = {"microsoft.network/networkinterfaces": "ipConfiguration",
+                   "microsoft.compute/virtualmachines": "virtualMachine"}
+
+
+def _back_links(owner: dict[str, Any] | None) -> dict[str, str]:
+    """Referenced resource key -> the id it should point back to: a NIC's public IPs -> its ip
+    configuration, a VM's NICs -> the VM."""
+    if not owner:
         return {}
+    t = owner.get("type", "").lower()
+    props = owner.get("properties") or {}
     out = {}
-    for ipc in (nic.get("properties") or {}).get("ipConfigurations") or []:
-        if not isinstance(ipc, dict):
-            continue
-        pip = ((ipc.get("properties") or {}).get("publicIPAddress") or {}).get("id")
-        if isinstance(pip, str) and pip:
-            out[key(pip)] = f"{nic['id']}/ipConfigurations/{ipc.get('name', '')}"
+    if t == "microsoft.network/networkinterfaces":
+        for ipc in props.get("ipConfigurations") or []:
+            if not isinstance(ipc, dict):
+                continue
+            pip = ((ipc.get("properties") or {}).get("publicIPAddress") or {}).get("id")
+            if isinstance(pip, str) and pip:
+                out[key(pip)] = f"{owner['id']}/ipConfigurations/{ipc.get('name', '')}"
+    elif t == "microsoft.compute/virtualmachines":
+        for nic in (props.get("networkProfile") or {}).get("networkInterfaces") or []:
+            nid = nic.get("id") if isinstance(nic, dict) else None
+            if isinstance(nid, str) and nid:
+                out[key(nid)] = owner["id"]
     return out
 
 
