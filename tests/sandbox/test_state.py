@@ -150,3 +150,25 @@ def test_a_write_that_cannot_be_saved_is_not_applied(tmp_path, sandbox, arm_clie
     assert err.value.status_code == 500 and "not applied" in err.value.error.message
     assert net.network_security_groups.get("rg-net", "nsg-app").tags in (None, {})
     assert not [p for p in os.listdir(tmp_path / "sandbox") if p.startswith(".state.json.")]
+
+
+def test_an_internal_failure_mid_write_changes_nothing(tmp_path, sandbox, arm_client, monkeypatch):
+    from azure.core.exceptions import HttpResponseError
+
+    from ztwizard.sandbox.arm import Sandbox as Core
+
+    sb = sandbox(tmp_path)
+    net = arm_client(NetworkManagementClient, sb, SUB, retry_total=0)
+    before = net.network_interfaces.get("rg-vm", "nic-web").as_dict()
+
+    def broken(self, *args):
+        raise KeyError("simulated bug after the NIC was stored")
+
+    monkeypatch.setattr(Core, "_relink", broken)
+    body = dict(before, tags={"half": "applied"})
+    with pytest.raises(HttpResponseError) as err:
+        net.network_interfaces.begin_create_or_update("rg-vm", "nic-web", body).result()
+    assert err.value.status_code == 500 and "nothing was changed" in err.value.error.message
+    monkeypatch.undo()
+    after = net.network_interfaces.get("rg-vm", "nic-web").as_dict()
+    assert after == before

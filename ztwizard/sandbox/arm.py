@@ -333,6 +333,15 @@ class Sandbox:
         except _Reply as r:
             reply = r
             reset_after = False
+        except ConnectionReset:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a sandbox bug must not leave a half-applied write
+            if self.state_path is not None and self.state_path.exists():
+                self._load()
+                dirty[0] = self._dirty = False
+            reply = _error(500, "InternalServerError",
+                           f"The sandbox failed on this request ({type(exc).__name__}); nothing was changed.")
+            reset_after = False
         if self._dirty or dirty[0]:
             try:
                 self._save()
