@@ -843,6 +843,8 @@ class Sandbox:
         deleting the owner updates the other side (and its etag)."""
         owner = owner_id.lower()
         for k in sorted(set(old) | set(new)):
+            if old.get(k) == new.get(k):
+                continue  # the owner did not change this link: the other side stays as it is
             target = self.store.entries.get(k)
             if target is None:
                 continue
