@@ -26,14 +26,20 @@ STATE_GLYPH = {"pending": " ", "in_flight": "…", "applied": "✓", "failed": "
 class StepScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "back", "Back"),
+        Binding("space", "toggle_change", "Select"),
         Binding("a", "apply", "Apply"),
         Binding("e", "edit_params", "Params"),
-        Binding("space", "toggle_change", "Select", show=False),
-        Binding("c", "toggle_tab", "Changes/Findings"),
+        # c switches tabs; the footer names the tab it leads to
+        Binding("c", "show_changes", "Changes"),
+        Binding("c", "show_findings", "Findings"),
         Binding("w", "show_findings", "Findings", show=False),
-        Binding("n", "next_step", "Next", show=False),
-        Binding("p", "prev_step", "Prev", show=False),
-        Binding("j", "app.journal", "Journal"),
+        Binding("n", "next_step", "Next"),
+        Binding("p", "prev_step", "Prev"),
+        Binding("j", "journal", "Journal"),
+        # the same keys keep working on the changes tab, without taking footer room there
+        Binding("n", "next_step_any", "Next", show=False),
+        Binding("p", "prev_step_any", "Prev", show=False),
+        Binding("j", "journal_any", "Journal", show=False),
     ]
 
     app: WizardApp  # type: ignore[assignment]
@@ -194,13 +200,38 @@ class StepScreen(Screen[None]):
         self._refresh_changes()
 
     # ---- actions --------------------------------------------------------------------------
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
+
+    @property
+    def on_changes(self) -> bool:
+        return self.query_one("#tabs", TabbedContent).active == "changes-tab"
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Per tab, only the keys that act there are shown, so the footer fits 80 columns."""
         if action == "apply":
             if self.app.dry_run or self.app.applying:
                 return None  # shown, greyed out: the banner says why
-        if action == "edit_params":
-            return True if any(c.params for c in self.changes) else None
+        if action in ("toggle_change", "edit_params", "show_findings"):
+            if not self.on_changes:
+                return False
+            if action == "edit_params":
+                return True if any(c.params for c in self.changes) else None
+        if action in ("show_changes", "next_step", "prev_step", "journal"):
+            return not self.on_changes
         return True
+
+    def action_journal(self) -> None:
+        self.app.action_journal()
+
+    def action_journal_any(self) -> None:
+        self.app.action_journal()
+
+    def action_next_step_any(self) -> None:
+        self._step_offset(1)
+
+    def action_prev_step_any(self) -> None:
+        self._step_offset(-1)
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -208,12 +239,6 @@ class StepScreen(Screen[None]):
     def action_show_changes(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "changes-tab"
         self.query_one("#changes").focus()
-
-    def action_toggle_tab(self) -> None:
-        if self.query_one("#tabs", TabbedContent).active == "changes-tab":
-            self.action_show_findings()
-        else:
-            self.action_show_changes()
 
     def action_show_findings(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "findings-tab"
