@@ -6,12 +6,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .errors import UsageError, ZtwError
+from .files import atomic_write
 
 STEP_HELP = "step id (storage-1 … hub-4); repeatable"
 CHECK_HELP = "check id (storage-1b, hub-3a, …); repeatable"
@@ -72,16 +72,7 @@ def write_output(text: str, output: str | None) -> None:
         raise UsageError(f"Output {dest} is a directory.", hint="Pass a file name to --output.")
     if not dest.parent.exists():
         raise UsageError(f"Output directory {dest.parent} does not exist.", hint="Create it or pick another path.")
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(dest, text.encode())
 
 
 # ---- commands ----------------------------------------------------------------------------------

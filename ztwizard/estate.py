@@ -18,14 +18,12 @@ from typing import Any
 
 from . import resource_id as rid
 from .errors import UsageError
+from .inventory import INLINE_CHILDREN as _INVENTORY_INLINE
 
-# parent type (lower) -> [(dotted path of the inline list, child type segment)]
+# Inline children to lift out of a parent: the inventory's, plus rule collection groups, which an
+# export may carry inline in their policy (ARM itself only lists their ids there).
 INLINE_CHILDREN: dict[str, list[tuple[str, str]]] = {
-    "microsoft.network/virtualnetworks": [("properties.subnets", "subnets"),
-                                          ("properties.virtualNetworkPeerings", "virtualNetworkPeerings")],
-    "microsoft.network/networksecuritygroups": [("properties.securityRules", "securityRules")],
-    "microsoft.network/routetables": [("properties.routes", "routes")],
-    "microsoft.compute/virtualmachines": [("resources", "extensions")],
+    **_INVENTORY_INLINE,
     "microsoft.network/firewallpolicies": [("properties.ruleCollectionGroups", "ruleCollectionGroups")],
 }
 

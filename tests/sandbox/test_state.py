@@ -10,6 +10,7 @@ import pytest
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.storage import StorageManagementClient
 
+from ztwizard import files
 from ztwizard.errors import UsageError
 from ztwizard.sandbox import Sandbox
 from ztwizard.sandbox.estates import load_estate
@@ -135,8 +136,6 @@ def test_a_write_that_cannot_be_saved_is_not_applied(tmp_path, sandbox, arm_clie
 
     from azure.core.exceptions import HttpResponseError
 
-    from ztwizard.sandbox import store
-
     sb = sandbox(tmp_path)
     net = arm_client(NetworkManagementClient, sb, SUB, retry_total=0)
 
@@ -144,7 +143,7 @@ def test_a_write_that_cannot_be_saved_is_not_applied(tmp_path, sandbox, arm_clie
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as m:
-        m.setattr(store.os, "replace", disk_full)
+        m.setattr(files.os, "replace", disk_full)
         with pytest.raises(HttpResponseError) as err:
             net.network_security_groups.update_tags("rg-net", "nsg-app", {"tags": {"lost": "yes"}})
     assert err.value.status_code == 500 and "not applied" in err.value.error.message

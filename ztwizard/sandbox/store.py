@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -19,15 +17,8 @@ from typing import Any
 
 from .. import resource_id as rid
 from ..errors import UsageError
-
-# parent type (lower) -> [(inline property path, child type segment)]
-INLINE_CHILDREN: dict[str, list[tuple[str, str]]] = {
-    "microsoft.network/virtualnetworks": [("properties.subnets", "subnets"),
-                                          ("properties.virtualNetworkPeerings", "virtualNetworkPeerings")],
-    "microsoft.network/networksecuritygroups": [("properties.securityRules", "securityRules")],
-    "microsoft.network/routetables": [("properties.routes", "routes")],
-    "microsoft.compute/virtualmachines": [("resources", "extensions")],
-}
+from ..files import atomic_write
+from ..inventory import INLINE_CHILDREN
 
 # Inline lists ARM shows but does not let a PUT of the parent change.
 READ_ONLY_INLINE = {("microsoft.compute/virtualmachines", "resources")}
@@ -315,32 +306,5 @@ def _holder(res: dict[str, Any], path: str) -> tuple[dict[str, Any] | None, str]
 
 
 # ---- files --------------------------------------------------------------------------------
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` so that a crash leaves either the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, separators=(",", ":")).encode())
