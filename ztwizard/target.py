@@ -51,11 +51,12 @@ class Target:
     cloud: str = "AzureCloud"
     credential_scopes: list[str] | None = None
     sandbox: Any = None  # the in-process Sandbox, kept alive with the target
+    label: str = ""  # what people see instead of the endpoint (the in-process host is internal)
     subscriptions: list[str] = field(default_factory=list)
     resource_groups: list[str] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "azure" if self.kind == "azure" else "sandbox", "endpoint": self.endpoint,
+        return {"kind": "azure" if self.kind == "azure" else "sandbox", "endpoint": self.label or self.endpoint,
                 "subscriptions": list(self.subscriptions)}
 
 
@@ -95,8 +96,11 @@ def sandbox_target(state_dir: Path, *, sandbox: Any = None, reader: bool = False
 def in_process_target(sandbox: Any, *, reader: bool = False, read_only: bool = False,
                       kind: str = "sandbox") -> Target:
     token = sandbox.reader_token if reader else sandbox.token
+    where = getattr(sandbox, "state_dir", None)
+    label = "estate file (in-process, read-only)" if kind == "estate" else \
+        f"in-process sandbox{f' on {where}' if where else ''}"
     return Target(kind=kind, endpoint=IN_PROCESS_ENDPOINT, credential=StaticTokenCredential(token),
-                  transport=sandbox.transport(), sandbox=sandbox, read_only=read_only)
+                  transport=sandbox.transport(), sandbox=sandbox, read_only=read_only, label=label)
 
 
 def estate_target(path: str) -> Target:
