@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
@@ -57,7 +57,10 @@ class ChecklistScreen(Screen[None]):
             yield Static(id="inspect-label")
             yield ProgressBar(id="inspect-bar", show_eta=False)
         yield Static(id="filters")
-        yield OptionList(id="checklist")
+        with Horizontal(id="checklist-body"):
+            yield OptionList(id="checklist")
+            with VerticalScroll(id="preview"):
+                yield Static(id="preview-text")
         yield Footer(compact=True)
 
     _ready = False
@@ -108,6 +111,7 @@ class ChecklistScreen(Screen[None]):
             bits.append("DRY-RUN (apply, undo disabled)")
         self.query_one("#filters", Static).update("Showing " + " · ".join(bits))
         self._rebuild()
+        self._preview()
 
     def _prompt(self, step_id: str) -> Text:
         from ...steps import STEP_BY_ID
@@ -152,7 +156,40 @@ class ChecklistScreen(Screen[None]):
         ol.highlighted = ol.get_option_index(target)
 
     def on_resize(self) -> None:
+        wide = self.size.width >= 110
+        self.query_one("#preview").display = wide
         self._rebuild()
+        self._preview()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self._preview()
+
+    def _preview(self) -> None:
+        """On wide terminals: the highlighted step's why and its checks, beside the list."""
+        from ...steps import STEP_BY_ID
+
+        if not self.query_one("#preview").display:
+            return
+        sid = self.highlighted_step()
+        step = STEP_BY_ID.get(sid or "")
+        if step is None:
+            return
+        res = self.app.results.get(step.id)
+        t = Text()
+        t.append(f"{step.id} · {step.title}\n", style="bold")
+        t.append(step.why + "\n\n", style="italic")
+        by_check: dict[str, list[str]] = {}
+        for f in res.findings if res else []:
+            by_check.setdefault(f.check, []).append(f.status)
+        from ...model import worst
+
+        for check in step.checks:
+            status = worst(by_check.get(check.id, [])) if res else "pending"
+            t.append(GLYPH.get(status, "?"), style=STYLE.get(status, ""))
+            t.append(f" {check.id:<11}{check.title}\n")
+        if res:
+            t.append(f"\n{len(res.changes)} change(s) proposed · enter to open\n", style="dim")
+        self.query_one("#preview-text", Static).update(t)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id and not event.option.id.startswith("article:"):
