@@ -192,6 +192,17 @@ async def test_large_terminal_shows_every_step(make_app):
         ol = screen.query_one("#checklist")
         assert ol.option_count == 23 + 4  # steps and article headings
         assert ol.max_scroll_y == 0
+        assert screen.query_one("#preview").display  # room for the highlighted step's preview
+        await pilot.press("down")
+        preview = str(screen.query_one("#preview-text").render())
+        assert preview.startswith("storage-2 · ") and "storage-2a" in preview
+
+
+async def test_small_terminal_hides_the_preview(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await checklist(pilot)
+        assert not screen.query_one("#preview").display
 
 
 async def test_renamed_route_table_is_created_and_associated_under_its_new_name(make_app):
