@@ -39,6 +39,10 @@ def storage_estate() -> list[dict[str, Any]]:
                                                               "https://kv-wizard.vault.azure.net/"},
                                        "services": {"blob": {"enabled": True, "keyType": "Account"}}}},
          "identity": {"type": "SystemAssigned"}},
+        # Defender for Storage on the Free tier (storage-4 fails until the plan is on)
+        {"id": f"/subscriptions/{SUB}/providers/Microsoft.Security/pricings/StorageAccounts",
+         "name": "StorageAccounts", "type": "Microsoft.Security/pricings",
+         "properties": {"pricingTier": "Free"}},
     ]
 
 

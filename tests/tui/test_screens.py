@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ztwizard.tui.messages import ApplyFinished, ChangeProgress, UndoFinished
 from ztwizard.tui.screens.checklist import ChecklistScreen
-from ztwizard.tui.screens.confirm import ConfirmScreen
+from ztwizard.tui.screens.confirm import ConfirmApplyScreen, ConfirmScreen
 from ztwizard.tui.screens.drift import DriftScreen
 from ztwizard.tui.screens.help import HelpScreen
 from ztwizard.tui.screens.journal import JournalScreen
@@ -249,3 +249,24 @@ async def test_palette_runs_wizard_actions(make_app):
         await settle(pilot)
         assert isinstance(app.screen, JournalScreen)
         assert "none yet" in str(app.screen.query_one("#journal-title").render())
+
+
+async def test_billable_changes_need_the_step_id_typed(make_app, messages):
+    app = make_app()
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await checklist(pilot)
+        app.action_open_step("storage-4")
+        await pilot.pause()
+        changes = app.results["storage-4"].changes
+        assert changes and all(c.billable for c in changes)
+        assert app.selection("storage-4") == set()  # nothing that costs money is preselected
+        await pilot.press("c", "space", "down", "space", "down", "space", "a")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmApplyScreen) and confirm.needs_typing
+        assert "billable" in str(confirm.query_one("#type-hint").render())
+        await pilot.press(*"storage-3", "enter")  # the wrong step id is refused
+        assert app.screen is confirm
+        await pilot.press("backspace", "4", "enter")
+        await settle(pilot)
+        assert [m.step_id for m in messages if isinstance(m, ApplyFinished)] == ["storage-4"]
+        assert app.results["storage-4"].status == "pass"

@@ -344,18 +344,21 @@ class WizardApp(App[int]):
         self.inspecting = False
         for o in msg.outcomes:
             self.change_state[o.change_id] = (o.state, o.message)
-        failed = [o for o in msg.outcomes if not o.ok]
+        applied = [o for o in msg.outcomes if o.state == "applied"]
+        failed = [o for o in msg.outcomes if o.state == "failed"]
+        skipped = [o for o in msg.outcomes if o.state == "skipped"]
+        status = self.results.get(msg.step_id)
+        summary = (f"{len(applied)} applied, {len(failed)} failed, {len(skipped)} skipped; "
+                   f"the step is now {status.status if status else 'unknown'}")
         if msg.error:
             self.apply_error[msg.step_id] = msg.error
             self.notify(msg.error, title="Apply failed", severity="error", timeout=10)
-        elif failed:
-            self.apply_error[msg.step_id] = f"{len(failed)} change(s) failed; see them below."
-            self.notify(f"{len(failed)} of {len(msg.outcomes)} change(s) failed.", severity="error")
+        elif failed or skipped:
+            self.apply_error[msg.step_id] = summary + ". Each change below says why."
+            self.notify(f"{msg.step_id}: {summary}.", severity="error" if failed else "warning")
         else:
             self.apply_error.pop(msg.step_id, None)
-            status = self.results.get(msg.step_id)
-            self.notify(f"{msg.step_id}: applied {len(msg.outcomes)} change(s); now "
-                        f"{status.status if status else 'unknown'}.")
+            self.notify(f"{msg.step_id}: {summary}.")
         self.selected.pop(msg.step_id, None)
         self.state_changed()
 

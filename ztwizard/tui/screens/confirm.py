@@ -14,7 +14,8 @@ from ..render import badges, short_name
 
 
 class ConfirmApplyScreen(ModalScreen[bool]):
-    """Dismisses True only after an explicit yes; disruptive changes need the step id typed."""
+    """Dismisses True only after an explicit yes; disruptive or billable changes (downtime,
+    money) need the step id typed, an extra confirmation a stray Enter cannot give."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+y", "confirm", "Apply")]
 
@@ -22,7 +23,7 @@ class ConfirmApplyScreen(ModalScreen[bool]):
         super().__init__()
         self.step_id = step_id
         self.changes = changes
-        self.needs_typing = any(c.disruptive for c in changes)
+        self.needs_typing = any(c.disruptive or c.billable for c in changes)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog tall"):
@@ -31,7 +32,9 @@ class ConfirmApplyScreen(ModalScreen[bool]):
             with VerticalScroll(id="confirm-list"):
                 yield Static(self._listing())
             if self.needs_typing:
-                yield Static(f"Disruptive changes: type {self.step_id} to confirm.", id="type-hint")
+                what = " and ".join(w for w, on in (("disruptive", any(c.disruptive for c in self.changes)),
+                                                     ("billable", any(c.billable for c in self.changes))) if on)
+                yield Static(f"This includes {what} changes: type {self.step_id} to confirm.", id="type-hint")
                 yield Input(placeholder=self.step_id, id="typed")
             with Horizontal(classes="buttons"):
                 yield Button("Apply (ctrl+y)", id="yes", variant="error" if self.needs_typing else "primary")
@@ -72,7 +75,7 @@ class ConfirmApplyScreen(ModalScreen[bool]):
         if self.needs_typing:
             typed = self.query_one("#typed", Input).value.strip()
             if typed != self.step_id:
-                self.notify(f"Type {self.step_id} exactly to apply disruptive changes.", severity="warning")
+                self.notify(f"Type {self.step_id} exactly to apply these changes.", severity="warning")
                 return
         self.dismiss(True)
 

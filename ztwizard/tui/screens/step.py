@@ -176,6 +176,9 @@ class StepScreen(Screen[None]):
             t.append(", ".join(f"{p} stays {value(v)}" for p, v in _leaves(change.before).items())
                      or "the resource as it was", style="")
             t.append("\n\n")
+        elif state == "skipped":
+            t.append("SKIPPED: ", style="bold yellow")
+            t.append((message or "not attempted") + "\n\n")
         elif state in ("applied", "undone", "in_flight", "drift"):
             t.append(f"{state.replace('_', ' ')}", style="bold")
             t.append(f"{': ' + message if message else ''}\n\n")
