@@ -45,6 +45,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:  # the client went away mid-request: there is nothing to act on
+            self.close_connection = True
+            return
         host = self.headers.get("Host") or f"{HOST}:{self.server.server_address[1]}"
         url = f"https://{host}{self.path}"
         try:
