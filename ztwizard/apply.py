@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import journal as J
-from .errors import ArmError, EtagMismatch, NotFound, PermissionDenied, UsageError, ZtwError
+from .errors import ArmError, Conflict, EtagMismatch, NotFound, PermissionDenied, UsageError, ZtwError
 from .model import Change, StepResult
 from .remedy import READ_ONLY_KEYS, writable
 
@@ -373,9 +374,36 @@ TRANSIENT = {408, 429, 500, 502, 503, 504}
 ATTEMPTS = 4  # per change, on top of the pipeline's own retries
 
 
+# provisioningState values of a resource whose last write is still being carried out.
+BUSY = {"accepted", "creating", "updating", "deleting", "provisioning"}
+SETTLE_SECONDS = 120.0
+
+
 def transient(exc: ZtwError) -> bool:
-    """Worth another try: throttling, a server error, or a dropped connection (not an ARM answer)."""
+    """Worth another try: throttling, a server error, a dropped connection (not an ARM answer), or
+    another operation still running on the resource."""
+    if isinstance(exc, Conflict) and exc.code == "AnotherOperationInProgress":
+        return True
     return not isinstance(exc, ArmError) or exc.status in TRANSIENT
+
+
+def pause(exc: ZtwError, attempt: int) -> None:
+    """Before another try: the pipeline already backed off for 429/5xx, not for a busy resource."""
+    if isinstance(exc, Conflict):
+        time.sleep(min(0.5 * 2 ** attempt, 5.0))
+
+
+def settled_read(gateway: Any, resource_id: str, timeout: float = SETTLE_SECONDS) -> dict[str, Any] | None:
+    """The resource once no write is under way on it (an interrupted run may have left an LRO
+    going): judging or writing it mid-operation would be judging a moving target."""
+    delay, deadline = 0.25, time.monotonic() + timeout
+    while True:
+        res = read_resource(gateway, resource_id)
+        state = str(get_at(res or {}, ("properties", "provisioningState")) or "").lower()
+        if state not in BUSY or time.monotonic() >= deadline:
+            return res
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def read_resource(gateway: Any, resource_id: str) -> dict[str, Any] | None:
@@ -394,7 +422,7 @@ def _apply_one(gateway: Any, journal: J.Journal, session_id: str, ch: Change, st
                outcome: Callable[..., None], skip: Callable[..., None]) -> None:
     for attempt in range(ATTEMPTS):
         try:
-            cur = read_resource(gateway, ch.resource_id)
+            cur = settled_read(gateway, ch.resource_id)
         except PermissionDenied as exc:
             journal.update_change(session_id, ch.id, state=J.FAILED, error=exc.message, event=exc.message)
             outcome(ch, step, "failed", exc.message)
@@ -445,6 +473,7 @@ def _apply_one(gateway: Any, journal: J.Journal, session_id: str, ch: Change, st
                 return
             if transient(exc) and attempt < ATTEMPTS - 1:
                 journal.log(session_id, "retry", exc.message, ch.id)
+                pause(exc, attempt)
                 continue
             journal.update_change(session_id, ch.id, state=J.FAILED, error=exc.message, after_image=now,
                                   event=exc.message)

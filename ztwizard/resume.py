@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import journal as J
-from .apply import ApplyReport, Confirm, Event, apply_changes, holds, read_resource, side, step_of
+from .apply import ApplyReport, Confirm, Event, apply_changes, holds, settled_read, side, step_of
 from .errors import UsageError
 
 
@@ -76,7 +76,7 @@ def reconcile(gateway: Any, journal: J.Journal, session_id: str) -> ResumeReport
     journal.hold(session_id)
     report = ResumeReport(session_id)
     for rec in journal.changes(session_id, states=J.UNSETTLED):
-        res = read_resource(gateway, rec.resource_id)
+        res = settled_read(gateway, rec.resource_id)
         state, why = classify(rec, res)
         fields: dict[str, Any] = {"state": state, "note": why}
         if state == J.APPLIED and rec.state == J.IN_FLIGHT:

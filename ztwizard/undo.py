@@ -23,8 +23,10 @@ from .apply import (
     inverse_tree,
     leaves,
     mismatches,
+    pause,
     read_resource,
     refuse_if_read_only,
+    settled_read,
     side,
     transient,
 )
@@ -189,7 +191,7 @@ def _still_wizards(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
 def _undo_one(gateway: Any, journal: J.Journal, session_id: str, rec: J.ChangeRecord, override: bool,
               report: UndoReport, outcome: Callable[..., None]) -> None:
     for attempt in range(ATTEMPTS):
-        cur = read_resource(gateway, rec.resource_id)
+        cur = settled_read(gateway, rec.resource_id)
         if _restored(rec, cur):
             msg = "" if attempt else "already as it was before the change"
             journal.update_change(session_id, rec.change_id, state=J.UNDONE, note=msg or None,
@@ -226,6 +228,7 @@ def _undo_one(gateway: Any, journal: J.Journal, session_id: str, rec: J.ChangeRe
                 return
             if transient(exc) and attempt < ATTEMPTS - 1:
                 journal.log(session_id, "retry", exc.message, rec.change_id)
+                pause(exc, attempt)
                 continue
             journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=exc.message,
                                   event=exc.message)

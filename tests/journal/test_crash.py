@@ -120,7 +120,16 @@ def _crash_resume_undo(sb: Served, kill: str, original: dict, resume: bool = Tru
     with J.Journal(state, write=False) as j:
         left = [r for r in j.changes(sid) if r.state in (*J.UNDOABLE, *J.UNSETTLED)]
         assert not left, "every applied change was undone"
-    assert sb.export() == original, f"estate restored after kill point {kill}"
+    now = sb.export()
+    if now != original:
+        changed = {k for k in set(now) | set(original) if now.get(k) != original.get(k)}
+        with J.Journal(state, write=False) as j:
+            rows = [(r.change_id, r.state, r.note, r.error) for r in j.changes(sid)
+                    if r.resource_id.lower() in changed]
+            events = [(e["change_id"], e["kind"], e["message"]) for e in j.events(sid)
+                      if any(e["change_id"] == r[0] for r in rows)]
+        raise AssertionError(f"estate not restored after kill point {kill}: {sorted(changed)}\n{rows}\n{events}\n"
+                             f"{undone.stdout}")
     return f"{kill}: {len(applied)} applied; {settled or 'nothing in flight'}"
 
 
