@@ -18,11 +18,13 @@ KEYS = [
                ("ctrl+s", "inspect the chosen scope"), ("r", "resume the unfinished session")]),
     ("Checklist", [("↑ ↓", "move"), ("enter", "open the step"), ("f", "only failing steps"),
                    ("a", "cycle articles"), ("r", "re-inspect"), ("j", "journal")]),
-    ("Step", [("w / c", "findings / changes tab"), ("space", "select a change"),
-              ("e", "edit a create change's parameters"), ("a", "apply the selected changes"),
-              ("n / p", "next / previous step"), ("esc", "back to the checklist")]),
+    ("Step", [("c", "switch between findings and changes"), ("space", "select a change (changes tab)"),
+              ("e", "edit a change's parameters (names, prefixes, caps)"),
+              ("a", "apply the selected changes, after a confirmation"),
+              ("n / p", "next / previous step"), ("j", "journal"), ("esc", "back to the checklist")]),
     ("Journal", [("u", "undo the change"), ("s", "undo the change's step"), ("S", "undo the session"),
-                 ("d", "drift: three-way view"), ("o", "open the change's step"), ("esc", "back")]),
+                 ("d", "drift: before / wizard wrote / now"), ("o", "open the change's step"),
+                 ("r", "reload"), ("esc", "back")]),
 ]
 
 
@@ -36,6 +38,8 @@ class HelpScreen(ModalScreen[None]):
             for key, what in keys:
                 t.append(f"  {key:<8}", style="bold")
                 t.append(what + "\n")
+        t.append("Apply and undo are disabled in --dry-run; disruptive and billable changes are\n"
+                 "never preselected and need the step id typed.\n", style="italic")
         t.append("Glyphs\n", style="bold underline")
         for status, g in GLYPH.items():
             t.append(f"  {g:<8}", style="bold")
