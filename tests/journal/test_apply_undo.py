@@ -310,3 +310,19 @@ def test_undo_of_a_put_keeps_someone_elses_unrelated_edit(world):
     assert not (now["properties"].get("networkSecurityGroup") or {}).get("id")  # the wizard's change is gone
     assert now["properties"]["privateEndpointNetworkPolicies"] == "Enabled"  # theirs stays
     assert w.journal.change(sid, assoc.change_id).state == J.UNDONE
+
+
+def test_resume_and_undo_wait_for_an_operation_a_killed_run_left_running(world):
+    w = world(lro_seconds=0.4)
+    plan = inspect(w.gw, check_ids=["spoke-3a"])
+    create = next(c for c in plan.changes() if c.action == "create")
+    sid = start_session(w.journal, w.gw, [create])
+    w.journal.update_change(sid, create.id, state=J.IN_FLIGHT, body=create.body)
+    # The killed wizard's PUT reached ARM; nobody polls the operation it started.
+    url = f"https://management.azure.com{create.resource_id}?api-version={w.gw.api_version_for(create.resource_id)}"
+    status, _h, _b = w.sb.handle("PUT", url, {"Authorization": f"Bearer {w.sb.token}"}, json.dumps(create.body).encode())
+    assert status == 201 and w.gw.read(create.resource_id)["properties"]["provisioningState"] == "Creating"
+    report = reconcile(w.gw, w.journal, sid)
+    assert [s.now for s in report.settled] == [J.APPLIED]
+    undo = undo_changes(w.gw, w.journal, sid)  # a DELETE mid-operation would be refused (409)
+    assert undo.ok and w.gw.read(create.resource_id) is None
