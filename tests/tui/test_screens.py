@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ztwizard.tui.messages import ApplyFinished, ChangeProgress, UndoFinished
 from ztwizard.tui.screens.checklist import ChecklistScreen
 from ztwizard.tui.screens.confirm import ConfirmApplyScreen, ConfirmScreen
@@ -270,3 +272,22 @@ async def test_billable_changes_need_the_step_id_typed(make_app, messages):
         await settle(pilot)
         assert [m.step_id for m in messages if isinstance(m, ApplyFinished)] == ["storage-4"]
         assert app.results["storage-4"].status == "pass"
+
+
+async def test_a_second_wizard_on_the_same_journal_is_told_who_holds_it(make_app, messages, tmp_path):
+    from ztwizard.journal import Journal
+
+    app = make_app()
+    other = Journal(tmp_path / "state", write=True)  # another wizard holding the journal
+    try:
+        async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+            await checklist(pilot)
+            await pilot.press("enter", "a", "ctrl+y")
+            await settle(pilot)
+            finished = [m for m in messages if isinstance(m, ApplyFinished)][-1]
+            assert "in use" in finished.error and str(os.getpid()) in finished.error
+            assert not [m for m in messages if isinstance(m, ChangeProgress)]  # nothing was sent
+            assert "in use" in str(app.screen.query_one("#banner").render())
+            assert app.results["storage-1"].status == "fail"
+    finally:
+        other.close()
