@@ -163,11 +163,21 @@ def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict
     if rec.action == "create":
         return "DELETE", None
     if rec.action == "delete":
-        return "PUT", writable(rec.before_image or rec.plan_before)
+        return "PUT", _without_redacted(writable(rec.before_image or rec.plan_before))
     restore = inverse_tree(rec.plan_before, rec.plan_after, rec.before_image)
     if rec.method == "PATCH":
         return "PATCH", restore
     return "PUT", apply_values(writable(cur or {}), restore)
+
+
+def _without_redacted(obj: Any) -> Any:
+    """The journal never held secrets; a re-created resource is sent without them rather than
+    with the marker that stands in for them."""
+    if isinstance(obj, dict):
+        return {k: _without_redacted(v) for k, v in obj.items() if v != J.REDACTED}
+    if isinstance(obj, list):
+        return [_without_redacted(v) for v in obj if v != J.REDACTED]
+    return obj
 
 
 def _restored(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:

@@ -326,3 +326,23 @@ def test_resume_and_undo_wait_for_an_operation_a_killed_run_left_running(world):
     assert [s.now for s in report.settled] == [J.APPLIED]
     undo = undo_changes(w.gw, w.journal, sid)  # a DELETE mid-operation would be refused (409)
     assert undo.ok and w.gw.read(create.resource_id) is None
+
+
+def test_a_delete_is_undone_by_re_creating_the_resource_as_it_was(world):
+    from ztwizard import remedy
+
+    w = world()
+    original = w.view()
+    rule_id = (f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Network/networkSecurityGroups/"
+               "nsg-app/securityRules/allow-ssh")
+    rule = w.gw.read(rule_id)
+    change = remedy.delete("vm-6c", rule, title="Delete allow-ssh")
+    sid = start_session(w.journal, w.gw, [change])
+    report = apply_changes(w.gw, w.journal, sid, [change], verify=False)
+    assert [o.result for o in report.outcomes] == ["applied"]
+    assert w.gw.read(rule_id) is None
+    rec = w.journal.change(sid, change.id)
+    assert rec.before_image["properties"]["destinationPortRange"] == "22"
+    undo = undo_changes(w.gw, w.journal, sid)
+    assert undo.ok, "\n".join(undo.lines())
+    assert w.view() == original
