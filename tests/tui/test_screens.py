@@ -291,3 +291,23 @@ async def test_a_second_wizard_on_the_same_journal_is_told_who_holds_it(make_app
             assert app.results["storage-1"].status == "fail"
     finally:
         other.close()
+
+
+async def test_start_filters_and_narrows_the_scope(make_app):
+    from .conftest import SUB, storage_estate
+
+    other = "00000000-0000-0000-0000-0000000000ff"
+    estate = storage_estate() + [{"id": f"/subscriptions/{other}/resourceGroups/rg-x", "name": "rg-x",
+                                  "type": "Microsoft.Resources/resourceGroups", "location": "westeurope"}]
+    app = make_app(estate=estate)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert sorted(s for s, _ in app.subscriptions) == sorted([SUB, other])
+        await pilot.press("slash", *"00ff", "enter")
+        subs = app.screen.query_one("#subs")
+        assert subs.option_count == 1
+        await pilot.press("space")  # deselect the filtered one: only SUB stays chosen
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.backend.subscriptions == [SUB]
+        assert app.results["storage-1"].status == "fail"

@@ -79,6 +79,8 @@ class StartScreen(Screen[None]):
                 continue
             label = f"{name}  {sid}" if name != sid else sid
             subs.add_option((label, sid, sid in chosen))
+        if subs.option_count:
+            subs.highlighted = 0
         self._filling = False
 
     def on_selection_list_selection_toggled(self, event: SelectionList.SelectionToggled) -> None:
