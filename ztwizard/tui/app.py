@@ -73,6 +73,7 @@ class WizardApp(App[int]):
         self.resumed_remaining: set[str] = set()  # change ids a resumed session had yet to apply
         self._cancel_apply = threading.Event()
         self._quit_after_apply = False
+        self.undoing = False
         self.sub_title = backend.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -95,10 +96,10 @@ class WizardApp(App[int]):
     # ---- actions --------------------------------------------------------------------------
     async def action_quit(self) -> None:
         """Quit; during an apply, stop after the change in flight so the journal stays exact."""
-        if self.applying:
+        if self.applying or self.undoing:
             self._cancel_apply.set()
             self._quit_after_apply = True
-            self.notify("Stopping after the current change, then quitting…")
+            self.notify("Finishing what ARM is doing (the journal stays exact), then quitting…")
             return
         self.exit(0)
 
@@ -263,6 +264,11 @@ class WizardApp(App[int]):
             return
         self.post_message(JournalLoaded(rows))
 
+    def start_undo(self, change_ids: list[str], override: bool = False) -> None:
+        self.undoing = True
+        self.refresh_bindings()
+        self.run_undo(change_ids, override)
+
     @work(thread=True, exclusive=True, group="apply")
     def run_undo(self, change_ids: list[str], override: bool = False) -> None:
         def progress(change_id: str, state: str, message: str = "") -> None:
@@ -369,6 +375,10 @@ class WizardApp(App[int]):
         self.state_changed()
 
     def on_undo_finished(self, msg: UndoFinished) -> None:
+        self.undoing = False
+        if self._quit_after_apply:
+            self.exit(0)
+            return
         if msg.error:
             self.notify(msg.error, title="Undo failed", severity="error", timeout=10)
         if msg.result is not None:
@@ -379,7 +389,7 @@ class WizardApp(App[int]):
 
                 def decided(override: bool | None) -> None:
                     if override:
-                        self.run_undo(list(msg.result.drift), override=True)  # type: ignore[union-attr]
+                        self.start_undo(list(msg.result.drift), override=True)  # type: ignore[union-attr]
 
                 self.push_screen(DriftScreen(msg.result.drift, self.journal_rows), decided)
             elif not msg.error:

@@ -103,7 +103,7 @@ class JournalScreen(Screen[None]):
         self._detail()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action.startswith("undo_") and (self.app.dry_run or self.app.applying):
+        if action.startswith("undo_") and (self.app.dry_run or self.app.applying or self.app.undoing):
             return None
         return True
 
@@ -136,7 +136,7 @@ class JournalScreen(Screen[None]):
 
         def decided(ok: bool | None) -> None:
             if ok:
-                self.app.run_undo(ids)
+                self.app.start_undo(ids)
 
         self.app.push_screen(ConfirmScreen(f"Undo {what} ({len(ids)} change(s))?", body, word=word), decided)
 
@@ -163,6 +163,6 @@ class JournalScreen(Screen[None]):
 
         def decided(override: bool | None) -> None:
             if override:
-                self.app.run_undo([row.change_id], override=True)
+                self.app.start_undo([row.change_id], override=True)
 
         self.app.push_screen(DriftScreen({row.change_id: row.drift}, self.rows), decided)

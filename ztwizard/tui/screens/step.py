@@ -213,7 +213,7 @@ class StepScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Per tab, only the keys that act there are shown, so the footer fits 80 columns."""
         if action == "apply":
-            if self.app.dry_run or self.app.applying:
+            if self.app.dry_run or self.app.applying or self.app.undoing:
                 return None  # shown, greyed out: the banner says why
         if action in ("toggle_change", "edit_params", "show_findings"):
             if not self.on_changes:
