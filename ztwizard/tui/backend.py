@@ -227,9 +227,15 @@ class Backend:
 
         if self.state_dir is None:
             return None
+        try:
+            here = (self.gateway.target.endpoint or "").rstrip("/")
+        except Exception:  # noqa: BLE001 - no target, no filter
+            here = ""
         j = self._reader()
         try:
-            info = j.latest_session(unfinished=True)
+            # sessions on another target (another endpoint) are not this wizard's to resume
+            info = next((x for x in j.sessions() if x.status == J.OPEN
+                         and (not here or not x.endpoint or x.endpoint.rstrip("/") == here)), None)
         finally:
             self._done_reading(j)
         if info is None:
