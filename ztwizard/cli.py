@@ -115,7 +115,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = inspect(gateway, step_ids=args.step or [], check_ids=args.check or [], progress=progress)
     if interactive:
         sys.stderr.write("\r\033[K")
-    write_output(render(plan, args.format, ascii_only=bool(os.environ.get("NO_COLOR"))), args.output)
+    # Glyphs only where the terminal can show them (an SSH session may be plain ASCII).
+    ascii_only = not args.output and "utf" not in (getattr(sys.stdout, "encoding", "") or "").lower()
+    write_output(render(plan, args.format, ascii_only=ascii_only), args.output)
     if args.detailed_exitcode:
         return 2 if plan.has_changes() else 0
     return 0
