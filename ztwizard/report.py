@@ -60,7 +60,10 @@ def text(plan: Plan, *, ascii_only: bool = False) -> str:
             flags = "".join([" [disruptive]" if ch.disruptive else "", " [billable]" if ch.billable else ""])
             lines.append(f"    → {ch.method} {_short(ch.resource_id)}: {ch.title or ch.check}{flags}")
         lines.append("")
-    return "\n".join(lines)
+    out = "\n".join(lines)
+    if ascii_only:  # arrows, dashes and names from the estate may be outside ASCII
+        out = out.replace("→", "->").replace("—", "-").encode("ascii", "replace").decode()
+    return out
 
 
 def markdown(plan: Plan) -> str:
