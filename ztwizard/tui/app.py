@@ -110,16 +110,20 @@ class WizardApp(App[int]):
             self.push_screen(HelpScreen())
 
     def action_open_step(self, step_id: str) -> None:
-        from .screens.checklist import ChecklistScreen
+        from textual.screen import ModalScreen
+
+        from .screens.journal import JournalScreen
+        from .screens.start import StartScreen
         from .screens.step import StepScreen
 
         if step_id not in STEP_BY_ID:
             self.notify(f"No step {step_id!r}.", severity="error")
             return
+        if isinstance(self.screen, StartScreen):
+            self.notify("Choose the scope and inspect first (ctrl+s).", severity="warning")
+            return
         # keep the stack shallow: checklist, then one step view
-        while len(self.screen_stack) > 1 and not isinstance(self.screen, ChecklistScreen):
-            if isinstance(self.screen, StepScreen | ChecklistScreen):
-                break
+        while isinstance(self.screen, ModalScreen | JournalScreen) and len(self.screen_stack) > 2:
             self.pop_screen()
         if isinstance(self.screen, StepScreen):
             self.screen.show_step(step_id)
