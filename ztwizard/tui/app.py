@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import threading
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -422,7 +421,9 @@ def run(gateway: Any, *, state_dir: Path | str | None = None, dry_run: bool = Fa
     """Run the wizard until the user quits; returns the process exit code.
 
     `gateway` is a Gateway, a callable returning one (built lazily, in a worker), or the CLI's
-    parsed arguments, from which the gateway, state dir and dry-run flag are derived."""
+    parsed arguments, from which the gateway, state dir and dry-run flag are derived. With
+    arguments, bad input (an unreadable estate file, an unknown cloud) fails here, before the
+    screen is taken, as the CLI's usual one-sentence error."""
     if isinstance(gateway, argparse.Namespace):
         from .. import cli
 
@@ -430,7 +431,7 @@ def run(gateway: Any, *, state_dir: Path | str | None = None, dry_run: bool = Fa
         state_dir = cli.state_dir(args)
         dry_run = cli.dry_run(args)
         resume_session = resume_session or getattr(args, "session_id", None)
-        gateway = partial(cli.make_gateway, args)
+        gateway = cli.make_gateway(args)
     backend = Backend(gateway, state_dir=state_dir, dry_run=dry_run)
     app = WizardApp(backend, resume_session=resume_session)
     try:
