@@ -94,3 +94,17 @@ def test_dry_run_step(make_app, snap_compare):
         await quiet(pilot)
 
     assert snap_compare(make_app(dry_run=True), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_checklist_without_colour(make_app, snap_compare, monkeypatch):
+    """NO_COLOR: glyphs and words carry every status on their own."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app()
+    assert app.no_color
+
+    async def run_before(pilot):
+        await inspected(pilot)
+        await pilot.press("enter", "c")
+        await quiet(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
