@@ -47,6 +47,13 @@ def estate_view(export: list[dict[str, Any]], gateway: Any) -> dict[str, Any]:
             cid = f"{account}/{svc}"
             res = gateway.read(cid)
             view[cid.lower()] = comparable([res])[cid.lower()] if res else None
+    # Defender plans exist on every subscription (Free until set); read them as ARM shows them.
+    subs = {r["id"].split("/")[2] for r in export if r["id"].lower().startswith("/subscriptions/")}
+    for sub in subs:
+        for plan in ("VirtualMachines", "StorageAccounts", "CloudPosture", "Arm"):
+            pid = f"/subscriptions/{sub}/providers/Microsoft.Security/pricings/{plan}"
+            res = gateway.read(pid)
+            view[pid.lower()] = comparable([res])[pid.lower()] if res else None
     return view
 
 

@@ -303,3 +303,34 @@ def test_nic_names_the_vm_that_holds_it(sandbox, arm_client):
     assert net.network_interfaces.get("rg-vm", "nic-2").virtual_machine.id.endswith("/virtualMachines/vm-2")
     cmp.virtual_machines.begin_delete("rg-vm", "vm-2").result()
     assert net.network_interfaces.get("rg-vm", "nic-2").virtual_machine is None
+
+
+def test_put_without_computed_properties_keeps_them(sandbox, arm_client):
+    """A read-modify-write that strips read-only fields (as the wizard's PUTs do) must not lose
+    what ARM computed, such as a VNet's resourceGuid."""
+    from azure.mgmt.network import NetworkManagementClient
+
+    sb = sandbox()
+    net = arm_client(NetworkManagementClient, sb, SUB)
+    net.virtual_networks.begin_create_or_update(
+        "rg-net", "vnet-new", {"location": "westeurope",
+                               "properties": {"addressSpace": {"addressPrefixes": ["10.9.0.0/16"]}}}).result()
+    vnet = net.virtual_networks.get("rg-net", "vnet-new").as_dict()
+    guid = vnet["properties"].get("resourceGuid")
+    assert guid
+    body = {k: v for k, v in vnet.items() if k != "etag"}
+    del body["properties"]["resourceGuid"]
+    body["tags"] = {"t": "1"}
+    after = net.virtual_networks.begin_create_or_update("rg-net", "vnet-new", body).result().as_dict()
+    assert after["properties"]["resourceGuid"] == guid and after["tags"] == {"t": "1"}
+
+
+def test_defender_plans_exist_on_every_subscription_as_free(sandbox, arm_client):
+    from azure.mgmt.security import SecurityCenter
+
+    sb = sandbox()
+    sec = arm_client(SecurityCenter, sb, SUB)
+    plan = sec.pricings.get(f"subscriptions/{SUB}", "CloudPosture")
+    assert plan.pricing_tier == "Free"
+    with pytest.raises(ResourceNotFoundError):
+        sec.pricings.get(f"subscriptions/{SUB}", "NoSuchPlan")

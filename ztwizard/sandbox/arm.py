@@ -117,6 +117,26 @@ class _Ctx:
 # Extension resources that ARM lists for a whole subscription, wherever they sit in it
 # (assessments of a VM or a subnet come back from GET /subscriptions/{s}/…/assessments).
 SCOPE_WIDE_LISTS = {"microsoft.security/assessments"}
+# Read-only properties ARM computes once and keeps across PUTs that omit them.
+SERVER_COMPUTED = ("resourceGuid", "creationTime", "timeCreated", "uniqueId", "vmId")
+
+
+# Defender plans exist on every subscription, on the Free tier until someone chooses otherwise.
+DEFENDER_PLANS = ("VirtualMachines", "StorageAccounts", "CloudPosture", "Arm", "AppServices", "SqlServers",
+                  "SqlServerVirtualMachines", "OpenSourceRelationalDatabases", "CosmosDbs", "Containers",
+                  "KeyVaults", "Dns", "Api", "AI")
+
+
+def _platform_default(path: str) -> dict[str, Any] | None:
+    """What ARM returns for a resource that exists implicitly (a Free Defender plan)."""
+    p = parse(path)
+    if p.type.lower() == "microsoft.security/pricings" and p.resource_group is None and p.subscription:
+        name = next((n for n in DEFENDER_PLANS if n.lower() == p.name.lower()), None)
+        if name:
+            return {"id": f"/subscriptions/{p.subscription}/providers/Microsoft.Security/pricings/{name}",
+                    "name": name, "type": "Microsoft.Security/pricings",
+                    "properties": {"pricingTier": "Free", "freeTrialRemainingTime": "PT0S"}}
+    return None
 
 
 class Sandbox:
@@ -460,6 +480,9 @@ class Sandbox:
         if ctx.method in ("GET", "HEAD"):
             entry = self.store.get(ctx.path)
             if entry is None:
+                default = _platform_default(ctx.path)
+                if default is not None:
+                    return _Reply(200, default)
                 raise self._not_found(ctx.path)
             if ctx.method == "HEAD":
                 return _Reply(204)
@@ -781,10 +804,17 @@ class Sandbox:
             new = _merge(clone(existing), body)
         else:
             new = clone(body)
+            # ARM computes these; a PUT that leaves them out keeps them.
+            for prop in SERVER_COMPUTED:
+                kept = (existing or {}).get("properties", {}).get(prop) if isinstance(existing, dict) else None
+                if kept is not None and isinstance(new.get("properties", {}), dict):
+                    new.setdefault("properties", {}).setdefault(prop, kept)
         new["id"] = rid_
         new = normalize_entry(new)
         new["etag"] = new_etag()
         created = existing is None
+        if created and provider == "microsoft.network" and t.count("/") == 1:
+            new.setdefault("properties", {}).setdefault("resourceGuid", str(uuid.uuid4()))
         lro = self._lro_kind(t, ctx.method, created)
         tracked = provider in ("microsoft.network", "microsoft.compute", "microsoft.storage")
         if tracked:
