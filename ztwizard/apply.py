@@ -313,6 +313,7 @@ def apply_changes(gateway: Any, journal: J.Journal, session_id: str, changes: It
     """Apply `changes` in dependency order within `session_id`; see the module docstring."""
     refuse_if_read_only(gateway, dry_run, "apply")
     batch = order(changes)
+    batch_ids = {c.id for c in batch}
     journal.record_plan(session_id, [(step_of(c.check), c) for c in batch])
     report = ApplyReport(session_id)
     not_done: set[str] = set()  # failed or skipped in this run: their dependents wait
@@ -354,6 +355,13 @@ def apply_changes(gateway: Any, journal: J.Journal, session_id: str, changes: It
         if blocked:
             skip(ch, step, f"depends on {', '.join(blocked)}, which was not applied")
             continue
+        absent = [d for d in ch.depends_on if d not in batch_ids and not _applied_before(journal, session_id, d)]
+        if absent:
+            # A prerequisite from a step that was not selected: writing now would point at
+            # something that does not exist yet (ARM refuses, or worse, accepts a dangling id).
+            steps = sorted({step_of(d.rsplit("-", 1)[0]) for d in absent})
+            skip(ch, step, f"needs {', '.join(absent)} first; include --step {' --step '.join(steps)}")
+            continue
         emit("start", ch, step)
         try:
             _apply_one(gateway, journal, session_id, ch, step, written, replan, outcome, skip)
@@ -377,6 +385,14 @@ ATTEMPTS = 4  # per change, on top of the pipeline's own retries
 # provisioningState values of a resource whose last write is still being carried out.
 BUSY = {"accepted", "creating", "updating", "deleting", "provisioning"}
 SETTLE_SECONDS = 120.0
+
+
+def _applied_before(journal: J.Journal, session_id: str, change_id: str) -> bool:
+    """A prerequisite the same session already applied (a resumed session continues here)."""
+    try:
+        return journal.change(session_id, change_id).state == J.APPLIED
+    except UsageError:
+        return False
 
 
 def transient(exc: ZtwError) -> bool:
