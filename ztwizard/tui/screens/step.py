@@ -71,6 +71,7 @@ class StepScreen(Screen[None]):
     def on_mount(self) -> None:
         self._ready = True
         self.show_step(self.step_id)
+        self.query_one("#findings-scroll").focus()  # arrows and page keys scroll the findings
 
     # ---- state ----------------------------------------------------------------------------
     def show_step(self, step_id: str) -> None:
