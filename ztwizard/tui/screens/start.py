@@ -71,7 +71,6 @@ class StartScreen(Screen[None]):
         if self.chosen is None:
             self.chosen = {s for s, _ in self.app.subscriptions}
         chosen = self.chosen
-        self._filling = True
         subs.clear_options()
         needle = text.lower().strip()
         for sid, name in self.app.subscriptions:
@@ -81,7 +80,6 @@ class StartScreen(Screen[None]):
             subs.add_option((label, sid, sid in chosen))
         if subs.option_count:
             subs.highlighted = 0
-        self._filling = False
 
     def on_selection_list_selection_toggled(self, event: SelectionList.SelectionToggled) -> None:
         if self.chosen is None:
