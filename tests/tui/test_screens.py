@@ -311,3 +311,25 @@ async def test_start_filters_and_narrows_the_scope(make_app):
         await settle(pilot)
         assert app.backend.subscriptions == [SUB]
         assert app.results["storage-1"].status == "fail"
+
+
+async def test_undo_the_whole_session_needs_the_word_typed(make_app, messages):
+    app = make_app()
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await checklist(pilot)
+        before = app.results["storage-1"].counts()
+        await pilot.press("enter", "a", "ctrl+y")
+        await settle(pilot)
+        assert app.results["storage-1"].counts() != before
+        await pilot.press("j")
+        await settle(pilot)
+        await pilot.press("S")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen) and confirm.word == "undo"
+        await pilot.press("ctrl+y")  # the word is missing: refused
+        assert app.screen is confirm
+        await pilot.press(*"undo", "enter")
+        await settle(pilot)
+        assert {r.state for r in app.journal_rows} == {"undone"}
+        assert "(undone)" in str(app.screen.query_one("#journal-title").render())
+        assert app.results["storage-1"].counts() == before  # as it was before the session

@@ -267,18 +267,18 @@ class WizardApp(App[int]):
             return
         self.post_message(JournalLoaded(rows))
 
-    def start_undo(self, change_ids: list[str], override: bool = False) -> None:
+    def start_undo(self, change_ids: list[str], override: bool = False, whole: bool = False) -> None:
         self.undoing = True
         self.refresh_bindings()
-        self.run_undo(change_ids, override)
+        self.run_undo(change_ids, override, whole)
 
     @work(thread=True, exclusive=True, group="apply")
-    def run_undo(self, change_ids: list[str], override: bool = False) -> None:
+    def run_undo(self, change_ids: list[str], override: bool = False, whole: bool = False) -> None:
         def progress(change_id: str, state: str, message: str = "") -> None:
             self.post_message(ChangeProgress(change_id, state, message))
 
         try:
-            result = self.backend.undo(change_ids, override=override, progress=progress)
+            result = self.backend.undo(change_ids, override=override, whole=whole, progress=progress)
         except Exception as exc:  # noqa: BLE001
             self.post_message(UndoFinished(None, change_ids, _why(exc)))
             return

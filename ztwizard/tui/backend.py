@@ -317,8 +317,9 @@ class Backend:
                                    drift=drift))
         return rows
 
-    def undo(self, change_ids: list[str], *, override: bool = False,
+    def undo(self, change_ids: list[str], *, override: bool = False, whole: bool = False,
              progress: Callable[[str, str, str], None] | None = None) -> UndoResult:
+        """Undo those changes, or with `whole` the session (which then counts as undone)."""
         from .. import undo as U
 
         if self.dry_run:
@@ -333,7 +334,7 @@ class Backend:
             if progress:
                 progress(o.change_id, "drift" if o.result == "refused" else o.result, o.message)
 
-        report = U.undo_changes(self.gateway, j, sid, change_ids=change_ids,
+        report = U.undo_changes(self.gateway, j, sid, change_ids=None if whole else change_ids,
                                 override=override, on_event=on_event)
         outcomes = [ApplyOutcome(o.change_id, o.result == "undone",
                                  "drift" if o.result == "refused" else o.result, o.message)

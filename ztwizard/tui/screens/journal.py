@@ -119,7 +119,7 @@ class JournalScreen(Screen[None]):
             self.app.pop_screen()
             self.app.action_open_step(row.step)
 
-    def _undo(self, ids: list[str], what: str, word: str | None = None) -> None:
+    def _undo(self, ids: list[str], what: str, word: str | None = None, whole: bool = False) -> None:
         from .confirm import ConfirmScreen
 
         if self.app.dry_run:
@@ -136,7 +136,7 @@ class JournalScreen(Screen[None]):
 
         def decided(ok: bool | None) -> None:
             if ok:
-                self.app.start_undo(ids)
+                self.app.start_undo(ids, whole=whole)
 
         self.app.push_screen(ConfirmScreen(f"Undo {what} ({len(ids)} change(s))?", body, word=word), decided)
 
@@ -151,7 +151,7 @@ class JournalScreen(Screen[None]):
             self._undo([r.change_id for r in self.rows if r.step == row.step], f"step {row.step}")
 
     def action_undo_session(self) -> None:
-        self._undo([r.change_id for r in self.rows], "the whole session", word="undo")
+        self._undo([r.change_id for r in self.rows], "the whole session", word="undo", whole=True)
 
     def action_drift(self) -> None:
         from .drift import DriftScreen
