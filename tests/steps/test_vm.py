@@ -709,8 +709,9 @@ def test_vm_proposals_apply_through_the_sandbox(tmp_path):
 
 
 def test_jit_policy_applies_through_the_sandbox(tmp_path):
-    """With the ports still open (vm-6c not applied), the JIT policy itself is what makes vm-8c pass."""
-    before, after, report = sandbox_round_trip(["vm-8"], tmp_path, skip_checks=["vm-8a", "vm-8b"])
+    """With the ports still open (vm-6c not applied), the JIT policy itself is what makes vm-8c pass.
+    JIT needs Defender for Servers Plan 2, so vm-8a (its prerequisite) goes in with it."""
+    before, after, report = sandbox_round_trip(["vm-8"], tmp_path, skip_checks=["vm-8b"])
     assert not report.failed, [o.line() for o in report.failed]
     assert all(after.get(k) == "pass" for k, v in before.items() if v == "fail" and k[0] == "vm-8c")
 
