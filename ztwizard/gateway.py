@@ -341,10 +341,16 @@ class Gateway:
 
     # ---- scope -----------------------------------------------------------------------------
     def list_subscriptions(self) -> list[str]:
+        return [sid for sid, _name in self.subscription_names()]
+
+    def subscription_names(self) -> list[tuple[str, str]]:
+        """(id, display name) of every subscription the credential can see, by id."""
         try:
-            return sorted(s.subscription_id for s in self.client("subscriptions").subscriptions.list())
+            subs = [(s.subscription_id, s.display_name or s.subscription_id)
+                    for s in self.client("subscriptions").subscriptions.list()]
         except Exception as exc:
             raise translate(exc, "", "listing subscriptions") from exc
+        return sorted(subs)
 
     def list_resource_groups(self, subscription: str) -> list[dict[str, Any]]:
         try:

@@ -96,9 +96,7 @@ def sandbox_target(state_dir: Path, *, sandbox: Any = None, reader: bool = False
 def in_process_target(sandbox: Any, *, reader: bool = False, read_only: bool = False,
                       kind: str = "sandbox") -> Target:
     token = sandbox.reader_token if reader else sandbox.token
-    where = getattr(sandbox, "state_dir", None)
-    label = "estate file (in-process, read-only)" if kind == "estate" else \
-        f"in-process sandbox{f' on {where}' if where else ''}"
+    label = "file (read-only, in-process)" if kind == "estate" else "(in-process)"
     return Target(kind=kind, endpoint=IN_PROCESS_ENDPOINT, credential=StaticTokenCredential(token),
                   transport=sandbox.transport(), sandbox=sandbox, read_only=read_only, label=label)
 

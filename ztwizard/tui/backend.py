@@ -122,7 +122,7 @@ class Backend:
         if target is None:
             return "Azure"
         kind = getattr(target, "kind", "azure")
-        endpoint = getattr(target, "endpoint", "") or ""
+        endpoint = getattr(target, "label", "") or getattr(target, "endpoint", "") or ""
         return f"{kind} {endpoint}".strip()
 
     def endpoint(self) -> str:
@@ -132,6 +132,8 @@ class Backend:
 
     def list_subscriptions(self) -> list[tuple[str, str]]:
         """(id, display name) of every subscription the credential can see."""
+        if hasattr(self.gateway, "subscription_names"):
+            return list(self.gateway.subscription_names())
         out = []
         for s in self.gateway.list_subscriptions():
             if isinstance(s, dict):
