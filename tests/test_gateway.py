@@ -92,7 +92,7 @@ def test_missing_parent_is_not_found_naming_the_resource(reference_estate):
 def test_write_during_running_operation_is_a_conflict(reference_estate):
     from azure.mgmt.network import NetworkManagementClient
 
-    sb = Sandbox(None, estate=reference_estate, lro_polls=5)
+    sb = Sandbox(None, estate=reference_estate, lro_polls=5, lro_seconds=120)
     target = in_process_target(sb)
     gw = Gateway(target)
     net = NetworkManagementClient(target.credential, ref.WORKLOAD_SUB, base_url=target.endpoint,
