@@ -59,6 +59,30 @@ ARTICLES: dict[str, str] = {
 }
 
 
+def unreadable(inv: Inventory, check: str, *types: str) -> CheckResult | None:
+    """For checks that reason across types: an `error` finding for each type they need that
+    could not be read (a 403, a missing provider), or None when all were read."""
+    out = CheckResult()
+    scope = f"/subscriptions/{inv.subscriptions[0]}" if inv.subscriptions else ""
+    for t in types:
+        reason = inv.unreadable_reason(t)
+        if reason:
+            out.findings.append(Finding(check, scope, "error", message=f"Could not read {t}: {reason}"))
+    return out if out.findings else None
+
+
+def memo(inv: Inventory, key: Any, build: Callable[[], Any]) -> Any:
+    """A value derived from the inventory, computed once per inventory, so that checks over tens
+    of thousands of resources stay linear. Recomputed if resources are added afterwards."""
+    cache: dict[Any, Any] = inv.__dict__.setdefault("_catalog_memo", {})
+    if cache.get("_size") != len(inv.resources):
+        cache.clear()
+        cache["_size"] = len(inv.resources)
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
 def not_applicable(check: str, what: str, inv: Inventory) -> Finding:
     scope = f"/subscriptions/{inv.subscriptions[0]}" if inv.subscriptions else ""
     return Finding(check=check, resource_id=scope, status="not_applicable",

@@ -13,7 +13,7 @@ from .. import resource_id as rid
 from ..inventory import Inventory
 from ..model import CheckResult, Finding, change_id
 from ..paths import get_path, set_path
-from ._base import Check, Step, not_applicable, property_check
+from ._base import Check, Step, not_applicable, property_check, unreadable
 from .spoke import (
     APPGW,
     FW,
@@ -25,7 +25,6 @@ from .spoke import (
     VNET,
     WATCHER,
     appgw_subnets,
-    blocked,
     combine,
     diagnostics_check,
     firewall_for,
@@ -334,7 +333,7 @@ def _hub_2a(inv: Inventory) -> CheckResult:
 
 
 def _hub_2b(inv: Inventory) -> CheckResult:
-    stop = blocked("hub-2b", inv, DDOS)
+    stop = unreadable(inv, "hub-2b", DDOS)
     if stop:
         return stop
     out = CheckResult()
@@ -385,7 +384,7 @@ def _protected(inv: Inventory, vnet_id: str) -> bool:
 
 
 def _hub_2c(inv: Inventory) -> CheckResult:
-    stop = blocked("hub-2c", inv, VNET)
+    stop = unreadable(inv, "hub-2c", VNET)
     if stop:
         return stop
     out = CheckResult()
@@ -443,7 +442,7 @@ hub_2d = diagnostics_check("hub-2d", "DDoS logs of each public IP go to Log Anal
 
 
 def _hub_2e(inv: Inventory) -> CheckResult:
-    stop = blocked("hub-2e", inv, ALERT)
+    stop = unreadable(inv, "hub-2e", ALERT)
     if stop:
         return stop
     out = CheckResult()
@@ -496,7 +495,7 @@ def _spoke_name(inv: Inventory, prefix: str, vnet: dict[str, Any]) -> str:
 
 
 def _hub_3a(inv: Inventory) -> CheckResult:
-    stop = blocked("hub-3a", inv, SUBNET, RT, FW)
+    stop = unreadable(inv, "hub-3a", SUBNET, RT, FW)
     if stop:
         return stop
     out = CheckResult()
@@ -600,7 +599,7 @@ def _shares_appgw(inv: Inventory, table: dict[str, Any], appgw: set[str]) -> lis
 
 
 def _hub_3b(inv: Inventory) -> CheckResult:
-    stop = blocked("hub-3b", inv, SUBNET, RT, FW)
+    stop = unreadable(inv, "hub-3b", SUBNET, RT, FW)
     if stop:
         return stop
     out = CheckResult()
@@ -819,7 +818,7 @@ def _hub_4c(inv: Inventory) -> CheckResult:
 
 
 def _hub_4d(inv: Inventory) -> CheckResult:
-    stop = blocked("hub-4d", inv, WATCHER)
+    stop = unreadable(inv, "hub-4d", WATCHER)
     if stop:
         return stop
     out = CheckResult()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import uuid
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,7 +15,7 @@ from .. import resource_id as rid
 from ..inventory import Inventory
 from ..model import CheckResult, Finding, change_id
 from ..paths import get_path
-from ._base import Check, Step, not_applicable
+from ._base import Check, Step, memo, not_applicable, unreadable
 
 # ---- resource types -------------------------------------------------------------------------
 VNET = "Microsoft.Network/virtualNetworks"
@@ -83,24 +82,6 @@ def tags(res: dict[str, Any]) -> dict[str, str]:
     return {str(k).lower(): str(v).lower() for k, v in t.items()} if isinstance(t, dict) else {}
 
 
-# Values derived from the whole inventory (e.g. subnets by NSG), computed once per inventory. An
-# inventory is read-only while checks run; one that gains resources afterwards is recomputed.
-_MEMO: dict[int, tuple[weakref.ref[Inventory], int, dict[str, Any]]] = {}
-
-
-def memo(inv: Inventory, key: str, make: Callable[[], Any]) -> Any:
-    """A value derived from the inventory, computed once per inventory."""
-    hit = _MEMO.get(id(inv))
-    if hit is None or hit[0]() is not inv or hit[1] != len(inv.resources):
-        _MEMO.clear()
-        hit = (weakref.ref(inv), len(inv.resources), {})
-        _MEMO[id(inv)] = hit
-    cache = hit[2]
-    if key not in cache:
-        cache[key] = make()
-    return cache[key]
-
-
 def linked(inv: Inventory, rtype: str, link: str) -> dict[str, list[dict[str, Any]]]:
     """Resources of `rtype` grouped by the id they reference at `link` (lower-cased), e.g.
     subnets by their NSG. A NIC's `ipConfigurations[]` references count too (`…ipConfigurations.subnet`)."""
@@ -127,17 +108,6 @@ def kids(inv: Inventory, parent_id: str, child_type: str | None = None) -> list[
 
 def of(inv: Inventory, rtype: str) -> list[dict[str, Any]]:
     return inv.of_type(rtype)
-
-
-def blocked(check: str, inv: Inventory, *types: str) -> CheckResult | None:
-    """For checks that reason across types: `error` when any type they need could not be read."""
-    out = CheckResult()
-    for t in types:
-        reason = inv.unreadable_reason(t)
-        if reason:
-            scope = f"/subscriptions/{inv.subscriptions[0]}" if inv.subscriptions else ""
-            out.findings.append(Finding(check, scope, "error", message=f"Could not read {t}: {reason}"))
-    return out if out.findings else None
 
 
 def subnets_of(inv: Inventory, vnet: dict[str, Any]) -> list[dict[str, Any]]:
@@ -359,7 +329,7 @@ def diagnostics_check(check: str, title: str, targets: Callable[[Inventory], lis
         return [{"categoryGroup": "allLogs", "enabled": True}]
 
     def evaluate(inv: Inventory) -> CheckResult:
-        stop = blocked(check, inv, DIAG)
+        stop = unreadable(inv, check, DIAG)
         if stop:
             return stop
         out = CheckResult()
@@ -565,7 +535,7 @@ def _activity_logs() -> list[dict[str, Any]]:
 
 
 def _spoke_2c(inv: Inventory) -> CheckResult:
-    stop = blocked("spoke-2c", inv, DIAG)
+    stop = unreadable(inv, "spoke-2c", DIAG)
     if stop:
         return stop
     out = CheckResult()
@@ -674,7 +644,7 @@ def _public_facing(inv: Inventory, subnet: dict[str, Any], appgw: set[str]) -> b
 
 
 def _spoke_3a(inv: Inventory) -> CheckResult:
-    stop = blocked("spoke-3a", inv, SUBNET, NSG)
+    stop = unreadable(inv, "spoke-3a", SUBNET, NSG)
     if stop:
         return stop
     out = CheckResult()
@@ -740,7 +710,7 @@ def nsg_subnets(inv: Inventory, nsg: dict[str, Any]) -> list[str]:
 
 
 def _spoke_3b(inv: Inventory) -> CheckResult:
-    stop = blocked("spoke-3b", inv, SUBNET)
+    stop = unreadable(inv, "spoke-3b", SUBNET)
     if stop:
         return stop
     out = CheckResult()
@@ -838,7 +808,7 @@ def role_asgs(inv: Inventory) -> dict[tuple[str, str], tuple[str, dict[str, Any]
 
 
 def _spoke_4a(inv: Inventory) -> CheckResult:
-    stop = blocked("spoke-4a", inv, VM, NIC)
+    stop = unreadable(inv, "spoke-4a", VM, NIC)
     if stop:
         return stop
     out = CheckResult()
@@ -863,7 +833,7 @@ def _spoke_4a(inv: Inventory) -> CheckResult:
 
 
 def _spoke_4b(inv: Inventory) -> CheckResult:
-    stop = blocked("spoke-4b", inv, VM, NIC, ASG)
+    stop = unreadable(inv, "spoke-4b", VM, NIC, ASG)
     if stop:
         return stop
     out = CheckResult()
@@ -1000,7 +970,7 @@ def _deny_all(check: str, direction: str) -> Callable[[Inventory], CheckResult]:
             "Blocks Windows activation, updates, Entra login and DNS unless allowed first.")
 
     def evaluate(inv: Inventory) -> CheckResult:
-        stop = blocked(check, inv, RULE, SUBNET, RT)
+        stop = unreadable(inv, check, RULE, SUBNET, RT)
         if stop:
             return stop
         out = CheckResult()
@@ -1101,7 +1071,7 @@ def _spoke_5c(inv: Inventory) -> CheckResult:
 
 
 def _spoke_5d(inv: Inventory) -> CheckResult:
-    stop = blocked("spoke-5d", inv, FLOWLOG, WATCHER, STORAGE)
+    stop = unreadable(inv, "spoke-5d", FLOWLOG, WATCHER, STORAGE)
     if stop:
         return stop
     out = CheckResult()
@@ -1176,7 +1146,7 @@ def watcher_id(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> s
 
 
 def _spoke_5e(inv: Inventory) -> CheckResult:
-    stop = blocked("spoke-5e", inv, WAFP)
+    stop = unreadable(inv, "spoke-5e", WAFP)
     if stop:
         return stop
     out = CheckResult()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 from .. import remedy
@@ -13,7 +12,7 @@ from .. import resource_id as rid
 from ..inventory import Inventory
 from ..model import Change, CheckResult, Finding, change_id
 from ..paths import get_path, nested
-from ._base import Check, Step, not_applicable, property_check
+from ._base import Check, Step, memo, not_applicable, property_check, unreadable
 
 ACCOUNT = "Microsoft.Storage/storageAccounts"
 FILE_SERVICES = "Microsoft.Storage/storageAccounts/fileServices"
@@ -49,29 +48,6 @@ def titled(check: Check, template: str) -> Check:
         return out
 
     return dataclasses.replace(check, evaluate=evaluate)
-
-
-def unreadable(inv: Inventory, check: str, *types: str) -> CheckResult | None:
-    """An `error` result when any type a cross-resource check needs could not be read."""
-    for t in types:
-        reason = inv.unreadable_reason(t)
-        if reason:
-            scope = f"/subscriptions/{inv.subscriptions[0]}" if inv.subscriptions else ""
-            return CheckResult(findings=[Finding(check, scope, "error",
-                                                 message=f"Could not read {t}: {reason}")])
-    return None
-
-
-def memo(inv: Inventory, key: Any, build: Callable[[], Any]) -> Any:
-    """A value derived from the inventory, computed once per inventory, so that checks over tens
-    of thousands of resources stay linear. Recomputed if resources are added afterwards."""
-    cache: dict[Any, Any] = inv.__dict__.setdefault("_catalog_memo", {})
-    if cache.get("_size") != len(inv.resources):
-        cache.clear()
-        cache["_size"] = len(inv.resources)
-    if key not in cache:
-        cache[key] = build()
-    return cache[key]
 
 
 def is_true(value: Any) -> bool:

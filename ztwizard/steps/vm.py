@@ -13,16 +13,14 @@ from .. import resource_id as rid
 from ..inventory import Inventory
 from ..model import Change, CheckResult, Finding, change_id
 from ..paths import get_path
-from ._base import Check, Step, not_applicable, property_check
+from ._base import Check, Step, memo, not_applicable, property_check, unreadable
 from .storage import (
     PRICINGS,
     ROLE_ASSIGNMENTS,
     broad_user_assignments,
     is_true,
-    memo,
     pricing,
     titled,
-    unreadable,
 )
 
 VM = "Microsoft.Compute/virtualMachines"
