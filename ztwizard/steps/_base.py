@@ -32,12 +32,9 @@ class Check:
     def run(self, inv: Inventory) -> CheckResult:
         """Evaluate, reporting a type the credential could not read as `error`."""
         if self.resource_type:
-            reason = inv.unreadable_reason(self.resource_type)
-            if reason:
-                scope = inv.subscriptions[0] if inv.subscriptions else ""
-                return CheckResult(findings=[Finding(
-                    check=self.id, resource_id=f"/subscriptions/{scope}" if scope else "",
-                    status="error", message=f"Could not read {self.resource_type}: {reason}")])
+            stop = unreadable(inv, self.id, self.resource_type)
+            if stop:
+                return stop
         return self.evaluate(inv)
 
 
