@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import journal as J
+from .engine import order_changes
 from .errors import ArmError, Conflict, EtagMismatch, NotFound, PermissionDenied, UsageError, ZtwError
 from .model import Change, StepResult
 from .remedy import READ_ONLY_KEYS, writable
@@ -192,13 +193,6 @@ def step_of(check_id: str) -> str:
     return m.group(1) if m else check_id
 
 
-def order(changes: Iterable[Change]) -> list[Change]:
-    """Prerequisites first, otherwise as given."""
-    from .engine import order_changes
-
-    return order_changes(list(changes))
-
-
 # ---- the report ----------------------------------------------------------------------------
 
 @dataclass
@@ -291,7 +285,7 @@ def start_session(journal: J.Journal, gateway: Any, changes: Iterable[Change], *
     sid = journal.create_session(target.kind, getattr(target, "endpoint", "") or "",
                                  subscriptions=subscriptions, resource_groups=resource_groups,
                                  selection=selection)
-    journal.record_plan(sid, [(step_of(c.check), c) for c in order(changes)])
+    journal.record_plan(sid, [(step_of(c.check), c) for c in order_changes(list(changes))])
     return sid
 
 
@@ -312,7 +306,7 @@ def apply_changes(gateway: Any, journal: J.Journal, session_id: str, changes: It
                   verify: bool = True, replan: bool = True) -> ApplyReport:
     """Apply `changes` in dependency order within `session_id`; see the module docstring."""
     refuse_if_read_only(gateway, dry_run, "apply")
-    batch = order(changes)
+    batch = order_changes(list(changes))
     batch_ids = {c.id for c in batch}
     journal.record_plan(session_id, [(step_of(c.check), c) for c in batch])
     report = ApplyReport(session_id)

@@ -104,20 +104,6 @@ GRAPH_TYPES: dict[str, list[str]] = {
     ],
 }
 
-# Types that the catalog reads from somewhere other than Resource Graph (for `unreadable`).
-CHILD_TYPES = [
-    "Microsoft.Storage/storageAccounts/blobServices",
-    "Microsoft.Storage/storageAccounts/blobServices/containers",
-    "Microsoft.Storage/storageAccounts/fileServices",
-    "Microsoft.Storage/storageAccounts/fileServices/shares",
-    "Microsoft.Security/defenderForStorageSettings",
-    "Microsoft.Insights/diagnosticSettings",
-    "Microsoft.Network/firewallPolicies/ruleCollectionGroups",
-    "Microsoft.Security/settings",
-    "Microsoft.Authorization/policyAssignments",
-    "Microsoft.Resources/resourceGroups",
-]
-
 _ACTION_RE = re.compile(r"perform action '([^']+)' over scope '([^']+)'")
 
 
