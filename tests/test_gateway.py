@@ -98,7 +98,8 @@ def test_write_during_running_operation_is_a_conflict(reference_estate):
     net = NetworkManagementClient(target.credential, ref.WORKLOAD_SUB, base_url=target.endpoint,
                                   transport=target.transport, polling_interval=0)
     nsg = net.network_security_groups.get("rg-spoke-network", "nsg-spoke-prod")
-    net.network_security_groups.begin_create_or_update("rg-spoke-network", "nsg-spoke-prod", nsg)  # not awaited
+    # polling=False: nobody polls, so the operation stays in progress on the sandbox
+    net.network_security_groups.begin_create_or_update("rg-spoke-network", "nsg-spoke-prod", nsg, polling=False)
     with pytest.raises(Conflict) as exc:
         gw.write("PUT", ref.NSG_SPOKE, {"location": "westeurope", "properties": {}})
     assert "wait and retry" in exc.value.hint
