@@ -19,6 +19,7 @@ from typing import Any
 from . import resource_id as rid
 from .errors import UsageError
 from .inventory import INLINE_CHILDREN as _INVENTORY_INLINE
+from .inventory import inline_holder as _holder
 
 # Inline children to lift out of a parent: the inventory's, plus rule collection groups, which an
 # export may carry inline in their policy (ARM itself only lists their ids there).
@@ -264,14 +265,6 @@ def _lift_children(res: dict[str, Any], index: int, source: str) -> Iterator[dic
             kid["type"] = parsed.type
             kid.setdefault("name", parsed.name)
             yield kid
-
-
-def _holder(res: dict[str, Any], path: str) -> tuple[dict[str, Any] | None, str]:
-    keys = path.split(".")
-    cur: Any = res
-    for k in keys[:-1]:
-        cur = cur.get(k) if isinstance(cur, dict) else None
-    return (cur if isinstance(cur, dict) else None), keys[-1]
 
 
 def _with_resource_groups(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:

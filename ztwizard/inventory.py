@@ -83,7 +83,7 @@ class Inventory:
         """Lift inline children into entries of their own, then rebuild each inline list."""
         for res in list(self.resources.values()):
             for path, seg in INLINE_CHILDREN.get(res["type"].lower(), []):
-                holder, prop = _holder(res, path)
+                holder, prop = inline_holder(res, path)
                 for child in (holder or {}).get(prop) or []:
                     if not isinstance(child, dict):
                         continue
@@ -95,9 +95,9 @@ class Inventory:
         for res in self.resources.values():
             for path, _seg in INLINE_CHILDREN.get(res["type"].lower(), []):
                 kids = self.children(res["id"], path_child_type(res["type"], path))
-                if not kids and _holder(res, path)[0] is None:
+                if not kids and inline_holder(res, path)[0] is None:
                     continue
-                holder, prop = _holder(res, path, create=True)
+                holder, prop = inline_holder(res, path, create=True)
                 assert holder is not None
                 holder[prop] = [copy.deepcopy(k) for k in kids]
 
@@ -144,7 +144,8 @@ def path_child_type(parent_type: str, path: str) -> str:
     raise KeyError(path)
 
 
-def _holder(res: dict[str, Any], path: str, create: bool = False) -> tuple[dict[str, Any] | None, str]:
+def inline_holder(res: dict[str, Any], path: str, create: bool = False) -> tuple[dict[str, Any] | None, str]:
+    """The dict holding the last key of `path` and that key; None when it is absent (unless `create`)."""
     keys = path.split(".")
     cur: Any = res
     for k in keys[:-1]:

@@ -19,6 +19,7 @@ from .. import resource_id as rid
 from ..errors import UsageError
 from ..files import atomic_write
 from ..inventory import INLINE_CHILDREN
+from ..inventory import inline_holder as _holder
 
 # Inline lists ARM shows but does not let a PUT of the parent change.
 READ_ONLY_INLINE = {("microsoft.compute/virtualmachines", "resources")}
@@ -293,16 +294,6 @@ def strip_composed(entry: dict[str, Any]) -> None:
     if isinstance(props, dict):
         for prop in COMPUTED_PROPERTIES.get(t, ()):
             props.pop(prop, None)
-
-
-def _holder(res: dict[str, Any], path: str) -> tuple[dict[str, Any] | None, str]:
-    keys = path.split(".")
-    cur: Any = res
-    for k in keys[:-1]:
-        cur = cur.get(k) if isinstance(cur, dict) else None
-    if not isinstance(cur, dict) or keys[-1] not in cur:
-        return None, keys[-1]
-    return cur, keys[-1]
 
 
 # ---- files --------------------------------------------------------------------------------
