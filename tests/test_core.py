@@ -1,10 +1,10 @@
 """Resource ids, inventory normalisation and change ordering: the vocabulary every check relies on."""
 
 from ztwizard import resource_id as rid
+from ztwizard.armjson import get_path, nested
 from ztwizard.engine import order_changes
 from ztwizard.inventory import Inventory
 from ztwizard.model import Change, worst
-from ztwizard.paths import get_path, nested
 
 SUB = "11111111-1111-1111-1111-111111111111"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg-net"

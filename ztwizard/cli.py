@@ -348,7 +348,8 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool, sandbox_command:
                    help="narrow the scope; repeatable")
     g.add_argument("--state-dir", metavar="DIR", default=d(None), help="journal and sandbox state")
     g.add_argument("--dry-run", action="store_true", default=d(False), help="never write to Azure")
-    g.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks")
+    g.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks and log to stderr")
+    g.add_argument("--log-file", metavar="FILE", default=d(None), help="write the log to FILE (mode 0600)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -423,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     try:
+        from .logs import configure
+
+        configure(debug=debug, log_file=getattr(args, "log_file", None))
         return COMMANDS[args.command](args)
     except ZtwError as exc:
         if debug:

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from . import resource_id as rid
+from .armjson import INLINE_CHILDREN as _ARM_INLINE
+from .armjson import child_id, inline_lists
 from .errors import UsageError
-from .inventory import INLINE_CHILDREN as _INVENTORY_INLINE
-from .inventory import inline_holder as _holder
 
 # Inline children to lift out of a parent: the inventory's, plus rule collection groups, which an
 # export may carry inline in their policy (ARM itself only lists their ids there).
 INLINE_CHILDREN: dict[str, list[tuple[str, str]]] = {
-    **_INVENTORY_INLINE,
+    **_ARM_INLINE,
     "microsoft.network/firewallpolicies": [("properties.ruleCollectionGroups", "ruleCollectionGroups")],
 }
 
@@ -231,13 +231,7 @@ def _label(res: dict[str, Any], index: int) -> str:
 # ---- children --------------------------------------------------------------------------------
 def _lift_children(res: dict[str, Any], index: int, source: str) -> Iterator[dict[str, Any]]:
     """Remove inline child lists from `res` and yield them as entries of their own."""
-    for path, seg in INLINE_CHILDREN.get(res["type"].lower(), []):
-        holder, key = _holder(res, path)
-        if holder is None or key not in holder:
-            continue
-        kids = holder.pop(key)
-        if kids is None:
-            continue
+    for path, seg, kids in inline_lists(res, INLINE_CHILDREN, remove=True):
         if not isinstance(kids, list):
             raise UsageError(f"Entry {index} ({res['id']}) in {source} has a \"{path}\" that is not a list.",
                              "Fix or remove that entry.")
@@ -251,10 +245,10 @@ def _lift_children(res: dict[str, Any], index: int, source: str) -> Iterator[dic
                 continue  # a bare reference (ARM lists some children by id only)
             kid = copy.deepcopy(kid)
             if not kid.get("id"):
-                if not isinstance(kid.get("name"), str) or not kid["name"]:
+                kid["id"] = child_id(res["id"], seg, {"name": kid.get("name")})
+                if kid["id"] is None:
                     raise UsageError(f"{where} has neither an id nor a name.",
                                      "Give the child its name (or full id).")
-                kid["id"] = f"{res['id']}/{seg}/{kid['name']}"
             _check_id(kid["id"], where)
             kid["id"] = "/" + kid["id"].strip().strip("/")
             parsed = rid.parse(kid["id"])

@@ -11,6 +11,7 @@ import functools
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,15 +20,22 @@ from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceModifiedError,
+    ResponseNotReadError,
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline.policies import RetryPolicy
 
 from . import resource_id as rid
+from .armjson import get_path
 from .errors import ArmError, Conflict, EtagMismatch, NotFound, PermissionDenied, Throttled, ZtwError
 from .inventory import Inventory
 
 log = logging.getLogger("ztwizard.gateway")
+
+# What ARM answers when something went wrong on its side or on the way: these become "could not
+# read X" in an inventory. Anything else (TypeError, KeyError, ...) is a bug and propagates.
+ARM_ERRORS = (HttpResponseError, ServiceRequestError, ServiceResponseError)
 
 Progress = Callable[[int, int, str], None]
 
@@ -199,6 +207,92 @@ def _describe(resource_id: str) -> str:
     return f"{kind} {p.name}{where}"
 
 
+# ---- retries: the one layer ------------------------------------------------------------------
+
+# azure-core's RetryPolicy retries 408/429/5xx and connection errors for idempotent methods, and
+# any status with Retry-After. ArmRetryPolicy adds the ARM states it leaves out, and nothing else
+# in ztwizard retries a request:
+# * 409 AnotherOperationInProgress: the resource is busy with an earlier operation; back off.
+# * PATCH: azure-core treats it as not idempotent, but an ARM PATCH sets fixed values, so sending it
+#   again after a reset or a 429 lands the same state (and apply reads back what landed).
+# * Resource Graph's POST is a query: a 429 without Retry-After (ARG's quota answer) or a 5xx is
+#   retried, waiting for `x-ms-user-quota-resets-after` when ARG sends it.
+BUSY_CODES = frozenset({"anotheroperationinprogress"})
+RETRY = {"retry_total": 8, "retry_connect": 3, "retry_read": 3, "retry_status": 6,
+         "retry_backoff_factor": 0.8, "retry_backoff_max": 60}
+_GRAPH_PATH = "/providers/microsoft.resourcegraph/"
+SETTLE_SECONDS = 120.0
+# provisioningState values of a resource whose last write is still being carried out.
+BUSY_STATES = frozenset({"accepted", "creating", "updating", "deleting", "provisioning"})
+
+
+def _is_graph(request: Any) -> bool:
+    return _GRAPH_PATH in str(request.url).lower()
+
+
+def _error_code(response: Any) -> str:
+    try:
+        body = response.text()
+    except (ResponseNotReadError, UnicodeDecodeError):  # a stream not read, or not text: no code to see
+        return ""
+    m = re.search(r'"code"\s*:\s*"([^"]+)"', body or "")
+    return m.group(1) if m else ""
+
+
+def _quota_reset_seconds(value: str | None) -> float | None:
+    """Resource Graph's `x-ms-user-quota-resets-after: hh:mm:ss`."""
+    m = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d+)?)", (value or "").strip())
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else None
+
+
+class ArmRetryPolicy(RetryPolicy):
+    """azure-core's retry policy, with the ARM states it does not cover (see above)."""
+
+    def _is_method_retryable(self, settings: dict[str, Any], request: Any, response: Any = None) -> bool:
+        method = request.method.upper()
+        if method == "PATCH" or (method == "POST" and _is_graph(request)):
+            return True
+        return bool(super()._is_method_retryable(settings, request, response=response))
+
+    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+        if super().is_retry(settings, response):
+            return True
+        http = response.http_response
+        return bool(settings["total"]) and http.status_code == 409 and _error_code(http).lower() in BUSY_CODES
+
+    def get_retry_after(self, response: Any) -> float | None:
+        after = super().get_retry_after(response)
+        if after is None and _is_graph(response.http_request):
+            after = _quota_reset_seconds(response.http_response.headers.get("x-ms-user-quota-resets-after"))
+        return after
+
+    def increment(self, settings: dict[str, Any], response: Any = None, error: Exception | None = None) -> bool:
+        again = bool(super().increment(settings, response=response, error=error))
+        request = getattr(response, "http_request", None)
+        what = f"{request.method} {_scrub_url(request.url)}" if request is not None else "a request"
+        why = (f"{type(error).__name__}: {_first_line(error)}" if error is not None
+               else str(getattr(getattr(response, "http_response", None), "status_code", "?")))
+        if again:
+            log.info("retrying %s after %s (%d left)", what, why, settings["total"])
+        else:
+            log.warning("giving up on %s after %s", what, why)
+        return again
+
+
+def _scrub_url(url: str) -> str:
+    """A URL as logged: no query string beyond api-version (a SAS or a skip token may sit there)."""
+    base, _, query = str(url).partition("?")
+    keep = [q for q in query.split("&") if q.lower().startswith("api-version=")]
+    return base + ("?" + "&".join(keep) if keep else "")
+
+
+def _log_response(response: Any) -> None:
+    """Every request ARM answered (each attempt), at DEBUG: method, url, status."""
+    if log.isEnabledFor(logging.DEBUG):
+        request = response.http_request
+        log.debug("%s %s -> %s", request.method, _scrub_url(request.url), response.http_response.status_code)
+
+
 class Gateway:
     """All ARM traffic for one target. Thread-safe: clients are built once per subscription."""
 
@@ -218,11 +312,11 @@ class Gateway:
         if polling_interval is None:
             polling_interval = 2.0 if target.kind == "azure" else 0.0
         kwargs["polling_interval"] = polling_interval
-        # Long inventories meet throttling; allow a few more Retry-After rounds than the default 3.
-        kwargs["retry_status"] = 6
+        retry = dict(RETRY)
         if retry_total is not None:
-            kwargs["retry_total"] = retry_total
-            kwargs["retry_status"] = min(6, retry_total)
+            retry.update(retry_total=retry_total, retry_status=min(retry["retry_status"], retry_total))
+        kwargs["retry_policy"] = ArmRetryPolicy(**retry)
+        kwargs["raw_response_hook"] = _log_response
         self._kwargs = kwargs
 
     # ---- clients ---------------------------------------------------------------------------
@@ -287,9 +381,22 @@ class Gateway:
             if exc.status_code == 404:
                 return None
             raise translate(exc, resource_id, "reading") from exc
-        except Exception as exc:
+        except ARM_ERRORS as exc:
             raise translate(exc, resource_id, "reading") from exc
         return wire(res)
+
+    def read_settled(self, resource_id: str, timeout: float = SETTLE_SECONDS) -> dict[str, Any] | None:
+        """The resource once no operation is running on it (an interrupted run may have left an LRO
+        going): judging or writing it mid-operation would be judging a moving target."""
+        delay, deadline = 0.25, time.monotonic() + timeout
+        while True:
+            res = self.read(resource_id)
+            state = str(get_path(res or {}, ("properties", "provisioningState")) or "").lower()
+            if state not in BUSY_STATES or time.monotonic() >= deadline:
+                return res
+            log.info("%s is %s; waiting %.2fs for its operation to finish", resource_id, state, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def write(self, method: str, resource_id: str, body: dict[str, Any] | None, *,
               etag: str | None = None) -> dict[str, Any] | None:
@@ -334,14 +441,14 @@ class Gateway:
         try:
             subs = [(s.subscription_id, s.display_name or s.subscription_id)
                     for s in self.client("subscriptions").subscriptions.list()]
-        except Exception as exc:
+        except ARM_ERRORS as exc:
             raise translate(exc, "", "listing subscriptions") from exc
         return sorted(subs)
 
     def list_resource_groups(self, subscription: str) -> list[dict[str, Any]]:
         try:
             return [wire(g) for g in self.client("resources", subscription).resource_groups.list()]
-        except Exception as exc:
+        except ARM_ERRORS as exc:
             raise translate(exc, f"/subscriptions/{subscription}", "listing resource groups") from exc
 
     # ---- inventory -------------------------------------------------------------------------
@@ -403,7 +510,7 @@ class Gateway:
                 if not resp.skip_token:
                     return rows
                 options.skip_token = resp.skip_token
-        except Exception as exc:
+        except ARM_ERRORS as exc:
             raise translate(exc, "", "querying Resource Graph") from exc
 
     def _graph_inventory(self, subs: list[str], rgs: list[str]) -> list[dict[str, Any]]:
@@ -432,7 +539,7 @@ class Gateway:
                 except ZtwError as exc:
                     unreadable[rtype.lower()] = exc.message
                     continue
-                except Exception as exc:
+                except ARM_ERRORS as exc:
                     unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
                     continue
                 out.extend(i for i in items if not rgs or (rid.parse(i["id"]).resource_group or "").lower() in rgs)
@@ -444,14 +551,14 @@ class Gateway:
                     in_scope = not rgs or (rid.parse(res["id"]).resource_group or "").lower() in rgs
                     if res["id"].lower() not in known and in_scope:
                         out.append(res)
-            except Exception as exc:
+            except ARM_ERRORS as exc:
                 unreadable["microsoft.resources/resources"] = translate(exc, f"/subscriptions/{sub}").message
         for group in groups:  # some providers only list per resource group
             p = rid.parse(group["id"])
             try:
                 gws = self.client("network", p.subscription or "").virtual_network_gateways.list(p.name)
                 out.extend(wire(x) for x in gws)
-            except Exception as exc:
+            except ARM_ERRORS as exc:
                 unreadable["microsoft.network/virtualnetworkgateways"] = translate(exc, group["id"]).message
         vms = [r for r in out if rid.type_of(r["id"]).lower() == "microsoft.compute/virtualmachines"]
         for vm in vms:
@@ -460,7 +567,7 @@ class Gateway:
                 exts = self.client("compute", p.subscription or "").virtual_machine_extensions.list(
                     p.resource_group, p.name)
                 out.extend(wire(e) for e in (exts.value or []))
-            except Exception as exc:
+            except ARM_ERRORS as exc:
                 unreadable["microsoft.compute/virtualmachines/extensions"] = translate(exc, vm["id"]).message
         return out
 
@@ -485,7 +592,7 @@ class Gateway:
                     if exc.status_code == 404:
                         continue
                     unreadable[child_type.lower()] = translate(exc, parent, "reading").message
-                except Exception as exc:
+                except ARM_ERRORS as exc:
                     unreadable[child_type.lower()] = translate(exc, parent, "reading").message
         return out
 
@@ -499,7 +606,7 @@ class Gateway:
                     if exc.status_code == 404:
                         continue
                     unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
-                except Exception as exc:
+                except ARM_ERRORS as exc:
                     unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
         return out
 

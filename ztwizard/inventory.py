@@ -12,15 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import resource_id as rid
+from .armjson import INLINE_CHILDREN, inline_holder, lift_children
 
-# parent type (lower) -> (inline property holding children, child type segment)
-INLINE_CHILDREN: dict[str, list[tuple[str, str]]] = {
-    "microsoft.network/virtualnetworks": [("properties.subnets", "subnets"),
-                                          ("properties.virtualNetworkPeerings", "virtualNetworkPeerings")],
-    "microsoft.network/networksecuritygroups": [("properties.securityRules", "securityRules")],
-    "microsoft.network/routetables": [("properties.routes", "routes")],
-    "microsoft.compute/virtualmachines": [("resources", "extensions")],
-}
+__all__ = ["INLINE_CHILDREN", "Inventory", "inline_holder", "path_child_type"]  # the sandbox reads the first
 
 
 def _key(resource_id: str) -> str:
@@ -82,16 +76,9 @@ class Inventory:
     def normalize(self) -> None:
         """Lift inline children into entries of their own, then rebuild each inline list."""
         for res in list(self.resources.values()):
-            for path, seg in INLINE_CHILDREN.get(res["type"].lower(), []):
-                holder, prop = inline_holder(res, path)
-                for child in (holder or {}).get(prop) or []:
-                    if not isinstance(child, dict):
-                        continue
-                    child = copy.deepcopy(child)
-                    if not child.get("id"):
-                        child["id"] = f"{res['id']}/{seg}/{child.get('name', '')}"
-                    if _key(child["id"]) not in self.resources:
-                        self.add(child)
+            for child in lift_children(res):
+                if _key(child["id"]) not in self.resources:
+                    self.add(child)
         for res in self.resources.values():
             for path, _seg in INLINE_CHILDREN.get(res["type"].lower(), []):
                 kids = self.children(res["id"], path_child_type(res["type"], path))
@@ -143,21 +130,3 @@ def path_child_type(parent_type: str, path: str) -> str:
             return f"{parent_type}/{seg}"
     raise KeyError(path)
 
-
-def inline_holder(res: dict[str, Any], path: str, create: bool = False) -> tuple[dict[str, Any] | None, str]:
-    """The dict holding the last key of `path` and that key; None when it is absent (unless `create`)."""
-    keys = path.split(".")
-    cur: Any = res
-    for k in keys[:-1]:
-        if not isinstance(cur, dict):
-            return None, keys[-1]
-        if k not in cur:
-            if not create:
-                return None, keys[-1]
-            cur[k] = {}
-        cur = cur[k]
-    if not isinstance(cur, dict):
-        return None, keys[-1]
-    if keys[-1] not in cur and not create:
-        return None, keys[-1]
-    return cur, keys[-1]

@@ -6,13 +6,18 @@ Reading each resource tells which side of the write it is on: it holds what the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import journal as J
-from .apply import ApplyReport, Confirm, Event, apply_changes, holds, settled_read, side, step_of
+from .apply import Confirm, apply_changes, step_of
+from .armjson import holds, side
 from .errors import UsageError
+from .outcomes import ApplyReport, Event
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,13 +81,14 @@ def reconcile(gateway: Any, journal: J.Journal, session_id: str) -> ResumeReport
     journal.hold(session_id)
     report = ResumeReport(session_id)
     for rec in journal.changes(session_id, states=J.UNSETTLED):
-        res = settled_read(gateway, rec.resource_id)
+        res = gateway.read_settled(rec.resource_id)
         state, why = classify(rec, res)
         fields: dict[str, Any] = {"state": state, "note": why}
         if state == J.APPLIED and rec.state == J.IN_FLIGHT:
             fields.update(after_image=res, result_etag=(res or {}).get("etag"))
         journal.update_change(session_id, rec.change_id, event=f"reconciled: {why}", **fields)
         report.settled.append(Settled(rec.change_id, rec.resource_id, rec.state, state, why))
+        log.info("reconciled %s on %s: %s -> %s (%s)", rec.change_id, rec.resource_id, rec.state, state, why)
     pending = journal.changes(session_id, states=PENDING)
     report.remaining = [r.change_id for r in pending]
     report.next_step = pending[0].step_id if pending else None

@@ -8,30 +8,30 @@ caller overrides. Undo is journaled write-ahead like apply, so it can be resumed
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import journal as J
-from .apply import (
-    ATTEMPTS,
-    Outcome,
+from . import resource_id as rid
+from .apply import refuse_if_read_only
+from .armjson import (
     apply_values,
     dotted,
-    get_at,
+    get_path,
     holds,
-    inverse_tree,
+    inverse,
     leaves,
     mismatches,
-    pause,
-    read_resource,
-    refuse_if_read_only,
-    settled_read,
+    platform_defaults,
     side,
-    transient,
+    writable,
 )
 from .errors import EtagMismatch, UsageError, ZtwError
-from .remedy import writable
+from .outcomes import Outcome
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,7 +108,7 @@ def three_way(rec: J.ChangeRecord, now: dict[str, Any] | None) -> Drift:
     rows = []
     paths = mismatches(now, rec.plan_after) if rec.action == "update" else list(leaves(rec.plan_after))
     for p in paths:
-        rows.append((dotted(p), get_at(rec.plan_before, p), get_at(rec.plan_after, p), get_at(now or {}, p)))
+        rows.append((dotted(p), get_path(rec.plan_before, p), get_path(rec.plan_after, p), get_path(now or {}, p)))
     if now is None:
         rows = [("(resource)", "(absent)" if rec.action == "create" else "exists",
                  "exists" if rec.action != "delete" else "(deleted)", "(absent)")]
@@ -135,6 +135,7 @@ def undo_changes(gateway: Any, journal: J.Journal, session_id: str, *, change_id
     def outcome(rec: J.ChangeRecord, result: str, msg: str = "") -> None:
         o = Outcome(rec.change_id, rec.check_id, rec.step_id, rec.resource_id, rec.title, result, msg)
         report.outcomes.append(o)
+        log.info("undo %s %s on %s%s", result, rec.change_id, rec.resource_id, f": {msg}" if msg else "")
         if on_event:
             on_event(o)
 
@@ -164,7 +165,8 @@ def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict
         return "DELETE", None
     if rec.action == "delete":
         return "PUT", _without_redacted(writable(rec.before_image or rec.plan_before))
-    restore = inverse_tree(rec.plan_before, rec.plan_after, rec.before_image)
+    restore = inverse(rec.plan_before, rec.plan_after, rec.before_image,
+                      defaults=platform_defaults(rid.type_of(rec.resource_id))).tree
     if rec.method == "PATCH":
         return "PATCH", restore
     return "PUT", apply_values(writable(cur or {}), restore)
@@ -200,61 +202,55 @@ def _still_wizards(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
 
 def _undo_one(gateway: Any, journal: J.Journal, session_id: str, rec: J.ChangeRecord, override: bool,
               report: UndoReport, outcome: Callable[..., None]) -> None:
-    for attempt in range(ATTEMPTS):
-        cur = settled_read(gateway, rec.resource_id)
-        if _restored(rec, cur):
-            msg = "" if attempt else "already as it was before the change"
-            journal.update_change(session_id, rec.change_id, state=J.UNDONE, note=msg or None,
-                                  result_etag=(cur or {}).get("etag"), event=msg or "undone")
-            outcome(rec, "undone", msg)
+    cur = gateway.read_settled(rec.resource_id)
+    if _restored(rec, cur):
+        msg = "already as it was before the change"
+        journal.update_change(session_id, rec.change_id, state=J.UNDONE, note=msg,
+                              result_etag=(cur or {}).get("etag"), event=msg)
+        outcome(rec, "undone", msg)
+        return
+    if not _still_wizards(rec, cur):
+        drift = three_way(rec, cur)
+        if not override:
+            report.drifts.append(drift)
+            journal.log(session_id, "undo_refused", "changed since the wizard wrote it", rec.change_id)
+            outcome(rec, "refused", "changed since the wizard wrote it; see the three-way difference")
             return
-        if not _still_wizards(rec, cur):
-            drift = three_way(rec, cur)
-            if not override:
-                report.drifts.append(drift)
-                journal.log(session_id, "undo_refused", "changed since the wizard wrote it", rec.change_id)
-                outcome(rec, "refused", "changed since the wizard wrote it; see the three-way difference")
-                return
-            if rec.action == "update" and cur is None:
-                outcome(rec, "failed", "the resource no longer exists; nothing to restore onto")
-                return
-        method, body = _inverse(rec, cur)
-        etag = (cur or {}).get("etag") if method != "PUT" or rec.action != "delete" else None
-        journal.update_change(session_id, rec.change_id, state=J.UNDO_IN_FLIGHT, undo_image=cur, undo_body=body,
-                              error=None, event=f"undo {method} sent")
-        try:
-            result = gateway.write(method, rec.resource_id, body, etag=etag)
-        except ZtwError as exc:
-            now = read_resource(gateway, rec.resource_id)  # unreachable ARM propagates: resume settles it
-            if _restored(rec, now):  # a lost answer, or a retried request whose first try had landed
-                journal.update_change(session_id, rec.change_id, state=J.UNDONE,
-                                      result_etag=(now or {}).get("etag"), event="undone")
-                outcome(rec, "undone")
-                return
-            if isinstance(exc, EtagMismatch):
-                journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=exc.message,
-                                      event=exc.message)
-                outcome(rec, "failed", "changed by someone else while undoing (412); nothing was overwritten")
-                return
-            if transient(exc) and attempt < ATTEMPTS - 1:
-                journal.log(session_id, "retry", exc.message, rec.change_id)
-                pause(exc, attempt)
-                continue
+        if rec.action == "update" and cur is None:
+            outcome(rec, "failed", "the resource no longer exists; nothing to restore onto")
+            return
+    method, body = _inverse(rec, cur)
+    etag = (cur or {}).get("etag") if method != "PUT" or rec.action != "delete" else None
+    journal.update_change(session_id, rec.change_id, state=J.UNDO_IN_FLIGHT, undo_image=cur, undo_body=body,
+                          error=None, event=f"undo {method} sent")
+    try:
+        result = gateway.write(method, rec.resource_id, body, etag=etag)
+    except ZtwError as exc:
+        now = gateway.read(rec.resource_id)  # unreachable ARM propagates: resume settles it
+        if _restored(rec, now):  # a lost answer, or a retried request whose first try had landed
+            journal.update_change(session_id, rec.change_id, state=J.UNDONE,
+                                  result_etag=(now or {}).get("etag"), event="undone")
+            outcome(rec, "undone")
+            return
+        if isinstance(exc, EtagMismatch):
             journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=exc.message,
                                   event=exc.message)
-            outcome(rec, "failed", exc.message)
+            outcome(rec, "failed", "changed by someone else while undoing (412); nothing was overwritten")
             return
-        if method != "DELETE" and (result is None or not _restored(rec, result)):
-            result = _read_or_none(gateway, rec.resource_id) or result
-        journal.update_change(session_id, rec.change_id, state=J.UNDONE, result_etag=(result or {}).get("etag"),
-                              event="undone")
-        outcome(rec, "undone")
+        journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=exc.message,
+                              event=exc.message)
+        outcome(rec, "failed", exc.message)
         return
+    if method != "DELETE" and (result is None or not _restored(rec, result)):
+        result = _read_or_none(gateway, rec.resource_id) or result
+    journal.update_change(session_id, rec.change_id, state=J.UNDONE, result_etag=(result or {}).get("etag"),
+                          event="undone")
+    outcome(rec, "undone")
 
 
 def _read_or_none(gateway: Any, resource_id: str) -> dict[str, Any] | None:
     try:
-        return read_resource(gateway, resource_id)
+        return gateway.read(resource_id)  # type: ignore[no-any-return]
     except ZtwError:
         return None
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 
 from ztwizard import journal as J
-from ztwizard.apply import apply_values, holds, inverse_tree, leaves, mismatches, same, side, step_of
+from ztwizard.apply import step_of
+from ztwizard.armjson import apply_values, holds, inverse_tree, leaves, mismatches, same, side
 from ztwizard.resume import classify
 from ztwizard.undo import three_way
 

@@ -442,7 +442,7 @@ def test_reference_estate_network_plan_converges():
     """Every network change proposed on the reference estate, applied together in dependency order,
     then once more for what the first round created (a new NSG still needs its deny-all rules),
     leaves no check of these two articles with a failing finding."""
-    from ztwizard.apply import apply_values
+    from ztwizard.armjson import apply_values
     from ztwizard.engine import order_changes
     from ztwizard.remedy import writable
     from ztwizard.sandbox.estates import load_estate

@@ -1,0 +1,89 @@
+"""What a write run reports: one outcome per change, the apply report, progress events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ZtwError
+from .model import Change, StepResult
+
+
+@dataclass
+class Outcome:
+    change_id: str
+    check: str
+    step_id: str
+    resource_id: str
+    title: str
+    result: str  # applied | failed | skipped (undo: undone | failed | skipped | refused)
+    message: str = ""
+
+    def line(self) -> str:
+        name = self.resource_id.rsplit("/", 1)[-1]
+        text = f"{self.result:8} {self.check:12} {self.title or self.change_id} ({name})"
+        return f"{text}: {self.message}" if self.message else text
+
+
+@dataclass
+class ApplyReport:
+    session_id: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    verification: list[StepResult] = field(default_factory=list)
+    verify_error: str = ""
+
+    def _of(self, result: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result == result]
+
+    @property
+    def applied(self) -> list[Outcome]:
+        return self._of("applied")
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return self._of("failed")
+
+    @property
+    def skipped(self) -> list[Outcome]:
+        return self._of("skipped")
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def lines(self) -> list[str]:
+        out = [f"Session {self.session_id}: {len(self.applied)} applied, {len(self.failed)} failed, "
+               f"{len(self.skipped)} skipped."]
+        out += ["  " + o.line() for o in self.outcomes]
+        if self.verification:
+            out.append("Re-inspected after apply (what ARM now holds):")
+            for s in self.verification:
+                c = s.counts()
+                out.append(f"  {s.id:10} {s.status:14} pass {c['pass']}, fail {c['fail']}, manual {c['manual']}, "
+                           f"error {c['error']}")
+        if self.verify_error:
+            out.append(f"Could not re-inspect: {self.verify_error}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session": self.session_id,
+                "outcomes": [o.__dict__ for o in self.outcomes],
+                "verification": [{"id": s.id, "status": s.status, "counts": s.counts()} for s in self.verification]}
+
+
+class ApplyInterrupted(ZtwError):
+    """Apply stopped part-way; `report` says what had been done by then."""
+
+    def __init__(self, message: str, hint: str, report: ApplyReport) -> None:
+        super().__init__(message, hint)
+        self.report = report
+
+
+@dataclass
+class Event:
+    """Progress for a UI: `kind` is start | applied | failed | skipped."""
+
+    kind: str
+    change: Change
+    step_id: str
+    message: str = ""
