@@ -292,12 +292,13 @@ def inverse(before: dict[str, Any], after: dict[str, Any], before_image: dict[st
             continue
         removals.append(path)
     out = copy.deepcopy(before)
-    no_inverse: list[Path] = []
+
+    def default(path: Path) -> Any:
+        return known_low.get(tuple(k.lower() for k in path), _ABSENT)
+
     for path in removals:
-        default = known_low.get(tuple(k.lower() for k in path), _ABSENT)
-        if default is not _ABSENT:
-            set_path(out, path, copy.deepcopy(default))
-            continue
+        if default(path) is not _ABSENT:
+            continue  # spelled out below
         top = path
         if before_image is not None:
             for i in range(1, len(path) + 1):
@@ -305,7 +306,17 @@ def inverse(before: dict[str, Any], after: dict[str, Any], before_image: dict[st
                     top = path[:i]
                     break
         _set_none(out, top)
-        no_inverse.append(top)
+    for path in removals:
+        if default(path) is not _ABSENT:
+            set_path(out, path, copy.deepcopy(default(path)))
+    # Whatever is still a null is a removal: the previous state had no value to write back.
+    no_inverse: list[Path] = []
+    for path, value in leaves(out).items():
+        if value is None:
+            if default(path) is _ABSENT:
+                no_inverse.append(path)
+            else:
+                set_path(out, path, copy.deepcopy(default(path)))
     return Inverse(out, no_inverse)
 
 

@@ -23,6 +23,8 @@ from azure.core.exceptions import (
     ResponseNotReadError,
     ServiceRequestError,
     ServiceResponseError,
+    StreamClosedError,
+    StreamConsumedError,
 )
 from azure.core.pipeline.policies import RetryPolicy
 
@@ -231,9 +233,14 @@ def _is_graph(request: Any) -> bool:
 
 
 def _error_code(response: Any) -> str:
+    """ARM's error code in a (small) error response; an LRO's first response is streamed, so read it."""
     try:
-        body = response.text()
-    except (ResponseNotReadError, UnicodeDecodeError):  # a stream not read, or not text: no code to see
+        try:
+            body = response.text()
+        except ResponseNotReadError:
+            response.read()
+            body = response.text()
+    except (StreamConsumedError, StreamClosedError, UnicodeDecodeError):  # nothing left to see
         return ""
     m = re.search(r'"code"\s*:\s*"([^"]+)"', body or "")
     return m.group(1) if m else ""

@@ -165,8 +165,12 @@ def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict
         return "DELETE", None
     if rec.action == "delete":
         return "PUT", _without_redacted(writable(rec.before_image or rec.plan_before))
-    restore = inverse(rec.plan_before, rec.plan_after, rec.before_image,
-                      defaults=platform_defaults(rid.type_of(rec.resource_id))).tree
+    inv = inverse(rec.plan_before, rec.plan_after, rec.before_image,
+                  defaults=platform_defaults(rid.type_of(rec.resource_id)))
+    if inv.no_inverse:
+        log.info("undo of %s removes %s (no previous value or platform default to write back)",
+                 rec.change_id, ", ".join(map(dotted, inv.no_inverse)))
+    restore = inv.tree
     if rec.method == "PATCH":
         return "PATCH", restore
     return "PUT", apply_values(writable(cur or {}), restore)

@@ -1,8 +1,8 @@
 """Shared helpers for the catalog tests: apply a proposed Change to plain resources and re-check.
 
 Proof that a proposal works is that, once its body is applied the way ARM would apply it, the
-same check passes. ARM's semantics here: PATCH deep-merges (lists replaced), PUT replaces the
-resource, a create adds it, DELETE removes it."""
+same check passes. ARM's semantics here (from ztwizard.armjson): PATCH merges (lists replaced,
+null removes), PUT replaces the resource, a create adds it, DELETE removes it."""
 
 from __future__ import annotations
 
@@ -12,22 +12,13 @@ from typing import Any
 
 import pytest
 
-from ztwizard.inventory import INLINE_CHILDREN, Inventory
+from ztwizard.armjson import INLINE_CHILDREN, inline_holder, inline_lists, merge
+from ztwizard.inventory import Inventory
 from ztwizard.model import Change, CheckResult
 from ztwizard.resource_id import parse
 
 SUB = "00000000-0000-0000-0000-000000000001"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg-workload"
-
-
-def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in patch.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def apply_change(inv: Inventory, change: Change) -> Inventory:
@@ -45,7 +36,7 @@ def apply_change(inv: Inventory, change: Change) -> Inventory:
                 _prune_inline(parent, path, key)
     elif change.method == "PATCH":
         assert key in res, f"PATCH of a resource not in the inventory: {change.resource_id}"
-        res[key] = deep_merge(res[key], change.body or {})
+        res[key] = merge(res[key], change.body or {})
     else:  # PUT: replace (update) or add (create)
         body = copy.deepcopy(change.body or {})
         body["id"] = change.resource_id
@@ -53,12 +44,8 @@ def apply_change(inv: Inventory, change: Change) -> Inventory:
         body.setdefault("type", p.type)
         if key in res:
             # inline children in the body become the truth; drop the old child entries
-            for path, seg in INLINE_CHILDREN.get(p.type.lower(), []):
-                holder = body
-                for part in path.split("."):
-                    holder = holder.get(part) if isinstance(holder, dict) else None
-                if holder is not None:
-                    _drop_descendants(res, key, seg)
+            for _path, seg, _kids in inline_lists(body):
+                _drop_descendants(res, key, seg)
         res[key] = body  # a child's copy in its parent's inline list is rebuilt by normalize
     return Inventory.from_resources(res.values(), subscriptions=inv.subscriptions,
                                     resource_groups=inv.resource_groups)
@@ -71,13 +58,10 @@ def _drop_descendants(res: dict[str, dict[str, Any]], key: str, seg: str | None 
 
 
 def _prune_inline(parent: dict[str, Any], path: str, child_key: str) -> None:
-    holder: Any = parent
-    parts = path.split(".")
-    for part in parts[:-1]:
-        holder = holder.get(part) if isinstance(holder, dict) else None
-    if isinstance(holder, dict) and isinstance(holder.get(parts[-1]), list):
-        holder[parts[-1]] = [c for c in holder[parts[-1]]
-                             if not (isinstance(c, dict) and (c.get("id") or "").lower() == child_key)]
+    holder, prop = inline_holder(parent, path)
+    if holder is not None and isinstance(holder[prop], list):
+        holder[prop] = [c for c in holder[prop]
+                        if not (isinstance(c, dict) and (c.get("id") or "").lower() == child_key)]
 
 
 def apply_all(inv: Inventory, changes: Iterable[Change]) -> Inventory:
