@@ -203,7 +203,8 @@ def _apply_one(gateway: Any, journal: J.Journal, session_id: str, ch: Change, st
         return
     except ZtwError as exc:
         now = gateway.read(ch.resource_id)  # unreachable ARM propagates: resume settles it
-        if not isinstance(exc, (PermissionDenied, NotFound)) and _landed(ch, now):
+        gone = ch.method == "DELETE" and isinstance(exc, NotFound)  # a retried DELETE whose first try landed
+        if (gone or not isinstance(exc, (PermissionDenied, NotFound))) and _landed(ch, now):
             # The write reached ARM although its answer was lost (or ARM said otherwise).
             note = "" if _lost_answer(exc) else f"ARM reported an error but the resource holds the change: {exc.message}"
             _applied(journal, session_id, ch, step, now, written, outcome, note)

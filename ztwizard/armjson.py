@@ -323,12 +323,6 @@ def inverse(before: dict[str, Any], after: dict[str, Any], before_image: dict[st
 _ABSENT = object()
 
 
-def inverse_tree(before: dict[str, Any], after: dict[str, Any],
-                 before_image: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`inverse(...).tree` without platform defaults."""
-    return inverse(before, after, before_image).tree
-
-
 def _set_none(obj: dict[str, Any], path: Path) -> None:
     cur = obj
     for key in path[:-1]:

@@ -6,7 +6,7 @@ import copy
 
 from ztwizard import journal as J
 from ztwizard.apply import step_of
-from ztwizard.armjson import apply_values, holds, inverse_tree, leaves, mismatches, same, side
+from ztwizard.armjson import apply_values, holds, inverse, leaves, mismatches, same, side
 from ztwizard.resume import classify
 from ztwizard.undo import three_way
 
@@ -58,7 +58,7 @@ def test_side_prefers_the_more_specific_tree():
 def test_inverse_tree_removes_what_the_change_added():
     before = {"properties": {"networkAcls": {"defaultAction": "Allow"}, "nsg": None}}
     after = {"properties": {"networkAcls": {"defaultAction": "Deny", "ipRules": []}, "nsg": {"id": "x"}}}
-    assert inverse_tree(before, after) == {"properties": {"networkAcls": {"defaultAction": "Allow", "ipRules": None},
+    assert inverse(before, after).tree == {"properties": {"networkAcls": {"defaultAction": "Allow", "ipRules": None},
                                                           "nsg": None}}
 
 
