@@ -106,9 +106,11 @@ def configure(*, debug: bool = False, log_file: str | None = None) -> None:
                 old.close()
         for h in handlers:
             logger.addHandler(h)
-        logger.propagate = False
-        # Our own records down to DEBUG; the SDK's from WARNING (its INFO is a header dump per request).
+        # Off: the NullHandler keeps Python's last-resort handler (stderr) away, and records still
+        # propagate to whatever the host configured (pytest's caplog, an embedding app). On: ours only,
+        # our own records down to DEBUG, the SDK's from WARNING (its INFO is a header dump per request).
+        logger.propagate = off
         if off:
-            logger.setLevel(logging.CRITICAL + 1)
+            logger.setLevel(logging.NOTSET)
         else:
             logger.setLevel(logging.DEBUG if name == "ztwizard" else logging.WARNING)
