@@ -14,6 +14,7 @@ reading)."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -38,6 +39,11 @@ def parse_path(path: PathLike) -> Path:
     returned as it is."""
     if isinstance(path, tuple):
         return path
+    return _parse_text(path)
+
+
+@functools.lru_cache(maxsize=4096)  # the catalog reads the same few paths on every resource
+def _parse_text(path: str) -> Path:
     keys: list[str] = []
     pos = 0
     while pos < len(path):
