@@ -7,11 +7,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import UsageError, ZtwError
 from .files import atomic_write
+
+if TYPE_CHECKING:
+    from .core import Core
 
 STEP_HELP = "step id (storage-1 … hub-4); repeatable"
 CHECK_HELP = "check id (storage-1b, hub-3a, …); repeatable"
@@ -58,6 +61,17 @@ def make_gateway(args: argparse.Namespace) -> Any:
     return Gateway(make_target(args))
 
 
+def make_core(args: argparse.Namespace, *, lazy: bool = False) -> Core:
+    """The application core for these arguments: target, scope, state dir, dry-run, apply flags.
+    `lazy` builds the gateway only when a command first needs ARM (sessions never does)."""
+    from .core import Core
+
+    gateway = (lambda: make_gateway(args)) if lazy else make_gateway(args)
+    return Core(gateway, state_dir=state_dir(args), dry_run=dry_run(args),
+                allow_disruptive=bool(getattr(args, "allow_disruptive", False)),
+                allow_cost=bool(getattr(args, "allow_cost", False)))
+
+
 def dry_run(args: argparse.Namespace) -> bool:
     return bool(args.dry_run or args.estate)
 
@@ -100,19 +114,20 @@ def cmd_steps(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .engine import inspect, validate_selection
+    from .core import ProgressEvent
+    from .engine import validate_selection
     from .report import render
 
     validate_selection(args.step or [], args.check or [])
-    gateway = make_gateway(args)
     interactive = sys.stderr.isatty() and args.format == "text" and not args.output
 
-    def progress(done: int, total: int, label: str) -> None:
-        if interactive:
-            sys.stderr.write(f"\r\033[Kinspecting: {label}")
+    def progress(ev: Any) -> None:
+        if interactive and isinstance(ev, ProgressEvent):
+            sys.stderr.write(f"\r\033[Kinspecting: {ev.label}")
             sys.stderr.flush()
 
-    plan = inspect(gateway, step_ids=args.step or [], check_ids=args.check or [], progress=progress)
+    with make_core(args) as core:
+        plan = core.inspect(args.step or [], args.check or [], on_event=progress)
     if interactive:
         sys.stderr.write("\r\033[K")
     # Glyphs only where the terminal can show them (an SSH session may be plain ASCII).
@@ -147,22 +162,39 @@ def _describe_change(c: Any, allow_disruptive: bool, allow_cost: bool) -> str:
     return f"  {c.method:6} {name:28} {c.check:11} {c.title or c.action}{extra}"
 
 
+PARAM_HINT = ("Write --param CHANGE.NAME=VALUE, CHANGE being a change id, e.g. --param spoke-3a-0123456789.name=nsg-web; "
+              "`ztwizard plan --format json` lists each change's id and parameters.")
+
+
+def parse_params(items: list[str]) -> dict[str, dict[str, str]]:
+    """`CHANGE.NAME=VALUE` items as {change id: {name: value}}; bad syntax is a usage error."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        change, dot, name = key.strip().partition(".")
+        if not eq or not dot or not change or not name.strip():
+            raise UsageError(f"--param {item!r} is not CHANGE.NAME=VALUE.", hint=PARAM_HINT)
+        out.setdefault(change, {})[name.strip()] = value
+    return out
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
-    from .apply import ApplyInterrupted, apply_changes, start_session
-    from .engine import inspect, validate_selection
-    from .journal import Journal
+    from .apply import ApplyInterrupted
+    from .engine import validate_selection
 
     validate_selection(args.step or [], args.check or [])
+    params = parse_params(args.param or [])
     if dry_run(args):
         raise UsageError("--dry-run is set: apply refused; nothing was changed.",
                          hint="Use `ztwizard plan` to preview, or drop --dry-run (and --estate) to apply.")
     if not args.yes and not _interactive():
         raise UsageError("apply asks for confirmation, and there is no terminal to ask at; nothing was changed.",
                          hint="Pass --yes to apply without asking (scripts, CI).")
-    gateway = make_gateway(args)
-    target = gateway.target
-    with Journal(state_dir(args)) as journal:  # taken first: a second wizard stops here
-        plan = inspect(gateway, step_ids=args.step or [], check_ids=args.check or [])
+    with make_core(args) as core:
+        core.lock_journal()  # taken first: a second wizard stops here
+        plan = core.inspect(args.step or [], args.check or [])
+        for change_id, values in params.items():
+            plan = core.edit_params(change_id, values)
         changes = plan.changes()
         if not changes:
             print("Nothing to apply: every selected check passes or needs a person (see `ztwizard plan`).")
@@ -174,39 +206,32 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 for c in step_changes:
                     print(_describe_change(c, args.allow_disruptive, args.allow_cost))
                 return _ask(f"Apply these {len(step_changes)} change(s) of {step_id}?")
-        sid = start_session(journal, gateway, changes, subscriptions=target.subscriptions,
-                            resource_groups=target.resource_groups,
-                            selection={"steps": args.step or [], "checks": args.check or [],
-                                       "allow_disruptive": args.allow_disruptive, "allow_cost": args.allow_cost})
 
         def progress(ev: Any) -> None:
-            if ev.kind == "start" and sys.stderr.isatty():
+            if ev.kind == "start" and ev.change and sys.stderr.isatty():
                 sys.stderr.write(f"\r\033[K{ev.change.method} {ev.change.resource_id.rsplit('/', 1)[-1]} …")
                 sys.stderr.flush()
 
         try:
-            report = apply_changes(gateway, journal, sid, changes, allow_disruptive=args.allow_disruptive,
-                                   allow_cost=args.allow_cost, confirm=confirm, on_event=progress)
+            result = core.apply(changes, confirm=confirm, on_event=progress)
         except ApplyInterrupted as exc:
             print("\n".join(exc.report.lines()))
             raise
         finally:
             if sys.stderr.isatty():
                 sys.stderr.write("\r\033[K")
-    print("\n".join(report.lines()))
-    print(f"Undo with `ztwizard undo --session {sid}`.")
-    if report.failed:
-        raise ZtwError(f"{len(report.failed)} change(s) failed; {len(report.applied)} applied and "
-                       f"{len(report.skipped)} skipped (listed above); nothing else was changed.",
+    print("\n".join(result.lines()))
+    print(f"Undo with `ztwizard undo --session {result.session_id}`.")
+    failed, applied, skipped = result.of("failed"), result.of("applied"), result.of("skipped")
+    if failed:
+        raise ZtwError(f"{len(failed)} change(s) failed; {len(applied)} applied and "
+                       f"{len(skipped)} skipped (listed above); nothing else was changed.",
                        hint="Fix the cause ARM gave, then run apply again; applied changes are journaled for undo.")
     return 0
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    from .apply import refuse_if_read_only
     from .engine import validate_selection
-    from .journal import UNDOABLE, Journal
-    from .undo import undo_changes
 
     validate_selection(args.step or [], [])
     if not args.yes and not _interactive():
@@ -214,59 +239,43 @@ def cmd_undo(args: argparse.Namespace) -> int:
                          hint="Pass --yes to undo without asking (scripts, CI).")
     if dry_run(args):
         raise UsageError("--dry-run is set: undo refused; nothing was changed.", hint="Drop --dry-run to undo.")
-    with Journal(state_dir(args)) as journal:
-        sid = args.session
-        if sid:
-            journal.session(sid)
-        else:
-            candidates = [s for s in journal.sessions() if any(s.counts.get(k) for k in (*UNDOABLE, "in_flight",
-                                                                                          "undo_in_flight"))]
-            if not candidates:
-                raise UsageError("No session in the journal has changes to undo.",
-                                 hint="List sessions with `ztwizard sessions`.")
-            sid = candidates[0].id
-        rows = journal.changes(sid, states=(*UNDOABLE, "in_flight", "undo_in_flight"),
-                               step_ids=args.step or None, change_ids=args.change or None)
-        for cid in args.change or []:
-            journal.change(sid, cid)
-        gateway = make_gateway(args)
-        refuse_if_read_only(gateway, False, "undo")
+    with make_core(args) as core:
+        sid, rows = core.undoable(args.session, step_ids=args.step or None, change_ids=args.change or None)
         if not rows:
             print(f"Nothing to undo in session {sid}.")
             return 0
         if not args.yes:
             print(f"Session {sid}: these changes will be taken back (latest first):")
-            for r in sorted(rows, key=lambda r: (r.seq or 0), reverse=True):
-                print(f"  {r.method:6} {r.resource_id.rsplit('/', 1)[-1]:28} {r.check_id:11} {r.title}")
+            for r in rows:
+                print(f"  {r.method:6} {r.resource_id.rsplit('/', 1)[-1]:28} {r.check:11} {r.title}")
             if not _ask(f"Undo {len(rows)} change(s)?"):
                 print("Nothing was changed.")
                 return 0
-        report = undo_changes(gateway, journal, sid, change_ids=args.change or None, step_ids=args.step or None,
-                              override=args.override)
-    print("\n".join(report.lines()))
-    if not report.ok:
-        raise ZtwError(f"{len(report.failed)} undo(s) failed and {len(report.refused)} were refused; "
-                       f"{len(report.undone)} undone (listed above); nothing else was changed.",
+        result = core.undo(args.change or None, session_id=sid, step_ids=args.step or None,
+                           override=args.override)
+    print("\n".join(result.lines()))
+    if not result.ok:
+        raise ZtwError(f"{len(result.of('failed'))} undo(s) failed and {len(result.of('drift'))} were refused; "
+                       f"{len(result.of('undone'))} undone (listed above); nothing else was changed.",
                        hint="Review the differences above; --override restores the refused ones anyway.")
     return 0
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    from .journal import Journal
-
-    with Journal(state_dir(args), write=False) as journal:
-        sessions = journal.sessions()
-        if args.format == "json":
-            data = []
-            for s in sessions:
-                d = s.to_dict()
-                d["changes"] = [{"id": r.change_id, "step": r.step_id, "check": r.check_id, "state": r.state,
-                                 "method": r.method, "action": r.action, "resource_id": r.resource_id,
-                                 "title": r.title, "note": r.note, "error": r.error}
-                                for r in journal.changes(s.id)]
-                data.append(d)
-            sys.stdout.write(json.dumps(data, indent=2) + "\n")
-            return 0
+    with make_core(args, lazy=True) as core:  # the journal only: no target is built
+        sessions = core.sessions()
+        changes = {s.id: core.session_changes(s.id) for s in sessions} if args.format == "json" else {}
+    if args.format == "json":
+        data = []
+        for s in sessions:
+            d = s.to_dict()
+            d["changes"] = [{"id": r.change_id, "step": r.step_id, "check": r.check_id, "state": r.state,
+                             "method": r.method, "action": r.action, "resource_id": r.resource_id,
+                             "title": r.title, "note": r.note, "error": r.error}
+                            for r in changes[s.id]]
+            data.append(d)
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return 0
     if not sessions:
         print("No sessions in the journal yet.")
         return 0
@@ -279,28 +288,29 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .journal import Journal
-    from .resume import pick_session, reconcile
-
-    with Journal(state_dir(args), write=False) as reader:
-        sid = pick_session(reader, args.session_id)
-    if _interactive() and not dry_run(args):
-        args.session_id = sid  # the wizard reconciles and opens the step where it stopped
-        return cmd_tui(args)
-    gateway = make_gateway(args)
-    with Journal(state_dir(args)) as journal:
-        report = reconcile(gateway, journal, sid)
-    print("\n".join(report.lines()))
-    if report.remaining:
+    with make_core(args, lazy=True) as core:
+        sid = core.pick_session(args.session_id)
+        if _interactive() and not dry_run(args):
+            _ = core.gateway  # built now: bad input fails before the screen is taken
+            return run_wizard(core, resume_session=sid)  # reconciles and opens the step where it stopped
+        result = core.resume(sid)
+    print("\n".join(result.lines()))
+    if result.remaining:
         print("Open the wizard at a terminal (`ztwizard resume`) to continue, "
               "or run `ztwizard apply` again; undo with `ztwizard undo --session " + sid + "`.")
     return 0
 
 
-def cmd_tui(args: argparse.Namespace) -> int:
-    from .tui.app import run  # Textual is imported only here
+def run_wizard(core: Core, *, resume_session: str | None = None) -> int:
+    from .tui import make_app  # Textual is imported only here
 
-    return int(run(args) or 0)
+    return int(make_app(core, resume_session=resume_session).run() or 0)
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    # Bad input (an unreadable estate file, an unknown cloud) fails here, before the screen is taken.
+    with make_core(args) as core:
+        return run_wizard(core)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -382,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     p.add_argument("--allow-disruptive", action="store_true", help="include changes that cause downtime or cut access")
     p.add_argument("--allow-cost", action="store_true", help="include changes that create paid resources or plans")
+    p.add_argument("--param", action="append", metavar="CHANGE.NAME=VALUE",
+                   help="edit a parameter of a proposed change before applying; repeatable")
 
     p = command("undo", "take back journaled changes")
     p.add_argument("--session", metavar="ID")

@@ -13,10 +13,13 @@ from typing import Any
 from .errors import UsageError
 from .inventory import Inventory
 from .model import Change, Finding, StepResult, worst
+from .ports import ArmGateway
 from .resource_id import is_guid
 from .steps import CHECK_BY_ID, STEP_BY_ID, STEP_OF_CHECK, STEPS, Step
 
 Progress = Callable[[int, int, str], None]
+OnStep = Callable[[StepResult], None]  # a step's result, as soon as it is judged
+INVENTORY_PHASES = 4  # the gateway reports reading the inventory in four phases
 
 
 @dataclass
@@ -91,13 +94,15 @@ def selected_steps(step_ids: Iterable[str] = (), check_ids: Iterable[str] = ()) 
 
 def make_plan(inventory: Inventory, *, target: dict[str, Any] | None = None, step_ids: Iterable[str] = (),
               check_ids: Iterable[str] = (), api_version_for: Callable[[str], str] | None = None,
-              progress: Progress | None = None) -> Plan:
+              progress: Progress | None = None, on_step: OnStep | None = None) -> Plan:
     selection = selected_steps(step_ids, check_ids)
     results = []
     for i, (step, ids) in enumerate(selection):
         if progress:
             progress(i, len(selection), step.id)
         results.append(run_step(inventory, step, ids, api_version_for))
+        if on_step:
+            on_step(results[-1])
     if progress:
         progress(len(selection), len(selection), "done")
     tgt = dict(target or {})
@@ -151,14 +156,42 @@ def order_changes(changes: list[Change]) -> list[Change]:
     return out
 
 
-def inspect(gateway: Any, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
-            subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
-            progress: Progress | None = None) -> Plan:
-    """Inventory the target's scope through the gateway and plan the selected steps."""
+@dataclass
+class Survey:
+    """A plan with the inventory it was judged on (editing a parameter re-runs a check over it)."""
+
+    inventory: Inventory
+    plan: Plan
+
+
+def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
+           subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
+           progress: Progress | None = None, on_step: OnStep | None = None) -> Survey:
+    """Inventory the target's scope through the gateway and plan the selected steps. `progress`
+    counts the inventory's phases, then one per step; `on_step` gets each result when ready."""
     step_ids, check_ids = list(step_ids), list(check_ids)
-    validate_selection(step_ids, check_ids)
-    inv = gateway.inventory(subscriptions=subscriptions, resource_groups=resource_groups, progress=progress)
+    total = INVENTORY_PHASES + len(selected_steps(step_ids, check_ids))  # validates the ids first
+
+    def inventory_progress(done: int, _total: int, label: str) -> None:
+        if progress:
+            progress(min(done, INVENTORY_PHASES), total, label)
+
+    def step_progress(done: int, _total: int, label: str) -> None:
+        if progress:
+            progress(INVENTORY_PHASES + done, total, label)
+
+    inv = gateway.inventory(subscriptions=subscriptions, resource_groups=resource_groups,
+                            progress=inventory_progress)
     target = gateway.target.describe()
     target["subscriptions"] = list(inv.subscriptions)
-    return make_plan(inv, target=target, step_ids=step_ids, check_ids=check_ids,
-                     api_version_for=gateway.api_version_for)
+    plan = make_plan(inv, target=target, step_ids=step_ids, check_ids=check_ids,
+                     api_version_for=gateway.api_version_for, progress=step_progress, on_step=on_step)
+    return Survey(inv, plan)
+
+
+def inspect(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
+            subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
+            progress: Progress | None = None, on_step: OnStep | None = None) -> Plan:
+    """Inventory the target's scope through the gateway and plan the selected steps."""
+    return survey(gateway, step_ids=step_ids, check_ids=check_ids, subscriptions=subscriptions,
+                  resource_groups=resource_groups, progress=progress, on_step=on_step).plan

@@ -374,6 +374,13 @@ class Gateway:
             return MonitorManagementClient(cred, sub, **kw)
         raise ValueError(kind)
 
+    def close(self) -> None:
+        """Release the clients' connections; a later call builds them again."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            c.close()
+
     # ---- single resources ------------------------------------------------------------------
     def api_version_for(self, resource_id: str) -> str:
         return api_version_for(resource_id)

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+from ztwizard.core import Core
 from ztwizard.gateway import Gateway
 from ztwizard.sandbox import Sandbox
 from ztwizard.target import in_process_target
+from ztwizard.tui import make_app as make_wizard
 from ztwizard.tui.app import WizardApp
-from ztwizard.tui.backend import Backend
 
 SUB = "00000000-0000-0000-0000-00000000c0de"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg-storage"
@@ -49,16 +50,16 @@ def storage_estate() -> list[dict[str, Any]]:
 @pytest.fixture
 def make_app(tmp_path: Path) -> Callable[..., WizardApp]:
     """Build a wizard on the test's sandbox; call again to 'restart' on the same state."""
-    made: list[Backend] = []
+    made: list[Core] = []
 
     def make(*, dry_run: bool = False, estate: Any = None, resume_session: str | None = None,
              **sandbox_kwargs: Any) -> WizardApp:
         sandbox = Sandbox(tmp_path / "sandbox", estate=estate if estate is not None else storage_estate(),
                           **sandbox_kwargs)
         gateway = Gateway(in_process_target(sandbox))
-        backend = Backend(gateway, state_dir=tmp_path / "state", dry_run=dry_run)
-        made.append(backend)
-        return WizardApp(backend, resume_session=resume_session)
+        core = Core(gateway, state_dir=tmp_path / "state", dry_run=dry_run)
+        made.append(core)
+        return make_wizard(core, resume_session=resume_session)
 
     yield make  # type: ignore[misc]
     for b in made:

@@ -9,7 +9,6 @@ import sys
 
 from ztwizard import remedy
 from ztwizard.model import Change, Finding
-from ztwizard.tui.backend import Backend
 from ztwizard.tui.render import GLYPH, diff_text, findings_text, request_text, short_name
 
 ACCOUNT = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st1"
@@ -61,25 +60,15 @@ def test_short_names_say_whose_child_it_is():
         "VirtualMachines (pricings)"
 
 
-def test_edited_parameters_flow_into_id_body_and_after():
-    base = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/"
-    change = remedy.create("spoke-3a", base + "nsg-app", {"name": "nsg-app", "location": "westeurope",
-                                                          "properties": {"securityRules": []}},
-                           params={"name": "nsg-app"})
-    edited = Backend(None, state_dir=None, dry_run=True).with_params(change, {"name": "nsg-web"})
-    assert edited.resource_id == base + "nsg-web" and edited.body["name"] == "nsg-web"
-    assert edited.id == change.id and change.resource_id.endswith("nsg-app")  # original untouched
-
-
 def test_no_color_is_respected(make_app, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     app = make_app()
     assert app.no_color
 
 
-def test_engine_and_backend_import_without_textual():
+def test_engine_core_and_the_app_factory_import_without_textual():
     code = ("import sys; import ztwizard.engine, ztwizard.apply, ztwizard.undo, ztwizard.resume, "
-            "ztwizard.tui.backend; sys.exit('textual' in sys.modules)")
+            "ztwizard.core; from ztwizard.tui import make_app; sys.exit('textual' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 

@@ -143,7 +143,7 @@ async def test_drift_is_shown_three_way_and_not_clobbered(make_app, messages):
         await pilot.press("enter", "a", "ctrl+y")
         await settle(pilot)
         # someone else moves the TLS floor after the wizard wrote it
-        gateway = app.backend.gateway
+        gateway = app.core.gateway
         gateway.write("PATCH", ACCOUNT, {"properties": {"minimumTlsVersion": "TLS1_1"}})
         await pilot.press("j")
         await settle(pilot)
@@ -235,7 +235,7 @@ async def test_renamed_route_table_is_created_and_associated_under_its_new_name(
         app.selected["hub-3"] = {create.id, assoc[0].id}
         await pilot.press("a", "ctrl+y")
         await settle(pilot)
-        gateway = app.backend.gateway
+        gateway = app.core.gateway
         assert gateway.read(renamed.resource_id) is not None
         subnet = gateway.read(assoc[0].resource_id)
         assert subnet["properties"]["routeTable"]["id"].lower() == renamed.resource_id.lower()
@@ -309,7 +309,7 @@ async def test_start_filters_and_narrows_the_scope(make_app):
         await pilot.press("space")  # deselect the filtered one: only SUB stays chosen
         await pilot.press("ctrl+s")
         await settle(pilot)
-        assert app.backend.subscriptions == [SUB]
+        assert app.core.subscriptions == [SUB]
         assert app.results["storage-1"].status == "fail"
 
 

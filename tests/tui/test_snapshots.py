@@ -79,7 +79,7 @@ def test_journal(make_app, snap_compare, size):
         await inspected(pilot)
         await pilot.press("enter", "a", "ctrl+y")
         await settle(pilot)
-        pilot.app.backend.session_id = "20261128-100000-snap01"  # session ids carry the clock
+        pilot.app.core.session_id = "20261128-100000-snap01"  # session ids carry the clock
         await pilot.press("j")
         await settle(pilot)
         await quiet(pilot)

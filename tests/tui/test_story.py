@@ -92,7 +92,7 @@ async def test_quit_mid_apply_then_resume(make_app, messages):
     async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
         await open_checklist(pilot)
         # Hold ARM's first answer until the person has pressed q, so "mid-way" is exact.
-        gateway = app.backend.gateway
+        gateway = app.core.gateway
         real_write, wrote, release = gateway.write, threading.Event(), threading.Event()
 
         def held_write(*args, **kwargs):
@@ -147,14 +147,14 @@ async def test_resume_a_named_session_from_the_command_line(make_app, messages):
         await open_checklist(pilot)
         await pilot.press("enter", "a", "ctrl+y")
         await settle(pilot)
-        session = app.backend.session_id
+        session = app.core.session_id
     assert session
     again = make_app(resume_session=session)
     async with again.run_test(size=SIZE, message_hook=messages.append) as pilot:
         await settle(pilot)
         resumed = [m for m in messages if isinstance(m, Resumed)]
         assert resumed and resumed[-1].session_id == session and not resumed[-1].error
-        assert again.backend.session_id == session
+        assert again.core.session_id == session
         # everything chosen had been applied: nothing remains; it lands on the last step
         assert resumed[-1].result.remaining == []
         assert isinstance(again.screen, StepScreen) and again.screen.step_id == "storage-1"

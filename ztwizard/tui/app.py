@@ -1,25 +1,33 @@
-"""The wizard: a Textual app over the engine. Entry point `run()` is what the CLI launches.
+"""The wizard: a Textual app over the application core (`ztwizard.core.Core`), which the CLI
+builds and hands over through `ztwizard.tui.make_app`.
 
-The app owns the wizard's state (results per step, the selection of changes, change progress,
+The app owns the wizard's screen state (results per step, the selection of changes, change progress,
 the journal rows) and every blocking call: each runs in a thread worker that posts a typed
 message back, so no screen ever waits on ARM."""
 
 from __future__ import annotations
 
-import argparse
 import threading
-from pathlib import Path
-from typing import Any
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.worker import get_current_worker
 
+from ..core import (
+    ApplyOutcome,
+    ChangeEvent,
+    Core,
+    InspectEvent,
+    JournalRow,
+    ProgressEvent,
+    SessionInfo,
+    StepEvent,
+    Subscription,
+)
 from ..errors import ZtwError
 from ..model import Change, StepResult
 from ..steps import STEP_BY_ID, STEPS
-from .backend import ApplyOutcome, Backend, JournalRow, SessionInfo
 from .commands import WizardCommands
 from .messages import (
     ApplyFinished,
@@ -52,10 +60,10 @@ class WizardApp(App[int]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, backend: Backend, *, resume_session: str | None = None) -> None:
+    def __init__(self, core: Core, *, resume_session: str | None = None) -> None:
         super().__init__()
-        self.backend = backend
-        self.dry_run = backend.dry_run
+        self.core = core
+        self.dry_run = core.dry_run
         self.resume_session = resume_session
         self.results: dict[str, StepResult] = {}
         self.inspecting = False
@@ -66,14 +74,16 @@ class WizardApp(App[int]):
         self.applying: str | None = None  # step id being applied
         self.apply_error: dict[str, str] = {}
         self.journal_rows: list[JournalRow] = []
+        self.journal_session: str | None = None  # the session the journal view lists
+        self.journal_status = ""
         self.session: SessionInfo | None = None
-        self.subscriptions: list[tuple[str, str]] = []
+        self.subscriptions: list[Subscription] = []
         self.pending_step: str | None = None  # step to open once inspection ends (resume)
         self.resumed_remaining: set[str] = set()  # change ids a resumed session had yet to apply
         self._cancel_apply = threading.Event()
         self._quit_after_apply = False
         self.undoing = False
-        self.sub_title = backend.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
+        self.sub_title = core.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
 
     # ---- lifecycle ------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -90,7 +100,7 @@ class WizardApp(App[int]):
                 hook()
 
     def on_unmount(self) -> None:
-        self.backend.close()
+        self.core.close()
 
     # ---- actions --------------------------------------------------------------------------
     async def action_quit(self) -> None:
@@ -151,7 +161,7 @@ class WizardApp(App[int]):
         """Leave the start screen for the checklist and inspect the chosen scope."""
         from .screens.checklist import ChecklistScreen
 
-        self.backend.set_scope(subscriptions)
+        self.core.set_scope(subscriptions)
         self.switch_screen(ChecklistScreen())
         self.run_inspect()
 
@@ -174,24 +184,21 @@ class WizardApp(App[int]):
                                       if not c.disruptive and not c.billable}
         return self.selected[step_id]
 
-    def edit_params(self, step_id: str, change_id: str, params: dict[str, Any]) -> None:
-        """Replace a create change by the same change built from the edited parameters."""
-        res = self.results.get(step_id)
-        if res is None:
+    def edit_params(self, step_id: str, change_id: str, values: dict[str, str]) -> None:
+        """Rebuild a create change from the edited parameters (the core re-plans it)."""
+        if step_id not in self.results:
             return
-        for i, c in enumerate(res.changes):
-            if c.id == change_id:
-                try:
-                    res.changes[i] = self.backend.with_params(c, params)
-                except ZtwError as exc:
-                    self.notify(_why(exc), title="Parameters refused", severity="error")
-                    return
-                # changes that build on this one (an association naming it) follow the edit
-                for j, d in enumerate(res.changes):
-                    if change_id in d.depends_on:
-                        res.changes[j] = self.backend.rebind(d, c.params, params)
-                self.notify(f"Parameters of {c.title or c.check} updated.")
-                break
+        try:
+            plan = self.core.edit_params(change_id, values)
+        except ZtwError as exc:
+            self.notify(_why(exc), title="Parameters refused", severity="error")
+            return
+        for s in plan.steps:  # the change and those that build on it (an association naming it)
+            if s.id in self.results:
+                self.results[s.id] = s
+        change = next((c for c in self.results[step_id].changes if c.id == change_id), None)
+        if change is not None:
+            self.notify(f"Parameters of {change.title or change.check} updated.")
         self.state_changed()
 
     def chosen_changes(self, step_id: str) -> list[Change]:
@@ -202,15 +209,15 @@ class WizardApp(App[int]):
     # ---- workers --------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="start")
     def load_start(self) -> None:
-        subs: list[tuple[str, str]] = []
+        subs: list[Subscription] = []
         session = None
         error = ""
         try:
-            subs = self.backend.list_subscriptions()
+            subs = self.core.list_subscriptions()
         except Exception as exc:  # noqa: BLE001 - shown on the start screen, never a traceback
             error = _why(exc)
         try:
-            session = self.backend.unfinished_session()
+            session = self.core.unfinished_session()
         except Exception as exc:  # noqa: BLE001
             error = error or _why(exc)
         self.post_message(SubscriptionsLoaded(subs, session, error))
@@ -219,26 +226,26 @@ class WizardApp(App[int]):
     def run_inspect(self, step_ids: list[str] | None = None) -> None:
         self.post_message(InspectProgress(0, len(step_ids or STEPS), "reading the estate"))
 
-        def progress(done: int, total: int, label: str) -> None:
-            self.post_message(InspectProgress(done, total, label))
-
-        def on_result(result: StepResult) -> None:
-            self.post_message(StepsInspected([result], final=False))
+        def on_event(ev: InspectEvent) -> None:
+            if isinstance(ev, ProgressEvent):
+                self.post_message(InspectProgress(ev.done, ev.total, ev.label))
+            elif isinstance(ev, StepEvent):
+                self.post_message(StepsInspected([ev.result], final=False))
 
         try:
-            results = self.backend.inspect(step_ids, progress=progress, on_result=on_result)
+            plan = self.core.inspect(step_ids, on_event=on_event)
         except Exception as exc:  # noqa: BLE001
             self.post_message(StepsInspected([], error=_why(exc)))
             return
-        self.post_message(StepsInspected(results))
+        self.post_message(StepsInspected(plan.steps))
 
     @work(thread=True, exclusive=True, group="apply")
     def run_apply(self, step_id: str, changes: list[Change]) -> None:
         worker = get_current_worker()
         self._cancel_apply.clear()
 
-        def progress(change_id: str, state: str, message: str = "") -> None:
-            self.post_message(ChangeProgress(change_id, state, message))
+        def on_event(ev: ChangeEvent) -> None:
+            self.post_message(ChangeProgress(ev.change_id, ev.state, ev.message))
 
         def cancelled() -> bool:
             return worker.is_cancelled or self._cancel_apply.is_set()
@@ -246,14 +253,17 @@ class WizardApp(App[int]):
         outcomes: list[ApplyOutcome] = []
         error = ""
         try:
-            outcomes = self.backend.apply(step_id, changes, progress, cancelled)
+            # the person confirmed each change (typing the step id for disruptive or billable ones)
+            result = self.core.apply(changes, allow_disruptive=True, allow_cost=True, on_event=on_event,
+                                     cancelled=cancelled, verify=False, source="tui")
+            outcomes = result.outcomes
         except Exception as exc:  # noqa: BLE001
             error = _why(exc)
         interrupted = cancelled()
         if not interrupted:
             try:
-                results = self.backend.inspect([step_id])
-                self.post_message(StepsInspected(results))
+                plan = self.core.inspect([step_id])
+                self.post_message(StepsInspected(plan.steps))
             except Exception as exc:  # noqa: BLE001
                 error = error or _why(exc)
         self.post_message(ApplyFinished(step_id, outcomes, error, interrupted))
@@ -261,11 +271,11 @@ class WizardApp(App[int]):
     @work(thread=True, exclusive=True, group="journal")
     def load_journal(self) -> None:
         try:
-            rows = self.backend.journal()
+            view = self.core.journal()
         except Exception as exc:  # noqa: BLE001
-            self.post_message(JournalLoaded([], _why(exc)))
+            self.post_message(JournalLoaded(None, _why(exc)))
             return
-        self.post_message(JournalLoaded(rows))
+        self.post_message(JournalLoaded(view))
 
     def start_undo(self, change_ids: list[str], override: bool = False, whole: bool = False) -> None:
         self.undoing = True
@@ -274,20 +284,19 @@ class WizardApp(App[int]):
 
     @work(thread=True, exclusive=True, group="apply")
     def run_undo(self, change_ids: list[str], override: bool = False, whole: bool = False) -> None:
-        def progress(change_id: str, state: str, message: str = "") -> None:
-            self.post_message(ChangeProgress(change_id, state, message))
+        def on_event(ev: ChangeEvent) -> None:
+            self.post_message(ChangeProgress(ev.change_id, ev.state, ev.message))
 
         try:
-            result = self.backend.undo(change_ids, override=override, whole=whole, progress=progress)
+            result = self.core.undo(None if whole else change_ids, override=override, on_event=on_event)
         except Exception as exc:  # noqa: BLE001
             self.post_message(UndoFinished(None, change_ids, _why(exc)))
             return
         steps = sorted({r.step for r in self.journal_rows if r.change_id in change_ids and r.step})
         try:
             if steps:
-                self.post_message(StepsInspected(self.backend.inspect(steps)))
-            rows = self.backend.journal()
-            self.post_message(JournalLoaded(rows))
+                self.post_message(StepsInspected(self.core.inspect(steps).steps))
+            self.post_message(JournalLoaded(self.core.journal()))
         except Exception as exc:  # noqa: BLE001
             self.post_message(UndoFinished(result, change_ids, _why(exc)))
             return
@@ -296,7 +305,7 @@ class WizardApp(App[int]):
     @work(thread=True, exclusive=True, group="apply")
     def run_resume(self, session_id: str) -> None:
         try:
-            result = self.backend.resume(session_id)
+            result = self.core.resume(session_id)
         except Exception as exc:  # noqa: BLE001
             self.post_message(Resumed(session_id, None, _why(exc)))
             return
@@ -305,7 +314,7 @@ class WizardApp(App[int]):
     # ---- message handlers -----------------------------------------------------------------
     def on_subscriptions_loaded(self, msg: SubscriptionsLoaded) -> None:
         self.subscriptions = msg.subscriptions
-        self.sub_title = self.backend.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
+        self.sub_title = self.core.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
         self.session = msg.session
         if msg.error:
             self.notify(msg.error, title="Could not list subscriptions", severity="error", timeout=10)
@@ -372,7 +381,11 @@ class WizardApp(App[int]):
         self.state_changed()
 
     def on_journal_loaded(self, msg: JournalLoaded) -> None:
-        self.journal_rows = msg.rows
+        if msg.view is not None:
+            self.journal_rows = msg.view.rows
+            self.journal_session, self.journal_status = msg.view.session_id, msg.view.status
+        else:
+            self.journal_rows = []
         if msg.error:
             self.notify(msg.error, title="Journal", severity="error")
         self.state_changed()
@@ -415,27 +428,3 @@ class WizardApp(App[int]):
         self.session = None
         self.run_inspect()
 
-
-def run(gateway: Any, *, state_dir: Path | str | None = None, dry_run: bool = False,
-        resume_session: str | None = None) -> int:
-    """Run the wizard until the user quits; returns the process exit code.
-
-    `gateway` is a Gateway, a callable returning one (built lazily, in a worker), or the CLI's
-    parsed arguments, from which the gateway, state dir and dry-run flag are derived. With
-    arguments, bad input (an unreadable estate file, an unknown cloud) fails here, before the
-    screen is taken, as the CLI's usual one-sentence error."""
-    if isinstance(gateway, argparse.Namespace):
-        from .. import cli
-
-        args = gateway
-        state_dir = cli.state_dir(args)
-        dry_run = cli.dry_run(args)
-        resume_session = resume_session or getattr(args, "session_id", None)
-        gateway = cli.make_gateway(args)
-    backend = Backend(gateway, state_dir=state_dir, dry_run=dry_run)
-    app = WizardApp(backend, resume_session=resume_session)
-    try:
-        code = app.run()
-    finally:
-        backend.close()
-    return int(code or 0)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from ..core import ApplyOutcome, JournalView, ResumeResult, SessionInfo, Subscription, UndoResult
 from ..model import StepResult
-from .backend import ApplyOutcome, JournalRow, ResumeResult, SessionInfo, UndoResult
 
 
 class SubscriptionsLoaded(Message):
-    def __init__(self, subscriptions: list[tuple[str, str]], session: SessionInfo | None,
+    def __init__(self, subscriptions: list[Subscription], session: SessionInfo | None,
                  error: str = "") -> None:
         super().__init__()
         self.subscriptions = subscriptions
@@ -52,9 +52,9 @@ class ApplyFinished(Message):
 
 
 class JournalLoaded(Message):
-    def __init__(self, rows: list[JournalRow], error: str = "") -> None:
+    def __init__(self, view: JournalView | None, error: str = "") -> None:
         super().__init__()
-        self.rows = rows
+        self.view = view
         self.error = error
 
 

@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from ..backend import DriftRow, JournalRow
+from ...core import DriftRow, JournalRow
 from ..render import short_name, value
 
 

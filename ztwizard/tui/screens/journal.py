@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ..backend import JournalRow
+from ...core import JournalRow
 from ..render import short_name
 
 if TYPE_CHECKING:
@@ -59,8 +59,8 @@ class JournalScreen(Screen[None]):
         if not self._ready:
             return
         app = self.app
-        sid = app.backend.session_id or app.backend.shown_session or "none yet"
-        status = app.backend.shown_status
+        sid = app.core.session_id or app.journal_session or "none yet"
+        status = app.journal_status
         title = f"Session {sid}{f' ({status})' if status else ''} · {len(self.rows)} change(s)"
         if app.dry_run:
             title += "\nDRY-RUN: undo is disabled (started with --dry-run)."

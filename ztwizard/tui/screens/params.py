@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,17 +14,9 @@ from textual.widgets import Button, Input, Label
 from ...model import Change
 
 
-def parse_value(text: str, old: Any) -> Any:
-    """Keep the parameter's type: numbers and booleans stay numbers and booleans."""
-    if isinstance(old, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+class ParamsScreen(ModalScreen[dict[str, str] | None]):
+    """The values as typed: the core gives them their type and refuses those that break a rule."""
 
-
-class ParamsScreen(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
 
     def __init__(self, change: Change) -> None:
@@ -57,14 +48,14 @@ class ParamsScreen(ModalScreen[dict[str, Any] | None]):
         self.action_save()
 
     def action_save(self) -> None:
-        out: dict[str, Any] = {}
+        out: dict[str, str] = {}
         for inp in self.query(Input):
             key = inp.name or ""
             if not inp.value.strip():
                 self.notify(f"{key} cannot be empty.", severity="warning")
                 inp.focus()
                 return
-            out[key] = parse_value(inp.value.strip(), self.change.params.get(key))
+            out[key] = inp.value.strip()
         self.dismiss(out)
 
     def action_cancel(self) -> None:

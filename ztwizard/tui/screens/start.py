@@ -43,7 +43,7 @@ class StartScreen(Screen[None]):
 
     def _show_target(self) -> None:
         self.query_one("#target", Static).update(
-            f"Target: {self.app.backend.target_label()}"
+            f"Target: {self.app.core.target_label()}"
             + ("\nDRY-RUN: apply and undo are disabled." if self.app.dry_run else ""))
 
     def refresh_state(self) -> None:

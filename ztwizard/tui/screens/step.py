@@ -183,7 +183,7 @@ class StepScreen(Screen[None]):
         elif state in ("applied", "undone", "in_flight", "drift"):
             t.append(f"{state.replace('_', ' ')}", style="bold")
             t.append(f"{': ' + message if message else ''}\n\n")
-        t.append_text(change_detail(change, self.app.backend.endpoint()))
+        t.append_text(change_detail(change, self.app.core.endpoint()))
         detail.update(t)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -292,7 +292,7 @@ class StepScreen(Screen[None]):
             self.notify("This change has no parameters to edit.")
             return
 
-        def edited(params: dict | None) -> None:
+        def edited(params: dict[str, str] | None) -> None:
             if params:
                 self.app.edit_params(self.step_id, change.id, params)
 
