@@ -39,3 +39,76 @@ def test_output_to_missing_directory_is_refused_without_writing(capsys, tmp_path
     with pytest.raises(UsageError):
         write_output("x", str(tmp_path / "nope" / "plan.json"))
     assert not (tmp_path / "nope").exists()
+
+
+# ---- apply --param: edit a proposed change before it is applied --------------------------------
+
+@pytest.fixture
+def reference_state(tmp_path, monkeypatch):
+    """A state dir whose in-process sandbox holds the reference estate."""
+    monkeypatch.setenv("ZTWIZARD_SANDBOX_IN_PROCESS", "1")
+    monkeypatch.delenv("ZTWIZARD_STATE_DIR", raising=False)
+    return tmp_path
+
+
+def _spoke_3a_create(state, capsys):
+    """The reference estate's spoke-3a NSG create for snet-data, and the association naming it."""
+    import json
+
+    assert main(["--sandbox", "--state-dir", str(state), "plan", "--check", "spoke-3a", "--format", "json"]) == 0
+    changes = [c for s in json.loads(capsys.readouterr().out)["steps"] for c in s["changes"]]
+    association = next(c for c in changes if c["action"] == "update" and c["resource_id"].endswith("/snet-data"))
+    (create,) = [c for c in changes if c["id"] in association["depends_on"]]
+    assert create["action"] == "create" and "name" in create["params"]
+    return create, association
+
+
+def _read(state, resource_id):
+    from ztwizard.gateway import Gateway
+    from ztwizard.target import sandbox_target
+
+    return Gateway(sandbox_target(state)).read(resource_id)
+
+
+def test_apply_param_creates_the_edited_name(reference_state, capsys):
+    create, association = _spoke_3a_create(reference_state, capsys)
+    new_id = create["resource_id"].rsplit("/", 1)[0] + "/nsg-data-edited"
+    code = main(["--sandbox", "--state-dir", str(reference_state), "apply", "--yes", "--check", "spoke-3a",
+                 "--param", f"{create['id']}.name=nsg-data-edited"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "applied  spoke-3a" in out
+    assert _read(reference_state, new_id) is not None  # the edited name was created
+    assert _read(reference_state, create["resource_id"]) is None  # the proposed one was not
+    subnet = _read(reference_state, association["resource_id"])
+    assert subnet["properties"]["networkSecurityGroup"]["id"].lower() == new_id.lower()  # the association follows
+
+
+@pytest.mark.parametrize("param, needle", [
+    ("nsg-name", "is not CHANGE.NAME=VALUE"),
+    ("spoke-3a-0000000000=value", "is not CHANGE.NAME=VALUE"),
+    (".name=x", "is not CHANGE.NAME=VALUE"),
+    ("spoke-3a-0000000000.=x", "is not CHANGE.NAME=VALUE"),
+])
+def test_apply_param_bad_syntax_is_exit_2_with_a_hint(param, needle, reference_state, capsys):
+    code = main(["--sandbox", "--state-dir", str(reference_state), "apply", "--yes", "--param", param])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and "hint: Write --param CHANGE.NAME=VALUE" in err and "Traceback" not in err
+    assert not (reference_state / "journal.sqlite3").exists()  # refused before anything was opened
+
+
+def test_apply_param_naming_an_unknown_change_or_parameter_writes_nothing(reference_state, capsys):
+    from ztwizard import journal as J
+
+    create, _ = _spoke_3a_create(reference_state, capsys)
+    base = ["--sandbox", "--state-dir", str(reference_state), "apply", "--yes", "--check", "spoke-3a"]
+    assert main([*base, "--param", "spoke-3a-0000000000.name=x"]) == 2
+    err = capsys.readouterr().err
+    assert "No change 'spoke-3a-0000000000'" in err and "hint:" in err
+    assert main([*base, "--param", f"{create['id']}.colour=blue"]) == 2
+    err = capsys.readouterr().err
+    assert "no parameter 'colour'" in err and "name" in err
+    with J.Journal(reference_state, write=False) as journal:
+        assert journal.sessions() == []  # refused before a session began
+    assert _read(reference_state, create["resource_id"]) is None
