@@ -21,6 +21,7 @@ from .engine import order_changes
 from .errors import ArmError, EtagMismatch, NotFound, PermissionDenied, UsageError, ZtwError
 from .model import Change
 from .outcomes import ApplyInterrupted, ApplyReport, Event, Outcome
+from .ports import ArmGateway
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def step_of(check_id: str) -> str:
 
 # ---- sessions ------------------------------------------------------------------------------
 
-def start_session(journal: J.Journal, gateway: Any, changes: Iterable[Change], *,
+def start_session(journal: J.Journal, gateway: ArmGateway, changes: Iterable[Change], *,
                   subscriptions: Iterable[str] = (), resource_groups: Iterable[str] = (),
                   selection: dict[str, Any] | None = None) -> str:
     """A new session whose plan is `changes` (recorded as planned rows, in apply order)."""
@@ -62,7 +63,7 @@ def start_session(journal: J.Journal, gateway: Any, changes: Iterable[Change], *
 
 # ---- apply ---------------------------------------------------------------------------------
 
-def refuse_if_read_only(gateway: Any, dry_run: bool, what: str) -> None:
+def refuse_if_read_only(gateway: ArmGateway, dry_run: bool, what: str) -> None:
     if dry_run:
         raise UsageError(f"--dry-run is set: {what} refused; nothing was changed.",
                          "Drop --dry-run to write, or use `ztwizard plan` to preview.")
@@ -71,7 +72,7 @@ def refuse_if_read_only(gateway: Any, dry_run: bool, what: str) -> None:
                          "Use --sandbox or Azure to write.")
 
 
-def apply_changes(gateway: Any, journal: J.Journal, session_id: str, changes: Iterable[Change], *,
+def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, changes: Iterable[Change], *,
                   allow_disruptive: bool = False, allow_cost: bool = False, dry_run: bool = False,
                   confirm: Confirm | None = None, on_event: Callable[[Event], None] | None = None,
                   verify: bool = True, replan: bool = True) -> ApplyReport:
@@ -158,7 +159,7 @@ def _lost_answer(exc: ZtwError) -> bool:
     return not isinstance(exc, ArmError) or exc.status in (408, 429, 500, 502, 503, 504)
 
 
-def _apply_one(gateway: Any, journal: J.Journal, session_id: str, ch: Change, step: str,
+def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Change, step: str,
                written: dict[str, str | None], replan: bool,
                outcome: Callable[..., None], skip: Callable[..., None]) -> None:
     try:
@@ -265,7 +266,7 @@ def _body(ch: Change, cur: dict[str, Any] | None) -> dict[str, Any] | None:
     return copy.deepcopy(ch.body)
 
 
-def _replan(gateway: Any, ch: Change) -> Change | None:
+def _replan(gateway: ArmGateway, ch: Change) -> Change | None:
     from . import resource_id as rid
     from .engine import inspect
 
@@ -277,14 +278,14 @@ def _replan(gateway: Any, ch: Change) -> Change | None:
     return None
 
 
-def _safe_read(gateway: Any, resource_id: str) -> dict[str, Any] | None:
+def _safe_read(gateway: ArmGateway, resource_id: str) -> dict[str, Any] | None:
     try:
         return gateway.read(resource_id)  # type: ignore[no-any-return]
     except ZtwError:
         return None
 
 
-def _verify(gateway: Any, journal: J.Journal, session_id: str, report: ApplyReport) -> None:
+def _verify(gateway: ArmGateway, journal: J.Journal, session_id: str, report: ApplyReport) -> None:
     from .engine import inspect
 
     steps = sorted({o.step_id for o in report.outcomes if o.result == "applied"})

@@ -16,6 +16,7 @@ from .apply import Confirm, apply_changes, step_of
 from .armjson import holds, side
 from .errors import UsageError
 from .outcomes import ApplyReport, Event
+from .ports import ArmGateway
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def classify(rec: J.ChangeRecord, res: dict[str, Any] | None) -> tuple[str, str]
     return J.DRIFTED, "changed by someone else (holds neither the change nor the prior values)"
 
 
-def reconcile(gateway: Any, journal: J.Journal, session_id: str) -> ResumeReport:
+def reconcile(gateway: ArmGateway, journal: J.Journal, session_id: str) -> ResumeReport:
     """Settle in-flight changes by reading their resources; report where the session stopped."""
     journal.hold(session_id)
     report = ResumeReport(session_id)
@@ -108,7 +109,7 @@ def pick_session(journal: J.Journal, session_id: str | None) -> str:
     return info.id
 
 
-def continue_session(gateway: Any, journal: J.Journal, session_id: str, *, allow_disruptive: bool | None = None,
+def continue_session(gateway: ArmGateway, journal: J.Journal, session_id: str, *, allow_disruptive: bool | None = None,
                      allow_cost: bool | None = None, dry_run: bool = False, confirm: Confirm | None = None,
                      on_event: Callable[[Event], None] | None = None) -> tuple[ResumeReport, ApplyReport | None]:
     """Reconcile, then apply what the session had not yet applied, planned afresh (never a stale body).

@@ -30,6 +30,7 @@ from .armjson import (
 )
 from .errors import EtagMismatch, UsageError, ZtwError
 from .outcomes import Outcome
+from .ports import ArmGateway
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def three_way(rec: J.ChangeRecord, now: dict[str, Any] | None) -> Drift:
     return Drift(rec.change_id, rec.resource_id, rows)
 
 
-def undo_changes(gateway: Any, journal: J.Journal, session_id: str, *, change_ids: Iterable[str] | None = None,
+def undo_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, *, change_ids: Iterable[str] | None = None,
                  step_ids: Iterable[str] | None = None, override: bool = False, dry_run: bool = False,
                  on_event: Callable[[Outcome], None] | None = None) -> UndoReport:
     """Undo the session's applied changes (all, or those of `step_ids` / `change_ids`), latest first."""
@@ -204,7 +205,7 @@ def _still_wizards(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
     return res is not None and side(res, rec.plan_before, rec.plan_after) == "after"
 
 
-def _undo_one(gateway: Any, journal: J.Journal, session_id: str, rec: J.ChangeRecord, override: bool,
+def _undo_one(gateway: ArmGateway, journal: J.Journal, session_id: str, rec: J.ChangeRecord, override: bool,
               report: UndoReport, outcome: Callable[..., None]) -> None:
     cur = gateway.read_settled(rec.resource_id)
     if _restored(rec, cur):
@@ -252,14 +253,14 @@ def _undo_one(gateway: Any, journal: J.Journal, session_id: str, rec: J.ChangeRe
     outcome(rec, "undone")
 
 
-def _read_or_none(gateway: Any, resource_id: str) -> dict[str, Any] | None:
+def _read_or_none(gateway: ArmGateway, resource_id: str) -> dict[str, Any] | None:
     try:
         return gateway.read(resource_id)  # type: ignore[no-any-return]
     except ZtwError:
         return None
 
 
-def reapply(gateway: Any, journal: J.Journal, session_id: str, change_ids: Iterable[str] | None = None,
+def reapply(gateway: ArmGateway, journal: J.Journal, session_id: str, change_ids: Iterable[str] | None = None,
             **kwargs: Any) -> Any:
     """Apply undone changes again (from their journaled plan), with apply's checks."""
     from .apply import apply_changes

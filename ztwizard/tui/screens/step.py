@@ -137,7 +137,8 @@ class StepScreen(Screen[None]):
         sl = self.query_one("#changes", OptionList)
         changes = self.changes
         chosen = self.app.selection(self.step_id)
-        key = tuple(f"{c.id}:{self.app.change_state.get(c.id, ('', ''))[0]}:{c.id in chosen}"
+        # the resource id too: an edited parameter renames what a change creates, keeping its id
+        key = tuple(f"{c.id}:{c.resource_id}:{self.app.change_state.get(c.id, ('', ''))[0]}:{c.id in chosen}"
                     for c in changes)
         if key != getattr(self, "_changes_key", None):
             keep = sl.highlighted
