@@ -21,14 +21,16 @@ from typing import Any, Literal, NamedTuple
 
 from . import engine
 from . import journal as J
-from .apply import ApplyReport, Confirm, Event, apply_changes, mismatches, refuse_if_read_only, start_session
+from .apply import Confirm, apply_changes, refuse_if_read_only, start_session
+from .armjson import mismatches
 from .engine import Plan
 from .errors import UsageError, ZtwError
 from .inventory import Inventory
 from .model import Change, StepResult
+from .outcomes import ApplyReport, Event, Outcome
 from .ports import ArmGateway
 from .resume import ResumeReport, pick_session, reconcile
-from .undo import Outcome, UndoReport, three_way, undo_changes
+from .undo import UndoReport, three_way, undo_changes
 
 # What a change is at, as the front ends show it. "drift": an undo refused because someone changed
 # the resource since; "drifted"/"not_applied": what resume found ARM holds.

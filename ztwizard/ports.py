@@ -26,6 +26,10 @@ class ArmGateway(Protocol):
         """The resource as ARM holds it now (with its etag), or None when it does not exist."""
         ...
 
+    def read_settled(self, resource_id: str, timeout: float = ...) -> dict[str, Any] | None:
+        """The resource once no operation is running on it (None when it does not exist)."""
+        ...
+
     def write(self, method: str, resource_id: str, body: dict[str, Any] | None, *,
               etag: str | None = None) -> dict[str, Any] | None:
         """PUT, PATCH or DELETE one resource and wait for ARM to finish (If-Match when `etag`)."""
