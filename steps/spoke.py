@@ -10,21 +10,32 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import remedy
-from .. import resource_id as rid
-from ..inventory import Inventory
-from ..model import CheckResult, Finding, change_id
-from ..paths import get_path
+from ztwizard import remedy
+from ztwizard import resource_id as rid
+from ztwizard.inventory import Inventory
+from ztwizard.model import CheckResult, Finding, change_id
+from ztwizard.paths import get_path
 from ._base import Check, Step, memo, not_applicable, unreadable
+from .common import (
+    ASSESSMENT,
+    CONTRIBUTOR,
+    NETWORK_CONTRIBUTOR,
+    NIC,
+    OWNER,
+    PRICING,
+    ROLE_ASSIGNMENT,
+    ROLE_DEFINITION,
+    SUBNET,
+    VM,
+    VNET,
+    role_guid,
+)
 
 # ---- resource types -------------------------------------------------------------------------
-VNET = "Microsoft.Network/virtualNetworks"
-SUBNET = f"{VNET}/subnets"
 PEERING = f"{VNET}/virtualNetworkPeerings"
 NSG = "Microsoft.Network/networkSecurityGroups"
 RULE = f"{NSG}/securityRules"
 RT = "Microsoft.Network/routeTables"
-NIC = "Microsoft.Network/networkInterfaces"
 ASG = "Microsoft.Network/applicationSecurityGroups"
 FW = "Microsoft.Network/azureFirewalls"
 FWP = "Microsoft.Network/firewallPolicies"
@@ -33,24 +44,16 @@ WAFP = "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies"
 PIP = "Microsoft.Network/publicIPAddresses"
 WATCHER = "Microsoft.Network/networkWatchers"
 FLOWLOG = f"{WATCHER}/flowLogs"
-VM = "Microsoft.Compute/virtualMachines"
 STORAGE = "Microsoft.Storage/storageAccounts"
 WORKSPACE = "Microsoft.OperationalInsights/workspaces"
 DIAG = "Microsoft.Insights/diagnosticSettings"
-PRICING = "Microsoft.Security/pricings"
 SCORE = "Microsoft.Security/secureScores"
-ASSESSMENT = "Microsoft.Security/assessments"
-ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
-ROLE_DEFINITION = "Microsoft.Authorization/roleDefinitions"
 
 # Subnets that must not (or need not) carry an NSG; AzureBastionSubnet is deliberately absent.
 NSG_EXEMPT_SUBNETS = {"gatewaysubnet", "azurefirewallsubnet", "azurefirewallmanagementsubnet",
                       "routeserversubnet"}
 HUB_SUBNETS = {"gatewaysubnet", "azurefirewallsubnet"}
 
-OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
-CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
-NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 
 ACTIVITY_LOG_CATEGORIES = ("Administrative", "Security", "ServiceHealth", "Alert", "Recommendation",
                            "Policy", "Autoscale", "ResourceHealth")
@@ -238,10 +241,6 @@ def workspace_for(inv: Inventory, sub: str, location: str = "") -> dict[str, Any
     return ws[0] if ws else None
 
 
-def role_guid(role_definition_id: str) -> str:
-    return low(role_definition_id).rsplit("/", 1)[-1]
-
-
 def at_scope(inv: Inventory, scopes: Iterable[str]) -> list[dict[str, Any]]:
     """Role assignments made exactly at one of `scopes`."""
     wanted = {low(s) for s in scopes}
@@ -385,7 +384,7 @@ def diagnostics_check(check: str, title: str, targets: Callable[[Inventory], lis
                 title=f"Send all logs of {res['name']} to {ws['name']}", risk=risk, billable=True))
         return out
 
-    return Check(id=check, title=title, remediation="auto-put", evaluate=evaluate, resource_type=resource_type,
+    return Check(id=check, title=title, remediation="create", evaluate=evaluate, resource_type=resource_type,
                  mcsb=mcsb, policy=policy, risk=risk, billable=True)
 
 
@@ -1355,7 +1354,7 @@ STEPS: list[Step] = [
               resource_type=VNET, mcsb="GS-2", risk="Moving resources briefly locks both resource groups and changes their ids."),
         Check("spoke-2b", "Roles go to groups, not named people", "advisory", _spoke_2b,
               resource_type=ROLE_ASSIGNMENT, mcsb="PA-7", risk="Removing a user's direct assignment before the group has it cuts their access."),
-        Check("spoke-2c", "The activity log is exported with every category", "auto-put", _spoke_2c,
+        Check("spoke-2c", "The activity log is exported with every category", "create", _spoke_2c,
               resource_type=VNET, mcsb="LT-3",
               policy="Configure Azure Activity logs to stream to specified Log Analytics workspace",
               risk="Log Analytics ingestion is billed per GB.", billable=True),
@@ -1374,12 +1373,12 @@ STEPS: list[Step] = [
               mcsb="NS-1", risk="Rewriting rules can briefly drop flows if an ASG lacks a member."),
     )),
     Step("spoke-5", "spoke", 5, "Secure traffic and resources within the VNet", WHY[5], (
-        Check("spoke-5a", "Each tier NSG denies all other inbound traffic at 4096", "auto-put",
+        Check("spoke-5a", "Each tier NSG denies all other inbound traffic at 4096", "create",
               _deny_all("spoke-5a", "Inbound"), resource_type=NSG, mcsb="NS-1",
               policy="All network ports should be restricted on network security groups associated to your "
                      "virtual machine",
               risk="High: blocks load-balancer probes and VNet traffic not explicitly allowed.", disruptive=True),
-        Check("spoke-5b", "Each tier NSG denies all other outbound traffic at 4096", "auto-put",
+        Check("spoke-5b", "Each tier NSG denies all other outbound traffic at 4096", "create",
               _deny_all("spoke-5b", "Outbound"), resource_type=NSG, mcsb="NS-1",
               risk="High: breaks activation, updates, Entra login and DNS unless allowed.", disruptive=True),
         Check("spoke-5c", "Tier traffic is allowed through ASG rules", "advisory", _spoke_5c, resource_type=NSG,
@@ -1387,7 +1386,7 @@ STEPS: list[Step] = [
         Check("spoke-5d", "VNet flow logs are on", "create", _spoke_5d, resource_type=VNET, mcsb="LT-4",
               policy="Audit flow logs configuration for every virtual network",
               risk="Flow-log storage and traffic analytics are billed.", billable=True),
-        Check("spoke-5e", "Application Gateway runs a WAF in Prevention mode", "auto-put", _spoke_5e,
+        Check("spoke-5e", "Application Gateway runs a WAF in Prevention mode", "create", _spoke_5e,
               resource_type=APPGW, mcsb="NS-6",
               policy="Web Application Firewall (WAF) should be enabled for Application Gateway",
               risk="Prevention mode can block legitimate requests."),

@@ -8,12 +8,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from .. import remedy
-from .. import resource_id as rid
-from ..inventory import Inventory
-from ..model import CheckResult, Finding, change_id
-from ..paths import get_path, set_path
+from ztwizard import remedy
+from ztwizard import resource_id as rid
+from ztwizard.inventory import Inventory
+from ztwizard.model import CheckResult, Finding, change_id
+from ztwizard.paths import get_path, set_path
 from ._base import Check, Step, not_applicable, property_check, unreadable
+from .common import ASSESSMENT, NIC
 from .spoke import (
     APPGW,
     FW,
@@ -55,25 +56,11 @@ DDOS = "Microsoft.Network/ddosProtectionPlans"
 RCG = f"{FWP}/ruleCollectionGroups"
 GATEWAY = "Microsoft.Network/virtualNetworkGateways"
 BASTION = "Microsoft.Network/bastionHosts"
-NIC = "Microsoft.Network/networkInterfaces"
 ALERT = "Microsoft.Insights/metricAlerts"
 ACTION_GROUP = "Microsoft.Insights/actionGroups"
 POLICY_ASSIGNMENT = "Microsoft.Authorization/policyAssignments"
-ASSESSMENT = "Microsoft.Security/assessments"
 SEC_ALERT = "Microsoft.Security/locations/alerts"
 MCSB_INITIATIVE = "1f3afdf9-d0c9-4c3d-847f-89da613e70a8"
-
-
-def retitle(check: Check, title: Callable[[str], str]) -> Check:
-    """Give the changes of a declarative check a title naming the resource they touch."""
-
-    def evaluate(inv: Inventory) -> CheckResult:
-        out = check.evaluate(inv)
-        for c in out.changes:
-            c.title = title(rid.parse(c.resource_id).name)
-        return out
-
-    return dataclasses.replace(check, evaluate=evaluate)
 
 
 def hub_subs(inv: Inventory) -> list[str]:
@@ -159,12 +146,14 @@ def _classic(fw: dict[str, Any]) -> bool:
 
 
 hub_1d_policy = property_check(
-    id="hub-1d", title="Threat intelligence alerts and denies", resource_type=FWP, path="properties.threatIntelMode",
+    id="hub-1d", change_title="Set threat intelligence on {name} to alert and deny",
+    title="Threat intelligence alerts and denies", resource_type=FWP, path="properties.threatIntelMode",
     expected="Deny", default="Alert", remediation="auto-put", fix={"properties.threatIntelMode": "Deny"},
     what="firewall policy", fail_message="Threat intelligence does not deny: traffic to known-malicious addresses passes.", risk="Known-bad addresses get blocked; allow-list false positives in threatIntelWhitelist.",
     mcsb="NS-3", policy="Azure Firewall Policy should enable Threat Intelligence")
 hub_1d_classic = property_check(
-    id="hub-1d", title="Threat intelligence alerts and denies", resource_type=FW, path="properties.threatIntelMode",
+    id="hub-1d", change_title="Set threat intelligence on {name} to alert and deny",
+    title="Threat intelligence alerts and denies", resource_type=FW, path="properties.threatIntelMode",
     expected="Deny", default="Alert", remediation="auto-put", fix={"properties.threatIntelMode": "Deny"},
     applies=lambda fw, inv: _classic(fw), what="classic-rule firewall",
     fail_message="Threat intelligence does not deny: traffic to known-malicious addresses passes.",
@@ -172,7 +161,8 @@ hub_1d_classic = property_check(
     mcsb="NS-3", policy="Azure Firewall Standard - Classic Rules should enable Threat Intelligence")
 
 hub_1e = property_check(
-    id="hub-1e", title="IDPS alerts and denies", resource_type=FWP, path="properties.intrusionDetection.mode",
+    id="hub-1e", change_title="Set IDPS on policy {name} to alert and deny",
+    title="IDPS alerts and denies", resource_type=FWP, path="properties.intrusionDetection.mode",
     expected="Deny", default="Off", remediation="auto-put",
     fail_message="IDPS does not block: signature matches pass (Off or Alert only).",
     fix=lambda pol, inv: {"properties.intrusionDetection.mode": "Deny"} if _premium(pol) else None,
@@ -235,7 +225,8 @@ def _hub_1i_fix(pol: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
 
 
 hub_1i = property_check(
-    id="hub-1i", title="Policy analytics is on", resource_type=FWP, path="properties.insights.isEnabled",
+    id="hub-1i", change_title="Turn on policy analytics for {name}",
+    title="Policy analytics is on", resource_type=FWP, path="properties.insights.isEnabled",
     expected=True, default=False, remediation="auto-put", fix=_hub_1i_fix, what="firewall policy",
     fail_message="Policy analytics is off: unused and overly broad rules go unnoticed.",
     instruction="Create a Log Analytics workspace for the firewall's logs first, then turn on policy analytics, "
@@ -866,13 +857,12 @@ STEPS: list[Step] = [
         Check("hub-1c", "The firewall policy is Premium", "create", _hub_1c, resource_type=FWP, mcsb="NS-4",
               risk="Premium policies cost more.", billable=True),
         Check("hub-1d", "Threat intelligence alerts and denies", "auto-put",
-              retitle(Check("hub-1d", "", "auto-put", combine(hub_1d_policy, hub_1d_classic)),
-                      lambda n: f"Set threat intelligence on {n} to alert and deny").evaluate,
+              combine(hub_1d_policy, hub_1d_classic),
               resource_type=FW, mcsb="NS-3", policy="Azure Firewall Policy should enable Threat Intelligence",
               risk="Known-bad addresses get blocked; allow-list false positives."),
-        retitle(hub_1e, lambda n: f"Set IDPS on policy {n} to alert and deny"), hub_1f,
+        hub_1e, hub_1f,
         Check("hub-1g", "Inbound web traffic is TLS-inspected", "advisory", _hub_1g, resource_type=RCG, mcsb="NS-4", risk="Workloads that pin certificates break under TLS inspection."),
-        hub_1h, retitle(hub_1i, lambda n: f"Turn on policy analytics for {n}"),
+        hub_1h, hub_1i,
         Check("hub-1j", "Broad web egress is filtered by category or URL", "advisory", _hub_1j, resource_type=RCG,
               mcsb="NS-3", risk="Category filtering can block sites the business needs."),
         Check("hub-1k", "Application Gateway is not in the hub", "advisory", _hub_1k, resource_type=APPGW,
@@ -895,7 +885,7 @@ STEPS: list[Step] = [
         Check("hub-3a", "GatewaySubnet routes each spoke prefix to the firewall", "create", _hub_3a,
               resource_type=VNET, mcsb="NS-3",
               risk="On-premises traffic needs firewall rules first (hub-3d)."),
-        Check("hub-3b", "Spoke subnets send 0.0.0.0/0 to the firewall", "auto-put", _hub_3b, resource_type=VNET,
+        Check("hub-3b", "Spoke subnets send 0.0.0.0/0 to the firewall", "create", _hub_3b, resource_type=VNET,
               mcsb="NS-3", policy="[Preview]: All Internet traffic should be routed via your deployed Azure Firewall",
               risk="Disruptive to on-premises and internet paths until firewall rules exist.", disruptive=True),
         Check("hub-3c", "Spokes peer only with the hub", "advisory", _hub_3c, resource_type=VNET, mcsb="NS-1", risk="Removing a peering cuts spoke-to-spoke traffic until the firewall routes it."),
