@@ -4,8 +4,6 @@ Network helpers (hub/spoke detection, the firewall serving a VNet, naming) live 
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 from ztwizard import remedy
@@ -13,7 +11,8 @@ from ztwizard import resource_id as rid
 from ztwizard.inventory import Inventory
 from ztwizard.model import CheckResult, Finding, change_id
 from ztwizard.paths import get_path, set_path
-from ._base import Check, Step, not_applicable, property_check, unreadable
+
+from ._base import Check, Context, Param, Step, not_applicable, property_check, unreadable
 from .common import ASSESSMENT, NIC
 from .spoke import (
     APPGW,
@@ -485,15 +484,14 @@ def _spoke_name(inv: Inventory, prefix: str, vnet: dict[str, Any]) -> str:
     return f"to-{vnet['name']}" + ("" if len(_prefixes(vnet)) == 1 else f"-{prefix.replace('/', '_').replace('.', '-')}")
 
 
-def _hub_3a(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "hub-3a", SUBNET, RT, FW)
-    if stop:
-        return stop
-    out = CheckResult()
+def _hub_3a(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(SUBNET, RT, FW):
+        return
     gws = [(v, s) for v in hubs(inv) for s in subnets_of(inv, v) if s["name"].lower() == "gatewaysubnet"]
     if not gws:
-        out.findings.append(not_applicable("hub-3a", "GatewaySubnet", inv))
-        return out
+        ctx.not_applicable("GatewaySubnet")
+        return
     name_for = namer(inv, RT, "properties.routeTable", "rt-{}")
     taken = {low(r["id"]) for r in of(inv, RT)}
     path = "properties.routes"
@@ -504,35 +502,35 @@ def _hub_3a(inv: Inventory) -> CheckResult:
         spoke_vnets = [v for v in spokes(inv) if low(v["id"]) in near]
         wanted = [(p, v) for v in spoke_vnets for p in _prefixes(v)]
         if not ip:
-            out.findings.append(Finding(
-                "hub-3a", sn["id"], "manual", path, None, "routes to the firewall",
+            ctx.finding(sn["id"], "manual", path, None, "routes to the firewall",
                 f"{hub['name']} has no Azure Firewall with a private IP: deploy it in AzureFirewallSubnet first, then "
-                f"route GatewaySubnet's traffic to the spokes through it."))
+                f"route GatewaySubnet's traffic to the spokes through it.")
             continue
         if not wanted:
-            out.findings.append(Finding("hub-3a", sn["id"], "pass", path, message=f"No spoke is peered with "
-                                                                                  f"{hub['name']}."))
+            ctx.finding(sn["id"], "pass", path, message=f"No spoke is peered with "
+                                                                                  f"{hub['name']}.")
             continue
         table = inv.get(ref(get_path(sn, "properties.routeTable")))
         new_routes: list[dict[str, Any]] = [{"name": _spoke_name(inv, p, v), "properties": {
             "addressPrefix": p, "nextHopType": "VirtualAppliance", "nextHopIpAddress": ip}} for p, v in wanted]
         if not table:
-            name = unique_name(inv, rg_of(hub["id"]), RT, name_for(sn["name"]), taken)
-            rt_id = f"{rg_of(hub['id'])}/providers/{RT}/{name}"
-            create = remedy.create("hub-3a", rt_id, {"location": hub.get("location"), "properties": {
-                "disableBgpRoutePropagation": False, "routes": new_routes}},
-                params={"name": name, "firewallIp": ip}, title=f"Create route table {name} for GatewaySubnet",
-                risk="None until associated.")
-            out.findings.append(Finding("hub-3a", sn["id"], "fail", "properties.routeTable.id", None,
-                                        f"spoke prefixes via {ip}",
-                                        f"GatewaySubnet of {hub['name']} has no route table: traffic from on-premises "
-                                        f"reaches the spokes without passing the firewall."))
-            out.changes.append(create)
-            out.changes.append(remedy.put(
-                "hub-3a", sn, {"properties.routeTable": {"id": rt_id}}, depends_on=[create.id],
+            # the new table is for this GatewaySubnet: its id stays when its name or next hop is edited
+            p = ctx.params(sn["id"], name=unique_name(inv, rg_of(hub["id"]), RT, name_for(sn["name"]), taken),
+                           firewallIp=ip)
+            rt_id = f"{rg_of(hub['id'])}/providers/{RT}/{p['name']}"
+            routes = [{**r, "properties": {**r["properties"], "nextHopIpAddress": p["firewallIp"]}}
+                      for r in new_routes]
+            ctx.finding(sn["id"], "fail", "properties.routeTable.id", None,
+                        f"spoke prefixes via {ip}",
+                        f"GatewaySubnet of {hub['name']} has no route table: traffic from on-premises "
+                        f"reaches the spokes without passing the firewall.")
+            create = ctx.create(rt_id, {"location": hub.get("location"), "properties": {
+                "disableBgpRoutePropagation": False, "routes": routes}}, anchor=sn["id"],
+                params=p, title=f"Create route table {p['name']} for GatewaySubnet", risk="None until associated.")
+            ctx.put(sn, {"properties.routeTable": {"id": rt_id}}, depends_on=[create.id],
                 title=f"Route {hub['name']}'s GatewaySubnet through the firewall",
                 risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d); apply with "
-                     "hub-3b so routing stays symmetric."))
+                     "hub-3b so routing stays symmetric.")
             continue
         have = {(str(get_path(r, "properties.addressPrefix")), str(get_path(r, "properties.nextHopIpAddress")))
                 for r in _routes(inv, table)
@@ -541,13 +539,12 @@ def _hub_3a(inv: Inventory) -> CheckResult:
         bgp_off = get_path(table, "properties.disableBgpRoutePropagation") is True
         default = [r["name"] for r in _routes(inv, table) if get_path(r, "properties.addressPrefix") == "0.0.0.0/0"]
         if default:
-            out.findings.append(Finding(
-                "hub-3a", sn["id"], "manual", path, default, "no 0.0.0.0/0 route",
+            ctx.finding(sn["id"], "manual", path, default, "no 0.0.0.0/0 route",
                 f"Route table {table['name']} on GatewaySubnet has a 0.0.0.0/0 route ({', '.join(default)}), which the "
-                f"gateway does not support: delete it and keep only the per-spoke routes via {ip}."))
+                f"gateway does not support: delete it and keep only the per-spoke routes via {ip}.")
             continue
         if not missing and not bgp_off:
-            out.findings.append(Finding("hub-3a", sn["id"], "pass", path, message=f"Every spoke prefix goes to {ip}."))
+            ctx.finding(sn["id"], "pass", path, message=f"Every spoke prefix goes to {ip}.")
             continue
 
         def mutate(body: dict[str, Any], missing: list[dict[str, Any]] = missing) -> None:
@@ -558,17 +555,14 @@ def _hub_3a(inv: Inventory) -> CheckResult:
                     if get_path(r, "properties.addressPrefix") not in names]
             props["routes"] = kept + [dict(r) for r in missing]
 
-        out.findings.append(Finding(
-            "hub-3a", sn["id"], "fail", path,
+        ctx.finding(sn["id"], "fail", path,
             sorted(p for p, _h in have) or None, [r["properties"]["addressPrefix"] for r in new_routes],
             f"Route table {table['name']} on GatewaySubnet " +
             (f"misses routes via {ip} for {', '.join(r['properties']['addressPrefix'] for r in missing)}"
-             if missing else "has gateway route propagation off, which stops the gateway") + "."))
-        out.changes.append(remedy.put_mutated(
-            "hub-3a", table, mutate, [path, "properties.disableBgpRoutePropagation"],
+             if missing else "has gateway route propagation off, which stops the gateway") + ".")
+        ctx.put_mutated(table, mutate, [path, "properties.disableBgpRoutePropagation"],
             title=f"Route spoke prefixes in {table['name']} through the firewall",
-            risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d)."))
-    return out
+            risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d).")
 
 
 DEFAULT_ROUTE = "default-to-firewall"
@@ -883,6 +877,9 @@ STEPS: list[Step] = [
     )),
     Step("hub-3", "hub", 3, "Route gateway traffic through the firewall", WHY[3], (
         Check("hub-3a", "GatewaySubnet routes each spoke prefix to the firewall", "create", _hub_3a,
+              takes_context=True, params=(
+                  Param("name", "str", "name:routeTables", "Name of the new route table for GatewaySubnet."),
+                  Param("firewallIp", "str", "ipv4", "Private IP of the hub firewall the routes send traffic to.")),
               resource_type=VNET, mcsb="NS-3",
               risk="On-premises traffic needs firewall rules first (hub-3d)."),
         Check("hub-3b", "Spoke subnets send 0.0.0.0/0 to the firewall", "create", _hub_3b, resource_type=VNET,

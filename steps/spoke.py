@@ -15,11 +15,11 @@ from ztwizard import resource_id as rid
 from ztwizard.inventory import Inventory
 from ztwizard.model import CheckResult, Finding, change_id
 from ztwizard.paths import get_path
-from ._base import Check, Step, memo, not_applicable, unreadable
+
+from ._base import Check, Context, Param, Step, memo, not_applicable, unreadable
 from .common import (
     ASSESSMENT,
     CONTRIBUTOR,
-    NETWORK_CONTRIBUTOR,
     NIC,
     OWNER,
     PRICING,
@@ -642,11 +642,10 @@ def _public_facing(inv: Inventory, subnet: dict[str, Any], appgw: set[str]) -> b
     return False
 
 
-def _spoke_3a(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "spoke-3a", SUBNET, NSG)
-    if stop:
-        return stop
-    out = CheckResult()
+def _spoke_3a(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(SUBNET, NSG):
+        return
     appgw = appgw_subnets(inv)
     name_for = namer(inv, NSG, "properties.networkSecurityGroup", "nsg-{}")
     taken = {low(r["id"]) for r in of(inv, NSG)}
@@ -658,8 +657,8 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
             judged += 1
             nsg_id = ref(get_path(sn, "properties.networkSecurityGroup"))
             if nsg_id:
-                out.findings.append(Finding("spoke-3a", sn["id"], "pass", "properties.networkSecurityGroup.id",
-                                            nsg_id, "an NSG", f"Subnet {sn['name']} has an NSG."))
+                ctx.finding(sn["id"], "pass", "properties.networkSecurityGroup.id",
+                                            nsg_id, "an NSG", f"Subnet {sn['name']} has an NSG.")
                 continue
             rg = rg_of(vnet["id"])
             wanted = name_for(sn["name"])
@@ -668,8 +667,9 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
             if existing and not linked(inv, SUBNET, "properties.networkSecurityGroup").get(low(existing["id"])):
                 nsg_id = existing["id"]  # an unused NSG named for this subnet: reuse it
             else:
-                name = unique_name(inv, rg, NSG, wanted, taken)
-                nsg_id = f"{rg}/providers/{NSG}/{name}"
+                # the new NSG is for this subnet: its id stays when its name is edited
+                p = ctx.params(sn["id"], name=unique_name(inv, rg, NSG, wanted, taken))
+                nsg_id = f"{rg}/providers/{NSG}/{p['name']}"
                 rules: list[dict[str, Any]] = []
                 kind = ""
                 if sn["name"].lower() == "azurebastionsubnet":
@@ -677,27 +677,24 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
                 elif low(sn["id"]) in appgw:
                     rules, kind = _appgw_rules(inv, sn["id"]), " with Application Gateway's required rules"
                 body = {"location": vnet.get("location"), "properties": {"securityRules": rules}}
-                create = remedy.create("spoke-3a", nsg_id, body, params={"name": name},
-                                       title=f"Create NSG {name} for subnet {sn['name']}{kind}",
-                                       risk="None until it is associated.")
-                out.changes.append(create)
+                create = ctx.create(nsg_id, body, anchor=sn["id"], params=p,
+                                    title=f"Create NSG {p['name']} for subnet {sn['name']}{kind}",
+                                    risk="None until it is associated.")
                 deps = [create.id]
             disruptive = _public_facing(inv, sn, appgw)
             nic_nsgs = [n["name"] for n in linked(inv, NIC, "ipConfigurations.subnet").get(low(sn["id"]), [])
                         if ref(get_path(n, "properties.networkSecurityGroup"))]
             note = (f"; the NSG on NIC {', '.join(nic_nsgs)} guards that NIC only, not the subnet" if nic_nsgs
                     else "")
-            out.findings.append(Finding("spoke-3a", sn["id"], "fail", "properties.networkSecurityGroup.id", None,
-                                        "an NSG", f"Subnet {sn['name']} of {vnet['name']} has no NSG{note}."))
-            out.changes.append(remedy.put(
-                "spoke-3a", sn, {"properties.networkSecurityGroup": {"id": nsg_id}}, depends_on=deps,
+            ctx.finding(sn["id"], "fail", "properties.networkSecurityGroup.id", None,
+                                        "an NSG", f"Subnet {sn['name']} of {vnet['name']} has no NSG{note}.")
+            ctx.put(sn, {"properties.networkSecurityGroup": {"id": nsg_id}}, depends_on=deps,
                 disruptive=disruptive,
                 title=f"Associate {rid.parse(nsg_id).name} with subnet {sn['name']}",
                 risk=("Default rules deny inbound traffic from the internet to this subnet." if disruptive
-                      else "Default rules deny inbound internet traffic; VNet traffic stays allowed.")))
+                      else "Default rules deny inbound internet traffic; VNet traffic stays allowed."))
     if not judged:
-        out.findings.append(not_applicable("spoke-3a", "subnet that takes an NSG", inv))
-    return out
+        ctx.not_applicable("subnet that takes an NSG")
 
 
 def nsg_subnets(inv: Inventory, nsg: dict[str, Any]) -> list[str]:
@@ -1360,7 +1357,8 @@ STEPS: list[Step] = [
               risk="Log Analytics ingestion is billed per GB.", billable=True),
     )),
     Step("spoke-3", "spoke", 3, "Give every subnet its own NSG", WHY[3], (
-        Check("spoke-3a", "Every subnet has an NSG", "create", _spoke_3a, resource_type=VNET, mcsb="NS-1",
+        Check("spoke-3a", "Every subnet has an NSG", "create", _spoke_3a, takes_context=True,
+              params=(Param("name", "str", "name:networkSecurityGroups", "Name of the new NSG for the subnet."),), resource_type=VNET, mcsb="NS-1",
               policy="Subnets should be associated with a Network Security Group",
               risk="A new NSG's default rules deny inbound internet traffic."),
         Check("spoke-3b", "Each NSG serves one subnet", "advisory", _spoke_3b, resource_type=NSG, mcsb="NS-1", risk="Re-associating a subnet swaps its rules at once; copy them first."),

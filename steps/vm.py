@@ -13,14 +13,14 @@ from ztwizard import resource_id as rid
 from ztwizard.inventory import Inventory
 from ztwizard.model import Change, CheckResult, Finding, change_id
 from ztwizard.paths import get_path
+
 from ._base import Check, Step, memo, not_applicable, property_check, unreadable
 from .common import ASSESSMENT as ASSESSMENTS
-from .common import CONTRIBUTOR, OWNER, broad_user_assignments, is_true, pricing
+from .common import CONTRIBUTOR, OWNER, VM, broad_user_assignments, is_true, pricing
 from .common import NIC as NICS
 from .common import PRICING as PRICINGS
 from .common import ROLE_ASSIGNMENT as ROLE_ASSIGNMENTS
 from .common import SUBNET as SUBNETS
-from .common import VM
 from .common import VNET as VNETS
 
 EXTENSIONS = "Microsoft.Compute/virtualMachines/extensions"

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import UsageError
+from .errors import ParamError, UsageError
 from .inventory import Inventory
 from .model import Change, Finding, StepResult, worst
 from .resource_id import is_guid
 from .steps import CHECK_BY_ID, STEP_BY_ID, STEP_OF_CHECK, STEPS, Step
+from .steps._base import Overrides
+from .steps.params import RuleError
 
 Progress = Callable[[int, int, str], None]
 
@@ -24,6 +26,8 @@ class Plan:
     target: dict[str, Any]
     steps: list[StepResult]
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    # parameters a person edited, {change id: {name: value}}: re-planning keeps them
+    overrides: Overrides = field(default_factory=dict)
 
     def step(self, step_id: str) -> StepResult:
         for s in self.steps:
@@ -46,8 +50,11 @@ class Plan:
         return any(s.changes for s in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": "ztwizard.plan/v1", "target": self.target, "generated_at": self.generated_at,
-                "summary": self.summary(), "steps": [s.to_dict() for s in self.steps]}
+        out = {"schema": "ztwizard.plan/v1", "target": self.target, "generated_at": self.generated_at,
+               "summary": self.summary(), "steps": [s.to_dict() for s in self.steps]}
+        if self.overrides:
+            out["overrides"] = self.overrides
+        return out
 
 
 def validate_selection(step_ids: Iterable[str] = (), check_ids: Iterable[str] = ()) -> None:
@@ -91,29 +98,31 @@ def selected_steps(step_ids: Iterable[str] = (), check_ids: Iterable[str] = ()) 
 
 def make_plan(inventory: Inventory, *, target: dict[str, Any] | None = None, step_ids: Iterable[str] = (),
               check_ids: Iterable[str] = (), api_version_for: Callable[[str], str] | None = None,
-              progress: Progress | None = None) -> Plan:
+              progress: Progress | None = None, overrides: Overrides | None = None) -> Plan:
+    """`overrides` are parameter edits from an earlier plan (Plan.overrides), applied again."""
     selection = selected_steps(step_ids, check_ids)
     results = []
     for i, (step, ids) in enumerate(selection):
         if progress:
             progress(i, len(selection), step.id)
-        results.append(run_step(inventory, step, ids, api_version_for))
+        results.append(run_step(inventory, step, ids, api_version_for, overrides))
     if progress:
         progress(len(selection), len(selection), "done")
     tgt = dict(target or {})
     tgt.setdefault("subscriptions", list(inventory.subscriptions))
-    return Plan(target=tgt, steps=results)
+    return Plan(target=tgt, steps=results, overrides=dict(overrides or {}))
 
 
 def run_step(inventory: Inventory, step: Step, check_ids: list[str] | None = None,
-             api_version_for: Callable[[str], str] | None = None) -> StepResult:
+             api_version_for: Callable[[str], str] | None = None,
+             overrides: Overrides | None = None) -> StepResult:
     findings: list[Finding] = []
     changes: list[Change] = []
     for check in step.checks:
         if check_ids is not None and check.id not in check_ids:
             continue
         try:
-            result = check.run(inventory)
+            result = check.run(inventory, overrides)
         except Exception as exc:  # a check bug must not sink the whole plan
             findings.append(Finding(check=check.id, resource_id="", status="error",
                                     message=f"The check failed to evaluate: {exc.__class__.__name__}: {exc}"))
@@ -127,6 +136,63 @@ def run_step(inventory: Inventory, step: Step, check_ids: list[str] | None = Non
     return StepResult(id=step.id, article=step.article, number=step.number, title=step.title,
                       status=worst([f.status for f in findings]), findings=findings,
                       changes=order_changes(changes))
+
+
+def edit_change(inventory: Inventory, plan: Plan, change_id: str, values: dict[str, str]) -> Plan:
+    """Set parameters of one proposed change and re-run its check's builder with them.
+
+    Each value is validated and coerced by the rule its check declares; on any bad value
+    ParamError is raised and the plan is left as it was. The edit is kept in `plan.overrides`,
+    so re-planning with them (make_plan(..., overrides=plan.overrides)) proposes the same. The
+    change keeps its id (a create's id comes from what it is for, not its name), and changes of
+    the same check that refer to it (an association, a route) are rebuilt with it. Returns
+    `plan`, its step holding the change replaced."""
+    found = [(i, c) for i, s in enumerate(plan.steps) for c in s.changes if c.id == change_id]
+    if not found:
+        known = [c.id for s in plan.steps for c in s.changes if c.params]
+        raise ParamError(f"No proposed change has the id {change_id!r}.",
+                         hint=_suggest(change_id, known, "plan") if known else "This plan has no editable change.")
+    index, change = found[0]
+    check = CHECK_BY_ID[change.check]
+    editable = {p.name: p for p in check.params if p.name in change.params}
+    if not editable:
+        raise ParamError(f"Change {change_id} has no parameters to edit.",
+                         hint="Only changes that list parameters (e.g. a new resource's name) can be edited.")
+    typed: dict[str, Any] = {}
+    for name, raw in values.items():
+        param = editable.get(name)
+        if param is None:
+            raise ParamError(f"Change {change_id} has no parameter {name!r}.",
+                             hint=f"Its parameters: {', '.join(editable)}.")
+        try:
+            typed[name] = param.coerce(raw)
+        except RuleError as exc:
+            raise ParamError(f"Parameter {name} = {str(raw)!r} is not {exc}.", hint=param.help) from None
+    overrides = {**plan.overrides, change_id: {**plan.overrides.get(change_id, {}), **typed}}
+    result = check.run(inventory, overrides)
+    edited = next((c for c in result.changes if c.id == change_id), None)
+    if edited is None:
+        raise ParamError(f"With {', '.join(f'{k}={v!r}' for k, v in values.items())} the check {check.id} no "
+                         f"longer proposes change {change_id}.", hint="Choose a value that fits the finding it fixes.")
+    if edited.action == "create" and edited.resource_id.lower() != change.resource_id.lower() \
+            and inventory.get(edited.resource_id) is not None:
+        raise ParamError(f"{edited.resource_id} already exists; a create would overwrite it.",
+                         hint="Choose a name no resource of that type in the group has.")
+    old = plan.steps[index]
+    versions = {c.id: c.api_version for c in old.changes}
+    for c in result.changes:
+        c.api_version = c.api_version or versions.get(c.id, "")
+    # the check's findings and changes replaced where they stood; the other checks' untouched
+    findings = [f for f in old.findings if f.check != check.id]
+    at = next((i for i, f in enumerate(old.findings) if f.check == check.id), len(findings))
+    findings[at:at] = result.findings
+    changes = [c for k in STEP_BY_ID[old.id].checks
+               for c in (result.changes if k.id == check.id else [c for c in old.changes if c.check == k.id])]
+    plan.steps[index] = StepResult(id=old.id, article=old.article, number=old.number, title=old.title,
+                                   status=worst([f.status for f in findings]), findings=findings,
+                                   changes=order_changes(changes))
+    plan.overrides = overrides
+    return plan
 
 
 def order_changes(changes: list[Change]) -> list[Change]:
