@@ -14,6 +14,7 @@ from .errors import ParamError, UsageError
 from .inventory import Inventory
 from .model import Change, Finding, StepResult, worst
 from .resource_id import is_guid
+from .resource_id import type_of as rid_type
 from .steps import CHECK_BY_ID, STEP_BY_ID, STEP_OF_CHECK, STEPS, Step
 from .steps._base import Overrides
 from .steps.params import RuleError
@@ -144,14 +145,16 @@ def edit_change(inventory: Inventory, plan: Plan, change_id: str, values: dict[s
     Each value is validated and coerced by the rule its check declares; on any bad value
     ParamError is raised and the plan is left as it was. The edit is kept in `plan.overrides`,
     so re-planning with them (make_plan(..., overrides=plan.overrides)) proposes the same. The
-    change keeps its id (a create's id comes from what it is for, not its name), and changes of
-    the same check that refer to it (an association, a route) are rebuilt with it. Returns
-    `plan`, its step holding the change replaced."""
+    change keeps its id (a create's id comes from what it is for, not its name); the change's
+    step is planned again, so the changes that refer to it (an association, a route) are
+    rebuilt with it. Returns `plan`, that step replaced."""
     found = [(i, c) for i, s in enumerate(plan.steps) for c in s.changes if c.id == change_id]
     if not found:
         known = [c.id for s in plan.steps for c in s.changes if c.params]
+        close = difflib.get_close_matches(change_id, known, n=1)
         raise ParamError(f"No proposed change has the id {change_id!r}.",
-                         hint=_suggest(change_id, known, "plan") if known else "This plan has no editable change.")
+                         hint=f"Did you mean {close[0]!r}?" if close else
+                         (f"Editable changes: {', '.join(known[:5])}." if known else "This plan has no editable change."))
     index, change = found[0]
     check = CHECK_BY_ID[change.check]
     editable = {p.name: p for p in check.params if p.name in change.params}
@@ -169,8 +172,15 @@ def edit_change(inventory: Inventory, plan: Plan, change_id: str, values: dict[s
         except RuleError as exc:
             raise ParamError(f"Parameter {name} = {str(raw)!r} is not {exc}.", hint=param.help) from None
     overrides = {**plan.overrides, change_id: {**plan.overrides.get(change_id, {}), **typed}}
-    result = check.run(inventory, overrides)
-    edited = next((c for c in result.changes if c.id == change_id), None)
+    old = plan.steps[index]
+    # the whole step again, so that changes of its other checks that refer to this one follow
+    ran = list(dict.fromkeys([f.check for f in old.findings] + [c.check for c in old.changes]))
+    new = run_step(inventory, STEP_BY_ID[old.id], ran, None, overrides)
+    errors = [f.message for f in new.findings if f.status == "error" and f.check == check.id]
+    if errors:
+        raise ParamError(f"With that value check {check.id} cannot build its change: {errors[0]}",
+                         hint="Choose another value.")
+    edited = next((c for c in new.changes if c.id == change_id), None)
     if edited is None:
         raise ParamError(f"With {', '.join(f'{k}={v!r}' for k, v in values.items())} the check {check.id} no "
                          f"longer proposes change {change_id}.", hint="Choose a value that fits the finding it fixes.")
@@ -178,19 +188,11 @@ def edit_change(inventory: Inventory, plan: Plan, change_id: str, values: dict[s
             and inventory.get(edited.resource_id) is not None:
         raise ParamError(f"{edited.resource_id} already exists; a create would overwrite it.",
                          hint="Choose a name no resource of that type in the group has.")
-    old = plan.steps[index]
     versions = {c.id: c.api_version for c in old.changes}
-    for c in result.changes:
-        c.api_version = c.api_version or versions.get(c.id, "")
-    # the check's findings and changes replaced where they stood; the other checks' untouched
-    findings = [f for f in old.findings if f.check != check.id]
-    at = next((i for i, f in enumerate(old.findings) if f.check == check.id), len(findings))
-    findings[at:at] = result.findings
-    changes = [c for k in STEP_BY_ID[old.id].checks
-               for c in (result.changes if k.id == check.id else [c for c in old.changes if c.check == k.id])]
-    plan.steps[index] = StepResult(id=old.id, article=old.article, number=old.number, title=old.title,
-                                   status=worst([f.status for f in findings]), findings=findings,
-                                   changes=order_changes(changes))
+    by_type = {rid_type(c.resource_id): c.api_version for c in old.changes}
+    for c in new.changes:
+        c.api_version = c.api_version or versions.get(c.id) or by_type.get(rid_type(c.resource_id), "")
+    plan.steps[index] = new
     plan.overrides = overrides
     return plan
 
