@@ -7,14 +7,6 @@ import copy
 import json
 
 import pytest
-
-from ztwizard.engine import Plan, edit_change, make_plan
-from ztwizard.errors import ParamError, UsageError
-from ztwizard.inventory import Inventory
-from ztwizard.model import Change
-from ztwizard.steps import CHECK_BY_ID
-from ztwizard.steps.params import RuleError, coerce
-
 from steps.conftest import apply_all
 from steps.test_spoke import (
     HUB,
@@ -28,6 +20,13 @@ from steps.test_spoke import (
     subnet,
     vnet,
 )
+
+from ztwizard.engine import Plan, edit_change, make_plan
+from ztwizard.errors import ParamError, UsageError
+from ztwizard.inventory import Inventory
+from ztwizard.model import Change
+from ztwizard.steps import CHECK_BY_ID
+from ztwizard.steps.params import RuleError, coerce
 
 GW_SUBNET = f"{HUB}/subnets/GatewaySubnet"
 
