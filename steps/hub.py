@@ -583,14 +583,13 @@ def _shares_appgw(inv: Inventory, table: dict[str, Any], appgw: set[str]) -> lis
             if low(s["id"]) in appgw]
 
 
-def _hub_3b(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "hub-3b", SUBNET, RT, FW)
-    if stop:
-        return stop
-    out = CheckResult()
+def _hub_3b(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(SUBNET, RT, FW):
+        return
     if not of(inv, FW):
-        out.findings.append(not_applicable("hub-3b", "Azure Firewall", inv))
-        return out
+        ctx.not_applicable("Azure Firewall")
+        return
     appgw = appgw_subnets(inv)
     exempt = NSG_EXEMPT_SUBNETS | {"azurebastionsubnet"}
     name_for = namer(inv, RT, "properties.routeTable", "rt-{}")
@@ -611,51 +610,50 @@ def _hub_3b(inv: Inventory) -> CheckResult:
         for sn in judged_sns:
             t = inv.get(ref(get_path(sn, "properties.routeTable")))
             if t and not _shares_appgw(inv, t, appgw):
-                shared = (t["id"], [] if _table_ok(inv, t, ip) else [change_id("hub-3b", t["id"], "PUT")])
+                shared = (t["id"], [] if _table_ok(inv, t, ip) else [ctx.change_id_of(t)])
                 break
         for sn in judged_sns:
             judged += 1
             table = inv.get(ref(get_path(sn, "properties.routeTable")))
             if not table:
                 if shared is None:
-                    name = unique_name(inv, rg_of(vnet["id"]), RT, name_for(vnet["name"]), taken)
-                    rt_id = f"{rg_of(vnet['id'])}/providers/{RT}/{name}"
-                    create = remedy.create("hub-3b", rt_id, {"location": vnet.get("location"), "properties": {
+                    # one new table per spoke VNet: its id stays when its name or next hop is edited
+                    p = ctx.params(vnet["id"], firewallIp=ip,
+                                   name=unique_name(inv, rg_of(vnet["id"]), RT, name_for(vnet["name"]), taken))
+                    rt_id = f"{rg_of(vnet['id'])}/providers/{RT}/{p['name']}"
+                    create = ctx.create(rt_id, {"location": vnet.get("location"), "properties": {
                         "disableBgpRoutePropagation": True, "routes": [{"name": DEFAULT_ROUTE, "properties": {
                             "addressPrefix": "0.0.0.0/0", "nextHopType": "VirtualAppliance",
-                            "nextHopIpAddress": ip}}]}},
-                        params={"name": name, "firewallIp": ip},
-                        title=f"Create route table {name} sending {vnet['name']}'s traffic to the firewall",
+                            "nextHopIpAddress": p["firewallIp"]}}]}}, anchor=vnet["id"],
+                        params={"name": p["name"], "firewallIp": p["firewallIp"]},
+                        title=f"Create route table {p['name']} sending {vnet['name']}'s traffic to the firewall",
                         risk="None until associated.")
-                    out.changes.append(create)
                     shared = (rt_id, [create.id])
-                out.findings.append(Finding("hub-3b", sn["id"], "fail", "properties.routeTable.id", None,
+                ctx.finding(sn["id"], "fail", "properties.routeTable.id", None,
                                             f"0.0.0.0/0 via {ip}",
                                             f"Subnet {sn['name']} of {vnet['name']} reaches the internet and "
-                                            f"on-premises without passing the firewall."))
-                out.changes.append(remedy.put(
-                    "hub-3b", sn, {"properties.routeTable": {"id": shared[0]}}, depends_on=list(shared[1]),
+                                            f"on-premises without passing the firewall.")
+                ctx.put(sn, {"properties.routeTable": {"id": shared[0]}}, depends_on=list(shared[1]),
                     title=f"Send subnet {sn['name']}'s traffic through the firewall via {rid.parse(shared[0]).name}",
-                    risk=risk, disruptive=True))
+                    risk=risk, disruptive=True)
                 continue
             ok_route = _default_to(inv, table, ip)
             bgp_off = get_path(table, "properties.disableBgpRoutePropagation") is True
             if ok_route and bgp_off:
-                out.findings.append(Finding("hub-3b", sn["id"], "pass", "properties.routes", "0.0.0.0/0", "0.0.0.0/0",
-                                            f"Subnet {sn['name']} sends its traffic to the firewall."))
+                ctx.finding(sn["id"], "pass", "properties.routes", "0.0.0.0/0", "0.0.0.0/0",
+                                            f"Subnet {sn['name']} sends its traffic to the firewall.")
                 continue
             expected = {"0.0.0.0/0": ip, "disableBgpRoutePropagation": True}
             msg = (f"Route table {table['name']} of subnet {sn['name']} " +
                    ("lacks 0.0.0.0/0 via the firewall" if not ok_route else "propagates gateway routes") + ".")
             shares_gw = _shares_appgw(inv, table, appgw)
             if shares_gw:
-                out.findings.append(Finding(
-                    "hub-3b", sn["id"], "manual", "properties.routes", None, expected,
+                ctx.finding(sn["id"], "manual", "properties.routes", None, expected,
                     f"{msg} It is shared with App GW subnet {shares_gw[0]['name']}, which must keep direct internet: "
-                    f"give {sn['name']} its own route table with 0.0.0.0/0 via {ip} and propagation off."))
+                    f"give {sn['name']} its own route table with 0.0.0.0/0 via {ip} and propagation off.")
                 continue
-            out.findings.append(Finding("hub-3b", sn["id"], "fail", "properties.routes",
-                                        {"route": ok_route, "disableBgpRoutePropagation": bgp_off}, expected, msg))
+            ctx.finding(sn["id"], "fail", "properties.routes",
+                                        {"route": ok_route, "disableBgpRoutePropagation": bgp_off}, expected, msg)
             if low(table["id"]) in tables_done:
                 continue
 
@@ -666,14 +664,12 @@ def _hub_3b(inv: Inventory) -> CheckResult:
                 props["routes"] = kept + [{"name": DEFAULT_ROUTE, "properties": {
                     "addressPrefix": "0.0.0.0/0", "nextHopType": "VirtualAppliance", "nextHopIpAddress": ip}}]
 
-            change = remedy.put_mutated("hub-3b", table, mutate, ["properties.routes", "properties.disableBgpRoutePropagation"],
-                                        title=f"Send {table['name']}'s default route to the firewall", risk=risk,
-                                        disruptive=True)
+            change = ctx.put_mutated(table, mutate, ["properties.routes", "properties.disableBgpRoutePropagation"],
+                                     title=f"Send {table['name']}'s default route to the firewall", risk=risk,
+                                     disruptive=True)
             tables_done[low(table["id"])] = change.id
-            out.changes.append(change)
     if not judged:
-        out.findings.append(not_applicable("hub-3b", "spoke subnet with a firewall to route to", inv))
-    return out
+        ctx.not_applicable("spoke subnet with a firewall to route to")
 
 
 def _hub_3c(inv: Inventory) -> CheckResult:
@@ -882,7 +878,9 @@ STEPS: list[Step] = [
                   Param("firewallIp", "str", "ipv4", "Private IP of the hub firewall the routes send traffic to.")),
               resource_type=VNET, mcsb="NS-3",
               risk="On-premises traffic needs firewall rules first (hub-3d)."),
-        Check("hub-3b", "Spoke subnets send 0.0.0.0/0 to the firewall", "create", _hub_3b, resource_type=VNET,
+        Check("hub-3b", "Spoke subnets send 0.0.0.0/0 to the firewall", "create", _hub_3b, takes_context=True,
+              params=(Param("name", "str", "name:routeTables", "Name of the new route table for the spoke's subnets."),
+                      Param("firewallIp", "str", "ipv4", "Private IP of the firewall the default route points at.")), resource_type=VNET,
               mcsb="NS-3", policy="[Preview]: All Internet traffic should be routed via your deployed Azure Firewall",
               risk="Disruptive to on-premises and internet paths until firewall rules exist.", disruptive=True),
         Check("hub-3c", "Spokes peer only with the hub", "advisory", _hub_3c, resource_type=VNET, mcsb="NS-1", risk="Removing a peering cuts spoke-to-spoke traffic until the firewall routes it."),

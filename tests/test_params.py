@@ -259,3 +259,28 @@ def test_every_create_that_carries_parameters_declares_them_or_is_reported():
                        if c.params and all(CHECK_BY_ID[c.check].param(k) for k in c.params)})
     assert {"hub-3a", "spoke-3a", "storage-3a", "storage-4b", "storage-4c"} <= set(declared)
     assert not [c for c in undeclared if c.startswith("storage-")], undeclared
+
+
+def test_renaming_a_spoke_route_table_moves_every_subnet_that_joins_it():
+    from steps.test_spoke import estate
+
+    inv = Inventory.from_resources(estate())
+    plan = make_plan(inv, step_ids=["hub-3"])
+    step = plan.step("hub-3")
+    create = next(c for c in step.changes if c.check == "hub-3b" and c.action == "create")
+    joins = [c for c in step.changes if create.id in c.depends_on]
+    assert len(joins) == 2  # snet-web and snet-app share the new table
+
+    edit_change(inv, plan, create.id, {"name": "rt-spoke-egress", "firewallIp": "10.0.1.5"})
+    step = plan.step("hub-3")
+    edited = next(c for c in step.changes if c.id == create.id)
+    new_id = rid(SPOKE_RG, f"{N}/routeTables", "rt-spoke-egress")
+    assert edited.resource_id == new_id
+    assert edited.body["properties"]["routes"][0]["properties"]["nextHopIpAddress"] == "10.0.1.5"
+    moved = [c for c in step.changes if create.id in c.depends_on]
+    assert sorted(c.id for c in moved) == sorted(c.id for c in joins)
+    assert all(c.body["properties"]["routeTable"] == {"id": new_id} for c in moved)
+    assert all("rt-spoke-egress" in c.title for c in moved)
+    # the hub-3a changes of the same step are untouched by an edit of hub-3b
+    assert [c.to_dict() for c in step.changes if c.check == "hub-3a"] == \
+        [c.to_dict() for c in make_plan(inv, step_ids=["hub-3"]).step("hub-3").changes if c.check == "hub-3a"]
