@@ -105,7 +105,7 @@ def test_apply_param_naming_an_unknown_change_or_parameter_writes_nothing(refere
     base = ["--sandbox", "--state-dir", str(reference_state), "apply", "--yes", "--check", "spoke-3a"]
     assert main([*base, "--param", "spoke-3a-0000000000.name=x"]) == 2
     err = capsys.readouterr().err
-    assert "No change 'spoke-3a-0000000000'" in err and "hint:" in err
+    assert "No proposed change has the id 'spoke-3a-0000000000'" in err and "hint:" in err
     assert main([*base, "--param", f"{create['id']}.colour=blue"]) == 2
     err = capsys.readouterr().err
     assert "no parameter 'colour'" in err and "name" in err

@@ -88,7 +88,7 @@ def test_edit_params_refuses_unknown_changes_and_parameters(make_core):
     with pytest.raises(UsageError, match="no plan"):
         core.edit_params("spoke-3a-0000000000", {"name": "x"})
     plan = core.inspect(["storage-1", "spoke-3"])
-    with pytest.raises(UsageError, match="No change"):
+    with pytest.raises(UsageError, match="No proposed change"):
         core.edit_params("spoke-3a-0000000000", {"name": "x"})
     create = next(c for c in plan.changes() if c.action == "create")
     with pytest.raises(UsageError, match="no parameter 'colour'"):

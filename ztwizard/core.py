@@ -9,9 +9,6 @@ blocking call may run in a worker thread."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -267,7 +264,8 @@ class Core:
 
         self._selection = {"steps": list(step_ids or []), "checks": list(check_ids or [])}
         found = engine.survey(self.gateway, step_ids=step_ids or [], check_ids=check_ids or [],
-                              subscriptions=self.subscriptions, progress=progress, on_step=on_step)
+                              subscriptions=self.subscriptions, progress=progress, on_step=on_step,
+                              overrides=self._plan.overrides if self._plan is not None else None)
         with self._lock:
             self._inventory = found.inventory
             self._plan = found.plan if self._plan is None else _merged(self._plan, found.plan)
@@ -284,7 +282,7 @@ class Core:
         with self._lock:
             if self._plan is None or self._inventory is None:
                 raise UsageError("There is no plan to edit yet.", "Inspect first.")
-            self._plan = _edit_change(self._inventory, self._plan, change_id, dict(values))
+            self._plan = engine.edit_change(self._inventory, self._plan, change_id, dict(values))
             return self._plan
 
     # ---- journal -------------------------------------------------------------------------
@@ -503,72 +501,7 @@ def _merged(old: Plan, fresh: Plan) -> Plan:
     by_id = {s.id: s for s in old.steps}
     by_id.update({s.id: s for s in fresh.steps})
     order = [step.id for step, _ in engine.selected_steps()]
-    return Plan(target=fresh.target, steps=[by_id[i] for i in order if i in by_id])
+    return Plan(target=fresh.target, steps=[by_id[i] for i in order if i in by_id],
+                overrides={**old.overrides, **fresh.overrides})
 
 
-# ---- parameters ----------------------------------------------------------------------------------
-# MERGE: `engine.edit_change(inventory, plan, change_id, values) -> Plan` (typed parameters,
-# validated, re-running the check's builder) is being written beside this; once it is on main
-# this private stand-in, which keeps the wizard's previous behaviour (the old values swapped for
-# the new ones in the change and its dependents), goes.
-
-def _edit_change_fallback(inventory: Inventory, plan: Plan, change_id: str, values: dict[str, str]) -> Plan:
-    change = next((c for s in plan.steps for c in s.changes if c.id == change_id), None)
-    if change is None:
-        raise UsageError(f"No change {change_id!r} in the plan.",
-                         "`ztwizard plan --format json` lists each change's id and parameters.")
-    if not change.params:
-        raise UsageError(f"Change {change_id} has no parameters to edit.",
-                         "Only changes that create a resource have parameters.")
-    unknown = sorted(set(values) - set(change.params))
-    if unknown:
-        raise UsageError(f"Change {change_id} has no parameter {unknown[0]!r}.",
-                         f"Its parameters: {', '.join(change.params)}.")
-    new_params = {k: _typed(v, change.params[k]) for k, v in values.items()}
-    edited = _rebind(change, change.params, new_params)
-    edited.params = {**change.params, **new_params}
-    steps = []
-    for s in plan.steps:
-        changes = [edited if c.id == change_id
-                   else _rebind(c, change.params, new_params) if change_id in c.depends_on else c
-                   for c in s.changes]
-        steps.append(dataclasses.replace(s, changes=changes))
-    return Plan(target=plan.target, steps=steps, generated_at=plan.generated_at)
-
-
-def _typed(text: str, old: Any) -> Any:
-    """Keep the parameter's type: numbers and booleans stay numbers and booleans."""
-    if isinstance(old, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _rebind(change: Change, old: dict[str, Any], new_params: dict[str, Any]) -> Change:
-    pairs = [(v, new_params[k]) for k, v in old.items() if k in new_params and new_params[k] != v]
-    new = Change.from_dict(copy.deepcopy(change.to_dict()))
-    for before, after in pairs:
-        new.resource_id = _swap(new.resource_id, before, after)
-        new.body = _swap(new.body, before, after)
-        new.after = _swap(new.after, before, after)
-    return new
-
-
-def _swap(obj: Any, old: Any, new: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _swap(v, old, new) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_swap(v, old, new) for v in obj]
-    if obj == old and type(obj) is type(old):
-        return copy.deepcopy(new)
-    if isinstance(obj, str) and isinstance(old, int | float) and not isinstance(old, bool) and obj == str(old):
-        return str(new)  # ARM often carries numbers as strings (e.g. Defender's caps)
-    if isinstance(obj, str) and isinstance(old, str) and isinstance(new, str) and old and len(old) > 2:
-        return obj.replace(old, new)
-    return obj
-
-
-_edit_change: Callable[[Inventory, Plan, str, dict[str, str]], Plan] = (
-    getattr(engine, "edit_change", None) or _edit_change_fallback)

@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import UsageError
+from .errors import ParamError, UsageError
 from .inventory import Inventory
 from .model import Change, Finding, StepResult, worst
 from .ports import ArmGateway
 from .resource_id import is_guid
+from .resource_id import type_of as rid_type
 from .steps import CHECK_BY_ID, STEP_BY_ID, STEP_OF_CHECK, STEPS, Step
+from .steps._base import Overrides
+from .steps.params import RuleError
 
 Progress = Callable[[int, int, str], None]
 OnStep = Callable[[StepResult], None]  # a step's result, as soon as it is judged
@@ -27,6 +30,8 @@ class Plan:
     target: dict[str, Any]
     steps: list[StepResult]
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    # parameters a person edited, {change id: {name: value}}: re-planning keeps them
+    overrides: Overrides = field(default_factory=dict)
 
     def step(self, step_id: str) -> StepResult:
         for s in self.steps:
@@ -49,8 +54,11 @@ class Plan:
         return any(s.changes for s in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": "ztwizard.plan/v1", "target": self.target, "generated_at": self.generated_at,
-                "summary": self.summary(), "steps": [s.to_dict() for s in self.steps]}
+        out = {"schema": "ztwizard.plan/v1", "target": self.target, "generated_at": self.generated_at,
+               "summary": self.summary(), "steps": [s.to_dict() for s in self.steps]}
+        if self.overrides:
+            out["overrides"] = self.overrides
+        return out
 
 
 def validate_selection(step_ids: Iterable[str] = (), check_ids: Iterable[str] = ()) -> None:
@@ -94,31 +102,34 @@ def selected_steps(step_ids: Iterable[str] = (), check_ids: Iterable[str] = ()) 
 
 def make_plan(inventory: Inventory, *, target: dict[str, Any] | None = None, step_ids: Iterable[str] = (),
               check_ids: Iterable[str] = (), api_version_for: Callable[[str], str] | None = None,
-              progress: Progress | None = None, on_step: OnStep | None = None) -> Plan:
+              progress: Progress | None = None, on_step: OnStep | None = None,
+              overrides: Overrides | None = None) -> Plan:
+    """`overrides` are parameter edits from an earlier plan (Plan.overrides), applied again."""
     selection = selected_steps(step_ids, check_ids)
     results = []
     for i, (step, ids) in enumerate(selection):
         if progress:
             progress(i, len(selection), step.id)
-        results.append(run_step(inventory, step, ids, api_version_for))
+        results.append(run_step(inventory, step, ids, api_version_for, overrides))
         if on_step:
             on_step(results[-1])
     if progress:
         progress(len(selection), len(selection), "done")
     tgt = dict(target or {})
     tgt.setdefault("subscriptions", list(inventory.subscriptions))
-    return Plan(target=tgt, steps=results)
+    return Plan(target=tgt, steps=results, overrides=dict(overrides or {}))
 
 
 def run_step(inventory: Inventory, step: Step, check_ids: list[str] | None = None,
-             api_version_for: Callable[[str], str] | None = None) -> StepResult:
+             api_version_for: Callable[[str], str] | None = None,
+             overrides: Overrides | None = None) -> StepResult:
     findings: list[Finding] = []
     changes: list[Change] = []
     for check in step.checks:
         if check_ids is not None and check.id not in check_ids:
             continue
         try:
-            result = check.run(inventory)
+            result = check.run(inventory, overrides)
         except Exception as exc:  # a check bug must not sink the whole plan
             findings.append(Finding(check=check.id, resource_id="", status="error",
                                     message=f"The check failed to evaluate: {exc.__class__.__name__}: {exc}"))
@@ -132,6 +143,64 @@ def run_step(inventory: Inventory, step: Step, check_ids: list[str] | None = Non
     return StepResult(id=step.id, article=step.article, number=step.number, title=step.title,
                       status=worst([f.status for f in findings]), findings=findings,
                       changes=order_changes(changes))
+
+
+def edit_change(inventory: Inventory, plan: Plan, change_id: str, values: dict[str, str]) -> Plan:
+    """Set parameters of one proposed change and re-run its check's builder with them.
+
+    Each value is validated and coerced by the rule its check declares; on any bad value
+    ParamError is raised and the plan is left as it was. The edit is kept in `plan.overrides`,
+    so re-planning with them (make_plan(..., overrides=plan.overrides)) proposes the same. The
+    change keeps its id (a create's id comes from what it is for, not its name); the change's
+    step is planned again, so the changes that refer to it (an association, a route) are
+    rebuilt with it. Returns `plan`, that step replaced."""
+    found = [(i, c) for i, s in enumerate(plan.steps) for c in s.changes if c.id == change_id]
+    if not found:
+        known = [c.id for s in plan.steps for c in s.changes if c.params]
+        close = difflib.get_close_matches(change_id, known, n=1)
+        raise ParamError(f"No proposed change has the id {change_id!r}.",
+                         hint=f"Did you mean {close[0]!r}?" if close else
+                         (f"Editable changes: {', '.join(known[:5])}." if known else "This plan has no editable change."))
+    index, change = found[0]
+    check = CHECK_BY_ID[change.check]
+    editable = {p.name: p for p in check.params if p.name in change.params}
+    if not editable:
+        raise ParamError(f"Change {change_id} has no parameters to edit.",
+                         hint="Only changes that list parameters (e.g. a new resource's name) can be edited.")
+    typed: dict[str, Any] = {}
+    for name, raw in values.items():
+        param = editable.get(name)
+        if param is None:
+            raise ParamError(f"Change {change_id} has no parameter {name!r}.",
+                             hint=f"Its parameters: {', '.join(editable)}.")
+        try:
+            typed[name] = param.coerce(raw)
+        except RuleError as exc:
+            raise ParamError(f"Parameter {name} = {str(raw)!r} is not {exc}.", hint=param.help) from None
+    overrides = {**plan.overrides, change_id: {**plan.overrides.get(change_id, {}), **typed}}
+    old = plan.steps[index]
+    # the whole step again, so that changes of its other checks that refer to this one follow
+    ran = list(dict.fromkeys([f.check for f in old.findings] + [c.check for c in old.changes]))
+    new = run_step(inventory, STEP_BY_ID[old.id], ran, None, overrides)
+    errors = [f.message for f in new.findings if f.status == "error" and f.check == check.id]
+    if errors:
+        raise ParamError(f"With that value check {check.id} cannot build its change: {errors[0]}",
+                         hint="Choose another value.")
+    edited = next((c for c in new.changes if c.id == change_id), None)
+    if edited is None:
+        raise ParamError(f"With {', '.join(f'{k}={v!r}' for k, v in values.items())} the check {check.id} no "
+                         f"longer proposes change {change_id}.", hint="Choose a value that fits the finding it fixes.")
+    if edited.action == "create" and edited.resource_id.lower() != change.resource_id.lower() \
+            and inventory.get(edited.resource_id) is not None:
+        raise ParamError(f"{edited.resource_id} already exists; a create would overwrite it.",
+                         hint="Choose a name no resource of that type in the group has.")
+    versions = {c.id: c.api_version for c in old.changes}
+    by_type = {rid_type(c.resource_id): c.api_version for c in old.changes}
+    for c in new.changes:
+        c.api_version = c.api_version or versions.get(c.id) or by_type.get(rid_type(c.resource_id), "")
+    plan.steps[index] = new
+    plan.overrides = overrides
+    return plan
 
 
 def order_changes(changes: list[Change]) -> list[Change]:
@@ -166,9 +235,11 @@ class Survey:
 
 def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
            subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
-           progress: Progress | None = None, on_step: OnStep | None = None) -> Survey:
+           progress: Progress | None = None, on_step: OnStep | None = None,
+           overrides: Overrides | None = None) -> Survey:
     """Inventory the target's scope through the gateway and plan the selected steps. `progress`
-    counts the inventory's phases, then one per step; `on_step` gets each result when ready."""
+    counts the inventory's phases, then one per step; `on_step` gets each result when ready;
+    `overrides` are parameter edits kept from an earlier plan."""
     step_ids, check_ids = list(step_ids), list(check_ids)
     total = INVENTORY_PHASES + len(selected_steps(step_ids, check_ids))  # validates the ids first
 
@@ -185,7 +256,8 @@ def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iter
     target = gateway.target.describe()
     target["subscriptions"] = list(inv.subscriptions)
     plan = make_plan(inv, target=target, step_ids=step_ids, check_ids=check_ids,
-                     api_version_for=gateway.api_version_for, progress=step_progress, on_step=on_step)
+                     api_version_for=gateway.api_version_for, progress=step_progress, on_step=on_step,
+                     overrides=overrides)
     return Survey(inv, plan)
 
 

@@ -52,3 +52,7 @@ class EtagMismatch(ArmError):
 
 class Throttled(ArmError):
     """429 after the retries the pipeline allows."""
+
+
+class ParamError(UsageError):
+    """An edited parameter of a proposed change breaks its rule, or does not exist."""

@@ -10,7 +10,7 @@ import pytest
 
 from ztwizard.inventory import Inventory
 from ztwizard.model import CheckResult
-from ztwizard.steps import CHECK_BY_ID, spoke
+from ztwizard.steps import CHECK_BY_ID, common, spoke
 from ztwizard.steps._base import REMEDIATIONS
 
 from .conftest import apply_all, statuses
@@ -203,7 +203,7 @@ def assignment(scope: str, role: str, principal_type: str = "Group", name: str =
 
 def test_spoke_1a_flags_owner_on_the_spoke_group_and_passes_network_contributor():
     result = run("spoke-1a", [*estate(), assignment(SPOKE_RG, spoke.OWNER, name="a1"),
-                              assignment(SPOKE_RG, spoke.NETWORK_CONTRIBUTOR, name="a2")])
+                              assignment(SPOKE_RG, common.NETWORK_CONTRIBUTOR, name="a2")])
     st = {f.resource_id.rsplit("/", 1)[-1][-2:]: f for f in result.findings}
     assert st["a1"].status == "manual" and "Network Contributor" in st["a1"].message
     assert st["a2"].status == "pass"
@@ -232,7 +232,7 @@ def test_spoke_2a_flags_non_network_resources_in_the_spoke_group():
 
 def test_spoke_2b_wants_groups_not_people():
     result = run("spoke-2b", [*estate(), assignment(f"/subscriptions/{WL}", spoke.CONTRIBUTOR, "User", "a1"),
-                              assignment(SPOKE_RG, spoke.NETWORK_CONTRIBUTOR, "Group", "a2")])
+                              assignment(SPOKE_RG, common.NETWORK_CONTRIBUTOR, "Group", "a2")])
     assert sorted(statuses(result)) == ["manual", "pass"]
     assert "security group" in next(f for f in result.findings if f.status == "manual").message
 

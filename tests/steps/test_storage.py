@@ -351,8 +351,10 @@ def test_public_access_disable_depends_on_the_endpoint():
     assert statuses(res) == ["fail"]
     (change,) = res.changes
     assert change.body == {"properties": {"publicNetworkAccess": "Disabled"}}
-    assert change.depends_on == [change_id("storage-3a", f"{RG}/providers/Microsoft.Network/privateEndpoints/"
-                                                         "pe-stdata01-blob", "PUT")]
+    # the id of storage-3a's create of pe-stdata01-blob (a create's id comes from what it is for)
+    (endpoint,) = CHECK_BY_ID["storage-3a"].run(inv).changes
+    assert endpoint.resource_id == f"{RG}/providers/Microsoft.Network/privateEndpoints/pe-stdata01-blob"
+    assert change.depends_on == [endpoint.id]
     assert change.disruptive
     # applying the endpoint then this change passes both
     pe_changes = CHECK_BY_ID["storage-3a"].run(inv).changes

@@ -4,16 +4,16 @@ Network helpers (hub/spoke detection, the firewall serving a VNet, naming) live 
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from typing import Any
 
-from .. import remedy
-from .. import resource_id as rid
-from ..inventory import Inventory
-from ..model import CheckResult, Finding, change_id
-from ..paths import get_path, set_path
-from ._base import Check, Step, not_applicable, property_check, unreadable
+from ztwizard import remedy
+from ztwizard import resource_id as rid
+from ztwizard.inventory import Inventory
+from ztwizard.model import CheckResult, Finding, change_id
+from ztwizard.paths import get_path, set_path
+
+from ._base import Check, Context, Param, Step, not_applicable, property_check, unreadable
+from .common import ASSESSMENT, NIC
 from .spoke import (
     APPGW,
     FW,
@@ -55,25 +55,11 @@ DDOS = "Microsoft.Network/ddosProtectionPlans"
 RCG = f"{FWP}/ruleCollectionGroups"
 GATEWAY = "Microsoft.Network/virtualNetworkGateways"
 BASTION = "Microsoft.Network/bastionHosts"
-NIC = "Microsoft.Network/networkInterfaces"
 ALERT = "Microsoft.Insights/metricAlerts"
 ACTION_GROUP = "Microsoft.Insights/actionGroups"
 POLICY_ASSIGNMENT = "Microsoft.Authorization/policyAssignments"
-ASSESSMENT = "Microsoft.Security/assessments"
 SEC_ALERT = "Microsoft.Security/locations/alerts"
 MCSB_INITIATIVE = "1f3afdf9-d0c9-4c3d-847f-89da613e70a8"
-
-
-def retitle(check: Check, title: Callable[[str], str]) -> Check:
-    """Give the changes of a declarative check a title naming the resource they touch."""
-
-    def evaluate(inv: Inventory) -> CheckResult:
-        out = check.evaluate(inv)
-        for c in out.changes:
-            c.title = title(rid.parse(c.resource_id).name)
-        return out
-
-    return dataclasses.replace(check, evaluate=evaluate)
 
 
 def hub_subs(inv: Inventory) -> list[str]:
@@ -159,12 +145,14 @@ def _classic(fw: dict[str, Any]) -> bool:
 
 
 hub_1d_policy = property_check(
-    id="hub-1d", title="Threat intelligence alerts and denies", resource_type=FWP, path="properties.threatIntelMode",
+    id="hub-1d", change_title="Set threat intelligence on {name} to alert and deny",
+    title="Threat intelligence alerts and denies", resource_type=FWP, path="properties.threatIntelMode",
     expected="Deny", default="Alert", remediation="auto-put", fix={"properties.threatIntelMode": "Deny"},
     what="firewall policy", fail_message="Threat intelligence does not deny: traffic to known-malicious addresses passes.", risk="Known-bad addresses get blocked; allow-list false positives in threatIntelWhitelist.",
     mcsb="NS-3", policy="Azure Firewall Policy should enable Threat Intelligence")
 hub_1d_classic = property_check(
-    id="hub-1d", title="Threat intelligence alerts and denies", resource_type=FW, path="properties.threatIntelMode",
+    id="hub-1d", change_title="Set threat intelligence on {name} to alert and deny",
+    title="Threat intelligence alerts and denies", resource_type=FW, path="properties.threatIntelMode",
     expected="Deny", default="Alert", remediation="auto-put", fix={"properties.threatIntelMode": "Deny"},
     applies=lambda fw, inv: _classic(fw), what="classic-rule firewall",
     fail_message="Threat intelligence does not deny: traffic to known-malicious addresses passes.",
@@ -172,7 +160,8 @@ hub_1d_classic = property_check(
     mcsb="NS-3", policy="Azure Firewall Standard - Classic Rules should enable Threat Intelligence")
 
 hub_1e = property_check(
-    id="hub-1e", title="IDPS alerts and denies", resource_type=FWP, path="properties.intrusionDetection.mode",
+    id="hub-1e", change_title="Set IDPS on policy {name} to alert and deny",
+    title="IDPS alerts and denies", resource_type=FWP, path="properties.intrusionDetection.mode",
     expected="Deny", default="Off", remediation="auto-put",
     fail_message="IDPS does not block: signature matches pass (Off or Alert only).",
     fix=lambda pol, inv: {"properties.intrusionDetection.mode": "Deny"} if _premium(pol) else None,
@@ -235,7 +224,8 @@ def _hub_1i_fix(pol: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
 
 
 hub_1i = property_check(
-    id="hub-1i", title="Policy analytics is on", resource_type=FWP, path="properties.insights.isEnabled",
+    id="hub-1i", change_title="Turn on policy analytics for {name}",
+    title="Policy analytics is on", resource_type=FWP, path="properties.insights.isEnabled",
     expected=True, default=False, remediation="auto-put", fix=_hub_1i_fix, what="firewall policy",
     fail_message="Policy analytics is off: unused and overly broad rules go unnoticed.",
     instruction="Create a Log Analytics workspace for the firewall's logs first, then turn on policy analytics, "
@@ -494,15 +484,14 @@ def _spoke_name(inv: Inventory, prefix: str, vnet: dict[str, Any]) -> str:
     return f"to-{vnet['name']}" + ("" if len(_prefixes(vnet)) == 1 else f"-{prefix.replace('/', '_').replace('.', '-')}")
 
 
-def _hub_3a(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "hub-3a", SUBNET, RT, FW)
-    if stop:
-        return stop
-    out = CheckResult()
+def _hub_3a(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(SUBNET, RT, FW):
+        return
     gws = [(v, s) for v in hubs(inv) for s in subnets_of(inv, v) if s["name"].lower() == "gatewaysubnet"]
     if not gws:
-        out.findings.append(not_applicable("hub-3a", "GatewaySubnet", inv))
-        return out
+        ctx.not_applicable("GatewaySubnet")
+        return
     name_for = namer(inv, RT, "properties.routeTable", "rt-{}")
     taken = {low(r["id"]) for r in of(inv, RT)}
     path = "properties.routes"
@@ -513,35 +502,35 @@ def _hub_3a(inv: Inventory) -> CheckResult:
         spoke_vnets = [v for v in spokes(inv) if low(v["id"]) in near]
         wanted = [(p, v) for v in spoke_vnets for p in _prefixes(v)]
         if not ip:
-            out.findings.append(Finding(
-                "hub-3a", sn["id"], "manual", path, None, "routes to the firewall",
+            ctx.finding(sn["id"], "manual", path, None, "routes to the firewall",
                 f"{hub['name']} has no Azure Firewall with a private IP: deploy it in AzureFirewallSubnet first, then "
-                f"route GatewaySubnet's traffic to the spokes through it."))
+                f"route GatewaySubnet's traffic to the spokes through it.")
             continue
         if not wanted:
-            out.findings.append(Finding("hub-3a", sn["id"], "pass", path, message=f"No spoke is peered with "
-                                                                                  f"{hub['name']}."))
+            ctx.finding(sn["id"], "pass", path, message=f"No spoke is peered with "
+                                                                                  f"{hub['name']}.")
             continue
         table = inv.get(ref(get_path(sn, "properties.routeTable")))
         new_routes: list[dict[str, Any]] = [{"name": _spoke_name(inv, p, v), "properties": {
             "addressPrefix": p, "nextHopType": "VirtualAppliance", "nextHopIpAddress": ip}} for p, v in wanted]
         if not table:
-            name = unique_name(inv, rg_of(hub["id"]), RT, name_for(sn["name"]), taken)
-            rt_id = f"{rg_of(hub['id'])}/providers/{RT}/{name}"
-            create = remedy.create("hub-3a", rt_id, {"location": hub.get("location"), "properties": {
-                "disableBgpRoutePropagation": False, "routes": new_routes}},
-                params={"name": name, "firewallIp": ip}, title=f"Create route table {name} for GatewaySubnet",
-                risk="None until associated.")
-            out.findings.append(Finding("hub-3a", sn["id"], "fail", "properties.routeTable.id", None,
-                                        f"spoke prefixes via {ip}",
-                                        f"GatewaySubnet of {hub['name']} has no route table: traffic from on-premises "
-                                        f"reaches the spokes without passing the firewall."))
-            out.changes.append(create)
-            out.changes.append(remedy.put(
-                "hub-3a", sn, {"properties.routeTable": {"id": rt_id}}, depends_on=[create.id],
+            # the new table is for this GatewaySubnet: its id stays when its name or next hop is edited
+            p = ctx.params(sn["id"], name=unique_name(inv, rg_of(hub["id"]), RT, name_for(sn["name"]), taken),
+                           firewallIp=ip)
+            rt_id = f"{rg_of(hub['id'])}/providers/{RT}/{p['name']}"
+            routes = [{**r, "properties": {**r["properties"], "nextHopIpAddress": p["firewallIp"]}}
+                      for r in new_routes]
+            ctx.finding(sn["id"], "fail", "properties.routeTable.id", None,
+                        f"spoke prefixes via {ip}",
+                        f"GatewaySubnet of {hub['name']} has no route table: traffic from on-premises "
+                        f"reaches the spokes without passing the firewall.")
+            create = ctx.create(rt_id, {"location": hub.get("location"), "properties": {
+                "disableBgpRoutePropagation": False, "routes": routes}}, anchor=sn["id"],
+                params=p, title=f"Create route table {p['name']} for GatewaySubnet", risk="None until associated.")
+            ctx.put(sn, {"properties.routeTable": {"id": rt_id}}, depends_on=[create.id],
                 title=f"Route {hub['name']}'s GatewaySubnet through the firewall",
                 risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d); apply with "
-                     "hub-3b so routing stays symmetric."))
+                     "hub-3b so routing stays symmetric.")
             continue
         have = {(str(get_path(r, "properties.addressPrefix")), str(get_path(r, "properties.nextHopIpAddress")))
                 for r in _routes(inv, table)
@@ -550,13 +539,12 @@ def _hub_3a(inv: Inventory) -> CheckResult:
         bgp_off = get_path(table, "properties.disableBgpRoutePropagation") is True
         default = [r["name"] for r in _routes(inv, table) if get_path(r, "properties.addressPrefix") == "0.0.0.0/0"]
         if default:
-            out.findings.append(Finding(
-                "hub-3a", sn["id"], "manual", path, default, "no 0.0.0.0/0 route",
+            ctx.finding(sn["id"], "manual", path, default, "no 0.0.0.0/0 route",
                 f"Route table {table['name']} on GatewaySubnet has a 0.0.0.0/0 route ({', '.join(default)}), which the "
-                f"gateway does not support: delete it and keep only the per-spoke routes via {ip}."))
+                f"gateway does not support: delete it and keep only the per-spoke routes via {ip}.")
             continue
         if not missing and not bgp_off:
-            out.findings.append(Finding("hub-3a", sn["id"], "pass", path, message=f"Every spoke prefix goes to {ip}."))
+            ctx.finding(sn["id"], "pass", path, message=f"Every spoke prefix goes to {ip}.")
             continue
 
         def mutate(body: dict[str, Any], missing: list[dict[str, Any]] = missing) -> None:
@@ -567,17 +555,14 @@ def _hub_3a(inv: Inventory) -> CheckResult:
                     if get_path(r, "properties.addressPrefix") not in names]
             props["routes"] = kept + [dict(r) for r in missing]
 
-        out.findings.append(Finding(
-            "hub-3a", sn["id"], "fail", path,
+        ctx.finding(sn["id"], "fail", path,
             sorted(p for p, _h in have) or None, [r["properties"]["addressPrefix"] for r in new_routes],
             f"Route table {table['name']} on GatewaySubnet " +
             (f"misses routes via {ip} for {', '.join(r['properties']['addressPrefix'] for r in missing)}"
-             if missing else "has gateway route propagation off, which stops the gateway") + "."))
-        out.changes.append(remedy.put_mutated(
-            "hub-3a", table, mutate, [path, "properties.disableBgpRoutePropagation"],
+             if missing else "has gateway route propagation off, which stops the gateway") + ".")
+        ctx.put_mutated(table, mutate, [path, "properties.disableBgpRoutePropagation"],
             title=f"Route spoke prefixes in {table['name']} through the firewall",
-            risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d)."))
-    return out
+            risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d).")
 
 
 DEFAULT_ROUTE = "default-to-firewall"
@@ -598,14 +583,13 @@ def _shares_appgw(inv: Inventory, table: dict[str, Any], appgw: set[str]) -> lis
             if low(s["id"]) in appgw]
 
 
-def _hub_3b(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "hub-3b", SUBNET, RT, FW)
-    if stop:
-        return stop
-    out = CheckResult()
+def _hub_3b(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(SUBNET, RT, FW):
+        return
     if not of(inv, FW):
-        out.findings.append(not_applicable("hub-3b", "Azure Firewall", inv))
-        return out
+        ctx.not_applicable("Azure Firewall")
+        return
     appgw = appgw_subnets(inv)
     exempt = NSG_EXEMPT_SUBNETS | {"azurebastionsubnet"}
     name_for = namer(inv, RT, "properties.routeTable", "rt-{}")
@@ -626,51 +610,50 @@ def _hub_3b(inv: Inventory) -> CheckResult:
         for sn in judged_sns:
             t = inv.get(ref(get_path(sn, "properties.routeTable")))
             if t and not _shares_appgw(inv, t, appgw):
-                shared = (t["id"], [] if _table_ok(inv, t, ip) else [change_id("hub-3b", t["id"], "PUT")])
+                shared = (t["id"], [] if _table_ok(inv, t, ip) else [ctx.change_id_of(t)])
                 break
         for sn in judged_sns:
             judged += 1
             table = inv.get(ref(get_path(sn, "properties.routeTable")))
             if not table:
                 if shared is None:
-                    name = unique_name(inv, rg_of(vnet["id"]), RT, name_for(vnet["name"]), taken)
-                    rt_id = f"{rg_of(vnet['id'])}/providers/{RT}/{name}"
-                    create = remedy.create("hub-3b", rt_id, {"location": vnet.get("location"), "properties": {
+                    # one new table per spoke VNet: its id stays when its name or next hop is edited
+                    p = ctx.params(vnet["id"], firewallIp=ip,
+                                   name=unique_name(inv, rg_of(vnet["id"]), RT, name_for(vnet["name"]), taken))
+                    rt_id = f"{rg_of(vnet['id'])}/providers/{RT}/{p['name']}"
+                    create = ctx.create(rt_id, {"location": vnet.get("location"), "properties": {
                         "disableBgpRoutePropagation": True, "routes": [{"name": DEFAULT_ROUTE, "properties": {
                             "addressPrefix": "0.0.0.0/0", "nextHopType": "VirtualAppliance",
-                            "nextHopIpAddress": ip}}]}},
-                        params={"name": name, "firewallIp": ip},
-                        title=f"Create route table {name} sending {vnet['name']}'s traffic to the firewall",
+                            "nextHopIpAddress": p["firewallIp"]}}]}}, anchor=vnet["id"],
+                        params={"name": p["name"], "firewallIp": p["firewallIp"]},
+                        title=f"Create route table {p['name']} sending {vnet['name']}'s traffic to the firewall",
                         risk="None until associated.")
-                    out.changes.append(create)
                     shared = (rt_id, [create.id])
-                out.findings.append(Finding("hub-3b", sn["id"], "fail", "properties.routeTable.id", None,
+                ctx.finding(sn["id"], "fail", "properties.routeTable.id", None,
                                             f"0.0.0.0/0 via {ip}",
                                             f"Subnet {sn['name']} of {vnet['name']} reaches the internet and "
-                                            f"on-premises without passing the firewall."))
-                out.changes.append(remedy.put(
-                    "hub-3b", sn, {"properties.routeTable": {"id": shared[0]}}, depends_on=list(shared[1]),
+                                            f"on-premises without passing the firewall.")
+                ctx.put(sn, {"properties.routeTable": {"id": shared[0]}}, depends_on=list(shared[1]),
                     title=f"Send subnet {sn['name']}'s traffic through the firewall via {rid.parse(shared[0]).name}",
-                    risk=risk, disruptive=True))
+                    risk=risk, disruptive=True)
                 continue
             ok_route = _default_to(inv, table, ip)
             bgp_off = get_path(table, "properties.disableBgpRoutePropagation") is True
             if ok_route and bgp_off:
-                out.findings.append(Finding("hub-3b", sn["id"], "pass", "properties.routes", "0.0.0.0/0", "0.0.0.0/0",
-                                            f"Subnet {sn['name']} sends its traffic to the firewall."))
+                ctx.finding(sn["id"], "pass", "properties.routes", "0.0.0.0/0", "0.0.0.0/0",
+                                            f"Subnet {sn['name']} sends its traffic to the firewall.")
                 continue
             expected = {"0.0.0.0/0": ip, "disableBgpRoutePropagation": True}
             msg = (f"Route table {table['name']} of subnet {sn['name']} " +
                    ("lacks 0.0.0.0/0 via the firewall" if not ok_route else "propagates gateway routes") + ".")
             shares_gw = _shares_appgw(inv, table, appgw)
             if shares_gw:
-                out.findings.append(Finding(
-                    "hub-3b", sn["id"], "manual", "properties.routes", None, expected,
+                ctx.finding(sn["id"], "manual", "properties.routes", None, expected,
                     f"{msg} It is shared with App GW subnet {shares_gw[0]['name']}, which must keep direct internet: "
-                    f"give {sn['name']} its own route table with 0.0.0.0/0 via {ip} and propagation off."))
+                    f"give {sn['name']} its own route table with 0.0.0.0/0 via {ip} and propagation off.")
                 continue
-            out.findings.append(Finding("hub-3b", sn["id"], "fail", "properties.routes",
-                                        {"route": ok_route, "disableBgpRoutePropagation": bgp_off}, expected, msg))
+            ctx.finding(sn["id"], "fail", "properties.routes",
+                                        {"route": ok_route, "disableBgpRoutePropagation": bgp_off}, expected, msg)
             if low(table["id"]) in tables_done:
                 continue
 
@@ -681,14 +664,12 @@ def _hub_3b(inv: Inventory) -> CheckResult:
                 props["routes"] = kept + [{"name": DEFAULT_ROUTE, "properties": {
                     "addressPrefix": "0.0.0.0/0", "nextHopType": "VirtualAppliance", "nextHopIpAddress": ip}}]
 
-            change = remedy.put_mutated("hub-3b", table, mutate, ["properties.routes", "properties.disableBgpRoutePropagation"],
-                                        title=f"Send {table['name']}'s default route to the firewall", risk=risk,
-                                        disruptive=True)
+            change = ctx.put_mutated(table, mutate, ["properties.routes", "properties.disableBgpRoutePropagation"],
+                                     title=f"Send {table['name']}'s default route to the firewall", risk=risk,
+                                     disruptive=True)
             tables_done[low(table["id"])] = change.id
-            out.changes.append(change)
     if not judged:
-        out.findings.append(not_applicable("hub-3b", "spoke subnet with a firewall to route to", inv))
-    return out
+        ctx.not_applicable("spoke subnet with a firewall to route to")
 
 
 def _hub_3c(inv: Inventory) -> CheckResult:
@@ -866,13 +847,12 @@ STEPS: list[Step] = [
         Check("hub-1c", "The firewall policy is Premium", "create", _hub_1c, resource_type=FWP, mcsb="NS-4",
               risk="Premium policies cost more.", billable=True),
         Check("hub-1d", "Threat intelligence alerts and denies", "auto-put",
-              retitle(Check("hub-1d", "", "auto-put", combine(hub_1d_policy, hub_1d_classic)),
-                      lambda n: f"Set threat intelligence on {n} to alert and deny").evaluate,
+              combine(hub_1d_policy, hub_1d_classic),
               resource_type=FW, mcsb="NS-3", policy="Azure Firewall Policy should enable Threat Intelligence",
               risk="Known-bad addresses get blocked; allow-list false positives."),
-        retitle(hub_1e, lambda n: f"Set IDPS on policy {n} to alert and deny"), hub_1f,
+        hub_1e, hub_1f,
         Check("hub-1g", "Inbound web traffic is TLS-inspected", "advisory", _hub_1g, resource_type=RCG, mcsb="NS-4", risk="Workloads that pin certificates break under TLS inspection."),
-        hub_1h, retitle(hub_1i, lambda n: f"Turn on policy analytics for {n}"),
+        hub_1h, hub_1i,
         Check("hub-1j", "Broad web egress is filtered by category or URL", "advisory", _hub_1j, resource_type=RCG,
               mcsb="NS-3", risk="Category filtering can block sites the business needs."),
         Check("hub-1k", "Application Gateway is not in the hub", "advisory", _hub_1k, resource_type=APPGW,
@@ -893,9 +873,14 @@ STEPS: list[Step] = [
     )),
     Step("hub-3", "hub", 3, "Route gateway traffic through the firewall", WHY[3], (
         Check("hub-3a", "GatewaySubnet routes each spoke prefix to the firewall", "create", _hub_3a,
+              takes_context=True, params=(
+                  Param("name", "str", "name:routeTables", "Name of the new route table for GatewaySubnet."),
+                  Param("firewallIp", "str", "ipv4", "Private IP of the hub firewall the routes send traffic to.")),
               resource_type=VNET, mcsb="NS-3",
               risk="On-premises traffic needs firewall rules first (hub-3d)."),
-        Check("hub-3b", "Spoke subnets send 0.0.0.0/0 to the firewall", "auto-put", _hub_3b, resource_type=VNET,
+        Check("hub-3b", "Spoke subnets send 0.0.0.0/0 to the firewall", "create", _hub_3b, takes_context=True,
+              params=(Param("name", "str", "name:routeTables", "Name of the new route table for the spoke's subnets."),
+                      Param("firewallIp", "str", "ipv4", "Private IP of the firewall the default route points at.")), resource_type=VNET,
               mcsb="NS-3", policy="[Preview]: All Internet traffic should be routed via your deployed Azure Firewall",
               risk="Disruptive to on-premises and internet paths until firewall rules exist.", disruptive=True),
         Check("hub-3c", "Spokes peer only with the hub", "advisory", _hub_3c, resource_type=VNET, mcsb="NS-1", risk="Removing a peering cuts spoke-to-spoke traffic until the firewall routes it."),

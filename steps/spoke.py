@@ -10,21 +10,32 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import remedy
-from .. import resource_id as rid
-from ..inventory import Inventory
-from ..model import CheckResult, Finding, change_id
-from ..paths import get_path
-from ._base import Check, Step, memo, not_applicable, unreadable
+from ztwizard import remedy
+from ztwizard import resource_id as rid
+from ztwizard.inventory import Inventory
+from ztwizard.model import CheckResult, Finding, change_id
+from ztwizard.paths import get_path
+
+from ._base import Check, Context, Param, Step, memo, not_applicable, unreadable
+from .common import (
+    ASSESSMENT,
+    CONTRIBUTOR,
+    NIC,
+    OWNER,
+    PRICING,
+    ROLE_ASSIGNMENT,
+    ROLE_DEFINITION,
+    SUBNET,
+    VM,
+    VNET,
+    role_guid,
+)
 
 # ---- resource types -------------------------------------------------------------------------
-VNET = "Microsoft.Network/virtualNetworks"
-SUBNET = f"{VNET}/subnets"
 PEERING = f"{VNET}/virtualNetworkPeerings"
 NSG = "Microsoft.Network/networkSecurityGroups"
 RULE = f"{NSG}/securityRules"
 RT = "Microsoft.Network/routeTables"
-NIC = "Microsoft.Network/networkInterfaces"
 ASG = "Microsoft.Network/applicationSecurityGroups"
 FW = "Microsoft.Network/azureFirewalls"
 FWP = "Microsoft.Network/firewallPolicies"
@@ -33,24 +44,16 @@ WAFP = "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies"
 PIP = "Microsoft.Network/publicIPAddresses"
 WATCHER = "Microsoft.Network/networkWatchers"
 FLOWLOG = f"{WATCHER}/flowLogs"
-VM = "Microsoft.Compute/virtualMachines"
 STORAGE = "Microsoft.Storage/storageAccounts"
 WORKSPACE = "Microsoft.OperationalInsights/workspaces"
 DIAG = "Microsoft.Insights/diagnosticSettings"
-PRICING = "Microsoft.Security/pricings"
 SCORE = "Microsoft.Security/secureScores"
-ASSESSMENT = "Microsoft.Security/assessments"
-ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
-ROLE_DEFINITION = "Microsoft.Authorization/roleDefinitions"
 
 # Subnets that must not (or need not) carry an NSG; AzureBastionSubnet is deliberately absent.
 NSG_EXEMPT_SUBNETS = {"gatewaysubnet", "azurefirewallsubnet", "azurefirewallmanagementsubnet",
                       "routeserversubnet"}
 HUB_SUBNETS = {"gatewaysubnet", "azurefirewallsubnet"}
 
-OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
-CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
-NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 
 ACTIVITY_LOG_CATEGORIES = ("Administrative", "Security", "ServiceHealth", "Alert", "Recommendation",
                            "Policy", "Autoscale", "ResourceHealth")
@@ -238,10 +241,6 @@ def workspace_for(inv: Inventory, sub: str, location: str = "") -> dict[str, Any
     return ws[0] if ws else None
 
 
-def role_guid(role_definition_id: str) -> str:
-    return low(role_definition_id).rsplit("/", 1)[-1]
-
-
 def at_scope(inv: Inventory, scopes: Iterable[str]) -> list[dict[str, Any]]:
     """Role assignments made exactly at one of `scopes`."""
     wanted = {low(s) for s in scopes}
@@ -385,7 +384,7 @@ def diagnostics_check(check: str, title: str, targets: Callable[[Inventory], lis
                 title=f"Send all logs of {res['name']} to {ws['name']}", risk=risk, billable=True))
         return out
 
-    return Check(id=check, title=title, remediation="auto-put", evaluate=evaluate, resource_type=resource_type,
+    return Check(id=check, title=title, remediation="create", evaluate=evaluate, resource_type=resource_type,
                  mcsb=mcsb, policy=policy, risk=risk, billable=True)
 
 
@@ -643,11 +642,10 @@ def _public_facing(inv: Inventory, subnet: dict[str, Any], appgw: set[str]) -> b
     return False
 
 
-def _spoke_3a(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "spoke-3a", SUBNET, NSG)
-    if stop:
-        return stop
-    out = CheckResult()
+def _spoke_3a(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(SUBNET, NSG):
+        return
     appgw = appgw_subnets(inv)
     name_for = namer(inv, NSG, "properties.networkSecurityGroup", "nsg-{}")
     taken = {low(r["id"]) for r in of(inv, NSG)}
@@ -659,8 +657,8 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
             judged += 1
             nsg_id = ref(get_path(sn, "properties.networkSecurityGroup"))
             if nsg_id:
-                out.findings.append(Finding("spoke-3a", sn["id"], "pass", "properties.networkSecurityGroup.id",
-                                            nsg_id, "an NSG", f"Subnet {sn['name']} has an NSG."))
+                ctx.finding(sn["id"], "pass", "properties.networkSecurityGroup.id",
+                                            nsg_id, "an NSG", f"Subnet {sn['name']} has an NSG.")
                 continue
             rg = rg_of(vnet["id"])
             wanted = name_for(sn["name"])
@@ -669,8 +667,9 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
             if existing and not linked(inv, SUBNET, "properties.networkSecurityGroup").get(low(existing["id"])):
                 nsg_id = existing["id"]  # an unused NSG named for this subnet: reuse it
             else:
-                name = unique_name(inv, rg, NSG, wanted, taken)
-                nsg_id = f"{rg}/providers/{NSG}/{name}"
+                # the new NSG is for this subnet: its id stays when its name is edited
+                p = ctx.params(sn["id"], name=unique_name(inv, rg, NSG, wanted, taken))
+                nsg_id = f"{rg}/providers/{NSG}/{p['name']}"
                 rules: list[dict[str, Any]] = []
                 kind = ""
                 if sn["name"].lower() == "azurebastionsubnet":
@@ -678,27 +677,24 @@ def _spoke_3a(inv: Inventory) -> CheckResult:
                 elif low(sn["id"]) in appgw:
                     rules, kind = _appgw_rules(inv, sn["id"]), " with Application Gateway's required rules"
                 body = {"location": vnet.get("location"), "properties": {"securityRules": rules}}
-                create = remedy.create("spoke-3a", nsg_id, body, params={"name": name},
-                                       title=f"Create NSG {name} for subnet {sn['name']}{kind}",
-                                       risk="None until it is associated.")
-                out.changes.append(create)
+                create = ctx.create(nsg_id, body, anchor=sn["id"], params=p,
+                                    title=f"Create NSG {p['name']} for subnet {sn['name']}{kind}",
+                                    risk="None until it is associated.")
                 deps = [create.id]
             disruptive = _public_facing(inv, sn, appgw)
             nic_nsgs = [n["name"] for n in linked(inv, NIC, "ipConfigurations.subnet").get(low(sn["id"]), [])
                         if ref(get_path(n, "properties.networkSecurityGroup"))]
             note = (f"; the NSG on NIC {', '.join(nic_nsgs)} guards that NIC only, not the subnet" if nic_nsgs
                     else "")
-            out.findings.append(Finding("spoke-3a", sn["id"], "fail", "properties.networkSecurityGroup.id", None,
-                                        "an NSG", f"Subnet {sn['name']} of {vnet['name']} has no NSG{note}."))
-            out.changes.append(remedy.put(
-                "spoke-3a", sn, {"properties.networkSecurityGroup": {"id": nsg_id}}, depends_on=deps,
+            ctx.finding(sn["id"], "fail", "properties.networkSecurityGroup.id", None,
+                                        "an NSG", f"Subnet {sn['name']} of {vnet['name']} has no NSG{note}.")
+            ctx.put(sn, {"properties.networkSecurityGroup": {"id": nsg_id}}, depends_on=deps,
                 disruptive=disruptive,
                 title=f"Associate {rid.parse(nsg_id).name} with subnet {sn['name']}",
                 risk=("Default rules deny inbound traffic from the internet to this subnet." if disruptive
-                      else "Default rules deny inbound internet traffic; VNet traffic stays allowed.")))
+                      else "Default rules deny inbound internet traffic; VNet traffic stays allowed."))
     if not judged:
-        out.findings.append(not_applicable("spoke-3a", "subnet that takes an NSG", inv))
-    return out
+        ctx.not_applicable("subnet that takes an NSG")
 
 
 def nsg_subnets(inv: Inventory, nsg: dict[str, Any]) -> list[str]:
@@ -1355,13 +1351,14 @@ STEPS: list[Step] = [
               resource_type=VNET, mcsb="GS-2", risk="Moving resources briefly locks both resource groups and changes their ids."),
         Check("spoke-2b", "Roles go to groups, not named people", "advisory", _spoke_2b,
               resource_type=ROLE_ASSIGNMENT, mcsb="PA-7", risk="Removing a user's direct assignment before the group has it cuts their access."),
-        Check("spoke-2c", "The activity log is exported with every category", "auto-put", _spoke_2c,
+        Check("spoke-2c", "The activity log is exported with every category", "create", _spoke_2c,
               resource_type=VNET, mcsb="LT-3",
               policy="Configure Azure Activity logs to stream to specified Log Analytics workspace",
               risk="Log Analytics ingestion is billed per GB.", billable=True),
     )),
     Step("spoke-3", "spoke", 3, "Give every subnet its own NSG", WHY[3], (
-        Check("spoke-3a", "Every subnet has an NSG", "create", _spoke_3a, resource_type=VNET, mcsb="NS-1",
+        Check("spoke-3a", "Every subnet has an NSG", "create", _spoke_3a, takes_context=True,
+              params=(Param("name", "str", "name:networkSecurityGroups", "Name of the new NSG for the subnet."),), resource_type=VNET, mcsb="NS-1",
               policy="Subnets should be associated with a Network Security Group",
               risk="A new NSG's default rules deny inbound internet traffic."),
         Check("spoke-3b", "Each NSG serves one subnet", "advisory", _spoke_3b, resource_type=NSG, mcsb="NS-1", risk="Re-associating a subnet swaps its rules at once; copy them first."),
@@ -1374,12 +1371,12 @@ STEPS: list[Step] = [
               mcsb="NS-1", risk="Rewriting rules can briefly drop flows if an ASG lacks a member."),
     )),
     Step("spoke-5", "spoke", 5, "Secure traffic and resources within the VNet", WHY[5], (
-        Check("spoke-5a", "Each tier NSG denies all other inbound traffic at 4096", "auto-put",
+        Check("spoke-5a", "Each tier NSG denies all other inbound traffic at 4096", "create",
               _deny_all("spoke-5a", "Inbound"), resource_type=NSG, mcsb="NS-1",
               policy="All network ports should be restricted on network security groups associated to your "
                      "virtual machine",
               risk="High: blocks load-balancer probes and VNet traffic not explicitly allowed.", disruptive=True),
-        Check("spoke-5b", "Each tier NSG denies all other outbound traffic at 4096", "auto-put",
+        Check("spoke-5b", "Each tier NSG denies all other outbound traffic at 4096", "create",
               _deny_all("spoke-5b", "Outbound"), resource_type=NSG, mcsb="NS-1",
               risk="High: breaks activation, updates, Entra login and DNS unless allowed.", disruptive=True),
         Check("spoke-5c", "Tier traffic is allowed through ASG rules", "advisory", _spoke_5c, resource_type=NSG,
@@ -1387,7 +1384,7 @@ STEPS: list[Step] = [
         Check("spoke-5d", "VNet flow logs are on", "create", _spoke_5d, resource_type=VNET, mcsb="LT-4",
               policy="Audit flow logs configuration for every virtual network",
               risk="Flow-log storage and traffic analytics are billed.", billable=True),
-        Check("spoke-5e", "Application Gateway runs a WAF in Prevention mode", "auto-put", _spoke_5e,
+        Check("spoke-5e", "Application Gateway runs a WAF in Prevention mode", "create", _spoke_5e,
               resource_type=APPGW, mcsb="NS-6",
               policy="Web Application Firewall (WAF) should be enabled for Application Gateway",
               risk="Prevention mode can block legitimate requests."),

@@ -8,40 +8,33 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import remedy
-from .. import resource_id as rid
-from ..inventory import Inventory
-from ..model import Change, CheckResult, Finding, change_id
-from ..paths import get_path
-from ._base import Check, Step, memo, not_applicable, property_check, unreadable
-from .storage import (
-    PRICINGS,
-    ROLE_ASSIGNMENTS,
-    broad_user_assignments,
-    is_true,
-    pricing,
-    titled,
-)
+from ztwizard import remedy
+from ztwizard import resource_id as rid
+from ztwizard.inventory import Inventory
+from ztwizard.model import Change, CheckResult, Finding, change_id
+from ztwizard.paths import get_path
 
-VM = "Microsoft.Compute/virtualMachines"
+from ._base import Check, Step, memo, not_applicable, property_check, unreadable
+from .common import ASSESSMENT as ASSESSMENTS
+from .common import CONTRIBUTOR, OWNER, VM, broad_user_assignments, is_true, pricing
+from .common import NIC as NICS
+from .common import PRICING as PRICINGS
+from .common import ROLE_ASSIGNMENT as ROLE_ASSIGNMENTS
+from .common import SUBNET as SUBNETS
+from .common import VNET as VNETS
+
 EXTENSIONS = "Microsoft.Compute/virtualMachines/extensions"
 DISKS = "Microsoft.Compute/disks"
 DES = "Microsoft.Compute/diskEncryptionSets"
-NICS = "Microsoft.Network/networkInterfaces"
 NSGS = "Microsoft.Network/networkSecurityGroups"
 RULES = "Microsoft.Network/networkSecurityGroups/securityRules"
-VNETS = "Microsoft.Network/virtualNetworks"
-SUBNETS = "Microsoft.Network/virtualNetworks/subnets"
 PEERINGS = "Microsoft.Network/virtualNetworks/virtualNetworkPeerings"
 BASTIONS = "Microsoft.Network/bastionHosts"
 PUBLIC_IPS = "Microsoft.Network/publicIPAddresses"
 ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
 SETTINGS = "Microsoft.Security/settings"
 JIT = "Microsoft.Security/locations/jitNetworkAccessPolicies"
-ASSESSMENTS = "Microsoft.Security/assessments"
 
-OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
-CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 VM_CONTRIBUTOR = "9980e02c-c2be-4d73-94e8-173b1dc7cf3c"
 STANDING_ADMIN_ROLES = {OWNER: "Owner", CONTRIBUTOR: "Contributor"}
 JOIN_ACTION = "Microsoft.Network/virtualNetworks/subnets/join/action"
@@ -1127,7 +1120,7 @@ STEP3_CHECKS: tuple[Check, ...] = (
     Check(id="vm-3c", title="Turn on the virtual TPM", remediation="auto-patch",
           evaluate=_boot_check("vm-3c", "vTpmEnabled", "vTPM"), resource_type=VM, mcsb="PV-4", disruptive=True,
           policy="vTPM should be enabled on supported virtual machines", risk="The VM is deallocated."),
-    Check(id="vm-3d", title="Install Guest Attestation", remediation="auto-put", evaluate=_eval_attestation,
+    Check(id="vm-3d", title="Install Guest Attestation", remediation="create", evaluate=_eval_attestation,
           resource_type=VM, mcsb="PV-4",
           policy="Guest Attestation extension should be installed on supported virtual machines",
           risk="Needs Trusted Launch with Secure Boot and vTPM."),
@@ -1149,13 +1142,13 @@ STEPS: list[Step] = [
           Check(id="vm-2b", title="A narrow custom role for joining subnets", remediation="create",
                 evaluate=_eval_join_role, resource_type=ROLE_DEFINITIONS, mcsb="PA-7",
                 policy="Audit usage of custom RBAC roles", risk="None: a definition grants nothing until assigned."),
-          titled(property_check(
+          property_check(
               id="vm-2c", title="Give the VM a system-assigned identity", resource_type=VM, path="identity.type",
               expected="SystemAssigned", compliant=lambda v: "systemassigned" in (v or "").lower().replace(" ", ""),
               remediation="auto-patch", fix=_identity_fix, what="virtual machine", default="None",
               risk="The new identity gets no roles by default; no restart.", mcsb="IM-3",
-              policy="A managed identity should be enabled on your machines"),
-              "Add a system-assigned identity to {name}"))),
+              policy="A managed identity should be enabled on your machines",
+              change_title="Add a system-assigned identity to {name}"))),
     Step("vm-3", "vm", 3, "Protect the boot chain",
          "Rootkits and bootkits load before the OS can defend itself. Trusted Launch with Secure Boot and a "
          "virtual TPM only boots signed components and lets you attest that the boot was clean.",
@@ -1164,7 +1157,7 @@ STEPS: list[Step] = [
          "Platform encryption protects against stolen drives, not against misuse of the platform's keys. "
          "Customer-managed keys, double encryption and encryption at host put the key under your control "
          "and cover caches and temp disks too.",
-         (Check(id="vm-4a", title="A double-encryption disk encryption set exists", remediation="create",
+         (Check(id="vm-4a", title="A double-encryption disk encryption set exists", remediation="advisory",
                 evaluate=_eval_des, resource_type=DES, mcsb="DP-4, DP-5",
                 policy="Managed disks should be double encrypted with both platform-managed and customer-managed keys",
                 risk="Key Vault cost; revoking the key makes the disks unusable."),
@@ -1172,14 +1165,14 @@ STEPS: list[Step] = [
                 evaluate=_eval_disk_cmk, resource_type=DISKS, mcsb="DP-5", disruptive=True,
                 policy="OS and data disks should be encrypted with a customer-managed key",
                 risk="The VM must be deallocated."),
-          titled(property_check(
+          property_check(
               id="vm-4c", title="Encrypt at host", resource_type=VM, path="properties.securityProfile.encryptionAtHost",
               expected=True, default=False, remediation="auto-patch", what="virtual machine", disruptive=True,
               fix={"properties.securityProfile.encryptionAtHost": True},
               risk="The VM is deallocated; the subscription needs the EncryptionAtHost feature and the size "
                    "must support it; not combinable with Azure Disk Encryption.",
-              mcsb="DP-4", policy="Virtual machines and virtual machine scale sets should have encryption at host enabled"),
-              "Turn on encryption at host for {name} (deallocates it)"),
+              mcsb="DP-4", policy="Virtual machines and virtual machine scale sets should have encryption at host enabled",
+              change_title="Turn on encryption at host for {name} (deallocates it)"),
           Check(id="vm-4d", title="Disks cannot be exported publicly", remediation="auto-patch",
                 evaluate=_eval_disk_network, resource_type=DISKS, mcsb="NS-2",
                 policy="Managed disks should disable public network access",
@@ -1203,7 +1196,7 @@ STEPS: list[Step] = [
                 evaluate=_eval_mgmt_ports, resource_type=VM, mcsb="NS-3", disruptive=True,
                 policy="Management ports should be closed on your virtual machines",
                 risk="Cuts current admin access; have Bastion or JIT first."),
-          Check(id="vm-6d", title="Sign in with Entra ID", remediation="auto-put", evaluate=_eval_entra_login,
+          Check(id="vm-6d", title="Sign in with Entra ID", remediation="create", evaluate=_eval_entra_login,
                 resource_type=VM, mcsb="IM-1",
                 risk="Needs a system identity, a supported OS and a VM login role."),
           Check(id="vm-6e", title="MFA and Conditional Access for VM sign-in", remediation="advisory",
@@ -1212,7 +1205,7 @@ STEPS: list[Step] = [
     Step("vm-7", "vm", 7, "Keep VMs maintained",
          "Unpatched software and missing antimalware are the cheapest way in. Platform-orchestrated patching "
          "and a healthy agent keep every VM current without relying on someone remembering.",
-         (Check(id="vm-7a", title="Antimalware on Windows VMs", remediation="auto-put", evaluate=_eval_antimalware,
+         (Check(id="vm-7a", title="Antimalware on Windows VMs", remediation="create", evaluate=_eval_antimalware,
                 resource_type=VM, mcsb="ES-2, ES-3",
                 policy="Microsoft IaaSAntimalware extension should be deployed on Windows servers",
                 risk="Avoid running two antivirus engines."),

@@ -1,0 +1,68 @@
+"""Knowledge more than one article needs: resource types, built-in role GUIDs, and how ARM
+spells the values the checks compare."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ztwizard import resource_id as rid
+from ztwizard.inventory import Inventory
+from ztwizard.paths import get_path
+
+from ._base import memo
+
+STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
+VNET = "Microsoft.Network/virtualNetworks"
+SUBNET = f"{VNET}/subnets"
+NIC = "Microsoft.Network/networkInterfaces"
+PRIVATE_ENDPOINT = "Microsoft.Network/privateEndpoints"
+VM = "Microsoft.Compute/virtualMachines"
+PRICING = "Microsoft.Security/pricings"
+ASSESSMENT = "Microsoft.Security/assessments"
+ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
+ROLE_DEFINITION = "Microsoft.Authorization/roleDefinitions"
+
+# Built-in role definition GUIDs (steps.md appendix B).
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+STORAGE_ACCOUNT_CONTRIBUTOR = "17d1049b-9a84-46fb-8f53-869881c3d3ab"
+
+
+def is_true(value: Any) -> bool:
+    """Security resources spell booleans as strings ("True"); ARM elsewhere as JSON booleans."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def role_guid(role_definition_id: str | None) -> str:
+    """The GUID at the end of a role definition id, lower-cased."""
+    return (role_definition_id or "").rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def assignment_scope(assignment: dict[str, Any]) -> str:
+    return get_path(assignment, "properties.scope") or rid.parse(assignment["id"]).parent or ""
+
+
+def broad_user_assignments(inv: Inventory, scopes: list[str],
+                           roles: dict[str, str]) -> list[tuple[dict[str, Any], str]]:
+    """Role assignments of `roles` held directly by users at any of `scopes`."""
+    def by_scope() -> dict[str, list[dict[str, Any]]]:
+        index: dict[str, list[dict[str, Any]]] = {}
+        for a in inv.of_type(ROLE_ASSIGNMENT):
+            index.setdefault(assignment_scope(a).rstrip("/").lower(), []).append(a)
+        return index
+
+    index = memo(inv, "assignments_by_scope", by_scope)
+    out = []
+    for scope in dict.fromkeys(s.rstrip("/").lower() for s in scopes):
+        for a in index.get(scope, []):
+            role = roles.get(role_guid(get_path(a, "properties.roleDefinitionId")))
+            if role and (get_path(a, "properties.principalType") or "").lower() == "user":
+                out.append((a, role))
+    return out
+
+
+def pricing(inv: Inventory, sub: str, name: str) -> dict[str, Any]:
+    """The subscription's Defender plan `name`; absent means the platform default, Free."""
+    pid = f"/subscriptions/{sub}/providers/{PRICING}/{name}"
+    return inv.get(pid) or {"id": pid, "name": name, "type": PRICING, "properties": {"pricingTier": "Free"}}

@@ -1,0 +1,286 @@
+"""Editing a proposed change's parameters: validated by the rule the check declares, applied by
+re-running the check's builder (never by replacing text), kept by re-planning."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from steps.conftest import apply_all
+from steps.test_spoke import (
+    HUB,
+    HUB_RG,
+    SPOKE,
+    SPOKE_RG,
+    N,
+    firewall,
+    hub_vnet,
+    rid,
+    subnet,
+    vnet,
+)
+
+from ztwizard.engine import Plan, edit_change, make_plan
+from ztwizard.errors import ParamError, UsageError
+from ztwizard.inventory import Inventory
+from ztwizard.model import Change
+from ztwizard.steps import CHECK_BY_ID
+from ztwizard.steps.params import RuleError, coerce
+
+GW_SUBNET = f"{HUB}/subnets/GatewaySubnet"
+
+
+def gateway_estate() -> Inventory:
+    """A hub whose firewall is at 10.0.0.4, peered with a spoke that also holds 10.0.0.42/32: a value
+    that merely starts with the firewall's address."""
+    spoke = vnet(SPOKE_RG, "vnet-spoke", ["10.1.0.0/16", "10.0.0.42/32"], [subnet("snet-app", "10.1.2.0/24")],
+                 peer_to=HUB)
+    return Inventory.from_resources([hub_vnet(), firewall(private_ip="10.0.0.4"), spoke])
+
+
+def hub3_plan(inv: Inventory) -> tuple[Plan, Change, Change]:
+    plan = make_plan(inv, step_ids=["hub-3"])
+    step = plan.step("hub-3")
+    create = next(c for c in step.changes if c.check == "hub-3a" and c.action == "create")
+    assoc = next(c for c in step.changes if c.check == "hub-3a" and create.id in c.depends_on)
+    return plan, create, assoc
+
+
+def routes(change: Change) -> list[tuple[str, str]]:
+    return [(r["properties"]["addressPrefix"], r["properties"]["nextHopIpAddress"])
+            for r in change.body["properties"]["routes"]]
+
+
+def test_editing_the_firewall_ip_changes_next_hops_only():
+    inv = gateway_estate()
+    plan, create, _ = hub3_plan(inv)
+    assert create.params == {"name": create.params["name"], "firewallIp": "10.0.0.4"}
+    assert sorted(routes(create)) == [("10.0.0.42/32", "10.0.0.4"), ("10.1.0.0/16", "10.0.0.4")]
+
+    edit_change(inv, plan, create.id, {"firewallIp": "10.0.0.5"})
+    _, edited, _ = hub3_plan_from(plan)
+    assert edited.id == create.id
+    # the prefix 10.0.0.42/32 stays as it is; a text replace would have made it 10.0.0.52/32
+    assert sorted(routes(edited)) == [("10.0.0.42/32", "10.0.0.5"), ("10.1.0.0/16", "10.0.0.5")]
+    assert edited.after == edited.body and edited.params["firewallIp"] == "10.0.0.5"
+    assert "10.0.0.52" not in json.dumps(plan.to_dict())
+
+
+def hub3_plan_from(plan: Plan) -> tuple[Plan, Change, Change]:
+    step = plan.step("hub-3")
+    create = next(c for c in step.changes if c.check == "hub-3a" and c.action == "create")
+    assoc = next(c for c in step.changes if c.check == "hub-3a" and create.id in c.depends_on)
+    return plan, create, assoc
+
+
+def test_renaming_the_route_table_moves_the_create_and_its_association():
+    inv = gateway_estate()
+    plan, create, assoc = hub3_plan(inv)
+    old_name = create.params["name"]
+    new_id = rid(HUB_RG, f"{N}/routeTables", "rt-gw-to-firewall")
+
+    edit_change(inv, plan, create.id, {"name": "rt-gw-to-firewall"})
+    _, edited, new_assoc = hub3_plan_from(plan)
+    assert (edited.id, new_assoc.id) == (create.id, assoc.id)  # stable, so the journal recognises them
+    assert edited.resource_id == new_id and edited.params["name"] == "rt-gw-to-firewall"
+    assert new_assoc.body["properties"]["routeTable"] == {"id": new_id}
+    assert new_assoc.after == {"properties": {"routeTable": {"id": new_id}}}
+    assert "rt-gw-to-firewall" in edited.title and old_name not in edited.title
+    # applied as ARM would, the edited plan fixes the finding
+    after = make_plan(apply_all(inv, plan.step("hub-3").changes), check_ids=["hub-3a"])
+    assert {f.status for f in after.step("hub-3").findings} == {"pass"}
+    assert after.step("hub-3").findings[0].resource_id == GW_SUBNET
+
+
+def nsg_estate() -> Inventory:
+    """A bare subnet whose other properties hold text containing the NSG name the wizard will
+    propose (nsg-snet-app): a route table called rt-nsg-snet-app-legacy, an endpoint policy."""
+    legacy_rt = rid(SPOKE_RG, f"{N}/routeTables", "rt-nsg-snet-app-legacy")
+    sn = subnet("snet-app", "10.1.2.0/24", rt=legacy_rt,
+                serviceEndpoints=[{"service": "Microsoft.Storage", "locations": ["nsg-snet-app-region"]}])
+    rt = {"id": legacy_rt, "name": "rt-nsg-snet-app-legacy", "type": f"{N}/routeTables", "location": "westeurope",
+          "tags": {"replaces": "nsg-snet-app"}, "properties": {"routes": []}}
+    return Inventory.from_resources([vnet(SPOKE_RG, "vnet-spoke", ["10.1.0.0/16"], [sn]), rt])
+
+
+def spoke3_changes(plan: Plan) -> tuple[Change, Change]:
+    step = plan.step("spoke-3")
+    create = next(c for c in step.changes if c.check == "spoke-3a" and c.action == "create")
+    assoc = next(c for c in step.changes if c.check == "spoke-3a" and create.id in c.depends_on)
+    return create, assoc
+
+
+def test_renaming_an_nsg_rewrites_nothing_that_merely_contains_its_name():
+    inv = nsg_estate()
+    plan = make_plan(inv, step_ids=["spoke-3"])
+    create, assoc = spoke3_changes(plan)
+    assert create.params == {"name": "nsg-snet-app"}
+    before_assoc = copy.deepcopy(assoc.body)
+
+    edit_change(inv, plan, create.id, {"name": "nsg-app-tier"})
+    create2, assoc2 = spoke3_changes(plan)
+    new_id = rid(SPOKE_RG, f"{N}/networkSecurityGroups", "nsg-app-tier")
+    assert create2.id == create.id and create2.resource_id == new_id
+    expected = copy.deepcopy(before_assoc)
+    expected["properties"]["networkSecurityGroup"] = {"id": new_id}
+    # the route table id, the endpoint location and the table's tag keep the old text
+    assert assoc2.body == expected
+    assert assoc2.body["properties"]["routeTable"]["id"].endswith("rt-nsg-snet-app-legacy")
+    assert inv.get(rid(SPOKE_RG, f"{N}/routeTables", "rt-nsg-snet-app-legacy"))["tags"] == {"replaces": "nsg-snet-app"}
+    assert not any("nsg-app-tier" in json.dumps(c.body) for s in plan.steps for c in s.changes
+                   if c.check != "spoke-3a")
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"name": "bad name!"}, ["name", "'bad name!'", "network security group name", "1-80"]),
+    ({"name": "-leading"}, ["name", "network security group name"]),
+    ({"name": "x" * 81}, ["network security group name"]),
+    ({"colour": "blue"}, ["no parameter 'colour'"]),
+])
+def test_an_invalid_edit_is_refused_with_the_rule_and_changes_nothing(values, words):
+    inv = nsg_estate()
+    plan = make_plan(inv, step_ids=["spoke-3"])
+    before = json.dumps(plan.to_dict(), sort_keys=True)
+    create, _ = spoke3_changes(plan)
+    with pytest.raises(ParamError) as err:
+        edit_change(inv, plan, create.id, values)
+    assert isinstance(err.value, UsageError) and err.value.exit_code == 2 and err.value.hint
+    for w in words:
+        assert w in err.value.message, err.value.message
+    assert json.dumps(plan.to_dict(), sort_keys=True) == before and not plan.overrides
+
+
+def test_the_exact_message_of_a_bad_nsg_name():
+    inv = nsg_estate()
+    plan = make_plan(inv, step_ids=["spoke-3"])
+    create, _ = spoke3_changes(plan)
+    with pytest.raises(ParamError) as err:
+        edit_change(inv, plan, create.id, {"name": "bad name!"})
+    assert err.value.message == ("Parameter name = 'bad name!' is not a valid network security group name: 1-80 "
+                                 "letters, digits, '_', '.', '-', starting with a letter or digit and not ending "
+                                 "in '.' or '-'.")
+
+
+def test_unknown_parameter_lists_the_valid_ones_and_bad_ip_is_refused():
+    inv = gateway_estate()
+    plan, create, _ = hub3_plan(inv)
+    with pytest.raises(ParamError) as err:
+        edit_change(inv, plan, create.id, {"firewall_ip": "10.0.0.5"})
+    assert "name, firewallIp" in err.value.hint
+    with pytest.raises(ParamError) as err:
+        edit_change(inv, plan, create.id, {"firewallIp": "10.0.0.256"})
+    assert "IPv4 address" in err.value.message
+    with pytest.raises(ParamError) as err:
+        edit_change(inv, plan, "hub-3a-nope", {"name": "x"})
+    assert "No proposed change" in err.value.message
+
+
+def test_a_name_already_taken_is_refused():
+    inv = nsg_estate()
+    taken = {"id": rid(SPOKE_RG, f"{N}/networkSecurityGroups", "nsg-in-use"), "name": "nsg-in-use",
+             "type": f"{N}/networkSecurityGroups", "location": "westeurope", "properties": {"securityRules": []}}
+    inv = Inventory.from_resources([*inv.resources.values(), taken])
+    plan = make_plan(inv, step_ids=["spoke-3"])
+    create, _ = spoke3_changes(plan)
+    with pytest.raises(ParamError, match="already exists"):
+        edit_change(inv, plan, create.id, {"name": "nsg-in-use"})
+
+
+def test_edits_persist_when_the_plan_is_made_again_and_in_its_json():
+    inv = gateway_estate()
+    plan, create, _ = hub3_plan(inv)
+    edit_change(inv, plan, create.id, {"firewallIp": "10.0.0.5", "name": "rt-edge"})
+    edit_change(inv, plan, create.id, {"firewallIp": "10.0.0.6"})  # a second edit keeps the first's name
+    assert plan.overrides == {create.id: {"firewallIp": "10.0.0.6", "name": "rt-edge"}}
+    again = make_plan(inv, step_ids=["hub-3"], overrides=plan.overrides)
+    _, create2, _ = hub3_plan_from(again)
+    assert create2.resource_id.endswith("/routeTables/rt-edge") and create2.params["firewallIp"] == "10.0.0.6"
+    assert plan.to_dict()["overrides"] == plan.overrides
+
+
+def test_integer_parameter_is_coerced_and_range_checked():
+    from steps.test_storage import account  # a storage account without a Defender setting
+
+    inv = Inventory.from_resources([account()])
+    plan = make_plan(inv, check_ids=["storage-4c"])
+    (change,) = plan.step("storage-4").changes
+    assert change.action == "create" and change.params == {"cap_gb_per_month": 5000}
+    edit_change(inv, plan, change.id, {"cap_gb_per_month": "250"})
+    (edited,) = plan.step("storage-4").changes
+    assert edited.id == change.id and edited.params == {"cap_gb_per_month": 250}
+    assert edited.body["properties"]["malwareScanning"]["onUpload"]["capGBPerMonth"] == 250
+    with pytest.raises(ParamError, match="whole number from 1 to 1000000"):
+        edit_change(inv, plan, change.id, {"cap_gb_per_month": "lots"})
+
+
+def test_a_change_without_declared_parameters_is_not_editable():
+    inv = nsg_estate()
+    plan = make_plan(inv, step_ids=["spoke-3"])
+    _, assoc = spoke3_changes(plan)
+    with pytest.raises(ParamError, match="no parameters"):
+        edit_change(inv, plan, assoc.id, {"name": "x"})
+
+
+@pytest.mark.parametrize("rule, value, result", [
+    ("name:storageAccounts", "stdata01", "stdata01"),
+    ("name:routeTables", "a", "a"),
+    ("ipv4", " 10.0.0.5 ", "10.0.0.5"),
+    ("int:1..10", "7", 7),
+    ("enum:Detection|Prevention", "prevention", "Prevention"),
+    ("duration", "PT3H", "PT3H"),
+    ("resource-id:Microsoft.Network/virtualNetworks/subnets", f"{SPOKE}/subnets/snet-app", f"{SPOKE}/subnets/snet-app"),
+])
+def test_rules_admit_good_values(rule, value, result):
+    assert coerce(rule, value) == result
+
+
+@pytest.mark.parametrize("rule, value", [
+    ("name:storageAccounts", "StData01"), ("name:storageAccounts", "st"), ("name:routeTables", "rt."),
+    ("ipv4", "10.0.0"), ("int:1..10", "11"), ("enum:Detection|Prevention", "Off"), ("duration", "3 hours"),
+    ("resource-id:Microsoft.Network/virtualNetworks/subnets", f"{SPOKE}"),
+    ("resource-id:Microsoft.Network/virtualNetworks/subnets", "snet-app"),
+])
+def test_rules_refuse_bad_values(rule, value):
+    with pytest.raises(RuleError):
+        coerce(rule, value)
+
+
+def test_every_create_that_carries_parameters_declares_them_or_is_reported():
+    """Creates whose check declares its parameters are editable; the rest are listed here so a
+    conversion that forgets one is noticed (they move as their article is converted)."""
+    from ztwizard.sandbox.estates import reference
+
+    inv = Inventory.from_resources(reference.build())
+    plan = make_plan(inv)
+    undeclared = sorted({c.check for s in plan.steps for c in s.changes
+                         if c.params and not all(CHECK_BY_ID[c.check].param(k) for k in c.params)})
+    declared = sorted({c.check for s in plan.steps for c in s.changes
+                       if c.params and all(CHECK_BY_ID[c.check].param(k) for k in c.params)})
+    assert {"hub-3a", "spoke-3a", "storage-3a", "storage-4b", "storage-4c"} <= set(declared)
+    assert not [c for c in undeclared if c.startswith("storage-")], undeclared
+
+
+def test_renaming_a_spoke_route_table_moves_every_subnet_that_joins_it():
+    from steps.test_spoke import estate
+
+    inv = Inventory.from_resources(estate())
+    plan = make_plan(inv, step_ids=["hub-3"])
+    step = plan.step("hub-3")
+    create = next(c for c in step.changes if c.check == "hub-3b" and c.action == "create")
+    joins = [c for c in step.changes if create.id in c.depends_on]
+    assert len(joins) == 2  # snet-web and snet-app share the new table
+
+    edit_change(inv, plan, create.id, {"name": "rt-spoke-egress", "firewallIp": "10.0.1.5"})
+    step = plan.step("hub-3")
+    edited = next(c for c in step.changes if c.id == create.id)
+    new_id = rid(SPOKE_RG, f"{N}/routeTables", "rt-spoke-egress")
+    assert edited.resource_id == new_id
+    assert edited.body["properties"]["routes"][0]["properties"]["nextHopIpAddress"] == "10.0.1.5"
+    moved = [c for c in step.changes if create.id in c.depends_on]
+    assert sorted(c.id for c in moved) == sorted(c.id for c in joins)
+    assert all(c.body["properties"]["routeTable"] == {"id": new_id} for c in moved)
+    assert all("rt-spoke-egress" in c.title for c in moved)
+    # the hub-3a changes of the same step are untouched by an edit of hub-3b
+    assert [c.to_dict() for c in step.changes if c.check == "hub-3a"] == \
+        [c.to_dict() for c in make_plan(inv, step_ids=["hub-3"]).step("hub-3").changes if c.check == "hub-3a"]
