@@ -100,6 +100,7 @@ KNOWN_GAPS: dict[str, set[str]] = {
                                                    "properties.idleTimeoutInMinutes", "sku",
                                                    "properties.ipConfiguration"},
     "security/PutPricingByName_example.json": {"properties.enablementTime", "properties.enforce",
+                                               "properties.freeTrialRemainingTime",
                                                "properties.resourcesCoverageStatus", "properties.extensions"},
     "security/GetPricingByNameDns_example.json": {"properties.enablementTime", "properties.enforce",
                                                   "properties.resourcesCoverageStatus"},
