@@ -17,14 +17,18 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 from azure.mgmt.storage import StorageManagementClient
 
+from ztwizard.sandbox.schema import supported_api_versions
+
 SUB = "00000000-0000-0000-0000-0000000000a1"
 SUB2 = "00000000-0000-0000-0000-0000000000b2"
 HOST = "https://management.azure.com"
 NSG = f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Network/networkSecurityGroups/nsg-app"
 
 
-def call(sb, method, path, body=None, token=None, headers=None, api="2024-01-01"):
+def call(sb, method, path, body=None, token=None, headers=None, api="supported"):
     """A raw request to the core, for what the SDK cannot send (no token, bad JSON, no api-version)."""
+    if api == "supported":  # the version the sandbox answers for this type
+        api = (supported_api_versions(method, path) or ("2024-01-01",))[0]
     url = HOST + path + (f"?api-version={api}" if api else "")
     hdrs = {"Authorization": f"Bearer {sb.token if token is None else token}"} if token != "" else {}
     hdrs.update(headers or {})

@@ -14,6 +14,8 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest
 from azure.mgmt.security import SecurityCenter
 
+from ztwizard.sandbox.schema import supported_api_versions
+
 SUB = "00000000-0000-0000-0000-0000000000a1"
 RG_NET = f"/subscriptions/{SUB}/resourceGroups/rg-net"
 ACCOUNT = f"/subscriptions/{SUB}/resourceGroups/rg-st/providers/Microsoft.Storage/storageAccounts/stblob01"
@@ -21,7 +23,8 @@ HOST = "https://management.azure.com"
 
 
 def raw(sb, method, path, body=None, token=None):
-    status, headers, data = sb.handle(method, f"{HOST}{path}?api-version=2024-01-01",
+    version = (supported_api_versions(method, path) or ("2024-01-01",))[0]
+    status, headers, data = sb.handle(method, f"{HOST}{path}?api-version={version}",
                                       {"Authorization": f"Bearer {token or sb.token}"},
                                       json.dumps(body).encode() if body is not None else b"")
     return status, headers, (json.loads(data) if data else None)
@@ -155,7 +158,7 @@ def test_check_existence_by_id(sandbox, arm_client):
     sb = sandbox()
     res = arm_client(ResourceManagementClient, sb, SUB)
     nsg = f"{RG_NET}/providers/Microsoft.Network/networkSecurityGroups/nsg-app"
-    assert res.resources.check_existence_by_id(nsg, api_version="2024-05-01") is True
-    assert res.resources.check_existence_by_id(nsg + "x", api_version="2024-05-01") is False
-    got = res.resources.get_by_id(nsg, api_version="2024-05-01")
+    assert res.resources.check_existence_by_id(nsg, api_version="2026-03-01") is True
+    assert res.resources.check_existence_by_id(nsg + "x", api_version="2026-03-01") is False
+    got = res.resources.get_by_id(nsg, api_version="2026-03-01")
     assert got.properties["securityRules"][0]["name"] == "allow-ssh"

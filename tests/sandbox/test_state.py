@@ -47,7 +47,7 @@ def test_state_file_is_private_and_whole(tmp_path, sandbox, arm_client):
 
 def test_operation_in_flight_survives_a_restart(tmp_path, sandbox, arm_client):
     sb = sandbox(tmp_path, lro_polls=2, lro_seconds=60)
-    status, headers, _ = sb.handle("PUT", f"https://management.azure.com{NSG}?api-version=1",
+    status, headers, _ = sb.handle("PUT", f"https://management.azure.com{NSG}?api-version=2026-03-01",
                                    {"Authorization": f"Bearer {sb.token}"}, b'{"location":"westeurope"}')
     assert status == 200
     again = Sandbox(tmp_path, estate=None, lro_seconds=60)

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..errors import UsageError
-from . import graph
+from . import graph, schema
 from .faults import ConnectionReset, Faults, Throttle
 from .store import (
     INLINE_CHILDREN,
@@ -175,6 +175,7 @@ class Sandbox:
         self._graph_cache: dict[Any, tuple[int, list[str]]] = {}
         self.ops: dict[str, dict[str, Any]] = {}
         self.power: dict[str, str] = {}
+        self.schema_stats = schema.Stats()  # read-only/unknown body properties seen
         loaded = self._load()
         if not loaded:
             self.tenant_id = str(uuid.uuid4())
@@ -335,6 +336,9 @@ class Sandbox:
             if not ctx.api_version:
                 raise _error(400, "MissingApiVersionParameter",
                              "The api-version query parameter (?api-version=) is required for all requests.")
+            refusal = schema.api_version_refusal(ctx.method, ctx.path, ctx.api_version)
+            if refusal:
+                raise _error(*refusal)
             fault = self.faults.for_request() if self.faults else None
             if fault == "reset":
                 raise ConnectionReset("fault injection: connection reset")
@@ -783,8 +787,9 @@ class Sandbox:
         self._authorize_write(ctx, p.type, rid_)
         self._check_conditions(ctx, existing)
         body = ctx.json()
-        if not isinstance(body, dict):
-            raise _error(400, "InvalidRequestContent", "The request content must be a JSON object.")
+        refusal = schema.body_refusal(ctx.method, p.type, ctx.api_version, body, self.schema_stats)
+        if refusal:
+            raise _error(*refusal)
         if ctx.method == "PATCH" and existing is None:
             raise self._not_found(ctx.path)
         self._check_busy(rid_)

@@ -1,5 +1,8 @@
 """The sandbox's own certificate authority and server certificate, so clients verify TLS with
-`connection_verify=<ca.pem>` exactly as they would against a private ARM endpoint."""
+`connection_verify=<ca.pem>` exactly as they would against a private ARM endpoint.
+
+The CA is kept across runs (clients that trust ca.pem keep trusting the sandbox); the server key
+and certificate are new on every `serve`, so a leaked server key is worth one run at most."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from .store import atomic_write
 
 VALIDITY = dt.timedelta(days=825)
+SERVER_VALIDITY = dt.timedelta(days=30)
 RENEW_BEFORE = dt.timedelta(days=7)
 
 
@@ -33,15 +37,34 @@ def files(directory: Path) -> CertFiles:
 
 
 def ensure(directory: Path) -> CertFiles:
-    """Reuse the CA and server certificate under `directory` while valid, else make new ones.
-    Keys are written 0600; certificates 0644 (they are public)."""
+    """Keep the CA under `directory` while it is valid (else make a new one), and issue a fresh
+    server key and certificate signed by it. Keys are written 0600; certificates 0644."""
     f = files(directory)
-    if all(p.exists() for p in (f.ca_cert, f.ca_key, f.cert, f.key)) and _valid(f.cert) and _valid(f.ca_cert):
-        return f
+    ca_and_key = _load_ca(f)
+    if ca_and_key is None:
+        ca_and_key = _new_ca(f)
+    ca, ca_key = ca_and_key
+    _issue_server(f, ca, ca_key)
+    return f
+
+
+def _load_ca(f: CertFiles) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
+    try:
+        ca = x509.load_pem_x509_certificate(f.ca_cert.read_bytes())
+        ca_key = serialization.load_pem_private_key(f.ca_key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        return None
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey) or ca_key.public_key() != ca.public_key():
+        return None
+    if ca.not_valid_after_utc - dt.datetime.now(dt.UTC) <= RENEW_BEFORE:
+        return None
+    return ca, ca_key
+
+
+def _new_ca(f: CertFiles) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ztwizard sandbox CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
           .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
@@ -49,13 +72,24 @@ def ensure(directory: Path) -> CertFiles:
           .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                        content_commitment=False, key_encipherment=False, data_encipherment=False,
                                        key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(ca_ski, critical=False)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    atomic_write(f.ca_key, ca_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()), 0o600)
+    atomic_write(f.ca_cert, ca.public_bytes(pem), 0o644)
+    return ca, ca_key
+
+
+def _issue_server(f: CertFiles, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey) -> None:
+    now = dt.datetime.now(dt.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    not_after = min(now + SERVER_VALIDITY, ca.not_valid_after_utc)
     leaf = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(not_after)
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
                                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                            critical=False)
@@ -65,17 +99,6 @@ def ensure(directory: Path) -> CertFiles:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
-    pkcs8, clear = serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    atomic_write(f.ca_key, ca_key.private_bytes(pem, pkcs8, clear), 0o600)
-    atomic_write(f.key, key.private_bytes(pem, pkcs8, clear), 0o600)
-    atomic_write(f.ca_cert, ca.public_bytes(pem), 0o644)
+    atomic_write(f.key, key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+                 0o600)
     atomic_write(f.cert, leaf.public_bytes(pem), 0o644)
-    return f
-
-
-def _valid(path: Path) -> bool:
-    try:
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
-    except (OSError, ValueError):
-        return False
-    return cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > RENEW_BEFORE

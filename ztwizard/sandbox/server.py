@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hmac
 import json
 import os
+import re
+import secrets
 import signal
 import socket
 import ssl
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,39 +42,143 @@ def connection_path(state_dir: Path) -> Path:
     return sandbox_dir(state_dir) / "connection.json"
 
 
+# ARM refuses request content above 4 MB (RequestContentTooLarge) and JSON nested deeper than
+# its deserializer's MaxDepth of 64 (InvalidRequestContent).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+LINGER_BYTES = 1024 * 1024
+_JSON_TYPES = ("application/json", "text/json")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _error_reply(status: int, code: str, message: str, extra: dict[str, str] | None = None
+                 ) -> tuple[int, dict[str, str], bytes]:
+    data = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = {"Content-Type": "application/json; charset=utf-8", "Content-Length": str(len(data)),
+               "x-ms-request-id": str(uuid.uuid4()), **(extra or {})}
+    return status, headers, data
+
+
+def json_depth(body: bytes) -> int:
+    """How deep objects and arrays nest in `body`, brackets inside strings not counted; found
+    without parsing, so a hostile nesting never reaches the recursive JSON parser."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_STRING.sub(b'""', body)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
+    def _url(self) -> str:
+        host = self.headers.get("Host") or f"{HOST}:{self.server.server_address[1]}"
+        return f"https://{host}{self.path}"
+
+    def _authenticated(self) -> bool:
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        given = token.strip().encode()
+        return any(hmac.compare_digest(given, str(p["token"]).encode())
+                   for p in self.server.sandbox.principals.values())
+
+    def _precheck(self) -> tuple[tuple[int, dict[str, str], bytes] | None, int]:
+        """What must be refused before a byte of the body is read: framing, the token, the size
+        and the media type. Returns (refusal or None, content length)."""
+        if self.headers.get("Transfer-Encoding", "identity").strip().lower() != "identity":
+            return _error_reply(411, "LengthRequired", "The request must carry a Content-Length header; "
+                                "chunked transfer encoding is not supported."), 0
+        raw = self.headers.get_all("Content-Length") or []
+        if len(set(v.strip() for v in raw)) > 1 or any(not v.strip().isdigit() for v in raw):
+            return _error_reply(400, "InvalidContentLength",
+                                "The Content-Length header must be one non-negative integer."), 0
+        length = int(raw[0]) if raw else 0
+        if not self._authenticated():
+            # the sandbox core writes ARM's 401 (and its challenge); it is given no body
+            return self.server.sandbox.handle(self.command, self._url(), dict(self.headers.items()), b""), length
+        if length > MAX_BODY_BYTES:
+            return _error_reply(413, "RequestContentTooLarge",
+                                "The request content size exceeds the maximum size of 4 MB."), length
+        if length > 0:
+            media = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if media not in _JSON_TYPES:
+                shown = media or "(none)"
+                return _error_reply(415, "UnsupportedMediaType",
+                                    f"The content media type '{shown}' is not supported. "
+                                    "Only 'application/json' is supported."), length
+        return None, length
+
+    def handle_expect_100(self) -> bool:
+        """`Expect: 100-continue`: refuse before the client sends the body, or invite it."""
+        refusal, _ = self._precheck()
+        if refusal is not None:
+            self._send(*refusal, close=True)
+            return False
+        return super().handle_expect_100()
+
     def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        refusal, length = self._precheck()
+        if refusal is not None:
+            # the body (if any) stays unread: the connection cannot be reused
+            self._send(*refusal, close=length > 0 or refusal[0] in (400, 411))
+            return
         body = self.rfile.read(length) if length > 0 else b""
         if len(body) < length:  # the client went away mid-request: there is nothing to act on
             self.close_connection = True
             return
-        host = self.headers.get("Host") or f"{HOST}:{self.server.server_address[1]}"
-        url = f"https://{host}{self.path}"
+        if body and json_depth(body) > MAX_JSON_DEPTH:
+            self._send(*_error_reply(400, "InvalidRequestContent",
+                                     "The request content was invalid and could not be deserialized: "
+                                     f"the JSON nests deeper than the maximum depth of {MAX_JSON_DEPTH}."))
+            return
         try:
-            status, headers, data = self.server.sandbox.handle(self.command, url, dict(self.headers.items()), body)
+            status, headers, data = self.server.sandbox.handle(self.command, self._url(), dict(self.headers.items()),
+                                                               body)
         except ConnectionReset:
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         except Exception:  # noqa: BLE001 - a bug must not kill the server; never echo the request
-            status, headers = 500, {"Content-Type": "application/json"}
-            data = b'{"error":{"code":"InternalServerError","message":"The sandbox failed to answer."}}'
-            headers["Content-Length"] = str(len(data))
+            status, headers, data = _error_reply(500, "InternalServerError", "The sandbox failed to answer.")
+        self._send(status, headers, data)
+
+    def _send(self, status: int, headers: dict[str, str], data: bytes, *, close: bool = False) -> None:
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         if self.command != "HEAD" and data:
             self.wfile.write(data)
+        if close:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Read (and drop) a little of what the client is still sending before closing, so that
+        closing with unread bytes does not reset the connection and lose the answer just sent."""
+        with contextlib.suppress(OSError, ValueError):
+            self.wfile.flush()
+            self.connection.settimeout(0.2)
+            for _ in range(LINGER_BYTES // 65536):
+                if not self.rfile.read1(65536):
+                    break
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST = do_HEAD = _answer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the request log lives in Sandbox
+        return
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - malformed requests get an answer, not a log
         return
 
 
@@ -106,6 +214,9 @@ class SandboxServer:
         self._lock_fd = _exclusive(directory, self.state_dir)
         try:
             self.sandbox = Sandbox(self.state_dir, **sandbox_kwargs)
+            # fresh bearer tokens every run: a token seen once (a log, a shell history) dies with it
+            for principal in self.sandbox.principals.values():
+                principal["token"] = secrets.token_urlsafe(32)
             files = certs.ensure(directory)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
