@@ -592,6 +592,18 @@ class Journal:
                              "List the session's changes with `ztwizard sessions --format json`.")
         return _record(row)
 
+    def created_by_wizard(self, resource_id: str, *, exclude_change: tuple[str, str] | None = None) -> ChangeRecord | None:
+        """The latest create of `resource_id` this journal records as sent (applied, in flight or
+        failed after sending), in any session; None when the wizard never created it (or undid it)."""
+        rows = self._q("SELECT * FROM changes WHERE lower(resource_id)=? AND action='create' AND state IN "
+                       "(?,?,?,?) AND before_image IS NULL AND seq IS NOT NULL ORDER BY updated_at DESC",
+                       (resource_id.lower(), APPLIED, IN_FLIGHT, FAILED, UNDO_FAILED))
+        for row in rows:
+            if exclude_change and (row["session_id"], row["change_id"]) == exclude_change:
+                continue
+            return _record(row)
+        return None
+
     def events(self, session_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self._q("SELECT * FROM events WHERE session_id=? ORDER BY id", (session_id,))]
 
