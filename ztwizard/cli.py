@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", action="append", metavar="ID", help=STEP_HELP)
     p.add_argument("--check", action="append", metavar="ID", help=CHECK_HELP)
     p.add_argument("--format", choices=["text", "json", "markdown", "sarif"], default="text")
-    p.add_argument("--output", metavar="FILE", type=inputs.path, help="a regular file, or - for stdout")
+    p.add_argument("--output", metavar="FILE", type=inputs.output_file, help="a regular file, or - for stdout")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 when nothing would change, 2 when changes are pending, 1 on error")
 
@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
                    type=inputs.path)
     s = sbsub.add_parser("export", help="write the sandbox state as an estate file")
     _global_options(s, suppress=True, sandbox_command=True)
-    s.add_argument("--output", metavar="FILE", type=inputs.path, help="a regular file, or - for stdout")
+    s.add_argument("--output", metavar="FILE", type=inputs.output_file, help="a regular file, or - for stdout")
     return parser
 
 

@@ -90,6 +90,9 @@ def from_os_error(exc: OSError, what: str = "") -> ZtwError:
         return ZtwError(f"No space left on the device holding {where}; nothing more was written.",
                         "Free some space (or pass a --state-dir on another file system), then run the "
                         "command again; the journal keeps what was committed.")
+    if code == errno.EEXIST:
+        return UsageError(f"{where} exists but is not a directory (a file, or a link to nothing).",
+                          "Pass a directory, or remove what is at that path.")
     if code == errno.ENAMETOOLONG:
         return UsageError(f"{where} has a name that is too long.", "Pass a shorter path.")
     if code == errno.ELOOP:

@@ -93,5 +93,5 @@ def write_output(output: str | None, text: str, what: str = "Output file") -> No
     dest = output_target(output, what)
     try:
         atomic_write(dest, text.encode(), 0o600, parents=False)
-    except OSError as e:
-        raise from_os_error(e, f"{what} {dest}") from None
+    except OSError as e:  # named after the file asked for, not the temporary one beside it
+        raise from_os_error(OSError(e.errno, e.strerror, str(dest)), what) from None

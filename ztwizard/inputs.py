@@ -42,3 +42,18 @@ seed = bounded_int(0, 2**63 - 1, "a seed of 0 or more")
 # Estate files: 1 GiB by default (an export of a large tenant is a few hundred MB).
 DEFAULT_MAX_ESTATE_MB = 1024
 estate_mb = bounded_int(1, 1024 * 1024, "a size in MB from 1 to 1048576")
+
+
+def output_file(value: str) -> str:
+    """`--output`: `-` (stdout) or a path that files.write_output will accept, checked before any
+    work is done (the write itself checks again, and reports a full disk or a read-only mount)."""
+    from .errors import UsageError
+    from .files import output_target
+
+    if value == "-":
+        return value
+    try:
+        output_target(value)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message[0].lower()}{exc.message[1:]} {exc.hint}") from None
+    return value

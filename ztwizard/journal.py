@@ -283,8 +283,9 @@ class _Lock:
         if self.fd is None:
             return
         data = f"{os.getpid()} {session_id}".strip().encode()
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, data, 0)
+        with contextlib.suppress(OSError):  # the note only names the holder; a full disk must not stop here
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
 
     def release(self) -> None:
         if self.fd is not None:
@@ -314,6 +315,7 @@ class Journal:
         self._kill_after = int(kill.group(1)) if kill else 0
         self._kill_delay = int(kill.group(2) or 0) / 1000 if kill else 0.0
         self._ensure_dir()
+        self._fresh = False  # this writer created the file (close() removes it if nothing was committed)
         if write:
             self._lock = _Lock(self.path.with_name(DB_NAME + ".lock"))
             self._lock.acquire()
@@ -370,6 +372,7 @@ class Journal:
             # Created 0600 before SQLite touches it, so there is no window with wider rights.
             try:
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                self._fresh = True
             except FileExistsError:
                 pass
             except OSError as e:
@@ -390,6 +393,9 @@ class Journal:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 migrate(db)
+            elif version > SCHEMA_VERSION:
+                raise ZtwError(f"The journal was written by a newer ztwizard (schema v{version}; this one knows "
+                               f"v{SCHEMA_VERSION}).", "Upgrade ztwizard, or use another --state-dir.")
             elif version < SCHEMA_VERSION:
                 raise ZtwError(f"The journal {self.path} has an older schema (v{version}).",
                                "Run any writing command (apply, undo, resume) once to upgrade it.")
@@ -397,6 +403,10 @@ class Journal:
                 os.chmod(self.path, 0o600)
             return db
         except sqlite3.Error as e:
+            if not existed:  # a journal this call began (a full disk): leave nothing half-made behind
+                for leftover in (self.path, self.path.with_name(DB_NAME + "-wal"), self.path.with_name(DB_NAME + "-shm")):
+                    with contextlib.suppress(OSError):
+                        leftover.unlink()
             raise self._sqlite_error(e) from None
 
     def _sqlite_error(self, e: sqlite3.Error) -> ZtwError:
@@ -411,6 +421,11 @@ class Journal:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.db.close()
+        if self._fresh and not self._commits:  # a writer that recorded nothing leaves no journal behind
+            for leftover in (self.path, self.path.with_name(DB_NAME + "-wal"), self.path.with_name(DB_NAME + "-shm")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+            self._fresh = False
         if self._lock:
             self._lock.release()
             self._lock = None
