@@ -108,5 +108,5 @@ def unrestorable_note(*images: Any) -> str:
                 paths.append(p)
     if not paths:
         return ""
-    shown = ", ".join(paths[:6]) + (f" and {len(paths) - 6} more" if len(paths) > 6 else "")
+    shown = ", ".join(paths[:12]) + (f" and {len(paths) - 12} more" if len(paths) > 12 else "")
     return f"secret values were never journaled and could not be restored: {shown}; set them again by hand"
