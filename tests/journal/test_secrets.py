@@ -97,3 +97,27 @@ def test_undo_says_which_secret_values_it_cannot_restore(world, small_estate):
     back = w.gw.read(ext["id"])
     assert back is not None and MARK not in str(back), "re-created without secrets, never with the marker"
     assert REDACTED not in str(back)
+
+
+def test_the_cli_with_a_log_file_writes_no_planted_secret(tmp_path, small_estate):
+    import json
+
+    from ztwizard.cli import main
+
+    estate = tmp_path / "planted.json"
+    estate.write_text(json.dumps(planted(small_estate)))
+    state, log = tmp_path / "state", tmp_path / "ztw.log"
+    assert main(["sandbox", "reset", "--state-dir", str(state), "--estate", str(estate)]) == 0
+    outputs = []
+    for fmt in ("text", "json", "markdown", "sarif"):
+        out = tmp_path / f"plan.{fmt}"
+        assert main(["--state-dir", str(state), "--sandbox", "--log-file", str(log), "plan", "--format", fmt,
+                     "--output", str(out)]) in (0, 2)
+        outputs.append(out.read_text())
+    code = main(["--state-dir", str(state), "--sandbox", "--log-file", str(log), "apply", "--yes",
+                 "--allow-disruptive", "--allow-cost"])
+    assert code in (0, 1)
+    assert log.stat().st_size > 0, "the log recorded the run"
+    found = {"log": log.read_text().count(MARK), "journal": _journal_bytes(state).count(MARK.encode()),
+             "plans": sum(o.count(MARK) for o in outputs)}
+    assert found == {"log": 0, "journal": 0, "plans": 0}
