@@ -223,9 +223,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise ZtwError(f"{len(failed)} change(s) failed; {len(applied)} applied and "
                        f"{len(skipped)} skipped (listed above); nothing else was changed.",
                        hint="Fix the cause ARM gave, then run apply again; applied changes are journaled for undo.")
-    if report.blocked:
-        raise ZtwError(f"{len(report.blocked)} change(s) were skipped because a change they depend on was not "
-                       f"applied; {len(report.applied)} applied (listed above).",
+    from .outcomes import BLOCKED_PREFIXES
+
+    blocked = [o for o in skipped if o.message.startswith(BLOCKED_PREFIXES)]
+    if blocked:  # product.md §3: changes left skipped for unmet dependencies exit 1
+        raise ZtwError(f"{len(blocked)} change(s) were skipped because a change they depend on was not "
+                       f"applied; {len(applied)} applied (listed above).",
                        hint="Run apply again once the prerequisite is in place (include its step if it was not selected).")
     return 0
 
