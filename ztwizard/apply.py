@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import journal as J
+from .adopt import own_creation
 from .armjson import apply_values, dotted, holds, mismatches, side, writable
 from .engine import order_changes
 from .errors import ArmError, EtagMismatch, NotFound, PermissionDenied, UsageError, ZtwError
 from .model import Change
-from .outcomes import ApplyInterrupted, ApplyReport, Event, Outcome
+from .outcomes import BLOCKED_PREFIXES, ApplyInterrupted, ApplyReport, Event, Outcome
 from .ports import ArmGateway
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     def outcome(ch: Change, step: str, result: str, msg: str = "") -> None:
         report.outcomes.append(Outcome(ch.id, ch.check, step, ch.resource_id, ch.title, result, msg))
         log.info("%s %s on %s%s", result, ch.id, ch.resource_id, f": {msg}" if msg else "")
-        if result != "applied":
+        if result not in ("applied", "adopted"):  # an adopted creation is done: dependents proceed
             not_done.add(ch.id)
         emit(result, ch, step, msg)
 
@@ -120,14 +121,14 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
             continue
         blocked = [d for d in ch.depends_on if d in not_done]
         if blocked:
-            skip(ch, step, f"depends on {', '.join(blocked)}, which was not applied")
+            skip(ch, step, f"{BLOCKED_PREFIXES[0]} {', '.join(blocked)}, which was not applied")
             continue
         absent = [d for d in ch.depends_on if d not in batch_ids and not _applied_before(journal, session_id, d)]
         if absent:
             # A prerequisite from a step that was not selected: writing now would point at
             # something that does not exist yet (ARM refuses, or worse, accepts a dangling id).
             steps = sorted({step_of(d.rsplit("-", 1)[0]) for d in absent})
-            skip(ch, step, f"needs {', '.join(absent)} first; include --step {' --step '.join(steps)}")
+            skip(ch, step, f"{BLOCKED_PREFIXES[1]} {', '.join(absent)} first; include --step {' --step '.join(steps)}")
             continue
         emit("start", ch, step)
         try:
@@ -168,7 +169,12 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
         journal.update_change(session_id, ch.id, state=J.FAILED, error=exc.message, event=exc.message)
         outcome(ch, step, "failed", exc.message)
         return
-    reason = _stale(ch, cur)
+    mine = own_creation(journal, session_id, ch, cur)  # a create whose resource is the wizard's own
+    if mine is not None and mine.complete:
+        journal.update_change(session_id, ch.id, state=J.SKIPPED, note=mine.reason, event=mine.reason)
+        outcome(ch, step, "adopted", mine.reason)
+        return
+    reason = "" if mine is not None else _stale(ch, cur)
     if reason.startswith("already holds") and ch.resource_id.lower() in written:
         skip(ch, step, "already in place after an earlier change in this session")
         return

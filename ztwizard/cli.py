@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .errors import UsageError, ZtwError
-from .files import atomic_write
+from . import __version__, inputs
+from .errors import UsageError, ZtwError, from_os_error, user_error
 
 if TYPE_CHECKING:
     from .core import Core
@@ -31,7 +30,10 @@ def state_dir(args: argparse.Namespace) -> Path:
     path = Path(raw).expanduser()
     if path.exists() and not path.is_dir():
         raise UsageError(f"State dir {path} is not a directory.", hint="Pass --state-dir DIR or set ZTWIZARD_STATE_DIR.")
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise from_os_error(e, "The state dir") from None
     return path
 
 
@@ -77,16 +79,10 @@ def dry_run(args: argparse.Namespace) -> bool:
 
 
 def write_output(text: str, output: str | None) -> None:
-    """stdout, or FILE written atomically: a failed run leaves no partial file."""
-    if not output:
-        sys.stdout.write(text)
-        return
-    dest = Path(output)
-    if dest.is_dir():
-        raise UsageError(f"Output {dest} is a directory.", hint="Pass a file name to --output.")
-    if not dest.parent.exists():
-        raise UsageError(f"Output directory {dest.parent} does not exist.", hint="Create it or pick another path.")
-    atomic_write(dest, text.encode())
+    """stdout, or FILE written atomically: a failed run leaves no partial file (files.write_output)."""
+    from .files import write_output as write
+
+    write(output, text)
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -227,6 +223,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise ZtwError(f"{len(failed)} change(s) failed; {len(applied)} applied and "
                        f"{len(skipped)} skipped (listed above); nothing else was changed.",
                        hint="Fix the cause ARM gave, then run apply again; applied changes are journaled for undo.")
+    from .outcomes import BLOCKED_PREFIXES
+
+    blocked = [o for o in skipped if o.message.startswith(BLOCKED_PREFIXES)]
+    if blocked:  # product.md §3: changes left skipped for unmet dependencies exit 1
+        raise ZtwError(f"{len(blocked)} change(s) were skipped because a change they depend on was not "
+                       f"applied; {len(applied)} applied (listed above).",
+                       hint="Run apply again once the prerequisite is in place (include its step if it was not selected).")
     return 0
 
 
@@ -324,7 +327,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
         server.serve(sdir, port=args.port, estate=args.estate_spec, latency_ms=args.latency_ms,
-                     faults=args.faults, ready=ready)
+                     faults=args.faults, seed=args.seed, ready=ready)
         return 0
     if args.sandbox_command == "reset":
         info = server.reset(sdir, estate=args.estate_spec)
@@ -346,20 +349,23 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool, sandbox_command:
     g = p.add_argument_group("global options")
     g.add_argument("--sandbox", action="store_true", default=d(False), help="target the sandbox")
     if not sandbox_command:  # `sandbox serve --estate` names the sandbox's estate instead
-        g.add_argument("--estate", metavar="FILE", default=d(None),
+        g.add_argument("--estate", metavar="FILE", default=d(None), type=inputs.path,
                        help="audit an estate file offline (read-only, implies --dry-run)")
     g.add_argument("--endpoint", metavar="URL", default=d(None), help="ARM endpoint")
-    g.add_argument("--ca-bundle", metavar="PATH", default=d(None), help="CA bundle for --endpoint")
+    g.add_argument("--ca-bundle", metavar="PATH", default=d(None), type=inputs.path, help="CA bundle for --endpoint")
     g.add_argument("--cloud", default=d("AzureCloud"),
                    choices=["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"], help="Azure cloud")
     g.add_argument("-s", "--subscription", action="append", metavar="ID", default=d(None),
                    help="subscription in scope; repeatable")
     g.add_argument("-g", "--resource-group", action="append", metavar="NAME", default=d(None),
                    help="narrow the scope; repeatable")
-    g.add_argument("--state-dir", metavar="DIR", default=d(None), help="journal and sandbox state")
+    g.add_argument("--state-dir", metavar="DIR", default=d(None), type=inputs.path, help="journal and sandbox state")
     g.add_argument("--dry-run", action="store_true", default=d(False), help="never write to Azure")
     g.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks and log to stderr")
-    g.add_argument("--log-file", metavar="FILE", default=d(None), help="write the log to FILE (mode 0600)")
+    g.add_argument("--log-file", metavar="FILE", default=d(None), type=inputs.path,
+                   help="write the log to FILE (mode 0600)")
+    g.add_argument("--max-estate-mb", metavar="MB", type=inputs.estate_mb, default=d(None),
+                   help=f"refuse estate files larger than this (default {inputs.DEFAULT_MAX_ESTATE_MB})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -382,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", action="append", metavar="ID", help=STEP_HELP)
     p.add_argument("--check", action="append", metavar="ID", help=CHECK_HELP)
     p.add_argument("--format", choices=["text", "json", "markdown", "sarif"], default="text")
-    p.add_argument("--output", metavar="FILE")
+    p.add_argument("--output", metavar="FILE", type=inputs.output_file, help="a regular file, or - for stdout")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 when nothing would change, 2 when changes are pending, 1 on error")
 
@@ -412,16 +418,19 @@ def build_parser() -> argparse.ArgumentParser:
     sbsub = sb.add_subparsers(dest="sandbox_command", metavar="serve|reset|export")
     s = sbsub.add_parser("serve", help="serve the sandbox over HTTPS on 127.0.0.1 until interrupted")
     _global_options(s, suppress=True, sandbox_command=True)
-    s.add_argument("--port", type=int, default=0)
-    s.add_argument("--estate", dest="estate_spec", default="reference", metavar="reference|scale:N|FILE")
-    s.add_argument("--latency-ms", type=int, default=0)
+    s.add_argument("--port", type=inputs.port, default=0)
+    s.add_argument("--estate", dest="estate_spec", default="reference", metavar="reference|scale:N|FILE",
+                   type=inputs.path)
+    s.add_argument("--latency-ms", type=inputs.latency_ms, default=0)
+    s.add_argument("--seed", type=inputs.seed, default=0, help="seed of the injected faults (reproducible runs)")
     s.add_argument("--faults", metavar="SPEC", default=None, help="e.g. 429:0.1,500:0.05,reset:0.01")
     s = sbsub.add_parser("reset", help="reset the sandbox state to an estate")
     _global_options(s, suppress=True, sandbox_command=True)
-    s.add_argument("--estate", dest="estate_spec", default="reference", metavar="reference|scale:N|FILE")
+    s.add_argument("--estate", dest="estate_spec", default="reference", metavar="reference|scale:N|FILE",
+                   type=inputs.path)
     s = sbsub.add_parser("export", help="write the sandbox state as an estate file")
     _global_options(s, suppress=True, sandbox_command=True)
-    s.add_argument("--output", metavar="FILE")
+    s.add_argument("--output", metavar="FILE", type=inputs.output_file, help="a regular file, or - for stdout")
     return parser
 
 
@@ -435,24 +444,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
+    if getattr(args, "max_estate_mb", None):
+        from . import estate
+
+        estate.MAX_ESTATE_BYTES = args.max_estate_mb * 2**20
     try:
         from .logs import configure
 
         configure(debug=debug, log_file=getattr(args, "log_file", None))
         return COMMANDS[args.command](args)
-    except ZtwError as exc:
-        if debug:
-            raise
-        sys.stderr.write(f"ztwizard: error: {exc.message}\n")
-        if exc.hint:
-            sys.stderr.write(f"hint: {exc.hint}\n")
-        return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("ztwizard: interrupted.\n")
         return 130
     except Exception as exc:
         if debug:
             raise
+        err = user_error(exc)  # OS and SQLite errors become a sentence and a hint (errors.py)
+        if err is not None:
+            sys.stderr.write(f"ztwizard: error: {err.message}\n")
+            if err.hint:
+                sys.stderr.write(f"hint: {err.hint}\n")
+            return err.exit_code
         sys.stderr.write(f"ztwizard: error: unexpected {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n"
                          "hint: re-run with --debug to see the traceback.\n")
         return 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from . import resource_id as rid
 from .armjson import INLINE_CHILDREN as _ARM_INLINE
 from .armjson import child_id, inline_lists
 from .errors import UsageError
+from .files import file_kind
 
 # Inline children to lift out of a parent: the inventory's, plus rule collection groups, which an
 # export may carry inline in their policy (ARM itself only lists their ids there).
@@ -42,12 +44,38 @@ _HINT = ("An estate file is a JSON array of ARM resources, or an object with tha
          "\"value\" (ARM list) or \"data\" (Resource Graph); see `ztwizard sandbox export` for an example.")
 
 
-def load_estate_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read and validate an estate file; UsageError (exit 2) for anything unusable."""
+# Estate files larger than this are refused before reading (`--max-estate-mb` sets it).
+MAX_ESTATE_BYTES = 1024 * 1024 * 1024
+
+
+def load_estate_file(path: str | os.PathLike[str], max_bytes: int | None = None) -> list[dict[str, Any]]:
+    """Read and validate an estate file; UsageError (exit 2) for anything unusable. Only a
+    regular file of at most `max_bytes` (default MAX_ESTATE_BYTES) is read: a FIFO or
+    /dev/zero would hang or fill memory."""
     p = Path(path)
     name = str(path)
+    limit = MAX_ESTATE_BYTES if max_bytes is None else max_bytes
+    if not name.strip():
+        raise UsageError("The estate file is an empty path.",
+                         "Pass `reference`, `scale:N` or the path of an estate file.")
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"Estate file {name} is a directory, not a file.",
+                             "Pass the path of a JSON estate file.")
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"Estate file {name} is {file_kind(st.st_mode)}, not a regular file; it was not read.",
+                             "Save the export to a file first, then pass that file.")
+        if st.st_size > limit:
+            raise UsageError(f"Estate file {name} is {st.st_size / 2**20:.0f} MB, over the "
+                             f"{limit / 2**20:.0f} MB limit; it was not read.",
+                             "Raise the limit with --max-estate-mb N if the file is really an export.")
+        with open(p, "rb") as fh:
+            raw = fh.read(limit + 1)  # the file may have grown since the stat
+        if len(raw) > limit:
+            raise UsageError(f"Estate file {name} is over the {limit / 2**20:.0f} MB limit; it was not read.",
+                             "Raise the limit with --max-estate-mb N if the file is really an export.")
+        text = raw.decode("utf-8-sig")
     except FileNotFoundError:
         raise UsageError(f"Estate file {name} does not exist.",
                          "Pass `reference`, `scale:N` or the path of an estate file.") from None

@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -28,8 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError, ZtwError
+from .errors import UsageError, ZtwError, from_os_error, from_sqlite_error
 from .model import Change
+from .redact import REDACTED, scrub
+
+__all__ = ["REDACTED", "scrub"]  # kept importable from here: older callers use journal.scrub
 
 DB_NAME = "journal.sqlite3"
 APPLICATION_ID = 0x5A545721  # "ZTW!": marks the file as ours, so a foreign database is refused
@@ -59,54 +63,8 @@ DONE = "done"
 UNDONE_SESSION = "undone"
 
 KILL_ENV = "ZTWIZARD_TEST_KILL_AFTER_COMMITS"
-
-
-# ---- secrets -------------------------------------------------------------------------------
-
-# Keys whose value is a secret (compared case-insensitively, exact).
-_SECRET_KEYS = {
-    "keys", "key", "primarykey", "secondarykey", "primaryconnectionstring",
-    "secondaryconnectionstring", "adminpassword", "password", "customdata", "protectedsettings",
-    "protectedsettingsfromkeyvault", "sastoken", "sas", "secret", "clientsecret", "token",
-    "accesstoken", "refreshtoken", "privatekey", "sharedkey", "accountkey", "storageaccountkey",
-    "authorizationkey", "credentials", "sharedaccesskey", "userdata",
-}
-# Key fragments that mark a secret wherever they occur in a key name.
-_SECRET_FRAGMENTS = ("password", "secret", "connectionstring", "sastoken", "privatekey",
-                     "accountkey", "sharedaccesskey", "protectedsetting")
-# Values that are secrets whatever their key is called.
-_SECRET_VALUES = [
-    re.compile(r"AccountKey=", re.I),
-    re.compile(r"SharedAccessSignature=", re.I),
-    re.compile(r"SharedAccessKey=", re.I),
-    re.compile(r"[?&]sig=[^&\s]+", re.I),
-    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # a JWT
-    re.compile(r"^Bearer\s", re.I),
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-]
-REDACTED = "<redacted>"
-
-
-def _is_secret_key(key: str) -> bool:
-    low = key.lower()
-    return low in _SECRET_KEYS or any(f in low for f in _SECRET_FRAGMENTS)
-
-
-def scrub(obj: Any) -> Any:
-    """A copy of `obj` with secrets replaced by a marker. Booleans stay (allowSharedKeyAccess)."""
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            if _is_secret_key(str(k)) and v is not None and not isinstance(v, bool):
-                out[k] = REDACTED
-            else:
-                out[k] = scrub(v)
-        return out
-    if isinstance(obj, list):
-        return [scrub(v) for v in obj]
-    if isinstance(obj, str) and any(p.search(obj) for p in _SECRET_VALUES):
-        return REDACTED
-    return obj
+# How long to wait for another process's SQLite lock before saying who holds it.
+BUSY_SECONDS = 2.0
 
 
 # ---- schema and migrations ------------------------------------------------------------------
@@ -302,7 +260,10 @@ class _Lock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise from_os_error(e, "The journal's lock file") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -322,8 +283,9 @@ class _Lock:
         if self.fd is None:
             return
         data = f"{os.getpid()} {session_id}".strip().encode()
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, data, 0)
+        with contextlib.suppress(OSError):  # the note only names the holder; a full disk must not stop here
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
 
     def release(self) -> None:
         if self.fd is not None:
@@ -353,6 +315,7 @@ class Journal:
         self._kill_after = int(kill.group(1)) if kill else 0
         self._kill_delay = int(kill.group(2) or 0) / 1000 if kill else 0.0
         self._ensure_dir()
+        self._fresh = False  # this writer created the file (close() removes it if nothing was committed)
         if write:
             self._lock = _Lock(self.path.with_name(DB_NAME + ".lock"))
             self._lock.acquire()
@@ -367,23 +330,34 @@ class Journal:
     def _ensure_dir(self) -> None:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except FileExistsError:
+            raise UsageError(f"The state dir {self.state_dir} is not a directory.",
+                             "Pass a directory to --state-dir (or set ZTWIZARD_STATE_DIR).") from None
         except OSError as e:
-            raise UsageError(f"Cannot create the state directory {self.state_dir}: {e.strerror}.",
-                             "Pass a writable --state-dir (or set ZTWIZARD_STATE_DIR).") from None
+            raise from_os_error(e, "The state dir") from None
+        if not self.state_dir.is_dir():
+            raise UsageError(f"The state dir {self.state_dir} is not a directory.",
+                             "Pass a directory to --state-dir (or set ZTWIZARD_STATE_DIR).")
 
     def _check_file(self) -> bool:
         """True when the file exists. Refuses anything that is not an SQLite database."""
         try:
             st = self.path.stat()
+            if not stat.S_ISREG(st.st_mode):
+                raise UsageError(f"The journal {self.path} is not a regular file.",
+                                 "Remove what is at that path, or pass another --state-dir.")
+            if st.st_size == 0:
+                return True
+            with open(self.path, "rb") as f:
+                head = f.read(16)
         except FileNotFoundError:
             return False
-        if st.st_size == 0:
-            return True
-        with open(self.path, "rb") as f:
-            head = f.read(16)
+        except OSError as e:
+            raise from_os_error(e, "The journal") from None
         if head != SQLITE_HEADER:
-            raise ZtwError(f"The journal {self.path} is not an SQLite database (corrupt or foreign file); it was left untouched.",
-                           "Move it aside to start a fresh journal, or pass another --state-dir.")
+            raise ZtwError(f"The journal {self.path} is not an SQLite database (damaged or a foreign file); "
+                           "it was left untouched.",
+                           "Keep it (it may hold undo history) and pass another --state-dir for new sessions.")
         return True
 
     def _connect(self) -> sqlite3.Connection:
@@ -396,10 +370,15 @@ class Journal:
                 db.row_factory = sqlite3.Row
                 return db
             # Created 0600 before SQLite touches it, so there is no window with wider rights.
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                self._fresh = True
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise from_os_error(e, "The journal") from None
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=10, check_same_thread=False)
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_SECONDS, check_same_thread=False)
             db.row_factory = sqlite3.Row
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -414,19 +393,39 @@ class Journal:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 migrate(db)
+            elif version > SCHEMA_VERSION:
+                raise ZtwError(f"The journal was written by a newer ztwizard (schema v{version}; this one knows "
+                               f"v{SCHEMA_VERSION}).", "Upgrade ztwizard, or use another --state-dir.")
             elif version < SCHEMA_VERSION:
                 raise ZtwError(f"The journal {self.path} has an older schema (v{version}).",
                                "Run any writing command (apply, undo, resume) once to upgrade it.")
             with contextlib.suppress(OSError):
                 os.chmod(self.path, 0o600)
             return db
-        except sqlite3.DatabaseError as e:
-            raise ZtwError(f"The journal {self.path} is corrupt ({e}); it was left untouched.",
-                           "Move it aside to start a fresh journal, or pass another --state-dir.") from None
+        except sqlite3.Error as e:
+            if not existed:  # a journal this call began (a full disk): leave nothing half-made behind
+                for leftover in (self.path, self.path.with_name(DB_NAME + "-wal"), self.path.with_name(DB_NAME + "-shm")):
+                    with contextlib.suppress(OSError):
+                        leftover.unlink()
+            raise self._sqlite_error(e) from None
+
+    def _sqlite_error(self, e: sqlite3.Error) -> ZtwError:
+        err = from_sqlite_error(e, self.path)
+        if "locked" in str(e).lower() or "busy" in str(e).lower():
+            pids = sqlite_lock_holders(self.path)
+            who = f"PID {', '.join(map(str, pids))}" if pids else "another process"
+            err = ZtwError(f"The journal {self.path} is locked by {who} (waited {BUSY_SECONDS:g} s).",
+                           "Let that process finish (or stop it), then try again.")
+        return err
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.db.close()
+        if self._fresh and not self._commits:  # a writer that recorded nothing leaves no journal behind
+            for leftover in (self.path, self.path.with_name(DB_NAME + "-wal"), self.path.with_name(DB_NAME + "-shm")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+            self._fresh = False
         if self._lock:
             self._lock.release()
             self._lock = None
@@ -440,7 +439,10 @@ class Journal:
     # -- transactions --
     def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._mutex:
-            return self.db.execute(sql, args).fetchall()
+            try:
+                return self.db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise self._sqlite_error(e) from None
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -448,13 +450,19 @@ class Journal:
         if not self.write:
             raise ZtwError("The journal was opened read-only.", "Open it with write=True.")
         with self._mutex:
-            self.db.execute("BEGIN IMMEDIATE")
             try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("COMMIT")
+            except sqlite3.Error as e:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+                raise self._sqlite_error(e) from None
         self._commits += 1
         if self._kill_after and self._commits == self._kill_after:
             if self._kill_delay:
@@ -599,6 +607,18 @@ class Journal:
                              "List the session's changes with `ztwizard sessions --format json`.")
         return _record(row)
 
+    def created_by_wizard(self, resource_id: str, *, exclude_change: tuple[str, str] | None = None) -> ChangeRecord | None:
+        """The latest create of `resource_id` this journal records as sent (applied, in flight or
+        failed after sending), in any session; None when the wizard never created it (or undid it)."""
+        rows = self._q("SELECT * FROM changes WHERE lower(resource_id)=? AND action='create' AND state IN "
+                       "(?,?,?,?) AND before_image IS NULL AND seq IS NOT NULL ORDER BY updated_at DESC",
+                       (resource_id.lower(), APPLIED, IN_FLIGHT, FAILED, UNDO_FAILED))
+        for row in rows:
+            if exclude_change and (row["session_id"], row["change_id"]) == exclude_change:
+                continue
+            return _record(row)
+        return None
+
     def events(self, session_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self._q("SELECT * FROM events WHERE session_id=? ORDER BY id", (session_id,))]
 
@@ -620,6 +640,26 @@ def _record(row: sqlite3.Row) -> ChangeRecord:
     d["plan_after"] = d["plan_after"] or {}
     d["flags"] = d["flags"] or {}
     return ChangeRecord(**d)
+
+
+def sqlite_lock_holders(path: Path) -> list[int]:
+    """PIDs holding POSIX locks on `path` (SQLite's own locks), from /proc/locks; [] elsewhere."""
+    try:
+        st = path.stat()
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = []
+    for line in text.splitlines():
+        parts = line.split()
+        if "->" in parts:  # a waiter, not a holder
+            continue
+        if len(parts) >= 6 and parts[5].lower() == dev and parts[4].isdigit():
+            pid = int(parts[4])
+            if pid != os.getpid() and pid not in pids:
+                pids.append(pid)
+    return pids
 
 
 def wait_unlocked(state_dir: str | os.PathLike[str], timeout: float = 5.0) -> None:

@@ -25,6 +25,10 @@ class Outcome:
         return f"{text}: {self.message}" if self.message else text
 
 
+# How the skip notes of changes waiting for an unapplied prerequisite begin (ApplyReport.blocked).
+BLOCKED_PREFIXES = ("depends on", "needs")
+
+
 @dataclass
 class ApplyReport:
     session_id: str
@@ -46,6 +50,11 @@ class ApplyReport:
     @property
     def skipped(self) -> list[Outcome]:
         return self._of("skipped")
+
+    @property
+    def blocked(self) -> list[Outcome]:
+        """Skipped because a change they depend on was not applied (the contract's exit 1)."""
+        return [o for o in self.skipped if o.message.startswith(BLOCKED_PREFIXES)]
 
     @property
     def ok(self) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from . import __version__
 from .engine import Plan
 from .model import Finding
+from .redact import scrub, scrub_text
 from .resource_id import parse
 from .steps import ARTICLES, CHECK_BY_ID, STEP_BY_ID
 
@@ -16,13 +17,15 @@ ASCII_GLYPH = {"pass": "+", "fail": "x", "manual": "!", "error": "?", "not_appli
 
 
 def render(plan: Plan, fmt: str, *, ascii_only: bool = False) -> str:
+    """The plan in `fmt`, with every secret the estate holds redacted (redact.py): a plan is
+    shared (CI artefacts, tickets), so nothing in it may be a credential."""
     if fmt == "json":
-        return json.dumps(plan.to_dict(), indent=2, sort_keys=False) + "\n"
+        return json.dumps(scrub(plan.to_dict()), indent=2, sort_keys=False) + "\n"
     if fmt == "markdown":
-        return markdown(plan)
+        return scrub_text(markdown(plan))
     if fmt == "sarif":
-        return json.dumps(sarif(plan), indent=2) + "\n"
-    return text(plan, ascii_only=ascii_only)
+        return json.dumps(scrub(sarif(plan)), indent=2) + "\n"
+    return scrub_text(text(plan, ascii_only=ascii_only))
 
 
 def _short(resource_id: str) -> str:
@@ -34,6 +37,7 @@ def _short(resource_id: str) -> str:
 
 
 def _value(v: Any) -> str:
+    v = scrub(v)
     return json.dumps(v) if not isinstance(v, str) else v
 
 

@@ -31,6 +31,7 @@ from .armjson import (
 from .errors import EtagMismatch, UsageError, ZtwError
 from .outcomes import Outcome
 from .ports import ArmGateway
+from .redact import unrestorable_note
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict
     if inv.no_inverse:
         log.info("undo of %s removes %s (no previous value or platform default to write back)",
                  rec.change_id, ", ".join(map(dotted, inv.no_inverse)))
-    restore = inv.tree
+    restore = _without_redacted(inv.tree)  # a secret the journal never held stays as ARM has it
     if rec.method == "PATCH":
         return "PATCH", restore
     return "PUT", apply_values(writable(cur or {}), restore)
@@ -248,9 +249,10 @@ def _undo_one(gateway: ArmGateway, journal: J.Journal, session_id: str, rec: J.C
         return
     if method != "DELETE" and (result is None or not _restored(rec, result)):
         result = _read_or_none(gateway, rec.resource_id) or result
+    lost = unrestorable_note(rec.before_image if rec.action == "delete" else rec.plan_before)
     journal.update_change(session_id, rec.change_id, state=J.UNDONE, result_etag=(result or {}).get("etag"),
-                          event="undone")
-    outcome(rec, "undone")
+                          note=lost or None, event=lost or "undone")
+    outcome(rec, "undone", lost)
 
 
 def _read_or_none(gateway: ArmGateway, resource_id: str) -> dict[str, Any] | None:

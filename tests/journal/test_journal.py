@@ -98,9 +98,22 @@ def test_migration_from_v1_keeps_rows(tmp_path):
 
 def test_newer_schema_is_refused(tmp_path):
     with J.Journal(tmp_path) as j:
+        j.create_session("sandbox")  # a journal that holds something (an empty one is not kept)
         j.db.execute(f"PRAGMA user_version = {J.SCHEMA_VERSION + 1}")
-    with pytest.raises(ZtwError, match="newer ztwizard"):
-        J.Journal(tmp_path)
+    for write in (True, False):
+        with pytest.raises(ZtwError, match="newer ztwizard"):
+            J.Journal(tmp_path, write=write)
+
+
+def test_a_writer_that_records_nothing_leaves_no_journal(tmp_path):
+    with J.Journal(tmp_path / "state"):
+        pass
+    assert not (tmp_path / "state" / J.DB_NAME).exists()
+    with J.Journal(tmp_path / "state") as j:
+        j.create_session("sandbox")
+    with J.Journal(tmp_path / "state"):
+        pass
+    assert (tmp_path / "state" / J.DB_NAME).exists(), "an existing journal is never removed"
 
 
 @pytest.mark.parametrize("content", [b"this is not a database at all\n" * 10,

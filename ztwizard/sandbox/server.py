@@ -16,7 +16,6 @@ import secrets
 import signal
 import socket
 import ssl
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,10 +25,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import UsageError, ZtwError
+from ..files import write_output
 from . import certs
 from .arm import Sandbox, _resolve_estate
 from .faults import ConnectionReset
-from .store import atomic_write, atomic_write_json
+from .store import atomic_write_json
 
 HOST = "127.0.0.1"
 
@@ -385,14 +385,7 @@ def export(state_dir: Path, output: str | Path | None = None) -> int:
                          hint="Run `ztwizard sandbox reset` or `ztwizard sandbox serve` first.")
     data = Sandbox(state_dir, estate=None).export()
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    if output is None or str(output) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        out = Path(output)
-        if out.is_dir():
-            raise UsageError(f"{out} is a directory.", hint="Give --output a file name.")
-        atomic_write(out, text.encode(), 0o600)
+    write_output(None if output is None else str(output), text)  # the same file policy as plan --output
     return len(data)
 
 

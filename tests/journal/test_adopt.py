@@ -1,0 +1,72 @@
+"""The wizard recognises what it created itself: a half-failed create (the Bastion's public IP
+created, the Bastion's long-running operation failed) is completed by the next apply, and the
+RDP/SSH closes that wait for the Bastion then go in. Through the real azure-mgmt clients."""
+
+from __future__ import annotations
+
+from ztwizard import journal as J
+from ztwizard.apply import apply_changes, start_session
+from ztwizard.engine import inspect
+from ztwizard.sandbox.faults import Faults
+
+BASTIONS = "microsoft.network/bastionhosts"
+PIPS = "microsoft.network/publicipaddresses"
+
+
+def _type(resource_id: str) -> str:
+    parts = resource_id.lower().split("/providers/")[-1].split("/")
+    return "/".join(parts[:2])
+
+
+def _apply(w, on_event=None):
+    plan = inspect(w.gw, step_ids=["vm-6"])
+    changes = plan.changes()
+    sid = start_session(w.journal, w.gw, changes)
+    return changes, apply_changes(w.gw, w.journal, sid, changes, allow_disruptive=True, allow_cost=True,
+                                  on_event=on_event)
+
+
+def test_half_failed_bastion_create_is_completed_on_the_next_apply(world):
+    w = world(estate="reference")
+
+    def fail_the_bastion(ev):  # the public IP lands; the Bastion's operation (only) then fails
+        if ev.kind == "applied" and _type(ev.change.resource_id) == PIPS:
+            w.sb.faults = Faults.parse("lro-fail:1.0")
+        elif ev.kind == "failed" and _type(ev.change.resource_id) == BASTIONS:
+            w.sb.faults = Faults.parse("")
+
+    changes, first = _apply(w, fail_the_bastion)
+    assert any(_type(c.resource_id) == BASTIONS for c in changes), "the plan creates a Bastion"
+    assert [_type(o.resource_id) for o in first.failed] == [BASTIONS]
+    waiting = [o for o in first.blocked if o.message.startswith("depends on")]
+    assert waiting, "the closes that wait for the Bastion are skipped as blocked"
+    pip = next(o for o in first.applied if _type(o.resource_id) == PIPS)
+    assert w.gw.read(pip.resource_id) is not None
+    assert w.journal.created_by_wizard(pip.resource_id) is not None
+
+    changes2, second = _apply(w)
+    by_id = {o.resource_id.lower(): o for o in second.outcomes}
+    assert by_id[pip.resource_id.lower()].result == "adopted", second.lines()
+    assert "created by this wizard" in by_id[pip.resource_id.lower()].message
+    bastion = next(o for o in second.outcomes if _type(o.resource_id) == BASTIONS)
+    assert bastion.result == "applied", second.lines()
+    assert not second.failed, second.lines()
+    # only prerequisites of unselected steps (vm-2) may still wait; nothing waits for the Bastion
+    assert not [o for o in second.blocked if o.message.startswith("depends on")], second.lines()
+    assert {o.change_id for o in waiting} <= {o.change_id for o in second.applied}, second.lines()
+    # the Bastion now reaches the VMs: a third plan proposes nothing for it
+    assert not [c for c in inspect(w.gw, step_ids=["vm-6"]).changes() if _type(c.resource_id) in (BASTIONS, PIPS)]
+
+
+def test_a_resource_someone_else_created_under_the_planned_name_is_not_adopted(world):
+    w = world(estate="reference")
+    plan = inspect(w.gw, step_ids=["vm-6"])
+    pip = next(c for c in plan.changes() if _type(c.resource_id) == PIPS)
+    theirs = dict(pip.body, sku={"name": "Basic"}, properties={"publicIPAllocationMethod": "Dynamic"})
+    w.gw.write("PUT", pip.resource_id, theirs)
+    sid = start_session(w.journal, w.gw, plan.changes())
+    report = apply_changes(w.gw, w.journal, sid, plan.changes(), allow_disruptive=True, allow_cost=True)
+    out = next(o for o in report.outcomes if o.resource_id.lower() == pip.resource_id.lower())
+    assert out.result == "skipped" and "already exists" in out.message
+    assert w.journal.change(sid, pip.id).state == J.SKIPPED
+    assert (w.gw.read(pip.resource_id)["sku"]["name"]).lower() == "basic", "someone else's resource untouched"

@@ -1,0 +1,239 @@
+"""The slow campaigns of issue 10, on `ztwizard sandbox serve` in its own process:
+
+* 100 SIGKILL points spread over apply (60) and undo (40). Kills come in chains: each killed run
+  is followed by another killed run on whatever state it left (new apply sessions, or the same
+  undo continued), and a chain ends by settling every session (resume) and undoing them all, after
+  which the estate must be exactly the original. A killed process is the CLI; the settling is the
+  library over the same HTTPS endpoint, to keep the campaign within minutes.
+* A fault matrix (429 with and without Retry-After, 500, 503, connection resets before and after
+  the write, failed LROs) over three `serve --seed N` runs: apply, re-apply until nothing is left,
+  then undo, and count lost or duplicated changes (0 expected)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ztwizard import journal as J
+from ztwizard.gateway import Gateway
+from ztwizard.resume import reconcile
+from ztwizard.target import sandbox_target
+from ztwizard.undo import undo_changes
+
+from .conftest import estate_view
+from .test_crash import APPLY, CLI, _run
+
+APPLY_KILLS = 60
+UNDO_KILLS = 40
+
+
+class Server:
+    def __init__(self, state: Path, estate_file: Path, *extra: str) -> None:
+        self.state = state
+        conn = state / "sandbox" / "connection.json"
+        self.proc = subprocess.Popen([*CLI, "sandbox", "serve", "--state-dir", str(state), "--estate",
+                                      str(estate_file), *extra], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not conn.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"serve did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
+            time.sleep(0.05)
+
+    def gateway(self) -> Gateway:
+        return Gateway(sandbox_target(self.state))
+
+    def view(self) -> dict:
+        gw = self.gateway()
+        out = _run(["sandbox", "export"], self.state)
+        assert out.returncode == 0, out.stderr
+        return estate_view(json.loads(out.stdout), gw)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def server(tmp_path, small_estate):
+    estate = tmp_path / "estate.json"
+    estate.write_text(json.dumps(small_estate))
+    made: list[Server] = []
+
+    def start(*extra: str, name: str = "state") -> Server:
+        s = Server(tmp_path / name, estate, *extra)
+        made.append(s)
+        return s
+
+    yield start
+    for s in made:
+        s.stop()
+
+
+def _settle_and_undo_all(srv: Server) -> None:
+    """Every session settled, then undone newest first (the library, over HTTPS)."""
+    gw = srv.gateway()
+    J.wait_unlocked(srv.state, timeout=30)
+    with J.Journal(srv.state) as j:
+        for s in j.sessions():
+            if j.changes(s.id, states=J.UNSETTLED):
+                reconcile(gw, j, s.id)
+        for s in j.sessions():  # newest first
+            if j.changes(s.id, states=(*J.UNDOABLE, *J.UNSETTLED)):
+                report = undo_changes(gw, j, s.id)
+                assert report.ok, "\n".join(report.lines())
+        left = [(s.id, r.change_id, r.state) for s in j.sessions()
+                for r in j.changes(s.id, states=(*J.UNDOABLE, *J.UNSETTLED))]
+        assert not left, left
+
+
+def _invariants(state: Path) -> None:
+    with J.Journal(state, write=False) as j:
+        for s in j.sessions():
+            rows = j.changes(s.id)
+            assert len({r.change_id for r in rows}) == len(rows), "no change recorded twice"
+            unsettled = j.changes(s.id, states=J.UNSETTLED)
+            assert len(unsettled) <= 1, "at most the write under way is in flight"
+            assert all(r.before_image is not None for r in unsettled if r.action != "create")
+
+
+def _points(total: int, n: int, offset: int) -> list[str]:
+    """`n` kill specs spread over `total` commits: right after a commit, or 15/30 ms into the next request."""
+    out = []
+    for i in range(n):
+        p = 2 + (i * 7 + offset) % max(1, total - 2)
+        out.append(f"{p}+{(i % 3) * 15}" if i % 3 else str(p))
+    return out
+
+
+def _commits_of_a_full_apply(srv: Server) -> int:
+    run = _run(APPLY, srv.state)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with J.Journal(srv.state, write=False) as j:
+        n = len(j.events(j.latest_session().id))
+    _settle_and_undo_all(srv)
+    return n
+
+
+@pytest.mark.slow
+def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(server, capsys):
+    srv = server("--latency-ms", "5")
+    original = srv.view()
+    total = _commits_of_a_full_apply(srv)
+    assert srv.view() == original
+    assert total > 20
+
+    tally = {"apply": [0, 0], "undo": [0, 0]}  # restored, tried
+    # apply: chains of 6 kills, each a new session on what the last one left
+    specs = _points(total, APPLY_KILLS, 0)
+    for start in range(0, len(specs), 6):
+        chain = specs[start:start + 6]
+        for kill in chain:
+            run = _run(APPLY, srv.state, {J.KILL_ENV: kill})
+            assert run.returncode in (-9, 0, 1), run.stdout + run.stderr  # killed, or done before the point
+            _invariants(srv.state)
+        _settle_and_undo_all(srv)
+        restored = srv.view() == original
+        tally["apply"][1] += len(chain)
+        tally["apply"][0] += len(chain) if restored else 0
+        assert restored, f"estate not restored after apply kills {chain}"
+
+    # undo: one full apply, then undo killed again and again until it completes
+    specs = _points(12, UNDO_KILLS, 3)
+    i = 0
+    while i < len(specs):
+        run = _run(APPLY, srv.state)
+        assert run.returncode == 0, run.stdout + run.stderr
+        chain = []
+        while i < len(specs):
+            kill = specs[i]
+            undo = _run(["--sandbox", "undo", "--yes"], srv.state, {J.KILL_ENV: kill})
+            assert undo.returncode in (-9, 0, 2), undo.stdout + undo.stderr
+            chain.append(kill)
+            i += 1
+            _invariants(srv.state)
+            if undo.returncode != -9:
+                break  # the undo finished before the kill point: this chain is done
+        _settle_and_undo_all(srv)
+        restored = srv.view() == original
+        tally["undo"][1] += len(chain)
+        tally["undo"][0] += len(chain) if restored else 0
+        assert restored, f"estate not restored after undo kills {chain}"
+    with capsys.disabled():
+        print(f"\nkill restores: apply {tally['apply'][0]}/{tally['apply'][1]}, "
+              f"undo {tally['undo'][0]}/{tally['undo'][1]}")
+    assert tally["apply"][1] + tally["undo"][1] >= 100
+
+
+FAULTS = "429:0.08,500:0.04,503:0.04,reset:0.03,reset-after:0.03,lro-fail:0.08"
+
+
+def _accounted(state: Path) -> tuple[int, int]:
+    """(lost, duplicated): changes with no final state, and the same change settled twice."""
+    lost = dup = 0
+    with J.Journal(state, write=False) as j:
+        for s in j.sessions():
+            rows = j.changes(s.id)
+            ids = [r.change_id for r in rows]
+            dup += len(ids) - len(set(ids))
+            lost += sum(1 for r in rows if r.state in (J.PLANNED, *J.UNSETTLED))
+    return lost, dup
+
+
+def _to_fixpoint(srv: Server, limit: int = 8) -> tuple[int, set[str]]:
+    """Apply until a run applies nothing and fails nothing; (runs, what such a run still skips)."""
+    for runs in range(1, limit + 1):
+        run = _run(APPLY, srv.state, timeout=300)
+        assert "Traceback" not in run.stderr and "unexpected" not in run.stderr.lower(), run.stderr
+        assert run.returncode in (0, 1), run.stdout + run.stderr
+        if "Nothing to apply" in run.stdout:
+            return runs, set()
+        m = re.search(r"(\d+) applied, (\d+) failed, (\d+) skipped", run.stdout)
+        if m and m.group(1) == "0" and m.group(2) == "0":
+            return runs, {line.split(" (")[0].strip() for line in run.stdout.splitlines() if "skipped  " in line}
+        if run.returncode == 1 and "resume" in run.stderr:  # stopped mid-way: settle, as a person would
+            _run(["--sandbox", "resume"], srv.state, timeout=300)
+    raise AssertionError(f"no fixpoint after {limit} applies:\n{run.stdout}\n{run.stderr}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fault_matrix_converges_without_lost_or_duplicated_changes(server, seed, capsys):
+    """Under faults, repeated applies reach the same fixpoint as without them (the same estate,
+    the same changes left skipped), with no change lost or recorded twice; undo restores."""
+    clean = server(name="clean")
+    original = clean.view()
+    _, clean_left = _to_fixpoint(clean)
+    clean_converged = clean.view()
+    clean.stop()
+    # Retry-After comes with the injected 429s; throttling with no header comes from the token bucket
+    srv = server("--latency-ms", "2", "--faults", FAULTS, "--seed", str(seed), name=f"faulty-{seed}")
+    runs, left = _to_fixpoint(srv)
+    lost, dup = _accounted(srv.state)
+    srv.stop()
+    srv2 = server("--latency-ms", "2", name=f"faulty-{seed}")  # the same state, faults off, to compare
+    converged = srv2.view() == clean_converged
+    _settle_and_undo_all(srv2)
+    restored = srv2.view() == original
+    with capsys.disabled():
+        print(f"\nfault seed {seed}: fixpoint after {runs} applies; same as without faults: {converged}; "
+              f"lost {lost}, duplicated {dup}; restored by undo: {restored}; left skipped: {sorted(left)}")
+    assert left == clean_left
+    assert converged and restored
+    assert (lost, dup) == (0, 0)
+
+
+def test_serve_takes_a_seed():
+    out = subprocess.run([*CLI, "sandbox", "serve", "--help"], capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("ZTWIZARD_")})
+    assert "--seed" in out.stdout

@@ -1,0 +1,59 @@
+"""argparse `type=` validators: a bad flag value is refused at parse time (exit 2) with the
+range it must be in, instead of surfacing later as an OverflowError or silently as a default."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def path(value: str) -> str:
+    """A path flag: not empty (an empty --state-dir would silently mean the default)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a path; pass a file or directory name")
+    if "\x00" in value:
+        raise argparse.ArgumentTypeError("a path cannot contain a NUL character")
+    return value
+
+
+def _integer(value: str, what: str) -> int:
+    try:
+        return int(value.strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; pass {what}") from None
+
+
+def bounded_int(low: int, high: int, what: str) -> Callable[[str], int]:
+    """A whole number in [low, high]; `what` says what to pass ("a port from 0 to 65535")."""
+
+    def parse(value: str) -> int:
+        n = _integer(value, what)
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"{n} is out of range; pass {what}")
+        return n
+
+    parse.__name__ = "number"  # argparse names the type in its messages
+    return parse
+
+
+port = bounded_int(0, 65535, "a port from 1 to 65535 (0 picks a free one)")
+latency_ms = bounded_int(0, 60_000, "milliseconds from 0 to 60000")
+seed = bounded_int(0, 2**63 - 1, "a seed of 0 or more")
+# Estate files: 1 GiB by default (an export of a large tenant is a few hundred MB).
+DEFAULT_MAX_ESTATE_MB = 1024
+estate_mb = bounded_int(1, 1024 * 1024, "a size in MB from 1 to 1048576")
+
+
+def output_file(value: str) -> str:
+    """`--output`: `-` (stdout) or a path that files.write_output will accept, checked before any
+    work is done (the write itself checks again, and reports a full disk or a read-only mount)."""
+    from .errors import UsageError
+    from .files import output_target
+
+    if value == "-":
+        return value
+    try:
+        output_target(value)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message[0].lower()}{exc.message[1:]} {exc.hint}") from None
+    return value

@@ -1,0 +1,112 @@
+"""The one redaction module: secrets out of everything the wizard stores or prints.
+
+The journal's before-images, plan outputs (text, json, markdown, SARIF) and log records all go
+through here. A secret is known by its key (`commandToExecute`, `protectedSettings`, `keys`,
+`*password*`, …) or by its value (a connection string, a SAS signature, a JWT, a private key),
+and is replaced by REDACTED. Booleans stay (`allowSharedKeyAccess` is a setting, not a secret)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "<redacted>"
+
+# Keys whose value is a secret (compared case-insensitively, exact).
+SECRET_KEYS = frozenset({
+    "keys", "key", "primarykey", "secondarykey", "primaryconnectionstring",
+    "secondaryconnectionstring", "adminpassword", "password", "customdata", "protectedsettings",
+    "protectedsettingsfromkeyvault", "sastoken", "sas", "secret", "clientsecret", "token",
+    "accesstoken", "refreshtoken", "privatekey", "sharedkey", "accountkey", "storageaccountkey",
+    "authorizationkey", "credentials", "sharedaccesskey", "userdata",
+    # Extension settings that carry credentials as often as not (CustomScript, RunCommand).
+    "commandtoexecute", "script",
+})
+# Key fragments that mark a secret wherever they occur in a key name.
+SECRET_FRAGMENTS = ("password", "secret", "connectionstring", "sastoken", "privatekey",
+                    "accountkey", "sharedaccesskey", "protectedsetting", "apikey", "accesskey")
+# Values that are secrets whatever their key is called.
+SECRET_VALUES = (
+    re.compile(r"AccountKey=", re.I),
+    re.compile(r"SharedAccessSignature=", re.I),
+    re.compile(r"SharedAccessKey=", re.I),
+    re.compile(r"(?:^|[?&;])sig=[^&\s]+", re.I),
+    re.compile(r"(?:^|;)\s*(?:password|pwd)\s*=", re.I),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # a JWT
+    re.compile(r"^Bearer\s", re.I),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+)
+# The same secrets inside free text (a message, a log line): only the secret part goes.
+_IN_TEXT = (
+    re.compile(r"((?:AccountKey|SharedAccessKey|SharedAccessSignature|Password|Pwd)\s*=\s*)[^;\s\"']+", re.I),
+    re.compile(r"([?&]sig=)[^&\s\"']+", re.I),
+    re.compile(r"()\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]+)?"),
+    re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I),
+    re.compile(r"()-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
+)
+
+
+def is_secret_key(key: str) -> bool:
+    low = key.lower()
+    return low in SECRET_KEYS or any(f in low for f in SECRET_FRAGMENTS)
+
+
+def is_secret_value(value: str) -> bool:
+    return any(p.search(value) for p in SECRET_VALUES)
+
+
+def scrub(obj: Any) -> Any:
+    """A copy of `obj` with secrets replaced by REDACTED (strings on their own: free text)."""
+    if isinstance(obj, str):
+        return scrub_text(obj)
+    return _scrub(obj)
+
+
+def _scrub(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            if is_secret_key(str(k)) and v is not None and not isinstance(v, bool) and v != {} and v != []:
+                out[k] = REDACTED
+            else:
+                out[k] = _scrub(v)
+        return out
+    if isinstance(obj, list):
+        return [_scrub(v) for v in obj]
+    if isinstance(obj, str) and is_secret_value(obj):
+        return REDACTED
+    return obj
+
+
+def scrub_text(text: str) -> str:
+    """Free text with each secret in it replaced by REDACTED (the words around it kept)."""
+    for pattern in _IN_TEXT:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
+
+
+def redacted_paths(obj: Any, prefix: str = "") -> list[str]:
+    """Dotted paths in `obj` that hold REDACTED: values a restore from it cannot bring back."""
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += redacted_paths(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += redacted_paths(v, f"{prefix}[{i}]")
+    elif obj == REDACTED:
+        out.append(prefix or "(value)")
+    return out
+
+
+def unrestorable_note(*images: Any) -> str:
+    """'' or a sentence naming the secret values that were never stored, so cannot be restored."""
+    paths: list[str] = []
+    for image in images:
+        for p in redacted_paths(image):
+            if p not in paths:
+                paths.append(p)
+    if not paths:
+        return ""
+    shown = ", ".join(paths[:12]) + (f" and {len(paths) - 12} more" if len(paths) > 12 else "")
+    return f"secret values were never journaled and could not be restored: {shown}; set them again by hand"
