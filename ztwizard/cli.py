@@ -242,7 +242,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
                          hint="Pass --yes to undo without asking (scripts, CI).")
     if dry_run(args):
         raise UsageError("--dry-run is set: undo refused; nothing was changed.", hint="Drop --dry-run to undo.")
-    with make_core(args) as core:
+    with make_core(args, lazy=True) as core:  # the journal is judged before any target is built
         sid, rows = core.undoable(args.session, step_ids=args.step or None, change_ids=args.change or None)
         if not rows:
             print(f"Nothing to undo in session {sid}.")
