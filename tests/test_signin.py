@@ -389,3 +389,67 @@ def test_refused_token_exits_1_not_a_plan_of_errors(world, small_estate, command
     assert "Nothing to apply" not in run.out and run.out == ""
     assert not (world.state.parent / "zt.sarif").exists()
     assert writes == 0
+
+
+# ---- exit codes of a plan with failed reads (product.md §3), on the sandbox ------------------------
+
+@pytest.fixture
+def faulty_sandbox(monkeypatch):
+    """`--sandbox` served in-process with injected 500s (the in-process transport does not sleep
+    between retries, so azure-core's retries run in full and quickly)."""
+    from ztwizard import target
+    from ztwizard.sandbox import Sandbox
+
+    def use(faults: str | None) -> None:
+        monkeypatch.setattr(target, "sandbox_target",
+                            lambda state_dir, **kw: target.in_process_target(Sandbox(None, faults=faults, seed=5)))
+
+    return use
+
+
+def _plan(tmp_path, capsys, *extra):
+    from ztwizard.cli import main
+
+    out = tmp_path / "plan.json"
+    code = main(["--sandbox", "--state-dir", str(tmp_path), "plan", "--format", "json", "--output", str(out), *extra])
+    err = capsys.readouterr().err
+    findings = [f for s in json.loads(out.read_text())["steps"] for f in s["findings"]] if out.exists() else []
+    return code, err, findings
+
+
+def test_any_error_exits_1_under_detailed_exitcode(tmp_path, capsys, faulty_sandbox):
+    faulty_sandbox("500:0.8")  # 0.8^7: about one read in five fails even after the retries
+    code, err, findings = _plan(tmp_path, capsys, "--detailed-exitcode")
+    errors = [f for f in findings if f["status"] == "error"]
+    assert errors and len(errors) < len(findings)  # some reads failed, not all
+    assert code == 1
+    assert f"{len(errors)} check(s) could not be evaluated" in err and "hint:" in err
+    assert "Traceback" not in err
+
+
+def test_partial_errors_without_detailed_exitcode_still_exit_0(tmp_path, capsys, faulty_sandbox):
+    faulty_sandbox("500:0.8")
+    code, _err, findings = _plan(tmp_path, capsys)
+    assert code == 0 and any(f["status"] == "error" for f in findings)
+
+
+def test_clean_plan_detailed_exitcode_is_2_when_changes_are_pending(tmp_path, capsys, faulty_sandbox):
+    faulty_sandbox(None)
+    code, err, findings = _plan(tmp_path, capsys, "--detailed-exitcode")
+    assert code == 2, err
+    assert findings and not any(f["status"] == "error" for f in findings)
+
+
+@pytest.mark.parametrize("command", [("plan",), ("apply", "--yes")])
+def test_every_read_failed_exits_1_always(tmp_path, capsys, faulty_sandbox, command):
+    from ztwizard.cli import main
+
+    faulty_sandbox("500:1.0")
+    out = tmp_path / "out.sarif"
+    args = [*command, "--format", "sarif", "--output", str(out)] if command[0] == "plan" else list(command)
+    code = main(["--sandbox", "--state-dir", str(tmp_path), *args])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "ARM answered 500 InternalServerError" in captured.err
+    assert "Nothing to apply" not in captured.out
+    assert not out.exists()
