@@ -151,7 +151,7 @@ def test_no_credential_writes_no_sarif(world):
 @pytest.mark.parametrize("auth, needle", [
     ("cli", "The az CLI is not installed"),
     ("env", "AZURE_* variables of a service principal are not set"),
-    ("managed-identity", "No managed identity answered"),
+    ("managed-identity", "No managed identity is available"),
 ])
 def test_each_kind_without_its_credential(world, auth, needle):
     run = world.run(*SUB_ARG, "--auth", auth, "--auth-timeout", "10", "plan")
@@ -453,3 +453,91 @@ def test_every_read_failed_exits_1_always(tmp_path, capsys, faulty_sandbox, comm
     assert "ARM answered 500 InternalServerError" in captured.err
     assert "Nothing to apply" not in captured.out
     assert not out.exists()
+
+
+# ---- device code: the prompt on stderr, no browser ------------------------------------------------
+
+def _fake_entra(directory: Path, access_token: str, pending: int = 1):
+    """A minimal Microsoft Entra ID over HTTPS on 127.0.0.1 for the device-code flow: discovery,
+    the device code, one `authorization_pending`, then a token (with the id_token and client_info
+    MSAL builds its account from; nothing is verified by a client, as on the real service)."""
+    import base64
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from ztwizard.sandbox import certs
+
+    files = certs.ensure(directory)
+    polls: list[str] = []
+
+    def b64(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+        def _send(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            base = f"https://127.0.0.1:{self.server.server_address[1]}/tenant-1"
+            if self.path.startswith("/tenant-1/v2.0/.well-known/openid-configuration"):
+                return self._send(200, {"authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                                        "token_endpoint": f"{base}/oauth2/v2.0/token",
+                                        "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                                        "issuer": f"{base}/v2.0"})
+            return self._send(404, {"error": "not_found"})
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+            if self.path.endswith("/devicecode"):
+                return self._send(200, {"device_code": "dc-1", "user_code": "ZTW-4242", "expires_in": 900,
+                                        "interval": 1, "verification_uri": "https://microsoft.com/devicelogin",
+                                        "message": "To sign in, use a web browser"})
+            if self.path.endswith("/token") and "device_code" in body:
+                polls.append(body)
+                if len(polls) <= pending:  # the person has not entered the code yet
+                    return self._send(400, {"error": "authorization_pending"})
+                now = int(time.time())
+                claims = {"oid": "u-1", "tid": "tenant-1", "sub": "s", "aud": "a", "iss": "x",
+                          "preferred_username": "ops@contoso.example", "iat": now, "exp": now + 3600}
+                return self._send(200, {"token_type": "Bearer", "access_token": access_token, "expires_in": 3600,
+                                        "scope": "https://management.azure.com/.default",
+                                        "id_token": f"{b64({'alg': 'none'})}.{b64(claims)}.",
+                                        "client_info": b64({"uid": "u-1", "utid": "tenant-1"})})
+            return self._send(400, {"error": "invalid_request"})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(files.cert, files.key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, files.ca_cert, polls
+
+
+@pytest.mark.parametrize("pending, deadline", [(1, "10"), (4, "2")])
+def test_device_code_prompts_on_stderr_and_signs_in_without_a_browser(world, small_estate, pending, deadline):
+    """(4, 2): the person takes ~4 s, longer than the 2 s deadline: a showing code waits for them."""
+    from ztwizard.sandbox.server import running
+
+    with running(world.state / "sb", estate=small_estate) as srv:
+        conn = srv.connection
+        entra, ca, polls = _fake_entra(world.state / "entra", conn["token"], pending)
+        try:
+            run = world.run("--endpoint", conn["endpoint"], "--ca-bundle", conn["ca_bundle"],
+                            "--auth", "device-code", "--auth-timeout", deadline, "-s", SUB, "plan", "--format", "json",
+                            env={"AZURE_AUTHORITY_HOST": f"https://127.0.0.1:{entra.server_address[1]}",
+                                 "AZURE_TENANT_ID": "tenant-1", "REQUESTS_CA_BUNDLE": str(ca)},
+                            isolated=False)
+        finally:
+            entra.shutdown()
+    assert run.code == 0, run.err
+    assert "open https://microsoft.com/devicelogin in any browser and enter the code ZTW-4242" in run.err
+    assert "ZTW-4242" not in run.out and json.loads(run.out)["summary"]["fail"] > 0  # stdout is the plan only
+    assert len(polls) == pending + 1  # it waited for the person, then used the token for every client

@@ -99,6 +99,9 @@ def build_credential(auth: str = "default", cloud: str = "AzureCloud", timeout: 
     quiet_identity_logs(debug)
     # AZURE_AUTHORITY_HOST (azure-identity's own knob) names a private authority; else the cloud's.
     authority = os.environ.get("AZURE_AUTHORITY_HOST") or CLOUDS[cloud][1]
+    # MSAL checks an authority it does not know against the public cloud's discovery endpoint;
+    # a private authority (an air-gapped or test Entra) must not leave for it.
+    private_authority = authority.removeprefix("https://").rstrip("/") not in {h for _, h in CLOUDS.values()}
     cli_cloud = cli_active_cloud()
     cli_mismatch = cli_cloud is not None and cli_cloud != cloud
     whole_seconds = max(1, int(timeout))  # subprocess timeouts of the CLI credentials, in seconds
@@ -116,11 +119,14 @@ def build_credential(auth: str = "default", cloud: str = "AzureCloud", timeout: 
         kwargs: dict[str, Any] = {"authority": authority, "prompt_callback": shared.device_code_prompt}
         if os.environ.get("AZURE_TENANT_ID"):
             kwargs["tenant_id"] = os.environ["AZURE_TENANT_ID"]
+        if private_authority:
+            kwargs["disable_instance_discovery"] = True
         inner = identity.DeviceCodeCredential(**kwargs)
     elif auth == "managed-identity":  # the identity endpoint is local: no authority to set
         inner = identity.ManagedIdentityCredential(client_id=os.environ.get("AZURE_CLIENT_ID") or None)
     elif auth == "env":
-        inner = identity.EnvironmentCredential(authority=authority)
+        inner = identity.EnvironmentCredential(authority=authority,
+                                               **({"disable_instance_discovery": True} if private_authority else {}))
     else:
         # A token for another cloud would only earn 401s: leave a mismatched CLI out of the chain.
         inner = identity.DefaultAzureCredential(authority=authority, process_timeout=whole_seconds,
@@ -315,8 +321,7 @@ def describe_failure(exc: BaseException, cred: SharedCredential | None = None) -
                            hint="Set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET "
                                 "(or AZURE_CLIENT_CERTIFICATE_PATH).")
     if auth == "managed-identity":
-        return SignInError(f"No managed identity answered on this machine (--auth managed-identity): "
-                           f"{_first_line(text) or 'unavailable'}.",
+        return SignInError("No managed identity is available on this machine (--auth managed-identity).",
                            hint="Run on an Azure VM or service with a managed identity, or choose another --auth.")
     if auth == "device-code":
         return SignInError(f"The device-code sign-in did not complete: {_first_line(text) or 'no token'}.",
