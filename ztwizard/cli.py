@@ -50,7 +50,7 @@ def make_target(args: argparse.Namespace) -> Any:
         target = sandbox_target(state_dir(args))
     else:
         target = azure_target(args.cloud, args.endpoint, args.ca_bundle, auth=getattr(args, "auth", None) or "default",
-                              auth_timeout=getattr(args, "auth_timeout", None), debug=bool(args.debug))
+                              auth_timeout=getattr(args, "auth_timeout", None))
     target.subscriptions = subs
     target.resource_groups = list(args.resource_group or [])
     return target

@@ -11,13 +11,12 @@ wraps it in a `SharedCredential` that every client of the run shares:
 * a failure becomes one `SignInError` sentence with a hint, remembered for the run, so the next
   client fails at once instead of signing in again.
 
-azure-identity logs every failed attempt of its chain as a warning; those lines are kept off
-stderr unless `--debug`."""
+azure-identity logs every failed attempt of its chain as a warning; ztwizard/logs.py keeps those
+lines off stderr unless `--debug` (and sends them to `--log-file`)."""
 
 from __future__ import annotations
 
 import configparser
-import logging
 import os
 import re
 import sys
@@ -82,21 +81,13 @@ def cloud_set_hint(cloud: str) -> str:
     return f"Run `az cloud set --name {cloud}` and `az login` (the CLI signs in to one cloud at a time)."
 
 
-def quiet_identity_logs(debug: bool) -> None:
-    """azure-identity and MSAL log each failed attempt as a warning (Python then prints them on
-    stderr, hundreds of lines for a chain); the run's one sentence says what matters."""
-    for name in ("azure.identity", "msal"):
-        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.CRITICAL)
-
-
 def build_credential(auth: str = "default", cloud: str = "AzureCloud", timeout: float = DEFAULT_TIMEOUT, *,
-                     debug: bool = False, stderr: Any = None) -> SharedCredential:
+                     stderr: Any = None) -> SharedCredential:
     """The credential `--auth` names, for `--cloud`, wrapped for the run (see the module doc).
     Builds nothing that talks to the network; the first token request signs in."""
     auth, timeout = parse_auth_kind(auth), parse_auth_timeout(timeout)
     if cloud not in CLOUDS:
         raise UsageError(f"Unknown cloud {cloud!r}.", hint="Use AzureCloud, AzureUSGovernment or AzureChinaCloud.")
-    quiet_identity_logs(debug)
     # AZURE_AUTHORITY_HOST (azure-identity's own knob) names a private authority; else the cloud's.
     authority = os.environ.get("AZURE_AUTHORITY_HOST") or CLOUDS[cloud][1]
     # MSAL checks an authority it does not know against the public cloud's discovery endpoint;

@@ -68,7 +68,7 @@ class Target:
 
 
 def azure_target(cloud: str = "AzureCloud", endpoint: str | None = None, ca_bundle: str | None = None, *,
-                 auth: str = "default", auth_timeout: float | str | None = None, debug: bool = False) -> Target:
+                 auth: str = "default", auth_timeout: float | str | None = None) -> Target:
     """Real Azure (or a custom ARM endpoint): one shared credential for the whole run
     (ztwizard/credentials.py). Nothing is sent until `Target.sign_in()` or the first request."""
     from .credentials import build_credential, parse_auth_kind, parse_auth_timeout
@@ -79,7 +79,7 @@ def azure_target(cloud: str = "AzureCloud", endpoint: str | None = None, ca_bund
     if ca_bundle and not Path(ca_bundle).is_file():
         raise UsageError(f"CA bundle {ca_bundle} does not exist.", hint="Pass the PEM file of the endpoint's CA.")
     arm, _authority = CLOUDS[cloud]
-    credential = build_credential(auth, cloud, timeout, debug=debug)
+    credential = build_credential(auth, cloud, timeout)
     base = (endpoint or arm).rstrip("/")
     return Target(kind="azure", endpoint=base, credential=credential, ca_bundle=ca_bundle, cloud=cloud,
                   credential_scopes=[f"{arm}/.default"])
