@@ -3,12 +3,13 @@ hint), instead of a toast over an empty subscription list or an empty checklist.
 
 from __future__ import annotations
 
+from ztwizard.core import Core
 from ztwizard.gateway import Gateway
 from ztwizard.sandbox import Sandbox
 from ztwizard.sandbox.faults import Faults
 from ztwizard.target import StaticTokenCredential, in_process_target
+from ztwizard.tui import make_app as make_wizard
 from ztwizard.tui.app import WizardApp
-from ztwizard.tui.backend import Backend
 from ztwizard.tui.screens.checklist import ChecklistScreen
 from ztwizard.tui.screens.start import StartScreen
 
@@ -23,7 +24,7 @@ def _app(tmp_path, *, token: str | None = None) -> tuple[WizardApp, Sandbox]:
     target = in_process_target(sandbox)
     if token is not None:
         target.credential = StaticTokenCredential(token)
-    return WizardApp(Backend(Gateway(target), state_dir=tmp_path / "state", dry_run=False)), sandbox
+    return make_wizard(Core(Gateway(target), state_dir=tmp_path / "state")), sandbox
 
 
 def _start_text(app: WizardApp) -> str:
