@@ -27,11 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError, ZtwError
-from .target import CLOUDS  # (ARM endpoint, Entra authority host) per cloud
 
 AUTH_KINDS = ("default", "cli", "device-code", "managed-identity", "env")
 DEFAULT_TIMEOUT = 20.0
 TIMEOUT_RANGE = (1.0, 600.0)
+CLOUDS: dict[str, tuple[str, str]] = {
+    # name: (ARM endpoint, Entra authority host)
+    "AzureCloud": ("https://management.azure.com", "login.microsoftonline.com"),
+    "AzureUSGovernment": ("https://management.usgovcloudapi.net", "login.microsoftonline.us"),
+    "AzureChinaCloud": ("https://management.chinacloudapi.cn", "login.chinacloudapi.cn"),
+}
+
 REFRESH_MARGIN = 300  # seconds before expiry a cached token is renewed (azure-core uses the same window)
 
 

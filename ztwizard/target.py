@@ -12,14 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .credentials import CLOUDS  # (ARM endpoint, Entra authority host) per cloud
 from .errors import UsageError
-
-CLOUDS: dict[str, tuple[str, str]] = {
-    # name: (ARM endpoint, Entra authority host)
-    "AzureCloud": ("https://management.azure.com", "login.microsoftonline.com"),
-    "AzureUSGovernment": ("https://management.usgovcloudapi.net", "login.microsoftonline.us"),
-    "AzureChinaCloud": ("https://management.chinacloudapi.cn", "login.chinacloudapi.cn"),
-}
 
 # In-process sandboxes answer on this host; the transport intercepts it, nothing leaves the process.
 IN_PROCESS_ENDPOINT = "https://sandbox.ztwizard.invalid"
