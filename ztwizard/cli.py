@@ -51,7 +51,8 @@ def make_target(args: argparse.Namespace) -> Any:
     elif args.sandbox:
         target = sandbox_target(state_dir(args))
     else:
-        target = azure_target(args.cloud, args.endpoint, args.ca_bundle)
+        target = azure_target(args.cloud, args.endpoint, args.ca_bundle, auth=getattr(args, "auth", None) or "default",
+                              auth_timeout=getattr(args, "auth_timeout", None))
     target.subscriptions = subs
     target.resource_groups = list(args.resource_group or [])
     return target
@@ -60,7 +61,9 @@ def make_target(args: argparse.Namespace) -> Any:
 def make_gateway(args: argparse.Namespace) -> Any:
     from .gateway import Gateway
 
-    return Gateway(make_target(args))
+    target = make_target(args)
+    target.sign_in()  # no credential, or a refused one: one sentence now, within --auth-timeout
+    return Gateway(target)
 
 
 def make_core(args: argparse.Namespace, *, lazy: bool = False) -> Core:
@@ -130,6 +133,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     ascii_only = not args.output and "utf" not in (getattr(sys.stdout, "encoding", "") or "").lower()
     write_output(render(plan, args.format, ascii_only=ascii_only), args.output)
     if args.detailed_exitcode:
+        errors = [f for s in plan.steps for f in s.findings if f.status == "error"]
+        if errors:  # Terraform's meaning: 1 is an error, never "nothing to change"
+            raise ZtwError(f"{len(errors)} check(s) could not be evaluated (status error, listed in the plan).",
+                           hint="Fix what each says (usually a missing read permission), then plan again.")
         return 2 if plan.has_changes() else 0
     return 0
 
@@ -355,6 +362,10 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool, sandbox_command:
     g.add_argument("--ca-bundle", metavar="PATH", default=d(None), type=inputs.path, help="CA bundle for --endpoint")
     g.add_argument("--cloud", default=d("AzureCloud"),
                    choices=["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"], help="Azure cloud")
+    g.add_argument("--auth", default=d("default"), choices=["default", "cli", "device-code", "managed-identity", "env"],
+                   help="how to sign in to Azure (default: DefaultAzureCredential without the browser)")
+    g.add_argument("--auth-timeout", metavar="SECONDS", default=d(None),
+                   help="give up signing in after this long (default 20)")
     g.add_argument("-s", "--subscription", action="append", metavar="ID", default=d(None),
                    help="subscription in scope; repeatable")
     g.add_argument("-g", "--resource-group", action="append", metavar="NAME", default=d(None),

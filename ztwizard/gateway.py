@@ -30,6 +30,7 @@ from azure.core.pipeline.policies import RetryPolicy
 
 from . import resource_id as rid
 from .armjson import get_path
+from .credentials import SignInError, describe_failure
 from .errors import ArmError, Conflict, EtagMismatch, NotFound, PermissionDenied, Throttled, ZtwError
 from .inventory import Inventory
 
@@ -145,9 +146,11 @@ def translate(exc: Exception, resource_id: str = "", doing: str = "") -> ZtwErro
     what = _describe(resource_id) if resource_id else "the request"
     if isinstance(exc, ZtwError):
         return exc
-    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) in (None, 401):
-        return ZtwError("ARM rejected the credential (401): the sign-in is missing or has expired.",
-                        hint="Run `az login` (or check AZURE_* variables) and try again.")
+    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
+        return describe_failure(exc)  # raised by a credential, not by ARM: nobody signed in
+    if isinstance(exc, ClientAuthenticationError) and exc.status_code == 401:
+        return SignInError("ARM rejected the credential (401): the sign-in is missing, expired or for another "
+                           "tenant or cloud.", hint="Run `az login` (or check AZURE_* variables and --cloud) and try again.")
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return ZtwError(f"Could not reach ARM while {doing or 'reading ' + what}: {_first_line(exc)}.",
                         hint="Check the network, the endpoint and the CA bundle, then try again.")
@@ -477,13 +480,18 @@ class Gateway:
         report = progress or (lambda done, total, label: None)
         total_phases = 4
         report(0, total_phases, "Resource groups")
+        read_ok, first_failure = False, None
         for sub in subs:
             try:
                 for g in self.list_resource_groups(sub):
                     if not rgs or g["name"].lower() in rgs:
                         resources.append(g)
+                read_ok = True
+            except SignInError:
+                raise  # a refused sign-in refuses every read: stop, not 23 `error` steps
             except ZtwError as exc:
                 unreadable["microsoft.resources/resourcegroups"] = exc.message
+                first_failure = first_failure or exc
         report(1, total_phases, "Resource Graph")
         graph_ok = False
         if use_graph:
@@ -504,6 +512,9 @@ class Gateway:
             resources = [r for r in resources
                          if (rid.parse(r["id"]).resource_group or "").lower() in rgs
                          or rid.parse(r["id"]).resource_group is None]
+        if not (read_ok or graph_ok or resources) and unreadable:  # nothing was inspected: an error, exit 1
+            raise first_failure or ZtwError(f"No read succeeded: {next(iter(unreadable.values()))}",
+                                            hint="Check the sign-in and its roles on the scope, then try again.")
         inv = Inventory.from_resources(resources, subscriptions=subs)
         inv.unreadable.update(unreadable)
         report(4, total_phases, "Done")

@@ -12,14 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .credentials import CLOUDS  # (ARM endpoint, Entra authority host) per cloud
 from .errors import UsageError
-
-CLOUDS: dict[str, tuple[str, str]] = {
-    # name: (ARM endpoint, Entra authority host)
-    "AzureCloud": ("https://management.azure.com", "login.microsoftonline.com"),
-    "AzureUSGovernment": ("https://management.usgovcloudapi.net", "login.microsoftonline.us"),
-    "AzureChinaCloud": ("https://management.chinacloudapi.cn", "login.chinacloudapi.cn"),
-}
 
 # In-process sandboxes answer on this host; the transport intercepts it, nothing leaves the process.
 IN_PROCESS_ENDPOINT = "https://sandbox.ztwizard.invalid"
@@ -55,20 +49,31 @@ class Target:
     subscriptions: list[str] = field(default_factory=list)
     resource_groups: list[str] = field(default_factory=list)
 
+    def sign_in(self) -> None:
+        """Get the first token now (Azure only), within the credential's deadline: no credential
+        or a refused one is one SignInError before anything is read or written."""
+        sign_in = getattr(self.credential, "sign_in", None)
+        if self.kind == "azure" and callable(sign_in):
+            sign_in(*(self.credential_scopes or [f"{self.endpoint}/.default"]))
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "azure" if self.kind == "azure" else "sandbox", "endpoint": self.label or self.endpoint,
                 "subscriptions": list(self.subscriptions)}
 
 
-def azure_target(cloud: str = "AzureCloud", endpoint: str | None = None, ca_bundle: str | None = None) -> Target:
+def azure_target(cloud: str = "AzureCloud", endpoint: str | None = None, ca_bundle: str | None = None, *,
+                 auth: str = "default", auth_timeout: float | str | None = None) -> Target:
+    """Real Azure (or a custom ARM endpoint): one shared credential for the whole run
+    (ztwizard/credentials.py). Nothing is sent until `Target.sign_in()` or the first request."""
+    from .credentials import build_credential, parse_auth_kind, parse_auth_timeout
+
     if cloud not in CLOUDS:
         raise UsageError(f"Unknown cloud {cloud!r}.", hint="Use AzureCloud, AzureUSGovernment or AzureChinaCloud.")
+    auth, timeout = parse_auth_kind(auth), parse_auth_timeout(auth_timeout)  # bad flags before anything else
     if ca_bundle and not Path(ca_bundle).is_file():
         raise UsageError(f"CA bundle {ca_bundle} does not exist.", hint="Pass the PEM file of the endpoint's CA.")
-    arm, authority = CLOUDS[cloud]
-    from azure.identity import DefaultAzureCredential
-
-    credential = DefaultAzureCredential(authority=authority)
+    arm, _authority = CLOUDS[cloud]
+    credential = build_credential(auth, cloud, timeout)
     base = (endpoint or arm).rstrip("/")
     return Target(kind="azure", endpoint=base, credential=credential, ca_bundle=ca_bundle, cloud=cloud,
                   credential_scopes=[f"{arm}/.default"])

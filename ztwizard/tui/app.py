@@ -69,6 +69,7 @@ class WizardApp(App[int]):
         self.inspecting = False
         self.inspect_progress: tuple[int, int, str] = (0, 0, "")
         self.inspect_error = ""
+        self.start_error = ""  # shown on the start screen: nothing could be listed or inspected
         self.selected: dict[str, set[str]] = {}
         self.change_state: dict[str, tuple[str, str]] = {}  # change id -> (state, message)
         self.applying: str | None = None  # step id being applied
@@ -316,8 +317,7 @@ class WizardApp(App[int]):
         self.subscriptions = msg.subscriptions
         self.sub_title = self.core.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
         self.session = msg.session
-        if msg.error:
-            self.notify(msg.error, title="Could not list subscriptions", severity="error", timeout=10)
+        self.start_error = msg.error  # on the start screen itself, not a toast
         self.state_changed()
         if self.resume_session:
             sid, self.resume_session = self.resume_session, None
@@ -342,7 +342,12 @@ class WizardApp(App[int]):
         if msg.final and self.applying is None:
             self.inspecting = False
         self.inspect_error = msg.error
-        if msg.error:
+        if msg.error and msg.final and not self.results:  # nothing inspected: back to the start screen
+            from .screens.start import StartScreen
+
+            self.start_error, self.inspecting = msg.error, False
+            self.switch_screen(StartScreen())
+        elif msg.error:
             self.notify(msg.error, title="Inspection failed", severity="error", timeout=10)
         self.state_changed()
         if msg.final and self.pending_step and not self.inspecting:

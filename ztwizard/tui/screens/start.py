@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -39,14 +40,20 @@ class StartScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._show_target()
+        if self.app.subscriptions:  # back here after an inspection that read nothing
+            self.refresh_state()
         self.query_one("#subs").focus()
 
     def _show_target(self) -> None:
-        self.query_one("#target", Static).update(
-            f"Target: {self.app.core.target_label()}"
-            + ("\nDRY-RUN: apply and undo are disabled." if self.app.dry_run else ""))
+        text = Text(f"Target: {self.app.core.target_label()}"
+                    + ("\nDRY-RUN: apply and undo are disabled." if self.app.dry_run else ""))
+        if self.app.start_error:  # a refused sign-in, say: the one sentence and its hint, in place
+            text.append(f"\n\n{self.app.start_error}", style="bold red")
+        self.query_one("#target", Static).update(text)
 
     def refresh_state(self) -> None:
+        if not self.query("#target"):  # not composed yet (a fresh screen): on_mount shows it
+            return
         self._show_target()
         self._fill(self.query_one("#sub-filter", Input).value)
         session = self.app.session
