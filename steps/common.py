@@ -66,3 +66,13 @@ def pricing(inv: Inventory, sub: str, name: str) -> dict[str, Any]:
     """The subscription's Defender plan `name`; absent means the platform default, Free."""
     pid = f"/subscriptions/{sub}/providers/{PRICING}/{name}"
     return inv.get(pid) or {"id": pid, "name": name, "type": PRICING, "properties": {"pricingTier": "Free"}}
+
+
+# ---- vm article: types the spoke and hub articles also use ------------------------------------
+NSG = "Microsoft.Network/networkSecurityGroups"
+NSG_RULE = f"{NSG}/securityRules"
+PEERING = f"{VNET}/virtualNetworkPeerings"
+PUBLIC_IP = "Microsoft.Network/publicIPAddresses"
+BASTION = "Microsoft.Network/bastionHosts"
+FIREWALL = "Microsoft.Network/azureFirewalls"
+VNET_GATEWAY = "Microsoft.Network/virtualNetworkGateways"

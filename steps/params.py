@@ -132,3 +132,24 @@ def coerce(rule: str, value: Any) -> Any:
     """The value `rule` admits for `value` (text or already typed), or RuleError."""
     kind, _, arg = rule.partition(":")
     return RULES[kind](arg, str(value).strip())
+
+
+# ---- vm article -----------------------------------------------------------------------------
+# The Bastion host and its public IP follow the network name pattern (1-80 characters). A VM
+# extension's handler version is major.minor ("1.0"); anything else is refused by the extension
+# handler, and only after the VM was touched.
+NAME_RULES.update({
+    "bastionHosts": NameRule("Bastion host", 1, 80, _NETWORK, _NETWORK_TEXT),
+    "publicIPAddresses": NameRule("public IP address", 1, 80, _NETWORK, _NETWORK_TEXT),
+})
+
+_VERSION = re.compile(r"\d{1,5}\.\d{1,5}")
+
+
+def _version(_arg: str, value: str) -> str:
+    if not _VERSION.fullmatch(value):
+        raise RuleError("an extension handler version: major.minor, such as 1.0")
+    return value
+
+
+RULES["version"] = _version

@@ -1,5 +1,5 @@
-"""Virtual machines article: the eight steps that harden IaaS VMs (isolation, RBAC, boot
-integrity, disk encryption, applications, access paths, maintenance, threat detection)."""
+"""Virtual machines article: the evaluators of the checks that reason across resources, and the
+helpers the data in vm.toml names. Titles, risks, labels and single-property checks are data."""
 
 from __future__ import annotations
 
@@ -8,30 +8,39 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ztwizard import remedy
 from ztwizard import resource_id as rid
 from ztwizard.inventory import Inventory
-from ztwizard.model import Change, CheckResult, Finding, change_id
+from ztwizard.model import Change
 from ztwizard.paths import get_path
 
-from ._base import Check, Step, memo, not_applicable, property_check, unreadable
-from .common import ASSESSMENT as ASSESSMENTS
-from .common import CONTRIBUTOR, OWNER, VM, broad_user_assignments, is_true, pricing
-from .common import NIC as NICS
-from .common import PRICING as PRICINGS
-from .common import ROLE_ASSIGNMENT as ROLE_ASSIGNMENTS
-from .common import SUBNET as SUBNETS
-from .common import VNET as VNETS
+from ._base import Context, memo
+from .catalog import article_steps, check
+from .common import (
+    ASSESSMENT,
+    BASTION,
+    CONTRIBUTOR,
+    FIREWALL,
+    NIC,
+    NSG,
+    NSG_RULE,
+    OWNER,
+    PEERING,
+    PUBLIC_IP,
+    ROLE_ASSIGNMENT,
+    ROLE_DEFINITION,
+    STORAGE_ACCOUNT,
+    SUBNET,
+    VM,
+    VNET,
+    VNET_GATEWAY,
+    broad_user_assignments,
+    is_true,
+    pricing,
+)
 
 EXTENSIONS = "Microsoft.Compute/virtualMachines/extensions"
 DISKS = "Microsoft.Compute/disks"
 DES = "Microsoft.Compute/diskEncryptionSets"
-NSGS = "Microsoft.Network/networkSecurityGroups"
-RULES = "Microsoft.Network/networkSecurityGroups/securityRules"
-PEERINGS = "Microsoft.Network/virtualNetworks/virtualNetworkPeerings"
-BASTIONS = "Microsoft.Network/bastionHosts"
-PUBLIC_IPS = "Microsoft.Network/publicIPAddresses"
-ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
 SETTINGS = "Microsoft.Security/settings"
 JIT = "Microsoft.Security/locations/jitNetworkAccessPolicies"
 
@@ -93,7 +102,7 @@ def vm_nics(vm: dict[str, Any], inv: Inventory) -> list[dict[str, Any]]:
 
 def _nics_by_vm(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
     index: dict[str, list[dict[str, Any]]] = {}
-    for nic in inv.of_type(NICS):
+    for nic in inv.of_type(NIC):
         owner = (get_path(nic, "properties.virtualMachine.id") or "").rstrip("/").lower()
         if owner:
             index.setdefault(owner, []).append(nic)
@@ -143,31 +152,31 @@ def find_extension(vm: dict[str, Any], inv: Inventory, publisher: str, types: It
     return None
 
 
-def extension_change(check: str, vm: dict[str, Any], name: str, publisher: str, ext_type: str,
-                     version: str, *, settings: dict[str, Any] | None = None, **flags: Any) -> Change:
+def install_extension(ctx: Context, vm: dict[str, Any], name: str, publisher: str, ext_type: str,
+                      version: str, *, settings: dict[str, Any] | None = None, **flags: Any) -> Change:
+    """Create extension `name` on the VM; its handler version is the parameter a person may edit."""
+    anchor = f"{vm['id']}|{ext_type}"  # what it is for: this capability on this VM
+    p = ctx.params(anchor, typeHandlerVersion=version)
     body: dict[str, Any] = {
         "name": name, "type": EXTENSIONS, "location": vm.get("location"),
-        "properties": {"publisher": publisher, "type": ext_type, "typeHandlerVersion": version,
+        "properties": {"publisher": publisher, "type": ext_type, "typeHandlerVersion": p["typeHandlerVersion"],
                        "autoUpgradeMinorVersion": True}}
     if settings:
         body["properties"]["settings"] = settings
-    return remedy.create(check, f"{vm['id']}/extensions/{name}", body,
-                         params={"typeHandlerVersion": version}, **flags)
+    return ctx.create(f"{vm['id']}/extensions/{name}", body, anchor=anchor, params=p, fields={"vm": vm["name"]},
+                      **flags)
 
 
-def _add(out: CheckResult, change: Change) -> Change:
-    """Add a change once: several findings can share one fix (one NSG rule, one Bastion)."""
-    for c in out.changes:
-        if c.id == change.id:
-            return c
-    out.changes.append(change)
-    return change
+def proposed(ctx: Context, change_id: str) -> Change | None:
+    """The change this check already proposed under `change_id`: several findings can share one
+    fix (one NSG rule, one Bastion), which is proposed once."""
+    return next((c for c in ctx.result.changes if c.id == change_id), None)
 
 
-def _vms(inv: Inventory, check: str, out: CheckResult) -> list[dict[str, Any]]:
-    vms = inv.of_type(VM)
+def _vms(ctx: Context) -> list[dict[str, Any]]:
+    vms = ctx.inv.of_type(VM)
     if not vms:
-        out.findings.append(not_applicable(check, "virtual machine", inv))
+        ctx.not_applicable("virtual machine")
     return vms
 
 
@@ -213,7 +222,7 @@ def open_ports(rule: dict[str, Any], ports: Iterable[int] = MANAGEMENT_PORTS) ->
 def open_rules(vm: dict[str, Any], inv: Inventory) -> list[tuple[dict[str, Any], list[int]]]:
     out = []
     for nsg in vm_nsgs(vm, inv):
-        for rule in inv.children(nsg["id"], RULES):
+        for rule in inv.children(nsg["id"], NSG_RULE):
             hit = open_ports(rule)
             if hit:
                 out.append((rule, hit))
@@ -240,7 +249,7 @@ def _fmt(r: tuple[int, int]) -> str:
     return str(r[0]) if r[0] == r[1] else f"{r[0]}-{r[1]}"
 
 
-def narrow_rule(check: str, rule: dict[str, Any], **flags: Any) -> Change:
+def narrow_rule(ctx: Context, rule: dict[str, Any], **flags: Any) -> Change:
     """PUT the rule without the management ports; if it opened nothing else, keep it but limit its
     source to the virtual network. Narrowing rather than deleting keeps every other flow the rule
     allows, and undo is a PUT of the exact prior rule."""
@@ -262,15 +271,13 @@ def narrow_rule(check: str, rule: dict[str, Any], **flags: Any) -> Change:
 
     shown = ["properties.destinationPortRange", "properties.destinationPortRanges"] if rest else \
         ["properties.sourceAddressPrefix", "properties.sourceAddressPrefixes"]
-    return remedy.put_mutated(check, rule, mutate, shown, **flags)
+    return ctx.put_mutated(rule, mutate, shown, **flags)
 
 
 # ---- step 1: logical isolation ---------------------------------------------------------------
 
-SHARED_INFRA_TYPES = {VNETS: "virtual network", "Microsoft.Storage/storageAccounts": "storage account",
-                      "Microsoft.Network/azureFirewalls": "firewall",
-                      "Microsoft.Network/virtualNetworkGateways": "VPN/ExpressRoute gateway",
-                      BASTIONS: "Bastion host"}
+SHARED_INFRA_TYPES = {VNET: "virtual network", STORAGE_ACCOUNT: "storage account", FIREWALL: "firewall",
+                      VNET_GATEWAY: "VPN/ExpressRoute gateway", BASTION: "Bastion host"}
 SHARED_INFRA = {t.lower(): what for t, what in SHARED_INFRA_TYPES.items()}
 
 
@@ -282,54 +289,49 @@ def _shared_infra_by_rg(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
     return index
 
 
-def _eval_isolation(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-1a", VM, *(t for t in SHARED_INFRA_TYPES))
-    if err:
-        return err
-    out = CheckResult()
-    vms = _vms(inv, "vm-1a", out)
+@check("vm-1a")
+def _isolation(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(VM, *SHARED_INFRA_TYPES):
+        return
     groups: dict[str, str] = {}
-    for vm in vms:
+    for vm in _vms(ctx):
         g = rid.resource_group_id(vm["id"]) or ""
         groups.setdefault(g.lower(), g)
     for g in sorted(groups.values(), key=str.lower):
         mixed = memo(inv, "shared_infra_by_rg", lambda: _shared_infra_by_rg(inv)).get(g.lower(), [])
         if not mixed:
-            out.findings.append(Finding("vm-1a", g, "pass", "", None, None,
-                                        "The resource group holds workload resources only."))
+            ctx.finding(g, "pass", "", None, None, "The resource group holds workload resources only.")
             continue
         names = ", ".join(f"{SHARED_INFRA[r['type'].lower()]} {r['name']}" for r in sorted(mixed, key=lambda r: r["id"]))
-        out.findings.append(Finding(
-            "vm-1a", g, "manual", "", [r["id"] for r in mixed], "no shared infrastructure",
+        ctx.finding(
+            g, "manual", "", [r["id"] for r in mixed], "no shared infrastructure",
             f"Resource group {rid.parse(g).name} mixes VMs with {names}. Keep VMs in resource groups of "
             "their own (by workload or data classification) so RBAC and policy can be scoped to them: "
             "move the shared resources to a network or data group (Move resources, after checking "
-            "move support) or put new VMs elsewhere."))
-    return out
+            "move support) or put new VMs elsewhere.")
 
 
 # ---- step 2: RBAC ------------------------------------------------------------------------------
 
-def _eval_vm_rbac(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-2a", VM, ROLE_ASSIGNMENTS)
-    if err:
-        return err
-    out = CheckResult()
-    for vm in _vms(inv, "vm-2a", out):
+@check("vm-2a")
+def _vm_rbac(ctx: Context) -> None:
+    if ctx.unreadable(VM, ROLE_ASSIGNMENT):
+        return
+    for vm in _vms(ctx):
         rg = rid.resource_group_id(vm["id"]) or ""
-        hits = broad_user_assignments(inv, [vm["id"], rg], STANDING_ADMIN_ROLES)
+        hits = broad_user_assignments(ctx.inv, [vm["id"], rg], STANDING_ADMIN_ROLES)
         if not hits:
-            out.findings.append(Finding("vm-2a", vm["id"], "pass", "properties.roleDefinitionId",
-                                        message="No user holds standing Owner or Contributor on the VM or its group."))
+            ctx.finding(vm["id"], "pass", "properties.roleDefinitionId",
+                        message="No user holds standing Owner or Contributor on the VM or its group.")
             continue
         held = "; ".join(f"{role} for user {get_path(a, 'properties.principalId')}" for a, role in hits)
-        out.findings.append(Finding(
-            "vm-2a", vm["id"], "manual", "properties.roleDefinitionId", [a["id"] for a, _ in hits],
+        ctx.finding(
+            vm["id"], "manual", "properties.roleDefinitionId", [a["id"] for a, _ in hits],
             "login roles held by groups",
             f"Standing admin access to {vm['name']}: {held}. Give sign-in through groups holding Virtual "
             "Machine User Login or Virtual Machine Administrator Login, make Owner/Contributor PIM-eligible "
-            "instead of permanent, then remove the direct assignments in Access control (IAM)."))
-    return out
+            "instead of permanent, then remove the direct assignments in Access control (IAM).")
 
 
 def _join_role_ok(role: dict[str, Any]) -> bool:
@@ -347,40 +349,47 @@ def _covers(assignable: str, scope: str) -> bool:
     return a == "" or a == s or s.startswith(a + "/")
 
 
-def _eval_join_role(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-2b", VM, ROLE_DEFINITIONS)
-    if err:
-        return err
-    out = CheckResult()
-    vms = _vms(inv, "vm-2b", out)
-    subs = sorted({rid.subscription_of(vm["id"]) or "" for vm in vms})
+JOIN_ROLE_NAME = "Virtual Network Subnet Joiner"
+
+
+@check("vm-2b")
+def _join_role(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(VM, ROLE_DEFINITION):
+        return
+    subs = sorted({rid.subscription_of(vm["id"]) or "" for vm in _vms(ctx)})
     for sub in subs:
         scope = f"/subscriptions/{sub}"
-        roles = [r for r in inv.of_type(ROLE_DEFINITIONS) if _join_role_ok(r) and any(
+        roles = [r for r in inv.of_type(ROLE_DEFINITION) if _join_role_ok(r) and any(
             _covers(s, scope) for s in get_path(r, "properties.assignableScopes") or [])]
         if roles:
-            out.findings.append(Finding("vm-2b", scope, "pass", "properties.permissions", None, JOIN_ACTION,
-                                        f"Custom role {get_path(roles[0], 'properties.roleName')} grants subnet join only."))
+            ctx.finding(scope, "pass", "properties.permissions", None, JOIN_ACTION,
+                        f"Custom role {get_path(roles[0], 'properties.roleName')} grants subnet join only.")
             continue
+        # the definition's GUID comes from the subscription, so a renamed role keeps its id
         guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/vnet-join/{sub.lower()}"))
-        name = "Virtual Network Subnet Joiner"
-        body = {"name": guid, "type": ROLE_DEFINITIONS, "properties": {
-            "roleName": name, "type": "CustomRole",
+        p = ctx.params(scope, roleName=JOIN_ROLE_NAME)
+        body = {"name": guid, "type": ROLE_DEFINITION, "properties": {
+            "roleName": p["roleName"], "type": "CustomRole",
             "description": "Join NICs to existing subnets without the right to change the network.",
             "permissions": [{"actions": ["Microsoft.Network/virtualNetworks/read",
                                          "Microsoft.Network/virtualNetworks/subnets/read", JOIN_ACTION],
                              "notActions": [], "dataActions": [], "notDataActions": []}],
             "assignableScopes": [scope]}}
-        out.findings.append(Finding("vm-2b", scope, "fail", "properties.permissions", None, JOIN_ACTION,
-                                    "No custom role grants subnet join without broader network rights."))
-        out.changes.append(remedy.create(
-            "vm-2b", f"{scope}/providers/{ROLE_DEFINITIONS}/{guid}", body, params={"roleName": name},
-            title=f"Create the custom role '{name}' in subscription {sub}",
-            risk="None until it is assigned: a definition grants nothing by itself."))
-    return out
+        ctx.finding(scope, "fail", "properties.permissions", None, JOIN_ACTION,
+                    "No custom role grants subnet join without broader network rights.")
+        ctx.create(f"{scope}/providers/{ROLE_DEFINITION}/{guid}", body, anchor=scope, params=p,
+                   fields={"roleName": p["roleName"], "sub": sub},
+                   risk="None until it is assigned: a definition grants nothing by itself.")
 
 
-def _identity_fix(vm: dict[str, Any], inv: Inventory) -> dict[str, Any]:
+def system_assigned(identity_type: Any) -> bool:
+    """vm-2c passes with "SystemAssigned" or "SystemAssigned, UserAssigned"."""
+    return "systemassigned" in (identity_type or "").lower().replace(" ", "")
+
+
+def identity_fix(vm: dict[str, Any], inv: Inventory) -> dict[str, Any]:
+    """Add the system identity and keep the user-assigned ones (sent as {}: their ids are read-only)."""
     ident = get_path(vm, "identity") or {}
     uai: dict[str, dict[str, Any]] = {k: {} for k in (ident.get("userAssignedIdentities") or {})}
     value: dict[str, Any] = {"type": "SystemAssigned, UserAssigned" if uai else "SystemAssigned"}
@@ -390,7 +399,7 @@ def _identity_fix(vm: dict[str, Any], inv: Inventory) -> dict[str, Any]:
 
 
 def has_system_identity(vm: dict[str, Any]) -> bool:
-    return "systemassigned" in (get_path(vm, "identity.type") or "").lower().replace(" ", "")
+    return system_assigned(get_path(vm, "identity.type"))
 
 
 # ---- step 3: secure boot ----------------------------------------------------------------------
@@ -401,121 +410,114 @@ GEN1_INSTRUCTION = ("The OS disk is Generation 1, which cannot run Trusted Launc
                     "the VM to Trusted Launch), or rebuild it from a Gen2 image; take a backup first.")
 UNKNOWN_GEN = ("The OS disk's Hyper-V generation could not be read; confirm it is V2 on the disk's "
                "Overview page before enabling Trusted Launch.")
+UEFI = "properties.securityProfile.uefiSettings"
 
 
 def _trusted(vm: dict[str, Any]) -> bool:
     return get_path(vm, "properties.securityProfile.securityType") in TRUSTED
 
 
-def _trusted_launch_change(vm: dict[str, Any]) -> Change:
-    return remedy.patch(
-        "vm-3a", vm, {"properties.securityProfile.securityType": "TrustedLaunch",
-                      "properties.securityProfile.uefiSettings.secureBootEnabled": True,
-                      "properties.securityProfile.uefiSettings.vTpmEnabled": True},
-        title=f"Enable Trusted Launch on {vm['name']} (deallocates it)", disruptive=True,
-        risk="The VM is deallocated and restarted; going back to Standard may not be possible. Take a restore point first.")
+def _generation_note(gen: str | None) -> str:
+    return GEN1_INSTRUCTION if gen == "V1" else UNKNOWN_GEN
 
 
-def _boot_check(check: str, leaf: str, what: str) -> Callable[[Inventory], CheckResult]:
-    path = f"properties.securityProfile.uefiSettings.{leaf}"
-
-    def evaluate(inv: Inventory) -> CheckResult:
-        err = unreadable(inv, check, VM, DISKS)
-        if err:
-            return err
-        out = CheckResult()
-        for vm in _vms(inv, check, out):
-            actual = get_path(vm, path) or False
-            if _trusted(vm) and actual is True:
-                out.findings.append(Finding(check, vm["id"], "pass", path, True, True, f"{what} is on."))
-                continue
-            gen = hyperv_generation(vm, inv)
-            if not _trusted(vm) and gen != "V2":
-                out.findings.append(Finding(check, vm["id"], "manual", path, actual, True,
-                                            f"{what} needs Trusted Launch. "
-                                            + (GEN1_INSTRUCTION if gen == "V1" else UNKNOWN_GEN)))
-                continue
-            out.findings.append(Finding(check, vm["id"], "fail", path, actual, True, f"{what} is off."))
-            change = remedy.patch(check, vm, {path: True}, title=f"Turn on {what} on {vm['name']} (deallocates it)",
-                                  disruptive=True, risk="The VM is deallocated and restarted; unsigned "
-                                                        "kernels or drivers may not boot.")
-            if not _trusted(vm):
-                change.depends_on = [_trusted_launch_change(vm).id]
-            out.changes.append(change)
-        return out
-
-    return evaluate
+def _trusted_launch_id(ctx: Context, vm: dict[str, Any]) -> str:
+    """The id of vm-3a's switch to Trusted Launch, which the boot settings and attestation wait for."""
+    return ctx.change_id_of(vm, "vm-3a", "PATCH")
 
 
-def _eval_trusted_launch(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-3a", VM, DISKS)
-    if err:
-        return err
-    out = CheckResult()
+@check("vm-3a")
+def _trusted_launch(ctx: Context) -> None:
+    if ctx.unreadable(VM, DISKS):
+        return
     path = "properties.securityProfile.securityType"
-    for vm in _vms(inv, "vm-3a", out):
+    for vm in _vms(ctx):
         actual = get_path(vm, path) or "Standard"
         if actual in TRUSTED:
-            out.findings.append(Finding("vm-3a", vm["id"], "pass", path, actual, "TrustedLaunch",
-                                        f"Security type is {actual}."))
+            ctx.finding(vm["id"], "pass", path, actual, "TrustedLaunch", f"Security type is {actual}.")
             continue
-        gen = hyperv_generation(vm, inv)
+        gen = hyperv_generation(vm, ctx.inv)
         if gen != "V2":
-            out.findings.append(Finding("vm-3a", vm["id"], "manual", path, actual, "TrustedLaunch",
-                                        f"Security type is {actual}. "
-                                        + (GEN1_INSTRUCTION if gen == "V1" else UNKNOWN_GEN)))
+            ctx.finding(vm["id"], "manual", path, actual, "TrustedLaunch",
+                        f"Security type is {actual}. " + _generation_note(gen))
             continue
-        out.findings.append(Finding("vm-3a", vm["id"], "fail", path, actual, "TrustedLaunch",
-                                    f"Security type is {actual}; the Gen2 OS disk can run Trusted Launch."))
-        out.changes.append(_trusted_launch_change(vm))
-    return out
+        ctx.finding(vm["id"], "fail", path, actual, "TrustedLaunch",
+                    f"Security type is {actual}; the Gen2 OS disk can run Trusted Launch.")
+        ctx.patch(vm, {path: "TrustedLaunch", f"{UEFI}.secureBootEnabled": True, f"{UEFI}.vTpmEnabled": True},
+                  disruptive=True, risk="The VM is deallocated and restarted; going back to Standard may not be "
+                                        "possible. Take a restore point first.")
 
 
-def _eval_attestation(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-3d", VM, EXTENSIONS, DISKS)
-    if err:
-        return err
-    out = CheckResult()
+def _boot_setting(ctx: Context, leaf: str, what: str) -> None:
+    """vm-3b and vm-3c: one UEFI switch, on a Trusted Launch VM or one that can become one."""
+    if ctx.unreadable(VM, DISKS):
+        return
+    path = f"{UEFI}.{leaf}"
+    for vm in _vms(ctx):
+        actual = get_path(vm, path) or False
+        if _trusted(vm) and actual is True:
+            ctx.finding(vm["id"], "pass", path, True, True, f"{what} is on.")
+            continue
+        gen = hyperv_generation(vm, ctx.inv)
+        if not _trusted(vm) and gen != "V2":
+            ctx.finding(vm["id"], "manual", path, actual, True, f"{what} needs Trusted Launch. " + _generation_note(gen))
+            continue
+        ctx.finding(vm["id"], "fail", path, actual, True, f"{what} is off.")
+        change = ctx.patch(vm, {path: True}, disruptive=True,
+                           risk="The VM is deallocated and restarted; unsigned kernels or drivers may not boot.")
+        if not _trusted(vm):
+            change.depends_on = [_trusted_launch_id(ctx, vm)]
+
+
+@check("vm-3b")
+def _secure_boot(ctx: Context) -> None:
+    _boot_setting(ctx, "secureBootEnabled", "Secure Boot")
+
+
+@check("vm-3c")
+def _vtpm(ctx: Context) -> None:
+    _boot_setting(ctx, "vTpmEnabled", "vTPM")
+
+
+@check("vm-3d")
+def _attestation(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(VM, EXTENSIONS, DISKS):
+        return
     prop = "properties.type"
-    for vm in _vms(inv, "vm-3d", out):
+    for vm in _vms(ctx):
         publisher = f"Microsoft.Azure.Security.{os_type(vm)}Attestation"
         ext = find_extension(vm, inv, publisher, ["GuestAttestation"])
         if ext is not None and (get_path(ext, "properties.provisioningState") or "Succeeded") == "Succeeded":
-            out.findings.append(Finding("vm-3d", vm["id"], "pass", prop, "GuestAttestation", "GuestAttestation",
-                                        "The Guest Attestation extension is installed."))
+            ctx.finding(vm["id"], "pass", prop, "GuestAttestation", "GuestAttestation",
+                        "The Guest Attestation extension is installed.")
             continue
         if ext is not None:
-            out.findings.append(Finding(
-                "vm-3d", vm["id"], "manual", "properties.provisioningState",
+            ctx.finding(
+                vm["id"], "manual", "properties.provisioningState",
                 get_path(ext, "properties.provisioningState"), "Succeeded",
                 f"The Guest Attestation extension on {vm['name']} is "
                 f"{get_path(ext, 'properties.provisioningState')}: check that the VM has outbound access to "
-                "the attestation service, then remove and reinstall the extension."))
+                "the attestation service, then remove and reinstall the extension.")
             continue
         gen = hyperv_generation(vm, inv)
-        boot_ready = _trusted(vm) and get_path(vm, "properties.securityProfile.uefiSettings.secureBootEnabled") \
-            and get_path(vm, "properties.securityProfile.uefiSettings.vTpmEnabled")
+        boot_ready = _trusted(vm) and get_path(vm, f"{UEFI}.secureBootEnabled") and get_path(vm, f"{UEFI}.vTpmEnabled")
         if not _trusted(vm) and gen != "V2":
-            out.findings.append(Finding("vm-3d", vm["id"], "manual", prop, None, "GuestAttestation",
-                                        "Guest Attestation needs Trusted Launch with Secure Boot and vTPM. "
-                                        + (GEN1_INSTRUCTION if gen == "V1" else UNKNOWN_GEN)))
+            ctx.finding(vm["id"], "manual", prop, None, "GuestAttestation",
+                        "Guest Attestation needs Trusted Launch with Secure Boot and vTPM. " + _generation_note(gen))
             continue
-        out.findings.append(Finding("vm-3d", vm["id"], "fail", prop, None, "GuestAttestation",
-                                    "The Guest Attestation extension is not installed."))
-        change = extension_change("vm-3d", vm, "GuestAttestation", publisher, "GuestAttestation", "1.0",
-                                  title=f"Install Guest Attestation on {vm['name']}",
-                                  risk="Boot integrity results appear in Defender for Cloud; no restart.")
+        ctx.finding(vm["id"], "fail", prop, None, "GuestAttestation", "The Guest Attestation extension is not installed.")
+        change = install_extension(ctx, vm, "GuestAttestation", publisher, "GuestAttestation", "1.0",
+                                   risk="Boot integrity results appear in Defender for Cloud; no restart.")
         if not boot_ready:
             deps = []
             if not _trusted(vm):
-                deps.append(_trusted_launch_change(vm).id)
+                deps.append(_trusted_launch_id(ctx, vm))
             else:
-                for check, leaf in (("vm-3b", "secureBootEnabled"), ("vm-3c", "vTpmEnabled")):
-                    if get_path(vm, f"properties.securityProfile.uefiSettings.{leaf}") is not True:
-                        deps.append(change_id(check, vm["id"], "PATCH"))
+                for switch, leaf in (("vm-3b", "secureBootEnabled"), ("vm-3c", "vTpmEnabled")):
+                    if get_path(vm, f"{UEFI}.{leaf}") is not True:
+                        deps.append(ctx.change_id_of(vm, switch, "PATCH"))
             change.depends_on = deps
-        out.changes.append(change)
-    return out
 
 
 # ---- step 4: CMK and double encryption ---------------------------------------------------------
@@ -525,124 +527,110 @@ def double_sets(inv: Inventory, location: str | None) -> list[dict[str, Any]]:
             and (d.get("location") or "").lower() == (location or "").lower()]
 
 
-def _eval_des(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-4a", VM, DES)
-    if err:
-        return err
-    out = CheckResult()
-    vms = _vms(inv, "vm-4a", out)
+@check("vm-4a")
+def _des(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(VM, DES):
+        return
+    vms = _vms(ctx)
     prop = "properties.encryptionType"
     for d in inv.of_type(DES):
         actual = get_path(d, prop)
         if actual == DOUBLE:
-            out.findings.append(Finding("vm-4a", d["id"], "pass", prop, actual, DOUBLE,
-                                        "The set double-encrypts with platform and customer keys."))
+            ctx.finding(d["id"], "pass", prop, actual, DOUBLE, "The set double-encrypts with platform and customer keys.")
         else:
-            out.findings.append(Finding(
-                "vm-4a", d["id"], "manual", prop, actual, DOUBLE,
+            ctx.finding(
+                d["id"], "manual", prop, actual, DOUBLE,
                 f"Disk encryption set {d['name']} uses {actual}: set its encryption type to "
                 f"{DOUBLE} (Disk encryption sets > {d['name']} > Encryption type) or create a new set "
-                "with it, then move the disks to that set."))
-    regions = sorted({(vm.get("location") or "").lower() for vm in vms})
-    for region in regions:
+                "with it, then move the disks to that set.")
+    for region in sorted({(vm.get("location") or "").lower() for vm in vms}):
         if double_sets(inv, region):
             continue
-        sub = inv.subscriptions[0] if inv.subscriptions else ""
-        out.findings.append(Finding(
-            "vm-4a", f"/subscriptions/{sub}" if sub else "", "manual", prop, None, DOUBLE,
+        ctx.finding(
+            ctx.scope(), "manual", prop, None, DOUBLE,
             f"No double-encryption disk encryption set in {region}. Create a Key Vault key (purge protection "
             f"on), then a disk encryption set in {region} with encryption type {DOUBLE} using that key, and "
             "grant the set's identity 'Key Vault Crypto Service Encryption User' on the vault: the key is "
-            "yours to choose, so the wizard does not pick one."))
-    return out
+            "yours to choose, so the wizard does not pick one.")
 
 
-def _eval_disk_cmk(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-4b", DISKS, DES)
-    if err:
-        return err
-    out = CheckResult()
-    disks = inv.of_type(DISKS)
+def _disks(ctx: Context) -> list[dict[str, Any]]:
+    disks = ctx.inv.of_type(DISKS)
     if not disks:
-        out.findings.append(not_applicable("vm-4b", "managed disk", inv))
-        return out
+        ctx.not_applicable("managed disk")
+    return disks
+
+
+@check("vm-4b")
+def _disk_cmk(ctx: Context) -> None:
+    if ctx.unreadable(DISKS, DES):
+        return
     prop = "properties.encryption"
-    for disk in disks:
+    for disk in _disks(ctx):
         enc = get_path(disk, prop) or {}
         actual = enc.get("type") or "EncryptionAtRestWithPlatformKey"
         if actual == DOUBLE and enc.get("diskEncryptionSetId"):
-            out.findings.append(Finding("vm-4b", disk["id"], "pass", f"{prop}.type", actual, DOUBLE,
-                                        "Double-encrypted with a customer-managed key."))
+            ctx.finding(disk["id"], "pass", f"{prop}.type", actual, DOUBLE, "Double-encrypted with a customer-managed key.")
             continue
-        sets = double_sets(inv, disk.get("location"))
+        sets = double_sets(ctx.inv, disk.get("location"))
         if not sets:
-            out.findings.append(Finding(
-                "vm-4b", disk["id"], "manual", f"{prop}.type", actual, DOUBLE,
+            ctx.finding(
+                disk["id"], "manual", f"{prop}.type", actual, DOUBLE,
                 f"Disk {disk['name']} uses {actual}; there is no double-encryption disk encryption set in "
-                f"{disk.get('location')} yet: create one (vm-4a), then re-run to move the disk to it."))
+                f"{disk.get('location')} yet: create one (vm-4a), then re-run to move the disk to it.")
             continue
-        out.findings.append(Finding("vm-4b", disk["id"], "fail", f"{prop}.type", actual, DOUBLE,
-                                    f"Disk {disk['name']} uses {actual}."))
-        out.changes.append(remedy.patch(
-            "vm-4b", disk, {prop: {"type": DOUBLE, "diskEncryptionSetId": sets[0]["id"]}},
-            title=f"Double-encrypt disk {disk['name']} with {sets[0]['name']}", disruptive=True,
-            risk="The disk's VM must be deallocated; revoking the key makes the disk unusable."))
-    return out
+        ctx.finding(disk["id"], "fail", f"{prop}.type", actual, DOUBLE, f"Disk {disk['name']} uses {actual}.")
+        ctx.patch(disk, {prop: {"type": DOUBLE, "diskEncryptionSetId": sets[0]["id"]}}, fields={"set": sets[0]["name"]},
+                  disruptive=True, risk="The disk's VM must be deallocated; revoking the key makes the disk unusable.")
 
 
-def _eval_disk_network(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    disks = inv.of_type(DISKS)
-    if not disks:
-        out.findings.append(not_applicable("vm-4d", "managed disk", inv))
-        return out
-    for disk in disks:
+@check("vm-4d")
+def _disk_network(ctx: Context) -> None:
+    for disk in _disks(ctx):
         policy = get_path(disk, "properties.networkAccessPolicy") or "AllowAll"
         public = get_path(disk, "properties.publicNetworkAccess") or "Enabled"
         actual = {"networkAccessPolicy": policy, "publicNetworkAccess": public}
         expected = {"networkAccessPolicy": "DenyAll", "publicNetworkAccess": "Disabled"}
         if policy in ("DenyAll", "AllowPrivate") and public == "Disabled":
-            out.findings.append(Finding("vm-4d", disk["id"], "pass", "properties.networkAccessPolicy", actual,
-                                        expected, "The disk cannot be exported over the internet."))
+            ctx.finding(disk["id"], "pass", "properties.networkAccessPolicy", actual, expected,
+                        "The disk cannot be exported over the internet.")
             continue
-        out.findings.append(Finding("vm-4d", disk["id"], "fail", "properties.networkAccessPolicy", actual, expected,
-                                    f"Export and upload are allowed ({policy}, public access {public})."))
+        ctx.finding(disk["id"], "fail", "properties.networkAccessPolicy", actual, expected,
+                    f"Export and upload are allowed ({policy}, public access {public}).")
         values = {"properties.publicNetworkAccess": "Disabled"}
         if policy not in ("DenyAll", "AllowPrivate"):
             values["properties.networkAccessPolicy"] = "DenyAll"
-        out.changes.append(remedy.patch("vm-4d", disk, values, title=f"Block public export of disk {disk['name']}",
-                                        risk="Disk export and SAS download workflows stop working."))
-    return out
+        ctx.patch(disk, values, risk="Disk export and SAS download workflows stop working.")
 
 
 # ---- step 5: applications ----------------------------------------------------------------------
 
-def _eval_gallery_apps(inv: Inventory) -> CheckResult:
-    out = CheckResult()
+@check("vm-5a")
+def _gallery_apps(ctx: Context) -> None:
     prop = "properties.applicationProfile.galleryApplications"
-    for vm in _vms(inv, "vm-5a", out):
+    for vm in _vms(ctx):
         apps = [a.get("packageReferenceId") or "" for a in get_path(vm, prop) or []]
         if not apps:
-            out.findings.append(Finding(
-                "vm-5a", vm["id"], "manual", prop, [], "apps from an approved gallery",
+            ctx.finding(
+                vm["id"], "manual", prop, [], "apps from an approved gallery",
                 f"{vm['name']} gets no applications from an Azure Compute Gallery, so what is installed on it "
                 "is not controlled: publish the software it needs as VM Applications in a gallery that only "
                 "approved publishers can write to, assign them to the VM (Extensions + applications > VM "
-                "applications), and restrict extensions to an allow-list with the built-in policy."))
+                "applications), and restrict extensions to an allow-list with the built-in policy.")
             continue
         # approved: galleries that live in the scanned subscriptions (under the same governance)
-        subs = {s.lower() for s in inv.subscriptions}
+        subs = {s.lower() for s in ctx.inv.subscriptions}
         foreign = [a for a in apps if (rid.subscription_of(a) or "").lower() not in subs]
         names = [rid.parse(a).parent or a for a in apps]
         if foreign:
-            out.findings.append(Finding(
-                "vm-5a", vm["id"], "manual", prop, apps, "apps from an approved gallery",
+            ctx.finding(
+                vm["id"], "manual", prop, apps, "apps from an approved gallery",
                 f"{vm['name']} installs applications from galleries outside the scanned subscriptions "
-                f"({', '.join(foreign)}): confirm each publisher is approved or republish the app to your own gallery."))
+                f"({', '.join(foreign)}): confirm each publisher is approved or republish the app to your own gallery.")
         else:
-            out.findings.append(Finding("vm-5a", vm["id"], "pass", prop, apps, "apps from an approved gallery",
-                                        f"Applications come from {', '.join(sorted({rid.parse(n).name for n in names}))}."))
-    return out
+            ctx.finding(vm["id"], "pass", prop, apps, "apps from an approved gallery",
+                        f"Applications come from {', '.join(sorted({rid.parse(n).name for n in names}))}.")
 
 
 # ---- step 6: secure access ---------------------------------------------------------------------
@@ -659,7 +647,7 @@ def neighbours(vnets: list[str], inv: Inventory) -> list[str]:
     """The VM's VNets and the VNets they reach over connected peerings (lower-cased ids)."""
     out = dict.fromkeys(v.rstrip("/").lower() for v in vnets)
     for v in vnets:
-        for p in inv.children(v, PEERINGS):
+        for p in inv.children(v, PEERING):
             if (get_path(p, "properties.peeringState") or "Connected") == "Connected":
                 remote = (get_path(p, "properties.remoteVirtualNetwork.id") or "").rstrip("/").lower()
                 if remote:
@@ -667,22 +655,26 @@ def neighbours(vnets: list[str], inv: Inventory) -> list[str]:
     return list(out)
 
 
-def bastion_plan(vm: dict[str, Any], inv: Inventory) -> tuple[str | None, list[Change], str]:
-    """(reaching Bastion's name or None, proposed creates, why none can be proposed). VMs that
-    share networks share the answer, which is worked out once."""
+# (the name of a Bastion that reaches the VM, or the VNet and AzureBastionSubnet a new one would
+# go into, or what a person must do first)
+BastionSite = tuple[str | None, tuple[dict[str, Any], dict[str, Any]] | None, str]
+
+
+def bastion_site(vm: dict[str, Any], inv: Inventory) -> BastionSite:
+    """Where the VM's Bastion is or would be. VMs that share networks share the answer, which is
+    worked out once."""
     vnets = vm_vnet_ids(vm, inv)
     if not vnets:
-        return None, [], f"{vm['name']} has no NIC in a known virtual network."
-    key = ("bastion", tuple(v.lower() for v in vnets))
-    name, changes, reason = memo(inv, key, lambda: _bastion_plan(vnets, inv))
-    return name, copy.deepcopy(changes), reason
+        return None, None, f"{vm['name']} has no NIC in a known virtual network."
+    site: BastionSite = memo(inv, ("bastion", tuple(v.lower() for v in vnets)), lambda: _bastion_site(vnets, inv))
+    return site
 
 
-def _bastion_plan(vnets: list[str], inv: Inventory) -> tuple[str | None, list[Change], str]:
+def _bastion_site(vnets: list[str], inv: Inventory) -> BastionSite:
     near = neighbours(vnets, inv)
-    for b in inv.of_type(BASTIONS):
+    for b in inv.of_type(BASTION):
         if bastion_vnet(b).rstrip("/").lower() in near:
-            return b["name"], [], ""
+            return b["name"], None, ""
     # where to put one: a peered hub (or the VM's own VNet) that has an AzureBastionSubnet
     own = {v.lower() for v in vnets}
     candidates = []
@@ -690,255 +682,243 @@ def _bastion_plan(vnets: list[str], inv: Inventory) -> tuple[str | None, list[Ch
         v = inv.get(vid)
         if v is None:
             continue
-        sub = next((s for s in inv.children(v["id"], SUBNETS) if s["name"].lower() == "azurebastionsubnet"), None)
+        sub = next((s for s in inv.children(v["id"], SUBNET) if s["name"].lower() == "azurebastionsubnet"), None)
         if sub is not None:
             candidates.append((vid in own, v, sub))
     if not candidates:
         hubs = [r["name"] for r in (inv.get(v) for v in sorted(near) if v not in own) if r]
         where = f"hub VNet {hubs[0]}" if hubs else f"VNet {rid.parse(vnets[0]).name}"
-        return None, [], (f"Add a subnet named AzureBastionSubnet (/26 or larger) to {where}, then re-run to "
-                          "deploy Bastion there; the address range is yours to choose.")
+        return None, None, (f"Add a subnet named AzureBastionSubnet (/26 or larger) to {where}, then re-run to "
+                            "deploy Bastion there; the address range is yours to choose.")
     candidates.sort(key=lambda c: c[0])  # prefer a peered hub over the VM's own VNet
     _own, vnet, subnet = candidates[0]
+    return None, (vnet, subnet), ""
+
+
+def bastion_anchor(subnet: dict[str, Any]) -> str:
+    """What a proposed Bastion is for: the AzureBastionSubnet it goes into (one per subnet)."""
+    return subnet["id"]
+
+
+def propose_bastion(ctx: Context, vnet: dict[str, Any], subnet: dict[str, Any]) -> None:
+    """The public IP and the Bastion host in `subnet`, proposed once however many VMs they serve."""
+    anchor = bastion_anchor(subnet)
+    if proposed(ctx, ctx.create_id(anchor)):
+        return
     rg = rid.resource_group_id(vnet["id"])
     base = vnet["name"][5:] if vnet["name"].lower().startswith("vnet-") else vnet["name"]
-    pip_id = f"{rg}/providers/{PUBLIC_IPS}/pip-bas-{base}"
-    bas_id = f"{rg}/providers/{BASTIONS}/bas-{base}"
-    pip = remedy.create("vm-6a", pip_id, {
-        "name": rid.parse(pip_id).name, "type": PUBLIC_IPS, "location": vnet.get("location"),
-        "sku": {"name": "Standard"},
+    ip = ctx.params(f"{anchor}|public-ip", publicIpName=f"pip-bas-{base}")
+    pip_id = f"{rg}/providers/{PUBLIC_IP}/{ip['publicIpName']}"
+    pip = ctx.create(pip_id, {
+        "name": ip["publicIpName"], "type": PUBLIC_IP, "location": vnet.get("location"), "sku": {"name": "Standard"},
         "properties": {"publicIPAllocationMethod": "Static", "publicIPAddressVersion": "IPv4"}},
-        billable=True,
-        title=f"Create public IP {rid.parse(pip_id).name} for Bastion", risk="Billed per hour.")
-    bas = remedy.create("vm-6a", bas_id, {
-        "name": rid.parse(bas_id).name, "type": BASTIONS, "location": vnet.get("location"), "sku": {"name": "Basic"},
+        anchor=f"{anchor}|public-ip", params=ip, billable=True,
+        title=f"Create public IP {ip['publicIpName']} for Bastion", risk="Billed per hour.")
+    p = ctx.params(anchor, name=f"bas-{base}", sku="Basic")
+    bas = ctx.create(f"{rg}/providers/{BASTION}/{p['name']}", {
+        "name": p["name"], "type": BASTION, "location": vnet.get("location"), "sku": {"name": p["sku"]},
         "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
             "subnet": {"id": subnet["id"]}, "publicIPAddress": {"id": pip_id}}}]}},
-        params={"sku": "Basic"}, billable=True,
-        title=f"Deploy Azure Bastion {rid.parse(bas_id).name} in {vnet['name']}",
+        anchor=anchor, params=p, fields={"vnet": vnet["name"]}, billable=True,
         risk="Billed per hour plus outbound data; deployment takes several minutes.")
     bas.depends_on = [pip.id]
-    return None, [pip, bas], ""
 
 
-def _eval_bastion(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-6a", VM, BASTIONS, VNETS, NICS)
-    if err:
-        return err
-    out = CheckResult()
-    for vm in _vms(inv, "vm-6a", out):
-        name, changes, reason = bastion_plan(vm, inv)
+@check("vm-6a")
+def _bastion(ctx: Context) -> None:
+    if ctx.unreadable(VM, BASTION, VNET, NIC):
+        return
+    prop = "properties.ipConfigurations"
+    for vm in _vms(ctx):
+        name, site, reason = bastion_site(vm, ctx.inv)
         if name:
-            out.findings.append(Finding("vm-6a", vm["id"], "pass", "properties.ipConfigurations", name, "reachable",
-                                        f"Reachable through Bastion {name}."))
-        elif changes:
-            out.findings.append(Finding("vm-6a", vm["id"], "fail", "properties.ipConfigurations", None, "reachable",
-                                        f"No Bastion reaches {vm['name']}'s network."))
-            for c in changes:
-                _add(out, c)
+            ctx.finding(vm["id"], "pass", prop, name, "reachable", f"Reachable through Bastion {name}.")
+        elif site:
+            ctx.finding(vm["id"], "fail", prop, None, "reachable", f"No Bastion reaches {vm['name']}'s network.")
+            propose_bastion(ctx, *site)
         else:
-            out.findings.append(Finding("vm-6a", vm["id"], "manual", "properties.ipConfigurations", None,
-                                        "reachable", f"No Bastion reaches {vm['name']}'s network. {reason}"))
-    return out
+            ctx.finding(vm["id"], "manual", prop, None, "reachable",
+                        f"No Bastion reaches {vm['name']}'s network. {reason}")
 
 
-def _bastion_deps(vm: dict[str, Any] | None, inv: Inventory) -> list[str]:
-    """Closing direct access waits for the Bastion the plan would create, so admins keep a way in."""
+def _bastion_deps(ctx: Context, vm: dict[str, Any] | None) -> list[str]:
+    """Closing direct access waits for the Bastion vm-6a would create, so admins keep a way in."""
     if vm is None:
         return []
-    _name, changes, _ = bastion_plan(vm, inv)
-    return [c.id for c in changes if rid.type_of(c.resource_id) == BASTIONS]
+    _name, site, _ = bastion_site(vm, ctx.inv)
+    return [ctx.create_id(bastion_anchor(site[1]), "vm-6a")] if site else []
 
 
-def _eval_public_ips(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-6b", NICS)
-    if err:
-        return err
-    out = CheckResult()
-    nics = inv.of_type(NICS)
+@check("vm-6b")
+def _public_ips(ctx: Context) -> None:
+    nics = ctx.inv.of_type(NIC)
     if not nics:
-        out.findings.append(not_applicable("vm-6b", "network interface", inv))
-        return out
+        ctx.not_applicable("network interface")
+        return
     prop = "properties.ipConfigurations"
     for nic in nics:
         pips = [get_path(c, "properties.publicIPAddress.id") for c in get_path(nic, prop) or []
                 if get_path(c, "properties.publicIPAddress.id")]
         if not pips:
-            out.findings.append(Finding("vm-6b", nic["id"], "pass", f"{prop}.publicIPAddress", None, None,
-                                        "No public IP on the interface."))
+            ctx.finding(nic["id"], "pass", f"{prop}.publicIPAddress", None, None, "No public IP on the interface.")
             continue
-        out.findings.append(Finding("vm-6b", nic["id"], "fail", f"{prop}.publicIPAddress", pips, None,
-                                    f"Interface {nic['name']} has public IP {', '.join(rid.parse(p).name for p in pips)}."))
+        ctx.finding(nic["id"], "fail", f"{prop}.publicIPAddress", pips, None,
+                    f"Interface {nic['name']} has public IP {', '.join(rid.parse(p).name for p in pips)}.")
 
         def mutate(body: dict[str, Any]) -> None:
             for c in get_path(body, prop) or []:
                 (c.get("properties") or {}).pop("publicIPAddress", None)
 
-        change = remedy.put_mutated("vm-6b", nic, mutate, [prop], disruptive=True,
-                                    title=f"Detach the public IP from {nic['name']}",
-                                    risk="Direct RDP/SSH and any internet-facing service on that IP stop; "
-                                         "the public IP resource itself is kept.")
-        vm = inv.get(get_path(nic, "properties.virtualMachine.id"))
-        change.depends_on = _bastion_deps(vm, inv)
-        out.changes.append(change)
-    return out
+        change = ctx.put_mutated(nic, mutate, [prop], disruptive=True,
+                                 risk="Direct RDP/SSH and any internet-facing service on that IP stop; "
+                                      "the public IP resource itself is kept.")
+        change.depends_on = _bastion_deps(ctx, ctx.inv.get(get_path(nic, "properties.virtualMachine.id")))
 
 
-def _eval_mgmt_ports(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-6c", VM, NSGS, NICS, VNETS)
-    if err:
-        return err
-    out = CheckResult()
+@check("vm-6c")
+def _mgmt_ports(ctx: Context) -> None:
+    if ctx.unreadable(VM, NSG, NIC, VNET):
+        return
     prop = "properties.securityRules"
-    for vm in _vms(inv, "vm-6c", out):
-        hits = open_rules(vm, inv)
+    for vm in _vms(ctx):
+        hits = open_rules(vm, ctx.inv)
         if not hits:
-            out.findings.append(Finding("vm-6c", vm["id"], "pass", prop, [], [],
-                                        "No NSG rule opens 22 or 3389 to the internet."))
+            ctx.finding(vm["id"], "pass", prop, [], [], "No NSG rule opens 22 or 3389 to the internet.")
             continue
         desc = "; ".join(f"{rid.parse(rid.parse(r['id']).parent or '').name}/{r['name']} opens "
                          f"{', '.join(map(str, p))}" for r, p in hits)
-        out.findings.append(Finding("vm-6c", vm["id"], "fail", prop, [r["id"] for r, _ in hits], [],
-                                    f"Open to the internet: {desc}."))
+        ctx.finding(vm["id"], "fail", prop, [r["id"] for r, _ in hits], [], f"Open to the internet: {desc}.")
         for rule, _ports in hits:
-            change = narrow_rule("vm-6c", rule, disruptive=True,
-                                 title=f"Close 22/3389 to the internet in rule {rule['name']}",
-                                 risk="Direct RDP/SSH from the internet stops; use Bastion or JIT instead.")
-            change = _add(out, change)
-            for d in _bastion_deps(vm, inv):
+            change = proposed(ctx, ctx.change_id_of(rule)) or narrow_rule(
+                ctx, rule, disruptive=True, risk="Direct RDP/SSH from the internet stops; use Bastion or JIT instead.")
+            for d in _bastion_deps(ctx, vm):
                 if d not in change.depends_on:
                     change.depends_on.append(d)
-    return out
 
 
-def _eval_entra_login(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-6d", VM, EXTENSIONS)
-    if err:
-        return err
-    out = CheckResult()
+@check("vm-6d")
+def _entra_login(ctx: Context) -> None:
+    if ctx.unreadable(VM, EXTENSIONS):
+        return
     prop = "properties.type"
-    for vm in _vms(inv, "vm-6d", out):
+    for vm in _vms(ctx):
         ext_type = "AADLoginForWindows" if os_type(vm) == "Windows" else "AADSSHLoginForLinux"
-        ext = find_extension(vm, inv, "Microsoft.Azure.ActiveDirectory", [ext_type])
-        if ext is not None:
-            out.findings.append(Finding("vm-6d", vm["id"], "pass", prop, ext_type, ext_type,
-                                        f"{ext_type} is installed."))
+        if find_extension(vm, ctx.inv, "Microsoft.Azure.ActiveDirectory", [ext_type]) is not None:
+            ctx.finding(vm["id"], "pass", prop, ext_type, ext_type, f"{ext_type} is installed.")
             continue
-        out.findings.append(Finding("vm-6d", vm["id"], "fail", prop, None, ext_type,
-                                    f"{ext_type} is not installed, so sign-in cannot use Entra ID and MFA."))
-        change = extension_change("vm-6d", vm, ext_type, "Microsoft.Azure.ActiveDirectory", ext_type, "1.0",
-                                  title=f"Install Entra ID login ({ext_type}) on {vm['name']}",
-                                  risk="Users also need a VM login role; needs outbound access to Entra ID.")
+        ctx.finding(vm["id"], "fail", prop, None, ext_type,
+                    f"{ext_type} is not installed, so sign-in cannot use Entra ID and MFA.")
+        change = install_extension(ctx, vm, ext_type, "Microsoft.Azure.ActiveDirectory", ext_type, "1.0",
+                                   risk="Users also need a VM login role; needs outbound access to Entra ID.")
         if not has_system_identity(vm):
-            change.depends_on = [change_id("vm-2c", vm["id"], "PATCH")]
-        out.changes.append(change)
-    return out
+            change.depends_on = [ctx.change_id_of(vm, "vm-2c", "PATCH")]
 
 
-def _eval_conditional_access(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    vms = _vms(inv, "vm-6e", out)
-    if vms:
-        sub = inv.subscriptions[0] if inv.subscriptions else ""
-        out.findings.append(Finding(
-            "vm-6e", f"/subscriptions/{sub}" if sub else "", "manual", "", None, None,
+@check("vm-6e")
+def _conditional_access(ctx: Context) -> None:
+    if _vms(ctx):
+        ctx.finding(
+            ctx.scope(), "manual", "", None, None,
             "Conditional Access lives in Entra ID, not ARM: in the Entra admin center (Protection > "
             "Conditional Access) require MFA and a compliant device for the 'Azure Windows VM Sign-In' and "
             "'Azure Linux VM Sign-In' apps, scoped to the groups holding VM login roles, and have admins "
-            "connect from privileged access workstations."))
-    return out
+            "connect from privileged access workstations.")
 
 
 # ---- step 7: maintenance -----------------------------------------------------------------------
 
-def _eval_antimalware(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-7a", VM, EXTENSIONS)
-    if err:
-        return err
-    out = CheckResult()
+@check("vm-7a")
+def _antimalware(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(VM, EXTENSIONS):
+        return
     windows = [vm for vm in inv.of_type(VM) if os_type(vm) == "Windows"]
     if not windows:
-        out.findings.append(not_applicable("vm-7a", "Windows virtual machine", inv))
-        return out
+        ctx.not_applicable("Windows virtual machine")
+        return
     prop = "properties.autoUpgradeMinorVersion"
     for vm in windows:
         ext = find_extension(vm, inv, "Microsoft.Azure.Security", ["IaaSAntimalware"])
         mde = find_extension(vm, inv, "Microsoft.Azure.AzureDefenderForServers", ["MDE.Windows"])
         if ext is None and mde is not None:
-            out.findings.append(Finding("vm-7a", vm["id"], "pass", "properties.type", "MDE.Windows", "IaaSAntimalware",
-                                        "Defender for Endpoint protects the VM; a second engine is not wanted."))
+            ctx.finding(vm["id"], "pass", "properties.type", "MDE.Windows", "IaaSAntimalware",
+                        "Defender for Endpoint protects the VM; a second engine is not wanted.")
             continue
         if ext is not None and get_path(ext, prop) is True:
-            out.findings.append(Finding("vm-7a", vm["id"], "pass", prop, True, True,
-                                        "Microsoft Antimalware is installed and updates itself."))
+            ctx.finding(vm["id"], "pass", prop, True, True, "Microsoft Antimalware is installed and updates itself.")
             continue
         if ext is not None:
-            out.findings.append(Finding("vm-7a", vm["id"], "fail", prop, get_path(ext, prop), True,
-                                        "Microsoft Antimalware does not update its engine automatically."))
-            out.changes.append(remedy.put("vm-7a", ext, {prop: True},
-                                          title=f"Let Microsoft Antimalware on {vm['name']} update itself",
-                                          risk="Minor engine updates install without asking."))
+            ctx.finding(vm["id"], "fail", prop, get_path(ext, prop), True,
+                        "Microsoft Antimalware does not update its engine automatically.")
+            ctx.put(ext, {prop: True}, title=f"Let Microsoft Antimalware on {vm['name']} update itself",
+                    risk="Minor engine updates install without asking.")
             continue
-        out.findings.append(Finding("vm-7a", vm["id"], "fail", "properties.type", None, "IaaSAntimalware",
-                                    "No antimalware extension is installed."))
-        out.changes.append(extension_change(
-            "vm-7a", vm, "IaaSAntimalware", "Microsoft.Azure.Security", "IaaSAntimalware", "1.3",
+        ctx.finding(vm["id"], "fail", "properties.type", None, "IaaSAntimalware", "No antimalware extension is installed.")
+        install_extension(
+            ctx, vm, "IaaSAntimalware", "Microsoft.Azure.Security", "IaaSAntimalware", "1.3",
             settings={"AntimalwareEnabled": True, "RealtimeProtectionEnabled": "true",
                       "ScheduledScanSettings": {"isEnabled": "true", "day": "7", "time": "120", "scanType": "Quick"}},
-            title=f"Install Microsoft Antimalware on {vm['name']}",
-            risk="Avoid a second antivirus engine; with Defender for Servers, MDE is the usual route."))
-    return out
+            risk="Avoid a second antivirus engine; with Defender for Servers, MDE is the usual route.")
 
 
-def _patch_setting_check(check: str, leaf: str, fix_values: dict[str, Any], defaults: dict[str, str],
-                         title: str, risk: str, mcsb: str, policy: str, change_title: str) -> Check:
-    def evaluate(inv: Inventory) -> CheckResult:
-        out = CheckResult()
-        for vm in _vms(inv, check, out):
-            base = f"{os_config_path(vm)}.patchSettings"
-            path = f"{base}.{leaf}"
-            actual = get_path(vm, path) or defaults[os_type(vm)]
-            if actual == "AutomaticByPlatform":
-                out.findings.append(Finding(check, vm["id"], "pass", path, actual, "AutomaticByPlatform",
-                                            f"{leaf} is AutomaticByPlatform."))
-                continue
-            out.findings.append(Finding(check, vm["id"], "fail", path, actual, "AutomaticByPlatform",
-                                        f"{leaf} is {actual}."))
-            values = {f"{base}.{k}": v for k, v in fix_values.items()}
-            if check == "vm-7c" and os_type(vm) == "Windows":
-                values[f"{os_config_path(vm)}.enableAutomaticUpdates"] = True
-            out.changes.append(remedy.patch(check, vm, values, title=change_title.format(name=vm["name"]),
-                                            risk=risk))
-        return out
-
-    return Check(id=check, title=title, remediation="auto-patch", evaluate=evaluate, resource_type=VM,
-                 mcsb=mcsb, policy=policy, risk=risk)
+def _patch_setting(ctx: Context, leaf: str, fix_values: dict[str, Any], defaults: dict[str, str],
+                   fix_extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """vm-7b and vm-7c: one patchSettings value, under the osProfile section of the VM's OS."""
+    for vm in _vms(ctx):
+        base = f"{os_config_path(vm)}.patchSettings"
+        path = f"{base}.{leaf}"
+        actual = get_path(vm, path) or defaults[os_type(vm)]
+        if actual == "AutomaticByPlatform":
+            ctx.finding(vm["id"], "pass", path, actual, "AutomaticByPlatform", f"{leaf} is AutomaticByPlatform.")
+            continue
+        ctx.finding(vm["id"], "fail", path, actual, "AutomaticByPlatform", f"{leaf} is {actual}.")
+        values = {f"{base}.{k}": v for k, v in fix_values.items()}
+        if fix_extra is not None:
+            values.update(fix_extra(vm))
+        ctx.patch(vm, values, risk=ctx.check.risk)
 
 
-def _eval_vm_agent(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    for vm in _vms(inv, "vm-7d", out):
+@check("vm-7b")
+def _assessment_mode(ctx: Context) -> None:
+    _patch_setting(ctx, "assessmentMode", {"assessmentMode": "AutomaticByPlatform"},
+                   {"Windows": "ImageDefault", "Linux": "ImageDefault"})
+
+
+def _windows_updates_on(vm: dict[str, Any]) -> dict[str, Any]:
+    """Platform patching of Windows needs Windows' own automatic updates on."""
+    return {f"{os_config_path(vm)}.enableAutomaticUpdates": True} if os_type(vm) == "Windows" else {}
+
+
+@check("vm-7c")
+def _patch_mode(ctx: Context) -> None:
+    _patch_setting(ctx, "patchMode", {"patchMode": "AutomaticByPlatform",
+                                      "automaticByPlatformSettings.rebootSetting": "IfRequired"},
+                   {"Windows": "AutomaticByOS", "Linux": "ImageDefault"}, _windows_updates_on)
+
+
+@check("vm-7d")
+def _vm_agent(ctx: Context) -> None:
+    for vm in _vms(ctx):
         cfg = os_config_path(vm)
         provision = get_path(vm, f"{cfg}.provisionVMAgent")
         statuses = (get_path(vm, "properties.instanceView.vmAgent.statuses")
                     or get_path(vm, "properties.extended.instanceView.vmAgent.statuses") or [])
         shown = [s.get("displayStatus") for s in statuses]
         if provision is False:
-            out.findings.append(Finding(
-                "vm-7d", vm["id"], "manual", f"{cfg}.provisionVMAgent", False, True,
+            ctx.finding(
+                vm["id"], "manual", f"{cfg}.provisionVMAgent", False, True,
                 f"{vm['name']} was deployed without the VM agent, so extensions and platform patching cannot "
                 "run: install the Azure VM agent inside the guest (the Windows MSI or the walinuxagent package), "
-                "then set osProfile provisionVMAgent = true."))
+                "then set osProfile provisionVMAgent = true.")
         elif statuses and "Ready" not in shown:
-            out.findings.append(Finding(
-                "vm-7d", vm["id"], "manual", "properties.instanceView.vmAgent.statuses", shown, ["Ready"],
+            ctx.finding(
+                vm["id"], "manual", "properties.instanceView.vmAgent.statuses", shown, ["Ready"],
                 f"The VM agent on {vm['name']} reports {', '.join(map(str, shown))}: check that the guest is "
                 "running, that the agent service (WindowsAzureGuestAgent / walinuxagent) is started, and that "
-                "it can reach 168.63.129.16; update the agent if it is old."))
+                "it can reach 168.63.129.16; update the agent if it is old.")
         else:
-            out.findings.append(Finding("vm-7d", vm["id"], "pass", f"{cfg}.provisionVMAgent", True, True,
-                                        "The VM agent is provisioned" + (" and Ready." if statuses else ".")))
-    return out
+            ctx.finding(vm["id"], "pass", f"{cfg}.provisionVMAgent", True, True,
+                        "The VM agent is provisioned" + (" and Ready." if statuses else "."))
 
 
 # ---- step 8: Defender for Servers --------------------------------------------------------------
@@ -950,64 +930,50 @@ def servers_plan_ok(p: dict[str, Any]) -> bool:
         and agentless is not None and is_true(agentless.get("isEnabled"))
 
 
-def _eval_servers_plan(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    subs = list(inv.subscriptions)
+def _subscriptions(ctx: Context) -> list[str]:
+    subs = list(ctx.inv.subscriptions)
     if not subs:
-        out.findings.append(not_applicable("vm-8a", "subscription", inv))
-        return out
-    for sub in subs:
-        p = pricing(inv, sub, "VirtualMachines")
+        ctx.not_applicable("subscription")
+    return subs
+
+
+@check("vm-8a")
+def _servers_plan(ctx: Context) -> None:
+    for sub in _subscriptions(ctx):
+        p = pricing(ctx.inv, sub, "VirtualMachines")
         actual = {"pricingTier": get_path(p, "properties.pricingTier"), "subPlan": get_path(p, "properties.subPlan")}
         expected = {"pricingTier": "Standard", "subPlan": "P2", "AgentlessVmScanning": True}
         if servers_plan_ok(p):
-            out.findings.append(Finding("vm-8a", p["id"], "pass", "properties.pricingTier", actual, expected,
-                                        "Defender for Servers Plan 2 with agentless scanning is on."))
+            ctx.finding(p["id"], "pass", "properties.pricingTier", actual, expected,
+                        "Defender for Servers Plan 2 with agentless scanning is on.")
             continue
-        out.findings.append(Finding("vm-8a", p["id"], "fail", "properties.pricingTier", actual, expected,
-                                    f"Defender for Servers is {actual['pricingTier']}"
-                                    f"{' ' + actual['subPlan'] if actual['subPlan'] else ''}; Plan 2 with "
-                                    "agentless scanning is expected."))
+        ctx.finding(p["id"], "fail", "properties.pricingTier", actual, expected,
+                    f"Defender for Servers is {actual['pricingTier']}"
+                    f"{' ' + actual['subPlan'] if actual['subPlan'] else ''}; Plan 2 with "
+                    "agentless scanning is expected.")
         exts = [copy.deepcopy(e) for e in get_path(p, "properties.extensions") or []
                 if (e.get("name") or "").lower() != "agentlessvmscanning"]
         exts.append({"name": "AgentlessVmScanning", "isEnabled": "True"})
-        out.changes.append(remedy.put(
-            "vm-8a", p, {"properties.pricingTier": "Standard", "properties.subPlan": "P2",
-                         "properties.extensions": exts},
-            title=f"Turn on Defender for Servers Plan 2 in subscription {sub}", billable=True,
-            risk="Billed per server-hour; undo sets the plan back to Free."))
-    return out
+        ctx.put(p, {"properties.pricingTier": "Standard", "properties.subPlan": "P2", "properties.extensions": exts},
+                fields={"sub": sub}, billable=True, risk="Billed per server-hour; undo sets the plan back to Free.")
 
 
-def _eval_mde(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-8b", SETTINGS)
-    if err:
-        return err
-    out = CheckResult()
-    subs = list(inv.subscriptions)
-    if not subs:
-        out.findings.append(not_applicable("vm-8b", "subscription", inv))
-        return out
-    for sub in subs:
+@check("vm-8b")
+def _mde(ctx: Context) -> None:
+    for sub in _subscriptions(ctx):
         sid = f"/subscriptions/{sub}/providers/{SETTINGS}/WDATP"
-        setting = inv.get(sid)
+        setting = ctx.inv.get(sid)
         actual = get_path(setting or {}, "properties.enabled")
         if actual is True:
-            out.findings.append(Finding("vm-8b", sid, "pass", "properties.enabled", True, True,
-                                        "Defender for Endpoint integration is on."))
+            ctx.finding(sid, "pass", "properties.enabled", True, True, "Defender for Endpoint integration is on.")
             continue
-        out.findings.append(Finding("vm-8b", sid, "fail", "properties.enabled", actual, True,
-                                    "Defender for Endpoint integration is off."))
-        res = setting or {"id": sid, "name": "WDATP", "type": SETTINGS, "kind": "DataExportSettings",
-                          "properties": {}}
+        ctx.finding(sid, "fail", "properties.enabled", actual, True, "Defender for Endpoint integration is off.")
+        res = setting or {"id": sid, "name": "WDATP", "type": SETTINGS, "kind": "DataExportSettings", "properties": {}}
         values: dict[str, Any] = {"properties.enabled": True}
         if not res.get("kind"):
             values["kind"] = "DataExportSettings"
-        out.changes.append(remedy.put("vm-8b", res, values, billable=True,
-                                      title=f"Turn on Defender for Endpoint integration in subscription {sub}",
-                                      risk="Deploys the Defender for Endpoint agent to the machines (licensed "
-                                           "through Defender for Servers)."))
-    return out
+        ctx.put(res, values, fields={"sub": sub}, billable=True,
+                risk="Deploys the Defender for Endpoint agent to the machines (licensed through Defender for Servers).")
 
 
 def _jit_covers(policy: dict[str, Any], vm_id: str, ports: Iterable[int]) -> bool:
@@ -1018,9 +984,12 @@ def _jit_covers(policy: dict[str, Any], vm_id: str, ports: Iterable[int]) -> boo
     return False
 
 
-def _jit_entry(vm_id: str, ports: Iterable[int]) -> dict[str, Any]:
+JIT_DURATION = "PT3H"
+
+
+def _jit_entry(vm_id: str, ports: Iterable[int], duration: str = JIT_DURATION) -> dict[str, Any]:
     return {"id": vm_id, "ports": [{"number": p, "protocol": "*", "allowedSourceAddressPrefix": "*",
-                                    "maxRequestAccessDuration": "PT3H"} for p in sorted(set(ports))]}
+                                    "maxRequestAccessDuration": duration} for p in sorted(set(ports))]}
 
 
 def _jit_by_rg(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
@@ -1030,216 +999,76 @@ def _jit_by_rg(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
     return index
 
 
-def _eval_jit(inv: Inventory) -> CheckResult:
-    err = unreadable(inv, "vm-8c", VM, JIT, NSGS, NICS, VNETS)
-    if err:
-        return err
-    out = CheckResult()
+@check("vm-8c")
+def _jit(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(VM, JIT, NSG, NIC, VNET):
+        return
     prop = "properties.virtualMachines"
     groups: dict[tuple[str, str], list[tuple[dict[str, Any], list[int]]]] = {}
-    for vm in _vms(inv, "vm-8c", out):
+    for vm in _vms(ctx):
         ports = sorted({p for _r, ps in open_rules(vm, inv) for p in ps})
         rg = rid.resource_group_id(vm["id"]) or ""
         policies = memo(inv, "jit_by_rg", lambda: _jit_by_rg(inv)).get(rg.lower(), [])
         if not ports:
-            out.findings.append(Finding("vm-8c", vm["id"], "pass", prop, None, None,
-                                        "No management port is exposed to the internet."))
+            ctx.finding(vm["id"], "pass", prop, None, None, "No management port is exposed to the internet.")
         elif any(_jit_covers(p, vm["id"], ports) for p in policies):
-            out.findings.append(Finding("vm-8c", vm["id"], "pass", prop, ports, ports,
-                                        "Just-in-time access covers the exposed management ports."))
+            ctx.finding(vm["id"], "pass", prop, ports, ports, "Just-in-time access covers the exposed management ports.")
         else:
-            out.findings.append(Finding("vm-8c", vm["id"], "fail", prop, None, ports,
-                                        f"Ports {', '.join(map(str, ports))} are exposed without just-in-time access."))
+            ctx.finding(vm["id"], "fail", prop, None, ports,
+                        f"Ports {', '.join(map(str, ports))} are exposed without just-in-time access.")
             groups.setdefault((rg, (vm.get("location") or "").lower()), []).append((vm, ports))
     for (rg, location), members in groups.items():
-        sub = rid.subscription_of(rg) or ""
-        plan = pricing(inv, sub, "VirtualMachines")
-        deps = [] if servers_plan_ok(plan) else [change_id("vm-8a", plan["id"], "PUT")]
+        plan = pricing(inv, rid.subscription_of(rg) or "", "VirtualMachines")
         existing = next((p for p in memo(inv, "jit_by_rg", lambda: _jit_by_rg(inv)).get(rg.lower(), [])
                          if (p.get("location") or rid.parse(rid.parse(p["id"]).parent or "").name).lower() == location),
                         None)
-        flags = dict(disruptive=True, title=f"Protect {', '.join(vm['name'] for vm, _ in members)} with "
-                                            f"just-in-time access", risk="Direct RDP/SSH stops until someone "
-                                                                          "requests access through JIT.")
+        flags: dict[str, Any] = dict(disruptive=True, fields={"vms": ", ".join(vm["name"] for vm, _ in members)},
+                                     risk="Direct RDP/SSH stops until someone requests access through JIT.")
         if existing is not None:
             def mutate(body: dict[str, Any], members: list[tuple[dict[str, Any], list[int]]] = members) -> None:
                 lst = body.setdefault("properties", {}).setdefault("virtualMachines", [])
                 lst[:] = [e for e in lst if not any(rid.same(e.get("id"), vm["id"]) for vm, _ in members)]
                 lst.extend(_jit_entry(vm["id"], ports) for vm, ports in members)
 
-            change = remedy.put_mutated("vm-8c", existing, mutate, [prop], **flags)
+            change = ctx.put_mutated(existing, mutate, [prop], **flags)
         else:
+            anchor = f"{rg}|{location}"  # one policy per resource group and region
+            p = ctx.params(anchor, maxRequestAccessDuration=JIT_DURATION)
             jid = f"{rg}/providers/Microsoft.Security/locations/{location}/{JIT.rsplit('/', 1)[-1]}/default"
-            change = remedy.create("vm-8c", jid, {
+            change = ctx.create(jid, {
                 "name": "default", "type": JIT, "kind": "Basic", "location": location,
-                "properties": {"virtualMachines": [_jit_entry(vm["id"], ports) for vm, ports in members]}},
-                params={"maxRequestAccessDuration": "PT3H"}, **flags)
-        change.depends_on = deps
-        out.changes.append(change)
-    return out
+                "properties": {"virtualMachines": [_jit_entry(vm["id"], ports, p["maxRequestAccessDuration"])
+                                                   for vm, ports in members]}},
+                anchor=anchor, params=p, **flags)
+        # JIT is a Defender for Servers Plan 2 feature: it waits for vm-8a
+        change.depends_on = [] if servers_plan_ok(plan) else [ctx.change_id_of(plan, "vm-8a")]
 
 
-def _eval_assessments(inv: Inventory) -> CheckResult:
+@check("vm-8d")
+def _assessments(ctx: Context) -> None:
     """Defender's own verdicts on the VM; advisory, since each one has its own remediation."""
-    err = unreadable(inv, "vm-8d", VM, ASSESSMENTS)
-    if err:
-        return err
-    out = CheckResult()
+    if ctx.unreadable(VM, ASSESSMENT):
+        return
     prop = "properties.status.code"
-    for vm in _vms(inv, "vm-8d", out):
-        found = [a for a in inv.children(vm["id"], ASSESSMENTS)]
+    for vm in _vms(ctx):
+        found = list(ctx.inv.children(vm["id"], ASSESSMENT))
         if not found:
-            out.findings.append(Finding(
-                "vm-8d", vm["id"], "manual", prop, None, "Healthy",
+            ctx.finding(
+                vm["id"], "manual", prop, None, "Healthy",
                 f"Defender for Cloud has no assessments for {vm['name']}: turn on Defender for Servers (vm-8a) "
-                "and give it a day to assess, then review Recommendations for the VM."))
+                "and give it a day to assess, then review Recommendations for the VM.")
             continue
         bad = [a for a in found if (get_path(a, prop) or "") not in ("Healthy", "NotApplicable")]
         if not bad:
-            out.findings.append(Finding("vm-8d", vm["id"], "pass", prop, "Healthy", "Healthy",
-                                        f"All {len(found)} Defender for Cloud assessments are healthy."))
+            ctx.finding(vm["id"], "pass", prop, "Healthy", "Healthy",
+                        f"All {len(found)} Defender for Cloud assessments are healthy.")
             continue
-        names = [get_path(a, "properties.displayName") or VM_ASSESSMENTS.get(a["name"].lower(), a["name"])
-                 for a in bad]
-        out.findings.append(Finding(
-            "vm-8d", vm["id"], "manual", prop, [get_path(a, prop) for a in bad], "Healthy",
+        names = [get_path(a, "properties.displayName") or VM_ASSESSMENTS.get(a["name"].lower(), a["name"]) for a in bad]
+        ctx.finding(
+            vm["id"], "manual", prop, [get_path(a, prop) for a in bad], "Healthy",
             f"Unhealthy in Defender for Cloud: {'; '.join(names)}. Open Recommendations for {vm['name']} and "
-            "follow each remediation (e.g. deploy the vulnerability scanner, install missing updates)."))
-    return out
+            "follow each remediation (e.g. deploy the vulnerability scanner, install missing updates).")
 
 
-STEP3_CHECKS: tuple[Check, ...] = (
-    Check(id="vm-3a", title="Run as Trusted Launch", remediation="auto-patch", evaluate=_eval_trusted_launch,
-          resource_type=VM, mcsb="PV-4", disruptive=True,
-          policy="Virtual Machine should have TrustedLaunch enabled",
-          risk="The VM is deallocated; Gen2 and a capable size and image are needed."),
-    Check(id="vm-3b", title="Turn on Secure Boot", remediation="auto-patch",
-          evaluate=_boot_check("vm-3b", "secureBootEnabled", "Secure Boot"), resource_type=VM, mcsb="PV-4",
-          disruptive=True, policy="Secure Boot should be enabled on supported virtual machines",
-          risk="Unsigned kernels or drivers will not boot."),
-    Check(id="vm-3c", title="Turn on the virtual TPM", remediation="auto-patch",
-          evaluate=_boot_check("vm-3c", "vTpmEnabled", "vTPM"), resource_type=VM, mcsb="PV-4", disruptive=True,
-          policy="vTPM should be enabled on supported virtual machines", risk="The VM is deallocated."),
-    Check(id="vm-3d", title="Install Guest Attestation", remediation="create", evaluate=_eval_attestation,
-          resource_type=VM, mcsb="PV-4",
-          policy="Guest Attestation extension should be installed on supported virtual machines",
-          risk="Needs Trusted Launch with Secure Boot and vTPM."),
-)
-
-STEPS: list[Step] = [
-    Step("vm-1", "vm", 1, "Isolate VMs in their own resource groups",
-         "Resource groups are where RBAC and policy are scoped. Keeping VMs apart from shared networks and "
-         "data lets you grant workload teams access without handing them the plumbing.",
-         (Check(id="vm-1a", title="VMs sit in resource groups of their own", remediation="advisory",
-                evaluate=_eval_isolation, resource_type=VM, mcsb="GS-2",
-                risk="Moving resources can break deployments that reference them."),)),
-    Step("vm-2", "vm", 2, "Grant access by role",
-         "Standing owner rights on a VM are a ready-made foothold. Login roles held by groups, narrow custom "
-         "roles and a managed identity keep both people and the VM itself to what they need.",
-         (Check(id="vm-2a", title="VM sign-in through login roles, not standing admin", remediation="advisory",
-                evaluate=_eval_vm_rbac, resource_type=VM, mcsb="PA-7, PA-2",
-                policy="Audit usage of custom RBAC roles", risk="Removing access can lock people out."),
-          Check(id="vm-2b", title="A narrow custom role for joining subnets", remediation="create",
-                evaluate=_eval_join_role, resource_type=ROLE_DEFINITIONS, mcsb="PA-7",
-                policy="Audit usage of custom RBAC roles", risk="None: a definition grants nothing until assigned."),
-          property_check(
-              id="vm-2c", title="Give the VM a system-assigned identity", resource_type=VM, path="identity.type",
-              expected="SystemAssigned", compliant=lambda v: "systemassigned" in (v or "").lower().replace(" ", ""),
-              remediation="auto-patch", fix=_identity_fix, what="virtual machine", default="None",
-              risk="The new identity gets no roles by default; no restart.", mcsb="IM-3",
-              policy="A managed identity should be enabled on your machines",
-              change_title="Add a system-assigned identity to {name}"))),
-    Step("vm-3", "vm", 3, "Protect the boot chain",
-         "Rootkits and bootkits load before the OS can defend itself. Trusted Launch with Secure Boot and a "
-         "virtual TPM only boots signed components and lets you attest that the boot was clean.",
-         STEP3_CHECKS),
-    Step("vm-4", "vm", 4, "Encrypt disks with your own keys",
-         "Platform encryption protects against stolen drives, not against misuse of the platform's keys. "
-         "Customer-managed keys, double encryption and encryption at host put the key under your control "
-         "and cover caches and temp disks too.",
-         (Check(id="vm-4a", title="A double-encryption disk encryption set exists", remediation="advisory",
-                evaluate=_eval_des, resource_type=DES, mcsb="DP-4, DP-5",
-                policy="Managed disks should be double encrypted with both platform-managed and customer-managed keys",
-                risk="Key Vault cost; revoking the key makes the disks unusable."),
-          Check(id="vm-4b", title="Disks use the double-encryption set", remediation="auto-patch",
-                evaluate=_eval_disk_cmk, resource_type=DISKS, mcsb="DP-5", disruptive=True,
-                policy="OS and data disks should be encrypted with a customer-managed key",
-                risk="The VM must be deallocated."),
-          property_check(
-              id="vm-4c", title="Encrypt at host", resource_type=VM, path="properties.securityProfile.encryptionAtHost",
-              expected=True, default=False, remediation="auto-patch", what="virtual machine", disruptive=True,
-              fix={"properties.securityProfile.encryptionAtHost": True},
-              risk="The VM is deallocated; the subscription needs the EncryptionAtHost feature and the size "
-                   "must support it; not combinable with Azure Disk Encryption.",
-              mcsb="DP-4", policy="Virtual machines and virtual machine scale sets should have encryption at host enabled",
-              change_title="Turn on encryption at host for {name} (deallocates it)"),
-          Check(id="vm-4d", title="Disks cannot be exported publicly", remediation="auto-patch",
-                evaluate=_eval_disk_network, resource_type=DISKS, mcsb="NS-2",
-                policy="Managed disks should disable public network access",
-                risk="Disk export and SAS download workflows stop."))),
-    Step("vm-5", "vm", 5, "Control the applications installed",
-         "Unvetted software is the usual way malware lands on a server. Shipping apps through a governed "
-         "compute gallery makes what runs on each VM a reviewed, repeatable choice.",
-         (Check(id="vm-5a", title="Applications come from an approved gallery", remediation="advisory",
-                evaluate=_eval_gallery_apps, resource_type=VM, mcsb="AM-5",
-                risk="Installing applications changes the guest."),)),
-    Step("vm-6", "vm", 6, "Secure administrative access",
-         "RDP and SSH open to the internet are scanned and brute-forced within minutes. A Bastion broker, "
-         "Entra sign-in with MFA and no public IPs leave attackers nothing to knock on.",
-         (Check(id="vm-6a", title="Bastion reaches the VM", remediation="create", evaluate=_eval_bastion,
-                resource_type=VM, mcsb="NS-3", billable=True, risk="Billed per hour; needs a /26 subnet."),
-          Check(id="vm-6b", title="No public IP on VM interfaces", remediation="auto-put", evaluate=_eval_public_ips,
-                resource_type=NICS, mcsb="NS-1", disruptive=True,
-                policy="Network interfaces should not have public IPs",
-                risk="Direct inbound access over that IP stops."),
-          Check(id="vm-6c", title="Management ports closed to the internet", remediation="auto-put",
-                evaluate=_eval_mgmt_ports, resource_type=VM, mcsb="NS-3", disruptive=True,
-                policy="Management ports should be closed on your virtual machines",
-                risk="Cuts current admin access; have Bastion or JIT first."),
-          Check(id="vm-6d", title="Sign in with Entra ID", remediation="create", evaluate=_eval_entra_login,
-                resource_type=VM, mcsb="IM-1",
-                risk="Needs a system identity, a supported OS and a VM login role."),
-          Check(id="vm-6e", title="MFA and Conditional Access for VM sign-in", remediation="advisory",
-                evaluate=_eval_conditional_access, resource_type=VM, mcsb="IM-6, IM-7, PA-6",
-                risk="Needs Entra ID P1."))),
-    Step("vm-7", "vm", 7, "Keep VMs maintained",
-         "Unpatched software and missing antimalware are the cheapest way in. Platform-orchestrated patching "
-         "and a healthy agent keep every VM current without relying on someone remembering.",
-         (Check(id="vm-7a", title="Antimalware on Windows VMs", remediation="create", evaluate=_eval_antimalware,
-                resource_type=VM, mcsb="ES-2, ES-3",
-                policy="Microsoft IaaSAntimalware extension should be deployed on Windows servers",
-                risk="Avoid running two antivirus engines."),
-          _patch_setting_check("vm-7b", "assessmentMode", {"assessmentMode": "AutomaticByPlatform"},
-                               {"Windows": "ImageDefault", "Linux": "ImageDefault"},
-                               "Check for missing updates periodically", "Assessment only; nothing is installed.",
-                               "PV-6", "Machines should be configured to periodically check for missing system updates",
-                               "Assess missing updates on {name} periodically"),
-          _patch_setting_check("vm-7c", "patchMode",
-                               {"patchMode": "AutomaticByPlatform",
-                                "automaticByPlatformSettings.rebootSetting": "IfRequired"},
-                               {"Windows": "AutomaticByOS", "Linux": "ImageDefault"},
-                               "Install updates through the platform",
-                               "Updates install automatically and may reboot the VM when required.",
-                               "PV-6", "System updates should be installed on your machines",
-                               "Let the platform patch {name}"),
-          Check(id="vm-7d", title="The VM agent is provisioned and ready", remediation="advisory",
-                evaluate=_eval_vm_agent, resource_type=VM, mcsb="PV-4", risk="None: read-only health."))),
-    Step("vm-8", "vm", 8, "Detect threats with Defender for Servers",
-         "Hardening lowers the odds; detection catches what gets through. Defender for Servers adds endpoint "
-         "detection, vulnerability scanning and just-in-time access to management ports.",
-         (Check(id="vm-8a", title="Turn on Defender for Servers Plan 2", remediation="auto-put",
-                evaluate=_eval_servers_plan, resource_type=PRICINGS, mcsb="LT-1, LT-2, ES-1", billable=True,
-                policy="Azure Defender for servers should be enabled", risk="Billed per server-hour."),
-          Check(id="vm-8b", title="Integrate Defender for Endpoint", remediation="auto-put", evaluate=_eval_mde,
-                resource_type=SETTINGS, mcsb="ES-1", billable=True,
-                policy="Configure Microsoft Defender for Endpoint integration settings with Microsoft Defender for Cloud",
-                risk="Deploys the MDE agent to machines."),
-          Check(id="vm-8c", title="Just-in-time access for exposed management ports", remediation="create",
-                evaluate=_eval_jit, resource_type=VM, mcsb="NS-3, PA-2", disruptive=True,
-                policy="Management ports of virtual machines should be protected with just-in-time network access control",
-                risk="Direct access stops until a JIT request is approved."),
-          Check(id="vm-8d", title="Defender for Cloud assessments are healthy", remediation="advisory",
-                evaluate=_eval_assessments, resource_type=VM, mcsb="PV-5",
-                policy="A vulnerability assessment solution should be enabled on your virtual machines",
-                risk="None: read-only."))),
-]
+STEPS = article_steps(__name__)

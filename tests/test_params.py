@@ -284,3 +284,185 @@ def test_renaming_a_spoke_route_table_moves_every_subnet_that_joins_it():
     # the hub-3a changes of the same step are untouched by an edit of hub-3b
     assert [c.to_dict() for c in step.changes if c.check == "hub-3a"] == \
         [c.to_dict() for c in make_plan(inv, step_ids=["hub-3"]).step("hub-3").changes if c.check == "hub-3a"]
+
+
+# ---- vm article: the creates of vm-2b, vm-3d, vm-6a, vm-6d, vm-7a and vm-8c -------------------
+
+from steps import test_vm as vmt  # noqa: E402  (the VM article's estate builders)
+
+
+def vm6_estate() -> Inventory:
+    """A VM with a public IP and RDP open to the internet, in a spoke peered with a hub that has an
+    AzureBastionSubnet but no Bastion: vm-6a proposes one, vm-6b and vm-6c wait for it."""
+    return vmt.inv_of(vmt.make_vm(), vmt.nic(public_ip=True), vmt.network(), vmt.nsg([vmt.rule("AllowRdp")]))
+
+
+def vm6_changes(plan: Plan) -> tuple[Change, Change, list[Change]]:
+    step = plan.step("vm-6")
+    pip = next(c for c in step.changes if c.check == "vm-6a" and "/publicIPAddresses/" in c.resource_id)
+    bas = next(c for c in step.changes if c.check == "vm-6a" and "/bastionHosts/" in c.resource_id)
+    waiting = [c for c in step.changes if c.check in ("vm-6b", "vm-6c")]
+    return pip, bas, waiting
+
+
+def test_renaming_the_bastion_and_its_public_ip_rebuilds_both_and_what_waits_for_them():
+    inv = vm6_estate()
+    plan = make_plan(inv, step_ids=["vm-6"])
+    pip, bas, waiting = vm6_changes(plan)
+    assert bas.params == {"name": "bas-hub-weu", "sku": "Basic"} and pip.params == {"publicIpName": "pip-bas-hub-weu"}
+    assert len(waiting) == 2 and all(c.depends_on == [bas.id] for c in waiting)
+
+    edit_change(inv, plan, bas.id, {"name": "bas-admin", "sku": "standard"})
+    edit_change(inv, plan, pip.id, {"publicIpName": "pip-admin"})
+    pip2, bas2, waiting2 = vm6_changes(plan)
+    assert (pip2.id, bas2.id) == (pip.id, bas.id)  # ids come from the subnet, not the names
+    assert bas2.resource_id == f"{vmt.HUB_RG}/providers/Microsoft.Network/bastionHosts/bas-admin"
+    assert bas2.body["name"] == "bas-admin" and bas2.body["sku"] == {"name": "Standard"}  # the rule's spelling
+    assert pip2.resource_id.endswith("/publicIPAddresses/pip-admin") and pip2.body["name"] == "pip-admin"
+    ipc = bas2.body["properties"]["ipConfigurations"][0]["properties"]
+    assert ipc["publicIPAddress"] == {"id": pip2.resource_id} and bas2.depends_on == [pip2.id]
+    assert "bas-admin" in bas2.title and "pip-admin" in pip2.title and "bas-hub-weu" not in bas2.title
+    assert [c.to_dict() for c in waiting2] == [c.to_dict() for c in waiting]  # still wait for the same id
+    assert plan.overrides == {bas.id: {"name": "bas-admin", "sku": "Standard"}, pip.id: {"publicIpName": "pip-admin"}}
+    # applied as ARM would, the renamed Bastion makes the VM reachable
+    fixed = apply_all(inv, [pip2, bas2])
+    assert {f.status for f in make_plan(fixed, check_ids=["vm-6a"]).step("vm-6").findings} == {"pass"}
+    assert fixed.get(bas2.resource_id) is not None and fixed.get(bas.resource_id) is None
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("name", "bas admin", ["name = 'bas admin'", "valid Bastion host name", "1-80"]),
+    ("name", "bas-", ["valid Bastion host name"]),
+    ("sku", "Developer", ["sku = 'Developer'", "one of Basic, Standard, Premium"]),
+    ("publicIpName", "x" * 81, ["valid public IP address name"]),
+])
+def test_an_invalid_bastion_edit_is_refused_with_its_rule(field, value, words):
+    inv = vm6_estate()
+    plan = make_plan(inv, step_ids=["vm-6"])
+    before = json.dumps(plan.to_dict(), sort_keys=True)
+    pip, bas, _ = vm6_changes(plan)
+    with pytest.raises(ParamError) as err:
+        edit_change(inv, plan, pip.id if field == "publicIpName" else bas.id, {field: value})
+    for w in words:
+        assert w in err.value.message, err.value.message
+    assert err.value.exit_code == 2 and err.value.hint
+    assert json.dumps(plan.to_dict(), sort_keys=True) == before and not plan.overrides
+
+
+def test_the_public_ip_edits_only_its_own_name():
+    inv = vm6_estate()
+    plan = make_plan(inv, step_ids=["vm-6"])
+    pip, _, _ = vm6_changes(plan)
+    with pytest.raises(ParamError) as err:
+        edit_change(inv, plan, pip.id, {"sku": "Standard"})
+    assert "Its parameters: publicIpName" in err.value.hint
+
+
+@pytest.mark.parametrize("check_id, step_id, estate", [
+    ("vm-3d", "vm-3", lambda: vmt.inv_of(vmt.make_vm(), vmt.disk())),
+    ("vm-6d", "vm-6", lambda: vmt.inv_of(vmt.make_vm())),
+    ("vm-7a", "vm-7", lambda: vmt.inv_of(vmt.make_vm())),
+])
+def test_an_extension_version_edit_rebuilds_the_install(check_id, step_id, estate):
+    inv = estate()
+    plan = make_plan(inv, check_ids=[check_id])
+    (change,) = [c for c in plan.step(step_id).changes if c.check == check_id]
+    version = change.params["typeHandlerVersion"]
+    assert change.body["properties"]["typeHandlerVersion"] == version
+    edit_change(inv, plan, change.id, {"typeHandlerVersion": "2.1"})
+    (edited,) = [c for c in plan.step(step_id).changes if c.check == check_id]
+    assert edited.id == change.id and edited.resource_id == change.resource_id
+    assert edited.body["properties"]["typeHandlerVersion"] == "2.1" and edited.after == edited.body
+    assert {**edited.body["properties"], "typeHandlerVersion": version} == change.body["properties"]
+    for bad in ("latest", "2", "1.0.0", "v1.0"):
+        with pytest.raises(ParamError, match="major.minor, such as 1.0"):
+            edit_change(inv, plan, change.id, {"typeHandlerVersion": bad})
+    assert plan.overrides == {change.id: {"typeHandlerVersion": "2.1"}}
+
+
+def test_the_jit_duration_edit_reaches_every_port_of_every_vm():
+    other = vmt.make_vm("vm-web-02")
+    inv = vmt.inv_of(vmt.make_vm(), vmt.nic(), other, vmt.nic("vm-web-02"), vmt.network(bastion=True),
+                     vmt.nsg([vmt.rule("AllowRdp"), vmt.rule("AllowSsh", port="22", priority=110)]),
+                     vmt.servers_pricing())
+    plan = make_plan(inv, check_ids=["vm-8c"])
+    (change,) = plan.step("vm-8").changes
+    assert change.action == "create" and change.params == {"maxRequestAccessDuration": "PT3H"}
+    edit_change(inv, plan, change.id, {"maxRequestAccessDuration": "PT1H"})
+    (edited,) = plan.step("vm-8").changes
+    ports = [p for v in edited.body["properties"]["virtualMachines"] for p in v["ports"]]
+    assert len(ports) == 4 and {p["maxRequestAccessDuration"] for p in ports} == {"PT1H"}
+    assert edited.id == change.id and edited.title == change.title
+    with pytest.raises(ParamError, match="ISO 8601 duration"):
+        edit_change(inv, plan, change.id, {"maxRequestAccessDuration": "1 hour"})
+    fixed = apply_all(inv, [edited])
+    assert {f.status for f in make_plan(fixed, check_ids=["vm-8c"]).step("vm-8").findings} == {"pass"}
+
+
+def test_renaming_the_join_role_keeps_its_definition_id():
+    broad = vmt.role_definition([vmt.vm_article.JOIN_ACTION, "Microsoft.Network/*"])
+    inv = vmt.inv_of(vmt.make_vm(), broad)
+    plan = make_plan(inv, check_ids=["vm-2b"])
+    (change,) = plan.step("vm-2").changes
+    edit_change(inv, plan, change.id, {"roleName": "Subnet Joiner (workloads)"})
+    (edited,) = plan.step("vm-2").changes
+    assert (edited.id, edited.resource_id) == (change.id, change.resource_id)
+    assert edited.body["properties"]["roleName"] == "Subnet Joiner (workloads)"
+    assert edited.title == f"Create the custom role 'Subnet Joiner (workloads)' in subscription {vmt.SUB}"
+    with pytest.raises(ParamError, match="roleName = ' ' is not empty"):
+        edit_change(inv, plan, change.id, {"roleName": " "})
+
+
+def test_every_vm_create_declares_its_parameters():
+    from ztwizard.sandbox.estates import reference
+
+    plan = make_plan(Inventory.from_resources(reference.build()))
+    creates = [c for s in plan.steps for c in s.changes if c.check.startswith("vm-") and c.action == "create"]
+    assert {c.check for c in creates} == {"vm-2b", "vm-3d", "vm-6a", "vm-6d", "vm-7a", "vm-8c"}
+    for c in creates:
+        assert c.params and all(CHECK_BY_ID[c.check].param(k) for k in c.params), (c.id, c.params)
+
+
+@pytest.mark.parametrize("rule, value, ok", [
+    ("version", "1.0", True), ("version", " 1.30 ", True), ("version", "10", False), ("version", "1.0.0", False),
+    ("version", "", False), ("name:bastionHosts", "bas-hub_", True), ("name:bastionHosts", "_bas", False),
+    ("name:publicIPAddresses", "pip.bas.1", True), ("name:publicIPAddresses", "pip.", False),
+])
+def test_the_vm_rules(rule, value, ok):
+    if ok:
+        assert coerce(rule, value) == value.strip()
+    else:
+        with pytest.raises(RuleError):
+            coerce(rule, value)
+
+
+def test_a_renamed_bastion_applies_through_the_sandbox(tmp_path):
+    """The edited plan goes through the real clients and pipeline: ARM's shape accepts the renamed
+    Bastion and public IP with the Standard tier, and the VMs it serves then pass vm-6a."""
+    from ztwizard.apply import apply_changes, start_session
+    from ztwizard.gateway import Gateway
+    from ztwizard.journal import Journal
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.target import in_process_target
+
+    gw = Gateway(in_process_target(Sandbox(None, estate=load_estate("reference"), lro_seconds=0)))
+    inv = gw.inventory()
+    plan = make_plan(inv, check_ids=["vm-6a"], api_version_for=gw.api_version_for)
+    changes = plan.step("vm-6").changes
+    bas = next(c for c in changes if "/bastionHosts/" in c.resource_id)
+    pip = next(c for c in changes if "/publicIPAddresses/" in c.resource_id)
+    edit_change(inv, plan, bas.id, {"name": "bas-edited", "sku": "Standard"})
+    edit_change(inv, plan, pip.id, {"publicIpName": "pip-edited"})
+    journal = Journal(tmp_path)
+    try:
+        session = start_session(journal, gw, plan.changes())
+        report = apply_changes(gw, journal, session, plan.changes(), allow_disruptive=True, allow_cost=True)
+    finally:
+        journal.close()
+    assert not report.failed, [o.line() for o in report.failed]
+    after = gw.inventory()
+    made = after.get(next(c.resource_id for c in plan.changes() if c.id == bas.id))
+    assert made is not None and made["name"] == "bas-edited" and made["sku"]["name"] == "Standard"
+    assert after.get(pip.resource_id) is None and after.get(bas.resource_id) is None
+    assert {f.status for f in make_plan(after, check_ids=["vm-6a"]).step("vm-6").findings} == {"pass"}
