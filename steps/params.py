@@ -132,3 +132,9 @@ def coerce(rule: str, value: Any) -> Any:
     """The value `rule` admits for `value` (text or already typed), or RuleError."""
     kind, _, arg = rule.partition(":")
     return RULES[kind](arg, str(value).strip())
+
+
+# ---- spoke article ----------------------------------------------------------------------------
+# A WAF policy for Application Gateway follows the network name pattern (1-80 characters).
+NAME_RULES["ApplicationGatewayWebApplicationFirewallPolicies"] = NameRule(
+    "WAF policy", 1, 80, _NETWORK, _NETWORK_TEXT)
