@@ -165,3 +165,61 @@ def test_resource_group_scope_changes_no_subscription_wide_setting(capsys, state
     # Without -g the same apply would change Defender plans: the scope, not the estate, held them.
     code, out, _ = run(capsys, state, "plan", "--step", "vm-8", "--format", "json")
     assert any("/pricings/" in c["resource_id"] for s in json.loads(out)["steps"] for c in s["changes"])
+
+
+def test_without_etags_only_the_touched_properties_count(capsys, state, tmp_path, arm_client):
+    """Storage accounts and Defender pricings carry no etag on real ARM: the fingerprint is then a
+    hash of the properties the change touches, so an unrelated edit (tags) does not block it."""
+    from ztwizard import planfile
+    from ztwizard.gateway import Gateway
+    from ztwizard.model import Change
+    from ztwizard.target import in_process_target
+
+    saved = tmp_path / "plan.json"
+    assert run(capsys, state, "plan", "--check", "storage-1e", "--out", str(saved))[0] == 0
+    data = json.loads(saved.read_text())
+    gw = Gateway(in_process_target(Sandbox(state)))
+    for row in data["changes"]:
+        res = {k: v for k, v in gw.read(row["resource_id"]).items() if k != "etag"}
+        row["fingerprint"] = planfile.fingerprint(Change.from_dict(row), res)
+        assert row["fingerprint"]["properties"] == ["properties.allowedCopyScope"]
+    saved.write_text(json.dumps(data))
+    client = accounts(arm_client, state)
+    client.update("rg-storage", "stcontosofiles", {"tags": {"owner": "someone-else"}})
+    client.update("rg-storage", "stcontosoappdata", {"properties": {"allowedCopyScope": "PrivateLink"}})
+
+    code, out, err = run(capsys, state, "apply", str(saved), "--yes")
+    assert code == 1 and "stcontosoappdata" in err and "stcontosofiles" not in err
+    assert "properties.allowedCopyScope no longer hold" in out
+    client = accounts(arm_client, state)
+    assert client.get_properties("rg-storage", "stcontosoappdata").allowed_copy_scope == "PrivateLink"
+    assert client.get_properties("rg-storage", "stcontosofiles").allowed_copy_scope == "AAD"
+    assert client.get_properties("rg-vms", "stcontosovmdiag01").allowed_copy_scope == "AAD"
+
+
+def test_what_depends_on_a_refused_change_waits_and_the_rest_applies(capsys, state, tmp_path, arm_client):
+    """spoke-3a creates an NSG, then attaches it to its subnet. Someone creates the snet-data NSG
+    after the review: that create and the attach that needs it are held; the hub pair applies."""
+    from azure.mgmt.network import NetworkManagementClient
+
+    saved = tmp_path / "plan.json"
+    assert run(capsys, state, "plan", "--check", "spoke-3a", "--out", str(saved))[0] == 0
+    rows = json.loads(saved.read_text())["changes"]
+    create = next(c for c in rows if c["resource_id"].endswith("/nsg-data-prod"))
+    attach = next(c for c in rows if create["id"] in c["depends_on"])
+    others = [c for c in rows if c["id"] not in (create["id"], attach["id"])]
+    assert others
+    net = arm_client(NetworkManagementClient, Sandbox(state), WORKLOAD_SUB)
+    net.network_security_groups.begin_create_or_update("rg-spoke-network", "nsg-data-prod",
+                                                       {"location": "westeurope"}).result()
+
+    code, out, err = run(capsys, state, "apply", str(saved), "--yes", "--allow-disruptive")
+    assert code == 1 and "nsg-data-prod" in err
+    assert "was created by someone else since the plan was saved" in out
+    assert f"depends on {create['id']}, which was not applied" in out
+    code, out, _ = run(capsys, state, "sessions", "--format", "json")
+    states = {c["id"]: c["state"] for c in json.loads(out)[0]["changes"]}
+    assert states[create["id"]] == states[attach["id"]] == "skipped"
+    assert all(states[c["id"]] == "applied" for c in others)
+    subnet = net.subnets.get("rg-spoke-network", "vnet-spoke-prod-weu", "snet-data")
+    assert subnet.network_security_group is None

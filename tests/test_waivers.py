@@ -226,3 +226,16 @@ def test_new_waiver_validates_without_a_file():
         W.new_waiver("storage-1b", reason="r", resource=BLOB_ACCOUNT, subscription=WORKLOAD_SUB)
     w = W.new_waiver("storage-1b", reason=" r ", resource_group="rg-storage", subscription=WORKLOAD_SUB)
     assert w.reason == "r" and w.covers(BLOB_ACCOUNT) and not w.covers(DIAG_ACCOUNT)
+
+
+def test_waiving_a_subnet_withholds_its_nsg_and_the_attach_but_not_the_other_subnet(capsys, state):
+    from ztwizard.sandbox.estates.reference import SUBNET_DATA
+
+    base = plan_json(capsys, state, "--check", "spoke-3a")
+    assert len(changes(base, "spoke-3a")) == 4
+    assert run(capsys, state, "waive", "spoke-3a", "--resource", SUBNET_DATA, "--reason", "data tier isolated by "
+               "the firewall")[0] == 0
+    plan = plan_json(capsys, state, "--check", "spoke-3a")
+    left = [c["resource_id"].rsplit("/", 1)[-1] for c in changes(plan, "spoke-3a")]
+    assert sorted(left) == ["AzureBastionSubnet", "nsg-AzureBastionSubnet-prod"]
+    assert plan["steps"][0]["status"] == "fail"  # the Bastion subnet still fails
