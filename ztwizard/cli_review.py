@@ -77,6 +77,8 @@ def cmd_unwaive(args: argparse.Namespace) -> int:
 def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """Register waive / waivers / unwaive with the main parser's `command` factory."""
     p = command("waive", "accept a risk on purpose: the finding stops counting and its fix is not proposed")
+    p.epilog = ("Scope: --resource ID, or --resource-group NAME (optionally with --subscription ID), or "
+                "--subscription ID; the last two are the global -g / -s options.")
     p.add_argument("check_id", metavar="CHECK", help="check id (storage-1b, hub-3a, …)")
     p.add_argument("--resource", metavar="ID", help="one resource (and what lies under it)")
     # --resource-group NAME / --subscription ID are the global -g / -s options, read as the scope.
