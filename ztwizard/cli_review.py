@@ -97,9 +97,10 @@ def cmd_apply_planfile(args: argparse.Namespace) -> int:
     """Apply exactly the changes of a saved plan; drifted ones are refused (exit 1)."""
     from . import journal as J
     from . import planfile
-    from .apply import ApplyInterrupted, Outcome, apply_changes, refuse_if_read_only, start_session
+    from .apply import apply_changes, refuse_if_read_only, start_session
     from .cli import _ask, _describe_change, _interactive, dry_run, make_gateway, state_dir
     from .journal import Journal
+    from .outcomes import ApplyInterrupted, Outcome
 
     saved = planfile.load(args.planfile)
     if args.step or args.check:

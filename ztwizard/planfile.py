@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .apply import dotted, get_at, leaves, read_resource, side
+from .armjson import dotted, get_path, leaves, parse_path, side
 from .errors import UsageError
 from .files import atomic_write
 from .journal import scrub
@@ -55,7 +55,7 @@ def fingerprint(ch: Change, resource: dict[str, Any] | None,
     if resource.get("etag"):
         return {"etag": resource["etag"]}
     paths = touched_paths(ch) if paths is None else paths
-    values = [[dotted(p), get_at(resource, p)] for p in paths]
+    values = [[dotted(p), get_path(resource, p)] for p in paths]
     digest = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
     return {"sha256": digest, "properties": [dotted(p) for p in paths]}
 
@@ -65,7 +65,7 @@ def _read_all(gateway: Any, resource_ids: list[str]) -> dict[str, dict[str, Any]
     by_lower = {r.lower(): r for r in resource_ids}
     workers = max(1, min(getattr(gateway, "max_workers", 4), len(unique) or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda k: read_resource(gateway, by_lower[k]), unique))
+        results = list(pool.map(lambda k: gateway.read(by_lower[k]), unique))  # the gateway retries
     return dict(zip(unique, results, strict=True))
 
 
@@ -88,7 +88,7 @@ def drift(saved: SavedPlan, gateway: Any) -> dict[str, str]:
             if cur.get("etag") != was["etag"]:
                 out[ch.id] = f"changed since the plan was saved (etag {was['etag']} is now {cur.get('etag')})"
         else:
-            paths = [tuple(p.split(".")) for p in was.get("properties", [])]
+            paths = [parse_path(p) for p in was.get("properties", [])]
             if fingerprint(ch, {k: v for k, v in cur.items() if k != "etag"}, paths)["sha256"] != was.get("sha256"):
                 out[ch.id] = ("changed since the plan was saved (" + ", ".join(was.get("properties", [])) +
                               " no longer hold what the plan read)")
