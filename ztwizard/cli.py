@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, inputs
-from .cli_review import add_parsers, cmd_apply_planfile, cmd_unwaive, cmd_waive, cmd_waivers, waivers_path
+from . import __version__, cli_review, inputs
 from .errors import UsageError, ZtwError, from_os_error, user_error
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ def make_core(args: argparse.Namespace, *, lazy: bool = False) -> Core:
     from .core import Core
 
     gateway = (lambda: make_gateway(args)) if lazy else make_gateway(args)
-    waivers, named = waivers_path(args)
+    waivers, named = cli_review.waivers_path(args, state_dir(args))
     return Core(gateway, state_dir=state_dir(args), dry_run=dry_run(args), waivers_file=waivers,
                 waivers_required=named,
                 allow_disruptive=bool(getattr(args, "allow_disruptive", False)),
@@ -192,7 +191,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .engine import validate_selection
 
     if args.planfile:  # a saved plan, applied exactly
-        return cmd_apply_planfile(args)
+        return cli_review.cmd_apply_planfile(args, terminal())
     validate_selection(args.step or [], args.check or [])
     params = parse_params(args.param or [])
     if dry_run(args):
@@ -449,15 +448,23 @@ def build_parser() -> argparse.ArgumentParser:
     s = sbsub.add_parser("export", help="write the sandbox state as an estate file")
     _global_options(s, suppress=True, sandbox_command=True)
     s.add_argument("--output", metavar="FILE", type=inputs.output_file, help="a regular file, or - for stdout")
-    add_parsers(command)  # waive, waivers, unwaive
+    cli_review.add_parsers(command)  # waive, waivers, unwaive
     return parser
 
 
 COMMANDS = {
     None: cmd_tui, "tui": cmd_tui, "steps": cmd_steps, "plan": cmd_plan, "apply": cmd_apply,
     "undo": cmd_undo, "sessions": cmd_sessions, "resume": cmd_resume, "sandbox": cmd_sandbox,
-    "waive": cmd_waive, "waivers": cmd_waivers, "unwaive": cmd_unwaive,
+    "waive": lambda a: cli_review.cmd_waive(a, terminal()),
+    "waivers": lambda a: cli_review.cmd_waivers(a, terminal()),
+    "unwaive": lambda a: cli_review.cmd_unwaive(a, terminal()),
 }
+
+
+def terminal() -> cli_review.Terminal:
+    """The plumbing the reviewer's commands borrow from this module."""
+    return cli_review.Terminal(state_dir=state_dir, make_gateway=make_gateway, dry_run=dry_run,
+                               interactive=_interactive, ask=_ask, describe=_describe_change)
 
 
 def main(argv: list[str] | None = None) -> int:

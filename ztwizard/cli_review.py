@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +15,35 @@ from . import waivers as W
 from .errors import UsageError, ZtwError
 
 
-def waivers_path(args: argparse.Namespace) -> tuple[Path, bool]:
-    """The waivers file and whether it was named explicitly (--waivers)."""
-    from .cli import state_dir
+@dataclass(frozen=True)
+class Terminal:
+    """What these commands borrow from the command line, handed in by cli.py (so that this
+    module never imports it)."""
 
+    state_dir: Callable[[argparse.Namespace], Path]
+    make_gateway: Callable[[argparse.Namespace], Any]
+    dry_run: Callable[[argparse.Namespace], bool]
+    interactive: Callable[[], bool]
+    ask: Callable[[str], bool]
+    describe: Callable[[Any, bool, bool], str]
+
+
+def waivers_path(args: argparse.Namespace, state_dir: Path) -> tuple[Path, bool]:
+    """The waivers file and whether it was named explicitly (--waivers)."""
     explicit = getattr(args, "waivers", None)
     if explicit:
         return Path(explicit).expanduser(), True
-    return W.default_path(state_dir(args)), False
+    return W.default_path(state_dir), False
 
 
-def load_waivers(args: argparse.Namespace) -> list[W.Waiver]:
-    path, explicit = waivers_path(args)
+def load_waivers(args: argparse.Namespace, term: Terminal) -> list[W.Waiver]:
+    path, explicit = waivers_path(args, term.state_dir(args))
     return W.load(path, must_exist=explicit)
 
 
 # ---- waive / waivers / unwaive -----------------------------------------------------------------
 
-def cmd_waive(args: argparse.Namespace) -> int:
+def cmd_waive(args: argparse.Namespace, term: Terminal) -> int:
     # --resource-group and --subscription are the global options: the waiver's scope here.
     subs, groups = list(args.subscription or []), list(args.resource_group or [])
     if len(subs) > 1 or len(groups) > 1:
@@ -40,17 +52,17 @@ def cmd_waive(args: argparse.Namespace) -> int:
     waiver = W.new_waiver(args.check_id, reason=args.reason, resource=args.resource or "",
                           resource_group=groups[0] if groups else "", subscription=subs[0] if subs else "",
                           expires=args.expires, by=args.by or "")
-    path, _ = waivers_path(args)
+    path, _ = waivers_path(args, term.state_dir(args))
     W.add(path, waiver)
     until = f" until {waiver.expires.isoformat()}" if waiver.expires else " (no expiry)"
     print(f"Waived {waiver.check} on {waiver.scope()}{until}: {waiver.id} in {path}.")
     return 0
 
 
-def cmd_waivers(args: argparse.Namespace) -> int:
+def cmd_waivers(args: argparse.Namespace, term: Terminal) -> int:
     today = W.today_utc()
-    path, _ = waivers_path(args)
-    items = load_waivers(args)
+    path, _ = waivers_path(args, term.state_dir(args))
+    items = load_waivers(args, term)
     if args.format == "json":
         sys.stdout.write(json.dumps([w.to_dict(today) for w in items], indent=2) + "\n")
         return 0
@@ -67,8 +79,8 @@ def cmd_waivers(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_unwaive(args: argparse.Namespace) -> int:
-    path, _ = waivers_path(args)
+def cmd_unwaive(args: argparse.Namespace, term: Terminal) -> int:
+    path, _ = waivers_path(args, term.state_dir(args))
     gone = W.remove(path, args.waiver_id)
     print(f"Removed {gone.id} ({gone.check} on {gone.scope()}) from {path}.")
     return 0
@@ -93,12 +105,11 @@ def add_parsers(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
 
 # ---- apply PLANFILE ----------------------------------------------------------------------------
 
-def cmd_apply_planfile(args: argparse.Namespace) -> int:
+def cmd_apply_planfile(args: argparse.Namespace, term: Terminal) -> int:
     """Apply exactly the changes of a saved plan; drifted ones are refused (exit 1)."""
     from . import journal as J
     from . import planfile
     from .apply import apply_changes, refuse_if_read_only, start_session
-    from .cli import _ask, _describe_change, _interactive, dry_run, make_gateway, state_dir
     from .journal import Journal
     from .outcomes import ApplyInterrupted, Outcome
 
@@ -106,21 +117,21 @@ def cmd_apply_planfile(args: argparse.Namespace) -> int:
     if args.step or args.check:
         raise UsageError("A saved plan is applied whole; --step and --check cannot narrow it.",
                          hint="Make a plan with the selection you want: `ztwizard plan --step … --out FILE`.")
-    if dry_run(args):
+    if term.dry_run(args):
         raise UsageError("--dry-run is set: apply refused; nothing was changed.", hint="Drop --dry-run to apply.")
-    if not args.yes and not _interactive():
+    if not args.yes and not term.interactive():
         raise UsageError("apply asks for confirmation, and there is no terminal to ask at; nothing was changed.",
                          hint="Pass --yes to apply without asking (scripts, CI).")
     given_subs, given_groups = list(args.subscription or []), list(args.resource_group or [])
     args.subscription, args.resource_group = list(saved.target["subscriptions"]), \
         list(saved.target.get("resource_groups") or [])
-    gateway = make_gateway(args)
+    gateway = term.make_gateway(args)
     refuse_if_read_only(gateway, False, "apply")
     planfile.check_target(saved, gateway, given_subs, given_groups)
     if not saved.changes:
         print(f"Nothing to apply: {saved.path} proposes no change.")
         return 0
-    with Journal(state_dir(args)) as journal:
+    with Journal(term.state_dir(args)) as journal:
         refused = planfile.drift(saved, gateway)
         done = {cid: why for cid, why in refused.items() if why == planfile.ALREADY}
         refused = {cid: why for cid, why in refused.items() if cid not in done}
@@ -133,8 +144,8 @@ def cmd_apply_planfile(args: argparse.Namespace) -> int:
             def confirm(step_id: str, step_changes: list[Any]) -> bool:
                 print(f"\n{step_id} (from {saved.path}):")
                 for c in step_changes:
-                    print(_describe_change(c, args.allow_disruptive, args.allow_cost))
-                return _ask(f"Apply these {len(step_changes)} change(s) of {step_id}?")
+                    print(term.describe(c, args.allow_disruptive, args.allow_cost))
+                return term.ask(f"Apply these {len(step_changes)} change(s) of {step_id}?")
         sid = start_session(journal, gateway, saved.changes, subscriptions=saved.target["subscriptions"],
                             resource_groups=saved.target.get("resource_groups") or [],
                             selection={**saved.selection, "planfile": str(saved.path),
