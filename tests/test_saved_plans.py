@@ -158,7 +158,7 @@ def test_resource_group_scope_changes_no_subscription_wide_setting(capsys, state
 
     before = _pricings(arm_client, state)
     assert any(tier == "Free" for tier, _ in before.values())
-    code, out, err = run(capsys, state, "-g", "rg-vms", "apply", "--yes", "--allow-cost")
+    code, out, err = run(capsys, state, "-g", "rg-vms", "apply", "--yes", "--allow-cost", "--allow-disruptive")
     assert code == 0, out + err
     assert "applied" in out
     assert _pricings(arm_client, state) == before
