@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, inputs
+from . import __version__, cli_review, inputs
 from .errors import UsageError, ZtwError, from_os_error, user_error
 
 if TYPE_CHECKING:
@@ -72,7 +72,9 @@ def make_core(args: argparse.Namespace, *, lazy: bool = False) -> Core:
     from .core import Core
 
     gateway = (lambda: make_gateway(args)) if lazy else make_gateway(args)
-    return Core(gateway, state_dir=state_dir(args), dry_run=dry_run(args),
+    waivers, named = cli_review.waivers_path(args, state_dir(args))
+    return Core(gateway, state_dir=state_dir(args), dry_run=dry_run(args), waivers_file=waivers,
+                waivers_required=named,
                 allow_disruptive=bool(getattr(args, "allow_disruptive", False)),
                 allow_cost=bool(getattr(args, "allow_cost", False)))
 
@@ -118,6 +120,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .report import render
 
     validate_selection(args.step or [], args.check or [])
+    if args.out:
+        from .planfile import check_out_path
+
+        check_out_path(args.out, args.output)
     interactive = sys.stderr.isatty() and args.format == "text" and not args.output
 
     def progress(ev: Any) -> None:
@@ -127,11 +133,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     with make_core(args) as core:
         plan = core.inspect(args.step or [], args.check or [], on_event=progress)
-    if interactive:
-        sys.stderr.write("\r\033[K")
-    # Glyphs only where the terminal can show them (an SSH session may be plain ASCII).
-    ascii_only = not args.output and "utf" not in (getattr(sys.stdout, "encoding", "") or "").lower()
-    write_output(render(plan, args.format, ascii_only=ascii_only), args.output)
+        if interactive:
+            sys.stderr.write("\r\033[K")
+        # Glyphs only where the terminal can show them (an SSH session may be plain ASCII).
+        ascii_only = not args.output and "utf" not in (getattr(sys.stdout, "encoding", "") or "").lower()
+        write_output(render(plan, args.format, ascii_only=ascii_only), args.output)
+        if args.out:  # the appliable plan, beside the report for people
+            from .planfile import build, save
+
+            save(Path(args.out), build(plan, core.gateway, {"steps": args.step or [], "checks": args.check or []}))
+            sys.stderr.write(f"Saved the plan ({len(plan.changes())} changes) to {args.out}; "
+                             f"apply exactly it with `ztwizard apply {args.out}`.\n")
     if args.detailed_exitcode:
         errors = [f for s in plan.steps for f in s.findings if f.status == "error"]
         if errors:  # Terraform's meaning: 1 is an error, never "nothing to change"
@@ -185,6 +197,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .apply import ApplyInterrupted
     from .engine import validate_selection
 
+    if args.planfile:  # a saved plan, applied exactly
+        return cli_review.cmd_apply_planfile(args, terminal())
     validate_selection(args.step or [], args.check or [])
     params = parse_params(args.param or [])
     if dry_run(args):
@@ -372,6 +386,7 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool, sandbox_command:
                    help="narrow the scope; repeatable")
     g.add_argument("--state-dir", metavar="DIR", default=d(None), type=inputs.path, help="journal and sandbox state")
     g.add_argument("--dry-run", action="store_true", default=d(False), help="never write to Azure")
+    g.add_argument("--waivers", metavar="FILE", default=d(None), help="waivers file (default STATE_DIR/waivers.toml)")
     g.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks and log to stderr")
     g.add_argument("--log-file", metavar="FILE", default=d(None), type=inputs.path,
                    help="write the log to FILE (mode 0600)")
@@ -402,8 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", type=inputs.output_file, help="a regular file, or - for stdout")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 when nothing would change, 2 when changes are pending, 1 on error")
+    p.add_argument("--out", metavar="PLANFILE", help="also save the plan for `ztwizard apply PLANFILE`")
 
-    p = command("apply", "apply the proposed changes, journaled")
+    p = command("apply", "apply the proposed changes (or exactly a saved plan), journaled")
+    p.add_argument("planfile", nargs="?", metavar="PLANFILE", help="a plan saved with `plan --out`")
     p.add_argument("--step", action="append", metavar="ID", help=STEP_HELP)
     p.add_argument("--check", action="append", metavar="ID", help=CHECK_HELP)
     p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
@@ -442,13 +459,23 @@ def build_parser() -> argparse.ArgumentParser:
     s = sbsub.add_parser("export", help="write the sandbox state as an estate file")
     _global_options(s, suppress=True, sandbox_command=True)
     s.add_argument("--output", metavar="FILE", type=inputs.output_file, help="a regular file, or - for stdout")
+    cli_review.add_parsers(command)  # waive, waivers, unwaive
     return parser
 
 
 COMMANDS = {
     None: cmd_tui, "tui": cmd_tui, "steps": cmd_steps, "plan": cmd_plan, "apply": cmd_apply,
     "undo": cmd_undo, "sessions": cmd_sessions, "resume": cmd_resume, "sandbox": cmd_sandbox,
+    "waive": lambda a: cli_review.cmd_waive(a, terminal()),
+    "waivers": lambda a: cli_review.cmd_waivers(a, terminal()),
+    "unwaive": lambda a: cli_review.cmd_unwaive(a, terminal()),
 }
+
+
+def terminal() -> cli_review.Terminal:
+    """The plumbing the reviewer's commands borrow from this module."""
+    return cli_review.Terminal(state_dir=state_dir, make_gateway=make_gateway, dry_run=dry_run,
+                               interactive=_interactive, ask=_ask, describe=_describe_change)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
-from . import engine
+from . import engine, scope, waivers
 from . import journal as J
 from .apply import Confirm, apply_changes, refuse_if_read_only, start_session
 from .armjson import mismatches
@@ -193,13 +193,18 @@ class Core:
     """One target, its scope, the current plan and the journal, for one front end."""
 
     def __init__(self, gateway: ArmGateway | Callable[[], ArmGateway], *, state_dir: Path | str | None,
-                 dry_run: bool = False, allow_disruptive: bool = False, allow_cost: bool = False) -> None:
+                 dry_run: bool = False, allow_disruptive: bool = False, allow_cost: bool = False,
+                 waivers_file: Path | str | None = None, waivers_required: bool = False) -> None:
         self._gateway_or_factory = gateway
         self._gateway: ArmGateway | None = None
         self.state_dir = Path(state_dir) if state_dir else None
         self.dry_run = dry_run
         self.allow_disruptive = allow_disruptive
         self.allow_cost = allow_cost
+        # Accepted risks (waivers.py): default STATE_DIR/waivers.toml; `required` when named (--waivers).
+        self.waivers_file = Path(waivers_file) if waivers_file else (
+            waivers.default_path(self.state_dir) if self.state_dir else None)
+        self.waivers_required = waivers_required
         self.subscriptions: list[str] | None = None  # None: the target's, else all the credential sees
         self.session_id: str | None = None  # the session this core applies in
         self._journal: J.Journal | None = None
@@ -259,13 +264,21 @@ class Core:
                 on_event(ProgressEvent(done, total, label))
 
         def on_step(result: StepResult) -> None:
+            waivers.waive_step(result, active)  # shown waived as soon as judged; changes drop below
             if on_event:
                 on_event(StepEvent(result))
 
         self._selection = {"steps": list(step_ids or []), "checks": list(check_ids or [])}
+        accepted = waivers.load(self.waivers_file, must_exist=self.waivers_required) if self.waivers_file else []
+        today = waivers.today_utc()
+        active = [w for w in accepted if not w.expired(today)]
+        groups = list(getattr(self.gateway.target, "resource_groups", None) or [])
+        scope.check_resource_groups(self.gateway, groups, self.subscriptions)  # before any inventory
         found = engine.survey(self.gateway, step_ids=step_ids or [], check_ids=check_ids or [],
                               subscriptions=self.subscriptions, progress=progress, on_step=on_step,
                               overrides=self._plan.overrides if self._plan is not None else None)
+        scope.scope_plan(found.plan, groups)  # -g proposes no subscription-wide change
+        waivers.apply_waivers(found.plan, accepted, today)
         with self._lock:
             self._inventory = found.inventory
             self._plan = found.plan if self._plan is None else _merged(self._plan, found.plan)
@@ -502,6 +515,6 @@ def _merged(old: Plan, fresh: Plan) -> Plan:
     by_id.update({s.id: s for s in fresh.steps})
     order = [step.id for step, _ in engine.selected_steps()]
     return Plan(target=fresh.target, steps=[by_id[i] for i in order if i in by_id],
-                overrides={**old.overrides, **fresh.overrides})
+                overrides={**old.overrides, **fresh.overrides}, notes=fresh.notes)
 
 

@@ -32,6 +32,8 @@ class Plan:
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     # parameters a person edited, {change id: {name: value}}: re-planning keeps them
     overrides: Overrides = field(default_factory=dict)
+    # What the plan left out and why (expired waivers, changes outside -g): {kind, message, …}.
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
     def step(self, step_id: str) -> StepResult:
         for s in self.steps:
@@ -48,6 +50,7 @@ class Plan:
         for s in self.steps:
             out[s.status] += 1
         out["changes"] = sum(len(s.changes) for s in self.steps)
+        out["waived"] = sum(1 for s in self.steps for f in s.findings if f.waiver)
         return out
 
     def has_changes(self) -> bool:
@@ -55,7 +58,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         out = {"schema": "ztwizard.plan/v1", "target": self.target, "generated_at": self.generated_at,
-               "summary": self.summary(), "steps": [s.to_dict() for s in self.steps]}
+               "summary": self.summary(), "notes": self.notes, "steps": [s.to_dict() for s in self.steps]}
         if self.overrides:
             out["overrides"] = self.overrides
         return out

@@ -27,9 +27,13 @@ class Finding:
     actual: Any = None
     expected: Any = None
     message: str = ""
+    waiver: dict[str, Any] | None = None  # set by waivers.apply_waivers: {id, reason, expires, by}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out.get("waiver") is None:  # the key appears only on waived findings (product.md §4)
+            out.pop("waiver", None)
+        return out
 
 
 @dataclass
@@ -94,8 +98,9 @@ class StepResult:
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in STATUSES}
+        out["waived"] = 0
         for f in self.findings:
-            out[f.status] += 1
+            out["waived" if f.waiver else f.status] += 1  # a waived finding counts as waived only
         return out
 
     def to_dict(self) -> dict[str, Any]:

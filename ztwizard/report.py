@@ -46,7 +46,9 @@ def text(plan: Plan, *, ascii_only: bool = False) -> str:
     s = plan.summary()
     lines = [f"ztwizard plan — {plan.target.get('kind', '?')} {plan.target.get('endpoint', '')}",
              f"{s['steps']} steps: {s['pass']} pass, {s['fail']} fail, {s['manual']} manual, {s['error']} error, "
-             f"{s['not_applicable']} n/a; {s['changes']} changes proposed", ""]
+             f"{s['not_applicable']} n/a; {s['changes']} changes proposed"
+             + (f"; {s['waived']} findings waived" if s.get("waived") else ""), ""]
+    lines += [f"note: {n['message']}" for n in plan.notes] + ([""] if plan.notes else [])
     article = None
     for step in plan.steps:
         if step.article != article:
@@ -58,6 +60,9 @@ def text(plan: Plan, *, ascii_only: bool = False) -> str:
         for f in step.findings:
             if f.status in ("pass", "not_applicable"):
                 continue
+            if f.waiver:  # shown, so that an accepted risk stays visible, but apart
+                lines.append(f"    ~ {f.check:<11} {_short(f.resource_id)}  (waived: {_waiver_text(f)})")
+                continue
             lines.append(f"    {glyph[f.status]} {f.check:<11} {_short(f.resource_id)}")
             lines.append(f"        {f.message}")
         for ch in step.changes:
@@ -68,6 +73,13 @@ def text(plan: Plan, *, ascii_only: bool = False) -> str:
     if ascii_only:  # arrows, dashes and names from the estate may be outside ASCII
         out = out.replace("→", "->").replace("—", "-").encode("ascii", "replace").decode()
     return out
+
+
+def _waiver_text(f: Finding) -> str:
+    w = f.waiver or {}
+    until = f", until {w['expires']}" if w.get("expires") else ""
+    by = f", by {w['by']}" if w.get("by") else ""
+    return f"{w.get('id')}{until}{by}: {w.get('reason')}"
 
 
 def markdown(plan: Plan) -> str:
@@ -83,7 +95,7 @@ def markdown(plan: Plan) -> str:
             article = step.article
             out += [f"## {ARTICLES.get(article, article)}", ""]
         out += [f"### {step.id}: {step.title} — {step.status}", "", STEP_BY_ID[step.id].why, ""]
-        bad = [f for f in step.findings if f.status not in ("pass", "not_applicable")]
+        bad = [f for f in step.findings if f.status not in ("pass", "not_applicable") and not f.waiver]
         if bad:
             out += ["| Check | Resource | Status | Actual | Expected | What to do |", "|---|---|---|---|---|---|"]
             out += [f"| {f.check} | `{_short(f.resource_id)}` | {f.status} | {_md(f.actual)} | {_md(f.expected)} "
@@ -99,7 +111,24 @@ def markdown(plan: Plan) -> str:
                 out.append(f"- `{ch.method} {ch.resource_id}?api-version={ch.api_version}` — "
                            f"{ch.title or ch.check}{flags}. Risk: {ch.risk or 'low'}")
             out.append("")
+    out += _markdown_review(plan)
     return "\n".join(out) + "\n"
+
+
+def _markdown_review(plan: Plan) -> list[str]:
+    """Waived findings and the plan's notes, each in a section of its own."""
+    out: list[str] = []
+    waived = [f for s in plan.steps for f in s.findings if f.waiver]
+    if waived:
+        out += ["## Waivers", "", "Accepted risks: these findings count toward no status and get no change.", "",
+                "| Waiver | Check | Resource | Status | Reason | Expires | By |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {w['id']} | {f.check} | `{_short(f.resource_id)}` | {f.status} | {_md(w['reason'])} "
+                f"| {w.get('expires') or 'never'} | {_md(w.get('by'))} |"
+                for f in waived for w in [f.waiver or {}]]
+        out.append("")
+    if plan.notes:
+        out += ["## Notes", ""] + [f"- {_md(n['message'])}" for n in plan.notes] + [""]
+    return out
 
 
 def _md(v: Any) -> str:
@@ -150,4 +179,8 @@ def _sarif_result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
             "logicalLocations": [{"fullyQualifiedName": f.resource_id, "kind": "resource"}],
         }],
         "properties": {"property": f.property, "actual": f.actual, "expected": f.expected},
+        # A waived finding is reported as suppressed, so dashboards show it as accepted, not open.
+        **({"suppressions": [{"kind": "external", "status": "accepted", "justification": f.waiver["reason"],
+                              "properties": {"waiver": f.waiver["id"], "expires": f.waiver.get("expires"),
+                                             "by": f.waiver.get("by")}}]} if f.waiver else {}),
     }
