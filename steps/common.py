@@ -9,7 +9,7 @@ from ztwizard import resource_id as rid
 from ztwizard.inventory import Inventory
 from ztwizard.paths import get_path
 
-from ._base import memo
+from ._base import Context, memo
 
 STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
 VNET = "Microsoft.Network/virtualNetworks"
@@ -68,7 +68,8 @@ def pricing(inv: Inventory, sub: str, name: str) -> dict[str, Any]:
     return inv.get(pid) or {"id": pid, "name": name, "type": PRICING, "properties": {"pricingTier": "Free"}}
 
 
-# ---- vm article: types the spoke and hub articles also use ------------------------------------
+# ---- vm article: types the spoke and hub articles also use (the spoke
+# article appended NSG … FIREWALL too: one copy kept) ------------------------------------
 NSG = "Microsoft.Network/networkSecurityGroups"
 NSG_RULE = f"{NSG}/securityRules"
 PEERING = f"{VNET}/virtualNetworkPeerings"
@@ -76,3 +77,26 @@ PUBLIC_IP = "Microsoft.Network/publicIPAddresses"
 BASTION = "Microsoft.Network/bastionHosts"
 FIREWALL = "Microsoft.Network/azureFirewalls"
 VNET_GATEWAY = "Microsoft.Network/virtualNetworkGateways"
+
+
+def defender_plans(ctx: Context, names: tuple[str, ...], subs: list[str], where: str) -> None:
+    """Defender plans `names` on Standard in every subscription of `subs` (no subscription: not
+    applicable, "No `where` in scope."). A plan missing from the inventory is Free, the platform
+    default, so it is judged and upgraded like any other; the title is the check's change_title
+    with {name} (the plan) and {subscription}."""
+    if not subs:
+        ctx.not_applicable(where)
+        return
+    for sub in subs:
+        for name in names:
+            res = pricing(ctx.inv, sub, name)
+            tier = get_path(res, "properties.pricingTier") or "Free"
+            if str(tier).lower() == "standard":
+                ctx.finding(res["id"], "pass", "properties.pricingTier", tier, "Standard",
+                            f"Defender plan {name} is on Standard.")
+                continue
+            ctx.finding(res["id"], "fail", "properties.pricingTier", tier, "Standard",
+                        f"Defender plan {name} is {tier}; Standard enables its threat detection for subscription {sub}.")
+            ctx.put(res, {"properties.pricingTier": "Standard"}, fields={"subscription": sub},
+                    risk=ctx.check.risk, billable=True)
+

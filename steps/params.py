@@ -153,3 +153,10 @@ def _version(_arg: str, value: str) -> str:
 
 
 RULES["version"] = _version
+
+
+# ---- spoke article ----------------------------------------------------------------------------
+# A WAF policy for Application Gateway follows the network name pattern (1-80 characters).
+NAME_RULES["ApplicationGatewayWebApplicationFirewallPolicies"] = NameRule(
+    "WAF policy", 1, 80, _NETWORK, _NETWORK_TEXT)
+

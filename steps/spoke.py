@@ -1,4 +1,6 @@
-"""Spoke virtual network (azure-infrastructure-iaas.md): seven steps that fence a workload's VNet.
+"""Spoke virtual network (azure-infrastructure-iaas.md): the evaluators of the seven steps that
+fence a workload's VNet, registered with @check("<id>"); titles, risks, labels, change titles and
+the parameters of creates are data in spoke.toml.
 
 The network helpers at the top (which VNet is a hub, which firewall serves a spoke, naming that
 follows the estate) are shared with the hub article, which imports them from here."""
@@ -16,35 +18,41 @@ from ztwizard.inventory import Inventory
 from ztwizard.model import CheckResult, Finding, change_id
 from ztwizard.paths import get_path
 
-from ._base import Check, Context, Param, Step, memo, not_applicable, unreadable
+from ._base import Check, Context, memo, not_applicable, unreadable
+from .catalog import article_steps, check
 from .common import (
     ASSESSMENT,
     CONTRIBUTOR,
+    FIREWALL,
     NIC,
+    NSG,
+    NSG_RULE,
     OWNER,
+    PEERING,
     PRICING,
+    PUBLIC_IP,
     ROLE_ASSIGNMENT,
     ROLE_DEFINITION,
+    STORAGE_ACCOUNT,
     SUBNET,
     VM,
     VNET,
+    defender_plans,
     role_guid,
 )
 
 # ---- resource types -------------------------------------------------------------------------
-PEERING = f"{VNET}/virtualNetworkPeerings"
-NSG = "Microsoft.Network/networkSecurityGroups"
-RULE = f"{NSG}/securityRules"
+FW = FIREWALL
+RULE = NSG_RULE
+STORAGE = STORAGE_ACCOUNT
 RT = "Microsoft.Network/routeTables"
 ASG = "Microsoft.Network/applicationSecurityGroups"
-FW = "Microsoft.Network/azureFirewalls"
-FWP = "Microsoft.Network/firewallPolicies"
+FWP = "Microsoft.Network/firewallPolicies"  # FWP and PIP: hub.py imports them from here
 APPGW = "Microsoft.Network/applicationGateways"
 WAFP = "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies"
-PIP = "Microsoft.Network/publicIPAddresses"
+PIP = PUBLIC_IP
 WATCHER = "Microsoft.Network/networkWatchers"
 FLOWLOG = f"{WATCHER}/flowLogs"
-STORAGE = "Microsoft.Storage/storageAccounts"
 WORKSPACE = "Microsoft.OperationalInsights/workspaces"
 DIAG = "Microsoft.Insights/diagnosticSettings"
 SCORE = "Microsoft.Security/secureScores"
@@ -266,38 +274,932 @@ def diag_of(inv: Inventory, scope_id: str) -> list[dict[str, Any]]:
     return kids(inv, scope_id, DIAG)
 
 
+
+
+def spoke_subs_check(ctx: Context) -> list[str]:
+    """The spoke subscriptions, or a `not_applicable` finding when there is none."""
+    subs = spoke_subs(ctx.inv)
+    if not subs:
+        ctx.not_applicable("spoke virtual network")
+    return subs
+
+
+# ---- step 1: RBAC for network resources --------------------------------------------------------
+@check("spoke-1a")
+def _broad_network_roles(ctx: Context) -> None:
+    inv = ctx.inv
+    assignments = at_scope(inv, spoke_rgs(inv))
+    if not assignments:
+        ctx.not_applicable("role assignment on a spoke network resource group")
+        return
+    for a in assignments:
+        role = role_guid(get_path(a, "properties.roleDefinitionId") or "")
+        scope = rid.parse(a["id"]).parent or ""
+        if role in (OWNER, CONTRIBUTOR):
+            label = "Owner" if role == OWNER else "Contributor"
+            ctx.finding(
+                a["id"], "manual", "properties.roleDefinitionId", label,
+                "Network Contributor or a NetOps custom role",
+                f"Principal {get_path(a, 'properties.principalId')} holds {label} on {scope}: give network "
+                f"admins Network Contributor or the NetOps custom role (spoke-1b) there instead, then "
+                f"remove this assignment, so they cannot touch non-network resources.")
+        else:
+            ctx.finding(a["id"], "pass", "properties.roleDefinitionId", role,
+                        message="Assignment is not Owner or Contributor.")
+
+
+NETOPS_ACTIONS = ["*/read", "Microsoft.Network/*", "Microsoft.Resources/deployments/*", "Microsoft.Support/*"]
+NETOPS_ROLE_NAME = "Network management (NetOps)"
+
+
+def _is_netops(role: dict[str, Any]) -> bool:
+    if str(get_path(role, "properties.type") or "").lower() != "customrole":
+        return False
+    actions = [str(a).lower() for p in get_path(role, "properties.permissions") or [] if isinstance(p, dict)
+               for a in p.get("actions") or []]
+    return "microsoft.network/*" in actions
+
+
+@check("spoke-1b")
+def _netops_role(ctx: Context) -> None:
+    roles = of(ctx.inv, ROLE_DEFINITION)
+    for sub in spoke_subs_check(ctx):
+        scope = f"/subscriptions/{sub}"
+        mine = [r for r in roles if _is_netops(r) and any(
+            low(scope).startswith(low(s)) or low(s).startswith(low(scope))
+            for s in get_path(r, "properties.assignableScopes") or [])]
+        if mine:
+            ctx.finding(scope, "pass", "properties.permissions",
+                        message=f"Custom role {get_path(mine[0], 'properties.roleName')} "
+                                f"grants network management in {sub}.")
+            continue
+        guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/netops/{sub.lower()}"))
+        p = ctx.params(scope, roleName=NETOPS_ROLE_NAME)  # one role for each spoke subscription
+        body = {"properties": {
+            "roleName": p["roleName"],
+            "description": "Manage networking across the platform without rights over workloads.",
+            "type": "CustomRole",
+            "permissions": [{"actions": list(NETOPS_ACTIONS), "notActions": [], "dataActions": [],
+                             "notDataActions": []}],
+            "assignableScopes": [scope]}}
+        ctx.finding(scope, "fail", "properties.permissions", None, "NetOps custom role",
+                    f"No custom network-operations role is assignable in {sub}; Network "
+                    f"Contributor alone grants more than spoke managers need.")
+        ctx.create(f"{scope}/providers/{ROLE_DEFINITION}/{guid}", body, anchor=scope, params=p,
+                   fields={"subscription": sub}, risk="None until the role is assigned.")
+
+
+# ---- step 2: isolate the infrastructure in its own resource group ----------------------------------
+@check("spoke-2a")
+def _network_only_group(ctx: Context) -> None:
+    inv = ctx.inv
+    rgs = spoke_rgs(inv)
+    if not rgs:
+        ctx.not_applicable("spoke virtual network")
+        return
+    for rg in rgs:
+        others = [r for r in kids(inv, rg)
+                  if not r["type"].lower().startswith(("microsoft.network/", "microsoft.authorization/",
+                                                       "microsoft.insights/", "microsoft.resources/"))]
+        if not others:
+            ctx.finding(rg, "pass", message="Holds network resources only.")
+            continue
+        names = ", ".join(f"{r['name']} ({r['type']})" for r in others[:5])
+        ctx.finding(
+            rg, "manual", "", [r["id"] for r in others], "network resources only",
+            f"Resource group {rid.parse(rg).name} mixes the spoke network with {names}: move those to a "
+            f"workload resource group (Move resources in the portal or `az resource move`), so network "
+            f"roles granted here do not reach them.")
+
+
+@check("spoke-2b")
+def _roles_to_groups(ctx: Context) -> None:
+    inv = ctx.inv
+    scopes = spoke_rgs(inv) + [f"/subscriptions/{s}" for s in spoke_subs(inv)]
+    assignments = at_scope(inv, scopes)
+    if not assignments:
+        ctx.not_applicable("role assignment on the spoke's scope")
+        return
+    for a in assignments:
+        ptype = get_path(a, "properties.principalType") or "Unknown"
+        scope = rid.parse(a["id"]).parent or ""
+        if str(ptype).lower() == "user":
+            ctx.finding(
+                a["id"], "manual", "properties.principalType", ptype, "Group",
+                f"A role on {scope} is assigned directly to user {get_path(a, 'properties.principalId')}: "
+                f"create or reuse an Entra security group, assign the same role to the group, add the user, "
+                f"then remove this assignment, so access is reviewed and revoked in one place.")
+        else:
+            ctx.finding(a["id"], "pass", "properties.principalType", ptype, "Group",
+                        message=f"Assigned to a {ptype}, not a named person.")
+
+
+def _activity_log_ok(setting: dict[str, Any]) -> bool:
+    if not get_path(setting, "properties.workspaceId"):
+        return False
+    on = {str(x.get("category") or "").lower() for x in get_path(setting, "properties.logs") or [] if x.get("enabled")}
+    return all(c.lower() in on for c in ACTIVITY_LOG_CATEGORIES)
+
+
+def _activity_logs() -> list[dict[str, Any]]:
+    return [{"category": c, "enabled": True} for c in ACTIVITY_LOG_CATEGORIES]
+
+
+@check("spoke-2c")
+def _activity_log_export(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(DIAG):
+        return
+    risk = "Log Analytics ingestion is billed per GB."
+    for sub in spoke_subs_check(ctx):
+        scope = f"/subscriptions/{sub}"
+        settings = diag_of(inv, scope)
+        good = [s for s in settings if _activity_log_ok(s)]
+        if good:
+            ctx.finding(scope, "pass", "properties.logs",
+                        message=f"Activity-log setting {good[0]['name']} exports every category to a workspace.")
+            continue
+        with_ws = [s for s in settings if get_path(s, "properties.workspaceId")]
+        if with_ws:
+            setting = with_ws[0]
+
+            def mutate(body: dict[str, Any]) -> None:
+                body.setdefault("properties", {})["logs"] = _activity_logs()
+
+            ctx.finding(scope, "fail", "properties.logs", get_path(setting, "properties.logs"),
+                        list(ACTIVITY_LOG_CATEGORIES),
+                        "The activity-log export leaves categories off (Security among the ones to keep).")
+            ctx.put_mutated(setting, mutate, ["properties.logs"], title=f"Export every activity-log category of {sub}",
+                            risk=risk, billable=True)
+            continue
+        ws = workspace_for(inv, sub)
+        if not ws:
+            ctx.finding(
+                scope, "manual", "properties.workspaceId", None, "a Log Analytics workspace",
+                f"Subscription {sub} keeps its activity log only 90 days and exports it nowhere: create a Log "
+                f"Analytics workspace (or choose your central one), then add an activity-log diagnostic setting "
+                f"with all eight categories, so changes and security events stay searchable.")
+            continue
+        # the subscription's export: its id stays when the workspace is edited
+        p = ctx.params(scope, workspaceId=ws["id"])
+        ws_name = rid.parse(p["workspaceId"]).name
+        ctx.finding(scope, "fail", "properties.logs", None, list(ACTIVITY_LOG_CATEGORIES),
+                    f"Subscription {sub} does not export its activity log.")
+        ctx.create(f"{scope}/providers/{DIAG}/activity-to-{ws_name}",
+                   {"properties": {"workspaceId": p["workspaceId"], "logs": _activity_logs()}},
+                   anchor=scope, params=p, fields={"subscription": sub, "workspace": ws_name}, risk=risk, billable=True)
+
+
+# ---- step 3: an NSG for each subnet ----------------------------------------------------------------
+def _rule(name: str, priority: int, direction: str, access: str, protocol: str, src: str, dst: str,
+          ports: list[str]) -> dict[str, Any]:
+    p: dict[str, Any] = {"priority": priority, "direction": direction, "access": access, "protocol": protocol,
+                         "sourceAddressPrefix": src, "sourcePortRange": "*", "destinationAddressPrefix": dst}
+    if len(ports) == 1:
+        p["destinationPortRange"] = ports[0]
+    else:
+        p["destinationPortRanges"] = ports
+    return {"name": name, "properties": p}
+
+
+# Azure Bastion's documented NSG rules for AzureBastionSubnet.
+BASTION_RULES = [
+    _rule("AllowHttpsInbound", 120, "Inbound", "Allow", "Tcp", "Internet", "*", ["443"]),
+    _rule("AllowGatewayManagerInbound", 130, "Inbound", "Allow", "Tcp", "GatewayManager", "*", ["443"]),
+    _rule("AllowAzureLoadBalancerInbound", 140, "Inbound", "Allow", "Tcp", "AzureLoadBalancer", "*", ["443"]),
+    _rule("AllowBastionHostCommunication", 150, "Inbound", "Allow", "*", "VirtualNetwork", "VirtualNetwork",
+          ["8080", "5701"]),
+    _rule("AllowSshRdpOutbound", 100, "Outbound", "Allow", "*", "*", "VirtualNetwork", ["22", "3389"]),
+    _rule("AllowAzureCloudOutbound", 110, "Outbound", "Allow", "Tcp", "*", "AzureCloud", ["443"]),
+    _rule("AllowBastionCommunication", 120, "Outbound", "Allow", "*", "VirtualNetwork", "VirtualNetwork",
+          ["8080", "5701"]),
+    _rule("AllowHttpOutbound", 130, "Outbound", "Allow", "*", "*", "Internet", ["80"]),
+]
+
+
+def _appgw_rules(inv: Inventory, subnet_id: str) -> list[dict[str, Any]]:
+    """App GW needs GatewayManager on its infrastructure ports (65200-65535 for v2) and its
+    listeners reachable."""
+    ports: set[str] = set()
+    infra = "65200-65535"
+    for gw in of(inv, APPGW):
+        if any(low(ref(get_path(c, "properties.subnet"))) == low(subnet_id)
+               for c in get_path(gw, "properties.gatewayIPConfigurations") or []):
+            ports |= {str(get_path(p, "properties.port")) for p in get_path(gw, "properties.frontendPorts") or []
+                      if get_path(p, "properties.port")}
+            if not str(get_path(gw, "properties.sku.tier") or "_v2").lower().endswith("_v2"):
+                infra = "65503-65534"  # v1 gateways use the older infrastructure range
+    rules = [_rule("AllowGatewayManagerInbound", 100, "Inbound", "Allow", "Tcp", "GatewayManager", "*",
+                   [infra]),
+             _rule("AllowListenersInbound", 110, "Inbound", "Allow", "Tcp", "Internet", "*", sorted(ports) or ["443"])]
+    return rules
+
+
+def _public_facing(inv: Inventory, subnet: dict[str, Any], appgw: set[str]) -> bool:
+    """Whether an NSG with default rules would cut traffic reaching this subnet from the internet."""
+    if low(subnet["id"]) in appgw or subnet["name"].lower() == "azurebastionsubnet":
+        return True
+    for nic in linked(inv, NIC, "ipConfigurations.subnet").get(low(subnet["id"]), []):
+        for ipc in get_path(nic, "properties.ipConfigurations") or []:
+            if low(ref(get_path(ipc, "properties.subnet"))) == low(subnet["id"]) and \
+                    ref(get_path(ipc, "properties.publicIPAddress")):
+                return True
+    return False
+
+
+@check("spoke-3a")
+def _subnet_nsgs(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(SUBNET, NSG):
+        return
+    appgw = appgw_subnets(inv)
+    name_for = namer(inv, NSG, "properties.networkSecurityGroup", "nsg-{}")
+    taken = {low(r["id"]) for r in of(inv, NSG)}
+    judged = 0
+    for vnet in of(inv, VNET):
+        for sn in subnets_of(inv, vnet):
+            if sn["name"].lower() in NSG_EXEMPT_SUBNETS:
+                continue
+            judged += 1
+            nsg_id = ref(get_path(sn, "properties.networkSecurityGroup"))
+            if nsg_id:
+                ctx.finding(sn["id"], "pass", "properties.networkSecurityGroup.id", nsg_id, "an NSG",
+                            f"Subnet {sn['name']} has an NSG.")
+                continue
+            rg = rg_of(vnet["id"])
+            wanted = name_for(sn["name"])
+            existing = inv.get(f"{rg}/providers/{NSG}/{wanted}")
+            deps: list[str] = []
+            if existing and not linked(inv, SUBNET, "properties.networkSecurityGroup").get(low(existing["id"])):
+                nsg_id = existing["id"]  # an unused NSG named for this subnet: reuse it
+            else:
+                # the new NSG is for this subnet: its id stays when its name is edited
+                p = ctx.params(sn["id"], name=unique_name(inv, rg, NSG, wanted, taken))
+                nsg_id = f"{rg}/providers/{NSG}/{p['name']}"
+                rules: list[dict[str, Any]] = []
+                kind = ""
+                if sn["name"].lower() == "azurebastionsubnet":
+                    rules, kind = [dict(r) for r in BASTION_RULES], " with Bastion's required rules"
+                elif low(sn["id"]) in appgw:
+                    rules, kind = _appgw_rules(inv, sn["id"]), " with Application Gateway's required rules"
+                body = {"location": vnet.get("location"), "properties": {"securityRules": rules}}
+                create = ctx.create(nsg_id, body, anchor=sn["id"], params=p,
+                                    title=f"Create NSG {p['name']} for subnet {sn['name']}{kind}",
+                                    risk="None until it is associated.")
+                deps = [create.id]
+            disruptive = _public_facing(inv, sn, appgw)
+            nic_nsgs = [n["name"] for n in linked(inv, NIC, "ipConfigurations.subnet").get(low(sn["id"]), [])
+                        if ref(get_path(n, "properties.networkSecurityGroup"))]
+            note = (f"; the NSG on NIC {', '.join(nic_nsgs)} guards that NIC only, not the subnet" if nic_nsgs
+                    else "")
+            ctx.finding(sn["id"], "fail", "properties.networkSecurityGroup.id", None, "an NSG",
+                        f"Subnet {sn['name']} of {vnet['name']} has no NSG{note}.")
+            ctx.put(sn, {"properties.networkSecurityGroup": {"id": nsg_id}}, depends_on=deps,
+                    disruptive=disruptive, fields={"nsg": rid.parse(nsg_id).name},
+                    risk=("Default rules deny inbound traffic from the internet to this subnet." if disruptive
+                          else "Default rules deny inbound internet traffic; VNet traffic stays allowed."))
+    if not judged:
+        ctx.not_applicable("subnet that takes an NSG")
+
+
+def nsg_subnets(inv: Inventory, nsg: dict[str, Any]) -> list[str]:
+    """Lower-cased ids of the subnets an NSG is associated with, from both sides."""
+    out = {low(ref(s)) for s in get_path(nsg, "properties.subnets") or []}
+    out |= {low(s["id"]) for s in linked(inv, SUBNET, "properties.networkSecurityGroup").get(low(nsg["id"]), [])}
+    out.discard("")
+    return sorted(out)
+
+
+@check("spoke-3b")
+def _nsg_per_subnet(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(SUBNET):
+        return
+    judged = 0
+    for nsg in of(inv, NSG):
+        sns = nsg_subnets(inv, nsg)
+        if not sns:
+            continue
+        judged += 1
+        if len(sns) == 1:
+            ctx.finding(nsg["id"], "pass", "properties.subnets", 1, 1, f"{nsg['name']} serves one subnet.")
+            continue
+        names = ", ".join(rid.parse(s).name for s in sns)
+        ctx.finding(
+            nsg["id"], "manual", "properties.subnets", len(sns), 1,
+            f"{nsg['name']} is shared by subnets {names}: give each subnet its own NSG (copy the rules that "
+            f"subnet needs, then re-associate it), so each tier's rules and flow logs stay readable on their own.")
+    if not judged:
+        ctx.not_applicable("NSG associated with a subnet")
+
+
+# ---- step 4: an ASG for each VM role ---------------------------------------------------------------
+ROLE_WORDS = {
+    "web": ("web", "fe", "frontend", "front"),
+    "app": ("app", "api", "be", "backend", "middle", "mid", "logic"),
+    "data": ("data", "db", "sql", "database"),
+}
+ROLE_TAGS = ("role", "tier", "workload-tier", "app-tier")
+
+
+def vm_role(vm: dict[str, Any]) -> str | None:
+    """The VM's tier: a role/tier tag first, then words in its name (`vm-web-01` → web)."""
+    held = tags(vm)
+    for key in ROLE_TAGS:
+        if key in held:
+            for role, words in ROLE_WORDS.items():
+                if held[key] in words or held[key].startswith(role):
+                    return role
+            return re.sub(r"[^a-z0-9]+", "-", held[key]).strip("-") or None
+    tokens = set(re.split(r"[^a-z0-9]+", str(vm.get("name", "")).lower()))
+    for role, words in ROLE_WORDS.items():
+        if tokens & set(words):
+            return role
+    return None
+
+
+def _vm_nics(inv: Inventory) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(VM, NIC) pairs for VMs whose NIC sits in a spoke."""
+    hub_ids = {low(v["id"]) for v in hubs(inv)}
+    out = []
+    for vm in of(inv, VM):
+        for r in get_path(vm, "properties.networkProfile.networkInterfaces") or []:
+            nic = inv.get(ref(r))
+            if nic and low(_nic_vnet(nic)) not in hub_ids:
+                out.append((vm, nic))
+    return out
+
+
+def _nic_vnet(nic: dict[str, Any]) -> str:
+    for ipc in get_path(nic, "properties.ipConfigurations") or []:
+        sid = ref(get_path(ipc, "properties.subnet"))
+        if sid:
+            return vnet_of(sid)
+    return ""
+
+
+def _asg_matches(asg: dict[str, Any], role: str) -> bool:
+    if any(tags(asg).get(k) == role for k in ROLE_TAGS):
+        return True
+    tokens = set(re.split(r"[^a-z0-9]+", asg["name"].lower()))
+    return bool(tokens & set(ROLE_WORDS.get(role, (role,))))
+
+
+def role_asgs(inv: Inventory) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, Any]]]:
+    """(vnet id lower, role) -> (ASG id, existing ASG or None, the VNet) for every role in use."""
+    out: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, Any]]] = {}
+    asgs = of(inv, ASG)
+    for vm, nic in _vm_nics(inv):
+        role = vm_role(vm)
+        vnet = inv.get(_nic_vnet(nic))
+        if not role or not vnet or (low(vnet["id"]), role) in out:
+            continue
+        same = [a for a in asgs if loc(a) == loc(vnet) and _asg_matches(a, role)]
+        if same:
+            out[(low(vnet["id"]), role)] = (same[0]["id"], same[0], vnet)
+            continue
+        # follow the estate's NSG names: `web-nsg` style gives `web-asg`, otherwise `asg-web`
+        suffix_style = sum(1 for n in of(inv, NSG) if n["name"].lower().endswith("-nsg")) > \
+            sum(1 for n in of(inv, NSG) if n["name"].lower().startswith("nsg-"))
+        name = f"{role}-asg" if suffix_style else f"asg-{role}"
+        if len({low(v["id"]) for v in spokes(inv) if loc(v) == loc(vnet)}) > 1:
+            name = f"{name}-{vnet['name']}"
+        out[(low(vnet["id"]), role)] = (f"{rg_of(vnet['id'])}/providers/{ASG}/{name}", None, vnet)
+    return out
+
+
+
+
+def asg_anchor(vnet: dict[str, Any], role: str) -> str:
+    """What a proposed ASG is for: one role's VMs in one VNet."""
+    return f"{vnet['id']}|{role}"
+
+
+def planned_asg(ctx: Context, vnet: dict[str, Any], role: str, asg_id: str) -> str:
+    """The id of the ASG spoke-4a proposes for `role` in `vnet`, after the person's edit of its name
+    (an edit re-plans the whole step, so the NICs follow the renamed ASG)."""
+    edited = ctx.overrides.get(ctx.create_id(asg_anchor(vnet, role), "spoke-4a"), {}).get("name")
+    return f"{rg_of(vnet['id'])}/providers/{ASG}/{edited}" if edited else asg_id
+
+
+@check("spoke-4a")
+def _role_asgs(ctx: Context) -> None:
+    if ctx.unreadable(VM, NIC):
+        return
+    plan = role_asgs(ctx.inv)
+    if not plan:
+        ctx.not_applicable("VM with a recognisable role in a spoke")
+        return
+    for (_v, role), (asg_id, asg, vnet) in sorted(plan.items()):
+        if asg:
+            ctx.finding(vnet["id"], "pass", "", role, role, f"ASG {asg['name']} serves the {role} role in {vnet['name']}.")
+            continue
+        ctx.finding(vnet["id"], "fail", "", None, f"an ASG for role {role}",
+                    f"No application security group for the {role} VMs of {vnet['name']}; "
+                    f"rules must then name IP addresses.")
+        p = ctx.params(asg_anchor(vnet, role), name=rid.parse(asg_id).name)
+        ctx.create(f"{rg_of(vnet['id'])}/providers/{ASG}/{p['name']}",
+                   {"location": vnet.get("location"), "properties": {}, "tags": {"role": role}},
+                   anchor=asg_anchor(vnet, role), params=p, fields={"role": role},
+                   risk="None: an ASG does nothing until rules reference it.")
+
+
+@check("spoke-4b")
+def _nics_in_asgs(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(VM, NIC, ASG):
+        return
+    pairs = _vm_nics(inv)
+    if not pairs:
+        ctx.not_applicable("VM network interface in a spoke")
+        return
+    plan = role_asgs(inv)
+    seen: set[str] = set()
+    for vm, nic in pairs:
+        if low(nic["id"]) in seen:
+            continue
+        seen.add(low(nic["id"]))
+        role = vm_role(vm)
+        path = "properties.ipConfigurations"
+        if not role:
+            ctx.finding(
+                nic["id"], "manual", path, None, "a role ASG",
+                f"The role of VM {vm['name']} cannot be told from its name or tags: tag it `role` = web, app or "
+                f"data (or the tier it serves), then re-run, so its NIC {nic['name']} can join that role's ASG.")
+            continue
+        planned = plan.get((low(_nic_vnet(nic)), role))
+        if not planned:
+            ctx.finding(
+                nic["id"], "manual", path, None, "a role ASG",
+                f"The virtual network of NIC {nic['name']} is outside the inventory: read access to it is needed "
+                f"before the wizard can place the NIC in the {role} ASG.")
+            continue
+        asg_id, asg, vnet = planned
+        if not asg:
+            asg_id = planned_asg(ctx, vnet, role, asg_id)
+        held = {low(ref(a)) for c in get_path(nic, path) or []
+                for a in get_path(c, "properties.applicationSecurityGroups") or []}
+        if low(asg_id) in held:
+            ctx.finding(nic["id"], "pass", path, asg_id, asg_id, f"NIC {nic['name']} is in the {role} ASG.")
+            continue
+
+        def mutate(body: dict[str, Any], asg_id: str = asg_id) -> None:
+            for c in get_path(body, "properties.ipConfigurations") or []:
+                if not isinstance(c, dict):
+                    continue
+                if not isinstance(c.get("properties"), dict):
+                    c["properties"] = {}
+                if not isinstance(c["properties"].get("applicationSecurityGroups"), list):
+                    c["properties"]["applicationSecurityGroups"] = []
+                lst = c["properties"]["applicationSecurityGroups"]
+                if not any(low(ref(a)) == low(asg_id) for a in lst):
+                    lst.append({"id": asg_id})
+
+        ctx.finding(nic["id"], "fail", path, sorted(held) or None, asg_id,
+                    f"NIC {nic['name']} of {vm['name']} is not in the {role} ASG.")
+        ctx.put_mutated(nic, mutate, [path], fields={"asg": rid.parse(asg_id).name},
+                        depends_on=[] if asg else [ctx.create_id(asg_anchor(vnet, role), "spoke-4a")],
+                        risk="Low until NSG rules reference the ASG.")
+
+
+def _ip_literal(value: Any) -> bool:
+    return isinstance(value, str) and bool(re.match(r"^\d+\.\d+\.\d+\.\d+(/\d+)?$", value)) and value != "0.0.0.0/0"
+
+
+def rules_of(inv: Inventory, nsg: dict[str, Any]) -> list[dict[str, Any]]:
+    return kids(inv, nsg["id"], RULE)
+
+
+def tier_nsgs(inv: Inventory) -> list[dict[str, Any]]:
+    """NSGs guarding workload tiers: every NSG not associated with a hub subnet."""
+    hub_sn = {low(s["id"]) for v in hubs(inv) for s in subnets_of(inv, v)}
+    return [n for n in of(inv, NSG) if not (set(nsg_subnets(inv, n)) & hub_sn)]
+
+
+@check("spoke-4c")
+def _rules_name_asgs(ctx: Context) -> None:
+    inv = ctx.inv
+    nsgs = tier_nsgs(inv)
+    if not nsgs:
+        ctx.not_applicable("NSG on a spoke")
+        return
+    for nsg in nsgs:
+        by_ip = []
+        for r in rules_of(inv, nsg):
+            p = props(r)
+            if str(p.get("access", "")).lower() != "allow":
+                continue
+            addrs = [p.get("sourceAddressPrefix"), p.get("destinationAddressPrefix"),
+                     *(p.get("sourceAddressPrefixes") or []), *(p.get("destinationAddressPrefixes") or [])]
+            if any(_ip_literal(a) for a in addrs):
+                by_ip.append(r["name"])
+        if by_ip:
+            ctx.finding(
+                nsg["id"], "manual", "properties.securityRules", by_ip, "ASG references",
+                f"Rules {', '.join(by_ip)} of {nsg['name']} name IP addresses: rewrite them with source/destination "
+                f"application security groups (spoke-4a), so the rules follow VMs as they scale or move.")
+        else:
+            ctx.finding(nsg["id"], "pass", "properties.securityRules",
+                        message=f"No allow rule of {nsg['name']} is tied to IP addresses.")
+
+
+# ---- step 5: secure traffic within the VNet --------------------------------------------------------
+def _field_any(p: dict[str, Any], single: str, plural: str) -> bool:
+    v = p.get(single)
+    many = p.get(plural) or []
+    return v == "*" or (not v and list(many) == ["*"])
+
+
+def is_deny_all(rule: dict[str, Any], direction: str) -> bool:
+    p = props(rule)
+    return (str(p.get("direction", "")).lower() == direction.lower() and str(p.get("access", "")).lower() == "deny"
+            and p.get("priority") == 4096 and p.get("protocol") == "*"
+            and _field_any(p, "sourceAddressPrefix", "sourceAddressPrefixes")
+            and _field_any(p, "destinationAddressPrefix", "destinationAddressPrefixes")
+            and _field_any(p, "sourcePortRange", "sourcePortRanges")
+            and _field_any(p, "destinationPortRange", "destinationPortRanges"))
+
+
+def routes_to_firewall(inv: Inventory, subnet: dict[str, Any], prefix: str = "0.0.0.0/0") -> bool:
+    """Whether the subnet's route table sends `prefix` to a firewall's private IP."""
+    table = inv.get(ref(get_path(subnet, "properties.routeTable")))
+    if not table:
+        return False
+    ips = {firewall_ip(fw) for fw in of(inv, FW)} - {None}
+    for r in kids(inv, table["id"], f"{RT}/routes"):
+        p = props(r)
+        if p.get("addressPrefix") == prefix and str(p.get("nextHopType", "")).lower() == "virtualappliance" \
+                and p.get("nextHopIpAddress") in ips:
+            return True
+    return False
+
+
+def deny_all(ctx: Context, direction: str) -> None:
+    """spoke-5a and spoke-5b: each tier NSG ends with a deny-all rule at 4096 in `direction`."""
+    inv = ctx.inv
+    name = f"DenyAll{direction}"
+    risk = ("Blocks load-balancer probes and all VNet traffic not explicitly allowed: write the allow rules "
+            "(spoke-5c) first." if direction == "Inbound" else
+            "Blocks Windows activation, updates, Entra login and DNS unless allowed first.")
+    if ctx.unreadable(RULE, SUBNET, RT):
+        return
+    nsgs = tier_nsgs(inv)
+    if not nsgs:
+        ctx.not_applicable("NSG on a spoke")
+        return
+    appgw = appgw_subnets(inv)
+    path = "properties.securityRules"
+    for nsg in nsgs:
+        rules = rules_of(inv, nsg)
+        if any(is_deny_all(r, direction) for r in rules):
+            ctx.finding(nsg["id"], "pass", path, name, name,
+                        f"{nsg['name']} ends with a deny-all {direction.lower()} rule at 4096.")
+            continue
+        sns = [inv.get(s) for s in nsg_subnets(inv, nsg)]
+        for_appgw = bool(sns) and all(s and low(s["id"]) in appgw for s in sns)
+        if direction == "Outbound" and for_appgw:
+            ctx.finding(nsg["id"], "pass", path, "Application Gateway subnet", name,
+                        f"{nsg['name']} guards an Application Gateway v2 subnet, whose "
+                        f"control plane needs outbound internet; no deny-all there.")
+            continue
+        if direction == "Outbound" and sns and all(s and routes_to_firewall(inv, s) for s in sns):
+            ctx.finding(nsg["id"], "pass", path, "0.0.0.0/0 via firewall", name,
+                        f"Outbound traffic of {nsg['name']}'s subnets goes through the firewall (hub-3b), which filters it.")
+            continue
+        clash = [r for r in rules if props(r).get("priority") == 4096 and
+                 str(props(r).get("direction", "")).lower() == direction.lower()]
+        if clash:
+            ctx.finding(
+                nsg["id"], "manual", path, clash[0]["name"], name,
+                f"Rule {clash[0]['name']} of {nsg['name']} holds priority 4096 {direction.lower()} but is not "
+                f"a deny-all: move it to a lower number, then add {name} (Deny, every field *) at 4096, "
+                f"so anything not allowed above is refused.")
+            continue
+        rule_id = f"{nsg['id']}/securityRules/{name}"
+        wanted = {"priority": 4096, "direction": direction, "access": "Deny", "protocol": "*",
+                  "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*",
+                  "destinationPortRange": "*", "description": "Baseline: deny what no rule above allows."}
+        ctx.finding(nsg["id"], "fail", path, None, name,
+                    f"{nsg['name']} has no deny-all {direction.lower()} rule at 4096; the "
+                    + ("default rules allow all VNet traffic in." if direction == "Inbound" else
+                       "default rules let every VM reach the VNet and the internet."))
+        existing = inv.get(rule_id)
+        deps: list[str] = []
+        probes = [r for r in rules if str(get_path(r, "properties.access") or "").lower() == "allow"
+                  and str(get_path(r, "properties.sourceAddressPrefix") or "").lower() == "azureloadbalancer"]
+        if direction == "Inbound" and for_appgw and not probes:
+            # App GW v2 stops serving when its load balancer probes are refused.
+            used = {get_path(r, "properties.priority") for r in rules
+                    if str(get_path(r, "properties.direction") or "").lower() == "inbound"}
+            free = max(p for p in range(100, 4096) if p not in used)
+            lb = ctx.create(f"{nsg['id']}/securityRules/AllowAzureLoadBalancerInbound", {"properties": {
+                "priority": free, "direction": "Inbound", "access": "Allow", "protocol": "*",
+                "sourceAddressPrefix": "AzureLoadBalancer", "sourcePortRange": "*",
+                "destinationAddressPrefix": "*", "destinationPortRange": "*"}},
+                anchor=f"{nsg['id']}|load-balancer-probes", params={},  # nothing to choose: the platform's rule
+                title=f"Keep load-balancer probes allowed on {nsg['name']}",
+                risk="None: the platform allows them today through a default rule.")
+            deps = [lb.id]
+        fields = {"nsg": nsg["name"]}
+        if existing:
+            held = existing.get("properties")
+            ctx.put(existing, {"properties": {**(held if isinstance(held, dict) else {}), **wanted}},
+                    fields=fields, risk=risk, disruptive=True, depends_on=deps)
+        else:  # the baseline rule is fixed (name, priority, every field *): no parameter to edit
+            ctx.create(rule_id, {"properties": wanted}, anchor=nsg["id"], params={}, fields=fields, risk=risk,
+                       disruptive=True, depends_on=deps)
+
+
+@check("spoke-5a")
+def _deny_all_inbound(ctx: Context) -> None:
+    deny_all(ctx, "Inbound")
+
+
+@check("spoke-5b")
+def _deny_all_outbound(ctx: Context) -> None:
+    deny_all(ctx, "Outbound")
+
+
+@check("spoke-5c")
+def _tier_rules(ctx: Context) -> None:
+    inv = ctx.inv
+    nsgs = tier_nsgs(inv)
+    if not nsgs:
+        ctx.not_applicable("NSG on a spoke")
+        return
+    for nsg in nsgs:
+        rules = [r for r in rules_of(inv, nsg) if str(props(r).get("access", "")).lower() == "allow"]
+        with_asg = [r["name"] for r in rules
+                    if get_path(r, "properties.sourceApplicationSecurityGroups")
+                    or get_path(r, "properties.destinationApplicationSecurityGroups")]
+        if with_asg:
+            ctx.finding(nsg["id"], "pass", "properties.securityRules", with_asg,
+                        message=f"{nsg['name']} allows tier traffic through ASGs.")
+            continue
+        ctx.finding(
+            nsg["id"], "manual", "properties.securityRules", [r["name"] for r in rules] or None,
+            "tier allow rules using ASGs",
+            f"{nsg['name']} has no allow rule scoped to ASGs: add the tier pairs with priorities 100-4000 "
+            f"(Internet→App GW 443, App GW→web ASG 443, web→app 443, app→data 1433, data↔data 1433, each "
+            f"inbound and outbound), so the deny-all rules (spoke-5a/5b) leave only these paths open.")
+
+
+@check("spoke-5d")
+def _flow_logs(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(FLOWLOG, WATCHER, STORAGE):
+        return
+    vnets = of(inv, VNET)
+    if not vnets:
+        ctx.not_applicable("virtual network")
+        return
+    risk = "Flow-log storage and traffic analytics are billed."
+    by_target = linked(inv, FLOWLOG, "properties.targetResourceId")
+    by_region: dict[str, list[dict[str, Any]]] = {}
+    for sa in of(inv, STORAGE):
+        by_region.setdefault(loc(sa), []).append(sa)
+    for vnet in vnets:
+        mine = by_target.get(low(vnet["id"]), [])
+        on = [f for f in mine if get_path(f, "properties.enabled") is True]
+        path = "properties.enabled"
+        if on:
+            ctx.finding(vnet["id"], "pass", path, True, True, f"VNet flow log {on[0]['name']} records {vnet['name']}.")
+            continue
+        if mine:
+            fl = mine[0]
+            ctx.finding(vnet["id"], "fail", path, False, True, f"Flow log {fl['name']} of {vnet['name']} is disabled.")
+            ctx.put(fl, {path: True}, title=f"Enable flow log {fl['name']}", risk=risk, billable=True)
+            continue
+        sub = rid.subscription_of(vnet["id"]) or ""
+        region = loc(vnet)
+        accounts = by_region.get(region, [])
+        if not accounts:
+            ctx.finding(
+                vnet["id"], "manual", path, None, True,
+                f"{vnet['name']} has no flow log and there is no storage account in {region} to hold one: create a "
+                f"storage account there (hardened as in storage-1..3), then a VNet flow log in Network Watcher "
+                f"targeting {vnet['name']}, so traffic can be audited and fed to traffic analytics.")
+            continue
+        watcher, deps = network_watcher(inv, sub, region, vnet)
+        sa = next((a for a in accounts if low(rid.subscription_of(a["id"])) == low(sub)), accounts[0])
+        ws = workspace_for(inv, sub, region)
+        # the VNet's flow log: its id stays when its account, retention or workspace is edited
+        p = ctx.params(vnet["id"], storageId=sa["id"], retentionDays=90,
+                       **({"workspaceResourceId": ws["id"]} if ws else {}))
+        chosen = inv.get(p["storageId"])
+        if chosen and loc(chosen) != region:
+            ctx.finding(vnet["id"], "error", path, None, True,
+                        f"Storage account {chosen['name']} is in {loc(chosen)}; a flow log of {vnet['name']} "
+                        f"needs one in {region}.")
+            continue
+        settings: dict[str, Any] = {
+            "targetResourceId": vnet["id"], "storageId": p["storageId"], "enabled": True,
+            "retentionPolicy": {"enabled": True, "days": p["retentionDays"]}, "format": {"type": "JSON", "version": 2}}
+        if ws:
+            settings["flowAnalyticsConfiguration"] = {"networkWatcherFlowAnalyticsConfiguration": {
+                "enabled": True, "workspaceResourceId": p["workspaceResourceId"], "trafficAnalyticsInterval": 60}}
+        ctx.finding(vnet["id"], "fail", path, None, True, f"{vnet['name']} has no VNet flow log.")
+        ctx.create(f"{watcher}/flowLogs/fl-{vnet['name']}", {"location": vnet.get("location"), "properties": settings},
+                   anchor=vnet["id"], params=p, depends_on=deps,
+                   fields={"vnet": vnet["name"], "account": rid.parse(p["storageId"]).name}, risk=risk, billable=True)
+
+
+def network_watcher(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> tuple[str, list[str]]:
+    """The id of the region's Network Watcher, and the hub-4d change to depend on when it is missing."""
+    for w in of(inv, WATCHER):  # a handful at most: one per subscription and region
+        if low(rid.subscription_of(w["id"])) == low(sub) and loc(w) == region:
+            return w["id"], []
+    wid = watcher_id(inv, sub, region, near)
+    # hub-4d still creates the watcher under the id of its resource (it is not converted yet)
+    return wid, [change_id("hub-4d", wid, "PUT")]
+
+
+def watcher_id(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> str:
+    """`NetworkWatcher_<region>` in NetworkWatcherRG when that group is known, else beside `near`."""
+    rg = f"/subscriptions/{sub}/resourceGroups/NetworkWatcherRG"
+    if low(rg) not in memo(inv, "resource_groups", lambda: {low(g) for g in inv.resource_groups}):
+        rg = rg_of(near["id"])
+    return f"{rg}/providers/{WATCHER}/NetworkWatcher_{region}"
+
+
+WAF_RISK = "Prevention mode can block legitimate requests; tune exclusions in Detection mode first."
+
+
+@check("spoke-5e")
+def _waf_prevention(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(WAFP):
+        return
+    gws = of(inv, APPGW)
+    if not gws:
+        ctx.not_applicable("application gateway")
+        return
+    for gw in gws:
+        tier = str(get_path(gw, "properties.sku.tier") or "")
+        pol = inv.get(ref(get_path(gw, "properties.firewallPolicy")))
+        legacy = get_path(gw, "properties.webApplicationFirewallConfiguration") or {}
+        if tier.lower() == "waf_v2" and pol:
+            state = get_path(pol, "properties.policySettings.state")
+            mode = get_path(pol, "properties.policySettings.mode")
+            if state == "Enabled" and mode == "Prevention":
+                ctx.finding(gw["id"], "pass", "properties.policySettings.mode", mode, "Prevention",
+                            f"WAF policy {pol['name']} blocks attacks on {gw['name']}.")
+                continue
+            ctx.finding(gw["id"], "fail", "properties.policySettings.mode", f"{state}/{mode}", "Enabled/Prevention",
+                        f"WAF policy {pol['name']} of {gw['name']} only "
+                        f"{'watches' if state == 'Enabled' else 'is off'} ({state}, {mode}).")
+            ctx.put(pol, {"properties.policySettings.state": "Enabled", "properties.policySettings.mode": "Prevention"},
+                    title=f"Switch WAF policy {pol['name']} to Prevention", risk=WAF_RISK)
+            continue
+        if tier.lower() == "waf_v2" and legacy:
+            mode_path = "properties.webApplicationFirewallConfiguration.firewallMode"
+            if legacy.get("enabled") is True and legacy.get("firewallMode") == "Prevention":
+                ctx.finding(gw["id"], "pass", mode_path, "Prevention", "Prevention", f"{gw['name']}'s WAF blocks attacks.")
+                continue
+            ctx.finding(gw["id"], "fail", mode_path, legacy.get("firewallMode"), "Prevention",
+                        f"{gw['name']}'s WAF does not block (enabled={legacy.get('enabled')}, "
+                        f"mode={legacy.get('firewallMode')}).")
+            ctx.put(gw, {"properties.webApplicationFirewallConfiguration.enabled": True, mode_path: "Prevention"},
+                    title=f"Switch {gw['name']}'s WAF to Prevention", risk=WAF_RISK)
+            continue
+        if tier.lower() not in ("standard_v2", "waf_v2"):
+            ctx.finding(
+                gw["id"], "manual", "properties.sku.tier", tier, "WAF_v2",
+                f"{gw['name']} is a v1 gateway ({tier}) without a usable WAF: migrate it to WAF_v2 with a WAF policy "
+                f"in Prevention mode (the v1 to v2 migration script), since v1 cannot take a WAF policy.")
+            continue
+        # the gateway's new policy: its id stays when its name or mode is edited
+        p = ctx.params(gw["id"], name=f"waf-{gw['name']}", mode="Prevention")
+        pol_id = f"{rg_of(gw['id'])}/providers/{WAFP}/{p['name']}"
+        body = {"location": gw.get("location"), "properties": {
+            "policySettings": {"state": "Enabled", "mode": p["mode"], "requestBodyCheck": True},
+            "managedRules": {"managedRuleSets": [{"ruleSetType": "OWASP", "ruleSetVersion": "3.2"}]}}}
+        create = ctx.create(pol_id, body, anchor=gw["id"], params=p, risk=WAF_RISK, billable=True)
+        ctx.finding(gw["id"], "fail", "properties.sku.tier", tier, "WAF_v2",
+                    f"{gw['name']} ({tier}) has no web application firewall in front of the app.")
+        ctx.put(gw, {"properties.sku.tier": "WAF_v2", "properties.sku.name": "WAF_v2",
+                     "properties.firewallPolicy": {"id": pol_id}}, depends_on=[create.id],
+                title=f"Move {gw['name']} to WAF_v2 with policy {p['name']}",
+                risk="WAF_v2 costs more per hour; the gateway updates in place (minutes).", billable=True)
+
+
+@check("spoke-5f")
+def _appgw_through_firewall(ctx: Context) -> None:
+    inv = ctx.inv
+    gws = of(inv, APPGW)
+    if not gws:
+        ctx.not_applicable("application gateway")
+        return
+    for gw in gws:
+        sids = [ref(get_path(c, "properties.subnet")) for c in get_path(gw, "properties.gatewayIPConfigurations") or []]
+        sn = inv.get(sids[0]) if sids else None
+        vnet = inv.get(vnet_of(sids[0])) if sids else None
+        fw = firewall_for(inv, vnet) if vnet else None
+        ip = firewall_ip(fw)
+        if not sn or not ip:
+            ctx.finding(
+                gw["id"], "manual", "properties.routes", None, "backend routes via the firewall",
+                f"No Azure Firewall serves {gw['name']}'s network: once a Premium firewall runs in the hub, give the "
+                f"App GW subnet a route table sending the backend prefixes to it, so IDPS inspects inbound web traffic.")
+            continue
+        table = inv.get(ref(get_path(sn, "properties.routeTable")))
+        routes = [props(r) for r in (kids(inv, table["id"], f"{RT}/routes") if table else [])]
+        default_fw = [r for r in routes if r.get("addressPrefix") == "0.0.0.0/0"
+                      and str(r.get("nextHopType", "")).lower() == "virtualappliance"]
+        to_fw = [r for r in routes if r.get("nextHopIpAddress") == ip and r.get("addressPrefix") != "0.0.0.0/0"]
+        prefixes = [p for s in subnets_of(inv, vnet) if low(s["id"]) != low(sn["id"])
+                    for p in [get_path(s, "properties.addressPrefix")] if p] if vnet else []
+        if default_fw:
+            ctx.finding(
+                sn["id"], "manual", "properties.routes", "0.0.0.0/0 → appliance", "no default route",
+                f"Subnet {sn['name']} of {gw['name']} sends 0.0.0.0/0 to an appliance: remove that route (App GW needs "
+                f"direct internet for its control plane) and keep only routes for {', '.join(prefixes) or 'the backends'} "
+                f"via {ip}.")
+        elif to_fw:
+            ctx.finding(sn["id"], "pass", "properties.routes", len(to_fw),
+                        message=f"{gw['name']} reaches its backends through the firewall.")
+        else:
+            ctx.finding(
+                sn["id"], "manual", "properties.routes", None, f"backend prefixes via {ip}",
+                f"{gw['name']} reaches its backends directly: give subnet {sn['name']} its own route table with "
+                f"routes for {', '.join(prefixes) or 'the backend prefixes'} to next hop VirtualAppliance {ip} (no "
+                f"0.0.0.0/0), and the backend subnets the reverse routes, so Firewall Premium inspects the traffic "
+                f"without asymmetric paths.")
+
+
+# ---- step 6: secure access to the VNet and application -------------------------------------------
+@check("spoke-6a")
+def _private_data_paths(ctx: Context) -> None:
+    accounts = of(ctx.inv, STORAGE)
+    if not accounts:
+        ctx.not_applicable("storage account")
+        return
+    for sa in accounts:
+        public = get_path(sa, "properties.publicNetworkAccess") or "Enabled"
+        default = get_path(sa, "properties.networkAcls.defaultAction") or "Allow"
+        if public == "Disabled" or default == "Deny":
+            ctx.finding(sa["id"], "pass", "properties.publicNetworkAccess", public,
+                        message=f"{sa['name']} is reachable only from chosen networks.")
+            continue
+        ctx.finding(
+            sa["id"], "manual", "properties.publicNetworkAccess", public, "Disabled",
+            f"The spoke's workloads reach {sa['name']} over its public endpoint: add a private endpoint in the spoke "
+            f"(storage-3a), then turn public network access off (storage-3b), and route hub traffic through the "
+            f"firewall (hub-1, hub-3).")
+
+
+@check("spoke-6b")
+def _conditional_access(ctx: Context) -> None:
+    fronts = of(ctx.inv, APPGW) or spokes(ctx.inv)
+    if not fronts:
+        ctx.not_applicable("application entry point")
+        return
+    for r in fronts:
+        ctx.finding(
+            r["id"], "manual", "", None, "app in Conditional Access scope",
+            f"ARM cannot see sign-in policy for the app behind {r['name']}: register it in Entra ID and include it in "
+            f"your Conditional Access policies requiring MFA and a compliant device, so a stolen password alone "
+            f"cannot reach it.")
+
+
+# ---- step 7: advanced threat detection ------------------------------------------------------------
+@check("spoke-7a")
+def _cspm(ctx: Context) -> None:
+    defender_plans(ctx, ("CloudPosture",), spoke_subs(ctx.inv), "spoke virtual network")
+
+
+@check("spoke-7b")
+def _secure_score(ctx: Context) -> None:
+    inv = ctx.inv
+    for sub in spoke_subs_check(ctx):
+        sid = f"/subscriptions/{sub}/providers/{SCORE}/ascScore"
+        score = inv.get(sid)
+        spoke_rg = {low(g) for g in spoke_rgs(inv)}
+        unhealthy = [a for a in of(inv, ASSESSMENT)
+                     if low(rid.subscription_of(a["id"])) == low(sub)
+                     and str(get_path(a, "properties.status.code") or "").lower() == "unhealthy"
+                     and low(rg_of(a["id"])) in spoke_rg]
+        cur, mx = get_path(score or {}, "properties.score.current"), get_path(score or {}, "properties.score.max")
+        if score and not unhealthy and cur is not None and cur == mx:
+            ctx.finding(sid, "pass", "properties.score.current", cur, mx, "Secure score is at its maximum.")
+            continue
+        shown = f"{cur}/{mx}" if score else "not readable"
+        names = ", ".join(sorted({get_path(a, "properties.displayName") or a["name"] for a in unhealthy})[:5])
+        ctx.finding(
+            sid if score else f"/subscriptions/{sub}", "manual", "properties.score.current", cur, mx,
+            f"Secure score of {sub} is {shown}" + (f", with unhealthy spoke items: {names}" if names else "") +
+            ": in Defender for Cloud → Recommendations, sort by max score increase and fix the top items for the "
+            "spoke resource groups first.")
+
+
+# ---- for hub.py, until the hub article is converted --------------------------------------------------
 def pricing_check(check: str, title: str, names: tuple[str, ...], subs: Callable[[Inventory], list[str]],
                   where: str, mcsb: str, policy: str) -> Check:
-    """Defender plans (`Microsoft.Security/pricings`) on Standard. A plan missing from the
-    inventory is Free (the platform default), so it is judged and upgraded like any other."""
-    risk = "Defender plans are billed per protected resource each month."
-
-    def evaluate(inv: Inventory) -> CheckResult:
-        out = CheckResult()
-        targets = subs(inv)
-        if not targets:
-            out.findings.append(not_applicable(check, where, inv))
-            return out
-        for sub in targets:
-            for name in names:
-                pid = f"/subscriptions/{sub}/providers/{PRICING}/{name}"
-                res = inv.get(pid) or {"id": pid, "name": name, "type": PRICING,
-                                       "properties": {"pricingTier": "Free"}}
-                tier = get_path(res, "properties.pricingTier") or "Free"
-                if str(tier).lower() == "standard":
-                    out.findings.append(Finding(check, pid, "pass", "properties.pricingTier", tier, "Standard",
-                                                f"Defender plan {name} is on Standard."))
-                    continue
-                out.findings.append(Finding(check, pid, "fail", "properties.pricingTier", tier, "Standard",
-                                            f"Defender plan {name} is {tier}; Standard enables its threat "
-                                            f"detection for subscription {sub}."))
-                out.changes.append(remedy.put(check, res, {"properties.pricingTier": "Standard"},
-                                              title=f"Turn on Defender plan {name} in {sub}",
-                                              risk=risk, billable=True))
-        return out
-
-    return Check(id=check, title=title, remediation="auto-put", evaluate=evaluate, resource_type=PRICING,
-                 mcsb=mcsb, policy=policy, risk=risk, billable=True)
+    """A check judging Defender plans `names` in the subscriptions `subs` gives (common.defender_plans)."""
+    return Check(id=check, title=title, remediation="auto-put", resource_type=PRICING, mcsb=mcsb, policy=policy,
+                 risk="Defender plans are billed per protected resource each month.", billable=True,
+                 change_title="Turn on Defender plan {name} in {subscription}", takes_context=True,
+                 evaluate=lambda ctx: defender_plans(ctx, names, subs(ctx.inv), where))
 
 
 def diagnostics_check(check: str, title: str, targets: Callable[[Inventory], list[dict[str, Any]]],
@@ -406,1002 +1308,5 @@ def combine(*checks: Check) -> Callable[[Inventory], CheckResult]:
     return evaluate
 
 
-# ---- step 1: RBAC for network resources --------------------------------------------------------
-def _spoke_1a(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    rgs = spoke_rgs(inv)
-    assignments = at_scope(inv, rgs)
-    if not assignments:
-        out.findings.append(not_applicable("spoke-1a", "role assignment on a spoke network resource group", inv))
-        return out
-    for a in assignments:
-        role = role_guid(get_path(a, "properties.roleDefinitionId") or "")
-        scope = rid.parse(a["id"]).parent or ""
-        if role in (OWNER, CONTRIBUTOR):
-            label = "Owner" if role == OWNER else "Contributor"
-            out.findings.append(Finding(
-                "spoke-1a", a["id"], "manual", "properties.roleDefinitionId", label,
-                "Network Contributor or a NetOps custom role",
-                f"Principal {get_path(a, 'properties.principalId')} holds {label} on {scope}: give network "
-                f"admins Network Contributor or the NetOps custom role (spoke-1b) there instead, then "
-                f"remove this assignment, so they cannot touch non-network resources."))
-        else:
-            out.findings.append(Finding("spoke-1a", a["id"], "pass", "properties.roleDefinitionId", role,
-                                        message="Assignment is not Owner or Contributor."))
-    return out
 
-
-NETOPS_ACTIONS = ["*/read", "Microsoft.Network/*", "Microsoft.Resources/deployments/*", "Microsoft.Support/*"]
-
-
-def _is_netops(role: dict[str, Any]) -> bool:
-    if str(get_path(role, "properties.type") or "").lower() != "customrole":
-        return False
-    actions = [str(a).lower() for p in get_path(role, "properties.permissions") or [] if isinstance(p, dict)
-               for a in p.get("actions") or []]
-    return "microsoft.network/*" in actions
-
-
-def _spoke_1b(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    subs = spoke_subs(inv)
-    if not subs:
-        out.findings.append(not_applicable("spoke-1b", "spoke virtual network", inv))
-        return out
-    roles = of(inv, ROLE_DEFINITION)
-    for sub in subs:
-        scope = f"/subscriptions/{sub}"
-        mine = [r for r in roles if _is_netops(r) and any(
-            low(scope).startswith(low(s)) or low(s).startswith(low(scope))
-            for s in get_path(r, "properties.assignableScopes") or [])]
-        if mine:
-            out.findings.append(Finding("spoke-1b", scope, "pass", "properties.permissions",
-                                        message=f"Custom role {get_path(mine[0], 'properties.roleName')} "
-                                                f"grants network management in {sub}."))
-            continue
-        guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/netops/{sub.lower()}"))
-        role_id = f"{scope}/providers/{ROLE_DEFINITION}/{guid}"
-        body = {"properties": {
-            "roleName": "Network management (NetOps)",
-            "description": "Manage networking across the platform without rights over workloads.",
-            "type": "CustomRole",
-            "permissions": [{"actions": list(NETOPS_ACTIONS), "notActions": [], "dataActions": [],
-                             "notDataActions": []}],
-            "assignableScopes": [scope]}}
-        out.findings.append(Finding("spoke-1b", scope, "fail", "properties.permissions", None, "NetOps custom role",
-                                    f"No custom network-operations role is assignable in {sub}; Network "
-                                    f"Contributor alone grants more than spoke managers need."))
-        out.changes.append(remedy.create("spoke-1b", role_id, body, params={"roleName": body["properties"]["roleName"]},
-                                         title=f"Create the NetOps custom role in {sub}",
-                                         risk="None until the role is assigned."))
-    return out
-
-
-# ---- step 2: isolate the infrastructure in its own resource group ----------------------------------
-def _spoke_2a(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    rgs = spoke_rgs(inv)
-    if not rgs:
-        out.findings.append(not_applicable("spoke-2a", "spoke virtual network", inv))
-        return out
-    for rg in rgs:
-        others = [r for r in kids(inv, rg)
-                  if not r["type"].lower().startswith(("microsoft.network/", "microsoft.authorization/",
-                                                       "microsoft.insights/", "microsoft.resources/"))]
-        if not others:
-            out.findings.append(Finding("spoke-2a", rg, "pass", message="Holds network resources only."))
-            continue
-        names = ", ".join(f"{r['name']} ({r['type']})" for r in others[:5])
-        out.findings.append(Finding(
-            "spoke-2a", rg, "manual", "", [r["id"] for r in others], "network resources only",
-            f"Resource group {rid.parse(rg).name} mixes the spoke network with {names}: move those to a "
-            f"workload resource group (Move resources in the portal or `az resource move`), so network "
-            f"roles granted here do not reach them."))
-    return out
-
-
-def _spoke_2b(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    scopes = spoke_rgs(inv) + [f"/subscriptions/{s}" for s in spoke_subs(inv)]
-    assignments = at_scope(inv, scopes)
-    if not assignments:
-        out.findings.append(not_applicable("spoke-2b", "role assignment on the spoke's scope", inv))
-        return out
-    for a in assignments:
-        ptype = get_path(a, "properties.principalType") or "Unknown"
-        scope = rid.parse(a["id"]).parent or ""
-        if str(ptype).lower() == "user":
-            out.findings.append(Finding(
-                "spoke-2b", a["id"], "manual", "properties.principalType", ptype, "Group",
-                f"A role on {scope} is assigned directly to user {get_path(a, 'properties.principalId')}: "
-                f"create or reuse an Entra security group, assign the same role to the group, add the user, "
-                f"then remove this assignment, so access is reviewed and revoked in one place."))
-        else:
-            out.findings.append(Finding("spoke-2b", a["id"], "pass", "properties.principalType", ptype, "Group",
-                                        message=f"Assigned to a {ptype}, not a named person."))
-    return out
-
-
-def _activity_log_ok(setting: dict[str, Any]) -> bool:
-    if not get_path(setting, "properties.workspaceId"):
-        return False
-    on = {str(x.get("category") or "").lower() for x in get_path(setting, "properties.logs") or [] if x.get("enabled")}
-    return all(c.lower() in on for c in ACTIVITY_LOG_CATEGORIES)
-
-
-def _activity_logs() -> list[dict[str, Any]]:
-    return [{"category": c, "enabled": True} for c in ACTIVITY_LOG_CATEGORIES]
-
-
-def _spoke_2c(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "spoke-2c", DIAG)
-    if stop:
-        return stop
-    out = CheckResult()
-    subs = spoke_subs(inv)
-    if not subs:
-        out.findings.append(not_applicable("spoke-2c", "spoke virtual network", inv))
-        return out
-    risk = "Log Analytics ingestion is billed per GB."
-    for sub in subs:
-        scope = f"/subscriptions/{sub}"
-        settings = diag_of(inv, scope)
-        good = [s for s in settings if _activity_log_ok(s)]
-        if good:
-            out.findings.append(Finding("spoke-2c", scope, "pass", "properties.logs",
-                                        message=f"Activity-log setting {good[0]['name']} exports every category "
-                                                f"to a workspace."))
-            continue
-        with_ws = [s for s in settings if get_path(s, "properties.workspaceId")]
-        if with_ws:
-            setting = with_ws[0]
-
-            def mutate(body: dict[str, Any]) -> None:
-                body.setdefault("properties", {})["logs"] = _activity_logs()
-
-            out.findings.append(Finding("spoke-2c", scope, "fail", "properties.logs",
-                                        get_path(setting, "properties.logs"), list(ACTIVITY_LOG_CATEGORIES),
-                                        "The activity-log export leaves categories off (Security among the "
-                                        "ones to keep)."))
-            out.changes.append(remedy.put_mutated("spoke-2c", setting, mutate, ["properties.logs"],
-                                                  title=f"Export every activity-log category of {sub}",
-                                                  risk=risk, billable=True))
-            continue
-        ws = workspace_for(inv, sub)
-        if not ws:
-            out.findings.append(Finding(
-                "spoke-2c", scope, "manual", "properties.workspaceId", None, "a Log Analytics workspace",
-                f"Subscription {sub} keeps its activity log only 90 days and exports it nowhere: create a Log "
-                f"Analytics workspace (or choose your central one), then add an activity-log diagnostic setting "
-                f"with all eight categories, so changes and security events stay searchable."))
-            continue
-        body = {"properties": {"workspaceId": ws["id"], "logs": _activity_logs()}}
-        out.findings.append(Finding("spoke-2c", scope, "fail", "properties.logs", None, list(ACTIVITY_LOG_CATEGORIES),
-                                    f"Subscription {sub} does not export its activity log."))
-        out.changes.append(remedy.create("spoke-2c", f"{scope}/providers/{DIAG}/activity-to-{ws['name']}", body,
-                                         params={"workspaceId": ws["id"]},
-                                         title=f"Export the activity log of {sub} to {ws['name']}",
-                                         risk=risk, billable=True))
-    return out
-
-
-# ---- step 3: an NSG for each subnet ----------------------------------------------------------------
-def _rule(name: str, priority: int, direction: str, access: str, protocol: str, src: str, dst: str,
-          ports: list[str]) -> dict[str, Any]:
-    p: dict[str, Any] = {"priority": priority, "direction": direction, "access": access, "protocol": protocol,
-                         "sourceAddressPrefix": src, "sourcePortRange": "*", "destinationAddressPrefix": dst}
-    if len(ports) == 1:
-        p["destinationPortRange"] = ports[0]
-    else:
-        p["destinationPortRanges"] = ports
-    return {"name": name, "properties": p}
-
-
-# Azure Bastion's documented NSG rules for AzureBastionSubnet.
-BASTION_RULES = [
-    _rule("AllowHttpsInbound", 120, "Inbound", "Allow", "Tcp", "Internet", "*", ["443"]),
-    _rule("AllowGatewayManagerInbound", 130, "Inbound", "Allow", "Tcp", "GatewayManager", "*", ["443"]),
-    _rule("AllowAzureLoadBalancerInbound", 140, "Inbound", "Allow", "Tcp", "AzureLoadBalancer", "*", ["443"]),
-    _rule("AllowBastionHostCommunication", 150, "Inbound", "Allow", "*", "VirtualNetwork", "VirtualNetwork",
-          ["8080", "5701"]),
-    _rule("AllowSshRdpOutbound", 100, "Outbound", "Allow", "*", "*", "VirtualNetwork", ["22", "3389"]),
-    _rule("AllowAzureCloudOutbound", 110, "Outbound", "Allow", "Tcp", "*", "AzureCloud", ["443"]),
-    _rule("AllowBastionCommunication", 120, "Outbound", "Allow", "*", "VirtualNetwork", "VirtualNetwork",
-          ["8080", "5701"]),
-    _rule("AllowHttpOutbound", 130, "Outbound", "Allow", "*", "*", "Internet", ["80"]),
-]
-
-
-def _appgw_rules(inv: Inventory, subnet_id: str) -> list[dict[str, Any]]:
-    """App GW needs GatewayManager on its infrastructure ports (65200-65535 for v2) and its
-    listeners reachable."""
-    ports: set[str] = set()
-    infra = "65200-65535"
-    for gw in of(inv, APPGW):
-        if any(low(ref(get_path(c, "properties.subnet"))) == low(subnet_id)
-               for c in get_path(gw, "properties.gatewayIPConfigurations") or []):
-            ports |= {str(get_path(p, "properties.port")) for p in get_path(gw, "properties.frontendPorts") or []
-                      if get_path(p, "properties.port")}
-            if not str(get_path(gw, "properties.sku.tier") or "_v2").lower().endswith("_v2"):
-                infra = "65503-65534"  # v1 gateways use the older infrastructure range
-    rules = [_rule("AllowGatewayManagerInbound", 100, "Inbound", "Allow", "Tcp", "GatewayManager", "*",
-                   [infra]),
-             _rule("AllowListenersInbound", 110, "Inbound", "Allow", "Tcp", "Internet", "*", sorted(ports) or ["443"])]
-    return rules
-
-
-def _public_facing(inv: Inventory, subnet: dict[str, Any], appgw: set[str]) -> bool:
-    """Whether an NSG with default rules would cut traffic reaching this subnet from the internet."""
-    if low(subnet["id"]) in appgw or subnet["name"].lower() == "azurebastionsubnet":
-        return True
-    for nic in linked(inv, NIC, "ipConfigurations.subnet").get(low(subnet["id"]), []):
-        for ipc in get_path(nic, "properties.ipConfigurations") or []:
-            if low(ref(get_path(ipc, "properties.subnet"))) == low(subnet["id"]) and \
-                    ref(get_path(ipc, "properties.publicIPAddress")):
-                return True
-    return False
-
-
-def _spoke_3a(ctx: Context) -> None:
-    inv = ctx.inv
-    if ctx.unreadable(SUBNET, NSG):
-        return
-    appgw = appgw_subnets(inv)
-    name_for = namer(inv, NSG, "properties.networkSecurityGroup", "nsg-{}")
-    taken = {low(r["id"]) for r in of(inv, NSG)}
-    judged = 0
-    for vnet in of(inv, VNET):
-        for sn in subnets_of(inv, vnet):
-            if sn["name"].lower() in NSG_EXEMPT_SUBNETS:
-                continue
-            judged += 1
-            nsg_id = ref(get_path(sn, "properties.networkSecurityGroup"))
-            if nsg_id:
-                ctx.finding(sn["id"], "pass", "properties.networkSecurityGroup.id",
-                                            nsg_id, "an NSG", f"Subnet {sn['name']} has an NSG.")
-                continue
-            rg = rg_of(vnet["id"])
-            wanted = name_for(sn["name"])
-            existing = inv.get(f"{rg}/providers/{NSG}/{wanted}")
-            deps: list[str] = []
-            if existing and not linked(inv, SUBNET, "properties.networkSecurityGroup").get(low(existing["id"])):
-                nsg_id = existing["id"]  # an unused NSG named for this subnet: reuse it
-            else:
-                # the new NSG is for this subnet: its id stays when its name is edited
-                p = ctx.params(sn["id"], name=unique_name(inv, rg, NSG, wanted, taken))
-                nsg_id = f"{rg}/providers/{NSG}/{p['name']}"
-                rules: list[dict[str, Any]] = []
-                kind = ""
-                if sn["name"].lower() == "azurebastionsubnet":
-                    rules, kind = [dict(r) for r in BASTION_RULES], " with Bastion's required rules"
-                elif low(sn["id"]) in appgw:
-                    rules, kind = _appgw_rules(inv, sn["id"]), " with Application Gateway's required rules"
-                body = {"location": vnet.get("location"), "properties": {"securityRules": rules}}
-                create = ctx.create(nsg_id, body, anchor=sn["id"], params=p,
-                                    title=f"Create NSG {p['name']} for subnet {sn['name']}{kind}",
-                                    risk="None until it is associated.")
-                deps = [create.id]
-            disruptive = _public_facing(inv, sn, appgw)
-            nic_nsgs = [n["name"] for n in linked(inv, NIC, "ipConfigurations.subnet").get(low(sn["id"]), [])
-                        if ref(get_path(n, "properties.networkSecurityGroup"))]
-            note = (f"; the NSG on NIC {', '.join(nic_nsgs)} guards that NIC only, not the subnet" if nic_nsgs
-                    else "")
-            ctx.finding(sn["id"], "fail", "properties.networkSecurityGroup.id", None,
-                                        "an NSG", f"Subnet {sn['name']} of {vnet['name']} has no NSG{note}.")
-            ctx.put(sn, {"properties.networkSecurityGroup": {"id": nsg_id}}, depends_on=deps,
-                disruptive=disruptive,
-                title=f"Associate {rid.parse(nsg_id).name} with subnet {sn['name']}",
-                risk=("Default rules deny inbound traffic from the internet to this subnet." if disruptive
-                      else "Default rules deny inbound internet traffic; VNet traffic stays allowed."))
-    if not judged:
-        ctx.not_applicable("subnet that takes an NSG")
-
-
-def nsg_subnets(inv: Inventory, nsg: dict[str, Any]) -> list[str]:
-    """Lower-cased ids of the subnets an NSG is associated with, from both sides."""
-    out = {low(ref(s)) for s in get_path(nsg, "properties.subnets") or []}
-    out |= {low(s["id"]) for s in linked(inv, SUBNET, "properties.networkSecurityGroup").get(low(nsg["id"]), [])}
-    out.discard("")
-    return sorted(out)
-
-
-def _spoke_3b(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "spoke-3b", SUBNET)
-    if stop:
-        return stop
-    out = CheckResult()
-    for nsg in of(inv, NSG):
-        sns = nsg_subnets(inv, nsg)
-        if not sns:
-            continue
-        if len(sns) == 1:
-            out.findings.append(Finding("spoke-3b", nsg["id"], "pass", "properties.subnets", 1, 1,
-                                        f"{nsg['name']} serves one subnet."))
-            continue
-        names = ", ".join(rid.parse(s).name for s in sns)
-        out.findings.append(Finding(
-            "spoke-3b", nsg["id"], "manual", "properties.subnets", len(sns), 1,
-            f"{nsg['name']} is shared by subnets {names}: give each subnet its own NSG (copy the rules that "
-            f"subnet needs, then re-associate it), so each tier's rules and flow logs stay readable on their own."))
-    if not out.findings:
-        out.findings.append(not_applicable("spoke-3b", "NSG associated with a subnet", inv))
-    return out
-
-
-# ---- step 4: an ASG for each VM role ---------------------------------------------------------------
-ROLE_WORDS = {
-    "web": ("web", "fe", "frontend", "front"),
-    "app": ("app", "api", "be", "backend", "middle", "mid", "logic"),
-    "data": ("data", "db", "sql", "database"),
-}
-ROLE_TAGS = ("role", "tier", "workload-tier", "app-tier")
-
-
-def vm_role(vm: dict[str, Any]) -> str | None:
-    """The VM's tier: a role/tier tag first, then words in its name (`vm-web-01` → web)."""
-    held = tags(vm)
-    for key in ROLE_TAGS:
-        if key in held:
-            for role, words in ROLE_WORDS.items():
-                if held[key] in words or held[key].startswith(role):
-                    return role
-            return re.sub(r"[^a-z0-9]+", "-", held[key]).strip("-") or None
-    tokens = set(re.split(r"[^a-z0-9]+", str(vm.get("name", "")).lower()))
-    for role, words in ROLE_WORDS.items():
-        if tokens & set(words):
-            return role
-    return None
-
-
-def _vm_nics(inv: Inventory) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(VM, NIC) pairs for VMs whose NIC sits in a spoke."""
-    hub_ids = {low(v["id"]) for v in hubs(inv)}
-    out = []
-    for vm in of(inv, VM):
-        for r in get_path(vm, "properties.networkProfile.networkInterfaces") or []:
-            nic = inv.get(ref(r))
-            if nic and low(_nic_vnet(nic)) not in hub_ids:
-                out.append((vm, nic))
-    return out
-
-
-def _nic_vnet(nic: dict[str, Any]) -> str:
-    for ipc in get_path(nic, "properties.ipConfigurations") or []:
-        sid = ref(get_path(ipc, "properties.subnet"))
-        if sid:
-            return vnet_of(sid)
-    return ""
-
-
-def _asg_matches(asg: dict[str, Any], role: str) -> bool:
-    if any(tags(asg).get(k) == role for k in ROLE_TAGS):
-        return True
-    tokens = set(re.split(r"[^a-z0-9]+", asg["name"].lower()))
-    return bool(tokens & set(ROLE_WORDS.get(role, (role,))))
-
-
-def role_asgs(inv: Inventory) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, Any]]]:
-    """(vnet id lower, role) -> (ASG id, existing ASG or None, the VNet) for every role in use."""
-    out: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, Any]]] = {}
-    asgs = of(inv, ASG)
-    for vm, nic in _vm_nics(inv):
-        role = vm_role(vm)
-        vnet = inv.get(_nic_vnet(nic))
-        if not role or not vnet or (low(vnet["id"]), role) in out:
-            continue
-        same = [a for a in asgs if loc(a) == loc(vnet) and _asg_matches(a, role)]
-        if same:
-            out[(low(vnet["id"]), role)] = (same[0]["id"], same[0], vnet)
-            continue
-        # follow the estate's NSG names: `web-nsg` style gives `web-asg`, otherwise `asg-web`
-        suffix_style = sum(1 for n in of(inv, NSG) if n["name"].lower().endswith("-nsg")) > \
-            sum(1 for n in of(inv, NSG) if n["name"].lower().startswith("nsg-"))
-        name = f"{role}-asg" if suffix_style else f"asg-{role}"
-        if len({low(v["id"]) for v in spokes(inv) if loc(v) == loc(vnet)}) > 1:
-            name = f"{name}-{vnet['name']}"
-        out[(low(vnet["id"]), role)] = (f"{rg_of(vnet['id'])}/providers/{ASG}/{name}", None, vnet)
-    return out
-
-
-def _spoke_4a(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "spoke-4a", VM, NIC)
-    if stop:
-        return stop
-    out = CheckResult()
-    plan = role_asgs(inv)
-    if not plan:
-        out.findings.append(not_applicable("spoke-4a", "VM with a recognisable role in a spoke", inv))
-        return out
-    for (_v, role), (asg_id, asg, vnet) in sorted(plan.items()):
-        if asg:
-            out.findings.append(Finding("spoke-4a", vnet["id"], "pass", "", role, role,
-                                        f"ASG {asg['name']} serves the {role} role in {vnet['name']}."))
-            continue
-        name = rid.parse(asg_id).name
-        out.findings.append(Finding("spoke-4a", vnet["id"], "fail", "", None, f"an ASG for role {role}",
-                                    f"No application security group for the {role} VMs of {vnet['name']}; "
-                                    f"rules must then name IP addresses."))
-        out.changes.append(remedy.create("spoke-4a", asg_id, {"location": vnet.get("location"), "properties": {},
-                                                              "tags": {"role": role}},
-                                         params={"name": name}, title=f"Create ASG {name} for the {role} VMs",
-                                         risk="None: an ASG does nothing until rules reference it."))
-    return out
-
-
-def _spoke_4b(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "spoke-4b", VM, NIC, ASG)
-    if stop:
-        return stop
-    out = CheckResult()
-    pairs = _vm_nics(inv)
-    if not pairs:
-        out.findings.append(not_applicable("spoke-4b", "VM network interface in a spoke", inv))
-        return out
-    plan = role_asgs(inv)
-    seen: set[str] = set()
-    for vm, nic in pairs:
-        if low(nic["id"]) in seen:
-            continue
-        seen.add(low(nic["id"]))
-        role = vm_role(vm)
-        path = "properties.ipConfigurations"
-        if not role:
-            out.findings.append(Finding(
-                "spoke-4b", nic["id"], "manual", path, None, "a role ASG",
-                f"The role of VM {vm['name']} cannot be told from its name or tags: tag it `role` = web, app or "
-                f"data (or the tier it serves), then re-run, so its NIC {nic['name']} can join that role's ASG."))
-            continue
-        planned = plan.get((low(_nic_vnet(nic)), role))
-        if not planned:
-            out.findings.append(Finding(
-                "spoke-4b", nic["id"], "manual", path, None, "a role ASG",
-                f"The virtual network of NIC {nic['name']} is outside the inventory: read access to it is needed "
-                f"before the wizard can place the NIC in the {role} ASG."))
-            continue
-        asg_id, asg, _vnet = planned
-        held = {low(ref(a)) for c in get_path(nic, path) or []
-                for a in get_path(c, "properties.applicationSecurityGroups") or []}
-        if low(asg_id) in held:
-            out.findings.append(Finding("spoke-4b", nic["id"], "pass", path, asg_id, asg_id,
-                                        f"NIC {nic['name']} is in the {role} ASG."))
-            continue
-
-        def mutate(body: dict[str, Any], asg_id: str = asg_id) -> None:
-            for c in get_path(body, "properties.ipConfigurations") or []:
-                if not isinstance(c, dict):
-                    continue
-                if not isinstance(c.get("properties"), dict):
-                    c["properties"] = {}
-                if not isinstance(c["properties"].get("applicationSecurityGroups"), list):
-                    c["properties"]["applicationSecurityGroups"] = []
-                lst = c["properties"]["applicationSecurityGroups"]
-                if not any(low(ref(a)) == low(asg_id) for a in lst):
-                    lst.append({"id": asg_id})
-
-        out.findings.append(Finding("spoke-4b", nic["id"], "fail", path, sorted(held) or None, asg_id,
-                                    f"NIC {nic['name']} of {vm['name']} is not in the {role} ASG."))
-        out.changes.append(remedy.put_mutated(
-            "spoke-4b", nic, mutate, [path], depends_on=[] if asg else [change_id("spoke-4a", asg_id, "PUT")],
-            title=f"Put NIC {nic['name']} in ASG {rid.parse(asg_id).name}",
-            risk="Low until NSG rules reference the ASG."))
-    return out
-
-
-def _ip_literal(value: Any) -> bool:
-    return isinstance(value, str) and bool(re.match(r"^\d+\.\d+\.\d+\.\d+(/\d+)?$", value)) and value != "0.0.0.0/0"
-
-
-def rules_of(inv: Inventory, nsg: dict[str, Any]) -> list[dict[str, Any]]:
-    return kids(inv, nsg["id"], RULE)
-
-
-def tier_nsgs(inv: Inventory) -> list[dict[str, Any]]:
-    """NSGs guarding workload tiers: every NSG not associated with a hub subnet."""
-    hub_sn = {low(s["id"]) for v in hubs(inv) for s in subnets_of(inv, v)}
-    return [n for n in of(inv, NSG) if not (set(nsg_subnets(inv, n)) & hub_sn)]
-
-
-def _spoke_4c(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    nsgs = tier_nsgs(inv)
-    if not nsgs:
-        out.findings.append(not_applicable("spoke-4c", "NSG on a spoke", inv))
-        return out
-    for nsg in nsgs:
-        by_ip = []
-        for r in rules_of(inv, nsg):
-            p = props(r)
-            if str(p.get("access", "")).lower() != "allow":
-                continue
-            addrs = [p.get("sourceAddressPrefix"), p.get("destinationAddressPrefix"),
-                     *(p.get("sourceAddressPrefixes") or []), *(p.get("destinationAddressPrefixes") or [])]
-            if any(_ip_literal(a) for a in addrs):
-                by_ip.append(r["name"])
-        if by_ip:
-            out.findings.append(Finding(
-                "spoke-4c", nsg["id"], "manual", "properties.securityRules", by_ip, "ASG references",
-                f"Rules {', '.join(by_ip)} of {nsg['name']} name IP addresses: rewrite them with source/destination "
-                f"application security groups (spoke-4a), so the rules follow VMs as they scale or move."))
-        else:
-            out.findings.append(Finding("spoke-4c", nsg["id"], "pass", "properties.securityRules",
-                                        message=f"No allow rule of {nsg['name']} is tied to IP addresses."))
-    return out
-
-
-# ---- step 5: secure traffic within the VNet --------------------------------------------------------
-def _field_any(p: dict[str, Any], single: str, plural: str) -> bool:
-    v = p.get(single)
-    many = p.get(plural) or []
-    return v == "*" or (not v and list(many) == ["*"])
-
-
-def is_deny_all(rule: dict[str, Any], direction: str) -> bool:
-    p = props(rule)
-    return (str(p.get("direction", "")).lower() == direction.lower() and str(p.get("access", "")).lower() == "deny"
-            and p.get("priority") == 4096 and p.get("protocol") == "*"
-            and _field_any(p, "sourceAddressPrefix", "sourceAddressPrefixes")
-            and _field_any(p, "destinationAddressPrefix", "destinationAddressPrefixes")
-            and _field_any(p, "sourcePortRange", "sourcePortRanges")
-            and _field_any(p, "destinationPortRange", "destinationPortRanges"))
-
-
-def routes_to_firewall(inv: Inventory, subnet: dict[str, Any], prefix: str = "0.0.0.0/0") -> bool:
-    """Whether the subnet's route table sends `prefix` to a firewall's private IP."""
-    table = inv.get(ref(get_path(subnet, "properties.routeTable")))
-    if not table:
-        return False
-    ips = {firewall_ip(fw) for fw in of(inv, FW)} - {None}
-    for r in kids(inv, table["id"], f"{RT}/routes"):
-        p = props(r)
-        if p.get("addressPrefix") == prefix and str(p.get("nextHopType", "")).lower() == "virtualappliance" \
-                and p.get("nextHopIpAddress") in ips:
-            return True
-    return False
-
-
-def _deny_all(check: str, direction: str) -> Callable[[Inventory], CheckResult]:
-    name = f"DenyAll{direction}"
-    risk = ("Blocks load-balancer probes and all VNet traffic not explicitly allowed: write the allow rules "
-            "(spoke-5c) first." if direction == "Inbound" else
-            "Blocks Windows activation, updates, Entra login and DNS unless allowed first.")
-
-    def evaluate(inv: Inventory) -> CheckResult:
-        stop = unreadable(inv, check, RULE, SUBNET, RT)
-        if stop:
-            return stop
-        out = CheckResult()
-        nsgs = tier_nsgs(inv)
-        if not nsgs:
-            out.findings.append(not_applicable(check, "NSG on a spoke", inv))
-            return out
-        appgw = appgw_subnets(inv)
-        path = "properties.securityRules"
-        for nsg in nsgs:
-            rules = rules_of(inv, nsg)
-            if any(is_deny_all(r, direction) for r in rules):
-                out.findings.append(Finding(check, nsg["id"], "pass", path, name, name,
-                                            f"{nsg['name']} ends with a deny-all {direction.lower()} rule at 4096."))
-                continue
-            sns = [inv.get(s) for s in nsg_subnets(inv, nsg)]
-            for_appgw = bool(sns) and all(s and low(s["id"]) in appgw for s in sns)
-            if direction == "Outbound" and for_appgw:
-                out.findings.append(Finding(check, nsg["id"], "pass", path, "Application Gateway subnet", name,
-                                            f"{nsg['name']} guards an Application Gateway v2 subnet, whose "
-                                            f"control plane needs outbound internet; no deny-all there."))
-                continue
-            if direction == "Outbound" and sns and all(s and routes_to_firewall(inv, s) for s in sns):
-                out.findings.append(Finding(check, nsg["id"], "pass", path, "0.0.0.0/0 via firewall", name,
-                                            f"Outbound traffic of {nsg['name']}'s subnets goes through the "
-                                            f"firewall (hub-3b), which filters it."))
-                continue
-            clash = [r for r in rules if props(r).get("priority") == 4096 and
-                     str(props(r).get("direction", "")).lower() == direction.lower()]
-            if clash:
-                out.findings.append(Finding(
-                    check, nsg["id"], "manual", path, clash[0]["name"], name,
-                    f"Rule {clash[0]['name']} of {nsg['name']} holds priority 4096 {direction.lower()} but is not "
-                    f"a deny-all: move it to a lower number, then add {name} (Deny, every field *) at 4096, "
-                    f"so anything not allowed above is refused."))
-                continue
-            rule_id = f"{nsg['id']}/securityRules/{name}"
-            wanted = {"priority": 4096, "direction": direction, "access": "Deny", "protocol": "*",
-                     "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*",
-                     "destinationPortRange": "*", "description": "Baseline: deny what no rule above allows."}
-            out.findings.append(Finding(check, nsg["id"], "fail", path, None, name,
-                                        f"{nsg['name']} has no deny-all {direction.lower()} rule at 4096; the "
-                                        + ("default rules allow all VNet traffic in." if direction == "Inbound" else
-                                           "default rules let every VM reach the VNet and the internet.")))
-            existing = inv.get(rule_id)
-            title = f"Add {name} at 4096 to {nsg['name']}"
-            deps: list[str] = []
-            probes = [r for r in rules if str(get_path(r, "properties.access") or "").lower() == "allow"
-                      and str(get_path(r, "properties.sourceAddressPrefix") or "").lower() == "azureloadbalancer"]
-            if direction == "Inbound" and for_appgw and not probes:
-                # App GW v2 stops serving when its load balancer probes are refused.
-                used = {get_path(r, "properties.priority") for r in rules
-                        if str(get_path(r, "properties.direction") or "").lower() == "inbound"}
-                free = max(p for p in range(100, 4096) if p not in used)
-                lb = remedy.create(check, f"{nsg['id']}/securityRules/AllowAzureLoadBalancerInbound", {"properties": {
-                    "priority": free, "direction": "Inbound", "access": "Allow", "protocol": "*",
-                    "sourceAddressPrefix": "AzureLoadBalancer", "sourcePortRange": "*",
-                    "destinationAddressPrefix": "*", "destinationPortRange": "*"}},
-                    title=f"Keep load-balancer probes allowed on {nsg['name']}",
-                    risk="None: the platform allows them today through a default rule.")
-                out.changes.append(lb)
-                deps = [lb.id]
-            if existing:
-                held = existing.get("properties")
-                out.changes.append(remedy.put(check, existing, {"properties": {**(held if isinstance(held, dict) else {}),
-                                                                               **wanted}},
-                                              title=title, risk=risk, disruptive=True, depends_on=deps))
-            else:
-                out.changes.append(remedy.create(check, rule_id, {"properties": wanted}, title=title, risk=risk,
-                                                 disruptive=True, depends_on=deps))
-        return out
-
-    return evaluate
-
-
-def _spoke_5c(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    nsgs = tier_nsgs(inv)
-    if not nsgs:
-        out.findings.append(not_applicable("spoke-5c", "NSG on a spoke", inv))
-        return out
-    for nsg in nsgs:
-        rules = [r for r in rules_of(inv, nsg) if str(props(r).get("access", "")).lower() == "allow"]
-        with_asg = [r["name"] for r in rules
-                    if get_path(r, "properties.sourceApplicationSecurityGroups")
-                    or get_path(r, "properties.destinationApplicationSecurityGroups")]
-        if with_asg:
-            out.findings.append(Finding("spoke-5c", nsg["id"], "pass", "properties.securityRules", with_asg,
-                                        message=f"{nsg['name']} allows tier traffic through ASGs."))
-            continue
-        out.findings.append(Finding(
-            "spoke-5c", nsg["id"], "manual", "properties.securityRules", [r["name"] for r in rules] or None,
-            "tier allow rules using ASGs",
-            f"{nsg['name']} has no allow rule scoped to ASGs: add the tier pairs with priorities 100-4000 "
-            f"(Internet→App GW 443, App GW→web ASG 443, web→app 443, app→data 1433, data↔data 1433, each "
-            f"inbound and outbound), so the deny-all rules (spoke-5a/5b) leave only these paths open."))
-    return out
-
-
-def _spoke_5d(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "spoke-5d", FLOWLOG, WATCHER, STORAGE)
-    if stop:
-        return stop
-    out = CheckResult()
-    vnets = of(inv, VNET)
-    if not vnets:
-        out.findings.append(not_applicable("spoke-5d", "virtual network", inv))
-        return out
-    risk = "Flow-log storage and traffic analytics are billed."
-    by_target = linked(inv, FLOWLOG, "properties.targetResourceId")
-    by_region: dict[str, list[dict[str, Any]]] = {}
-    for sa in of(inv, STORAGE):
-        by_region.setdefault(loc(sa), []).append(sa)
-    for vnet in vnets:
-        mine = by_target.get(low(vnet["id"]), [])
-        on = [f for f in mine if get_path(f, "properties.enabled") is True]
-        path = "properties.enabled"
-        if on:
-            out.findings.append(Finding("spoke-5d", vnet["id"], "pass", path, True, True,
-                                        f"VNet flow log {on[0]['name']} records {vnet['name']}."))
-            continue
-        if mine:
-            fl = mine[0]
-            out.findings.append(Finding("spoke-5d", vnet["id"], "fail", path, False, True,
-                                        f"Flow log {fl['name']} of {vnet['name']} is disabled."))
-            out.changes.append(remedy.put("spoke-5d", fl, {path: True}, title=f"Enable flow log {fl['name']}",
-                                          risk=risk, billable=True))
-            continue
-        sub = rid.subscription_of(vnet["id"]) or ""
-        region = loc(vnet)
-        accounts = by_region.get(region, [])
-        if not accounts:
-            out.findings.append(Finding(
-                "spoke-5d", vnet["id"], "manual", path, None, True,
-                f"{vnet['name']} has no flow log and there is no storage account in {region} to hold one: create a "
-                f"storage account there (hardened as in storage-1..3), then a VNet flow log in Network Watcher "
-                f"targeting {vnet['name']}, so traffic can be audited and fed to traffic analytics."))
-            continue
-        watcher, deps = network_watcher(inv, sub, region, vnet)
-        sa = next((a for a in accounts if low(rid.subscription_of(a["id"])) == low(sub)), accounts[0])
-        ws = workspace_for(inv, sub, region)
-        settings: dict[str, Any] = {
-            "targetResourceId": vnet["id"], "storageId": sa["id"], "enabled": True,
-            "retentionPolicy": {"enabled": True, "days": 90}, "format": {"type": "JSON", "version": 2}}
-        if ws:
-            settings["flowAnalyticsConfiguration"] = {"networkWatcherFlowAnalyticsConfiguration": {
-                "enabled": True, "workspaceResourceId": ws["id"], "trafficAnalyticsInterval": 60}}
-        name = f"fl-{vnet['name']}"
-        out.findings.append(Finding("spoke-5d", vnet["id"], "fail", path, None, True,
-                                    f"{vnet['name']} has no VNet flow log."))
-        out.changes.append(remedy.create(
-            "spoke-5d", f"{watcher}/flowLogs/{name}", {"location": vnet.get("location"), "properties": settings},
-            params={"storageId": sa["id"], "retentionDays": 90, **({"workspaceResourceId": ws["id"]} if ws else {})},
-            depends_on=deps, title=f"Record {vnet['name']}'s traffic in {sa['name']}", risk=risk, billable=True))
-    return out
-
-
-def network_watcher(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> tuple[str, list[str]]:
-    """The id of the region's Network Watcher, and the hub-4d change to depend on when it is missing."""
-    for w in of(inv, WATCHER):  # a handful at most: one per subscription and region
-        if low(rid.subscription_of(w["id"])) == low(sub) and loc(w) == region:
-            return w["id"], []
-    wid = watcher_id(inv, sub, region, near)
-    return wid, [change_id("hub-4d", wid, "PUT")]
-
-
-def watcher_id(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> str:
-    """`NetworkWatcher_<region>` in NetworkWatcherRG when that group is known, else beside `near`."""
-    rg = f"/subscriptions/{sub}/resourceGroups/NetworkWatcherRG"
-    if low(rg) not in memo(inv, "resource_groups", lambda: {low(g) for g in inv.resource_groups}):
-        rg = rg_of(near["id"])
-    return f"{rg}/providers/{WATCHER}/NetworkWatcher_{region}"
-
-
-def _spoke_5e(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "spoke-5e", WAFP)
-    if stop:
-        return stop
-    out = CheckResult()
-    gws = of(inv, APPGW)
-    if not gws:
-        out.findings.append(not_applicable("spoke-5e", "application gateway", inv))
-        return out
-    risk = "Prevention mode can block legitimate requests; tune exclusions in Detection mode first."
-    for gw in gws:
-        tier = str(get_path(gw, "properties.sku.tier") or "")
-        pol = inv.get(ref(get_path(gw, "properties.firewallPolicy")))
-        legacy = get_path(gw, "properties.webApplicationFirewallConfiguration") or {}
-        if tier.lower() == "waf_v2" and pol:
-            state = get_path(pol, "properties.policySettings.state")
-            mode = get_path(pol, "properties.policySettings.mode")
-            if state == "Enabled" and mode == "Prevention":
-                out.findings.append(Finding("spoke-5e", gw["id"], "pass", "properties.policySettings.mode", mode,
-                                            "Prevention", f"WAF policy {pol['name']} blocks attacks on {gw['name']}."))
-                continue
-            out.findings.append(Finding("spoke-5e", gw["id"], "fail", "properties.policySettings.mode",
-                                        f"{state}/{mode}", "Enabled/Prevention",
-                                        f"WAF policy {pol['name']} of {gw['name']} only "
-                                        f"{'watches' if state == 'Enabled' else 'is off'} ({state}, {mode})."))
-            out.changes.append(remedy.put("spoke-5e", pol, {"properties.policySettings.state": "Enabled",
-                                                            "properties.policySettings.mode": "Prevention"},
-                                          title=f"Switch WAF policy {pol['name']} to Prevention", risk=risk))
-            continue
-        if tier.lower() == "waf_v2" and legacy:
-            if legacy.get("enabled") is True and legacy.get("firewallMode") == "Prevention":
-                out.findings.append(Finding("spoke-5e", gw["id"], "pass",
-                                            "properties.webApplicationFirewallConfiguration.firewallMode",
-                                            "Prevention", "Prevention", f"{gw['name']}'s WAF blocks attacks."))
-                continue
-            out.findings.append(Finding("spoke-5e", gw["id"], "fail",
-                                        "properties.webApplicationFirewallConfiguration.firewallMode",
-                                        legacy.get("firewallMode"), "Prevention",
-                                        f"{gw['name']}'s WAF does not block (enabled={legacy.get('enabled')}, "
-                                        f"mode={legacy.get('firewallMode')})."))
-            out.changes.append(remedy.put("spoke-5e", gw, {
-                "properties.webApplicationFirewallConfiguration.enabled": True,
-                "properties.webApplicationFirewallConfiguration.firewallMode": "Prevention"},
-                title=f"Switch {gw['name']}'s WAF to Prevention", risk=risk))
-            continue
-        if tier.lower() not in ("standard_v2", "waf_v2"):
-            out.findings.append(Finding(
-                "spoke-5e", gw["id"], "manual", "properties.sku.tier", tier, "WAF_v2",
-                f"{gw['name']} is a v1 gateway ({tier}) without a usable WAF: migrate it to WAF_v2 with a WAF policy "
-                f"in Prevention mode (the v1 to v2 migration script), since v1 cannot take a WAF policy."))
-            continue
-        name = f"waf-{gw['name']}"
-        pol_id = f"{rg_of(gw['id'])}/providers/{WAFP}/{name}"
-        body = {"location": gw.get("location"), "properties": {
-            "policySettings": {"state": "Enabled", "mode": "Prevention", "requestBodyCheck": True},
-            "managedRules": {"managedRuleSets": [{"ruleSetType": "OWASP", "ruleSetVersion": "3.2"}]}}}
-        create = remedy.create("spoke-5e", pol_id, body, params={"name": name, "mode": "Prevention"},
-                               title=f"Create WAF policy {name}", risk=risk, billable=True)
-        out.changes.append(create)
-        out.findings.append(Finding("spoke-5e", gw["id"], "fail", "properties.sku.tier", tier, "WAF_v2",
-                                    f"{gw['name']} ({tier}) has no web application firewall in front of the app."))
-        out.changes.append(remedy.put(
-            "spoke-5e", gw, {"properties.sku.tier": "WAF_v2", "properties.sku.name": "WAF_v2",
-                             "properties.firewallPolicy": {"id": pol_id}}, depends_on=[create.id],
-            title=f"Move {gw['name']} to WAF_v2 with policy {name}",
-            risk="WAF_v2 costs more per hour; the gateway updates in place (minutes).", billable=True))
-    return out
-
-
-def _spoke_5f(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    gws = of(inv, APPGW)
-    if not gws:
-        out.findings.append(not_applicable("spoke-5f", "application gateway", inv))
-        return out
-    for gw in gws:
-        sids = [ref(get_path(c, "properties.subnet")) for c in get_path(gw, "properties.gatewayIPConfigurations") or []]
-        sn = inv.get(sids[0]) if sids else None
-        vnet = inv.get(vnet_of(sids[0])) if sids else None
-        fw = firewall_for(inv, vnet) if vnet else None
-        ip = firewall_ip(fw)
-        if not sn or not ip:
-            out.findings.append(Finding(
-                "spoke-5f", gw["id"], "manual", "properties.routes", None, "backend routes via the firewall",
-                f"No Azure Firewall serves {gw['name']}'s network: once a Premium firewall runs in the hub, give the "
-                f"App GW subnet a route table sending the backend prefixes to it, so IDPS inspects inbound web traffic."))
-            continue
-        table = inv.get(ref(get_path(sn, "properties.routeTable")))
-        routes = [props(r) for r in (kids(inv, table["id"], f"{RT}/routes") if table else [])]
-        default_fw = [r for r in routes if r.get("addressPrefix") == "0.0.0.0/0"
-                      and str(r.get("nextHopType", "")).lower() == "virtualappliance"]
-        to_fw = [r for r in routes if r.get("nextHopIpAddress") == ip and r.get("addressPrefix") != "0.0.0.0/0"]
-        prefixes = [p for s in subnets_of(inv, vnet) if low(s["id"]) != low(sn["id"])
-                    for p in [get_path(s, "properties.addressPrefix")] if p] if vnet else []
-        if default_fw:
-            out.findings.append(Finding(
-                "spoke-5f", sn["id"], "manual", "properties.routes", "0.0.0.0/0 → appliance", "no default route",
-                f"Subnet {sn['name']} of {gw['name']} sends 0.0.0.0/0 to an appliance: remove that route (App GW needs "
-                f"direct internet for its control plane) and keep only routes for {', '.join(prefixes) or 'the backends'} "
-                f"via {ip}."))
-        elif to_fw:
-            out.findings.append(Finding("spoke-5f", sn["id"], "pass", "properties.routes", len(to_fw),
-                                        message=f"{gw['name']} reaches its backends through the firewall."))
-        else:
-            out.findings.append(Finding(
-                "spoke-5f", sn["id"], "manual", "properties.routes", None, f"backend prefixes via {ip}",
-                f"{gw['name']} reaches its backends directly: give subnet {sn['name']} its own route table with "
-                f"routes for {', '.join(prefixes) or 'the backend prefixes'} to next hop VirtualAppliance {ip} (no "
-                f"0.0.0.0/0), and the backend subnets the reverse routes, so Firewall Premium inspects the traffic "
-                f"without asymmetric paths."))
-    return out
-
-
-# ---- step 6: secure access to the VNet and application -------------------------------------------
-def _spoke_6a(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    accounts = of(inv, STORAGE)
-    if not accounts:
-        out.findings.append(not_applicable("spoke-6a", "storage account", inv))
-        return out
-    for sa in accounts:
-        public = get_path(sa, "properties.publicNetworkAccess") or "Enabled"
-        default = get_path(sa, "properties.networkAcls.defaultAction") or "Allow"
-        if public == "Disabled" or default == "Deny":
-            out.findings.append(Finding("spoke-6a", sa["id"], "pass", "properties.publicNetworkAccess", public,
-                                        message=f"{sa['name']} is reachable only from chosen networks."))
-            continue
-        out.findings.append(Finding(
-            "spoke-6a", sa["id"], "manual", "properties.publicNetworkAccess", public, "Disabled",
-            f"The spoke's workloads reach {sa['name']} over its public endpoint: add a private endpoint in the spoke "
-            f"(storage-3a), then turn public network access off (storage-3b), and route hub traffic through the "
-            f"firewall (hub-1, hub-3)."))
-    return out
-
-
-def _spoke_6b(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    fronts = of(inv, APPGW) or spokes(inv)
-    if not fronts:
-        out.findings.append(not_applicable("spoke-6b", "application entry point", inv))
-        return out
-    for r in fronts:
-        out.findings.append(Finding(
-            "spoke-6b", r["id"], "manual", "", None, "app in Conditional Access scope",
-            f"ARM cannot see sign-in policy for the app behind {r['name']}: register it in Entra ID and include it in "
-            f"your Conditional Access policies requiring MFA and a compliant device, so a stolen password alone "
-            f"cannot reach it."))
-    return out
-
-
-# ---- step 7: advanced threat detection ------------------------------------------------------------
-def _spoke_7b(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    subs = spoke_subs(inv)
-    if not subs:
-        out.findings.append(not_applicable("spoke-7b", "spoke virtual network", inv))
-        return out
-    for sub in subs:
-        sid = f"/subscriptions/{sub}/providers/{SCORE}/ascScore"
-        score = inv.get(sid)
-        spoke_rg = {low(g) for g in spoke_rgs(inv)}
-        unhealthy = [a for a in of(inv, ASSESSMENT)
-                     if low(rid.subscription_of(a["id"])) == low(sub)
-                     and str(get_path(a, "properties.status.code") or "").lower() == "unhealthy"
-                     and low(rg_of(a["id"])) in spoke_rg]
-        cur, mx = get_path(score or {}, "properties.score.current"), get_path(score or {}, "properties.score.max")
-        if score and not unhealthy and cur is not None and cur == mx:
-            out.findings.append(Finding("spoke-7b", sid, "pass", "properties.score.current", cur, mx,
-                                        "Secure score is at its maximum."))
-            continue
-        shown = f"{cur}/{mx}" if score else "not readable"
-        names = ", ".join(sorted({get_path(a, "properties.displayName") or a["name"] for a in unhealthy})[:5])
-        out.findings.append(Finding(
-            "spoke-7b", sid if score else f"/subscriptions/{sub}", "manual", "properties.score.current",
-            cur, mx,
-            f"Secure score of {sub} is {shown}" + (f", with unhealthy spoke items: {names}" if names else "") +
-            ": in Defender for Cloud → Recommendations, sort by max score increase and fix the top items for the "
-            "spoke resource groups first."))
-    return out
-
-
-WHY = {
-    1: "Network admins need rights over network resources only. Owner or Contributor on the spoke also lets "
-       "them change workloads, so a narrower role limits what one stolen account can do.",
-    2: "A resource group that holds only the spoke network makes its access easy to scope and audit. Assigning "
-       "roles to groups and exporting the activity log keep every change traceable.",
-    3: "A dedicated NSG on each subnet is the first filter between tiers. Subnets without one accept any "
-       "traffic the VNet carries, and shared NSGs blur which rule protects what.",
-    4: "Application security groups let rules name a role (web, app, data) instead of IP addresses, so rules "
-       "stay right as VMs are added, moved or rebuilt.",
-    5: "Explicit deny-all rules turn each NSG into an allow list, flow logs record what actually crosses the "
-       "network, and a WAF in prevention mode stops common web attacks before they reach the app.",
-    6: "The spoke should be reached only along designed paths: private endpoints for data and identity-checked "
-       "sign-in for the app's users.",
-    7: "Defender CSPM watches the spoke's configuration continuously and ranks the fixes by their weight in "
-       "the secure score, so the worst gaps get closed first.",
-}
-
-STEPS: list[Step] = [
-    Step("spoke-1", "spoke", 1, "Use least-privilege roles for network resources", WHY[1], (
-        Check("spoke-1a", "Network admins do not hold Owner or Contributor on the spoke", "advisory", _spoke_1a,
-              resource_type=ROLE_ASSIGNMENT, mcsb="PA-7", risk="Removing a broad assignment before the narrower one exists can lock admins out.", policy="Audit usage of custom RBAC roles"),
-        Check("spoke-1b", "A NetOps custom role exists", "create", _spoke_1b, resource_type=ROLE_DEFINITION,
-              mcsb="PA-7", risk="None until the role is assigned."),
-    )),
-    Step("spoke-2", "spoke", 2, "Isolate the spoke network in its own resource group", WHY[2], (
-        Check("spoke-2a", "The spoke resource group holds only network resources", "advisory", _spoke_2a,
-              resource_type=VNET, mcsb="GS-2", risk="Moving resources briefly locks both resource groups and changes their ids."),
-        Check("spoke-2b", "Roles go to groups, not named people", "advisory", _spoke_2b,
-              resource_type=ROLE_ASSIGNMENT, mcsb="PA-7", risk="Removing a user's direct assignment before the group has it cuts their access."),
-        Check("spoke-2c", "The activity log is exported with every category", "create", _spoke_2c,
-              resource_type=VNET, mcsb="LT-3",
-              policy="Configure Azure Activity logs to stream to specified Log Analytics workspace",
-              risk="Log Analytics ingestion is billed per GB.", billable=True),
-    )),
-    Step("spoke-3", "spoke", 3, "Give every subnet its own NSG", WHY[3], (
-        Check("spoke-3a", "Every subnet has an NSG", "create", _spoke_3a, takes_context=True,
-              params=(Param("name", "str", "name:networkSecurityGroups", "Name of the new NSG for the subnet."),), resource_type=VNET, mcsb="NS-1",
-              policy="Subnets should be associated with a Network Security Group",
-              risk="A new NSG's default rules deny inbound internet traffic."),
-        Check("spoke-3b", "Each NSG serves one subnet", "advisory", _spoke_3b, resource_type=NSG, mcsb="NS-1", risk="Re-associating a subnet swaps its rules at once; copy them first."),
-    )),
-    Step("spoke-4", "spoke", 4, "Group VMs by role with application security groups", WHY[4], (
-        Check("spoke-4a", "An ASG exists for each VM role", "create", _spoke_4a, resource_type=ASG, mcsb="NS-1", risk="None: an ASG does nothing until rules reference it."),
-        Check("spoke-4b", "Each VM NIC is in its role's ASG", "auto-put", _spoke_4b, resource_type=NIC,
-              mcsb="NS-1", risk="Low until NSG rules reference the ASG."),
-        Check("spoke-4c", "Tier rules reference ASGs, not IP lists", "advisory", _spoke_4c, resource_type=NSG,
-              mcsb="NS-1", risk="Rewriting rules can briefly drop flows if an ASG lacks a member."),
-    )),
-    Step("spoke-5", "spoke", 5, "Secure traffic and resources within the VNet", WHY[5], (
-        Check("spoke-5a", "Each tier NSG denies all other inbound traffic at 4096", "create",
-              _deny_all("spoke-5a", "Inbound"), resource_type=NSG, mcsb="NS-1",
-              policy="All network ports should be restricted on network security groups associated to your "
-                     "virtual machine",
-              risk="High: blocks load-balancer probes and VNet traffic not explicitly allowed.", disruptive=True),
-        Check("spoke-5b", "Each tier NSG denies all other outbound traffic at 4096", "create",
-              _deny_all("spoke-5b", "Outbound"), resource_type=NSG, mcsb="NS-1",
-              risk="High: breaks activation, updates, Entra login and DNS unless allowed.", disruptive=True),
-        Check("spoke-5c", "Tier traffic is allowed through ASG rules", "advisory", _spoke_5c, resource_type=NSG,
-              mcsb="NS-1", risk="A missing allow pair cuts that tier path once the deny-all rules are in.", policy="Internet-facing virtual machines should be protected with network security groups"),
-        Check("spoke-5d", "VNet flow logs are on", "create", _spoke_5d, resource_type=VNET, mcsb="LT-4",
-              policy="Audit flow logs configuration for every virtual network",
-              risk="Flow-log storage and traffic analytics are billed.", billable=True),
-        Check("spoke-5e", "Application Gateway runs a WAF in Prevention mode", "create", _spoke_5e,
-              resource_type=APPGW, mcsb="NS-6",
-              policy="Web Application Firewall (WAF) should be enabled for Application Gateway",
-              risk="Prevention mode can block legitimate requests."),
-        Check("spoke-5f", "App Gateway reaches its backends through the firewall", "advisory", _spoke_5f,
-              resource_type=APPGW, mcsb="NS-3", risk="Asymmetric routing drops sessions unless backends route back the same way.",
-              policy="[Preview]: All Internet traffic should be routed via your deployed Azure Firewall"),
-    )),
-    Step("spoke-6", "spoke", 6, "Secure access to the VNet and application", WHY[6], (
-        Check("spoke-6a", "Data reaches the spoke over private paths", "advisory", _spoke_6a,
-              resource_type=STORAGE, mcsb="NS-2", risk="Turning public access off cuts clients outside the private network."),
-        Check("spoke-6b", "The app is in Conditional Access scope", "advisory", _spoke_6b, resource_type=VNET,
-              mcsb="IM-7", risk="Conditional Access without exclusions can lock out break-glass accounts."),
-    )),
-    Step("spoke-7", "spoke", 7, "Turn on advanced threat detection", WHY[7], (
-        pricing_check("spoke-7a", "Defender CSPM is on for the spoke subscription", ("CloudPosture",), spoke_subs,
-                      "spoke virtual network", "LT-1", "Microsoft Defender CSPM should be enabled"),
-        Check("spoke-7b", "The secure score guides what to fix next", "advisory", _spoke_7b,
-              resource_type=SCORE, mcsb="PV-2", risk="None: reading the score changes nothing."),
-    )),
-]
+STEPS = article_steps(__name__)

@@ -466,3 +466,138 @@ def test_a_renamed_bastion_applies_through_the_sandbox(tmp_path):
     assert made is not None and made["name"] == "bas-edited" and made["sku"]["name"] == "Standard"
     assert after.get(pip.resource_id) is None and after.get(bas.resource_id) is None
     assert {f.status for f in make_plan(after, check_ids=["vm-6a"]).step("vm-6").findings} == {"pass"}
+
+
+# ---- spoke article: the creates of spoke-1b, 2c, 4a, 5d and 5e -------------------------------------
+def _spoke_plan(resources: list, step: str) -> tuple[Inventory, Plan]:
+    inv = Inventory.from_resources(resources)
+    return inv, make_plan(inv, step_ids=[step])
+
+
+def _create(plan: Plan, step: str, check: str, contains: str = "") -> Change:
+    return next(c for c in plan.step(step).changes
+                if c.check == check and c.action == "create" and contains in c.resource_id)
+
+
+def test_renaming_a_role_asg_moves_the_nics_that_join_it():
+    from steps.test_spoke import estate
+
+    inv, plan = _spoke_plan(estate(), "spoke-4")
+    create = _create(plan, "spoke-4", "spoke-4a", "asg-web")
+    nic = next(c for c in plan.step("spoke-4").changes if c.check == "spoke-4b" and create.id in c.depends_on)
+    assert create.params == {"name": "asg-web"} and nic.resource_id.endswith("nic-vm-web-01")
+
+    edit_change(inv, plan, create.id, {"name": "asg-frontend"})
+    new_id = rid(SPOKE_RG, f"{N}/applicationSecurityGroups", "asg-frontend")
+    edited = next(c for c in plan.step("spoke-4").changes if c.id == create.id)
+    moved = next(c for c in plan.step("spoke-4").changes if c.id == nic.id)
+    assert edited.resource_id == new_id and edited.title == "Create ASG asg-frontend for the web VMs"
+    assert moved.depends_on == [create.id] and moved.title == "Put NIC nic-vm-web-01 in ASG asg-frontend"
+    assert moved.body["properties"]["ipConfigurations"][0]["properties"]["applicationSecurityGroups"] == [{"id": new_id}]
+    # the app tier's ASG and NIC are untouched
+    app = _create(plan, "spoke-4", "spoke-4a", "asg-app")
+    assert app.params == {"name": "asg-app"}
+    # applied as ARM would, the NIC joins the renamed ASG and both checks pass for the web tier
+    after = make_plan(apply_all(inv, plan.step("spoke-4").changes), check_ids=["spoke-4a", "spoke-4b"])
+    assert {f.status for f in after.step("spoke-4").findings} == {"pass"}
+
+
+def test_a_bad_asg_name_is_refused_with_its_rule():
+    from steps.test_spoke import estate
+
+    inv, plan = _spoke_plan(estate(), "spoke-4")
+    create = _create(plan, "spoke-4", "spoke-4a", "asg-web")
+    with pytest.raises(ParamError) as err:
+        edit_change(inv, plan, create.id, {"name": "asg web"})
+    assert "valid application security group name" in err.value.message and not plan.overrides
+
+
+def test_the_waf_policy_name_and_mode_are_editable_and_the_gateway_follows():
+    from steps.test_spoke import appgw
+
+    inv, plan = _spoke_plan([appgw("Standard_v2")], "spoke-5")
+    create = _create(plan, "spoke-5", "spoke-5e")
+    assert create.params == {"name": "waf-agw-app", "mode": "Prevention"}
+
+    edit_change(inv, plan, create.id, {"name": "waf-edge", "mode": "detection"})
+    changes = [c for c in plan.step("spoke-5").changes if c.check == "spoke-5e"]
+    edited = next(c for c in changes if c.id == create.id)
+    gw = next(c for c in changes if create.id in c.depends_on)
+    new_id = rid(SPOKE_RG, f"{N}/ApplicationGatewayWebApplicationFirewallPolicies", "waf-edge")
+    assert edited.resource_id == new_id and edited.params == {"name": "waf-edge", "mode": "Detection"}
+    assert edited.body["properties"]["policySettings"]["mode"] == "Detection"
+    assert gw.body["properties"]["firewallPolicy"] == {"id": new_id} and "waf-edge" in gw.title
+    for values, words in [({"mode": "Off"}, "one of Detection, Prevention"),
+                          ({"name": "waf-edge."}, "valid WAF policy name")]:
+        with pytest.raises(ParamError, match=words):
+            edit_change(inv, plan, create.id, values)
+
+
+def test_flow_log_retention_and_account_are_checked_before_anything_is_sent():
+    from steps.test_spoke import spoke_vnet, storage_account, watcher, workspace
+
+    inv, plan = _spoke_plan([spoke_vnet(peer=False), storage_account(), storage_account("stnorth", "northeurope"),
+                             watcher(), workspace()], "spoke-5")
+    create = _create(plan, "spoke-5", "spoke-5d")
+    assert create.params["retentionDays"] == 90 and create.params["storageId"] == storage_account()["id"]
+
+    edit_change(inv, plan, create.id, {"retentionDays": "30"})
+    edited = _create(plan, "spoke-5", "spoke-5d")
+    assert edited.id == create.id and edited.body["properties"]["retentionPolicy"] == {"enabled": True, "days": 30}
+    with pytest.raises(ParamError, match="whole number from 1 to 365"):
+        edit_change(inv, plan, create.id, {"retentionDays": "400"})
+    # a flow log can only write to an account in its network's region
+    with pytest.raises(ParamError, match="stnorth is in northeurope"):
+        edit_change(inv, plan, create.id, {"storageId": storage_account("stnorth", "northeurope")["id"]})
+    with pytest.raises(ParamError, match="the id of a Microsoft.Storage/storageAccounts"):
+        edit_change(inv, plan, create.id, {"storageId": "stnorth"})
+    assert plan.overrides == {create.id: {"retentionDays": 30}}
+
+
+def test_the_activity_log_workspace_and_the_netops_role_name_are_editable():
+    from steps.test_spoke import WL, estate, workspace
+
+    other = workspace(WL, "log-security")
+    inv, plan = _spoke_plan([*estate(), workspace()], "spoke-2")
+    export = _create(plan, "spoke-2", "spoke-2c")
+    edit_change(inv, plan, export.id, {"workspaceId": other["id"]})
+    edited = _create(plan, "spoke-2", "spoke-2c")
+    assert edited.id == export.id and edited.resource_id.endswith("/diagnosticSettings/activity-to-log-security")
+    assert edited.body["properties"]["workspaceId"] == other["id"] and "log-security" in edited.title
+    with pytest.raises(ParamError, match="OperationalInsights/workspaces"):
+        edit_change(inv, plan, export.id, {"workspaceId": f"/subscriptions/{WL}/resourceGroups/rg"})
+
+    inv, plan = _spoke_plan(estate(), "spoke-1")
+    role = _create(plan, "spoke-1", "spoke-1b")
+    assert role.params == {"roleName": "Network management (NetOps)"}
+    edit_change(inv, plan, role.id, {"roleName": "Spoke network operators"})
+    edited = _create(plan, "spoke-1", "spoke-1b")
+    assert (edited.id, edited.resource_id) == (role.id, role.resource_id)
+    assert edited.body["properties"]["roleName"] == "Spoke network operators"
+    with pytest.raises(ParamError, match="roleName"):
+        edit_change(inv, plan, role.id, {"roleName": "  "})
+
+
+@pytest.mark.parametrize("value, ok", [("waf-agw-app", True), ("WAF_policy.1", True), ("w", True),
+                                       ("-waf", False), ("waf.", False), ("waf policy", False), ("w" * 81, False)])
+def test_the_waf_policy_name_rule(value, ok):
+    rule = "name:ApplicationGatewayWebApplicationFirewallPolicies"
+    if ok:
+        assert coerce(rule, value) == value
+    else:
+        with pytest.raises(RuleError, match="valid WAF policy name"):
+            coerce(rule, value)
+
+
+def test_every_spoke_create_declares_the_parameters_it_carries():
+    from steps.test_spoke import estate
+
+    from ztwizard.sandbox.estates import reference
+
+    for resources in (reference.build(), estate()):
+        inv = Inventory.from_resources(resources)
+        creates = [c for s in make_plan(inv).steps for c in s.changes
+                   if c.check.startswith("spoke-") and c.action == "create"]
+        assert creates
+        assert all(CHECK_BY_ID[c.check].param(k) for c in creates for k in c.params), \
+            [(c.check, sorted(c.params)) for c in creates]
