@@ -100,3 +100,8 @@ def defender_plans(ctx: Context, names: tuple[str, ...], subs: list[str], where:
             ctx.put(res, {"properties.pricingTier": "Standard"}, fields={"subscription": sub},
                     risk=ctx.check.risk, billable=True)
 
+
+# ---- hub article: what hub-4d's Network Watcher create is for, so spoke-5d can wait for it --------
+def watcher_anchor(subscription: str, region: str) -> str:
+    """The anchor of the Network Watcher hub-4d creates for one region of one subscription."""
+    return f"/subscriptions/{subscription}|networkWatcher|{region.lower()}"
