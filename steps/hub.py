@@ -354,7 +354,8 @@ def _ddos_plan(ctx: Context) -> None:
     p = ctx.params(anchor["id"], name=parsed.name, resourceGroup=parsed.resource_group or "")
     ctx.finding(anchor["id"], "fail", "properties.ddosProtectionPlan.id", None, "a DDoS protection plan",
                 "No DDoS protection plan exists; public endpoints get only basic infrastructure protection.")
-    ctx.create(plan_id, {"location": anchor.get("location"), "properties": {}}, anchor=anchor["id"], params=p,
+    ctx.create(f"{_group_id(anchor['id'], p['resourceGroup'])}/providers/{DDOS}/{p['name']}",
+               {"location": anchor.get("location"), "properties": {}}, anchor=anchor["id"], params=p,
                risk="Significant fixed monthly cost plus overage per protected resource; one plan can cover every "
                     "VNet in the tenant.", billable=True)
 
