@@ -68,7 +68,8 @@ def pricing(inv: Inventory, sub: str, name: str) -> dict[str, Any]:
     return inv.get(pid) or {"id": pid, "name": name, "type": PRICING, "properties": {"pricingTier": "Free"}}
 
 
-# ---- network types the vm, spoke and hub articles share --------------------------------------
+# ---- vm article: types the spoke and hub articles also use (the spoke
+# article appended NSG … FIREWALL too: one copy kept) ------------------------------------
 NSG = "Microsoft.Network/networkSecurityGroups"
 NSG_RULE = f"{NSG}/securityRules"
 PEERING = f"{VNET}/virtualNetworkPeerings"
@@ -77,8 +78,6 @@ BASTION = "Microsoft.Network/bastionHosts"
 FIREWALL = "Microsoft.Network/azureFirewalls"
 VNET_GATEWAY = "Microsoft.Network/virtualNetworkGateways"
 
-
-# ---- spoke article: Defender plans ---------------------------------------------------------------
 
 def defender_plans(ctx: Context, names: tuple[str, ...], subs: list[str], where: str) -> None:
     """Defender plans `names` on Standard in every subscription of `subs` (no subscription: not
@@ -100,3 +99,9 @@ def defender_plans(ctx: Context, names: tuple[str, ...], subs: list[str], where:
                         f"Defender plan {name} is {tier}; Standard enables its threat detection for subscription {sub}.")
             ctx.put(res, {"properties.pricingTier": "Standard"}, fields={"subscription": sub},
                     risk=ctx.check.risk, billable=True)
+
+
+# ---- hub article: what hub-4d's Network Watcher create is for, so spoke-5d can wait for it --------
+def watcher_anchor(subscription: str, region: str) -> str:
+    """The anchor of the Network Watcher hub-4d creates for one region of one subscription."""
+    return f"/subscriptions/{subscription}|networkWatcher|{region.lower()}"

@@ -1,21 +1,23 @@
 """Hub virtual network (azure-infrastructure-networking.md): four steps around the shared firewall.
 
-Network helpers (hub/spoke detection, the firewall serving a VNet, naming) live in spoke.py."""
+The steps and every check's data are in hub.toml; this module holds the evaluators of the checks
+that are more than one property, registered by id, and the helpers the data names. Network
+helpers (hub/spoke detection, the firewall serving a VNet, naming) live in spoke.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ztwizard import remedy
 from ztwizard import resource_id as rid
 from ztwizard.inventory import Inventory
-from ztwizard.model import CheckResult, Finding, change_id
 from ztwizard.paths import get_path, set_path
 
-from ._base import Check, Context, Param, Step, not_applicable, property_check, unreadable
-from .common import ASSESSMENT, NIC
+from ._base import Context
+from .catalog import article_steps, check
+from .common import ASSESSMENT, BASTION, NIC, VNET_GATEWAY, defender_plans, watcher_anchor
 from .spoke import (
     APPGW,
+    DIAG,
     FW,
     FWP,
     NSG_EXEMPT_SUBNETS,
@@ -25,8 +27,7 @@ from .spoke import (
     VNET,
     WATCHER,
     appgw_subnets,
-    combine,
-    diagnostics_check,
+    diag_of,
     firewall_for,
     firewall_ip,
     hubs,
@@ -37,7 +38,6 @@ from .spoke import (
     namer,
     of,
     peers,
-    pricing_check,
     ref,
     rg_of,
     spokes,
@@ -53,8 +53,7 @@ from .spoke import (
 
 DDOS = "Microsoft.Network/ddosProtectionPlans"
 RCG = f"{FWP}/ruleCollectionGroups"
-GATEWAY = "Microsoft.Network/virtualNetworkGateways"
-BASTION = "Microsoft.Network/bastionHosts"
+GATEWAY = VNET_GATEWAY
 ALERT = "Microsoft.Insights/metricAlerts"
 ACTION_GROUP = "Microsoft.Insights/actionGroups"
 POLICY_ASSIGNMENT = "Microsoft.Authorization/policyAssignments"
@@ -78,106 +77,95 @@ def _premium(pol: dict[str, Any]) -> bool:
     return _tier(pol).lower() == "premium"
 
 
+def _group_id(resource_id: str, group: str) -> str:
+    """The id of resource group `group` in the subscription of `resource_id`."""
+    return f"/subscriptions/{rid.subscription_of(resource_id)}/resourceGroups/{group}"
+
+
 # ---- step 1: Azure Firewall Premium -----------------------------------------------------------
-hub_1a = property_check(
-    id="hub-1a", title="Azure Firewall runs the Premium tier", resource_type=FW, path="properties.sku.tier",
-    expected="Premium", default="Standard", remediation="advisory", what="Azure Firewall",
-    fail_message="The firewall is not Premium, so it cannot inspect TLS or run IDPS.",
-    instruction="Upgrade it to Premium in a maintenance window (Firewall Manager's in-place upgrade from "
-                "Standard; Basic needs a new Premium firewall), with a Premium policy (hub-1c), so TLS "
-                "inspection and IDPS become available.",
-    risk="Premium costs more and the upgrade needs a maintenance window.", billable=True,
-    mcsb="NS-3", policy="Azure Firewall Standard should be upgraded to Premium for next generation protection")
-
-hub_1b = property_check(
-    id="hub-1b", title="The firewall is managed by a firewall policy", resource_type=FW,
-    path="properties.firewallPolicy.id", expected="a firewall policy", compliant=bool, remediation="advisory",
-    what="Azure Firewall", fail_message="The firewall still uses classic rules.",
-    instruction="In Firewall Manager, migrate its classic rules to a new firewall policy and associate the policy, "
-                "so threat intelligence, IDPS and TLS inspection can be managed centrally.",
-    mcsb="NS-3", risk="Migrating rules can change rule processing order; review before switching.", policy="Azure Firewall Classic Rules should be migrated to Firewall Policy")
+def is_set(value: Any) -> bool:
+    """hub-1b, hub-1f: compliant when the property holds anything (a policy, a certificate)."""
+    return bool(value)
 
 
-def _hub_1c(inv: Inventory) -> CheckResult:
-    out = CheckResult()
+def idps_fix(pol: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
+    """hub-1e: IDPS can deny only on a Premium policy; a Standard one gets the instruction."""
+    return {"properties.intrusionDetection.mode": "Deny"} if _premium(pol) else None
+
+
+def policy_analytics_fix(pol: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
+    """hub-1i (and a new hub-1c policy): analytics into the workspace of the policy's subscription
+    and region; none there means the instruction."""
+    ws = workspace_for(inv, rid.subscription_of(pol["id"]) or "", loc(pol))
+    if not ws:
+        return None
+    return {"properties.insights.isEnabled": True, "properties.insights.retentionDays": 30,
+            "properties.insights.logAnalyticsResources.defaultWorkspaceId": {"id": ws["id"]}}
+
+
+@check("hub-1c")
+def _premium_policy(ctx: Context) -> None:
+    inv = ctx.inv
     pols = of(inv, FWP)
     if not pols:
-        out.findings.append(not_applicable("hub-1c", "firewall policy", inv))
-        return out
+        ctx.not_applicable("firewall policy")
+        return
     names = {low(p["id"]) for p in pols}
     used = {low(ref(get_path(fw, "properties.firewallPolicy"))) for fw in of(inv, FW)}
     spare = [p for p in pols if _premium(p) and low(p["id"]) not in used]
     for pol in pols:
         tier = _tier(pol)
         if _premium(pol):
-            out.findings.append(Finding("hub-1c", pol["id"], "pass", "properties.sku.tier", tier, "Premium",
-                                        f"Policy {pol['name']} is Premium."))
+            ctx.finding(pol["id"], "pass", "properties.sku.tier", tier, "Premium", f"Policy {pol['name']} is Premium.")
             continue
         ready = [p for p in spare if loc(p) == loc(pol)]
         if ready:
-            out.findings.append(Finding(
-                "hub-1c", pol["id"], "manual", "properties.sku.tier", tier, "Premium",
-                f"Policy {pol['name']} is {tier} and Premium policy {ready[0]['name']} is ready: copy the rule "
-                f"collection groups across, upgrade the firewall to Premium (hub-1a), then associate "
-                f"{ready[0]['name']} with it."))
+            ctx.finding(pol["id"], "manual", "properties.sku.tier", tier, "Premium",
+                        f"Policy {pol['name']} is {tier} and Premium policy {ready[0]['name']} is ready: copy the rule "
+                        f"collection groups across, upgrade the firewall to Premium (hub-1a), then associate "
+                        f"{ready[0]['name']} with it.")
             continue
-        name = unique_name(inv, rg_of(pol["id"]), FWP, f"{pol['name']}-premium", names)
-        new_id = f"{rg_of(pol['id'])}/providers/{FWP}/{name}"
+        # the new policy is for the one it replaces: its id stays when its name is edited
+        p = ctx.params(pol["id"], name=unique_name(inv, rg_of(pol["id"]), FWP, f"{pol['name']}-premium", names))
         keep = {k: v for k, v in spoke_props(pol).items()
                 if k in ("threatIntelMode", "threatIntelWhitelist", "dnsSettings", "sql", "explicitProxy", "snat")}
         body = {"location": pol.get("location"),
                 "properties": {**keep, "sku": {"tier": "Premium"},
                                "threatIntelMode": "Deny", "intrusionDetection": {"mode": "Deny"}}}
-        for path, value in (_hub_1i_fix(pol, inv) or {}).items():
+        for path, value in (policy_analytics_fix(pol, inv) or {}).items():
             set_path(body, path, value)  # policy analytics from the start when a workspace exists
-        out.findings.append(Finding("hub-1c", pol["id"], "fail", "properties.sku.tier", tier, "Premium",
-                                    f"Policy {pol['name']} is {tier}; IDPS and TLS inspection need Premium."))
-        out.changes.append(remedy.create(
-            "hub-1c", new_id, body, params={"name": name},
-            title=f"Create Premium policy {name} beside {pol['name']}",
-            risk="Premium policies cost more. Rule collection groups are not copied; associate the new policy "
-                 "with a Premium firewall once its rules are in place.", billable=True))
-    return out
+        ctx.finding(pol["id"], "fail", "properties.sku.tier", tier, "Premium",
+                    f"Policy {pol['name']} is {tier}; IDPS and TLS inspection need Premium.")
+        ctx.create(f"{rg_of(pol['id'])}/providers/{FWP}/{p['name']}", body, anchor=pol["id"], params=p,
+                   fields={"policy": pol["name"]},
+                   risk="Premium policies cost more. Rule collection groups are not copied; associate the new "
+                        "policy with a Premium firewall once its rules are in place.", billable=True)
 
 
-def _classic(fw: dict[str, Any]) -> bool:
-    return not ref(get_path(fw, "properties.firewallPolicy"))
+THREAT_INTEL = "properties.threatIntelMode"
 
 
-hub_1d_policy = property_check(
-    id="hub-1d", change_title="Set threat intelligence on {name} to alert and deny",
-    title="Threat intelligence alerts and denies", resource_type=FWP, path="properties.threatIntelMode",
-    expected="Deny", default="Alert", remediation="auto-put", fix={"properties.threatIntelMode": "Deny"},
-    what="firewall policy", fail_message="Threat intelligence does not deny: traffic to known-malicious addresses passes.", risk="Known-bad addresses get blocked; allow-list false positives in threatIntelWhitelist.",
-    mcsb="NS-3", policy="Azure Firewall Policy should enable Threat Intelligence")
-hub_1d_classic = property_check(
-    id="hub-1d", change_title="Set threat intelligence on {name} to alert and deny",
-    title="Threat intelligence alerts and denies", resource_type=FW, path="properties.threatIntelMode",
-    expected="Deny", default="Alert", remediation="auto-put", fix={"properties.threatIntelMode": "Deny"},
-    applies=lambda fw, inv: _classic(fw), what="classic-rule firewall",
-    fail_message="Threat intelligence does not deny: traffic to known-malicious addresses passes.",
-    risk="Known-bad addresses get blocked; allow-list false positives.",
-    mcsb="NS-3", policy="Azure Firewall Standard - Classic Rules should enable Threat Intelligence")
-
-hub_1e = property_check(
-    id="hub-1e", change_title="Set IDPS on policy {name} to alert and deny",
-    title="IDPS alerts and denies", resource_type=FWP, path="properties.intrusionDetection.mode",
-    expected="Deny", default="Off", remediation="auto-put",
-    fail_message="IDPS does not block: signature matches pass (Off or Alert only).",
-    fix=lambda pol, inv: {"properties.intrusionDetection.mode": "Deny"} if _premium(pol) else None,
-    instruction="IDPS needs a Premium policy: create one (hub-1c), set intrusion detection to Alert and deny, "
-                "and associate it with a Premium firewall.",
-    what="firewall policy", risk="Signature hits block traffic; tune with signature overrides.", mcsb="NS-4")
-
-hub_1f = property_check(
-    id="hub-1f", title="TLS inspection has a CA certificate", resource_type=FWP,
-    path="properties.transportSecurity.certificateAuthority.keyVaultSecretId", expected="a Key Vault CA certificate",
-    compliant=bool, remediation="advisory", what="firewall policy",
-    fail_message="The policy has no CA certificate for TLS inspection.",
-    instruction="Put an intermediate CA certificate that clients trust into Key Vault, give the policy a "
-                "user-assigned identity with get access to its secrets, and set it under TLS inspection (Premium "
-                "only), so encrypted traffic can be inspected.",
-    risk="Workloads that pin certificates or do not support TLS termination break.", mcsb="NS-4")
+@check("hub-1d")
+def _threat_intel(ctx: Context) -> None:
+    """Threat intelligence is set on the policy, or on the firewall itself while it runs classic
+    rules: both are judged, `not_applicable` only when neither exists."""
+    inv = ctx.inv
+    policies_unread = ctx.unreadable(FWP)  # an `error` finding; the classic firewalls are still judged
+    judged = [(pol, "Known-bad addresses get blocked; allow-list false positives in threatIntelWhitelist.")
+              for pol in ([] if policies_unread else of(inv, FWP))]
+    judged += [(fw, ctx.check.risk) for fw in of(inv, FW) if not ref(get_path(fw, "properties.firewallPolicy"))]
+    if not judged:
+        if not policies_unread:
+            ctx.not_applicable("firewall policy")
+        return
+    for res, risk in judged:
+        mode = get_path(res, THREAT_INTEL) or "Alert"
+        if mode == "Deny":
+            ctx.finding(res["id"], "pass", THREAT_INTEL, mode, "Deny", f"threatIntelMode is {mode!r}.")
+            continue
+        ctx.finding(res["id"], "fail", THREAT_INTEL, mode, "Deny",
+                    "Threat intelligence does not deny: traffic to known-malicious addresses passes.")
+        ctx.put(res, {THREAT_INTEL: "Deny"}, risk=risk, disruptive=False, billable=False)
 
 
 def _app_rules(inv: Inventory, pol: dict[str, Any]) -> list[dict[str, Any]]:
@@ -193,161 +181,208 @@ def _app_rules(inv: Inventory, pol: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _hub_1g(inv: Inventory) -> CheckResult:
-    out = CheckResult()
+@check("hub-1g")
+def _tls_inspection_rule(ctx: Context) -> None:
+    inv = ctx.inv
     pols = of(inv, FWP)
     if not pols:
-        out.findings.append(not_applicable("hub-1g", "firewall policy", inv))
-        return out
+        ctx.not_applicable("firewall policy")
+        return
     gw_prefixes = [get_path(inv.get(s), "properties.addressPrefix") for s in sorted(appgw_subnets(inv))]
     src = ", ".join(p for p in gw_prefixes if p) or "the App GW subnet"
     for pol in pols:
         tls = [r["name"] for r in _app_rules(inv, pol)
                if str(r.get("ruleType", "")).lower() == "applicationrule" and r.get("terminateTLS")]
         if tls:
-            out.findings.append(Finding("hub-1g", pol["id"], "pass", "properties.ruleCollections", tls,
-                                        message=f"Policy {pol['name']} inspects TLS with rules {', '.join(tls)}."))
+            ctx.finding(pol["id"], "pass", "properties.ruleCollections", tls,
+                        message=f"Policy {pol['name']} inspects TLS with rules {', '.join(tls)}.")
             continue
-        out.findings.append(Finding(
-            "hub-1g", pol["id"], "manual", "properties.ruleCollections", None, "an application rule with terminateTLS",
-            f"Policy {pol['name']} has no TLS-inspecting rule: add an application rule from {src} to the web app's "
-            f"FQDN over HTTPS 443 with TLS inspection on (Premium), so IDPS sees inbound web traffic in clear."))
-    return out
+        ctx.finding(pol["id"], "manual", "properties.ruleCollections", None, "an application rule with terminateTLS",
+                    f"Policy {pol['name']} has no TLS-inspecting rule: add an application rule from {src} to the web "
+                    f"app's FQDN over HTTPS 443 with TLS inspection on (Premium), so IDPS sees inbound web traffic in "
+                    f"clear.")
 
 
-def _hub_1i_fix(pol: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
-    ws = workspace_for(inv, rid.subscription_of(pol["id"]) or "", loc(pol))
-    if not ws:
-        return None
-    return {"properties.insights.isEnabled": True, "properties.insights.retentionDays": 30,
-            "properties.insights.logAnalyticsResources.defaultWorkspaceId": {"id": ws["id"]}}
-
-
-hub_1i = property_check(
-    id="hub-1i", change_title="Turn on policy analytics for {name}",
-    title="Policy analytics is on", resource_type=FWP, path="properties.insights.isEnabled",
-    expected=True, default=False, remediation="auto-put", fix=_hub_1i_fix, what="firewall policy",
-    fail_message="Policy analytics is off: unused and overly broad rules go unnoticed.",
-    instruction="Create a Log Analytics workspace for the firewall's logs first, then turn on policy analytics, "
-                "so unused and overly broad rules show up.",
-    risk="Policy analytics is billed.", billable=True, mcsb="LT-4", policy="Azure Firewall Policy Analytics should be Enabled")
-
-
-def _hub_1j(inv: Inventory) -> CheckResult:
-    out = CheckResult()
+@check("hub-1j")
+def _web_egress_filtered(ctx: Context) -> None:
+    inv = ctx.inv
     pols = of(inv, FWP)
     if not pols:
-        out.findings.append(not_applicable("hub-1j", "firewall policy", inv))
-        return out
+        ctx.not_applicable("firewall policy")
+        return
     for pol in pols:
         broad = [r["name"] for r in _app_rules(inv, pol) if r["_allow"]
                  and str(r.get("ruleType", "")).lower() == "applicationrule"
                  and "*" in (r.get("targetFqdns") or []) and not r.get("webCategories") and not r.get("targetUrls")]
         if not broad:
-            out.findings.append(Finding("hub-1j", pol["id"], "pass", "properties.ruleCollections",
-                                        message=f"Policy {pol['name']} grants no open web egress."))
+            ctx.finding(pol["id"], "pass", "properties.ruleCollections",
+                        message=f"Policy {pol['name']} grants no open web egress.")
             continue
-        out.findings.append(Finding(
-            "hub-1j", pol["id"], "manual", "properties.ruleCollections", broad, "webCategories/targetUrls",
-            f"Rules {', '.join(broad)} of {pol['name']} allow any web destination: narrow them with web categories "
-            f"(deny e.g. gambling, malware) or URL filtering (Premium), so broad egress cannot reach risky sites."))
-    return out
+        ctx.finding(pol["id"], "manual", "properties.ruleCollections", broad, "webCategories/targetUrls",
+                    f"Rules {', '.join(broad)} of {pol['name']} allow any web destination: narrow them with web "
+                    f"categories (deny e.g. gambling, malware) or URL filtering (Premium), so broad egress cannot "
+                    f"reach risky sites.")
 
 
-def _hub_1k(inv: Inventory) -> CheckResult:
-    out = CheckResult()
+@check("hub-1k")
+def _appgw_outside_hub(ctx: Context) -> None:
+    inv = ctx.inv
     gws = of(inv, APPGW)
     if not gws:
-        out.findings.append(not_applicable("hub-1k", "application gateway", inv))
-        return out
+        ctx.not_applicable("application gateway")
+        return
     hub_ids = {low(v["id"]) for v in hubs(inv)}
     for gw in gws:
         vnets = {low(vnet_of(ref(get_path(c, "properties.subnet"))))
                  for c in get_path(gw, "properties.gatewayIPConfigurations") or []}
         if vnets & hub_ids:
-            out.findings.append(Finding(
-                "hub-1k", gw["id"], "manual", "properties.gatewayIPConfigurations", sorted(vnets), "a spoke VNet",
-                f"{gw['name']} sits in the hub: redeploy it in the spoke of the app it publishes (its own subnet), so "
-                f"the hub keeps only shared services and the app's traffic stays inside its spoke's controls."))
+            ctx.finding(gw["id"], "manual", "properties.gatewayIPConfigurations", sorted(vnets), "a spoke VNet",
+                        f"{gw['name']} sits in the hub: redeploy it in the spoke of the app it publishes (its own "
+                        f"subnet), so the hub keeps only shared services and the app's traffic stays inside its "
+                        f"spoke's controls.")
         else:
-            out.findings.append(Finding("hub-1k", gw["id"], "pass", "properties.gatewayIPConfigurations",
-                                        message=f"{gw['name']} is outside the hub."))
-    return out
+            ctx.finding(gw["id"], "pass", "properties.gatewayIPConfigurations", message=f"{gw['name']} is outside the hub.")
 
 
-def _firewalls(inv: Inventory) -> list[dict[str, Any]]:
-    return of(inv, FW)
+def diagnostics(ctx: Context, targets: list[dict[str, Any]], what: str, categories: tuple[str, ...] = (),
+                metrics: bool = False) -> None:
+    """Resource logs of each target sent to a Log Analytics workspace (hub-1h, hub-2d).
+
+    Compliant: a setting with a workspace that enables `allLogs` or every named category (with no
+    categories named: `allLogs` into resource-specific tables, `Dedicated`). A setting that falls
+    short is rewritten (PUT); none at all is created when a workspace exists in scope (its
+    workspace editable), otherwise the finding is `manual`, because choosing where logs go is a
+    person's call."""
+    inv = ctx.inv
+    if ctx.unreadable(DIAG):
+        return
+    if not targets:
+        ctx.not_applicable(what)
+        return
+    risk = ctx.check.risk
+
+    def covers(setting: dict[str, Any]) -> bool:
+        if not get_path(setting, "properties.workspaceId"):
+            return False
+        on = {str(x.get("categoryGroup") or x.get("category") or "").lower()
+              for x in get_path(setting, "properties.logs") or [] if x.get("enabled")}
+        if "alllogs" not in on and not (categories and all(c.lower() in on for c in categories)):
+            return False
+        if not categories and get_path(setting, "properties.logAnalyticsDestinationType") != "Dedicated":
+            return False  # resource-specific tables, which the firewall's workbooks expect
+        if metrics and not any(m.get("enabled") for m in get_path(setting, "properties.metrics") or []):
+            return False
+        return True
+
+    def complete(props: dict[str, Any]) -> None:
+        props["logs"] = [{"categoryGroup": "allLogs", "enabled": True}]
+        if not categories:
+            props["logAnalyticsDestinationType"] = "Dedicated"
+        if metrics:
+            props["metrics"] = [{"category": "AllMetrics", "enabled": True}]
+
+    expected = "allLogs to a workspace"
+    for res in targets:
+        settings = diag_of(inv, res["id"])
+        if any(covers(s) for s in settings):
+            ctx.finding(res["id"], "pass", "properties.logs", "allLogs", "allLogs",
+                        f"{res['name']} sends its logs to a Log Analytics workspace.")
+            continue
+        with_ws = [s for s in settings if get_path(s, "properties.workspaceId")]
+        if with_ws:
+            setting = with_ws[0]
+            ctx.finding(res["id"], "fail", "properties.logs", get_path(setting, "properties.logs"), expected,
+                        f"Diagnostic setting {setting['name']} on {res['name']} leaves log categories off.")
+            ctx.put_mutated(setting, lambda body: complete(body.setdefault("properties", {})),
+                            ["properties.logs", "properties.logAnalyticsDestinationType"],
+                            fields={"resource": res["name"], "workspace": "its workspace"}, risk=risk, billable=True)
+            continue
+        ws = workspace_for(inv, rid.subscription_of(res["id"]) or "", loc(res))
+        if not ws:
+            ctx.finding(res["id"], "manual", "properties.logs", None, expected,
+                        f"{res['name']} sends no logs anywhere and there is no Log Analytics workspace in scope: "
+                        f"create one (or pick your central one), then add a diagnostic setting on {res['name']} "
+                        f"with category group allLogs and resource-specific tables, so incidents can be traced.")
+            continue
+        # the setting is for the resource: its id stays when the workspace is edited
+        p = ctx.params(res["id"], workspaceId=ws["id"])
+        ws_name = rid.parse(p["workspaceId"]).name
+        body: dict[str, Any] = {"properties": {"workspaceId": p["workspaceId"]}}
+        complete(body["properties"])
+        ctx.finding(res["id"], "fail", "properties.logs", None, expected,
+                    f"{res['name']} has no diagnostic setting; its logs are lost.")
+        ctx.create(f"{res['id']}/providers/{DIAG}/to-{ws_name}", body, anchor=res["id"], params=p,
+                   fields={"resource": res["name"], "workspace": ws_name}, risk=risk, billable=True)
 
 
-hub_1h = diagnostics_check("hub-1h", "The firewall's logs go to Log Analytics", _firewalls, "Azure Firewall", (),
-                           FW, "LT-4", "Enable logging by category group for Firewall "
-                                       "(microsoft.network/azurefirewalls) to Log Analytics")
+@check("hub-1h")
+def _firewall_logs(ctx: Context) -> None:
+    diagnostics(ctx, of(ctx.inv, FW), "Azure Firewall")
 
 
 # ---- step 2: DDoS protection ---------------------------------------------------------------------
-def _plan(inv: Inventory) -> tuple[str, dict[str, Any] | None]:
-    """The DDoS plan in use or to be created: (id, existing plan or None)."""
+def _plan(ctx: Context) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+    """The DDoS plan in use or to be created: (id, existing plan or None, the VNet it is for).
+    A plan to be created carries hub-2a's parameters, edited or not, so hub-2b links the VNets
+    to the name the person chose."""
+    inv = ctx.inv
+    vnets = hubs(inv) or of(inv, VNET)
+    anchor = vnets[0] if vnets else None
     plans = of(inv, DDOS)
     if plans:
-        return plans[0]["id"], plans[0]
-    vnets = hubs(inv) or of(inv, VNET)
-    if not vnets:
-        return "", None
-    anchor = vnets[0]
-    return f"{rg_of(anchor['id'])}/providers/{DDOS}/ddos-{loc(anchor) or 'plan'}", None
+        return plans[0]["id"], plans[0], anchor
+    if anchor is None:
+        return "", None, None
+    edited = ctx.overrides.get(ctx.create_id(anchor["id"], "hub-2a"), {})
+    name = edited.get("name") or f"ddos-{loc(anchor) or 'plan'}"
+    group = edited.get("resourceGroup") or rid.parse(anchor["id"]).resource_group or ""
+    return f"{_group_id(anchor['id'], group)}/providers/{DDOS}/{name}", None, anchor
 
 
-def _hub_2a(inv: Inventory) -> CheckResult:
-    out = CheckResult()
-    plan_id, plan = _plan(inv)
-    if not plan_id:
-        out.findings.append(not_applicable("hub-2a", "virtual network", inv))
-        return out
-    anchor = (hubs(inv) or of(inv, VNET))[0]
+@check("hub-2a")
+def _ddos_plan(ctx: Context) -> None:
+    plan_id, plan, anchor = _plan(ctx)
+    if not plan_id or anchor is None:
+        ctx.not_applicable("virtual network")
+        return
     if plan:
-        out.findings.append(Finding("hub-2a", anchor["id"], "pass", "properties.ddosProtectionPlan.id", plan_id,
-                                    message=f"DDoS protection plan {plan['name']} exists."))
-        return out
-    name = rid.parse(plan_id).name
-    out.findings.append(Finding("hub-2a", anchor["id"], "fail", "properties.ddosProtectionPlan.id", None,
-                                "a DDoS protection plan",
-                                "No DDoS protection plan exists; public endpoints get only basic infrastructure "
-                                "protection."))
-    out.changes.append(remedy.create(
-        "hub-2a", plan_id, {"location": anchor.get("location"), "properties": {}},
-        params={"name": name, "resourceGroup": rg_of(plan_id)},
-        title=f"Create DDoS protection plan {name}",
-        risk="Significant fixed monthly cost plus overage per protected resource; one plan can cover every "
-             "VNet in the tenant.", billable=True))
-    return out
+        ctx.finding(anchor["id"], "pass", "properties.ddosProtectionPlan.id", plan_id,
+                    message=f"DDoS protection plan {plan['name']} exists.")
+        return
+    # the plan is for the hub (or first VNet): its id stays when its name or group is edited
+    parsed = rid.parse(plan_id)
+    p = ctx.params(anchor["id"], name=parsed.name, resourceGroup=parsed.resource_group or "")
+    ctx.finding(anchor["id"], "fail", "properties.ddosProtectionPlan.id", None, "a DDoS protection plan",
+                "No DDoS protection plan exists; public endpoints get only basic infrastructure protection.")
+    ctx.create(f"{_group_id(anchor['id'], p['resourceGroup'])}/providers/{DDOS}/{p['name']}",
+               {"location": anchor.get("location"), "properties": {}}, anchor=anchor["id"], params=p,
+               risk="Significant fixed monthly cost plus overage per protected resource; one plan can cover every "
+                    "VNet in the tenant.", billable=True)
 
 
-def _hub_2b(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "hub-2b", DDOS)
-    if stop:
-        return stop
-    out = CheckResult()
+@check("hub-2b")
+def _vnets_protected(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(DDOS):
+        return
     vnets = of(inv, VNET)
     if not vnets:
-        out.findings.append(not_applicable("hub-2b", "virtual network", inv))
-        return out
-    plan_id, plan = _plan(inv)
-    deps = [] if plan else [change_id("hub-2a", plan_id, "PUT")]
+        ctx.not_applicable("virtual network")
+        return
+    plan_id, plan, anchor = _plan(ctx)
+    deps = [] if plan or anchor is None else [ctx.create_id(anchor["id"], "hub-2a")]
     for vnet in vnets:
         on = get_path(vnet, "properties.enableDdosProtection") is True
         has = ref(get_path(vnet, "properties.ddosProtectionPlan"))
         if on and has:
-            out.findings.append(Finding("hub-2b", vnet["id"], "pass", "properties.enableDdosProtection", True, True,
-                                        f"{vnet['name']} is protected by a DDoS plan."))
+            ctx.finding(vnet["id"], "pass", "properties.enableDdosProtection", True, True,
+                        f"{vnet['name']} is protected by a DDoS plan.")
             continue
-        out.findings.append(Finding("hub-2b", vnet["id"], "fail", "properties.enableDdosProtection", on, True,
-                                    f"{vnet['name']} is not linked to a DDoS protection plan."))
-        out.changes.append(remedy.put(
-            "hub-2b", vnet, {"properties.enableDdosProtection": True,
-                             "properties.ddosProtectionPlan": {"id": has or plan_id}},
-            depends_on=deps, title=f"Protect {vnet['name']} with DDoS plan {rid.parse(has or plan_id).name}",
-            risk="Non-disruptive; each protected public IP beyond the plan's 100 is billed."))
-    return out
+        ctx.finding(vnet["id"], "fail", "properties.enableDdosProtection", on, True,
+                    f"{vnet['name']} is not linked to a DDoS protection plan.")
+        ctx.put(vnet, {"properties.enableDdosProtection": True, "properties.ddosProtectionPlan": {"id": has or plan_id}},
+                depends_on=deps, fields={"plan": rid.parse(has or plan_id).name},
+                risk="Non-disruptive; each protected public IP beyond the plan's 100 is billed.")
 
 
 def pip_vnets(inv: Inventory) -> dict[str, str]:
@@ -373,15 +408,15 @@ def _protected(inv: Inventory, vnet_id: str) -> bool:
     return bool(v) and get_path(v, "properties.enableDdosProtection") is True
 
 
-def _hub_2c(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "hub-2c", VNET)
-    if stop:
-        return stop
-    out = CheckResult()
+@check("hub-2c")
+def _public_ips_protected(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(VNET):
+        return
     pips = of(inv, PIP)
     if not pips:
-        out.findings.append(not_applicable("hub-2c", "public IP address", inv))
-        return out
+        ctx.not_applicable("public IP address")
+        return
     users = pip_vnets(inv)
     path = "properties.ddosSettings.protectionMode"
     for pip in pips:
@@ -390,32 +425,27 @@ def _hub_2c(inv: Inventory) -> CheckResult:
         vnet_id = users.get(low(pip["id"]))
         vnet_name = rid.parse(vnet_id).name if vnet_id else ""
         if sku.lower() != "standard":
-            out.findings.append(Finding(
-                "hub-2c", pip["id"], "manual", "sku.name", sku, "Standard",
-                f"{pip['name']} is a {sku} SKU public IP, which DDoS protection settings do not cover: upgrade it to "
-                f"Standard (dissociate, upgrade, re-associate in a maintenance window)."))
+            ctx.finding(pip["id"], "manual", "sku.name", sku, "Standard",
+                        f"{pip['name']} is a {sku} SKU public IP, which DDoS protection settings do not cover: "
+                        f"upgrade it to Standard (dissociate, upgrade, re-associate in a maintenance window).")
         elif mode == "Enabled" or (mode == "VirtualNetworkInherited" and vnet_id and _protected(inv, vnet_id)):
-            out.findings.append(Finding("hub-2c", pip["id"], "pass", path, mode, mode,
-                                        f"{pip['name']} is DDoS protected ({mode})."))
+            ctx.finding(pip["id"], "pass", path, mode, mode, f"{pip['name']} is DDoS protected ({mode}).")
         elif mode == "VirtualNetworkInherited" and vnet_id:
-            out.findings.append(Finding(
-                "hub-2c", pip["id"], "manual", path, mode, "VirtualNetworkInherited in a protected VNet",
-                f"{pip['name']} inherits protection from {vnet_name}, which has none yet: link {vnet_name} to the "
-                f"DDoS plan (hub-2a, hub-2b); nothing changes on the IP itself."))
+            ctx.finding(pip["id"], "manual", path, mode, "VirtualNetworkInherited in a protected VNet",
+                        f"{pip['name']} inherits protection from {vnet_name}, which has none yet: link {vnet_name} "
+                        f"to the DDoS plan (hub-2a, hub-2b); nothing changes on the IP itself.")
         elif vnet_id:
-            deps = [] if _protected(inv, vnet_id) else [change_id("hub-2b", vnet_id, "PUT")]
-            out.findings.append(Finding("hub-2c", pip["id"], "fail", path, mode, "VirtualNetworkInherited",
-                                        f"DDoS protection is {mode} on {pip['name']}."))
-            out.changes.append(remedy.put(
-                "hub-2c", pip, {path: "VirtualNetworkInherited"}, depends_on=deps,
-                title=f"Let {pip['name']} inherit {vnet_name}'s DDoS protection",
-                risk="None: covered by the VNet's plan."))
+            vnet = inv.get(vnet_id)
+            deps = [] if _protected(inv, vnet_id) or vnet is None else [ctx.change_id_of(vnet, "hub-2b")]
+            ctx.finding(pip["id"], "fail", path, mode, "VirtualNetworkInherited",
+                        f"DDoS protection is {mode} on {pip['name']}.")
+            ctx.put(pip, {path: "VirtualNetworkInherited"}, depends_on=deps, fields={"vnet": vnet_name},
+                    risk="None: covered by the VNet's plan.")
         else:
-            out.findings.append(Finding(
-                "hub-2c", pip["id"], "manual", path, mode, "Enabled",
-                f"{pip['name']} is attached to nothing the wizard sees in a VNet: delete it if unused, or set its DDoS "
-                f"protection to Enabled (IP Protection, billed per IP) if it fronts a service outside a VNet."))
-    return out
+            ctx.finding(pip["id"], "manual", path, mode, "Enabled",
+                        f"{pip['name']} is attached to nothing the wizard sees in a VNet: delete it if unused, or set "
+                        f"its DDoS protection to Enabled (IP Protection, billed per IP) if it fronts a service outside "
+                        f"a VNet.")
 
 
 DDOS_LOGS = ("DDoSProtectionNotifications", "DDoSMitigationFlowLogs", "DDoSMitigationReports")
@@ -425,21 +455,20 @@ def _standard_pips(inv: Inventory) -> list[dict[str, Any]]:
     return [p for p in of(inv, PIP) if str(get_path(p, "sku.name") or "").lower() == "standard"]
 
 
-hub_2d = diagnostics_check("hub-2d", "DDoS logs of each public IP go to Log Analytics", _standard_pips,
-                           "Standard public IP address", DDOS_LOGS, PIP, "LT-4",
-                           "Public IP addresses should have resource logs enabled for Azure DDoS Protection",
-                           metrics=True)
+@check("hub-2d")
+def _ddos_logs(ctx: Context) -> None:
+    diagnostics(ctx, _standard_pips(ctx.inv), "Standard public IP address", DDOS_LOGS, metrics=True)
 
 
-def _hub_2e(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "hub-2e", ALERT)
-    if stop:
-        return stop
-    out = CheckResult()
+@check("hub-2e")
+def _ddos_alert(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(ALERT):
+        return
     pips = _standard_pips(inv)
     if not pips:
-        out.findings.append(not_applicable("hub-2e", "Standard public IP address", inv))
-        return out
+        ctx.not_applicable("Standard public IP address")
+        return
     alerts = of(inv, ALERT)
     groups = of(inv, ACTION_GROUP)
     for pip in pips:
@@ -447,11 +476,13 @@ def _hub_2e(inv: Inventory) -> CheckResult:
                 and any(str(c.get("metricName", "")).lower() == "ifunderddosattack"
                         for c in get_path(a, "properties.criteria.allOf") or [])]
         if mine:
-            out.findings.append(Finding("hub-2e", pip["id"], "pass", "properties.criteria", "IfUnderDDoSAttack",
-                                        message=f"Alert {mine[0]['name']} fires when {pip['name']} is attacked."))
+            ctx.finding(pip["id"], "pass", "properties.criteria", "IfUnderDDoSAttack",
+                        message=f"Alert {mine[0]['name']} fires when {pip['name']} is attacked.")
             continue
-        name = f"alert-ddos-{pip['name']}"
-        actions = [{"actionGroupId": groups[0]["id"]}] if groups else []
+        # the alert is for the public IP: its id stays when its name or action group is edited
+        p = ctx.params(pip["id"], name=f"alert-ddos-{pip['name']}",
+                       **({"actionGroupId": groups[0]["id"]} if groups else {}))
+        actions = [{"actionGroupId": p["actionGroupId"]}] if "actionGroupId" in p else []
         body = {"location": "global", "properties": {
             "description": f"DDoS attack under way on {pip['name']}", "severity": 1, "enabled": True,
             "scopes": [pip["id"]], "evaluationFrequency": "PT1M", "windowSize": "PT5M",
@@ -460,15 +491,12 @@ def _hub_2e(inv: Inventory) -> CheckResult:
                                     "operator": "GreaterThan", "threshold": 0, "timeAggregation": "Maximum",
                                     "criterionType": "StaticThresholdCriterion"}]},
             "actions": actions}}
-        out.findings.append(Finding("hub-2e", pip["id"], "fail", "properties.criteria", None, "IfUnderDDoSAttack",
-                                    f"Nobody is alerted when {pip['name']} comes under DDoS attack."))
-        out.changes.append(remedy.create(
-            "hub-2e", f"{rg_of(pip['id'])}/providers/{ALERT}/{name}", body,
-            params={"name": name, **({"actionGroupId": groups[0]["id"]} if groups else {})},
-            title=f"Alert on DDoS attacks against {pip['name']}",
-            risk="Alert rules are billed per monitored metric (cents a month)" +
-                 ("" if groups else "; without an action group it shows in the portal only."), billable=True))
-    return out
+        ctx.finding(pip["id"], "fail", "properties.criteria", None, "IfUnderDDoSAttack",
+                    f"Nobody is alerted when {pip['name']} comes under DDoS attack.")
+        ctx.create(f"{rg_of(pip['id'])}/providers/{ALERT}/{p['name']}", body, anchor=pip["id"], params=p,
+                   fields={"ip": pip["name"]},
+                   risk="Alert rules are billed per monitored metric (cents a month)" +
+                        ("" if groups else "; without an action group it shows in the portal only."), billable=True)
 
 
 # ---- step 3: route gateway traffic through the firewall ---------------------------------------------
@@ -484,7 +512,8 @@ def _spoke_name(inv: Inventory, prefix: str, vnet: dict[str, Any]) -> str:
     return f"to-{vnet['name']}" + ("" if len(_prefixes(vnet)) == 1 else f"-{prefix.replace('/', '_').replace('.', '-')}")
 
 
-def _hub_3a(ctx: Context) -> None:
+@check("hub-3a")
+def _gateway_routes(ctx: Context) -> None:
     inv = ctx.inv
     if ctx.unreadable(SUBNET, RT, FW):
         return
@@ -526,7 +555,7 @@ def _hub_3a(ctx: Context) -> None:
                         f"reaches the spokes without passing the firewall.")
             create = ctx.create(rt_id, {"location": hub.get("location"), "properties": {
                 "disableBgpRoutePropagation": False, "routes": routes}}, anchor=sn["id"],
-                params=p, title=f"Create route table {p['name']} for GatewaySubnet", risk="None until associated.")
+                params=p, risk="None until associated.")
             ctx.put(sn, {"properties.routeTable": {"id": rt_id}}, depends_on=[create.id],
                 title=f"Route {hub['name']}'s GatewaySubnet through the firewall",
                 risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d); apply with "
@@ -583,7 +612,8 @@ def _shares_appgw(inv: Inventory, table: dict[str, Any], appgw: set[str]) -> lis
             if low(s["id"]) in appgw]
 
 
-def _hub_3b(ctx: Context) -> None:
+@check("hub-3b")
+def _spoke_default_route(ctx: Context) -> None:
     inv = ctx.inv
     if ctx.unreadable(SUBNET, RT, FW):
         return
@@ -625,8 +655,7 @@ def _hub_3b(ctx: Context) -> None:
                         "disableBgpRoutePropagation": True, "routes": [{"name": DEFAULT_ROUTE, "properties": {
                             "addressPrefix": "0.0.0.0/0", "nextHopType": "VirtualAppliance",
                             "nextHopIpAddress": p["firewallIp"]}}]}}, anchor=vnet["id"],
-                        params={"name": p["name"], "firewallIp": p["firewallIp"]},
-                        title=f"Create route table {p['name']} sending {vnet['name']}'s traffic to the firewall",
+                        params={"name": p["name"], "firewallIp": p["firewallIp"]}, fields={"vnet": vnet["name"]},
                         risk="None until associated.")
                     shared = (rt_id, [create.id])
                 ctx.finding(sn["id"], "fail", "properties.routeTable.id", None,
@@ -672,8 +701,9 @@ def _hub_3b(ctx: Context) -> None:
         ctx.not_applicable("spoke subnet with a firewall to route to")
 
 
-def _hub_3c(inv: Inventory) -> CheckResult:
-    out = CheckResult()
+@check("hub-3c")
+def _peer_only_with_hub(ctx: Context) -> None:
+    inv = ctx.inv
     hub_ids = {low(v["id"]) for v in hubs(inv)}
     has_gw = {low(v["id"]) for v in hubs(inv)
               if any(low(vnet_of(ref(get_path(c, "properties.subnet")))) == low(v["id"])
@@ -687,39 +717,39 @@ def _hub_3c(inv: Inventory) -> CheckResult:
             rname = rid.parse(remote).name if remote else "?"
             props = spoke_props(p)
             if not mine_hub and remote not in hub_ids:
-                out.findings.append(Finding(
-                    "hub-3c", p["id"], "manual", "properties.remoteVirtualNetwork.id", rname, "a hub VNet",
+                ctx.finding(
+                    p["id"], "manual", "properties.remoteVirtualNetwork.id", rname, "a hub VNet",
                     f"Spoke {vnet['name']} peers directly with spoke {rname}: remove peering {p['name']} (both sides) "
-                    f"and let the two talk through the hub firewall, so that traffic is inspected and logged."))
+                    f"and let the two talk through the hub firewall, so that traffic is inspected and logged.")
             elif mine_hub and remote not in hub_ids and low(vnet["id"]) in has_gw \
                     and props.get("allowGatewayTransit") is not True:
-                out.findings.append(Finding(
-                    "hub-3c", p["id"], "manual", "properties.allowGatewayTransit", props.get("allowGatewayTransit"), True,
+                ctx.finding(
+                    p["id"], "manual", "properties.allowGatewayTransit", props.get("allowGatewayTransit"), True,
                     f"Hub peering {p['name']} to {rname} does not offer gateway transit: turn on 'Use this VNet's "
-                    f"gateway' so the spoke reaches on-premises through the hub (and its firewall)."))
+                    f"gateway' so the spoke reaches on-premises through the hub (and its firewall).")
             elif not mine_hub and remote in has_gw and props.get("useRemoteGateways") is not True:
-                out.findings.append(Finding(
-                    "hub-3c", p["id"], "manual", "properties.useRemoteGateways", props.get("useRemoteGateways"), True,
+                ctx.finding(
+                    p["id"], "manual", "properties.useRemoteGateways", props.get("useRemoteGateways"), True,
                     f"Spoke peering {p['name']} to {rname} does not use the hub's gateway: turn on 'Use the remote "
-                    f"VNet's gateway' so on-premises traffic follows the hub's routes through the firewall."))
+                    f"VNet's gateway' so on-premises traffic follows the hub's routes through the firewall.")
             else:
-                out.findings.append(Finding("hub-3c", p["id"], "pass", "properties.remoteVirtualNetwork.id", rname,
-                                            message=f"Peering {p['name']} follows hub-and-spoke."))
+                ctx.finding(p["id"], "pass", "properties.remoteVirtualNetwork.id", rname,
+                                            message=f"Peering {p['name']} follows hub-and-spoke.")
     if not judged:
-        out.findings.append(not_applicable("hub-3c", "VNet peering", inv))
-    return out
+        ctx.not_applicable("VNet peering")
 
 
 def _any(values: Any) -> bool:
     return list(values or []) == ["*"] or values == "*"
 
 
-def _hub_3d(inv: Inventory) -> CheckResult:
-    out = CheckResult()
+@check("hub-3d")
+def _explicit_flows(ctx: Context) -> None:
+    inv = ctx.inv
     targets = of(inv, FWP) + [f for f in of(inv, FW) if not ref(get_path(f, "properties.firewallPolicy"))]
     if not targets:
-        out.findings.append(not_applicable("hub-3d", "firewall or firewall policy", inv))
-        return out
+        ctx.not_applicable("firewall or firewall policy")
+        return
     for t in targets:
         if t["type"].lower() == FWP.lower():
             rules = [r for r in _app_rules(inv, t) if str(r.get("ruleType", "")).lower() == "networkrule"]
@@ -732,51 +762,56 @@ def _hub_3d(inv: Inventory) -> CheckResult:
                 if _any(r.get("sourceAddresses")) and _any(r.get("destinationAddresses"))
                 and _any(r.get("destinationPorts"))]
         if wide:
-            out.findings.append(Finding(
-                "hub-3d", t["id"], "manual", "properties.rules", wide, "explicit allow rules",
+            ctx.finding(
+                t["id"], "manual", "properties.rules", wide, "explicit allow rules",
                 f"Network rules {', '.join(wide)} of {t['name']} allow any source to any destination on any port: "
-                f"replace them with rules naming the on-premises and spoke prefixes and the ports each flow needs."))
+                f"replace them with rules naming the on-premises and spoke prefixes and the ports each flow needs.")
         elif not allow:
-            out.findings.append(Finding(
-                "hub-3d", t["id"], "manual", "properties.rules", None, "explicit allow rules",
+            ctx.finding(
+                t["id"], "manual", "properties.rules", None, "explicit allow rules",
                 f"{t['name']} has no network rules for spoke↔on-premises flows: write explicit allow rules (source and "
                 f"destination prefixes, ports) before routing the gateway and spokes through it (hub-3a/3b), or "
-                f"that traffic is dropped."))
+                f"that traffic is dropped.")
         else:
-            out.findings.append(Finding("hub-3d", t["id"], "pass", "properties.rules", len(allow),
-                                        message=f"{t['name']} allows only named flows."))
-    return out
+            ctx.finding(t["id"], "pass", "properties.rules", len(allow),
+                                        message=f"{t['name']} allows only named flows.")
 
 
 # ---- step 4: threat protection -------------------------------------------------------------------
-def _hub_4b(inv: Inventory) -> CheckResult:
-    out = CheckResult()
+@check("hub-4a")
+def _defender_plans(ctx: Context) -> None:
+    defender_plans(ctx, ("CloudPosture", "VirtualMachines", "Arm"), hub_subs(ctx.inv), "hub virtual network")
+
+
+@check("hub-4b")
+def _benchmark_assigned(ctx: Context) -> None:
+    inv = ctx.inv
     subs = hub_subs(inv)
     if not subs:
-        out.findings.append(not_applicable("hub-4b", "hub virtual network", inv))
-        return out
+        ctx.not_applicable("hub virtual network")
+        return
     for sub in subs:
         found = [a for a in of(inv, POLICY_ASSIGNMENT)
                  if low(rid.subscription_of(a["id"])) in (low(sub), "")
                  and low(get_path(a, "properties.policyDefinitionId")).endswith(MCSB_INITIATIVE)]
         if found:
-            out.findings.append(Finding("hub-4b", found[0]["id"], "pass", "properties.policyDefinitionId",
-                                        message="The Microsoft cloud security benchmark is assigned."))
+            ctx.finding(found[0]["id"], "pass", "properties.policyDefinitionId",
+                                        message="The Microsoft cloud security benchmark is assigned.")
             continue
-        out.findings.append(Finding(
-            "hub-4b", f"/subscriptions/{sub}", "manual", "properties.policyDefinitionId", None, MCSB_INITIATIVE,
+        ctx.finding(
+            f"/subscriptions/{sub}", "manual", "properties.policyDefinitionId", None, MCSB_INITIATIVE,
             f"The Microsoft cloud security benchmark initiative is not assigned to {sub} (or is assigned at a "
             f"management group the wizard cannot see): assign it under Defender for Cloud → Environment settings → "
-            f"Security policies, then review the NS controls under Regulatory compliance."))
-    return out
+            f"Security policies, then review the NS controls under Regulatory compliance.")
 
 
-def _hub_4c(inv: Inventory) -> CheckResult:
-    out = CheckResult()
+@check("hub-4c")
+def _recommendations_worked(ctx: Context) -> None:
+    inv = ctx.inv
     subs = hub_subs(inv)
     if not subs:
-        out.findings.append(not_applicable("hub-4c", "hub virtual network", inv))
-        return out
+        ctx.not_applicable("hub virtual network")
+        return
     hub_rgs = {low(rg_of(v["id"])) for v in hubs(inv)}
     for sub in subs:
         assessments = [a for a in of(inv, ASSESSMENT) if low(rid.subscription_of(a["id"])) == low(sub)
@@ -785,118 +820,48 @@ def _hub_4c(inv: Inventory) -> CheckResult:
         alerts = [a for a in of(inv, SEC_ALERT) if low(rid.subscription_of(a["id"])) == low(sub)
                   and str(get_path(a, "properties.status") or "").lower() == "active"]
         if assessments and not bad and not alerts:
-            out.findings.append(Finding("hub-4c", f"/subscriptions/{sub}", "pass", "properties.status.code",
-                                        "Healthy", "Healthy", "Every hub assessment is healthy and no alert is active."))
+            ctx.finding(f"/subscriptions/{sub}", "pass", "properties.status.code",
+                                        "Healthy", "Healthy", "Every hub assessment is healthy and no alert is active.")
             continue
         what = ", ".join(sorted({get_path(a, "properties.displayName") or a["name"] for a in bad})[:5])
-        out.findings.append(Finding(
-            "hub-4c", f"/subscriptions/{sub}", "manual", "properties.status.code", len(bad), 0,
+        ctx.finding(
+            f"/subscriptions/{sub}", "manual", "properties.status.code", len(bad), 0,
             (f"{len(bad)} unhealthy hub recommendation(s) ({what}) and {len(alerts)} active alert(s) in {sub}: "
              if assessments or alerts else f"No Defender assessments are readable for the hub in {sub}: ") +
             "open Defender for Cloud → Recommendations filtered to the hub resource groups and Security alerts, "
-            "fix or triage each, and use the network map to spot exposed hub resources."))
-    return out
+            "fix or triage each, and use the network map to spot exposed hub resources.")
 
 
-def _hub_4d(inv: Inventory) -> CheckResult:
-    stop = unreadable(inv, "hub-4d", WATCHER)
-    if stop:
-        return stop
-    out = CheckResult()
+@check("hub-4d")
+def _network_watchers(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(WATCHER):
+        return
     vnets = of(inv, VNET)
     if not vnets:
-        out.findings.append(not_applicable("hub-4d", "virtual network", inv))
-        return out
+        ctx.not_applicable("virtual network")
+        return
     planned: set[str] = set()
     for vnet in vnets:
         sub, region = rid.subscription_of(vnet["id"]) or "", loc(vnet)
         have = [w for w in of(inv, WATCHER) if low(rid.subscription_of(w["id"])) == low(sub) and loc(w) == region]
         if have:
-            out.findings.append(Finding("hub-4d", vnet["id"], "pass", "", have[0]["name"],
-                                        message=f"Network Watcher {have[0]['name']} covers {region}."))
+            ctx.finding(vnet["id"], "pass", "", have[0]["name"],
+                        message=f"Network Watcher {have[0]['name']} covers {region}.")
             continue
-        wid = watcher_id(inv, sub, region, vnet)
-        out.findings.append(Finding("hub-4d", vnet["id"], "fail", "", None, f"a Network Watcher in {region}",
-                                    f"No Network Watcher in {region} for {vnet['name']}: no flow logs, "
-                                    f"connection troubleshooting or topology there."))
-        if low(wid) in planned:
+        ctx.finding(vnet["id"], "fail", "", None, f"a Network Watcher in {region}",
+                    f"No Network Watcher in {region} for {vnet['name']}: no flow logs, "
+                    f"connection troubleshooting or topology there.")
+        # the watcher is for the subscription's region (spoke-5d waits for it by the same anchor)
+        anchor = watcher_anchor(sub, region)
+        if anchor in planned:
             continue
-        planned.add(low(wid))
-        out.changes.append(remedy.create(
-            "hub-4d", wid, {"location": vnet.get("location"), "properties": {}},
-            params={"name": rid.parse(wid).name, "resourceGroup": rg_of(wid)},
-            title=f"Create Network Watcher for {region} in {sub}", risk="None: Network Watcher itself is free."))
-    return out
+        planned.add(anchor)
+        default = rid.parse(watcher_id(inv, sub, region, vnet))
+        p = ctx.params(anchor, name=default.name, resourceGroup=default.resource_group or "")
+        ctx.create(f"{_group_id(vnet['id'], p['resourceGroup'])}/providers/{WATCHER}/{p['name']}",
+                   {"location": vnet.get("location"), "properties": {}}, anchor=anchor, params=p,
+                   fields={"region": region, "subscription": sub}, risk="None: Network Watcher itself is free.")
 
 
-WHY = {
-    1: "The hub firewall sees every flow between spokes, on-premises and the internet. Premium adds TLS "
-       "inspection and intrusion prevention, and threat intelligence in deny mode drops traffic to known-bad "
-       "addresses instead of merely logging it.",
-    2: "Public endpoints in the hub (firewall, gateway, Bastion) are the first targets of volumetric attacks. "
-       "A DDoS protection plan linked to every VNet adapts mitigation to their traffic and reports attacks.",
-    3: "Traffic from on-premises should not bypass the firewall on its way to a spoke. Routing the gateway "
-       "subnet and the spokes' default route through the firewall keeps both directions inspected and symmetric.",
-    4: "Defender for Cloud watches the hub continuously, raises alerts and ranks misconfigurations, and Network "
-       "Watcher gives the flow logs and diagnostics needed to investigate them.",
-}
-
-STEPS: list[Step] = [
-    Step("hub-1", "hub", 1, "Use Azure Firewall Premium", WHY[1], (
-        hub_1a, hub_1b,
-        Check("hub-1c", "The firewall policy is Premium", "create", _hub_1c, resource_type=FWP, mcsb="NS-4",
-              risk="Premium policies cost more.", billable=True),
-        Check("hub-1d", "Threat intelligence alerts and denies", "auto-put",
-              combine(hub_1d_policy, hub_1d_classic),
-              resource_type=FW, mcsb="NS-3", policy="Azure Firewall Policy should enable Threat Intelligence",
-              risk="Known-bad addresses get blocked; allow-list false positives."),
-        hub_1e, hub_1f,
-        Check("hub-1g", "Inbound web traffic is TLS-inspected", "advisory", _hub_1g, resource_type=RCG, mcsb="NS-4", risk="Workloads that pin certificates break under TLS inspection."),
-        hub_1h, hub_1i,
-        Check("hub-1j", "Broad web egress is filtered by category or URL", "advisory", _hub_1j, resource_type=RCG,
-              mcsb="NS-3", risk="Category filtering can block sites the business needs."),
-        Check("hub-1k", "Application Gateway is not in the hub", "advisory", _hub_1k, resource_type=APPGW,
-              mcsb="NS-1", risk="Redeploying the gateway changes its IP addresses and needs downtime."),
-    )),
-    Step("hub-2", "hub", 2, "Protect public endpoints with DDoS Network Protection", WHY[2], (
-        Check("hub-2a", "A DDoS protection plan exists", "create", _hub_2a, resource_type=DDOS, mcsb="NS-5",
-              policy="Azure DDoS Protection should be enabled",
-              risk="Significant fixed monthly cost plus overage per protected resource.", billable=True),
-        Check("hub-2b", "Every VNet is linked to the DDoS plan", "auto-put", _hub_2b, resource_type=VNET,
-              mcsb="NS-5", policy="Virtual networks should be protected by Azure DDoS Protection",
-              risk="Non-disruptive."),
-        Check("hub-2c", "Public IPs are DDoS protected", "auto-put", _hub_2c, resource_type=PIP, mcsb="NS-5",
-              risk="Enabled on an individual IP is billed per IP."),
-        hub_2d,
-        Check("hub-2e", "DDoS attacks raise an alert", "create", _hub_2e, resource_type=PIP, mcsb="IR-2",
-              risk="Alert rules are billed per monitored metric.", billable=True),
-    )),
-    Step("hub-3", "hub", 3, "Route gateway traffic through the firewall", WHY[3], (
-        Check("hub-3a", "GatewaySubnet routes each spoke prefix to the firewall", "create", _hub_3a,
-              takes_context=True, params=(
-                  Param("name", "str", "name:routeTables", "Name of the new route table for GatewaySubnet."),
-                  Param("firewallIp", "str", "ipv4", "Private IP of the hub firewall the routes send traffic to.")),
-              resource_type=VNET, mcsb="NS-3",
-              risk="On-premises traffic needs firewall rules first (hub-3d)."),
-        Check("hub-3b", "Spoke subnets send 0.0.0.0/0 to the firewall", "create", _hub_3b, takes_context=True,
-              params=(Param("name", "str", "name:routeTables", "Name of the new route table for the spoke's subnets."),
-                      Param("firewallIp", "str", "ipv4", "Private IP of the firewall the default route points at.")), resource_type=VNET,
-              mcsb="NS-3", policy="[Preview]: All Internet traffic should be routed via your deployed Azure Firewall",
-              risk="Disruptive to on-premises and internet paths until firewall rules exist.", disruptive=True),
-        Check("hub-3c", "Spokes peer only with the hub", "advisory", _hub_3c, resource_type=VNET, mcsb="NS-1", risk="Removing a peering cuts spoke-to-spoke traffic until the firewall routes it."),
-        Check("hub-3d", "Firewall rules allow only explicit flows", "advisory", _hub_3d, resource_type=FW,
-              mcsb="NS-3", risk="Narrowing rules drops any flow not named in them."),
-    )),
-    Step("hub-4", "hub", 4, "Turn on threat protection", WHY[4], (
-        pricing_check("hub-4a", "Defender plans are on for the hub subscription",
-                      ("CloudPosture", "VirtualMachines", "Arm"), hub_subs, "hub virtual network", "LT-1",
-                      "Microsoft Defender CSPM should be enabled · Azure Defender for Resource Manager should be "
-                      "enabled"),
-        Check("hub-4b", "The security benchmark is assigned", "advisory", _hub_4b,
-              resource_type=POLICY_ASSIGNMENT, mcsb="PV-2", risk="Audit-only: assigning the benchmark changes no resource."),
-        Check("hub-4c", "Hub recommendations and alerts are worked through", "advisory", _hub_4c,
-              resource_type=ASSESSMENT, mcsb="IR-3", risk="None: reviewing changes nothing."),
-        Check("hub-4d", "Network Watcher runs in every region in use", "create", _hub_4d, resource_type=VNET,
-              mcsb="IR-4", policy="Network Watcher should be enabled", risk="None: free."),
-    )),
-]
+STEPS = article_steps(__name__)

@@ -159,3 +159,14 @@ RULES["version"] = _version
 # A WAF policy for Application Gateway follows the network name pattern (1-80 characters).
 NAME_RULES["ApplicationGatewayWebApplicationFirewallPolicies"] = NameRule(
     "WAF policy", 1, 80, _NETWORK, _NETWORK_TEXT)
+
+
+# ---- hub article ----------------------------------------------------------------------------
+# A DDoS protection plan and a Network Watcher follow the network name pattern (1-80 characters);
+# a resource group name is 1-90 letters, digits, '_', '-', '.', '(' and ')', not ending in '.'.
+NAME_RULES.update({
+    "ddosProtectionPlans": NameRule("DDoS protection plan", 1, 80, _NETWORK, _NETWORK_TEXT),
+    "networkWatchers": NameRule("Network Watcher", 1, 80, _NETWORK, _NETWORK_TEXT),
+    "resourceGroups": NameRule("resource group", 1, 90, r"[-\w.()]*[-\w()]",
+                               "1-90 letters, digits, '_', '-', '.', '(' and ')', not ending in '.'"),
+})

@@ -12,13 +12,12 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ztwizard import remedy
 from ztwizard import resource_id as rid
 from ztwizard.inventory import Inventory
-from ztwizard.model import CheckResult, Finding, change_id
+from ztwizard.model import change_id
 from ztwizard.paths import get_path
 
-from ._base import Check, Context, memo, not_applicable, unreadable
+from ._base import Context, memo
 from .catalog import article_steps, check
 from .common import (
     ASSESSMENT,
@@ -29,7 +28,6 @@ from .common import (
     NSG_RULE,
     OWNER,
     PEERING,
-    PRICING,
     PUBLIC_IP,
     ROLE_ASSIGNMENT,
     ROLE_DEFINITION,
@@ -39,6 +37,7 @@ from .common import (
     VNET,
     defender_plans,
     role_guid,
+    watcher_anchor,
 )
 
 # ---- resource types -------------------------------------------------------------------------
@@ -1010,8 +1009,8 @@ def network_watcher(inv: Inventory, sub: str, region: str, near: dict[str, Any])
         if low(rid.subscription_of(w["id"])) == low(sub) and loc(w) == region:
             return w["id"], []
     wid = watcher_id(inv, sub, region, near)
-    # hub-4d still creates the watcher under the id of its resource (it is not converted yet)
-    return wid, [change_id("hub-4d", wid, "PUT")]
+    # hub-4d's create is known by what it is for, the subscription's region, not by its name
+    return wid, [change_id("hub-4d", f"create|{watcher_anchor(sub, region)}", "PUT")]
 
 
 def watcher_id(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> str:
@@ -1190,123 +1189,6 @@ def _secure_score(ctx: Context) -> None:
             f"Secure score of {sub} is {shown}" + (f", with unhealthy spoke items: {names}" if names else "") +
             ": in Defender for Cloud → Recommendations, sort by max score increase and fix the top items for the "
             "spoke resource groups first.")
-
-
-# ---- for hub.py, until the hub article is converted --------------------------------------------------
-def pricing_check(check: str, title: str, names: tuple[str, ...], subs: Callable[[Inventory], list[str]],
-                  where: str, mcsb: str, policy: str) -> Check:
-    """A check judging Defender plans `names` in the subscriptions `subs` gives (common.defender_plans)."""
-    return Check(id=check, title=title, remediation="auto-put", resource_type=PRICING, mcsb=mcsb, policy=policy,
-                 risk="Defender plans are billed per protected resource each month.", billable=True,
-                 change_title="Turn on Defender plan {name} in {subscription}", takes_context=True,
-                 evaluate=lambda ctx: defender_plans(ctx, names, subs(ctx.inv), where))
-
-
-def diagnostics_check(check: str, title: str, targets: Callable[[Inventory], list[dict[str, Any]]],
-                      what: str, categories: tuple[str, ...], resource_type: str, mcsb: str, policy: str,
-                      metrics: bool = False) -> Check:
-    """Resource logs of each target sent to a Log Analytics workspace.
-
-    Compliant: a setting with a workspace that enables `allLogs` or every named category (with no
-    categories named: `allLogs` into resource-specific tables, `Dedicated`). A setting
-    that falls short is rewritten (PUT); none at all is created when a workspace exists in scope,
-    otherwise the finding is `manual`, because choosing where logs go is a person's call."""
-    risk = "Log Analytics ingestion is billed per GB."
-
-    def covers(setting: dict[str, Any]) -> bool:
-        if not get_path(setting, "properties.workspaceId"):
-            return False
-        on = {str(x.get("categoryGroup") or x.get("category") or "").lower()
-              for x in get_path(setting, "properties.logs") or [] if x.get("enabled")}
-        if "alllogs" not in on and not (categories and all(c.lower() in on for c in categories)):
-            return False
-        if not categories and get_path(setting, "properties.logAnalyticsDestinationType") != "Dedicated":
-            return False  # resource-specific tables, which the firewall's workbooks expect
-        if metrics and not any(m.get("enabled") for m in get_path(setting, "properties.metrics") or []):
-            return False
-        return True
-
-    def wanted_logs() -> list[dict[str, Any]]:
-        return [{"categoryGroup": "allLogs", "enabled": True}]
-
-    def evaluate(inv: Inventory) -> CheckResult:
-        stop = unreadable(inv, check, DIAG)
-        if stop:
-            return stop
-        out = CheckResult()
-        items = targets(inv)
-        if not items:
-            out.findings.append(not_applicable(check, what, inv))
-            return out
-        for res in items:
-            settings = diag_of(inv, res["id"])
-            if any(covers(s) for s in settings):
-                out.findings.append(Finding(check, res["id"], "pass", "properties.logs", "allLogs", "allLogs",
-                                            f"{res['name']} sends its logs to a Log Analytics workspace."))
-                continue
-            with_ws = [s for s in settings if get_path(s, "properties.workspaceId")]
-            expected = "allLogs to a workspace"
-            if with_ws:
-                setting = with_ws[0]
-
-                def mutate(body: dict[str, Any]) -> None:
-                    body.setdefault("properties", {})["logs"] = wanted_logs()
-                    if not categories:
-                        body["properties"]["logAnalyticsDestinationType"] = "Dedicated"
-                    if metrics:
-                        body["properties"]["metrics"] = [{"category": "AllMetrics", "enabled": True}]
-
-                out.findings.append(Finding(check, res["id"], "fail", "properties.logs",
-                                            get_path(setting, "properties.logs"), expected,
-                                            f"Diagnostic setting {setting['name']} on {res['name']} leaves "
-                                            f"log categories off."))
-                out.changes.append(remedy.put_mutated(
-                    check, setting, mutate, ["properties.logs", "properties.logAnalyticsDestinationType"],
-                    title=f"Send all logs of {res['name']} to its workspace", risk=risk, billable=True))
-                continue
-            sub = rid.subscription_of(res["id"]) or ""
-            ws = workspace_for(inv, sub, loc(res))
-            if not ws:
-                out.findings.append(Finding(
-                    check, res["id"], "manual", "properties.logs", None, expected,
-                    f"{res['name']} sends no logs anywhere and there is no Log Analytics workspace in scope: "
-                    f"create one (or pick your central one), then add a diagnostic setting on {res['name']} "
-                    f"with category group allLogs and resource-specific tables, so incidents can be traced."))
-                continue
-            body: dict[str, Any] = {"properties": {"workspaceId": ws["id"], "logs": wanted_logs()}}
-            if not categories:
-                body["properties"]["logAnalyticsDestinationType"] = "Dedicated"
-            if metrics:
-                body["properties"]["metrics"] = [{"category": "AllMetrics", "enabled": True}]
-            out.findings.append(Finding(check, res["id"], "fail", "properties.logs", None, expected,
-                                        f"{res['name']} has no diagnostic setting; its logs are lost."))
-            out.changes.append(remedy.create(
-                check, f"{res['id']}/providers/{DIAG}/to-{ws['name']}", body,
-                params={"workspaceId": ws["id"]},
-                title=f"Send all logs of {res['name']} to {ws['name']}", risk=risk, billable=True))
-        return out
-
-    return Check(id=check, title=title, remediation="create", evaluate=evaluate, resource_type=resource_type,
-                 mcsb=mcsb, policy=policy, risk=risk, billable=True)
-
-
-def combine(*checks: Check) -> Callable[[Inventory], CheckResult]:
-    """Evaluate several checks as one, keeping `not_applicable` only when all of them say so."""
-
-    def evaluate(inv: Inventory) -> CheckResult:
-        out = CheckResult()
-        na: list[Finding] = []
-        for c in checks:
-            r = c.run(inv)
-            for f in r.findings:
-                (na if f.status == "not_applicable" else out.findings).append(f)
-            out.changes.extend(r.changes)
-        if not out.findings and na:
-            out.findings.append(na[0])
-        return out
-
-    return evaluate
-
 
 
 STEPS = article_steps(__name__)

@@ -601,3 +601,128 @@ def test_every_spoke_create_declares_the_parameters_it_carries():
         assert creates
         assert all(CHECK_BY_ID[c.check].param(k) for c in creates for k in c.params), \
             [(c.check, sorted(c.params)) for c in creates]
+
+
+# ---- hub article: the creates of hub-1c, hub-1h, hub-2a, hub-2d, hub-2e and hub-4d --------------
+
+from steps import test_hub as hubt  # noqa: E402  (the hub article's estate builders)
+from steps import test_spoke as spk  # noqa: E402
+
+DDOS_T = "/providers/Microsoft.Network/ddosProtectionPlans/"
+
+
+def hub_creates(plan: Plan, step: str, check: str) -> list[Change]:
+    return [c for c in plan.step(step).changes if c.check == check and c.action == "create"]
+
+
+def test_renaming_the_ddos_plan_moves_it_and_every_vnet_follows():
+    inv = Inventory.from_resources(spk.estate())
+    plan = make_plan(inv, step_ids=["hub-2"])
+    (create,) = hub_creates(plan, "hub-2", "hub-2a")
+    links = [c for c in plan.step("hub-2").changes if c.check == "hub-2b"]
+    assert create.params == {"name": "ddos-westeurope", "resourceGroup": spk.HUB_RG.rsplit("/", 1)[-1]}
+    assert len(links) == 2 and all(c.depends_on == [create.id] for c in links)
+
+    edit_change(inv, plan, create.id, {"name": "ddos-tenant", "resourceGroup": "rg-shared"})
+    (edited,) = hub_creates(plan, "hub-2", "hub-2a")
+    new_links = [c for c in plan.step("hub-2").changes if c.check == "hub-2b"]
+    want = f"/subscriptions/{spk.CN}/resourceGroups/rg-shared{DDOS_T}ddos-tenant"
+    assert edited.id == create.id and edited.resource_id == want and "ddos-tenant" in edited.title
+    # the VNets are linked to the plan the person named, not to the default one
+    assert [c.after["properties"]["ddosProtectionPlan"] for c in new_links] == [{"id": want}] * 2
+    assert all("ddos-tenant" in c.title and c.depends_on == [create.id] for c in new_links)
+    assert [c.id for c in new_links] == [c.id for c in links]
+    assert make_plan(inv, step_ids=["hub-2"], overrides=plan.overrides).to_dict() == plan.to_dict()
+    fixed = apply_all(inv, [edited, *new_links])
+    after = make_plan(fixed, check_ids=["hub-2a", "hub-2b"]).step("hub-2")
+    assert {f.status for f in after.findings} == {"pass"} and fixed.get(create.resource_id) is None
+
+
+def test_renaming_the_premium_policy_and_the_ddos_alert_rebuilds_them():
+    group = {"id": f"/subscriptions/{spk.CN}/resourceGroups/rg-mgmt/providers/Microsoft.Insights/actionGroups/ag-ops",
+             "location": "global", "properties": {}}
+    other = {**group, "id": group["id"].replace("ag-ops", "ag-soc")}
+    inv = Inventory.from_resources([hub_vnet(), firewall(policy=hubt.POLICY), hubt.policy(), hubt.pip(), group, other])
+    plan = make_plan(inv, step_ids=["hub-1", "hub-2"])
+    (pol,) = hub_creates(plan, "hub-1", "hub-1c")
+    (alert,) = hub_creates(plan, "hub-2", "hub-2e")
+    assert pol.params == {"name": "fwp-hub-premium"}
+    assert alert.params == {"name": "alert-ddos-pip-fw", "actionGroupId": group["id"]}
+
+    edit_change(inv, plan, pol.id, {"name": "fwp-hub-p"})
+    edit_change(inv, plan, alert.id, {"name": "ddos-attack-pip-fw", "actionGroupId": other["id"]})
+    (pol2,) = hub_creates(plan, "hub-1", "hub-1c")
+    (alert2,) = hub_creates(plan, "hub-2", "hub-2e")
+    assert (pol2.id, alert2.id) == (pol.id, alert.id)
+    assert pol2.resource_id.endswith("/firewallPolicies/fwp-hub-p") and pol2.title.startswith("Create Premium policy fwp-hub-p")
+    assert pol2.body["properties"]["sku"] == {"tier": "Premium"}
+    assert alert2.resource_id.endswith("/metricAlerts/ddos-attack-pip-fw")
+    assert alert2.body["properties"]["actions"] == [{"actionGroupId": other["id"]}]
+    assert alert2.body["properties"]["scopes"] == [hubt.PIP_FW]
+
+
+def test_choosing_another_workspace_for_firewall_logs_rebuilds_the_setting():
+    ws, central = spk.workspace(), spk.workspace(name="log-central")
+    inv = Inventory.from_resources([hub_vnet(), firewall(), ws, central])
+    plan = make_plan(inv, step_ids=["hub-1"])
+    (diag,) = hub_creates(plan, "hub-1", "hub-1h")
+    default = diag.params["workspaceId"]
+    chosen = next(w for w in (ws, central) if w["id"] != default)
+    assert default in (ws["id"], central["id"]) and diag.resource_id.endswith(f"/to-{default.rsplit('/', 1)[-1]}")
+    edit_change(inv, plan, diag.id, {"workspaceId": chosen["id"]})
+    (diag2,) = hub_creates(plan, "hub-1", "hub-1h")
+    assert diag2.id == diag.id and diag2.resource_id.endswith(f"/diagnosticSettings/to-{chosen['id'].rsplit('/', 1)[-1]}")
+    assert diag2.body["properties"]["workspaceId"] == chosen["id"] and chosen["id"].rsplit("/", 1)[-1] in diag2.title
+    fixed = apply_all(inv, [diag2])
+    assert {f.status for f in make_plan(fixed, check_ids=["hub-1h"]).step("hub-1").findings} == {"pass"}
+
+
+def test_renaming_the_network_watcher_keeps_the_id_spoke_flow_logs_wait_for():
+    inv = Inventory.from_resources([spk.spoke_vnet(peer=False), spk.storage_account()])
+    plan = make_plan(inv, step_ids=["hub-4", "spoke-5"])
+    (watcher,) = hub_creates(plan, "hub-4", "hub-4d")
+    flow = next(c for c in plan.step("spoke-5").changes if c.check == "spoke-5d")
+    assert flow.depends_on == [watcher.id]  # across articles, by what the watcher is for
+    edit_change(inv, plan, watcher.id, {"name": "nw-weu", "resourceGroup": "rg-monitor"})
+    (edited,) = hub_creates(plan, "hub-4", "hub-4d")
+    assert edited.id == watcher.id
+    assert edited.resource_id == f"/subscriptions/{spk.WL}/resourceGroups/rg-monitor/providers/" \
+                                 f"Microsoft.Network/networkWatchers/nw-weu"
+    assert edited.params == {"name": "nw-weu", "resourceGroup": "rg-monitor"}
+
+
+@pytest.mark.parametrize("check, field, value, words", [
+    ("hub-2a", "name", "ddos plan!", ["name = 'ddos plan!'", "valid DDoS protection plan name", "1-80"]),
+    ("hub-2a", "resourceGroup", "rg-shared.", ["valid resource group name", "not ending in '.'"]),
+    ("hub-2e", "actionGroupId", "ag-ops", ["the id of a Microsoft.Insights/actionGroups"]),
+    ("hub-2e", "name", "alert/ddos", ["valid metric alert name"]),
+    ("hub-1c", "name", "fwp-", ["valid firewall policy name"]),
+    ("hub-2d", "workspaceId", f"/subscriptions/{spk.CN}/resourceGroups/rg-mgmt/providers/Microsoft.Storage/"
+                              f"storageAccounts/st", ["the id of a Microsoft.OperationalInsights/workspaces"]),
+    ("hub-4d", "name", "n" * 81, ["valid Network Watcher name"]),
+])
+def test_an_invalid_hub_edit_is_refused_with_its_rule(check, field, value, words):
+    group = {"id": f"/subscriptions/{spk.CN}/resourceGroups/rg-mgmt/providers/Microsoft.Insights/actionGroups/ag-ops",
+             "location": "global", "properties": {}}
+    inv = Inventory.from_resources([*spk.estate(), firewall(policy=hubt.POLICY), hubt.policy(), hubt.pip(), group,
+                                    spk.workspace()])
+    plan = make_plan(inv, step_ids=["hub-1", "hub-2", "hub-4"])
+    before = json.dumps(plan.to_dict(), sort_keys=True)
+    change = next(c for s in plan.steps for c in s.changes if c.check == check and c.action == "create")
+    with pytest.raises(ParamError) as err:
+        edit_change(inv, plan, change.id, {field: value})
+    for w in words:
+        assert w in err.value.message, err.value.message
+    assert err.value.exit_code == 2 and err.value.hint
+    assert json.dumps(plan.to_dict(), sort_keys=True) == before  # nothing half-applied
+
+
+def test_hub_name_rules():
+    assert coerce("name:resourceGroups", "rg-(net).weu_1") == "rg-(net).weu_1"
+    assert coerce("name:ddosProtectionPlans", "ddos-westeurope") == "ddos-westeurope"
+    assert coerce("name:networkWatchers", "NetworkWatcher_westeurope") == "NetworkWatcher_westeurope"
+    for rule, bad in [("name:resourceGroups", "rg."), ("name:resourceGroups", "g" * 91),
+                      ("name:resourceGroups", "rg net"), ("name:ddosProtectionPlans", "-ddos"),
+                      ("name:networkWatchers", "")]:
+        with pytest.raises(RuleError):
+            coerce(rule, bad)
