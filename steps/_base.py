@@ -10,9 +10,9 @@ from typing import Any
 
 from ztwizard import remedy
 from ztwizard import resource_id as rid
+from ztwizard.armjson import get_path
 from ztwizard.inventory import Inventory
-from ztwizard.model import Change, CheckResult, Finding, change_id
-from ztwizard.paths import get_path
+from ztwizard.model import Change, CheckResult, Finding, Status, change_id
 
 from . import params as rules
 
@@ -110,7 +110,7 @@ class Context:
         self.result = CheckResult()
 
     # ---- findings ----
-    def finding(self, resource_id: str, status: str, property: str = "", actual: Any = None,
+    def finding(self, resource_id: str, status: Status, property: str = "", actual: Any = None,
                 expected: Any = None, message: str = "") -> Finding:
         f = Finding(self.check.id, resource_id, status, property, actual, expected, message)
         self.result.findings.append(f)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ztwizard import resource_id as rid
+from ztwizard.armjson import get_path
 from ztwizard.inventory import Inventory
-from ztwizard.paths import get_path
 
 from ._base import Context, memo
 

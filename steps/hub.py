@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from ztwizard import resource_id as rid
+from ztwizard.armjson import get_path, set_path
 from ztwizard.inventory import Inventory
-from ztwizard.paths import get_path, set_path
 
 from ._base import Context
 from .catalog import article_steps, check

@@ -7,8 +7,8 @@ import copy
 from typing import Any
 
 from ztwizard import resource_id as rid
+from ztwizard.armjson import get_path, nested
 from ztwizard.inventory import Inventory
-from ztwizard.paths import get_path, nested
 
 from ._base import Context, memo
 from .catalog import article_steps, check

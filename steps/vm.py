@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ztwizard import resource_id as rid
+from ztwizard.armjson import get_path
 from ztwizard.inventory import Inventory
 from ztwizard.model import Change
-from ztwizard.paths import get_path
 
 from ._base import Context, memo
 from .catalog import article_steps, check

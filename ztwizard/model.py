@@ -9,10 +9,10 @@ from typing import Any, Literal
 Status = Literal["pass", "fail", "manual", "error", "not_applicable"]
 # A step's status is the worst of its findings.
 SEVERITY: dict[str, int] = {"not_applicable": 0, "pass": 1, "manual": 2, "fail": 3, "error": 4}
-STATUSES: tuple[str, ...] = ("pass", "fail", "manual", "error", "not_applicable")
+STATUSES: tuple[Status, ...] = ("pass", "fail", "manual", "error", "not_applicable")
 
 
-def worst(statuses: list[str]) -> str:
+def worst(statuses: list[Status]) -> Status:
     if not statuses:
         return "not_applicable"
     return max(statuses, key=lambda s: SEVERITY[s])
@@ -22,7 +22,7 @@ def worst(statuses: list[str]) -> str:
 class Finding:
     check: str
     resource_id: str
-    status: str
+    status: Status
     property: str = ""
     actual: Any = None
     expected: Any = None
@@ -92,12 +92,12 @@ class StepResult:
     article: str
     number: int
     title: str
-    status: str
+    status: Status
     findings: list[Finding]
     changes: list[Change]
 
     def counts(self) -> dict[str, int]:
-        out = {s: 0 for s in STATUSES}
+        out: dict[str, int] = {s: 0 for s in STATUSES}
         out["waived"] = 0
         for f in self.findings:
             out["waived" if f.waiver else f.status] += 1  # a waived finding counts as waived only

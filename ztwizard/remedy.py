@@ -10,27 +10,8 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from .armjson import get_path, nested, set_path, writable
 from .model import Change
-from .paths import get_path, nested, set_path
-
-# Fields ARM computes; sending them back is noise at best and rejected at worst.
-READ_ONLY_KEYS = {"etag", "provisioningState", "systemData", "resourceGuid", "subscriptionId",
-                  "resourceGroup", "tenantId", "managementGroup"}
-
-
-def writable(res: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `res` fit to PUT back: read-only fields removed at every depth."""
-
-    def strip(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            return {k: strip(v) for k, v in obj.items() if k not in READ_ONLY_KEYS}
-        if isinstance(obj, list):
-            return [strip(v) for v in obj]
-        return obj
-
-    out = strip(copy.deepcopy(res))
-    # ARM's own id/name/type may stay; Resource Graph extras may not.
-    return out
 
 
 def _diff(res: dict[str, Any], values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

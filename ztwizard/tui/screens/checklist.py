@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
+from ...model import Status
 from ...steps import ARTICLES, STEPS
 from ..render import GLYPH, STYLE, counts_text
 
@@ -178,7 +179,7 @@ class ChecklistScreen(Screen[None]):
         t = Text()
         t.append(f"{step.id} · {step.title}\n", style="bold")
         t.append(step.why + "\n\n", style="italic")
-        by_check: dict[str, list[str]] = {}
+        by_check: dict[str, list[Status]] = {}
         for f in res.findings if res else []:
             by_check.setdefault(f.check, []).append(f.status)
         from ...model import worst
