@@ -19,7 +19,7 @@ from . import journal as J
 from .adopt import own_creation
 from .armjson import apply_values, dotted, holds, mismatches, side, writable
 from .engine import order_changes
-from .errors import ArmError, EtagMismatch, NotFound, PermissionDenied, UsageError, ZtwError
+from .errors import ArmError, EtagMismatch, NotFound, OperationTimedOut, PermissionDenied, UsageError, ZtwError
 from .model import Change
 from .outcomes import BLOCKED_PREFIXES, ApplyInterrupted, ApplyReport, Event, Outcome
 from .ports import ArmGateway
@@ -198,6 +198,10 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
                           etag_before=etag, error=None, note=None, event=f"{ch.method} sent")
     try:
         result = gateway.write(ch.method, ch.resource_id, body, etag=etag)
+    except OperationTimedOut as exc:
+        # The operation may still land or roll back: the row stays in flight, resume reads ARM.
+        journal.update_change(session_id, ch.id, event=f"{exc.message} Outcome unknown; resume reconciles it.")
+        raise
     except EtagMismatch as exc:
         now = gateway.read(ch.resource_id)
         if _landed(ch, now):  # a retried request whose first try had landed

@@ -63,7 +63,7 @@ def make_gateway(args: argparse.Namespace) -> Any:
 
     target = make_target(args)
     target.sign_in()  # no credential, or a refused one: one sentence now, within --auth-timeout
-    return Gateway(target)
+    return Gateway(target, lro_timeout=getattr(args, "lro_timeout", None))
 
 
 def make_core(args: argparse.Namespace, *, lazy: bool = False) -> Core:
@@ -348,7 +348,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
         server.serve(sdir, port=args.port, estate=args.estate_spec, latency_ms=args.latency_ms,
-                     faults=args.faults, seed=args.seed, ready=ready)
+                     faults=args.faults, seed=args.seed, ready=ready, lro_hang_seconds=args.lro_hang_seconds)
         return 0
     if args.sandbox_command == "reset":
         info = server.reset(sdir, estate=args.estate_spec)
@@ -390,6 +390,9 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool, sandbox_command:
     g.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks and log to stderr")
     g.add_argument("--log-file", metavar="FILE", default=d(None), type=inputs.path,
                    help="write the log to FILE (mode 0600)")
+    g.add_argument("--lro-timeout", metavar="SECONDS", type=inputs.lro_timeout, default=d(None),
+                   help="stop waiting for one long-running ARM operation after this long; resume reconciles it "
+                        f"(default {inputs.DEFAULT_LRO_TIMEOUT})")
     g.add_argument("--max-estate-mb", metavar="MB", type=inputs.estate_mb, default=d(None),
                    help=f"refuse estate files larger than this (default {inputs.DEFAULT_MAX_ESTATE_MB})")
 
@@ -452,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--latency-ms", type=inputs.latency_ms, default=0)
     s.add_argument("--seed", type=inputs.seed, default=0, help="seed of the injected faults (reproducible runs)")
     s.add_argument("--faults", metavar="SPEC", default=None, help="e.g. 429:0.1,500:0.05,reset:0.01")
+    s.add_argument("--lro-hang-seconds", metavar="SECONDS", type=inputs.lro_timeout, default=None,
+                   help="an injected lro-hang finishes after this long (default: never)")
     s = sbsub.add_parser("reset", help="reset the sandbox state to an estate")
     _global_options(s, suppress=True, sandbox_command=True)
     s.add_argument("--estate", dest="estate_spec", default="reference", metavar="reference|scale:N|FILE",

@@ -54,6 +54,15 @@ class Throttled(ArmError):
     """429 after the retries the pipeline allows."""
 
 
+class OperationTimedOut(ZtwError):
+    """A long-running operation did not finish within the LRO deadline: whether the write landed
+    is unknown until ARM is read again (resume reconciles it)."""
+
+    def __init__(self, message: str, hint: str = "", *, resource_id: str = "") -> None:
+        super().__init__(message, hint)
+        self.resource_id = resource_id
+
+
 class ParamError(UsageError):
     """An edited parameter of a proposed change breaks its rule, or does not exist."""
 

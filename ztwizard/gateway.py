@@ -27,11 +27,13 @@ from azure.core.exceptions import (
     StreamConsumedError,
 )
 from azure.core.pipeline.policies import RetryPolicy
+from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from . import resource_id as rid
 from .armjson import get_path
 from .credentials import SignInError, describe_failure
-from .errors import ArmError, Conflict, EtagMismatch, NotFound, PermissionDenied, Throttled, ZtwError
+from .errors import ArmError, Conflict, EtagMismatch, NotFound, OperationTimedOut, PermissionDenied, Throttled, ZtwError
+from .inputs import DEFAULT_LRO_TIMEOUT
 from .inventory import Inventory
 
 log = logging.getLogger("ztwizard.gateway")
@@ -303,12 +305,42 @@ def _log_response(response: Any) -> None:
         log.debug("%s %s -> %s", request.method, _scrub_url(request.url), response.http_response.status_code)
 
 
+# How long one write waits for its long-running operation. Real ARM operations (a Bastion, a
+# Firewall) take up to ~20 min; past this the outcome is unknown and resume reconciles it.
+LRO_TIMEOUT_SECONDS = float(DEFAULT_LRO_TIMEOUT)
+
+
+class _LroDeadlinePassed(Exception):
+    """Raised in the poller's thread so the poll loop stops instead of running for ever."""
+
+
+class DeadlinePolling(ARMPolling):  # type: ignore[misc]
+    """ARM's polling with a deadline: an operation that never ends (a stuck provider) stops
+    the wait after `deadline` seconds, counted from the initial response."""
+
+    def __init__(self, interval: float, deadline: float, **kwargs: Any) -> None:
+        super().__init__(interval, **kwargs)
+        self._deadline_seconds = deadline
+        self._ends = time.monotonic() + deadline
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        self._ends = time.monotonic() + self._deadline_seconds
+        super().initialize(*args, **kwargs)
+
+    def _delay(self) -> None:
+        left = self._ends - time.monotonic()
+        if left <= 0:
+            raise _LroDeadlinePassed()
+        self._sleep(min(self._extract_delay(), left))
+
+
 class Gateway:
     """All ARM traffic for one target. Thread-safe: clients are built once per subscription."""
 
     def __init__(self, target: Any, *, polling_interval: float | None = None, retry_total: int | None = None,
-                 max_workers: int = 8) -> None:
+                 max_workers: int = 8, lro_timeout: float | None = None) -> None:
         self.target = target
+        self.lro_timeout = LRO_TIMEOUT_SECONDS if lro_timeout is None else float(lro_timeout)
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
         self.max_workers = max_workers
@@ -427,18 +459,28 @@ class Gateway:
         version = api_version_for(resource_id)
         headers = {"If-Match": etag} if etag else {}
         method = method.upper()
+        polling = DeadlinePolling(self._kwargs["polling_interval"], self.lro_timeout,
+                                  path_format_arguments={"endpoint": self._kwargs["base_url"]})
         try:
             if method == "PUT":
                 poller = ops.begin_create_or_update_by_id(resource_id, body or {}, api_version=version,
-                                                          headers=headers)
+                                                          headers=headers, polling=polling)
             elif method == "PATCH":
-                poller = ops.begin_update_by_id(resource_id, body or {}, api_version=version, headers=headers)
+                poller = ops.begin_update_by_id(resource_id, body or {}, api_version=version, headers=headers,
+                                                polling=polling)
             elif method == "DELETE":
-                ops.begin_delete_by_id(resource_id, api_version=version, headers=headers).result()
-                return None
+                poller = ops.begin_delete_by_id(resource_id, api_version=version, headers=headers, polling=polling)
             else:
                 raise ValueError(method)
             result = poller.result()
+            if method == "DELETE":
+                return None
+        except _LroDeadlinePassed as exc:
+            raise OperationTimedOut(
+                f"ARM's operation {method} on {_describe(resource_id)} did not finish within "
+                f"{self.lro_timeout:g} s; whether it took effect is unknown.",
+                "Run `ztwizard resume` later to reconcile it by reading ARM (raise --lro-timeout for slow operations).",
+                resource_id=resource_id) from exc
         except HttpResponseError as exc:
             raise translate(exc, resource_id, f"writing ({method})") from exc
         except (ServiceRequestError, ServiceResponseError) as exc:

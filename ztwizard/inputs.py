@@ -42,6 +42,9 @@ seed = bounded_int(0, 2**63 - 1, "a seed of 0 or more")
 # Estate files: 1 GiB by default (an export of a large tenant is a few hundred MB).
 DEFAULT_MAX_ESTATE_MB = 1024
 estate_mb = bounded_int(1, 1024 * 1024, "a size in MB from 1 to 1048576")
+# A long-running operation's wait, in seconds: 30 min by default (a Bastion takes ~10), one day at most.
+DEFAULT_LRO_TIMEOUT = 1800
+lro_timeout = bounded_int(1, 86_400, "seconds from 1 to 86400")
 
 
 def output_file(value: str) -> str:

@@ -28,7 +28,7 @@ from .armjson import (
     side,
     writable,
 )
-from .errors import EtagMismatch, UsageError, ZtwError
+from .errors import EtagMismatch, OperationTimedOut, UsageError, ZtwError
 from .outcomes import Outcome
 from .ports import ArmGateway
 from .redact import unrestorable_note
@@ -231,6 +231,9 @@ def _undo_one(gateway: ArmGateway, journal: J.Journal, session_id: str, rec: J.C
                           error=None, event=f"undo {method} sent")
     try:
         result = gateway.write(method, rec.resource_id, body, etag=etag)
+    except OperationTimedOut as exc:  # outcome unknown: the row stays undo-in-flight for resume
+        journal.update_change(session_id, rec.change_id, event=f"{exc.message} Outcome unknown; resume reconciles it.")
+        raise
     except ZtwError as exc:
         now = gateway.read(rec.resource_id)  # unreachable ARM propagates: resume settles it
         if _restored(rec, now):  # a lost answer, or a retried request whose first try had landed

@@ -6,7 +6,7 @@
   which the estate must be exactly the original. A killed process is the CLI; the settling is the
   library over the same HTTPS endpoint, to keep the campaign within minutes.
 * A fault matrix (429 with and without Retry-After, 500, 503, connection resets before and after
-  the write, failed LROs) over three `serve --seed N` runs: apply, re-apply until nothing is left,
+  the write, failed LROs, LROs that outlive the apply's deadline) over three `serve --seed N` runs: apply, re-apply until nothing is left,
   then undo, and count lost or duplicated changes (0 expected)."""
 
 from __future__ import annotations
@@ -175,7 +175,10 @@ def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(server, capsys
     assert tally["apply"][1] + tally["undo"][1] >= 100
 
 
-FAULTS = "429:0.08,500:0.04,503:0.04,reset:0.03,reset-after:0.03,lro-fail:0.08"
+FAULTS = "429:0.08,500:0.04,503:0.04,reset:0.03,reset-after:0.03,lro-fail:0.08,lro-hang:0.04"
+# a hung operation outlives the apply's LRO deadline, then finishes: resume must settle it once
+HANG = ("--lro-hang-seconds", "3")
+APPLY_WITH_DEADLINE = [*APPLY, "--lro-timeout", "1"]
 
 
 def _accounted(state: Path) -> tuple[int, int]:
@@ -193,7 +196,7 @@ def _accounted(state: Path) -> tuple[int, int]:
 def _to_fixpoint(srv: Server, limit: int = 8) -> tuple[int, set[str]]:
     """Apply until a run applies nothing and fails nothing; (runs, what such a run still skips)."""
     for runs in range(1, limit + 1):
-        run = _run(APPLY, srv.state, timeout=300)
+        run = _run(APPLY_WITH_DEADLINE, srv.state, timeout=300)
         assert "Traceback" not in run.stderr and "unexpected" not in run.stderr.lower(), run.stderr
         assert run.returncode in (0, 1), run.stdout + run.stderr
         if "Nothing to apply" in run.stdout:
@@ -217,7 +220,7 @@ def test_fault_matrix_converges_without_lost_or_duplicated_changes(server, seed,
     clean_converged = clean.view()
     clean.stop()
     # Retry-After comes with the injected 429s; throttling with no header comes from the token bucket
-    srv = server("--latency-ms", "2", "--faults", FAULTS, "--seed", str(seed), name=f"faulty-{seed}")
+    srv = server("--latency-ms", "2", "--faults", FAULTS, "--seed", str(seed), *HANG, name=f"faulty-{seed}")
     runs, left = _to_fixpoint(srv)
     lost, dup = _accounted(srv.state)
     srv.stop()

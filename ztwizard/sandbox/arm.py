@@ -6,7 +6,8 @@ Design points a caller can rely on:
   a long-running operation then only moves provisioningState from Creating/Updating to Succeeded.
 * An injected `lro-fail` rolls the write back when the operation settles (the resource is as it
   was before the request, etag included) and the monitor reports Failed: the write did not happen.
-  `lro-hang` never settles and keeps the resource busy (409 AnotherOperationInProgress).
+  `lro-hang` does not settle and keeps the resource busy (409 AnotherOperationInProgress): for
+  ever, or for `lro_hang_seconds` when set (a stuck provider that finally finishes, Succeeded).
 * An operation settles after `lro_polls` InProgress answers or `lro_seconds`, whichever is first,
   so a client that never polls does not leave a resource busy for ever.
 * Request faults (429/500/503/reset) are decided before the request is looked at, so they never
@@ -144,13 +145,13 @@ class Sandbox:
 
     `estate` is "reference", "scale:N", an estate file path, or a list of ARM resources; it is
     used only when the state dir holds no state yet (or on `reset`). `read_only` refuses every
-    write with 403. Keyword knobs for tests: `page_size`, `lro_polls`, `lro_seconds`,
+    write with 403. Keyword knobs for tests: `page_size`, `lro_polls`, `lro_seconds`, `lro_hang_seconds`,
     `retry_after` (on monitors), `reads_per_hour`/`writes_per_hour`/`throttle_window`, `clock`."""
 
     def __init__(self, state_dir: Path | None = None, estate: str | list[dict[str, Any]] | None = "reference", *,
                  latency_ms: int = 0, faults: str | None = None, read_only: bool = False, seed: int = 0,
                  page_size: int = 100, lro_polls: int = 1, lro_seconds: float = 1.0, retry_after: int = 0,
-                 fault_retry_after: int = 1, reads_per_hour: int = 12000, writes_per_hour: int = 1200,
+                 lro_hang_seconds: float | None = None, fault_retry_after: int = 1, reads_per_hour: int = 12000, writes_per_hour: int = 1200,
                  throttle_window: float = 3600.0, clock: Callable[[], float] = time.monotonic,
                  snapshot_threshold: int = 5000, compact_every: int = 1000) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
@@ -160,6 +161,7 @@ class Sandbox:
         self.page_size = max(1, int(page_size))
         self.lro_polls = max(0, int(lro_polls))
         self.lro_seconds = lro_seconds
+        self.lro_hang_seconds = lro_hang_seconds
         self.retry_after = retry_after
         self.fault_retry_after = fault_retry_after
         self.throttle = Throttle(reads_per_hour, writes_per_hour, throttle_window, clock)
@@ -996,7 +998,13 @@ class Sandbox:
     def _settle_due(self) -> None:
         now = time.time()
         for op in list(self.ops.values()):
-            if op["status"] == "InProgress" and op["outcome"] != "lro-hang" and now - op["created"] >= self.lro_seconds:
+            if op["status"] != "InProgress":
+                continue
+            if op["outcome"] == "lro-hang":
+                if self.lro_hang_seconds is not None and now - op["created"] >= self.lro_hang_seconds:
+                    op["outcome"] = "ok"
+                    self._finish(op)
+            elif now - op["created"] >= self.lro_seconds:
                 self._finish(op)
 
     def _finish(self, op: dict[str, Any]) -> None:
