@@ -19,7 +19,15 @@ from . import journal as J
 from .adopt import own_creation
 from .armjson import apply_values, dotted, holds, mismatches, side, writable
 from .engine import order_changes
-from .errors import ArmError, EtagMismatch, NotFound, OperationTimedOut, PermissionDenied, UsageError, ZtwError
+from .errors import (
+    ArmError,
+    EtagMismatch,
+    NotFound,
+    OperationTimedOut,
+    PermissionDenied,
+    UsageError,
+    ZtwError,
+)
 from .model import Change
 from .outcomes import BLOCKED_PREFIXES, ApplyInterrupted, ApplyReport, Event, Outcome
 from .ports import ArmGateway

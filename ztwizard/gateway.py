@@ -32,7 +32,16 @@ from azure.mgmt.core.polling.arm_polling import ARMPolling
 from . import resource_id as rid
 from .armjson import get_path
 from .credentials import SignInError, describe_failure
-from .errors import ArmError, Conflict, EtagMismatch, NotFound, OperationTimedOut, PermissionDenied, Throttled, ZtwError
+from .errors import (
+    ArmError,
+    Conflict,
+    EtagMismatch,
+    NotFound,
+    OperationTimedOut,
+    PermissionDenied,
+    Throttled,
+    ZtwError,
+)
 from .inputs import DEFAULT_LRO_TIMEOUT
 from .inventory import Inventory
 
