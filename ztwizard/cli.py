@@ -240,8 +240,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     print("\n".join(result.lines()))
     print(f"Undo with `ztwizard undo --session {result.session_id}`.")
     failed, applied, skipped = result.of("failed"), result.of("applied"), result.of("skipped")
+    adopted = f", {len(result.of('adopted'))} adopted" if result.of("adopted") else ""
     if failed:
-        raise ZtwError(f"{len(failed)} change(s) failed; {len(applied)} applied and "
+        raise ZtwError(f"{len(failed)} change(s) failed; {len(applied)} applied{adopted} and "
                        f"{len(skipped)} skipped (listed above); nothing else was changed.",
                        hint="Fix the cause ARM gave, then run apply again; applied changes are journaled for undo.")
     from .outcomes import BLOCKED_PREFIXES
@@ -249,7 +250,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     blocked = [o for o in skipped if o.message.startswith(BLOCKED_PREFIXES)]
     if blocked:  # product.md §3: changes left skipped for unmet dependencies exit 1
         raise ZtwError(f"{len(blocked)} change(s) were skipped because a change they depend on was not "
-                       f"applied; {len(applied)} applied (listed above).",
+                       f"applied; {len(applied)} applied{adopted} (listed above).",
                        hint="Run apply again once the prerequisite is in place (include its step if it was not selected).")
     return 0
 

@@ -30,10 +30,11 @@ from .resume import ResumeReport, pick_session, reconcile
 from .undo import UndoReport, three_way, undo_changes
 
 # What a change is at, as the front ends show it. "drift": an undo refused because someone changed
-# the resource since; "drifted"/"not_applied": what resume found ARM holds.
-ChangeState = Literal["pending", "in_flight", "applied", "failed", "skipped", "undone", "drift",
+# the resource since; "drifted"/"not_applied": what resume found ARM holds; "adopted": a create
+# whose resource this wizard had already made (adopt.py), so nothing was sent.
+ChangeState = Literal["pending", "in_flight", "applied", "adopted", "failed", "skipped", "undone", "drift",
                       "not_applied", "drifted", "planned", "undo_in_flight", "undo_failed"]
-ApplyKind = Literal["start", "applied", "failed", "skipped"]
+ApplyKind = Literal["start", "applied", "adopted", "failed", "skipped"]
 UndoKind = Literal["undone", "failed", "skipped", "refused"]
 
 
@@ -60,7 +61,7 @@ InspectEvent = ProgressEvent | StepEvent
 
 @dataclass(frozen=True)
 class ChangeEvent:
-    """A change moved during apply (start, applied, failed, skipped) or undo (undone, failed,
+    """A change moved during apply (start, applied, adopted, failed, skipped) or undo (undone, failed,
     skipped, refused). `message` says why for failed, skipped and refused."""
 
     change_id: str
@@ -422,7 +423,7 @@ class Core:
             if ev.kind == "start" and cancelled is not None and cancelled():
                 raise _Cancelled()
             if ev.kind != "start":
-                outcomes.append(ApplyOutcome(ev.change.id, ev.kind == "applied", ev.kind, ev.message))  # type: ignore[arg-type]
+                outcomes.append(ApplyOutcome(ev.change.id, ev.kind in ("applied", "adopted"), ev.kind, ev.message))  # type: ignore[arg-type]
             if on_event:
                 on_event(ChangeEvent(ev.change.id, ev.kind, ev.message, ev.step_id, ev.change))  # type: ignore[arg-type]
 

@@ -16,7 +16,7 @@ class Outcome:
     step_id: str
     resource_id: str
     title: str
-    result: str  # applied | failed | skipped (undo: undone | failed | skipped | refused)
+    result: str  # applied | adopted | failed | skipped (undo: undone | failed | skipped | refused)
     message: str = ""
 
     def line(self) -> str:
@@ -44,6 +44,11 @@ class ApplyReport:
         return self._of("applied")
 
     @property
+    def adopted(self) -> list[Outcome]:
+        """Creates found already made by this wizard: done, with nothing sent."""
+        return self._of("adopted")
+
+    @property
     def failed(self) -> list[Outcome]:
         return self._of("failed")
 
@@ -62,7 +67,7 @@ class ApplyReport:
 
     def lines(self) -> list[str]:
         out = [f"Session {self.session_id}: {len(self.applied)} applied, {len(self.failed)} failed, "
-               f"{len(self.skipped)} skipped."]
+               f"{len(self.skipped)} skipped" + (f", {len(self.adopted)} adopted." if self.adopted else ".")]
         out += ["  " + o.line() for o in self.outcomes]
         if self.verification:
             out.append("Re-inspected after apply (what ARM now holds):")
@@ -90,7 +95,7 @@ class ApplyInterrupted(ZtwError):
 
 @dataclass
 class Event:
-    """Progress for a UI: `kind` is start | applied | failed | skipped."""
+    """Progress for a UI: `kind` is start | applied | adopted | failed | skipped."""
 
     kind: str
     change: Change

@@ -70,3 +70,39 @@ def test_a_resource_someone_else_created_under_the_planned_name_is_not_adopted(w
     assert out.result == "skipped" and "already exists" in out.message
     assert w.journal.change(sid, pip.id).state == J.SKIPPED
     assert (w.gw.read(pip.resource_id)["sku"]["name"]).lower() == "basic", "someone else's resource untouched"
+
+
+def test_an_adopted_creation_is_its_own_kind_through_the_core(tmp_path):
+    """The core's events and outcomes carry "adopted" (done, nothing sent), and the summary counts it."""
+    from ztwizard.core import ChangeEvent, Core
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.target import in_process_target
+
+    sb = Sandbox(None, estate="reference", lro_seconds=0)
+    core = Core(Gateway(in_process_target(sb)), state_dir=tmp_path / "state", allow_disruptive=True,
+                allow_cost=True)
+
+    def fail_the_bastion(ev: ChangeEvent) -> None:
+        if ev.kind == "applied" and _type(ev.change.resource_id) == PIPS:
+            sb.faults = Faults.parse("lro-fail:1.0")
+        elif ev.kind == "failed" and _type(ev.change.resource_id) == BASTIONS:
+            sb.faults = Faults.parse("")
+
+    core.inspect(["vm-6"])
+    first = core.apply(on_event=fail_the_bastion)
+    assert not first.of("adopted") and [o.state for o in first.outcomes].count("failed") == 1
+    core.inspect(["vm-6"])
+    events: list[ChangeEvent] = []
+    before = len(sb.request_log)
+    second = core.apply(on_event=events.append)
+    adopted = second.of("adopted")
+    assert len(adopted) == 1 and adopted[0].ok, second.lines()
+    assert "created by this wizard" in adopted[0].message
+    assert [(e.change_id, e.state) for e in events if e.kind == "adopted"] == [(adopted[0].change_id, "adopted")]
+    pip = next(o for o in second.report.outcomes if o.change_id == adopted[0].change_id).resource_id.lower()
+    asked = [m for m, path, _ in list(sb.request_log)[before:] if path.split("?")[0].lower() == pip]
+    assert "GET" in asked and set(asked) == {"GET"}, f"read, and nothing was sent for it: {asked}"
+    assert second.lines()[0].endswith(", 1 adopted."), second.lines()[0]
+    assert not second.of("failed"), second.lines()
+    core.close()

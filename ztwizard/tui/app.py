@@ -370,8 +370,10 @@ class WizardApp(App[int]):
         applied = [o for o in msg.outcomes if o.state == "applied"]
         failed = [o for o in msg.outcomes if o.state == "failed"]
         skipped = [o for o in msg.outcomes if o.state == "skipped"]
+        adopted = [o for o in msg.outcomes if o.state == "adopted"]
         status = self.results.get(msg.step_id)
-        summary = (f"{len(applied)} applied, {len(failed)} failed, {len(skipped)} skipped; "
+        summary = (f"{len(applied)} applied, {len(failed)} failed, {len(skipped)} skipped"
+                   f"{f', {len(adopted)} adopted' if adopted else ''}; "
                    f"the step is now {status.status if status else 'unknown'}")
         if msg.error:
             self.apply_error[msg.step_id] = msg.error

@@ -19,7 +19,7 @@ from ..render import GLYPH, STYLE, WORD, change_detail, change_label, counts_tex
 if TYPE_CHECKING:
     from ..app import WizardApp
 
-STATE_GLYPH = {"pending": " ", "in_flight": "…", "applied": "✓", "failed": "✗", "skipped": "-",
+STATE_GLYPH = {"pending": " ", "in_flight": "…", "applied": "✓", "adopted": "✓", "failed": "✗", "skipped": "-",
                "undone": "↺", "drift": "≠"}
 
 
@@ -129,7 +129,7 @@ class StepScreen(Screen[None]):
             chosen = self.app.selection(self.step_id)
             total = len([i for i in ids if i in chosen]) or 1
             done = sum(1 for i, s in zip(ids, states, strict=True)
-                       if i in chosen and s in ("applied", "failed", "skipped"))
+                       if i in chosen and s in ("applied", "adopted", "failed", "skipped"))
             self.query_one("#apply-label", Static).update(f"Applying {done}/{total}")
             self.query_one("#apply-bar", ProgressBar).update(total=total, progress=done)
 
@@ -181,6 +181,9 @@ class StepScreen(Screen[None]):
         elif state == "skipped":
             t.append("SKIPPED: ", style="bold yellow")
             t.append((message or "not attempted") + "\n\n")
+        elif state == "adopted":
+            t.append("ADOPTED: ", style="bold green")
+            t.append((message or "already created by this wizard; nothing was sent") + "\n\n")
         elif state in ("applied", "undone", "in_flight", "drift"):
             t.append(f"{state.replace('_', ' ')}", style="bold")
             t.append(f"{': ' + message if message else ''}\n\n")
