@@ -22,7 +22,8 @@ import pytest
 
 from ztwizard import journal as J
 from ztwizard.gateway import Gateway
-from ztwizard.resume import reconcile
+from ztwizard.outcomes import ApplyInterrupted
+from ztwizard.resume import continue_session, reconcile
 from ztwizard.target import sandbox_target
 from ztwizard.undo import undo_changes
 
@@ -193,6 +194,23 @@ def _accounted(state: Path) -> tuple[int, int]:
     return lost, dup
 
 
+def _resume_until_done(srv: Server, limit: int = 8) -> None:
+    """The wizard's resume (reconcile, then apply the rest) until the session completes; a hung
+    operation may interrupt it again, as it interrupted the apply."""
+    gw = Gateway(sandbox_target(srv.state), lro_timeout=1)
+    J.wait_unlocked(srv.state, timeout=30)
+    with J.Journal(srv.state) as j:
+        info = j.latest_session(unfinished=True)
+        assert info is not None, "an interrupted apply leaves its session unfinished"
+        for _ in range(limit):
+            try:
+                continue_session(gw, j, info.id)
+                return
+            except ApplyInterrupted as exc:
+                assert "did not finish within" in exc.message or "may be in flight" in exc.message, exc.message
+    raise AssertionError(f"session {info.id} did not complete after {limit} resumes")
+
+
 def _to_fixpoint(srv: Server, limit: int = 8) -> tuple[int, set[str]]:
     """Apply until a run applies nothing and fails nothing; (runs, what such a run still skips)."""
     for runs in range(1, limit + 1):
@@ -204,8 +222,8 @@ def _to_fixpoint(srv: Server, limit: int = 8) -> tuple[int, set[str]]:
         m = re.search(r"(\d+) applied, (\d+) failed, (\d+) skipped", run.stdout)
         if m and m.group(1) == "0" and m.group(2) == "0":
             return runs, {line.split(" (")[0].strip() for line in run.stdout.splitlines() if "skipped  " in line}
-        if run.returncode == 1 and "resume" in run.stderr:  # stopped mid-way: settle, as a person would
-            _run(["--sandbox", "resume"], srv.state, timeout=300)
+        if run.returncode == 1 and "resume" in run.stderr:  # stopped mid-way: resume it, as a person would
+            _resume_until_done(srv)
     raise AssertionError(f"no fixpoint after {limit} applies:\n{run.stdout}\n{run.stderr}")
 
 
