@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import _small_estate
 
 from ztwizard import journal as J
 from ztwizard.gateway import Gateway
@@ -194,6 +195,13 @@ def _accounted(state: Path) -> tuple[int, int]:
     return lost, dup
 
 
+def _deadline_stops(state: Path) -> int:
+    """Writes whose operation outlived the apply's LRO deadline (journaled as unknown)."""
+    with J.Journal(state, write=False) as j:
+        return sum(1 for s in j.sessions() for e in j.events(s.id)
+                   if "Outcome unknown; resume reconciles it" in (e["message"] or ""))
+
+
 def _resume_until_done(srv: Server, limit: int = 8) -> None:
     """The wizard's resume (reconcile, then apply the rest) until the session completes; a hung
     operation may interrupt it again, as it interrupted the apply."""
@@ -227,20 +235,33 @@ def _to_fixpoint(srv: Server, limit: int = 8) -> tuple[int, set[str]]:
     raise AssertionError(f"no fixpoint after {limit} applies:\n{run.stdout}\n{run.stderr}")
 
 
+@pytest.fixture(scope="module")
+def clean_baseline(tmp_path_factory):
+    """The fixpoint without faults, reached once for every seed: (original view, converged view,
+    what its last apply still skips)."""
+    root = tmp_path_factory.mktemp("clean")
+    estate = root / "estate.json"
+    estate.write_text(json.dumps(_small_estate()))
+    clean = Server(root / "state", estate)
+    try:
+        original = clean.view()
+        _, left = _to_fixpoint(clean)
+        return original, clean.view(), left
+    finally:
+        clean.stop()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fault_matrix_converges_without_lost_or_duplicated_changes(server, seed, capsys):
+def test_fault_matrix_converges_without_lost_or_duplicated_changes(server, clean_baseline, seed, capsys):
     """Under faults, repeated applies reach the same fixpoint as without them (the same estate,
     the same changes left skipped), with no change lost or recorded twice; undo restores."""
-    clean = server(name="clean")
-    original = clean.view()
-    _, clean_left = _to_fixpoint(clean)
-    clean_converged = clean.view()
-    clean.stop()
+    original, clean_converged, clean_left = clean_baseline
     # Retry-After comes with the injected 429s; throttling with no header comes from the token bucket
     srv = server("--latency-ms", "2", "--faults", FAULTS, "--seed", str(seed), *HANG, name=f"faulty-{seed}")
     runs, left = _to_fixpoint(srv)
     lost, dup = _accounted(srv.state)
+    hung = _deadline_stops(srv.state)
     srv.stop()
     srv2 = server("--latency-ms", "2", name=f"faulty-{seed}")  # the same state, faults off, to compare
     converged = srv2.view() == clean_converged
@@ -248,10 +269,12 @@ def test_fault_matrix_converges_without_lost_or_duplicated_changes(server, seed,
     restored = srv2.view() == original
     with capsys.disabled():
         print(f"\nfault seed {seed}: fixpoint after {runs} applies; same as without faults: {converged}; "
-              f"lost {lost}, duplicated {dup}; restored by undo: {restored}; left skipped: {sorted(left)}")
+              f"lost {lost}, duplicated {dup}; hung operations waited out: {hung}; restored by undo: {restored}; "
+              f"left skipped: {sorted(left)}")
     assert left == clean_left
     assert converged and restored
     assert (lost, dup) == (0, 0)
+    assert hung >= 1, "the lro-hang row was exercised"
 
 
 def test_serve_takes_a_seed():
