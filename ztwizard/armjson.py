@@ -29,6 +29,12 @@ PathLike = str | tuple[str, ...]
 READ_ONLY_KEYS = frozenset({"etag", "provisioningState", "systemData", "resourceGuid", "subscriptionId",
                             "resourceGroup", "tenantId", "managementGroup"})
 
+def literal(value: Any) -> str:
+    """A value as ARM's JSON spells it (`null`, `true`, `"AAD"`), for messages and diffs a person
+    reads next to the portal and az: never Python's `None`, `True`, `'AAD'`."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=False)
+
+
 # ---- paths -----------------------------------------------------------------------------------
 
 _SEGMENT = re.compile(r'\[("(?:[^"\\]|\\.)*")\]|([^.\[\]]+)')
