@@ -495,7 +495,7 @@ class _AzOutputFlag(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        has_format = any("--format" in a.option_strings for a in parser._actions)
+        has_format = not parser.prog.endswith("sandbox export")  # the one writer of JSON only
         parser.error(f"-o is az's output option; ztwizard has --format and --output FILE.\n"
                      f"hint: {inputs.format_hint(str(values), has_format)}")
 
