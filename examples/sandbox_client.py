@@ -1,7 +1,7 @@
 """Talk to a running `ztwizard sandbox serve` with nothing but the azure-mgmt SDK clients.
 
-    ztwizard sandbox serve --state-dir D &
-    python examples/sandbox_client.py D
+    .venv/bin/ztwizard sandbox serve --state-dir D &
+    .venv/bin/python examples/sandbox_client.py D
 
 It lists the reference estate, PATCHes a storage account, PUTs an NSG with a stale If-Match
 (and gets 412), and completes a VM update long-running operation. It imports nothing from

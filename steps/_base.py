@@ -10,7 +10,7 @@ from typing import Any
 
 from ztwizard import remedy
 from ztwizard import resource_id as rid
-from ztwizard.armjson import get_path
+from ztwizard.armjson import get_path, literal
 from ztwizard.inventory import Inventory
 from ztwizard.model import Change, CheckResult, Finding, Status, change_id
 
@@ -295,9 +295,9 @@ def evaluate_property(spec: Property) -> Callable[[Context], None]:
             if actual is None:
                 actual = spec.default
             if spec.ok(actual):
-                ctx.finding(res["id"], "pass", spec.path, actual, spec.expected, f"{leaf} is {actual!r}.")
+                ctx.finding(res["id"], "pass", spec.path, actual, spec.expected, f"{leaf} is {literal(actual)}.")
                 continue
-            msg = spec.fail_message or f"{leaf} is {actual!r}; expected {spec.expected!r}."
+            msg = spec.fail_message or f"{leaf} is {literal(actual)}; expected {literal(spec.expected)}."
             values = None
             if check.remediation != "advisory":
                 values = spec.fix_with(res, inv) if spec.fix_with else copy.deepcopy(spec.fix)

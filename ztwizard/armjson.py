@@ -29,6 +29,12 @@ PathLike = str | tuple[str, ...]
 READ_ONLY_KEYS = frozenset({"etag", "provisioningState", "systemData", "resourceGuid", "subscriptionId",
                             "resourceGroup", "tenantId", "managementGroup"})
 
+def literal(value: Any) -> str:
+    """A value as ARM's JSON spells it (`null`, `true`, `"AAD"`), for messages and diffs a person
+    reads next to the portal and az: never Python's `None`, `True`, `'AAD'`."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=False)
+
+
 # ---- paths -----------------------------------------------------------------------------------
 
 _SEGMENT = re.compile(r'\[("(?:[^"\\]|\\.)*")\]|([^.\[\]]+)')
@@ -143,8 +149,17 @@ def leaves(tree: Any, prefix: Path = ()) -> dict[Path, Any]:
     return {prefix: tree} if prefix else {}
 
 
+# Read-only fields whose names are writable on other types, so they are removed only where ARM
+# computes them (a firewall policy's size is its own, a NetApp pool's size is the caller's).
+READ_ONLY_PATHS: dict[str, tuple[Path, ...]] = {
+    "microsoft.network/firewallpolicies": (("properties", "size"),),
+    "microsoft.network/firewallpolicies/rulecollectiongroups": (("properties", "size"),),
+}
+
+
 def writable(res: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `res` fit to PUT back: read-only fields removed at every depth."""
+    """A copy of `res` fit to PUT back: read-only fields removed at every depth, the type's own
+    read-only paths, and an empty `kind` (Resource Graph's "none", which a PUT must not carry)."""
 
     def strip(obj: Any) -> Any:
         if isinstance(obj, dict):
@@ -153,7 +168,12 @@ def writable(res: dict[str, Any]) -> dict[str, Any]:
             return [strip(v) for v in obj]
         return obj
 
-    return strip(copy.deepcopy(res))  # type: ignore[no-any-return]
+    out: dict[str, Any] = strip(copy.deepcopy(res))
+    if out.get("kind") == "":
+        del out["kind"]
+    for path in READ_ONLY_PATHS.get(str(res.get("type") or "").lower(), ()):
+        remove_path(out, path)
+    return out
 
 
 # ---- comparing -------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +92,98 @@ def write_output(text: str, output: str | None) -> None:
     write(output, text)
 
 
+# ---- what the terminal is told ----------------------------------------------------------------
+
+def invocation_flags(args: argparse.Namespace) -> list[tuple[str, ...]]:
+    """The flags that chose this run's target, scope and state, each with its value: a command
+    suggested in a hint needs them again to reach the same sandbox, estate, endpoint and journal.
+    Modes (--dry-run, --debug) are left out: a hint that says "apply" must not carry --dry-run."""
+    flags: list[tuple[str, ...]] = []
+    if getattr(args, "sandbox", False):
+        flags.append(("--sandbox",))
+    for flag, attr in (("--estate", "estate"), ("--endpoint", "endpoint"), ("--ca-bundle", "ca_bundle")):
+        if getattr(args, attr, None):
+            flags.append((flag, getattr(args, attr)))
+    if getattr(args, "cloud", None) not in (None, "AzureCloud"):
+        flags.append(("--cloud", args.cloud))
+    if getattr(args, "auth", None) not in (None, "default"):
+        flags.append(("--auth", args.auth))
+    if getattr(args, "state_dir", None):
+        flags.append(("--state-dir", args.state_dir))
+    flags += [("-s", sub) for sub in getattr(args, "subscription", None) or []]
+    flags += [("-g", rg) for rg in getattr(args, "resource_group", None) or []]
+    return flags
+
+
+_COMMAND = re.compile(r"`ztwizard(?P<rest>(?: [^`]*)?)`")
+
+
+def with_flags(text: str, args: argparse.Namespace | None) -> str:
+    """Every `ztwizard …` command quoted in `text`, with this invocation's target and state flags,
+    so that pasting it reaches the same target: "`ztwizard --sandbox --state-dir D undo`"."""
+    if args is None:
+        return text
+    flags = invocation_flags(args)
+
+    def fill(m: re.Match[str]) -> str:
+        rest = m.group("rest")
+        words = rest.split()
+        extra = [f for f in flags
+                 if (words[:1] != ["sandbox"] or f[0] == "--state-dir")  # sandbox serve|reset|export
+                 and f[0] not in words]  # a flag the hint already names stays as written
+        if not extra:
+            return m.group(0)
+        return "`ztwizard " + " ".join(shlex.quote(part) for f in extra for part in f) + rest + "`"
+
+    return _COMMAND.sub(fill, text)
+
+
+def say(text: str, args: argparse.Namespace | None = None) -> None:
+    """A line for the person at the terminal, its suggested commands carrying this run's flags."""
+    print(with_flags(text, args))
+
+
+# Glyphs the reports and diffs use; a stream that cannot encode them gets the ASCII forms.
+GLYPHS = "✔✘→—·…"
+
+
+def can_show_glyphs(stream: Any) -> bool:
+    try:
+        GLYPHS.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _degrade_unencodable_output() -> None:
+    """A terminal or pipe in latin-1 or C gets '?' for a character it cannot show (a name from the
+    estate), never a UnicodeEncodeError halfway through a report."""
+    for stream in (sys.stdout, sys.stderr):
+        if not can_show_glyphs(stream) and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):  # a stream that cannot change its error handler
+                pass
+
+
+def _stdout_closed() -> bool:
+    """Is the reader of stdout gone (`ztwizard steps | head -1`)? A broken pipe to ARM or the
+    sandbox is an error to report, not this."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+# Exit status when the reader of stdout went away: 128 + SIGPIPE, what `yes | head` reports, so
+# a `set -o pipefail` script sees ztwizard exactly as it would see cat or git.
+EXIT_PIPE_CLOSED = 141
+
+
 # ---- commands ----------------------------------------------------------------------------------
 
 def cmd_steps(args: argparse.Namespace) -> int:
@@ -106,8 +200,10 @@ def cmd_steps(args: argparse.Namespace) -> int:
     article = None
     for s in STEPS:
         if s.article != article:
+            if article is not None:
+                print()
             article = s.article
-            print(f"\n== {ARTICLES[article]} ==")
+            print(f"== {ARTICLES[article]} ==")
         print(f"{s.id:<10} {s.title}")
         for c in s.checks:
             print(f"    {c.id:<11} [{c.remediation}] {c.title}")
@@ -135,15 +231,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         plan = core.inspect(args.step or [], args.check or [], on_event=progress)
         if interactive:
             sys.stderr.write("\r\033[K")
-        # Glyphs only where the terminal can show them (an SSH session may be plain ASCII).
-        ascii_only = not args.output and "utf" not in (getattr(sys.stdout, "encoding", "") or "").lower()
+        # Glyphs only where the terminal can show them (an SSH session may be plain ASCII); files are UTF-8.
+        ascii_only = args.output in (None, "-") and not can_show_glyphs(sys.stdout)
         write_output(render(plan, args.format, ascii_only=ascii_only), args.output)
         if args.out:  # the appliable plan, beside the report for people
             from .planfile import build, save
 
             save(Path(args.out), build(plan, core.gateway, {"steps": args.step or [], "checks": args.check or []}))
-            sys.stderr.write(f"Saved the plan ({len(plan.changes())} changes) to {args.out}; "
-                             f"apply exactly it with `ztwizard apply {args.out}`.\n")
+            sys.stderr.write(with_flags(f"Saved the plan ({len(plan.changes())} changes) to {args.out}; "
+                                        f"apply exactly it with `ztwizard apply {shlex.quote(args.out)}`.\n", args))
     if args.detailed_exitcode:
         errors = [f for s in plan.steps for f in s.findings if f.status == "error"]
         if errors:  # Terraform's meaning: 1 is an error, never "nothing to change"
@@ -166,15 +262,33 @@ def _ask(question: str) -> bool:
     return bool(answer)
 
 
+def _held_back(c: Any, allow_disruptive: bool, allow_cost: bool) -> str:
+    """Why apply will skip `c` without asking (a flag it was not given), or ""."""
+    if c.disruptive and not allow_disruptive:
+        return "skipped: disruptive, pass --allow-disruptive"
+    if c.billable and not allow_cost:
+        return "skipped: billable, pass --allow-cost"
+    return ""
+
+
+def describe_change(c: Any, allow_disruptive: bool, allow_cost: bool, *, ascii_only: bool = False) -> list[str]:
+    """A change as the plan shows it (marker, resource, attribute rows before → after), and
+    whether this apply will skip it."""
+    from . import plandiff
+
+    held = _held_back(c, allow_disruptive, allow_cost)
+    lines = [f"  {plandiff.header(c)}" + (f"  ({held})" if held else ""),
+             *(f"      {row}" for row in plandiff.lines(c, arrow="->" if ascii_only else "→"))]
+    if ascii_only:
+        from .report import to_ascii
+
+        lines = [to_ascii(line) for line in lines]
+    return lines
+
+
 def _describe_change(c: Any, allow_disruptive: bool, allow_cost: bool) -> str:
-    name = c.resource_id.rsplit("/", 1)[-1]
-    flags = []
-    if c.disruptive:
-        flags.append("DISRUPTIVE" + ("" if allow_disruptive else ", will be skipped without --allow-disruptive"))
-    if c.billable:
-        flags.append("BILLABLE" + ("" if allow_cost else ", will be skipped without --allow-cost"))
-    extra = f"  [{'; '.join(flags)}]" if flags else ""
-    return f"  {c.method:6} {name:28} {c.check:11} {c.title or c.action}{extra}"
+    """`describe_change` as one block, for the saved-plan apply's confirmation (cli_review)."""
+    return "\n".join(describe_change(c, allow_disruptive, allow_cost, ascii_only=not can_show_glyphs(sys.stdout)))
 
 
 PARAM_HINT = ("Write --param CHANGE.NAME=VALUE, CHANGE being a change id, e.g. --param spoke-3a-0123456789.name=nsg-web; "
@@ -214,15 +328,24 @@ def cmd_apply(args: argparse.Namespace) -> int:
             plan = core.edit_params(change_id, values)
         changes = plan.changes()
         if not changes:
-            print("Nothing to apply: every selected check passes or needs a person (see `ztwizard plan`).")
+            say("Nothing to apply: every selected check passes or needs a person (see `ztwizard plan`).", args)
             return 0
         confirm = None
         if not args.yes:
+            ascii_only = not can_show_glyphs(sys.stdout)
+
             def confirm(step_id: str, step_changes: list[Any]) -> bool:
+                """The step's diff, as the plan shows it, then one question for the step."""
                 print(f"\n{step_id}: {plan.step(step_id).title}")
                 for c in step_changes:
-                    print(_describe_change(c, args.allow_disruptive, args.allow_cost))
-                return _ask(f"Apply these {len(step_changes)} change(s) of {step_id}?")
+                    print("\n".join(describe_change(c, args.allow_disruptive, args.allow_cost, ascii_only=ascii_only)))
+                writes = [c for c in step_changes if not _held_back(c, args.allow_disruptive, args.allow_cost)]
+                if not writes:  # nothing to ask about: each is skipped with its own reason
+                    print(f"  (all {len(step_changes)} skipped without the flags named above)")
+                    return True
+                held = len(step_changes) - len(writes)
+                return _ask(f"Apply these {len(writes)} change(s) of {step_id}?"
+                            + (f" ({held} more skipped, as marked)" if held else ""))
 
         def progress(ev: Any) -> None:
             if ev.kind == "start" and ev.change and sys.stderr.isatty():
@@ -232,13 +355,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
         try:
             result = core.apply(changes, confirm=confirm, on_event=progress)
         except ApplyInterrupted as exc:
-            print("\n".join(exc.report.lines()))
+            say("\n".join(exc.report.lines()), args)
             raise
         finally:
             if sys.stderr.isatty():
                 sys.stderr.write("\r\033[K")
-    print("\n".join(result.lines()))
-    print(f"Undo with `ztwizard undo --session {result.session_id}`.")
+    say("\n".join(result.lines()), args)
+    say(f"Undo with `ztwizard undo --session {result.session_id}`.", args)
     failed, applied, skipped = result.of("failed"), result.of("applied"), result.of("skipped")
     adopted = f", {len(result.of('adopted'))} adopted" if result.of("adopted") else ""
     if failed:
@@ -264,6 +387,8 @@ def cmd_undo(args: argparse.Namespace) -> int:
                          hint="Pass --yes to undo without asking (scripts, CI).")
     if dry_run(args):
         raise UsageError("--dry-run is set: undo refused; nothing was changed.", hint="Drop --dry-run to undo.")
+    from . import plandiff
+
     with make_core(args, lazy=True) as core:  # the journal is judged before any target is built
         sid, rows = core.undoable(args.session, step_ids=args.step or None, change_ids=args.change or None)
         if not rows:
@@ -272,13 +397,13 @@ def cmd_undo(args: argparse.Namespace) -> int:
         if not args.yes:
             print(f"Session {sid}: these changes will be taken back (latest first):")
             for r in rows:
-                print(f"  {r.method:6} {r.resource_id.rsplit('/', 1)[-1]:28} {r.check:11} {r.title}")
+                print(f"  {r.method:6} {plandiff.target(r.resource_id)}  {r.check}: {r.title}")
             if not _ask(f"Undo {len(rows)} change(s)?"):
                 print("Nothing was changed.")
                 return 0
         result = core.undo(args.change or None, session_id=sid, step_ids=args.step or None,
                            override=args.override)
-    print("\n".join(result.lines()))
+    say("\n".join(result.lines()), args)
     if not result.ok:
         raise ZtwError(f"{len(result.of('failed'))} undo(s) failed and {len(result.of('drift'))} were refused; "
                        f"{len(result.of('undone'))} undone (listed above); nothing else was changed.",
@@ -319,10 +444,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
             _ = core.gateway  # built now: bad input fails before the screen is taken
             return run_wizard(core, resume_session=sid)  # reconciles and opens the step where it stopped
         result = core.resume(sid)
-    print("\n".join(result.lines()))
+    say("\n".join(result.lines()), args)
     if result.remaining:
-        print("Open the wizard at a terminal (`ztwizard resume`) to continue, "
-              "or run `ztwizard apply` again; undo with `ztwizard undo --session " + sid + "`.")
+        say(f"Open the wizard at a terminal (`ztwizard resume {sid}`) to continue, "
+            f"or run `ztwizard apply` again; undo with `ztwizard undo --session {sid}`.", args)
     return 0
 
 
@@ -365,10 +490,22 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 # ---- parser ------------------------------------------------------------------------------------
 
+class _AzOutputFlag(argparse.Action):
+    """`-o json`, az's habit: refused with what to write here (--format picks the format,
+    --output names a file), never taken for something else."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        has_format = not parser.prog.endswith("sandbox export")  # the one writer of JSON only
+        parser.error(f"-o is az's output option; ztwizard has --format and --output FILE.\n"
+                     f"hint: {inputs.format_hint(str(values), has_format)}")
+
+
 def _global_options(p: argparse.ArgumentParser, suppress: bool, sandbox_command: bool = False) -> None:
     """Global options are accepted before and after the command (`ztwizard plan --sandbox`)."""
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
     g = p.add_argument_group("global options")
+    g.add_argument("-o", action=_AzOutputFlag, metavar="FORMAT", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     g.add_argument("--sandbox", action="store_true", default=d(False), help="target the sandbox")
     if not sandbox_command:  # `sandbox serve --estate` names the sandbox's estate instead
         g.add_argument("--estate", metavar="FILE", default=d(None), type=inputs.path,
@@ -464,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
                    type=inputs.path)
     s = sbsub.add_parser("export", help="write the sandbox state as an estate file")
     _global_options(s, suppress=True, sandbox_command=True)
-    s.add_argument("--output", metavar="FILE", type=inputs.output_file, help="a regular file, or - for stdout")
+    s.add_argument("--output", metavar="FILE", type=inputs.export_file, help="a regular file, or - for stdout")
     cli_review.add_parsers(command)  # waive, waivers, unwaive
     return parser
 
@@ -485,6 +622,7 @@ def terminal() -> cli_review.Terminal:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _degrade_unencodable_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
@@ -496,22 +634,39 @@ def main(argv: list[str] | None = None) -> int:
         from .logs import configure
 
         configure(debug=debug, log_file=getattr(args, "log_file", None))
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, not at exit: a reader that went away is handled below
+        return code
     except KeyboardInterrupt:
         sys.stderr.write("ztwizard: interrupted.\n")
         return 130
+    except BrokenPipeError as exc:
+        if not _stdout_closed():
+            return _report(exc, args, debug)
+        # `ztwizard steps | head -1`: the reader has what it wanted. Point stdout at /dev/null so
+        # the interpreter's own flush at exit does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE_CLOSED
     except Exception as exc:
-        if debug:
-            raise
-        err = user_error(exc)  # OS and SQLite errors become a sentence and a hint (errors.py)
-        if err is not None:
-            sys.stderr.write(f"ztwizard: error: {err.message}\n")
-            if err.hint:
-                sys.stderr.write(f"hint: {err.hint}\n")
-            return err.exit_code
-        sys.stderr.write(f"ztwizard: error: unexpected {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n"
-                         "hint: re-run with --debug to see the traceback.\n")
-        return 1
+        return _report(exc, args, debug)
+
+
+def _report(exc: Exception, args: argparse.Namespace, debug: bool) -> int:
+    """The error as one sentence and a hint on stderr (a traceback only with --debug); commands
+    the hint suggests carry this run's target and state flags."""
+    if debug:
+        raise exc
+    err = user_error(exc)  # OS and SQLite errors become a sentence and a hint (errors.py)
+    if err is not None:
+        sys.stderr.write(f"ztwizard: error: {with_flags(err.message, args)}\n")
+        if err.hint:
+            sys.stderr.write(f"hint: {with_flags(err.hint, args)}\n")
+        return err.exit_code
+    sys.stderr.write(f"ztwizard: error: unexpected {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n"
+                     "hint: re-run with --debug to see the traceback.\n")
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -47,16 +47,45 @@ DEFAULT_LRO_TIMEOUT = 1800
 lro_timeout = bounded_int(1, 86_400, "seconds from 1 to 86400")
 
 
-def output_file(value: str) -> str:
-    """`--output`: `-` (stdout) or a path that files.write_output will accept, checked before any
-    work is done (the write itself checks again, and reports a full disk or a read-only mount)."""
+# What az users pass to -o/--output, and the --format that does it here (--output is a file).
+FORMAT_NAMES = {"json": "json", "jsonc": "json", "yaml": "json", "yml": "json", "table": "text", "tsv": "text",
+                "none": "text", "text": "text", "markdown": "markdown", "md": "markdown", "sarif": "sarif"}
+
+
+def format_hint(value: str, formats: bool = True) -> str:
+    """What to write instead of az's `-o VALUE` / `--output VALUE`; `formats`: the command has
+    --format (`sandbox export` writes JSON only)."""
+    fmt = FORMAT_NAMES.get(value.lower())
+    if fmt is None:
+        return f"write --output {value} to save to that file"
+    choose = (f"pick the format with --format {fmt} (stdout)" if formats
+              else "this command writes JSON only, to stdout without --output")
+    return f"{choose}; name a file with --output FILE, e.g. --output ./{value} for a file called {value}"
+
+
+def _output(value: str, formats: bool) -> str:
     from .errors import UsageError
     from .files import output_target
 
     if value == "-":
         return value
+    if value.lower() in FORMAT_NAMES:  # no separator, no extension: "./json" is a file
+        raise argparse.ArgumentTypeError(f"{value!r} is a format name, not a file: --output takes a path here.\n"
+                                         f"hint: {format_hint(value, formats)}")
     try:
         output_target(value)
     except UsageError as exc:
         raise argparse.ArgumentTypeError(f"{exc.message[0].lower()}{exc.message[1:]} {exc.hint}") from None
     return value
+
+
+def output_file(value: str) -> str:
+    """`--output`: `-` (stdout) or a path that files.write_output will accept, checked before any
+    work is done (the write itself checks again, and reports a full disk or a read-only mount).
+    A bare format name (`--output json`, az's habit) is refused rather than written as a file."""
+    return _output(value, formats=True)
+
+
+def export_file(value: str) -> str:
+    """`--output` of a command without --format (`sandbox export`): as `output_file`."""
+    return _output(value, formats=False)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import __version__
+from . import __version__, plandiff
+from .armjson import literal
 from .engine import Plan
 from .model import Finding
 from .redact import scrub, scrub_text
-from .resource_id import parse
 from .steps import ARTICLES, CHECK_BY_ID, STEP_BY_ID
 
 GLYPH = {"pass": "✔", "fail": "✘", "manual": "!", "error": "?", "not_applicable": "·"}
@@ -18,31 +18,63 @@ ASCII_GLYPH = {"pass": "+", "fail": "x", "manual": "!", "error": "?", "not_appli
 
 def render(plan: Plan, fmt: str, *, ascii_only: bool = False) -> str:
     """The plan in `fmt`, with every secret the estate holds redacted (redact.py): a plan is
-    shared (CI artefacts, tickets), so nothing in it may be a credential."""
+    shared (CI artefacts, tickets), so nothing in it may be a credential. `ascii_only` is for a
+    terminal that cannot show the glyphs (an SSH session in a latin-1 or C locale)."""
     if fmt == "json":
         return json.dumps(scrub(plan.to_dict()), indent=2, sort_keys=False) + "\n"
     if fmt == "markdown":
-        return scrub_text(markdown(plan))
+        out = scrub_text(markdown(plan))
+        return to_ascii(out) if ascii_only else out
     if fmt == "sarif":
         return json.dumps(scrub(sarif(plan)), indent=2) + "\n"
     return scrub_text(text(plan, ascii_only=ascii_only))
 
 
+# What the reports' own glyphs become in ASCII; anything else outside ASCII (a name from the
+# estate) becomes "?".
+ASCII_FOR = {"→": "->", "—": "-", "–": "-", "·": ".", "…": "...", "✔": "+", "✘": "x", "≥": ">=", "≤": "<="}
+
+
+def to_ascii(out: str) -> str:
+    for glyph, plain in ASCII_FOR.items():
+        out = out.replace(glyph, plain)
+    return out.encode("ascii", "replace").decode()
+
+
 def _short(resource_id: str) -> str:
-    p = parse(resource_id) if resource_id else None
-    if not p or not p.name:
-        return resource_id or "(scope)"
-    where = p.resource_group or (f"sub {p.subscription[:8]}" if p.subscription else "")
-    return f"{p.name} ({p.type.rsplit('/', 1)[-1]}{', ' + where if where else ''})"
+    return plandiff.target(resource_id)
 
 
 def _value(v: Any) -> str:
-    v = scrub(v)
-    return json.dumps(v) if not isinstance(v, str) else v
+    """A value as ARM spells it (`null`, `true`, `"AAD"`), secrets redacted."""
+    return literal(scrub(v))
+
+
+def skipped_lines(plan: Plan, where: str = "above") -> list[str]:
+    """What the plan does not propose, and what apply will leave out unless told, and why."""
+    findings = [f for s in plan.steps for f in s.findings]
+    manual = sum(1 for f in findings if f.status == "manual")
+    errors = sum(1 for f in findings if f.status == "error")
+    changes = plan.changes()
+    disruptive = sum(1 for c in changes if c.disruptive)
+    billable = sum(1 for c in changes if c.billable)
+    out = []
+    if manual or errors:
+        parts = [f"{manual} finding(s) need a person (manual guidance {where})"] if manual else []
+        if errors:
+            parts.append(f"{errors} could not be evaluated (status error: what to fix is {where})")
+        out.append("Not proposed: " + "; ".join(parts) + ".")
+    held = [f"{disruptive} disruptive change(s) unless --allow-disruptive"] if disruptive else []
+    if billable:
+        held.append(f"{billable} billable change(s) unless --allow-cost")
+    if held:
+        out.append("Apply skips " + " and ".join(held) + ", and whatever depends on them.")
+    return out
 
 
 def text(plan: Plan, *, ascii_only: bool = False) -> str:
     glyph = ASCII_GLYPH if ascii_only else GLYPH
+    arrow = "->" if ascii_only else "→"
     s = plan.summary()
     lines = [f"ztwizard plan — {plan.target.get('kind', '?')} {plan.target.get('endpoint', '')}",
              f"{s['steps']} steps: {s['pass']} pass, {s['fail']} fail, {s['manual']} manual, {s['error']} error, "
@@ -65,14 +97,16 @@ def text(plan: Plan, *, ascii_only: bool = False) -> str:
                 continue
             lines.append(f"    {glyph[f.status]} {f.check:<11} {_short(f.resource_id)}")
             lines.append(f"        {f.message}")
+        if step.changes:
+            lines.append("  changes:")
         for ch in step.changes:
-            flags = "".join([" [disruptive]" if ch.disruptive else "", " [billable]" if ch.billable else ""])
-            lines.append(f"    → {ch.method} {_short(ch.resource_id)}: {ch.title or ch.check}{flags}")
+            lines.append(f"    {plandiff.header(ch)}")
+            lines += [f"        {row}" for row in plandiff.lines(ch, arrow=arrow)]
         lines.append("")
-    out = "\n".join(lines)
-    if ascii_only:  # arrows, dashes and names from the estate may be outside ASCII
-        out = out.replace("→", "->").replace("—", "-").encode("ascii", "replace").decode()
-    return out
+    lines.append(plandiff.summary_line(plan.changes()))
+    lines += skipped_lines(plan)
+    out = "\n".join(lines) + "\n"
+    return to_ascii(out) if ascii_only else out  # names from the estate may be outside ASCII
 
 
 def _waiver_text(f: Finding) -> str:
@@ -84,11 +118,22 @@ def _waiver_text(f: Finding) -> str:
 
 def markdown(plan: Plan) -> str:
     s = plan.summary()
-    out = [f"# Zero Trust hardening plan ({plan.target.get('kind', '?')})", "",
-           f"Generated {plan.generated_at} for {plan.target.get('endpoint', '')}, "
-           f"subscriptions: {', '.join(plan.target.get('subscriptions', [])) or '—'}.", "",
+    target = plan.target
+    subs = ", ".join(f"`{sub}`" for sub in target.get("subscriptions", [])) or "none"
+    where = {"sandbox": "the sandbox", "azure": "Azure"}.get(str(target.get("kind", "")), str(target.get("kind", "?")))
+    endpoint = str(target.get("endpoint") or "")
+    if endpoint.startswith("file "):  # target.py's label of an estate audit
+        where, endpoint = "an estate file", endpoint[len("file "):]
+    if endpoint:  # a URL, or a label such as "(in-process)"
+        where += f" at `{endpoint}`" if "://" in endpoint else f" {endpoint}" if endpoint.startswith("(") \
+            else f" ({endpoint})"
+    skipped = skipped_lines(plan, where="below")
+    out = [f"# Zero Trust hardening plan ({target.get('kind', '?')})", "",
+           f"Target: {where}; subscriptions: {subs}. Generated {plan.generated_at}.", "",
            f"**{s['steps']} steps**: {s['pass']} pass · {s['fail']} fail · {s['manual']} manual · "
-           f"{s['error']} error · {s['not_applicable']} not applicable · **{s['changes']} changes proposed**", ""]
+           f"{s['error']} error · {s['not_applicable']} not applicable · **{s['changes']} changes proposed**", "",
+           f"**{plandiff.summary_line(plan.changes())}**", ""]
+    out += [*(f"- {line}" for line in skipped), ""] if skipped else []
     article = None
     for step in plan.steps:
         if step.article != article:
@@ -98,8 +143,8 @@ def markdown(plan: Plan) -> str:
         bad = [f for f in step.findings if f.status not in ("pass", "not_applicable") and not f.waiver]
         if bad:
             out += ["| Check | Resource | Status | Actual | Expected | What to do |", "|---|---|---|---|---|---|"]
-            out += [f"| {f.check} | `{_short(f.resource_id)}` | {f.status} | {_md(f.actual)} | {_md(f.expected)} "
-                    f"| {_md(f.message)} |" for f in bad]
+            out += [f"| {f.check} | {_md_target(f.resource_id)} | {f.status} | `{_md(f.actual)}` | "
+                    f"`{_md(f.expected)}` | {_md_text(f.message)} |" for f in bad]
             out.append("")
         passed = sum(1 for f in step.findings if f.status == "pass")
         if passed:
@@ -108,11 +153,25 @@ def markdown(plan: Plan) -> str:
             out += ["Proposed changes:", ""]
             for ch in step.changes:
                 flags = "".join([" **disruptive**" if ch.disruptive else "", " **billable**" if ch.billable else ""])
-                out.append(f"- `{ch.method} {ch.resource_id}?api-version={ch.api_version}` — "
-                           f"{ch.title or ch.check}{flags}. Risk: {ch.risk or 'low'}")
+                out.append(f"- **{plandiff.marker(ch)} {ch.action}** {_md_target(ch.resource_id)}: "
+                           f"{ch.title or ch.check}{flags}")
+                out.append(f"  - Risk: {(ch.risk or 'low').rstrip('.')}.")
+                out.append(f"  - Request: `{ch.method} {ch.resource_id}?api-version={ch.api_version}`")
+                out += ["", "  ```diff", *[f"  {row}" for row in plandiff.lines(ch)], "  ```", ""]
             out.append("")
     out += _markdown_review(plan)
-    return "\n".join(out) + "\n"
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _md_target(resource_id: str) -> str:
+    """`vnet-hub/GatewaySubnet` (subnets, rg-hub): the name in code, what and where in words."""
+    label = _short(resource_id)
+    name, sep, rest = label.partition(" (")
+    return f"`{name}` ({rest}" if sep else f"`{label}`"
+
+
+def _md_text(v: str) -> str:
+    return (v or "").replace("|", "\\|").replace("\n", " ")
 
 
 def _markdown_review(plan: Plan) -> list[str]:
@@ -122,19 +181,18 @@ def _markdown_review(plan: Plan) -> list[str]:
     if waived:
         out += ["## Waivers", "", "Accepted risks: these findings count toward no status and get no change.", "",
                 "| Waiver | Check | Resource | Status | Reason | Expires | By |", "|---|---|---|---|---|---|---|"]
-        out += [f"| {w['id']} | {f.check} | `{_short(f.resource_id)}` | {f.status} | {_md(w['reason'])} "
-                f"| {w.get('expires') or 'never'} | {_md(w.get('by'))} |"
+        out += [f"| {w['id']} | {f.check} | `{_short(f.resource_id)}` | {f.status} | {_md_text(w['reason'])} "
+                f"| {w.get('expires') or 'never'} | {_md_text(w.get('by') or '—')} |"
                 for f in waived for w in [f.waiver or {}]]
         out.append("")
     if plan.notes:
-        out += ["## Notes", ""] + [f"- {_md(n['message'])}" for n in plan.notes] + [""]
+        out += ["## Notes", ""] + [f"- {_md_text(n['message'])}" for n in plan.notes] + [""]
     return out
 
 
 def _md(v: Any) -> str:
-    if v is None:
-        return "—"
-    return _value(v).replace("|", "\\|").replace("\n", " ")
+    """A value for a table cell, inside backticks (a backtick in it would end the span)."""
+    return _value(v).replace("|", "\\|").replace("\n", " ").replace("`", "'")
 
 
 def sarif(plan: Plan) -> dict[str, Any]:

@@ -118,8 +118,9 @@ class _Ctx:
 # Extension resources that ARM lists for a whole subscription, wherever they sit in it
 # (assessments of a VM or a subnet come back from GET /subscriptions/{s}/…/assessments).
 SCOPE_WIDE_LISTS = {"microsoft.security/assessments"}
-# Read-only properties ARM computes once and keeps across PUTs that omit them.
-SERVER_COMPUTED = ("resourceGuid", "creationTime", "timeCreated", "uniqueId", "vmId")
+# Read-only properties ARM computes and keeps across PUTs that omit them (`size`: a firewall
+# policy's and a rule collection group's; no type here has a writable properties.size).
+SERVER_COMPUTED = ("resourceGuid", "creationTime", "timeCreated", "uniqueId", "vmId", "size")
 
 
 # Defender plans exist on every subscription, on the Free tier until someone chooses otherwise.
