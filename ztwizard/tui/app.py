@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.worker import get_current_worker
 
 from ..core import (
@@ -97,19 +98,20 @@ class WizardApp(App[int]):
         self.load_start()
         self.call_after_refresh(self.fit_screen)
 
-    def on_resize(self) -> None:
-        self.fit_screen()
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_screen(event.size)
 
-    def fit_screen(self) -> None:
+    def fit_screen(self, size: Size | None = None) -> None:
         """Below 80x24 one plain screen asks for room instead of overlapping footers and dialogs."""
         from .screens.too_small import TooSmallScreen, too_small
 
-        small = too_small(self.size.width, self.size.height)
+        size = size or self.size
+        small = too_small(size.width, size.height)
         cover = self.screen if isinstance(self.screen, TooSmallScreen) else None
         if small and cover is None:
             self.push_screen(TooSmallScreen())
         elif small and cover is not None:
-            cover.show_size(self.size.width, self.size.height)
+            cover.show_size(size.width, size.height)
         elif cover is not None:
             self.pop_screen()
 
