@@ -457,7 +457,13 @@ def run_wizard(core: Core, *, resume_session: str | None = None) -> int:
     return int(make_app(core, resume_session=resume_session).run() or 0)
 
 
+NO_TERMINAL = "the wizard needs a terminal; use `ztwizard plan` for a report"
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
+    # A pipe or a CI job would get escape codes and a wizard waiting for keys that never come.
+    if not _interactive():
+        raise UsageError(NO_TERMINAL + ".", hint="`ztwizard plan --format markdown` writes the same findings as text.")
     # Bad input (an unreadable estate file, an unknown cloud) fails here, before the screen is taken.
     with make_core(args) as core:
         return run_wizard(core)

@@ -39,9 +39,9 @@ async def test_checklist_filters_and_summary(make_app):
         failing = screen.visible_steps()
         assert failing and all(app.results[s].status in ("fail", "manual", "error") for s in failing)
         assert "spoke-1" not in failing  # not applicable on a storage-only estate
-        await pilot.press("f", "a")
+        await pilot.press("f", "t")
         assert screen.article == "storage" and screen.visible_steps() == [f"storage-{i}" for i in range(1, 5)]
-        await pilot.press("a", "a", "a", "a")
+        await pilot.press("t", "t", "t", "t")
         assert screen.article is None
         assert screen.highlighted_step() == "hub-1"  # the place is kept across filters
         await pilot.press("down", "enter")

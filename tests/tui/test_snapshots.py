@@ -108,3 +108,25 @@ def test_checklist_without_colour(make_app, snap_compare, monkeypatch):
         await quiet(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(60, 20), (79, 24)], ids=["60x20", "79x24"])
+def test_too_small(make_app, snap_compare, size):
+    """Below 80x24: one plain request for room, nothing overlapping."""
+    async def run_before(pilot):
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_diff_without_colour(make_app, snap_compare, monkeypatch, size):
+    """NO_COLOR: removed lines struck through, added ones bold, wrapped rows keep their marker."""
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def run_before(pilot):
+        await inspected(pilot)
+        await pilot.press("enter", "c", "down")
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)

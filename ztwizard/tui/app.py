@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.worker import get_current_worker
 
 from ..core import (
@@ -39,6 +40,7 @@ from .messages import (
     SubscriptionsLoaded,
     UndoFinished,
 )
+from .render import SYM, ascii_locale, use_ascii
 
 DRY_RUN_REASON = "dry-run: the wizard was started with --dry-run, so nothing is written to Azure"
 
@@ -60,8 +62,10 @@ class WizardApp(App[int]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, core: Core, *, resume_session: str | None = None) -> None:
+    def __init__(self, core: Core, *, resume_session: str | None = None, ascii_only: bool | None = None) -> None:
         super().__init__()
+        self.ascii_only = ascii_locale() if ascii_only is None else ascii_only
+        use_ascii(self.ascii_only)
         self.core = core
         self.dry_run = core.dry_run
         self.resume_session = resume_session
@@ -84,7 +88,7 @@ class WizardApp(App[int]):
         self._cancel_apply = threading.Event()
         self._quit_after_apply = False
         self.undoing = False
-        self.sub_title = core.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
+        self.sub_title = core.target_label() + (f"  {SYM['dot']}  DRY-RUN" if self.dry_run else "")
 
     # ---- lifecycle ------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -92,9 +96,29 @@ class WizardApp(App[int]):
 
         self.push_screen(StartScreen())
         self.load_start()
+        self.call_after_refresh(self.fit_screen)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_screen(event.size)
+
+    def fit_screen(self, size: Size | None = None) -> None:
+        """Below 80x24 one plain screen asks for room instead of overlapping footers and dialogs."""
+        from .screens.too_small import TooSmallScreen, too_small
+
+        size = size or self.size
+        small = too_small(size.width, size.height)
+        cover = self.screen if isinstance(self.screen, TooSmallScreen) else None
+        if small and cover is None:
+            self.push_screen(TooSmallScreen())
+        elif small and cover is not None:
+            cover.show_size(size.width, size.height)
+        elif cover is not None:
+            self.pop_screen()
 
     def state_changed(self) -> None:
         """Let every screen on the stack re-read the app's state."""
+        if len(self.screen_stack) > 1:
+            self.fit_screen()  # a switch_screen may have replaced the cover
         for screen in self.screen_stack:
             hook = getattr(screen, "refresh_state", None)
             if callable(hook):
@@ -157,6 +181,14 @@ class WizardApp(App[int]):
             self.pop_screen()
         if not isinstance(self.screen, ChecklistScreen):
             self.switch_screen(ChecklistScreen())
+
+    def action_scope(self) -> None:
+        """Back to the scope screen, with the subscriptions that were inspected still chosen."""
+        from .screens.start import StartScreen
+
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(StartScreen())
 
     def start_inspection(self, subscriptions: list[str] | None) -> None:
         """Leave the start screen for the checklist and inspect the chosen scope."""
@@ -315,7 +347,7 @@ class WizardApp(App[int]):
     # ---- message handlers -----------------------------------------------------------------
     def on_subscriptions_loaded(self, msg: SubscriptionsLoaded) -> None:
         self.subscriptions = msg.subscriptions
-        self.sub_title = self.core.target_label() + ("  ·  DRY-RUN" if self.dry_run else "")
+        self.sub_title = self.core.target_label() + (f"  {SYM['dot']}  DRY-RUN" if self.dry_run else "")
         self.session = msg.session
         self.start_error = msg.error  # on the start screen itself, not a toast
         self.state_changed()

@@ -16,6 +16,32 @@ from .. import resource_id as rid
 from ..model import Change, Finding, StepResult
 
 GLYPH = {"pass": "✓", "fail": "✗", "manual": "!", "error": "E", "not_applicable": "–", "pending": "·"}
+# a change's progress in the list: pending, in flight, applied, failed, skipped, undone, drifted
+STATE_GLYPH = {"pending": " ", "in_flight": "…", "applied": "✓", "adopted": "✓", "failed": "✗", "skipped": "-",
+               "undone": "↺", "drift": "≠"}
+SYM = {"times": "×", "arrow": "→", "dot": "·", "ellipsis": "…"}
+_UNICODE = {id(d): dict(d) for d in (GLYPH, STATE_GLYPH, SYM)}
+_ASCII = {id(GLYPH): {"pass": "+", "fail": "x", "manual": "!", "error": "E", "not_applicable": "-", "pending": "."},
+          id(STATE_GLYPH): {"pending": " ", "in_flight": "~", "applied": "+", "adopted": "+", "failed": "x", "skipped": "-",
+                            "undone": "u", "drift": "#"},
+          id(SYM): {"times": "x", "arrow": "->", "dot": "-", "ellipsis": "..."}}
+
+
+def use_ascii(on: bool) -> None:
+    """Glyphs a non-UTF-8 terminal can show (as the text plan does); the tables change in place so
+    every screen that imported them follows."""
+    for table in (GLYPH, STATE_GLYPH, SYM):
+        table.clear()
+        table.update((_ASCII if on else _UNICODE)[id(table)])
+
+
+def ascii_locale() -> bool:
+    """True when the terminal's encoding cannot show the wizard's glyphs (LANG=C, latin-1)."""
+    import locale
+    import sys
+
+    enc = getattr(sys.__stdout__, "encoding", None) or locale.getpreferredencoding(False) or ""
+    return "utf" not in enc.lower()
 STYLE = {"pass": "green", "fail": "bold red", "manual": "yellow", "error": "bold magenta",
          "not_applicable": "dim", "pending": "dim"}
 WORD = {"pass": "passing", "fail": "failing", "manual": "manual", "error": "error",
@@ -51,9 +77,9 @@ def counts_text(result: StepResult | None) -> Text:
         return Text("not inspected", style="dim")
     c = result.counts()
     t = Text()
-    t.append(f"{c['fail']:>2}✗", style=STYLE["fail"] if c["fail"] else "dim")
-    t.append(f" {c['manual']:>2}!", style=STYLE["manual"] if c["manual"] else "dim")
-    t.append(f" {c['pass']:>2}✓", style=STYLE["pass"] if c["pass"] else "dim")
+    t.append(f"{c['fail']:>2}{GLYPH['fail']}", style=STYLE["fail"] if c["fail"] else "dim")
+    t.append(f" {c['manual']:>2}{GLYPH['manual']}", style=STYLE["manual"] if c["manual"] else "dim")
+    t.append(f" {c['pass']:>2}{GLYPH['pass']}", style=STYLE["pass"] if c["pass"] else "dim")
     if c["error"]:
         t.append(f" {c['error']}E", style=STYLE["error"])
     return t
@@ -82,7 +108,7 @@ def findings_text(findings: Iterable[Finding]) -> Text:
             if f.property and f.status in ("fail", "manual"):
                 t.append(f"{f.property}: ")
                 t.append(value(f.actual), style="red")
-                t.append(" → expected ")
+                t.append(f" {SYM['arrow']} expected ")
                 t.append(value(f.expected), style="green")
                 if f.status == "manual" and f.message:
                     t.append("\n    " + f.message)
@@ -117,8 +143,23 @@ def change_label(change: Change) -> Text:
     return t
 
 
-def diff_text(change: Change) -> Text:
-    """A unified before→after diff of only the properties the change sets."""
+def hang(line: str, width: int | None, marker_width: int = 0) -> list[str]:
+    """`line` cut to `width` at spaces; continuation lines repeat its marker's room and its indent,
+    so a wrapped JSON value still reads as part of its `+`/`-` line (no mid-word cuts unless a word
+    alone is wider than the pane)."""
+    if not width or len(line) <= width:
+        return [line]
+    import textwrap
+
+    body = line[marker_width:]
+    indent = " " * (marker_width + len(body) - len(body.lstrip(" ")) + 2)
+    return textwrap.wrap(line, width=max(width, len(indent) + 12), subsequent_indent=indent,
+                         drop_whitespace=False, break_on_hyphens=False) or [line]
+
+
+def diff_text(change: Change, width: int | None = None) -> Text:
+    """A unified before→after diff of only the properties the change sets. Removed lines are
+    struck through and added ones bold, so the diff reads without colour (NO_COLOR)."""
     before = json.dumps(change.before, indent=2, sort_keys=True, ensure_ascii=False).splitlines() \
         if change.before else []
     after = json.dumps(change.after, indent=2, sort_keys=True, ensure_ascii=False).splitlines() \
@@ -127,18 +168,18 @@ def diff_text(change: Change) -> Text:
     for line in difflib.unified_diff(before, after, lineterm="", n=3):
         if line.startswith(("---", "+++", "@@")):
             continue
-        if line.startswith("-"):
-            t.append(line + "\n", style="red")
-        elif line.startswith("+"):
-            t.append(line + "\n", style="green")
-        else:
-            t.append(line + "\n", style="dim")
+        marker = line[:1]
+        style = {"-": "red strike", "+": "bold green"}.get(marker, "dim")
+        for i, piece in enumerate(hang(line, width, marker_width=1)):
+            if i and marker in "+-":
+                piece = marker + piece[1:]  # the marker on every row of a wrapped line
+            t.append(piece.rstrip() + "\n", style=style)
     if not t.plain:
         t.append("(no property changes)", style="dim")
     return t
 
 
-def request_text(change: Change, endpoint: str) -> Text:
+def request_text(change: Change, endpoint: str, width: int | None = None) -> Text:
     """The exact request: method, URL with api-version, preconditions and body."""
     url = f"{endpoint.rstrip('/')}{change.resource_id}"
     if change.api_version:
@@ -149,14 +190,15 @@ def request_text(change: Change, endpoint: str) -> Text:
     if change.etag and change.action != "create":
         t.append(f"If-Match: {change.etag}\n", style="dim")
     if change.body is not None:
-        t.append(json.dumps(change.body, indent=2, sort_keys=True, ensure_ascii=False))
+        body = json.dumps(change.body, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+        t.append("\n".join(piece for line in body for piece in hang(line, width)))
     return t
 
 
-def change_detail(change: Change, endpoint: str) -> Text:
+def change_detail(change: Change, endpoint: str, width: int | None = None) -> Text:
     t = Text()
     t.append(change.title or change.check, style="bold")
-    t.append(f"  ({change.action} · {change.check})\n", style="dim")
+    t.append(f"  ({change.action} {SYM['dot']} {change.check})\n", style="dim")
     t.append_text(badges(change))
     if change.risk:
         t.append("Risk: ", style="bold")
@@ -166,8 +208,8 @@ def change_detail(change: Change, endpoint: str) -> Text:
     if change.params:
         t.append("Parameters (e to edit): ", style="bold")
         t.append(", ".join(f"{k}={v}" for k, v in change.params.items()) + "\n")
-    t.append("\nBefore → after\n", style="bold underline")
-    t.append_text(diff_text(change))
+    t.append(f"\nBefore {SYM['arrow']} after\n", style="bold underline")
+    t.append_text(diff_text(change, width))
     t.append("\nRequest\n", style="bold underline")
-    t.append_text(request_text(change, endpoint))
+    t.append_text(request_text(change, endpoint, width))
     return t

@@ -14,7 +14,7 @@ from textual.widgets.option_list import Option
 
 from ...model import Status
 from ...steps import ARTICLES, STEPS
-from ..render import GLYPH, STYLE, counts_text
+from ..render import GLYPH, STYLE, SYM, counts_text
 
 if TYPE_CHECKING:
     from ..app import WizardApp
@@ -35,11 +35,34 @@ def hardened(app: WizardApp) -> tuple[int, int, int, int]:
     return steps_ok, steps_applicable, ok, judged
 
 
+def scope_line(app: WizardApp, width: int) -> Text:
+    """`Scope: Contoso Workload (prod), Contoso Connectivity · resource groups: all`, cut to fit."""
+    names = dict(app.subscriptions)
+    chosen = app.core.subscriptions
+    if chosen is None or set(chosen) >= set(names):
+        subs = ", ".join(names.values()) if names else "every subscription the sign-in can see"
+        if names and len(names) > 1:
+            subs = f"all {len(names)}: " + subs
+    else:
+        subs = ", ".join(names.get(s, s) for s in chosen)
+    groups = list(getattr(app.core.gateway.target, "resource_groups", None) or [])
+    rgs = ", ".join(groups) if groups else "all"
+    t = Text("Scope: ", style="bold")
+    tail = f" {SYM['dot']} resource groups: {rgs} {SYM['dot']} s changes"
+    room = width - len("Scope: ") - len(tail)
+    if len(subs) > room:
+        subs = subs[: max(room - len(SYM["ellipsis"]), 8)] + SYM["ellipsis"]
+    t.append(subs)
+    t.append(tail, style="dim")
+    return t
+
+
 class ChecklistScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "open", "Open", priority=True),
         Binding("f", "failing", "Failing only"),
-        Binding("a", "article", "Article"),
+        Binding("t", "article", "Article"),
+        Binding("s", "app.scope", "Scope"),
         Binding("j", "app.journal", "Journal"),
         Binding("r", "app.reinspect", "Re-inspect"),
     ]
@@ -57,6 +80,7 @@ class ChecklistScreen(Screen[None]):
         with Horizontal(id="inspect-row"):
             yield Static(id="inspect-label")
             yield ProgressBar(id="inspect-bar", show_eta=False)
+        yield Static(id="scope")
         yield Static(id="filters")
         with Horizontal(id="checklist-body"):
             yield OptionList(id="checklist")
@@ -93,7 +117,7 @@ class ChecklistScreen(Screen[None]):
         steps_ok, applicable, ok, judged = hardened(app)
         summary = self.query_one("#summary", Static)
         if app.results:
-            summary.update(f"Hardened: {steps_ok}/{applicable} steps pass · {ok}/{judged} findings")
+            summary.update(f"Hardened: {steps_ok}/{applicable} steps pass {SYM['dot']} {ok}/{judged} findings")
         else:
             summary.update("Hardened: not inspected yet")
         bar = self.query_one("#hardened", ProgressBar)
@@ -110,7 +134,8 @@ class ChecklistScreen(Screen[None]):
                 ARTICLES[self.article] if self.article else "all articles"]
         if app.dry_run:
             bits.append("DRY-RUN (apply, undo disabled)")
-        self.query_one("#filters", Static).update("Showing " + " · ".join(bits))
+        self.query_one("#filters", Static).update("Showing " + f" {SYM['dot']} ".join(bits))
+        self.query_one("#scope", Static).update(scope_line(app, max(self.size.width - 2, 40)))
         self._rebuild()
         self._preview()
 
@@ -120,10 +145,10 @@ class ChecklistScreen(Screen[None]):
         step = STEP_BY_ID[step_id]
         res = self.app.results.get(step_id)
         status = res.status if res else "pending"
-        counts = counts_text(res) if res else Text("…", style="dim")
+        counts = counts_text(res) if res else Text(SYM["ellipsis"], style="dim")
         width = max(self.checklist.size.width - 4, 40)
         title_room = max(width - 10 - len(counts.plain) - 2, 8)
-        title = step.title if len(step.title) <= title_room else step.title[: title_room - 1] + "…"
+        title = step.title if len(step.title) <= title_room else step.title[: title_room - len(SYM["ellipsis"])] + SYM["ellipsis"]
         t = Text()
         t.append(GLYPH.get(status, "?"), style=STYLE.get(status, ""))
         t.append(f" {step_id:<10}")
@@ -177,7 +202,7 @@ class ChecklistScreen(Screen[None]):
             return
         res = self.app.results.get(step.id)
         t = Text()
-        t.append(f"{step.id} · {step.title}\n", style="bold")
+        t.append(f"{step.id} {SYM['dot']} {step.title}\n", style="bold")
         t.append(step.why + "\n\n", style="italic")
         by_check: dict[str, list[Status]] = {}
         for f in res.findings if res else []:
@@ -189,7 +214,7 @@ class ChecklistScreen(Screen[None]):
             t.append(GLYPH.get(status, "?"), style=STYLE.get(status, ""))
             t.append(f" {check.id:<11}{check.title}\n")
         if res:
-            t.append(f"\n{len(res.changes)} change(s) proposed · enter to open\n", style="dim")
+            t.append(f"\n{len(res.changes)} change(s) proposed {SYM['dot']} enter to open\n", style="dim")
         self.query_one("#preview-text", Static).update(t)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ...core import JournalRow
-from ..render import short_name
+from ..render import SYM, short_name
 
 if TYPE_CHECKING:
     from ..app import WizardApp
@@ -61,7 +61,7 @@ class JournalScreen(Screen[None]):
         app = self.app
         sid = app.core.session_id or app.journal_session or "none yet"
         status = app.journal_status
-        title = f"Session {sid}{f' ({status})' if status else ''} · {len(self.rows)} change(s)"
+        title = f"Session {sid}{f' ({status})' if status else ''} {SYM['dot']} {len(self.rows)} change(s)"
         if app.dry_run:
             title += "\nDRY-RUN: undo is disabled (started with --dry-run)."
         self.query_one("#journal-title", Static).update(title)

@@ -9,7 +9,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, SelectionList, Static
+from textual.widgets import Button, Footer, Header, Input, OptionList, Static
+from textual.widgets.option_list import Option
 
 if TYPE_CHECKING:
     from ..app import WizardApp
@@ -18,9 +19,11 @@ if TYPE_CHECKING:
 class StartScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+s", "inspect", "Inspect"),
+        Binding("space", "toggle_sub", "Toggle"),
+        Binding("escape", "leave_filter", "Back", show=False),
         Binding("r", "resume", "Resume"),
         Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("a", "toggle_all", "All/none"),
+        Binding("asterisk", "toggle_all", "All/none", key_display="*"),
     ]
 
     app: WizardApp  # type: ignore[assignment]
@@ -30,9 +33,9 @@ class StartScreen(Screen[None]):
         with Vertical(id="start"):
             yield Static(id="target")
             yield Static(id="resume-offer", classes="hidden")
-            yield Static("Subscriptions in scope (space toggles):", classes="label")
+            yield Static("Subscriptions in scope ([x] inspected; space toggles, enter inspects):", classes="label")
             yield Input(placeholder="filter subscriptions…", id="sub-filter")
-            yield SelectionList[str](id="subs")
+            yield OptionList(id="subs")
             with Horizontal(id="start-buttons"):
                 yield Button("Inspect (ctrl+s)", id="inspect", variant="primary")
                 yield Button("Resume (r)", id="resume", classes="hidden")
@@ -74,28 +77,39 @@ class StartScreen(Screen[None]):
     chosen: set[str] | None = None
 
     def _fill(self, text: str) -> None:
-        subs = self.query_one("#subs", SelectionList)
-        if self.chosen is None:
-            self.chosen = {s for s, _ in self.app.subscriptions}
+        """One row per subscription, `[x]` when it is inspected, `[ ]` when not: no colour needed."""
+        subs = self.query_one("#subs", OptionList)
+        if self.chosen is None:  # back from the checklist (s): the scope that was inspected
+            scoped = self.app.core.subscriptions
+            self.chosen = set(scoped) if scoped else {s for s, _ in self.app.subscriptions}
         chosen = self.chosen
+        keep = subs.highlighted
         subs.clear_options()
         needle = text.lower().strip()
         for sid, name in self.app.subscriptions:
             if needle and needle not in sid.lower() and needle not in name.lower():
                 continue
-            label = f"{name}  {sid}" if name != sid else sid
-            subs.add_option((label, sid, sid in chosen))
+            label = Text("[x] " if sid in chosen else "[ ] ", style="bold" if sid in chosen else "dim")
+            label.append(f"{name}  " if name != sid else "", style="" if sid in chosen else "dim")
+            label.append(sid, style="dim")
+            subs.add_option(Option(label, id=sid))
         if subs.option_count:
-            subs.highlighted = 0
+            subs.highlighted = min(keep or 0, subs.option_count - 1)
 
-    def on_selection_list_selection_toggled(self, event: SelectionList.SelectionToggled) -> None:
-        if self.chosen is None:
+    def action_toggle_sub(self) -> None:
+        subs = self.query_one("#subs", OptionList)
+        opt = subs.highlighted_option
+        if opt is None or opt.id is None or self.chosen is None:
             return
-        sid = event.selection.value
-        if sid in event.selection_list.selected:
-            self.chosen.add(sid)
-        else:
-            self.chosen.discard(sid)
+        self.chosen.symmetric_difference_update({opt.id})
+        self._fill(self.query_one("#sub-filter", Input).value)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_inspect()  # enter is the wizard's "next", never a silent deselect
+
+    def action_leave_filter(self) -> None:
+        """Esc in the filter box goes back to the list, keeping the filter."""
+        self.query_one("#subs").focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._fill(event.value)
@@ -118,13 +132,9 @@ class StartScreen(Screen[None]):
         self.query_one("#sub-filter").focus()
 
     def action_toggle_all(self) -> None:
-        subs = self.query_one("#subs", SelectionList)
-        if len(subs.selected) == subs.option_count:
-            subs.deselect_all()
-            self.chosen = set()
-        else:
-            subs.select_all()
-            self.chosen = {s for s, _ in self.app.subscriptions}
+        everything = {s for s, _ in self.app.subscriptions}
+        self.chosen = set() if self.chosen == everything else everything
+        self._fill(self.query_one("#sub-filter", Input).value)
 
     def action_inspect(self) -> None:
         chosen = sorted(self.chosen or ())

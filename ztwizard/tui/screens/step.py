@@ -14,13 +14,22 @@ from textual.widgets.option_list import Option
 
 from ...model import Change
 from ...steps import ARTICLES, STEP_BY_ID, STEPS
-from ..render import GLYPH, STYLE, WORD, change_detail, change_label, counts_text, findings_text, value
+from ..render import (
+    GLYPH,
+    STATE_GLYPH,
+    STYLE,
+    SYM,
+    WORD,
+    change_detail,
+    change_label,
+    counts_text,
+    findings_text,
+    value,
+)
 
 if TYPE_CHECKING:
     from ..app import WizardApp
 
-STATE_GLYPH = {"pending": " ", "in_flight": "…", "applied": "✓", "adopted": "✓", "failed": "✗", "skipped": "-",
-               "undone": "↺", "drift": "≠"}
 
 
 class StepScreen(Screen[None]):
@@ -94,9 +103,9 @@ class StepScreen(Screen[None]):
         status = res.status if res else "pending"
         title = Text()
         title.append(GLYPH.get(status, "?"), style=STYLE.get(status, ""))
-        title.append(f" {step.id} · ", style="bold")
+        title.append(f" {step.id} {SYM['dot']} ", style="bold")
         title.append(step.title, style="bold")
-        title.append(f"\n  {ARTICLES[step.article]} step {step.number} · {WORD.get(status, status)} · ")
+        title.append(f"\n  {ARTICLES[step.article]} step {step.number} {SYM['dot']} {WORD.get(status, status)} {SYM['dot']} ")
         title.append_text(counts_text(res))
         self.query_one("#step-title", Static).update(title)
 
@@ -114,7 +123,7 @@ class StepScreen(Screen[None]):
             self._shown = shown
             self.query_one("#why", Static).update(Text(step.why + "\n", style="italic"))
             self.query_one("#findings", Static).update(
-                findings_text(res.findings) if res else Text("Not inspected yet…", style="dim"))
+                findings_text(res.findings) if res else Text("Not inspected yet" + SYM["ellipsis"], style="dim"))
         self._refresh_apply_row()
         self._refresh_changes()
         self.refresh_bindings()
@@ -187,8 +196,12 @@ class StepScreen(Screen[None]):
         elif state in ("applied", "undone", "in_flight", "drift"):
             t.append(f"{state.replace('_', ' ')}", style="bold")
             t.append(f"{': ' + message if message else ''}\n\n")
-        t.append_text(change_detail(change, self.app.core.endpoint()))
+        room = self.query_one("#detail-scroll").scrollable_content_region.width
+        t.append_text(change_detail(change, self.app.core.endpoint(), room - 1 if room > 20 else None))
         detail.update(t)
+
+    def on_resize(self) -> None:
+        self._refresh_detail()  # the diff is wrapped to the pane's width
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self._refresh_detail()
@@ -210,6 +223,7 @@ class StepScreen(Screen[None]):
     # ---- actions --------------------------------------------------------------------------
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()
+        self.call_after_refresh(self._refresh_detail)  # the pane has its width only once shown
 
     @property
     def on_changes(self) -> bool:
