@@ -31,7 +31,9 @@ def test_no_terminal_exits_2_at_once_and_names_plan(tmp_path, args):
     proc = subprocess.run([str(Path(sys.executable).with_name("ztwizard")), "--sandbox", "--state-dir", str(tmp_path / "sd"), *args],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "the wizard needs a terminal; use `ztwizard plan` for a report" in proc.stderr
+    # the suggested command carries the flags of this run, so it works as pasted
+    sd = tmp_path / "sd"
+    assert f"the wizard needs a terminal; use `ztwizard --sandbox --state-dir {sd} plan` for a report" in proc.stderr
     assert proc.stdout == "" and "\x1b[" not in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "sd").exists()  # nothing started, nothing written
     assert time.monotonic() - started < 30
