@@ -16,15 +16,15 @@ SIZE = (100, 30)
 
 
 async def shoot(workdir: Path) -> list[Path]:
+    from ztwizard.core import Core
     from ztwizard.gateway import Gateway
     from ztwizard.sandbox import Sandbox
     from ztwizard.target import in_process_target
-    from ztwizard.tui.app import WizardApp
-    from ztwizard.tui.backend import Backend
+    from ztwizard.tui import make_app
 
     sandbox = Sandbox(workdir / "sandbox", estate="reference")
-    backend = Backend(Gateway(in_process_target(sandbox)), state_dir=workdir / "state", dry_run=False)
-    app = WizardApp(backend)
+    core = Core(Gateway(in_process_target(sandbox)), state_dir=workdir / "state")
+    app = make_app(core)
     saved: list[Path] = []
 
     async def settle(pilot) -> None:
@@ -57,7 +57,7 @@ async def shoot(workdir: Path) -> list[Path]:
         await pilot.pause()
         save("journal")
         await pilot.press("q")
-    backend.close()
+    core.close()
     return saved
 
 
