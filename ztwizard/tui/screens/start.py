@@ -33,7 +33,7 @@ class StartScreen(Screen[None]):
         with Vertical(id="start"):
             yield Static(id="target")
             yield Static(id="resume-offer", classes="hidden")
-            yield Static("Subscriptions in scope ([x] inspected; space toggles, enter inspects):", classes="label")
+            yield Static("Subscriptions in scope ([x] inspected; space toggles, enter inspects):", classes="label", markup=False)
             yield Input(placeholder="filter subscriptions…", id="sub-filter")
             yield OptionList(id="subs")
             with Horizontal(id="start-buttons"):
