@@ -192,7 +192,7 @@ def build(checks: Sequence[CheckInfo], *, choices: dict[str, Any] | None = None,
             spec["allowedValues"] = list(ch.allowed)
         value = choices.get(ch.name, ch.fallback)
         set_params[ch.name] = copy.deepcopy(spec)
-        tpl_spec = {"type": ch.type.lower()}
+        tpl_spec: dict[str, Any] = {"type": ch.type.lower()}
         if ch.allowed:
             tpl_spec["allowedValues"] = list(ch.allowed)
         if value is not None:
