@@ -238,3 +238,34 @@ def test_unwritable_outputs_exit_2_and_leave_nothing(state, capsys, tmp_path):
         assert list(locked.iterdir()) == []
     finally:
         locked.chmod(0o700)
+
+
+# ---- policy from a session ----------------------------------------------------------------------
+
+def test_policy_export_carries_the_sessions_choices_and_the_waivers(state, capsys, session, arm_client):
+    code, _, err = run(capsys, state, "waive", "storage-1d", "--resource", BLOB_ACCOUNT,
+                       "--reason", "orders app still signs with the account key", "--expires", "2099-01-31")
+    assert code == 0, err
+    code, out, err = run(capsys, state, "export", "--session", session, "--step", "storage-1")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["metadata"]["session"] == session
+    assert doc["parameters"]["minimumTlsVersion"]["defaultValue"] == "TLS1_2"  # what storage-1b set
+    assert doc["parameters"]["allowedCopyScope"]["defaultValue"] == "AAD"  # what storage-1e set
+    (nested,) = [r for r in doc["resources"] if r["type"] == "Microsoft.Resources/deployments"]
+    exemption = nested["properties"]["template"]["resources"][0]["properties"]["template"]["resources"][0]
+    assert exemption["scope"] == "Microsoft.Storage/storageAccounts/stcontosoappdata"
+    assert exemption["properties"]["description"] == "orders app still signs with the account key"
+    assert exemption["properties"]["expiresOn"] == "2099-01-31T23:59:59Z"
+    sb, c = clients(state, arm_client)
+    result = c[DeploymentsMgmtClient].deployments.begin_validate_at_management_group_scope(
+        sb.tenant_id, "zt-policy", {"location": "westeurope",
+                                    "properties": {"mode": "Incremental", "template": doc}}).result()
+    assert result.properties.provisioning_state == "Succeeded"
+    code, out, err = run(capsys, state, "export", "--format", "policy-bicep", "--session", session,
+                         "--step", "storage-1")
+    assert code == 0, err
+    assert "targetScope = 'managementGroup'" in out
+    assert "policyAssignmentId: extensionResourceId(managementGroup().id, " \
+           "'Microsoft.Authorization/policyAssignments', assignmentName)" in out
+    assert "description: 'orders app still signs with the account key'" in out

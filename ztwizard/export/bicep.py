@@ -7,8 +7,8 @@
 * A child resource whose parent the template does not declare (a subnet the wizard changed) gets
   an `existing` reference to the parent and `parent:`; an extension resource (`scope` relative to a
   resource) gets an `existing` reference to that resource and `scope:`.
-* Nested deployments stay `Microsoft.Resources/deployments` resources with their inline template,
-  which ARM evaluates itself (scope inner): their strings are written as they are."""
+* Nested deployments stay `Microsoft.Resources/deployments` resources with their inline template
+  (Bicep writes their expressions back as ARM expressions, evaluated in the outer scope)."""
 
 from __future__ import annotations
 
@@ -37,19 +37,18 @@ def _expression(text: str) -> str:
     return _PARAM.sub(lambda m: m.group(1), text[1:-1].strip())
 
 
-def value(v: Any, indent: int = 0, *, raw: bool = False) -> str:
-    """A JSON value as Bicep; `raw` keeps strings as they are (an inline nested template)."""
+def value(v: Any, indent: int = 0) -> str:
+    """A JSON value as Bicep."""
     pad = "  " * indent
     if isinstance(v, dict):
         if not v:
             return "{}"
-        inner = "\n".join(f"{pad}  {_key(k)}: {value(x, indent + 1, raw=raw or k == 'template')}"
-                          for k, x in v.items())
+        inner = "\n".join(f"{pad}  {_key(k)}: {value(x, indent + 1)}" for k, x in v.items())
         return "{\n" + inner + f"\n{pad}}}"
     if isinstance(v, list):
         if not v:
             return "[]"
-        inner = "\n".join(f"{pad}  {value(x, indent + 1, raw=raw)}" for x in v)
+        inner = "\n".join(f"{pad}  {value(x, indent + 1)}" for x in v)
         return "[\n" + inner + f"\n{pad}]"
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -58,9 +57,9 @@ def value(v: Any, indent: int = 0, *, raw: bool = False) -> str:
     if isinstance(v, (int, float)):
         return str(v)
     s = str(v)
-    if not raw and s.startswith("[["):
+    if s.startswith("[["):
         return quote(s[1:])
-    if not raw and s.startswith("[") and s.endswith("]"):
+    if s.startswith("[") and s.endswith("]"):
         return _expression(s)
     return quote(s)
 

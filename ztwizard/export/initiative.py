@@ -273,7 +273,7 @@ def _exemption(w: Waiver, ref_ids: list[str], subscriptions: Sequence[str]) -> d
         sub = subscriptions[0] if len(subscriptions) == 1 else ""
     if not sub:
         return None
-    props: dict[str, Any] = {"policyAssignmentId": "[parameters('assignmentId')]",
+    props: dict[str, Any] = {"policyAssignmentId": ASSIGNMENT_ID,
                              "policyDefinitionReferenceIds": ref_ids, "exemptionCategory": "Waiver",
                              "displayName": f"{w.check} waived ({w.id})",
                              "description": w.reason[:512],
@@ -284,21 +284,19 @@ def _exemption(w: Waiver, ref_ids: list[str], subscriptions: Sequence[str]) -> d
                                  "name": f"ztwizard-{w.id}", "properties": props}
     if relative:
         exemption["scope"] = relative
-    inner_params = {"assignmentId": {"type": "string"}}
-    passed = {"assignmentId": {"value": "[parameters('assignmentId')]"}}
+    # The nested templates are evaluated in the outer (management-group) scope, ARM's default:
+    # the assignment's id is the outer deployment's expression, and Bicep can write it as one.
     body: dict[str, Any] = {"$schema": RG_SCHEMA if rg else SUB_SCHEMA, "contentVersion": "1.0.0.0",
-                            "parameters": inner_params, "resources": [exemption]}
+                            "resources": [exemption]}
     if rg:
-        body = {"$schema": SUB_SCHEMA, "contentVersion": "1.0.0.0", "parameters": copy.deepcopy(inner_params),
+        body = {"$schema": SUB_SCHEMA, "contentVersion": "1.0.0.0",
                 "resources": [{"type": "Microsoft.Resources/deployments", "apiVersion": DEPLOYMENT_API,
                                "name": f"ztwizard-exempt-{w.id}-rg", "resourceGroup": rg,
-                               "properties": {"mode": "Incremental", "expressionEvaluationOptions": {"scope": "inner"},
-                                              "parameters": passed, "template": body}}]}
+                               "properties": {"mode": "Incremental", "template": body}}]}
     return {"type": "Microsoft.Resources/deployments", "apiVersion": DEPLOYMENT_API,
             "name": f"ztwizard-exempt-{w.id}", "location": "[parameters('location')]", "subscriptionId": sub,
             "dependsOn": [ASSIGNMENT],
-            "properties": {"mode": "Incremental", "expressionEvaluationOptions": {"scope": "inner"},
-                           "parameters": {"assignmentId": {"value": ASSIGNMENT_ID}}, "template": body}}
+            "properties": {"mode": "Incremental", "template": body}}
 
 
 # ---- the REST calls the template stands for --------------------------------------------------
