@@ -269,3 +269,31 @@ def test_policy_export_carries_the_sessions_choices_and_the_waivers(state, capsy
     assert "policyAssignmentId: extensionResourceId(managementGroup().id, " \
            "'Microsoft.Authorization/policyAssignments', assignmentName)" in out
     assert "description: 'orders app still signs with the account key'" in out
+
+
+def test_a_session_over_the_whole_catalog_exports_templates_that_validate(state, capsys, arm_client):
+    """Every kind of change the catalog makes (creates, PUTs, PATCHes, child and extension
+    resources, subscription-level plans) across both subscriptions."""
+    code, _, err = run(capsys, state, "apply", "--yes", "--allow-disruptive", "--allow-cost")
+    assert code == 0, err
+    code, out, _ = run(capsys, state, "sessions", "--format", "json")
+    sid = json.loads(out)[0]["id"]
+    sb, c = clients(state, arm_client)
+    deployments = c[DeploymentsMgmtClient].deployments
+    for fmt in ("arm", "policy"):
+        code, out, err = run(capsys, state, "export", "--format", fmt, "--session", sid)
+        assert code == 0, err
+        doc = json.loads(out)
+        result = deployments.begin_validate_at_management_group_scope(
+            sb.tenant_id, f"zt-{fmt}", {"location": "westeurope",
+                                        "properties": {"mode": "Incremental", "template": doc}}).result()
+        assert result.properties.provisioning_state == "Succeeded", fmt
+        if fmt == "policy":  # the plan and the workspaces the session chose: no parameter left to give
+            assert doc["parameters"]["ddosPlan"]["defaultValue"].endswith("/ddosProtectionPlans/ddos-westeurope")
+            assert all("defaultValue" in spec for spec in doc["parameters"].values())
+    code, out, _ = run(capsys, state, "export", "--format", "arm", "--session", sid, "-s", WORKLOAD_SUB, "-g", "rg-vms")
+    disks = [r for r in json.loads(out)["resources"] if r["type"] == "Microsoft.Compute/disks"]
+    assert disks and all("creationData" in d["properties"] and "networkAccessPolicy" in d["properties"]
+                         for d in disks)  # what the PATCH set, and what the disk's PUT requires
+    code, out, err = run(capsys, state, "export", "--format", "bicep", "--session", sid)
+    assert code == 0 and out.splitlines()[1] == "targetScope = 'managementGroup'"

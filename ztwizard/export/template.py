@@ -5,7 +5,8 @@ Read from the journal only (no ARM call): every change the session applied (or a
 not take back. A created resource is exported in full (the body the wizard sent); a resource the
 wizard PUT is exported with the body it sent (ARM network and security resources take the whole
 resource on PUT); a resource it only PATCHed is exported with the properties it set plus what its
-PUT needs to address it (location, sku, kind). Several changes to one resource are merged in
+PUT needs (location, sku, kind, and the properties its provider requires). ARM applies a template's
+resource as a whole, so such a minimal resource is for merging into the team's own definition. Several changes to one resource are merged in
 write order. Deletes cannot be expressed in an incremental template and are listed in metadata.
 
 One resource group gives a resource-group template; several, or subscription-level resources
@@ -21,13 +22,18 @@ from typing import Any
 
 from .. import __version__
 from .. import resource_id as rid
-from ..armjson import get_path
+from ..armjson import get_path, set_path
 from ..errors import UsageError
 from .initiative import DEPLOYMENT_API, MG_SCHEMA, RG_SCHEMA, SUB_SCHEMA
 
 KEPT_STATES = ("applied", "adopted")
 # What a PUT of an existing resource needs besides the properties that changed.
 ADDRESSING = ("location", "sku", "kind", "identity")
+# Properties a provider requires in every PUT body, per type: a PATCHed resource carries them
+# from what ARM held after the change (a disk's PUT without creationData is refused).
+REQUIRED_ON_PUT: dict[str, tuple[str, ...]] = {
+    "microsoft.compute/disks": ("properties.creationData",),
+}
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +81,10 @@ def end_state(records: Sequence[Any]) -> tuple[dict[str, dict[str, Any]], list[s
         for a in ("location", "sku", "kind"):
             if a not in body and a in image and rec.action != "create":
                 body[a] = copy.deepcopy(image[a])
+        for path in REQUIRED_ON_PUT.get(rid.type_of(rec.resource_id).lower(), ()):
+            held = get_path(image, path)
+            if get_path(body, path) is None and held is not None:
+                set_path(body, path, copy.deepcopy(held))
         entry = state.setdefault(k, {"id": rec.resource_id, "api_version": rec.api_version,
                                      "created": rec.action == "create", "checks": []})
         entry["body"] = body
@@ -126,8 +136,9 @@ def build(records: Sequence[Any], *, session_id: str, subscription: str | None =
                              "Drop -s, or name a subscription the session changed.")
     meta: dict[str, Any] = {
         "generator": f"ztwizard {__version__}", "session": session_id, "deletedBySession": deleted,
-        "note": "Resources the wizard only patched carry the properties it set; deploying replaces nothing "
-                "else on them in Incremental mode."}
+        "note": "Resources the wizard only patched carry the properties it set (and what their PUT requires). "
+                "ARM applies a template's resource as a whole, even in Incremental mode: merge these "
+                "properties into your own definition of the resource rather than deploying them alone."}
     if len(subs) > 1:  # one nested deployment per subscription, from a management group
         nested = []
         for sub in subs:
