@@ -100,9 +100,7 @@ def render(template: dict[str, Any], *, header: str = "") -> str:
     symbols: dict[str, str] = {}
     declared = {(r["type"].lower(), str(r["name"]).lower()) for r in resources}
     for res in resources:
-        symbols[str(res["name"])] = _symbol(str(res["name"]).split("/")[-1].split("'")[-2]
-                                            if str(res["name"]).startswith("[") and "'" in str(res["name"])
-                                            else str(res["name"]).replace("/", "_"), used)
+        symbols[str(res["name"])] = _symbol(_base_name(res), used)
     existing: dict[tuple[str, str], str] = {}
 
     def reference(rtype: str, name: str, api: str) -> str:
@@ -147,6 +145,17 @@ def render(template: dict[str, Any], *, header: str = "") -> str:
         lines.append(f"resource {sym} {quote(f'{rtype}@{api}')} = {{\n" + "\n".join(head)
                      + ("\n" + inner if inner else "") + "\n}\n")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _base_name(res: dict[str, Any]) -> str:
+    """What a resource's symbol is made from: its literal name, or for a computed name the type
+    (a role assignment named by guid(…, 'ROLE') gets the role's first digits)."""
+    name = str(res["name"])
+    if not name.startswith("["):
+        return name.replace("/", "_")
+    kind = str(res["type"]).rsplit("/", 1)[-1].rstrip("s")
+    literals = [lit for lit in re.findall(r"'([^']*)'", name) if lit not in _PARAM.findall(name)]
+    return f"{kind}_{literals[-1][:8]}" if literals else kind
 
 
 def api_for(rtype: str, relative_id: str, resources: list[dict[str, Any]]) -> str:
