@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import UsageError, ZtwError
+from .files import refuse_existing
 
 FORMAT_HELP = ("policy: a management-group template with the initiative, its assignment and the waivers as "
                "exemptions; policy-bicep: the same as Bicep; arm|bicep: the end state --session applied")
@@ -31,18 +32,6 @@ def add_parser(command: Callable[[str, str], argparse.ArgumentParser], output_ty
     p.add_argument("--check", action="append", metavar="ID", help=check_help)
     p.add_argument("--output", metavar="FILE", type=output_type, help="a regular file, or - for stdout")
     p.add_argument("--force", action="store_true", help="replace --output FILE if it exists")
-
-
-def _refuse_existing(output: str | None, force: bool) -> None:
-    """An existing regular file is replaced only with --force (checked before any work)."""
-    if output in (None, "-") or force:
-        return
-    from .files import output_target
-
-    dest = output_target(output)
-    if dest.exists():
-        raise UsageError(f"Output file {output} exists; export does not replace a file unless told to.",
-                         "Pass --force to replace it, or name another file.")
 
 
 def _checks(step_ids: list[str], check_ids: list[str]) -> list[Any]:
@@ -64,7 +53,7 @@ def cmd_export(args: argparse.Namespace, make_core: Callable[..., Any], write: C
     from .waivers import today_utc
 
     validate_selection(args.step or [], args.check or [])
-    _refuse_existing(args.output, args.force)
+    refuse_existing(args.output, args.force)
     kind = args.format
     if kind in ("arm", "bicep") and not args.session:
         raise UsageError(f"--format {kind} exports what a session applied, and no --session was given.",
