@@ -200,6 +200,7 @@ def _one_sentence(err):
     ["export", "--format", "bicep"],
     ["plan", "--since", "x", "--format", "sarif"],
     ["export", "--step", "storage-9"],
+    ["export", "--check", "vm-1a"],  # nothing in the selection is expressible as policy
 ])
 def test_unknown_sessions_and_bad_choices_exit_2_in_one_sentence(state, capsys, argv):
     code, out, err = run(capsys, state, *argv)

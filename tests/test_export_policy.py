@@ -18,6 +18,7 @@ from azure.mgmt.resource.policy import PolicyClient
 from conftest import SUB
 
 from ztwizard.engine import selected_steps
+from ztwizard.errors import UsageError
 from ztwizard.export import bicep, builtins, initiative, mapping
 from ztwizard.steps import STEPS
 from ztwizard.waivers import Waiver, new_waiver
@@ -63,6 +64,17 @@ def test_every_check_is_mapped_once_and_the_table_names_only_catalog_checks():
     for cid in ids:
         assert sum(cid in t for t in tables) == 1, cid
     assert set().union(*tables) == set(ids)
+    assert all(mapping.kind(cover) == "builtin" for cover in mapping.COVERED_BY.values())
+
+
+def test_a_covered_check_alone_brings_its_covers_definition_and_nothing_expressible_is_refused():
+    doc = initiative.build(all_checks(check_ids=["storage-2d"]))
+    (the_set,) = [r for r in doc["resources"] if r["type"].endswith("policySetDefinitions")]
+    (member,) = the_set["properties"]["policyDefinitions"]
+    assert member["policyDefinitionId"].endswith("8c6a50c6-9ffd-4ae7-986f-5fa6111f9a54")  # storage-1d's
+    assert member["groupNames"] == ["storage-2d"]
+    with pytest.raises(UsageError):
+        initiative.build(all_checks(check_ids=["vm-1a", "hub-4c"]))
 
 
 def test_the_initiative_refers_only_to_vendored_built_ins_and_every_vendored_one_is_used():

@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import __version__
 from ..armjson import get_path
+from ..errors import UsageError
 from ..waivers import Waiver
 from . import builtins, mapping
 
@@ -81,16 +82,17 @@ def _ref_ids(checks: Sequence[CheckInfo]) -> list[tuple[str, str, list[str]]]:
     the first check that uses it; a check's second built-in gets `-2`."""
     refs: dict[str, tuple[str, list[str]]] = {}
     for c in checks:
-        kind = mapping.kind(c.id)
+        source = mapping.COVERED_BY.get(c.id, c.id)  # a covered check is served by its cover's definition
+        kind = mapping.kind(source)
         if kind == "builtin":
-            for i, guid in enumerate(mapping.BUILTIN[c.id]):
+            for i, guid in enumerate(mapping.BUILTIN[source]):
                 did = builtins.get(guid).id
                 if did not in refs:
-                    refs[did] = (c.id if i == 0 else f"{c.id}-{i + 1}", [])
+                    refs[did] = (source if i == 0 else f"{source}-{i + 1}", [])
                 refs[did][1].append(c.id)
         elif kind == "custom":
-            did = f"[managementGroupResourceId('Microsoft.Authorization/policyDefinitions', '{custom_name(c.id)}')]"
-            refs[did] = (c.id, [c.id])
+            did = f"[managementGroupResourceId('Microsoft.Authorization/policyDefinitions', '{custom_name(source)}')]"
+            refs.setdefault(did, (source, []))[1].append(c.id)
     return [(ref, did, served) for did, (ref, served) in refs.items()]
 
 
@@ -175,6 +177,9 @@ def build(checks: Sequence[CheckInfo], *, choices: dict[str, Any] | None = None,
     and the active `waivers` of those checks as exemptions."""
     choices = choices or {}
     refs = _ref_ids(checks)
+    if not refs:
+        raise UsageError("None of the selected checks can be expressed as Azure Policy; there is nothing to export.",
+                         "Select other steps or checks (`ztwizard steps`); the ones left out are advisory judgements.")
     cov = coverage(checks)
     params: dict[str, Any] = {
         "assignmentName": {"type": "string", "defaultValue": "ztwizard-zt-iaas", "maxLength": 64,
@@ -206,13 +211,14 @@ def build(checks: Sequence[CheckInfo], *, choices: dict[str, Any] | None = None,
         if values:
             member["parameters"] = values
         members.append(member)
-    resources: list[dict[str, Any]] = [_custom_definition(c) for c in checks if mapping.kind(c.id) == "custom"]
+    customs = [c for c in checks if mapping.kind(c.id) == "custom"]
+    resources: list[dict[str, Any]] = [_custom_definition(c) for c in customs]
     by_id = {c.id: c for c in checks}
     groups = [{"name": c.id, "category": c.step, "displayName": f"{c.id}: {c.title}"[:128]}
               for c in checks if any(c.id in served for _r, _d, served in refs)]
     resources.append({
         "type": "Microsoft.Authorization/policySetDefinitions", "apiVersion": POLICY_API, "name": SET_NAME,
-        "dependsOn": [custom_name(c.id) for c in checks if mapping.kind(c.id) == "custom"],
+        "dependsOn": [custom_name(c.id) for c in customs],
         "properties": {"displayName": "Zero Trust for Azure IaaS (ztwizard)", "policyType": "Custom",
                        "description": "The checks of a ztwizard hardening session, kept true by Azure Policy.",
                        "metadata": {"category": "Zero Trust IaaS", "version": "1.0.0",
@@ -240,8 +246,7 @@ def build(checks: Sequence[CheckInfo], *, choices: dict[str, Any] | None = None,
     for w in waivers:
         if w.check not in by_id or (today is not None and w.expired(today)):
             continue
-        target = mapping.COVERED_BY.get(w.check, w.check)
-        ref_ids = [ref for ref, _did, served in refs if target in served]
+        ref_ids = [ref for ref, _did, served in refs if w.check in served]
         if not ref_ids:
             skipped.append({"waiver": w.id, "why": f"{w.check} is not expressed as policy"})
             continue
