@@ -111,3 +111,18 @@ def test_policy_at_subscription_scope_and_an_assignment_of_a_built_in(sandbox, a
         pc.policy_assignments.create(rg, "tls", {"properties": {"policyDefinitionId": tls, "parameters": {
             "minimumTlsVersion": {"value": 12}}}})
     assert e.value.error.code == "InvalidPolicyParameters"
+
+
+def test_management_group_policy_survives_a_restart_and_stays_out_of_the_estate_export(sandbox, arm_client, tmp_path):
+    from ztwizard.sandbox import Sandbox
+
+    sb = sandbox(tmp_path)
+    pc = arm_client(PolicyClient, sb, SUB)
+    rule = {"if": {"field": "type", "equals": "Microsoft.Storage/storageAccounts"}, "then": {"effect": "audit"}}
+    pc.policy_definitions.create_or_update_at_management_group(sb.tenant_id, "zt-mg", {"properties": {"policyRule": rule}})
+    again = Sandbox(tmp_path)
+    got = arm_client(PolicyClient, again, SUB).policy_definitions.get_at_management_group(again.tenant_id, "zt-mg")
+    assert got.policy_type == "Custom"
+    estate = again.export()  # an estate file holds subscriptions' resources, and loads back
+    assert not any("managementGroups" in e["id"] for e in estate)
+    assert len(Sandbox(None, estate=estate).store) == len(again.store) - 1
