@@ -304,8 +304,8 @@ def _isolation(ctx: Context) -> None:
             ctx.finding(g, "pass", "", None, None, "The resource group holds workload resources only.")
             continue
         names = ", ".join(f"{SHARED_INFRA[r['type'].lower()]} {r['name']}" for r in sorted(mixed, key=lambda r: r["id"]))
-        ctx.finding(
-            g, "manual", "", [r["id"] for r in mixed], "no shared infrastructure",
+        ctx.fail_by_hand(
+            g, "", [r["id"] for r in mixed], "no shared infrastructure",
             f"Resource group {rid.parse(g).name} mixes VMs with {names}. Keep VMs in resource groups of "
             "their own (by workload or data classification) so RBAC and policy can be scoped to them: "
             "move the shared resources to a network or data group (Move resources, after checking "
@@ -326,8 +326,8 @@ def _vm_rbac(ctx: Context) -> None:
                         message="No user holds standing Owner or Contributor on the VM or its group.")
             continue
         held = "; ".join(f"{role} for user {get_path(a, 'properties.principalId')}" for a, role in hits)
-        ctx.finding(
-            vm["id"], "manual", "properties.roleDefinitionId", [a["id"] for a, _ in hits],
+        ctx.fail_by_hand(
+            vm["id"], "properties.roleDefinitionId", [a["id"] for a, _ in hits],
             "login roles held by groups",
             f"Standing admin access to {vm['name']}: {held}. Give sign-in through groups holding Virtual "
             "Machine User Login or Virtual Machine Administrator Login, make Owner/Contributor PIM-eligible "
@@ -438,7 +438,7 @@ def _trusted_launch(ctx: Context) -> None:
             continue
         gen = hyperv_generation(vm, ctx.inv)
         if gen != "V2":
-            ctx.finding(vm["id"], "manual", path, actual, "TrustedLaunch",
+            ctx.fail_by_hand(vm["id"], path, actual, "TrustedLaunch",
                         f"Security type is {actual}. " + _generation_note(gen))
             continue
         ctx.finding(vm["id"], "fail", path, actual, "TrustedLaunch",
@@ -460,7 +460,7 @@ def _boot_setting(ctx: Context, leaf: str, what: str) -> None:
             continue
         gen = hyperv_generation(vm, ctx.inv)
         if not _trusted(vm) and gen != "V2":
-            ctx.finding(vm["id"], "manual", path, actual, True, f"{what} needs Trusted Launch. " + _generation_note(gen))
+            ctx.fail_by_hand(vm["id"], path, actual, True, f"{what} needs Trusted Launch. " + _generation_note(gen))
             continue
         ctx.finding(vm["id"], "fail", path, actual, True, f"{what} is off.")
         change = ctx.patch(vm, {path: True}, disruptive=True,
@@ -493,8 +493,8 @@ def _attestation(ctx: Context) -> None:
                         "The Guest Attestation extension is installed.")
             continue
         if ext is not None:
-            ctx.finding(
-                vm["id"], "manual", "properties.provisioningState",
+            ctx.fail_by_hand(
+                vm["id"], "properties.provisioningState",
                 get_path(ext, "properties.provisioningState"), "Succeeded",
                 f"The Guest Attestation extension on {vm['name']} is "
                 f"{get_path(ext, 'properties.provisioningState')}: check that the VM has outbound access to "
@@ -503,7 +503,7 @@ def _attestation(ctx: Context) -> None:
         gen = hyperv_generation(vm, inv)
         boot_ready = _trusted(vm) and get_path(vm, f"{UEFI}.secureBootEnabled") and get_path(vm, f"{UEFI}.vTpmEnabled")
         if not _trusted(vm) and gen != "V2":
-            ctx.finding(vm["id"], "manual", prop, None, "GuestAttestation",
+            ctx.fail_by_hand(vm["id"], prop, None, "GuestAttestation",
                         "Guest Attestation needs Trusted Launch with Secure Boot and vTPM. " + _generation_note(gen))
             continue
         ctx.finding(vm["id"], "fail", prop, None, "GuestAttestation", "The Guest Attestation extension is not installed.")
@@ -539,16 +539,16 @@ def _des(ctx: Context) -> None:
         if actual == DOUBLE:
             ctx.finding(d["id"], "pass", prop, actual, DOUBLE, "The set double-encrypts with platform and customer keys.")
         else:
-            ctx.finding(
-                d["id"], "manual", prop, actual, DOUBLE,
+            ctx.fail_by_hand(
+                d["id"], prop, actual, DOUBLE,
                 f"Disk encryption set {d['name']} uses {actual}: set its encryption type to "
                 f"{DOUBLE} (Disk encryption sets > {d['name']} > Encryption type) or create a new set "
                 "with it, then move the disks to that set.")
     for region in sorted({(vm.get("location") or "").lower() for vm in vms}):
         if double_sets(inv, region):
             continue
-        ctx.finding(
-            ctx.scope(), "manual", prop, None, DOUBLE,
+        ctx.fail_by_hand(
+            ctx.scope(), prop, None, DOUBLE,
             f"No double-encryption disk encryption set in {region}. Create a Key Vault key (purge protection "
             f"on), then a disk encryption set in {region} with encryption type {DOUBLE} using that key, and "
             "grant the set's identity 'Key Vault Crypto Service Encryption User' on the vault: the key is "
@@ -575,8 +575,8 @@ def _disk_cmk(ctx: Context) -> None:
             continue
         sets = double_sets(ctx.inv, disk.get("location"))
         if not sets:
-            ctx.finding(
-                disk["id"], "manual", f"{prop}.type", actual, DOUBLE,
+            ctx.fail_by_hand(
+                disk["id"], f"{prop}.type", actual, DOUBLE,
                 f"Disk {disk['name']} uses {actual}; there is no double-encryption disk encryption set in "
                 f"{disk.get('location')} yet: create one (vm-4a), then re-run to move the disk to it.")
             continue
@@ -612,8 +612,8 @@ def _gallery_apps(ctx: Context) -> None:
     for vm in _vms(ctx):
         apps = [a.get("packageReferenceId") or "" for a in get_path(vm, prop) or []]
         if not apps:
-            ctx.finding(
-                vm["id"], "manual", prop, [], "apps from an approved gallery",
+            ctx.fail_by_hand(
+                vm["id"], prop, [], "apps from an approved gallery",
                 f"{vm['name']} gets no applications from an Azure Compute Gallery, so what is installed on it "
                 "is not controlled: publish the software it needs as VM Applications in a gallery that only "
                 "approved publishers can write to, assign them to the VM (Extensions + applications > VM "
@@ -737,7 +737,7 @@ def _bastion(ctx: Context) -> None:
             ctx.finding(vm["id"], "fail", prop, None, "reachable", f"No Bastion reaches {vm['name']}'s network.")
             propose_bastion(ctx, *site)
         else:
-            ctx.finding(vm["id"], "manual", prop, None, "reachable",
+            ctx.fail_by_hand(vm["id"], prop, None, "reachable",
                         f"No Bastion reaches {vm['name']}'s network. {reason}")
 
 
@@ -905,14 +905,14 @@ def _vm_agent(ctx: Context) -> None:
                     or get_path(vm, "properties.extended.instanceView.vmAgent.statuses") or [])
         shown = [s.get("displayStatus") for s in statuses]
         if provision is False:
-            ctx.finding(
-                vm["id"], "manual", f"{cfg}.provisionVMAgent", False, True,
+            ctx.fail_by_hand(
+                vm["id"], f"{cfg}.provisionVMAgent", False, True,
                 f"{vm['name']} was deployed without the VM agent, so extensions and platform patching cannot "
                 "run: install the Azure VM agent inside the guest (the Windows MSI or the walinuxagent package), "
                 "then set osProfile provisionVMAgent = true.")
         elif statuses and "Ready" not in shown:
-            ctx.finding(
-                vm["id"], "manual", "properties.instanceView.vmAgent.statuses", shown, ["Ready"],
+            ctx.fail_by_hand(
+                vm["id"], "properties.instanceView.vmAgent.statuses", shown, ["Ready"],
                 f"The VM agent on {vm['name']} reports {', '.join(map(str, shown))}: check that the guest is "
                 "running, that the agent service (WindowsAzureGuestAgent / walinuxagent) is started, and that "
                 "it can reach 168.63.129.16; update the agent if it is old.")
@@ -1065,8 +1065,8 @@ def _assessments(ctx: Context) -> None:
                         f"All {len(found)} Defender for Cloud assessments are healthy.")
             continue
         names = [get_path(a, "properties.displayName") or VM_ASSESSMENTS.get(a["name"].lower(), a["name"]) for a in bad]
-        ctx.finding(
-            vm["id"], "manual", prop, [get_path(a, prop) for a in bad], "Healthy",
+        ctx.fail_by_hand(
+            vm["id"], prop, [get_path(a, prop) for a in bad], "Healthy",
             f"Unhealthy in Defender for Cloud: {'; '.join(names)}. Open Recommendations for {vm['name']} and "
             "follow each remediation (e.g. deploy the vulnerability scanner, install missing updates).")
 
