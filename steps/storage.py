@@ -68,11 +68,10 @@ def _split(value: Any) -> set[str]:
     return {v.strip() for v in (value or "").split(";") if v.strip()}
 
 
-def _uses_files(acct: dict[str, Any], inv: Inventory) -> bool:
-    """Every general-purpose account has a `fileServices/default`; it serves Azure Files only
-    once it holds shares (or the account is a FileStorage one)."""
-    return (acct.get("kind") == "FileStorage"
-            or bool(inv.children(f"{acct['id']}/fileServices/default", SHARES)))
+def _has_file_service(acct: dict[str, Any]) -> bool:
+    """General-purpose (v1, v2) and FileStorage accounts have a `fileServices/default`; blob-only
+    kinds have none (ARM answers FeatureNotSupportedForAccount)."""
+    return str(acct.get("kind") or "StorageV2").lower() not in ("blobstorage", "blockblobstorage")
 
 
 def _file_services(acct: dict[str, Any], inv: Inventory) -> dict[str, Any]:
@@ -88,9 +87,10 @@ def _file_services(acct: dict[str, Any], inv: Inventory) -> dict[str, Any]:
 def _smb(ctx: Context) -> None:
     if ctx.unreadable(ACCOUNT, FILE_SERVICES):
         return
-    accounts = [a for a in ctx.inv.of_type(ACCOUNT) if _uses_files(a, ctx.inv)]
+    # Judged shares or not: the SMB settings govern every share created later too.
+    accounts = [a for a in ctx.inv.of_type(ACCOUNT) if _has_file_service(a)]
     if not accounts:
-        ctx.not_applicable("storage account using Azure Files")
+        ctx.not_applicable("storage account with a file service")
         return
     for acct in accounts:
         fs = _file_services(acct, ctx.inv)

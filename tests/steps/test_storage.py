@@ -150,18 +150,25 @@ def test_smb_hardening_pass_fail_and_fix():
     assert_fix_passes("storage-1f", inv)
 
 
-def test_smb_only_for_accounts_using_files():
-    res, _ = run("storage-1f", account())
-    assert statuses(res) == ["not_applicable"]
-    # every general-purpose account has fileServices/default; without shares it serves no SMB
+def test_smb_judged_on_every_account_with_a_file_service_shares_or_not():
+    # a general-purpose account without shares: its SMB settings govern every share made later
     bad = file_services(versions="SMB2.1;SMB3.0;SMB3.1.1", channelEncryption="AES-128-CCM")
-    res, _ = run("storage-1f", account(), bad)
-    assert statuses(res) == ["not_applicable"]
-    files = account(name="stfiles01")
-    files["kind"] = "FileStorage"
-    res, inv = run("storage-1f", files)  # no fileServices read: platform defaults allow SMB 2.1
+    res, inv = run("storage-1f", account(), bad)
+    assert verdicts(res) == ["fail/auto"] and res.findings[0].resource_id == ACCT_ID
+    assert_fix_passes("storage-1f", inv)
+    res, inv = run("storage-1f", account())  # no fileServices read: platform defaults allow SMB 2.1
     assert statuses(res) == ["fail"]
     assert_fix_passes("storage-1f", inv)
+    files = account(name="stfiles01")
+    files["kind"] = "FileStorage"
+    res, inv = run("storage-1f", files)
+    assert statuses(res) == ["fail"]
+    assert_fix_passes("storage-1f", inv)
+    for kind in ("BlobStorage", "BlockBlobStorage"):  # no file service at all
+        blobs = account(name="stblobs01")
+        blobs["kind"] = kind
+        res, _ = run("storage-1f", blobs)
+        assert statuses(res) == ["not_applicable"], kind
 
 
 def test_smb_unreadable_child_is_an_error_while_others_run():
