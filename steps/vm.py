@@ -13,6 +13,7 @@ from ztwizard.armjson import get_path
 from ztwizard.inventory import Inventory
 from ztwizard.model import Change
 
+from . import exposure
 from ._base import Context, memo
 from .catalog import article_steps, check
 from .common import (
@@ -22,7 +23,6 @@ from .common import (
     FIREWALL,
     NIC,
     NSG,
-    NSG_RULE,
     OWNER,
     PEERING,
     PUBLIC_IP,
@@ -49,7 +49,6 @@ STANDING_ADMIN_ROLES = {OWNER: "Owner", CONTRIBUTOR: "Contributor"}
 JOIN_ACTION = "Microsoft.Network/virtualNetworks/subnets/join/action"
 
 MANAGEMENT_PORTS = (22, 3389)
-OPEN_SOURCES = {"*", "internet", "0.0.0.0/0", "any"}
 DOUBLE = "EncryptionAtRestWithPlatformAndCustomerKeys"
 
 # Defender for Cloud assessments about a VM (steps.md appendix A).
@@ -182,51 +181,10 @@ def _vms(ctx: Context) -> list[dict[str, Any]]:
 
 # ---- "open to the internet" ------------------------------------------------------------------
 
-def port_ranges(rule: dict[str, Any]) -> list[tuple[int, int]]:
-    """Destination port ranges of a rule: a single value, a range `20-25`, a list, or `*`."""
-    raw = [get_path(rule, "properties.destinationPortRange")] + list(
-        get_path(rule, "properties.destinationPortRanges") or [])
-    out = []
-    for r in raw:
-        r = str(r or "").strip()
-        if r == "*" or r.lower() == "any":
-            out.append((0, 65535))
-            continue
-        lo, _, hi = r.partition("-")
-        try:
-            out.append((int(lo), int(hi or lo)))
-        except ValueError:
-            continue  # not a port ARM would accept; it opens nothing
-    return out
-
-
-def sources(rule: dict[str, Any]) -> list[str]:
-    raw = [get_path(rule, "properties.sourceAddressPrefix")] + list(
-        get_path(rule, "properties.sourceAddressPrefixes") or [])
-    return [s for s in raw if s]
-
-
-def open_ports(rule: dict[str, Any], ports: Iterable[int] = MANAGEMENT_PORTS) -> list[int]:
-    """The given ports this rule opens to the internet (empty when it does not)."""
-    p = rule.get("properties") or {}
-    if (p.get("direction") or "").lower() != "inbound" or (p.get("access") or "").lower() != "allow":
-        return []
-    if (p.get("protocol") or "*").lower() not in ("*", "tcp", "udp"):
-        return []
-    if not any(s.lower() in OPEN_SOURCES for s in sources(rule)):
-        return []
-    ranges = port_ranges(rule)
-    return [port for port in ports if any(a <= port <= b for a, b in ranges)]
-
-
 def open_rules(vm: dict[str, Any], inv: Inventory) -> list[tuple[dict[str, Any], list[int]]]:
-    out = []
-    for nsg in vm_nsgs(vm, inv):
-        for rule in inv.children(nsg["id"], NSG_RULE):
-            hit = open_ports(rule)
-            if hit:
-                out.append((rule, hit))
-    return out
+    """The rules that admit internet traffic to the VM's management ports, each with the ports it
+    admits: only where every NSG on the path lets the traffic through (steps/exposure.py)."""
+    return exposure.admitting_rules(exposure.openings(vm_nics(vm, inv), inv, MANAGEMENT_PORTS))
 
 
 def _subtract(ranges: list[tuple[int, int]], ports: Iterable[int]) -> list[tuple[int, int]]:
@@ -253,7 +211,7 @@ def narrow_rule(ctx: Context, rule: dict[str, Any], **flags: Any) -> Change:
     """PUT the rule without the management ports; if it opened nothing else, keep it but limit its
     source to the virtual network. Narrowing rather than deleting keeps every other flow the rule
     allows, and undo is a PUT of the exact prior rule."""
-    rest = _subtract(port_ranges(rule), MANAGEMENT_PORTS)
+    rest = _subtract(exposure.port_ranges(rule), MANAGEMENT_PORTS)
 
     def mutate(body: dict[str, Any]) -> None:
         p = body.setdefault("properties", {})
@@ -261,7 +219,7 @@ def narrow_rule(ctx: Context, rule: dict[str, Any], **flags: Any) -> Change:
             p.pop("destinationPortRange", None)
             p["destinationPortRanges"] = [_fmt(r) for r in rest]
             return
-        kept = [s for s in sources(rule) if s.lower() not in OPEN_SOURCES]
+        kept = [s for s in exposure.sources(rule) if s.lower() not in exposure.INTERNET_SOURCES]
         p.pop("sourceAddressPrefix", None)
         p.pop("sourceAddressPrefixes", None)
         if len(kept) > 1:
@@ -785,7 +743,8 @@ def _mgmt_ports(ctx: Context) -> None:
         if not hits:
             ctx.finding(vm["id"], "pass", prop, [], [], "No NSG rule opens 22 or 3389 to the internet.")
             continue
-        desc = "; ".join(f"{rid.parse(rid.parse(r['id']).parent or '').name}/{r['name']} opens "
+        # name the rule that admits the traffic and the NSG it sits in: that is what gets narrowed
+        desc = "; ".join(f"rule {r['name']} of NSG {rid.parse(rid.parse(r['id']).parent or '').name} admits "
                          f"{', '.join(map(str, p))}" for r, p in hits)
         ctx.finding(vm["id"], "fail", prop, [r["id"] for r, _ in hits], [], f"Open to the internet: {desc}.")
         for rule, _ports in hits:

@@ -12,7 +12,6 @@ from ztwizard.inventory import Inventory
 from ztwizard.model import change_id
 from ztwizard.steps import CHECK_BY_ID
 from ztwizard.steps import vm as vm_article
-from ztwizard.steps.vm import open_ports
 
 from .conftest import RG, SUB, apply_all, sandbox_round_trip, statuses, verdicts
 
@@ -158,6 +157,12 @@ def inv_of(*resources: dict[str, Any] | list[dict[str, Any]]) -> Inventory:
 
 def run(check_id: str, inv: Inventory):
     return CHECK_BY_ID[check_id].run(inv)
+
+
+def open_ports(r: dict[str, Any]) -> list[int]:
+    """The management ports one rule, alone in the NIC's NSG, opens to the internet."""
+    inv = inv_of(make_vm(), nic(nsg_id=NSG), nsg([r]))
+    return sorted({p for _r, ps in vm_article.open_rules(make_vm(), inv) for p in ps})
 
 
 def assert_fix_passes(check_id: str, inv: Inventory, resource_id: str | None = None) -> Inventory:
