@@ -82,6 +82,17 @@ class Check:
     change_title: str = ""  # e.g. "Require TLS 1.2 on {name}"
     params: tuple[Param, ...] = ()
     takes_context: bool = False
+    # An auto check whose parameter lets a person pick a create instead of the update (vm-6c: a
+    # deny rule above the admitting one rather than narrowing it); the update stays the default.
+    creates_by_choice: bool = False
+
+    def emits(self) -> frozenset[str]:
+        """The change kinds the check may propose."""
+        return EMITS[self.remediation] | ({"create"} if self.creates_by_choice else frozenset())
+
+    def fixed_by(self) -> frozenset[str]:
+        """The remediations its failing findings may report."""
+        return frozenset({"manual", FIXED_BY[self.remediation]} | ({"create"} if self.creates_by_choice else set()))
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -107,19 +118,19 @@ class Check:
         """Raise CatalogError when the verdicts disagree with the label and the changes: a
         `manual` status is a person's judgement; a failure the wizard claims to fix comes with a
         change (and a change with such a failure); what a person must fix says how."""
-        own = FIXED_BY[self.remediation]
+        allowed = self.fixed_by()
         fixed = [f for f in result.findings if f.status == "fail" and f.remediation != "manual"]
         for f in result.findings:
             if f.status == "manual" and f.remediation != "manual":
                 raise CatalogError(f"Check {self.id} reports {f.resource_id} as manual with remediation "
                                    f"{f.remediation!r}: a finding the wizard cannot judge has no fix.")
-            if f.remediation not in ("manual", own):
+            if f.remediation not in allowed:
                 raise CatalogError(f"Check {self.id} is labelled {self.remediation!r} but reports remediation "
                                    f"{f.remediation!r} for {f.resource_id}.")
             if f.status in ("fail", "manual") and f.remediation == "manual" and not f.message.strip():
                 raise CatalogError(f"Check {self.id} leaves {f.resource_id} to a person without an instruction.")
         if fixed and not result.changes:
-            raise CatalogError(f"Check {self.id} reports {fixed[0].resource_id} as fixed by {own!r} "
+            raise CatalogError(f"Check {self.id} reports {fixed[0].resource_id} as fixed by {fixed[0].remediation!r} "
                                "but proposes no change.")
         if result.changes and not fixed:
             raise CatalogError(f"Check {self.id} proposes {len(result.changes)} change(s) but reports no failure "
@@ -176,7 +187,7 @@ class Context:
         if change.check != self.check.id:
             raise CatalogError(f"Check {self.check.id} emitted a change stamped {change.check}.")
         kind = kind_of(change)
-        if kind not in EMITS[self.check.remediation]:
+        if kind not in self.check.emits():
             raise CatalogError(f"Check {self.check.id} is labelled {self.check.remediation!r} but proposed "
                                f"a {kind} change ({change.method} {change.resource_id}).")
         self.result.changes.append(change)

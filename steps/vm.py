@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ztwizard import remedy
 from ztwizard import resource_id as rid
 from ztwizard.armjson import get_path
 from ztwizard.inventory import Inventory
-from ztwizard.model import Change
+from ztwizard.model import Change, Remediation
 
 from . import exposure
 from ._base import Context, memo
@@ -23,6 +24,7 @@ from .common import (
     FIREWALL,
     NIC,
     NSG,
+    NSG_RULE,
     OWNER,
     PEERING,
     PUBLIC_IP,
@@ -230,6 +232,33 @@ def narrow_rule(ctx: Context, rule: dict[str, Any], **flags: Any) -> Change:
     shown = ["properties.destinationPortRange", "properties.destinationPortRanges"] if rest else \
         ["properties.sourceAddressPrefix", "properties.sourceAddressPrefixes"]
     return ctx.put_mutated(rule, mutate, shown, **flags)
+
+
+def deny_above(ctx: Context, rule: dict[str, Any], ports: list[int], params: dict[str, Any]) -> Change:
+    """A Deny of `ports` from the internet just above `rule` (the free priority nearest below its
+    number), leaving the rule and every other flow it serves as they are. It is a new rule, so
+    undo deletes it; its change keeps the id of the narrowing it replaces, where the choice is kept."""
+    nsg_id = rid.parse(rule["id"]).parent or ""
+    taken = {int(get_path(r, "properties.priority") or 0) for r in ctx.inv.children(nsg_id, NSG_RULE)
+             if str(get_path(r, "properties.direction") or "").lower() == "inbound"}
+    own = int(get_path(rule, "properties.priority") or 100)
+    free = next((p for p in range(own - 1, 99, -1) if p not in taken), None)
+    name = f"DenyMgmtAbove{rule['name']}"[:80]
+    sources = [s for s in exposure.sources(rule) if s.lower() in exposure.INTERNET_SOURCES]
+    body = {"name": name, "type": NSG_RULE, "properties": {
+        "priority": free, "direction": "Inbound", "access": "Deny", "protocol": "*",
+        "sourcePortRange": "*", "destinationAddressPrefix": "*",
+        "destinationPortRanges": [str(p) for p in ports],
+        **({"sourceAddressPrefixes": sources} if len(sources) > 1 else {"sourceAddressPrefix": sources[0]}),
+        "description": f"Closes {', '.join(map(str, ports))} to the internet ahead of {rule['name']}."}}
+    if free is None:  # priorities 100..own-1 are all taken: only narrowing can close the port
+        return narrow_rule(ctx, rule, disruptive=True, params=params,
+                           risk="No free priority above the rule for a deny, so the rule itself is narrowed.")
+    change = remedy.create(ctx.check.id, f"{nsg_id}/securityRules/{name}", body, params=params, disruptive=True,
+                           title=f"Deny {', '.join(map(str, ports))} from the internet above rule {rule['name']}",
+                           risk=f"Direct RDP/SSH from the internet stops; {rule['name']} keeps its other flows.")
+    change.id = ctx.change_id_of(rule)
+    return ctx.record(change)
 
 
 # ---- step 1: logical isolation ---------------------------------------------------------------
@@ -746,10 +775,16 @@ def _mgmt_ports(ctx: Context) -> None:
         # name the rule that admits the traffic and the NSG it sits in: that is what gets narrowed
         desc = "; ".join(f"rule {r['name']} of NSG {rid.parse(rid.parse(r['id']).parent or '').name} admits "
                          f"{', '.join(map(str, p))}" for r, p in hits)
-        ctx.finding(vm["id"], "fail", prop, [r["id"] for r, _ in hits], [], f"Open to the internet: {desc}.")
-        for rule, _ports in hits:
-            change = proposed(ctx, ctx.change_id_of(rule)) or narrow_rule(
-                ctx, rule, disruptive=True, risk="Direct RDP/SSH from the internet stops; use Bastion or JIT instead.")
+        choices = {r["id"].lower(): ctx.update_params(r, fix="narrow")["fix"] for r, _ in hits}
+        by: Remediation = "create" if all(c == "deny-above" for c in choices.values()) else "auto"
+        ctx.finding(vm["id"], "fail", prop, [r["id"] for r, _ in hits], [], f"Open to the internet: {desc}.",
+                    remediation=by)
+        for rule, ports in hits:
+            params = ctx.update_params(rule, fix="narrow")
+            change = proposed(ctx, ctx.change_id_of(rule)) or (
+                deny_above(ctx, rule, ports, params) if params["fix"] == "deny-above" else narrow_rule(
+                    ctx, rule, disruptive=True, params=params,
+                    risk="Direct RDP/SSH from the internet stops; use Bastion or JIT instead."))
             for d in _bastion_deps(ctx, vm):
                 if d not in change.depends_on:
                     change.depends_on.append(d)

@@ -15,7 +15,7 @@ from ztwizard.inventory import Inventory
 from ztwizard.model import REMEDIATION_KINDS
 from ztwizard.sandbox.estates import reference, scale
 from ztwizard.steps import CHECK_BY_ID
-from ztwizard.steps._base import FIXED_BY, CatalogError, Check, Context
+from ztwizard.steps._base import CatalogError, Check, Context
 
 ESTATES = Path(__file__).resolve().parent / "data" / "estates"
 ACCT = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/st1"
@@ -115,7 +115,7 @@ def test_every_check_over_every_estate_agrees_with_its_label():
             result = check.run(inv)
             for f in result.findings:
                 assert f.remediation in REMEDIATION_KINDS, (name, check.id)
-                assert f.remediation in ("manual", FIXED_BY[check.remediation]), (name, check.id)
+                assert f.remediation in check.fixed_by(), (name, check.id)
                 if f.status == "fail":
                     kinds.setdefault(check.id, set()).add(f.remediation)
                 if f.remediation == "manual" and f.status in ("fail", "manual"):

@@ -183,3 +183,71 @@ def test_the_reference_estate_with_a_shadowing_deny_has_no_open_port(sandbox, ar
         "destinationPortRanges": ["22", "3389"]}}).result()
     after = inspect(gw, check_ids=["vm-6c", "vm-8c"])
     assert {f.status for s in after.steps for f in s.findings} == {"pass"} and not after.changes()
+
+
+# ---- the fix: narrow the admitting rule, or (a parameter) a deny above it -----------------------
+
+def test_deny_above_is_a_parameter_choice_that_keeps_the_rule():
+    from ztwizard.engine import edit_change, make_plan
+
+    wide = rule("AllowMgmtAndWeb", port=None, ports=["22", "443"], priority=200)
+    taken = rule("AllowHttp", port="80", priority=199)
+    inv = estate([taken, wide])
+    plan = make_plan(inv, check_ids=["vm-6c"])
+    (narrow,) = plan.changes()
+    assert narrow.params == {"fix": "narrow"} and narrow.action == "update"
+    edit_change(inv, plan, narrow.id, {"fix": "deny-above"})
+    (deny,) = plan.changes()
+    assert deny.id == narrow.id and deny.action == "create" and deny.params == {"fix": "deny-above"}
+    assert deny.resource_id == f"{NSG}/securityRules/DenyMgmtAboveAllowMgmtAndWeb"
+    p = deny.body["properties"]
+    assert (p["access"], p["priority"], p["destinationPortRanges"], p["sourceAddressPrefix"]) == \
+        ("Deny", 198, ["22"], "*")  # 199 is taken; only the port the rule admits
+    assert [f.remediation for f in plan.steps[0].findings] == ["create"]
+    after = apply_all(inv, [deny])
+    assert statuses(vm6c(after)) == ["pass"]
+    kept = after.get(f"{NSG}/securityRules/AllowMgmtAndWeb")
+    assert kept and kept["properties"]["destinationPortRanges"] == ["22", "443"]  # its other flow untouched
+    with pytest.raises(Exception, match="is not one of"):
+        edit_change(inv, plan, narrow.id, {"fix": "delete"})
+
+
+def test_deny_above_through_the_cli_applies_passes_and_undoes(tmp_path, capsys, monkeypatch, arm_client):
+    import json
+
+    from azure.mgmt.network import NetworkManagementClient
+
+    from ztwizard.cli import main
+    from ztwizard.sandbox import Sandbox
+
+    monkeypatch.setenv("ZTWIZARD_SANDBOX_IN_PROCESS", "1")
+    state = str(tmp_path / "s")
+    Sandbox(tmp_path / "s", estate="reference")
+
+    def cli(*args: str) -> tuple[int, str]:
+        code = main(["--sandbox", "--state-dir", state, *args])
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    code, out = cli("plan", "--check", "vm-6c", "--format", "json")
+    changes = {c["resource_id"].rsplit("/", 1)[-1]: c for s in json.loads(out)["steps"] for c in s["changes"]}
+    ssh = changes["AllowSshFromInternet"]
+    code, out = cli("apply", "--step", "vm-2", "--step", "vm-6", "--yes", "--allow-disruptive", "--allow-cost",  # Bastion first
+                    "--param", f"{ssh['id']}.fix=deny-above")
+    assert code == 0, out
+    nsg_id = ssh["resource_id"].rsplit("/securityRules/", 1)[0]
+    sub, rg = nsg_id.split("/")[2], nsg_id.split("/")[4]
+    net = arm_client(NetworkManagementClient, Sandbox(tmp_path / "s"), sub)
+    rules = {r.name: r for r in net.network_security_groups.get(rg, "nsg-spoke-prod").security_rules}
+    assert rules["DenyMgmtAboveAllowSshFromInternet"].access == "Deny"
+    assert rules["DenyMgmtAboveAllowSshFromInternet"].priority < rules["AllowSshFromInternet"].priority
+    assert rules["AllowSshFromInternet"].destination_port_ranges == ["22", "8022-8023"]  # left as it was
+    code, out = cli("plan", "--check", "vm-6c", "--format", "json")
+    assert {f["status"] for s in json.loads(out)["steps"] for f in s["findings"]} == {"pass"}
+    code, out = cli("undo", "--yes")
+    assert code == 0, out
+    net = arm_client(NetworkManagementClient, Sandbox(tmp_path / "s"), sub)  # the state as undo left it
+    names = {r.name for r in net.network_security_groups.get(rg, "nsg-spoke-prod").security_rules}
+    assert "DenyMgmtAboveAllowSshFromInternet" not in names and "AllowSshFromInternet" in names
+    code, out = cli("plan", "--check", "vm-6c", "--format", "json")
+    assert "fail" in {f["status"] for s in json.loads(out)["steps"] for f in s["findings"]}
