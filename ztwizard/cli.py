@@ -250,7 +250,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if errors:  # Terraform's meaning: 1 is an error, never "nothing to change"
             raise ZtwError(f"{len(errors)} check(s) could not be evaluated (status error, listed in the plan).",
                            hint="Fix what each says (usually a missing read permission), then plan again.")
-        return 2 if plan.has_changes() else 0
+        return 0 if plan.compliant() else 2  # a failure a person must fix is pending work too
     return 0
 
 
@@ -568,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json", "markdown", "sarif"], default="text")
     p.add_argument("--output", metavar="FILE", type=inputs.output_file, help="a regular file, or - for stdout")
     p.add_argument("--detailed-exitcode", action="store_true",
-                   help="exit 0 when nothing would change, 2 when changes are pending, 1 on error")
+                   help="exit 0 when everything complies, 2 when changes or failures are pending, 1 on error")
     p.add_argument("--out", metavar="PLANFILE", help="also save the plan for `ztwizard apply PLANFILE`")
     p.add_argument("--since", metavar="SESSION", help="only what that session fixed and has regressed since")
 
