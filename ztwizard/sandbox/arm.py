@@ -34,6 +34,7 @@ from typing import Any
 from . import schema
 from .faults import ConnectionReset, Faults, Throttle
 from .graph_service import GraphService
+from .power import FEATURES, take_platform_state
 from .request import JSON, Reply, Request, arm_error
 from .routing import Router
 from .store import clone, ingest, parse, strip_composed
@@ -76,6 +77,7 @@ class Sandbox(Router, GraphService):
         self._graph_cache: dict[Any, tuple[int, list[str]]] = {}
         self.ops: dict[str, dict[str, Any]] = {}
         self.power: dict[str, str] = {}
+        self.features: dict[str, dict[str, str]] = {}
         self.schema_stats = schema.Stats()  # read-only/unknown body properties seen
         loaded = self._load()
         if not loaded:
@@ -84,7 +86,8 @@ class Sandbox(Router, GraphService):
                 "owner": {"token": secrets.token_urlsafe(32), "object_id": str(uuid.uuid4())},
                 "reader": {"token": secrets.token_urlsafe(32), "object_id": str(uuid.uuid4())},
             }
-            self.store = ingest(_resolve_estate(estate), self.tenant_id)
+            resources, self.power, self.features = take_platform_state(_resolve_estate(estate))
+            self.store = ingest(resources, self.tenant_id)
             self._save(full=True)
 
     # ---- identity ----------------------------------------------------------------------
@@ -101,21 +104,38 @@ class Sandbox(Router, GraphService):
 
     def reset(self, estate: str | list[dict[str, Any]] | None = "reference") -> None:
         """Replace the estate (tokens and tenant are kept) and save."""
-        resources = _resolve_estate(estate)
+        resources, power, features = take_platform_state(_resolve_estate(estate))
         with self._lock:
             self.store = ingest(resources, self.tenant_id)
             self._graph_cache = {}
             self.ops = {}
-            self.power = {}
+            self.power, self.features = power, features
             self._save(full=True)
 
     def export(self) -> list[dict[str, Any]]:
         """The estate as an estate file: resource groups and every resource as ARM returns it,
         children (subnets, rules, routes, peerings, extensions) as entries of their own and not
-        inline in their parents, so nothing appears twice. Loads back into an equal estate."""
-        with self._lock:  # management-group policy objects are the tenant's, not the estate's
-            return [clone(e) for e in sorted(self.store, key=lambda e: e["id"].lower())
-                    if parse(e["id"]).subscription]
+        inline in their parents, so nothing appears twice; a VM that is not running carries its
+        power state in `properties.instanceView`, and registered features are entries of their
+        own. Loads back into an equal estate."""
+        with self._lock:
+            out = []
+            for e in sorted(self.store, key=lambda e: e["id"].lower()):
+                if not parse(e["id"]).subscription:
+                    continue  # management-group policy objects are the tenant's, not the estate's
+                e = clone(e)
+                code = self.power.get(e["id"].lower())
+                if code and isinstance(e.get("properties"), dict):
+                    e["properties"]["instanceView"] = {"statuses": [{"code": code}]}
+                out.append(e)
+            for sub, feats in sorted(self.features.items()):
+                sid = self.store.subscriptions.get(sub, {}).get("subscriptionId", sub)
+                for feature, state in sorted(feats.items()):
+                    ns, _, name = FEATURES.get(feature, feature).partition("/")
+                    out.append({"id": f"/subscriptions/{sid}/providers/Microsoft.Features/providers/{ns}/features/{name}",
+                                "name": f"{ns}/{name}", "type": "Microsoft.Features/providers/features",
+                                "properties": {"state": state}})
+            return out
 
     def transport(self) -> Any:
         """An azure-core transport that routes every request to `handle` in-process."""

@@ -9,8 +9,7 @@ from urllib.parse import quote
 
 from . import graph
 from .model import EXTENSION_TYPES, RG_TYPE, SCOPE_WIDE_LISTS, SUB_TYPE, clone, compose, platform_default
-from .persistence import Persistence
-from .power import RUNNING, instance_view
+from .power import Power
 from .request import Reply, Request, arm_error, not_found, require_rg
 from .store import key, parse
 
@@ -18,7 +17,7 @@ from .store import key, parse
 UNPAGED = {"microsoft.security/pricings", "microsoft.insights/diagnosticsettings"}
 
 
-class Reads(Persistence):
+class Reads(Power):
     page_size: int
 
     def compose(self, entry: dict[str, Any], *, for_graph: bool = False) -> dict[str, Any]:
@@ -36,8 +35,7 @@ class Reads(Persistence):
         out = self.compose(entry)
         if ctx.query.get("$expand", "").lower() == "instanceview" and entry["type"].lower() == \
                 "microsoft.compute/virtualmachines":
-            out.setdefault("properties", {})["instanceView"] = instance_view(
-                entry, self.power.get(key(entry["id"]), RUNNING))
+            out.setdefault("properties", {})["instanceView"] = self.vm_instance_view(entry)
         return Reply(200, out)
 
     def _page(self, ctx: Request, items: list[dict[str, Any]], *, key_of: Callable[[dict[str, Any]], str],

@@ -51,6 +51,8 @@ SUPPORTED_API_VERSIONS: dict[str, tuple[str, ...]] = {
     "microsoft.operationalinsights": ("2022-10-01",),
     "microsoft.keyvault": ("2023-07-01",),
     "microsoft.resourcegraph": ("2021-03-01", "2022-10-01", "2024-04-01"),
+    "microsoft.features": ("2021-07-01",),
+    "microsoft.compute/skus": ("2021-07-01",),
 }
 
 # Enums longer than this are catalogues the platform extends all the time (VM sizes, SKUs): a value
@@ -90,6 +92,8 @@ def request_type(path: str, method: str) -> str:
         return ""
     if "providers" not in low:
         return "microsoft.resources"
+    if "microsoft.features" in low:  # …/providers/Microsoft.Features/providers/{ns}/features/{name}
+        return "microsoft.features"
     at = max(i for i, s in enumerate(low) if s == "providers")
     rest = low[at + 1:]
     if not rest:

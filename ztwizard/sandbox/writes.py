@@ -21,7 +21,6 @@ from .model import (
     inline_holder,
     is_inline_child,
 )
-from .power import Power
 from .profiles import profile
 from .reads import Reads
 from .request import Reply, Request, arm_error, authorize_write, bare_etag, not_found
@@ -40,8 +39,21 @@ def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-class Writes(Power, Reads):
+class Writes(Reads):
+    """`write_rules`: resource type (lower case, "*" for every type) -> names of methods
+    `(ctx, existing, new)` that refuse a PUT/PATCH ARM would refuse, called before anything is
+    stored."""
+
     schema_stats: schema.Stats
+    write_rules: dict[str, tuple[str, ...]] = {
+        "microsoft.compute/virtualmachines": ("_vm_rules",),
+        "microsoft.compute/disks": ("_disk_rules",),
+    }
+
+    def _apply_write_rules(self, ctx: Request, existing: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        t = new["type"].lower()
+        for name in self.write_rules.get(t, ()) + self.write_rules.get("*", ()):
+            getattr(self, name)(ctx, existing, new)
 
     def _check_conditions(self, ctx: Request, entry: dict[str, Any] | None) -> None:
         if_match = ctx.headers.get("if-match")
@@ -169,6 +181,7 @@ class Writes(Power, Reads):
                     new.setdefault("properties", {}).setdefault(prop, kept)
         new["id"] = rid_
         new = normalize_entry(new)
+        self._apply_write_rules(ctx, existing, new)
         new["etag"] = new_etag()
         created = existing is None
         if created and t.startswith("microsoft.network/") and t.count("/") == 1:
