@@ -99,9 +99,6 @@ KNOWN_GAPS: dict[str, set[str]] = {
                                                    "properties.publicIPAllocationMethod",
                                                    "properties.idleTimeoutInMinutes", "sku",
                                                    "properties.ipConfiguration"},
-    "security/PutPricingByName_example.json": {"properties.enablementTime", "properties.enforce",
-                                               "properties.freeTrialRemainingTime",
-                                               "properties.resourcesCoverageStatus", "properties.extensions"},
     "security/GetPricingByNameDns_example.json": {"properties.enablementTime", "properties.enforce",
                                                   "properties.resourcesCoverageStatus"},
     "storage/StorageAccountUpdateDisablePublicNetworkAccess.json": {

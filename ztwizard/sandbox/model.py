@@ -10,6 +10,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from .. import resource_id as rid
+from .profiles import profile
 
 if TYPE_CHECKING:
     from .store import Store
@@ -173,6 +174,8 @@ def compose(store: Store, entry: dict[str, Any], *, for_graph: bool = False) -> 
     if isinstance(out.get("properties"), dict):
         out["properties"] = dict(out["properties"])
     t = out["type"].lower()
+    if not profile(t).etag:
+        out.pop("etag", None)
     for path, seg in INLINE_CHILDREN.get(t, []):
         if for_graph and (t, path) in READ_ONLY_INLINE:
             continue

@@ -19,7 +19,12 @@ class Profile:
     delete_lro: str | None = None  # None: 200 at once
     sync_create_status: int = 201  # a synchronous create (some providers say 200 whatever happened)
     provisioning_state: bool = False  # the provider keeps properties.provisioningState
-    etag: bool = True  # the provider returns an etag and honours If-Match
+    etag: bool = True  # the provider returns an etag and honours If-Match (else both are ignored)
+    # What a null in a PATCH does: "removes" (JSON merge patch) or "ignored" (the provider reads
+    # null as "not given": the property keeps its value; notes §2).
+    patch_null: str = "removes"
+    put_keeps: tuple[str, ...] = ()  # properties a PUT that omits them keeps (storage: sasPolicy)
+    normalises: bool = False  # enum values come back in the spec's casing, location in ARM's form
 
     def lro(self, method: str, created: bool) -> str | None:
         if method == "PATCH":
@@ -29,11 +34,13 @@ class Profile:
         return self.create_lro if created else self.update_lro
 
 
-_NETWORK = Profile(create_lro="async", update_lro="async", delete_lro="location", provisioning_state=True)
+_NETWORK = Profile(create_lro="async", update_lro="async", delete_lro="location", provisioning_state=True,
+                   normalises=True)
+# compute: `encryptionAtHost: null` leaves it on; only an explicit false turns it off
 _COMPUTE = Profile(create_lro="async", update_lro="async", patch_lro="async", delete_lro="location",
-                   provisioning_state=True)
+                   provisioning_state=True, patch_null="ignored", normalises=True)
 _COMPUTE_DISKS = replace(_COMPUTE, create_lro="location", update_lro="location", patch_lro="location")
-_STORAGE = Profile(sync_create_status=200, provisioning_state=True)
+_STORAGE = Profile(sync_create_status=200, provisioning_state=True, patch_null="ignored", normalises=True)
 
 PROFILES: dict[str, Profile] = {
     "microsoft.network": _NETWORK,
@@ -41,8 +48,11 @@ PROFILES: dict[str, Profile] = {
     "microsoft.compute/disks": _COMPUTE_DISKS,
     "microsoft.compute/snapshots": _COMPUTE_DISKS,
     "microsoft.storage": _STORAGE,
-    "microsoft.storage/storageaccounts": replace(_STORAGE, create_lro="location"),
+    # no etag on an account (If-Match is ignored); a PUT that omits sasPolicy keeps it
+    "microsoft.storage/storageaccounts": replace(_STORAGE, create_lro="location", etag=False,
+                                                put_keeps=("sasPolicy",)),
     "microsoft.security": Profile(sync_create_status=200),
+    "microsoft.security/pricings": Profile(sync_create_status=200, etag=False),
     "microsoft.insights": Profile(sync_create_status=200),
 }
 DEFAULT = Profile()

@@ -147,9 +147,10 @@ def covered_types() -> dict[str, str]:
 
 
 class _Walk:
-    def __init__(self, defs: dict[str, Any], method: str) -> None:
+    def __init__(self, defs: dict[str, Any], method: str, normalise: bool = False) -> None:
         self.defs = defs
         self.patch = method == "PATCH"
+        self.normalise = normalise
         self.problems: list[str] = []
         self.read_only: list[str] = []
         self.unknown: list[str] = []
@@ -208,6 +209,10 @@ class _Walk:
                 self.read_only.append(where)
                 continue
             self.check(v, sub, where)
+            if self.normalise and isinstance(v, str):
+                node = self.node(sub)
+                canon = next((e for e in node.get("enum") or () if isinstance(e, str) and e.lower() == v.lower()), v)
+                value[k] = canon  # the provider answers with the spec's spelling ("tcp" -> "Tcp")
         if not self.patch:
             for name in spec.get("req") or []:
                 if name not in value and not (props.get(name) or {}).get("ro"):
@@ -215,10 +220,11 @@ class _Walk:
                     self.problems.append(f"the required property '{where}' is missing")
 
 
-def body_refusal(method: str, rtype: str, api_version: str, body: Any, stats: Stats | None = None
-                 ) -> Refusal | None:
+def body_refusal(method: str, rtype: str, api_version: str, body: Any, stats: Stats | None = None,
+                 *, normalise: bool = False) -> Refusal | None:
     """Check a PUT/PATCH body for `rtype` (lower-cased type); None when it is accepted. Read-only
-    and unknown properties are counted in `stats`, not refused."""
+    and unknown properties are counted in `stats`, not refused. `normalise` rewrites enum values
+    in `body` to the spec's casing, as the providers that normalise answer."""
     rtype = rtype.lower()
     code = _BAD_BODY_CODE.get(rtype.split("/")[0], "InvalidRequestContent")
     if not isinstance(body, dict):
@@ -233,7 +239,7 @@ def body_refusal(method: str, rtype: str, api_version: str, body: Any, stats: St
             if k in spec["p"]:
                 walk.check(v, spec["p"][k], k)
     else:
-        walk = _Walk(_schemas()["defs"], method.upper())
+        walk = _Walk(_schemas()["defs"], method.upper(), normalise)
         walk.check(body, entry[method.upper()], "")
         if stats is not None:
             stats.add(rtype, walk.read_only, walk.unknown)

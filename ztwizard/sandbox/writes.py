@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from . import schema
+from .defender import Defender
 from .model import (
     BACK_LINK_PROP,
     INLINE_CHILDREN,
@@ -27,27 +28,34 @@ from .request import Reply, Request, arm_error, authorize_write, bare_etag, not_
 from .store import key, new_etag, normalize_entry, parse
 
 
-def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """JSON merge patch: objects merge key by key, null removes, anything else replaces."""
+def merge_patch(base: dict[str, Any], patch: dict[str, Any], *, null_removes: bool = True) -> dict[str, Any]:
+    """JSON merge patch: objects merge key by key, anything else replaces; null removes, or is
+    ignored where the provider reads it as "not given"."""
     for k, v in patch.items():
         if v is None:
-            base.pop(k, None)
+            if null_removes:
+                base.pop(k, None)
         elif isinstance(v, dict) and isinstance(base.get(k), dict):
-            merge_patch(base[k], v)
+            merge_patch(base[k], v, null_removes=null_removes)
         else:
             base[k] = clone(v)
     return base
 
 
-class Writes(Reads):
+class Writes(Reads, Defender):
     """`write_rules`: resource type (lower case, "*" for every type) -> names of methods
     `(ctx, existing, new)` that refuse a PUT/PATCH ARM would refuse, called before anything is
-    stored."""
+    stored. `write_effects`: type -> methods `(ctx, existing, new) -> status or None` that add
+    what the provider adds to the resource (and may answer another status)."""
 
     schema_stats: schema.Stats
     write_rules: dict[str, tuple[str, ...]] = {
         "microsoft.compute/virtualmachines": ("_vm_rules",),
         "microsoft.compute/disks": ("_disk_rules",),
+    }
+    write_effects: dict[str, tuple[str, ...]] = {
+        "microsoft.security/pricings": ("_pricing_effects",),
+        "microsoft.security/defenderforstoragesettings": ("_storage_defender_effects",),
     }
 
     def _apply_write_rules(self, ctx: Request, existing: dict[str, Any] | None, new: dict[str, Any]) -> None:
@@ -55,7 +63,15 @@ class Writes(Reads):
         for name in self.write_rules.get(t, ()) + self.write_rules.get("*", ()):
             getattr(self, name)(ctx, existing, new)
 
-    def _check_conditions(self, ctx: Request, entry: dict[str, Any] | None) -> None:
+    def _apply_write_effects(self, ctx: Request, existing: dict[str, Any] | None, new: dict[str, Any]) -> int | None:
+        status = None
+        for name in self.write_effects.get(new["type"].lower(), ()):
+            status = getattr(self, name)(ctx, existing, new) or status
+        return status
+
+    def _check_conditions(self, ctx: Request, entry: dict[str, Any] | None, rtype: str = "") -> None:
+        if rtype and not profile(rtype).etag:
+            return  # a provider without etags ignores If-Match / If-None-Match
         if_match = ctx.headers.get("if-match")
         if_none = ctx.headers.get("if-none-match")
         failed = False
@@ -150,16 +166,17 @@ class Writes(Reads):
         rid_ = existing["id"] if existing else ctx.path
         p = parse(rid_)
         authorize_write(ctx, self.read_only, p.type, rid_)
-        self._check_conditions(ctx, existing)
+        self._check_conditions(ctx, existing, p.type)
         body = ctx.json()
-        refusal = schema.body_refusal(ctx.method, p.type, ctx.api_version, body, self.schema_stats)
+        prof = profile(p.type)
+        refusal = schema.body_refusal(ctx.method, p.type, ctx.api_version, body, self.schema_stats,
+                                      normalise=prof.normalises)
         if refusal:
             raise arm_error(*refusal)
         if ctx.method == "PATCH" and existing is None:
             raise not_found(ctx.path)
         self._check_busy(rid_)
         t = p.type.lower()
-        prof = profile(t)
         # children given inline replace the child set; read-only inline lists are dropped
         child_sets: list[tuple[str, list[Any]]] = []
         for path, seg in INLINE_CHILDREN.get(t, []):
@@ -171,17 +188,20 @@ class Writes(Reads):
                 child_sets.append((seg, kids))
         if ctx.method == "PATCH":
             assert existing is not None
-            new = merge_patch(clone(existing), body)
+            new = merge_patch(clone(existing), body, null_removes=prof.patch_null == "removes")
         else:
             new = clone(body)
-            # ARM computes these; a PUT that leaves them out keeps them.
-            for prop in SERVER_COMPUTED:
+            # ARM computes these (and some providers keep more); a PUT that leaves them out keeps them.
+            for prop in SERVER_COMPUTED + prof.put_keeps:
                 kept = (existing or {}).get("properties", {}).get(prop) if isinstance(existing, dict) else None
                 if kept is not None and isinstance(new.get("properties", {}), dict):
                     new.setdefault("properties", {}).setdefault(prop, kept)
         new["id"] = rid_
         new = normalize_entry(new)
+        if prof.normalises and isinstance(new.get("location"), str):
+            new["location"] = new["location"].replace(" ", "").lower()  # "West Europe" -> "westeurope"
         self._apply_write_rules(ctx, existing, new)
+        status = self._apply_write_effects(ctx, existing, new)
         new["etag"] = new_etag()
         created = existing is None
         if created and t.startswith("microsoft.network/") and t.count("/") == 1:
@@ -230,7 +250,7 @@ class Writes(Reads):
         self._relink(rid_, old_links, new_links, BACK_LINK_PROP.get(t, ""))
         ctx.dirty = True
         if lro is None:
-            return Reply(prof.sync_create_status if created else 200, self.compose(new))
+            return Reply(status or (prof.sync_create_status if created else 200), self.compose(new))
         return self._start_op(ctx, key(rid_), lro, before, created=created)
 
     def _relink(self, owner_id: str, old: dict[str, str], new: dict[str, str], prop: str) -> None:
@@ -262,7 +282,7 @@ class Writes(Reads):
         existing = self.store.get(ctx.path)
         p = parse(ctx.path)
         authorize_write(ctx, self.read_only, p.type, ctx.path)
-        self._check_conditions(ctx, existing)
+        self._check_conditions(ctx, existing, p.type)
         if existing is None:
             return Reply(204)
         self._check_busy(existing["id"])
