@@ -78,7 +78,10 @@ EXAMPLES: dict[str, tuple[str, str, str | None, list[tuple[str, dict[str, Any]]]
     "storage/StorageAccountUpdateDisablePublicNetworkAccess.json":
         ("PATCH", STG, "parameters",
          [(STG, {"location": "eastus2", "kind": "Storage", "sku": {"name": "Standard_GRS", "tier": "Standard"},
-                 "properties": {"supportsHttpsTrafficOnly": False}})]),
+                 # rotated keys, as the example's answer shows: the SAS policy it sets needs them
+                 "properties": {"supportsHttpsTrafficOnly": False,
+                                "keyCreationTime": {"key1": "2021-03-18T04:42:22.4322836Z",
+                                                    "key2": "2021-03-18T04:42:22.4322836Z"}}})]),
     "storage/StorageAccountDelete.json":
         ("DELETE", STG, None,
          [(STG, {"location": "eastus2", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}})]),
@@ -102,7 +105,7 @@ KNOWN_GAPS: dict[str, set[str]] = {
     "security/GetPricingByNameDns_example.json": {"properties.enablementTime", "properties.enforce",
                                                   "properties.resourcesCoverageStatus"},
     "storage/StorageAccountUpdateDisablePublicNetworkAccess.json": {
-        "properties.isHnsEnabled", "properties.keyCreationTime", "properties.primaryEndpoints",
+        "properties.isHnsEnabled", "properties.primaryEndpoints",
         "properties.primaryLocation", "properties.secondaryLocation", "properties.statusOfPrimary",
         "properties.statusOfSecondary", "properties.creationTime", "tags"},
     "network/NetworkWatcherCreate.json": {"tags"},

@@ -166,7 +166,7 @@ class Power(Operations):
         return instance_view(entry, self._shown_power(entry), self._os_disk_generation(entry))
 
     # ---- actions and views -------------------------------------------------------------
-    def _action(self, ctx: Request) -> Reply:
+    def _vm_action(self, ctx: Request) -> Reply:
         resource_id, action = "/" + "/".join(ctx.segs[:-1]), ctx.segs[-1]
         entry = self.store.get(resource_id)
         p = parse(resource_id)

@@ -80,11 +80,18 @@ PROVIDER_ROUTES: dict[tuple[str, str], str] = {
 }
 # Views of a resource (GET …/{name}/{view}): view segment -> handler.
 VIEWS: dict[str, str] = {"instanceview": "_instance_view"}
+# Actions (POST …/{name}/{action}): (resource type, action), lower case -> handler.
+ACTIONS: dict[tuple[str, str], str] = {
+    **{("microsoft.compute/virtualmachines", verb): "_vm_action"
+       for verb in ("deallocate", "start", "poweroff", "restart")},
+    ("microsoft.storage/storageaccounts", "regeneratekey"): "_regenerate_key",
+}
 
 
 class Router(Writes):
     routes: list[Route] = ROUTES
     provider_routes: dict[tuple[str, str], str] = PROVIDER_ROUTES
+    actions: dict[tuple[str, str], str] = ACTIONS
 
     def _handler(self, name: str) -> Callable[[Request], Reply]:
         handler: Callable[[Request], Reply] = getattr(self, name)
@@ -157,5 +164,14 @@ class Router(Writes):
     def _view(self, ctx: Request) -> Reply:
         return self._handler(VIEWS[ctx.low[-1]])(ctx)
 
+    def _action(self, ctx: Request) -> Reply:
+        resource_id, action = "/" + "/".join(ctx.segs[:-1]), ctx.segs[-1]
+        name = self.actions.get((parse(resource_id).type.lower(), action.lower()))
+        if name is None:
+            if self.store.get(resource_id) is None:
+                raise not_found(resource_id)
+            raise arm_error(400, "InvalidResourceOperation", f"The action '{action}' is not supported by the sandbox.")
+        return self._handler(name)(ctx)
 
-__all__: list[Any] = ["ROUTES", "PROVIDER_ROUTES", "Route", "Router", "VIEWS"]
+
+__all__: list[Any] = ["ACTIONS", "ROUTES", "PROVIDER_ROUTES", "Route", "Router", "VIEWS"]

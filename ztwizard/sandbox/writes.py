@@ -11,6 +11,7 @@ from typing import Any
 
 from . import schema
 from .defender import Defender
+from .limits import Limits
 from .model import (
     BACK_LINK_PROP,
     INLINE_CHILDREN,
@@ -22,7 +23,7 @@ from .model import (
     inline_holder,
     is_inline_child,
 )
-from .profiles import profile
+from .profiles import RESOURCE_GROUP_NAME, profile
 from .reads import Reads
 from .request import Reply, Request, arm_error, authorize_write, bare_etag, not_found
 from .store import key, new_etag, normalize_entry, parse
@@ -42,7 +43,7 @@ def merge_patch(base: dict[str, Any], patch: dict[str, Any], *, null_removes: bo
     return base
 
 
-class Writes(Reads, Defender):
+class Writes(Reads, Defender, Limits):
     """`write_rules`: resource type (lower case, "*" for every type) -> names of methods
     `(ctx, existing, new)` that refuse a PUT/PATCH ARM would refuse, called before anything is
     stored. `write_effects`: type -> methods `(ctx, existing, new) -> status or None` that add
@@ -50,8 +51,14 @@ class Writes(Reads, Defender):
 
     schema_stats: schema.Stats
     write_rules: dict[str, tuple[str, ...]] = {
+        "*": ("_name_rule",),
         "microsoft.compute/virtualmachines": ("_vm_rules",),
         "microsoft.compute/disks": ("_disk_rules",),
+        "microsoft.network/networkwatchers": ("_network_watcher_limit",),
+        "microsoft.network/networkinterfaces": ("_asg_one_vnet",),
+        "microsoft.authorization/roledefinitions": ("_role_name_unique",),
+        "microsoft.storage/storageaccounts": ("_sas_policy_needs_rotated_keys",),
+        "microsoft.insights/diagnosticsettings": ("_diagnostic_settings_limit",),
     }
     write_effects: dict[str, tuple[str, ...]] = {
         "microsoft.security/pricings": ("_pricing_effects",),
@@ -152,6 +159,9 @@ class Writes(Reads, Defender):
         else:
             if not body.get("location"):
                 raise arm_error(400, "LocationRequired", "The location property is required for this definition.")
+            if entry is None and not RESOURCE_GROUP_NAME.accepts(segs[3]):
+                raise arm_error(400, "InvalidResourceGroupName",
+                                f"Resource group name '{segs[3]}' is invalid. {RESOURCE_GROUP_NAME.text}")
             new = clone(body)
         new.update({"id": entry["id"] if entry else rg_id, "name": segs[3], "type": RG_TYPE})
         new.setdefault("properties", {})["provisioningState"] = "Succeeded"
@@ -175,6 +185,7 @@ class Writes(Reads, Defender):
             raise arm_error(*refusal)
         if ctx.method == "PATCH" and existing is None:
             raise not_found(ctx.path)
+        self._check_references(ctx, p.type, body)
         self._check_busy(rid_)
         t = p.type.lower()
         # children given inline replace the child set; read-only inline lists are dropped
@@ -250,7 +261,8 @@ class Writes(Reads, Defender):
         self._relink(rid_, old_links, new_links, BACK_LINK_PROP.get(t, ""))
         ctx.dirty = True
         if lro is None:
-            return Reply(status or (prof.sync_create_status if created else 200), self.compose(new))
+            return Reply(status or (prof.sync_create_status if created else prof.sync_update_status),
+                         self.compose(new))
         return self._start_op(ctx, key(rid_), lro, before, created=created)
 
     def _relink(self, owner_id: str, old: dict[str, str], new: dict[str, str], prop: str) -> None:
