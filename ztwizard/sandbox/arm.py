@@ -46,14 +46,15 @@ class Sandbox(Router, GraphService):
     `estate` is "reference", "scale:N", an estate file path, or a list of ARM resources; it is
     used only when the state dir holds no state yet (or on `reset`). `read_only` refuses every
     write with 403. Keyword knobs for tests: `page_size`, `lro_polls`, `lro_seconds`, `lro_hang_seconds`,
-    `retry_after` (on monitors), `reads_per_hour`/`writes_per_hour`/`throttle_window`, `clock`."""
+    `retry_after` (on monitors), `reads_per_hour`/`writes_per_hour`/`throttle_window`, `clock`,
+    `graph_lag_ms` (how long a write takes to show in Resource Graph; 0 here, 300 in `serve`)."""
 
     def __init__(self, state_dir: Path | None = None, estate: str | list[dict[str, Any]] | None = "reference", *,
                  latency_ms: int = 0, faults: str | None = None, read_only: bool = False, seed: int = 0,
                  page_size: int = 100, lro_polls: int = 1, lro_seconds: float = 1.0, retry_after: int = 0,
                  lro_hang_seconds: float | None = None, fault_retry_after: int = 1, reads_per_hour: int = 12000, writes_per_hour: int = 1200,
                  throttle_window: float = 3600.0, clock: Callable[[], float] = time.monotonic,
-                 snapshot_threshold: int = 5000, compact_every: int = 1000) -> None:
+                 snapshot_threshold: int = 5000, compact_every: int = 1000, graph_lag_ms: int = 0) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.latency_ms = max(0, int(latency_ms))
         self.faults = Faults.parse(faults, seed)
@@ -75,6 +76,8 @@ class Sandbox(Router, GraphService):
         self._log_records = 0
         self._ops_changed: set[str] = set()
         self._graph_cache: dict[Any, tuple[int, list[str]]] = {}
+        self.graph_lag = max(0, int(graph_lag_ms)) / 1000.0
+        self._graph_shadow = {}
         self.ops: dict[str, dict[str, Any]] = {}
         self.power: dict[str, str] = {}
         self.features: dict[str, dict[str, str]] = {}
@@ -88,6 +91,7 @@ class Sandbox(Router, GraphService):
             }
             resources, self.power, self.features = take_platform_state(_resolve_estate(estate))
             self.store = ingest(resources, self.tenant_id)
+            self._store_replaced()
             self._save(full=True)
 
     # ---- identity ----------------------------------------------------------------------
@@ -107,6 +111,7 @@ class Sandbox(Router, GraphService):
         resources, power, features = take_platform_state(_resolve_estate(estate))
         with self._lock:
             self.store = ingest(resources, self.tenant_id)
+            self._store_replaced()
             self._graph_cache = {}
             self.ops = {}
             self.power, self.features = power, features

@@ -32,6 +32,9 @@ class Persistence:
     _graph_cache: dict[Any, tuple[int, list[str]]]
     _dirty: bool
 
+    def _store_replaced(self) -> None:
+        """Called whenever `store` is a new Store (load, reset): parts that watch it re-attach."""
+
     @property
     def state_path(self) -> Path | None:
         return self.state_dir / "sandbox" / "state.json" if self.state_dir else None
@@ -51,6 +54,7 @@ class Persistence:
             self.tenant_id = data["tenant_id"]
             self.principals = data["principals"]
             self.store = Store.from_snapshot(data)
+            self._store_replaced()
             self.ops = data.get("ops", {})
             self.power = data.get("power", {})
             self.features = data.get("features", {})

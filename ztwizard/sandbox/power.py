@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .filters import parse_filter
 from .lro import Operations
 from .model import clone
 from .request import Reply, Request, arm_error, authorize_write, not_found
@@ -236,6 +237,7 @@ class Power(Operations):
     # ---- VM sizes ----------------------------------------------------------------------
     def _skus(self, ctx: Request) -> Reply:
         flt = ctx.query.get("$filter", "")
+        parse_filter("microsoft.compute/skus", flt)  # 400 for anything but location eq '…'
         locations = sorted({str(e.get("location") or "").lower() for k in self.store.of_type("Microsoft.Compute/virtualMachines")
                             if (e := self.store.entries[k]) and (parse(e["id"]).subscription or "").lower() == ctx.low[1]}
                            - {""}) or ["westeurope"]
