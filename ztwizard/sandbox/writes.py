@@ -43,6 +43,23 @@ def merge_patch(base: dict[str, Any], patch: dict[str, Any], *, null_removes: bo
     return base
 
 
+def restore(new: dict[str, Any], old: dict[str, Any], trail: tuple[str | int, ...]) -> None:
+    """Copy the value at `trail` (keys and list indices) from `old` into `new`, where both have
+    the containers on the way."""
+    src: Any = old
+    dst: Any = new
+    for step in trail[:-1]:
+        if isinstance(step, int):
+            if not (isinstance(src, list) and isinstance(dst, list) and step < len(src) and step < len(dst)):
+                return
+        elif not (isinstance(src, dict) and isinstance(dst, dict) and step in src and step in dst):
+            return
+        src, dst = src[step], dst[step]
+    last = trail[-1]
+    if isinstance(last, str) and isinstance(src, dict) and isinstance(dst, dict) and last in src:
+        dst[last] = clone(src[last])
+
+
 class Writes(Reads, Defender, Limits):
     """`write_rules`: resource type (lower case, "*" for every type) -> names of methods
     `(ctx, existing, new)` that refuse a PUT/PATCH ARM would refuse, called before anything is
@@ -179,8 +196,9 @@ class Writes(Reads, Defender, Limits):
         self._check_conditions(ctx, existing, p.type)
         body = ctx.json()
         prof = profile(p.type)
+        ignored: list[tuple[tuple[str | int, ...], bool]] = []
         refusal = schema.body_refusal(ctx.method, p.type, ctx.api_version, body, self.schema_stats,
-                                      normalise=prof.normalises)
+                                      normalise=prof.normalises, ignored=ignored)
         if refusal:
             raise arm_error(*refusal)
         if ctx.method == "PATCH" and existing is None:
@@ -202,6 +220,10 @@ class Writes(Reads, Defender, Limits):
             new = merge_patch(clone(existing), body, null_removes=prof.patch_null == "removes")
         else:
             new = clone(body)
+            # a read-only property the client sent back keeps the provider's value
+            for trail, read_only in ignored:
+                if read_only and existing is not None:
+                    restore(new, existing, trail)
             # ARM computes these (and some providers keep more); a PUT that leaves them out keeps them.
             for prop in SERVER_COMPUTED + prof.put_keeps:
                 kept = (existing or {}).get("properties", {}).get(prop) if isinstance(existing, dict) else None
