@@ -3,12 +3,15 @@ azure-mgmt-compute and Features clients: each rule refuses, and the allowed path
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.resource.features import FeatureClient
+
+from ztwizard.estate import load_estate_file
 
 SUB = "00000000-0000-0000-0000-0000000000d4"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg-vm/providers/Microsoft.Compute"
@@ -209,3 +212,21 @@ def test_skus_list_the_capabilities_the_platform_checks(clients):
     assert skus["Standard_D2s_v5"]["HyperVGenerations"] == "V1,V2"
     assert skus["Standard_A2_v2"]["TrustedLaunchDisabled"] == "True"
     assert skus["Standard_A2_v2"]["EncryptionAtHostSupported"] == "False"
+
+
+def test_feature_registrations_survive_an_export_and_reload(sandbox, arm_client, tmp_path):
+    sb, _, feats = clients_for(sandbox, arm_client)
+    feats.features.register("Microsoft.Compute", "EncryptionAtHost")
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(sb.export()))
+    again = sandbox(estate=load_estate_file(path))
+    cmp = arm_client(ComputeManagementClient, again, SUB)
+    reloaded = FeatureClient(cmp._config.credential, SUB, transport=again.transport())
+    assert reloaded.features.get("Microsoft.Compute", "EncryptionAtHost").properties.state == "Registered"
+    assert again.export() == sb.export()
+
+
+def clients_for(sandbox, arm_client):
+    sb = sandbox(estate=_estate())
+    cmp = arm_client(ComputeManagementClient, sb, SUB)
+    return sb, cmp, FeatureClient(cmp._config.credential, SUB, transport=sb.transport())

@@ -137,9 +137,9 @@ class Sandbox(Router, GraphService):
                 sid = self.store.subscriptions.get(sub, {}).get("subscriptionId", sub)
                 for feature, state in sorted(feats.items()):
                     ns, _, name = FEATURES.get(feature, feature).partition("/")
+                    # no "type": an estate file's id decides it, and this id names no resource type
                     out.append({"id": f"/subscriptions/{sid}/providers/Microsoft.Features/providers/{ns}/features/{name}",
-                                "name": f"{ns}/{name}", "type": "Microsoft.Features/providers/features",
-                                "properties": {"state": state}})
+                                "name": f"{ns}/{name}", "properties": {"state": state}})
             return out
 
     def transport(self) -> Any:
