@@ -11,11 +11,10 @@ import secrets
 from typing import Any
 
 from .persistence import Persistence
-from .profiles import name_rule
+from .profiles import name_rule, profile
 from .request import Reply, Request, arm_error, authorize_write, not_found
 from .store import key, parse
 
-MAX_DIAGNOSTIC_SETTINGS = 5
 # Properties that hold references the network provider resolves at write time ({"id": …} or a
 # list of them). A reference into a subscription the sandbox does not hold is not checked.
 REFERENCES = ("networkSecurityGroup", "routeTable", "ddosProtectionPlan", "applicationSecurityGroups",
@@ -67,15 +66,16 @@ class Limits(Persistence):
                                 "that the referenced resource exists, and that both resources are in the same region.")
 
     def _network_watcher_limit(self, ctx: Request, existing: dict[str, Any] | None, new: dict[str, Any]) -> None:
-        if existing is not None:
+        limit = profile(new["type"]).max_per_region
+        if existing is not None or limit is None:
             return
         sub = key(f"/subscriptions/{parse(new['id']).subscription}")
-        for k in self.store.of_type("Microsoft.Network/networkWatchers"):
-            other = self.store.entries[k]
-            if k.startswith(sub + "/") and _location(other) == _location(new):
-                raise arm_error(400, "NetworkWatcherCountLimitReached",
-                                f"Cannot create more than 1 network watchers for this subscription in this region. "
-                                f"The network watcher {other['id']} already exists in {_location(new)}.")
+        there = [self.store.entries[k] for k in self.store.of_type(new["type"])
+                 if k.startswith(sub + "/") and _location(self.store.entries[k]) == _location(new)]
+        if len(there) >= limit:
+            raise arm_error(400, "NetworkWatcherCountLimitReached",
+                            f"Cannot create more than {limit} network watchers for this subscription in this "
+                            f"region. The network watcher {there[0]['id']} already exists in {_location(new)}.")
 
     def _role_name_unique(self, ctx: Request, existing: dict[str, Any] | None, new: dict[str, Any]) -> None:
         name = str((new.get("properties") or {}).get("roleName") or "").strip().lower()
@@ -144,13 +144,14 @@ class Limits(Persistence):
 
     def _diagnostic_settings_limit(self, ctx: Request, existing: dict[str, Any] | None,
                                    new: dict[str, Any]) -> None:
-        if existing is not None:
+        limit = profile(new["type"]).max_per_parent
+        if existing is not None or limit is None:
             return
         scope = parse(new["id"]).parent or ""
-        present = self.store.children(scope, "Microsoft.Insights/diagnosticSettings")
-        if len(present) >= MAX_DIAGNOSTIC_SETTINGS:
+        present = self.store.children(scope, new["type"])
+        if len(present) >= limit:
             raise arm_error(400, "BadRequest",
-                            f"Diagnostic settings count exceeds the limit of {MAX_DIAGNOSTIC_SETTINGS} for "
+                            f"Diagnostic settings count exceeds the limit of {limit} for "
                             f"resource {scope}: change or delete one of "
                             f"{', '.join(e['name'] for e in present)} instead.")
 

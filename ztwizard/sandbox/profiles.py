@@ -27,6 +27,10 @@ class Profile:
     patch_null: str = "removes"
     put_keeps: tuple[str, ...] = ()  # properties a PUT that omits them keeps (storage: sasPolicy)
     normalises: bool = False  # enum values come back in the spec's casing, location in ARM's form
+    # platform limits (notes §3): how many of the type one parent resource, or one region of a
+    # subscription, may have (None: no limit the sandbox enforces)
+    max_per_parent: int | None = None
+    max_per_region: int | None = None
 
     def lro(self, method: str, created: bool) -> str | None:
         if method == "PATCH":
@@ -46,7 +50,7 @@ _STORAGE = Profile(sync_create_status=200, provisioning_state=True, patch_null="
 
 PROFILES: dict[str, Profile] = {
     "microsoft.network": _NETWORK,
-    "microsoft.network/networkwatchers": replace(_NETWORK, create_lro=None, update_lro=None),
+    "microsoft.network/networkwatchers": replace(_NETWORK, create_lro=None, update_lro=None, max_per_region=1),
     "microsoft.compute": _COMPUTE,
     "microsoft.compute/disks": _COMPUTE_DISKS,
     "microsoft.compute/snapshots": _COMPUTE_DISKS,
@@ -57,6 +61,7 @@ PROFILES: dict[str, Profile] = {
     "microsoft.security": Profile(sync_create_status=200),
     "microsoft.security/pricings": Profile(sync_create_status=200, etag=False),
     "microsoft.insights": Profile(sync_create_status=200),
+    "microsoft.insights/diagnosticsettings": Profile(sync_create_status=200, max_per_parent=5),
     "microsoft.authorization/roledefinitions": Profile(sync_update_status=201),
 }
 DEFAULT = Profile()
