@@ -289,7 +289,8 @@ def _replan(gateway: ArmGateway, ch: Change) -> Change | None:
     from .engine import inspect
 
     sub = rid.parse(ch.resource_id).subscription
-    plan = inspect(gateway, check_ids=[ch.check], subscriptions=[sub] if sub else None)
+    # From ARM itself: Resource Graph has not seen the write that moved the resource yet.
+    plan = inspect(gateway, check_ids=[ch.check], subscriptions=[sub] if sub else None, use_graph=False)
     for c in plan.changes():
         if c.id == ch.id:
             return c
@@ -311,8 +312,9 @@ def _verify(gateway: ArmGateway, journal: J.Journal, session_id: str, report: Ap
         return
     info = journal.session(session_id)
     try:
+        # Read from ARM, never Resource Graph: the index lags the writes just made.
         plan = inspect(gateway, step_ids=steps, subscriptions=info.subscriptions or None,
-                       resource_groups=info.resource_groups or None)
+                       resource_groups=info.resource_groups or None, use_graph=False)
         report.verification = plan.steps
     except ZtwError as exc:
         report.verify_error = exc.message

@@ -248,10 +248,11 @@ class Survey:
 def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
            subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
            progress: Progress | None = None, on_step: OnStep | None = None,
-           overrides: Overrides | None = None) -> Survey:
+           overrides: Overrides | None = None, use_graph: bool = True) -> Survey:
     """Inventory the target's scope through the gateway and plan the selected steps. `progress`
     counts the inventory's phases, then one per step; `on_step` gets each result when ready;
-    `overrides` are parameter edits kept from an earlier plan."""
+    `overrides` are parameter edits kept from an earlier plan; `use_graph=False` reads ARM itself
+    (after a write: Resource Graph lags it)."""
     step_ids, check_ids = list(step_ids), list(check_ids)
     total = INVENTORY_PHASES + len(selected_steps(step_ids, check_ids))  # validates the ids first
 
@@ -264,7 +265,7 @@ def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iter
             progress(INVENTORY_PHASES + done, total, label)
 
     inv = gateway.inventory(subscriptions=subscriptions, resource_groups=resource_groups,
-                            progress=inventory_progress)
+                            progress=inventory_progress, use_graph=use_graph)
     target = gateway.target.describe()
     target["subscriptions"] = list(inv.subscriptions)
     plan = make_plan(inv, target=target, step_ids=step_ids, check_ids=check_ids,
@@ -275,7 +276,8 @@ def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iter
 
 def inspect(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
             subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
-            progress: Progress | None = None, on_step: OnStep | None = None) -> Plan:
+            progress: Progress | None = None, on_step: OnStep | None = None, use_graph: bool = True) -> Plan:
     """Inventory the target's scope through the gateway and plan the selected steps."""
     return survey(gateway, step_ids=step_ids, check_ids=check_ids, subscriptions=subscriptions,
-                  resource_groups=resource_groups, progress=progress, on_step=on_step).plan
+                  resource_groups=resource_groups, progress=progress, on_step=on_step,
+                  use_graph=use_graph).plan

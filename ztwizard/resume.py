@@ -124,7 +124,7 @@ def continue_session(gateway: ArmGateway, journal: J.Journal, session_id: str, *
     pending = {r.change_id: r for r in journal.changes(session_id, states=PENDING)}
     steps = sorted({r.step_id for r in pending.values()})
     plan = inspect(gateway, step_ids=steps, subscriptions=info.subscriptions or None,
-                   resource_groups=info.resource_groups or None)
+                   resource_groups=info.resource_groups or None, use_graph=False)  # ARG lags the writes
     fresh = [c for c in plan.changes() if c.id in pending]
     found = {c.id for c in fresh}
     for cid in pending:
