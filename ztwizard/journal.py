@@ -57,6 +57,15 @@ UNDOABLE = (APPLIED, UNDO_FAILED)
 # Nothing is known about ARM's side until a read settles it.
 UNSETTLED = (IN_FLIGHT, UNDO_IN_FLIGHT)
 
+# Power-guard stages of a VM, in order: its state was recorded, the deallocation was sent, it is
+# deallocated (the changes go now), the start was sent, it is back as it was.
+POWER_WAS = "power-was"
+DEALLOCATING = "deallocating"
+DEALLOCATED = "deallocated"
+STARTING = "starting"
+RESTORED = "restored"
+POWER_STAGES = (POWER_WAS, DEALLOCATING, DEALLOCATED, STARTING, RESTORED)
+
 # Session statuses.
 OPEN = "open"
 DONE = "done"
@@ -137,7 +146,21 @@ def _v2(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(db: sqlite3.Connection) -> None:
+    """v3: VM power guards, so that a VM deallocated for a change is started again after a crash."""
+    _script(db, """
+        CREATE TABLE power (
+            session_id TEXT NOT NULL,
+            vm_id TEXT NOT NULL,
+            original TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (session_id, vm_id)
+        );
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -182,6 +205,15 @@ class SessionInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class PowerRecord:
+    """A VM the wizard deallocates for a change: what it was, and how far the guard got."""
+
+    vm_id: str
+    original: str
+    stage: str
 
 
 @dataclass
@@ -618,6 +650,31 @@ class Journal:
                 continue
             return _record(row)
         return None
+
+    # -- power guards --
+    def record_power(self, session_id: str, vm_id: str, stage: str, original: str | None = None) -> None:
+        """A VM's power-guard stage (and, when it opens, its original power state), durably."""
+        if stage not in POWER_STAGES:
+            raise ValueError(stage)
+        with self._tx() as db:
+            if original is not None:
+                db.execute("INSERT INTO power(session_id, vm_id, original, stage, updated_at) VALUES (?,?,?,?,?)"
+                           " ON CONFLICT(session_id, vm_id) DO UPDATE SET original=excluded.original,"
+                           " stage=excluded.stage, updated_at=excluded.updated_at",
+                           (session_id, vm_id, original, stage, _now()))
+            else:
+                cur = db.execute("UPDATE power SET stage=?, updated_at=? WHERE session_id=? AND vm_id=?",
+                                 (stage, _now(), session_id, vm_id))
+                if cur.rowcount != 1:
+                    raise ZtwError(f"No power guard is open for {vm_id} in session {session_id}.")
+            was = f" (was {original})" if original is not None else ""
+            self._event(db, session_id, None, stage, f"{vm_id}{was}")
+
+    def power_guards(self, session_id: str, *, open_only: bool = True) -> list[PowerRecord]:
+        """The session's VM power guards (by default those not yet restored)."""
+        rows = self._q("SELECT * FROM power WHERE session_id=? ORDER BY updated_at", (session_id,))
+        out = [PowerRecord(r["vm_id"], r["original"], r["stage"]) for r in rows]
+        return [p for p in out if p.stage != RESTORED] if open_only else out
 
     def events(self, session_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self._q("SELECT * FROM events WHERE session_id=? ORDER BY id", (session_id,))]
