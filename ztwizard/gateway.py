@@ -709,6 +709,7 @@ class Gateway:
                         out.append(res)
             except ARM_ERRORS as exc:
                 unreadable["microsoft.resources/resources"] = translate(exc, f"/subscriptions/{sub}").message
+        out = self._with_properties(out, unreadable)
         for group in groups:  # some providers only list per resource group
             p = rid.parse(group["id"])
             try:
@@ -725,6 +726,27 @@ class Gateway:
                 out.extend(wire(e) for e in (exts.value or []))
             except ARM_ERRORS as exc:
                 unreadable["microsoft.compute/virtualmachines/extensions"] = translate(exc, vm["id"]).message
+        return out
+
+    def _with_properties(self, items: list[dict[str, Any]], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+        """Resources of a type the catalog reads that a generic list gave without properties,
+        read each by GET (in a small thread pool)."""
+        wanted = {t.lower() for t in GRAPH_TYPES["resources"]}
+        bare = [i for i, r in enumerate(items)
+                if "properties" not in r and rid.type_of(r["id"]).lower() in wanted]
+        if not bare:
+            return items
+        out = list(items)
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            reads = [(i, pool.submit(self.read, items[i]["id"])) for i in bare]
+            for i, fut in reads:
+                try:
+                    res = fut.result()
+                except ZtwError as exc:
+                    unreadable[rid.type_of(items[i]["id"]).lower()] = exc.message
+                    continue
+                if res is not None:
+                    out[i] = res
         return out
 
     def _child_inventory(self, subs: list[str], resources: list[dict[str, Any]],

@@ -3,12 +3,14 @@ clients, and a journal in a temporary state dir."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ztwizard.armjson import PLATFORM_DEFAULTS, get_path, remove_path
 from ztwizard.gateway import Gateway
 from ztwizard.journal import Journal
 from ztwizard.sandbox import Sandbox
@@ -20,17 +22,27 @@ VOLATILE = {"etag", "provisioningState", "resourceGuid"}
 
 
 def comparable(export: list[dict[str, Any]]) -> dict[str, Any]:
-    """An export keyed by id, without what ARM changes on every write (etags, provisioning states)
-    and with explicit nulls dropped (ARM treats null and absent alike)."""
+    """An export keyed by id, without what ARM changes on every write (etags, provisioning states),
+    with explicit nulls dropped (ARM treats null and absent alike) and a property at its
+    documented platform default dropped too (undo spells `encryptionAtHost: false` out where the
+    property was absent: ARM means the same)."""
 
     def strip(o: Any) -> Any:
         if isinstance(o, dict):
-            return {k: strip(v) for k, v in o.items() if k not in VOLATILE and v is not None}
+            kept = {k: strip(v) for k, v in o.items() if k not in VOLATILE and v is not None}
+            return {k: v for k, v in kept.items() if v != {}}  # an emptied object is absent too
         if isinstance(o, list):
             return [strip(v) for v in o]
         return o
 
-    return {r["id"].lower(): strip(r) for r in export}
+    def at_default_dropped(r: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(r)
+        for path, default in PLATFORM_DEFAULTS.get(str(r.get("type", "")).lower(), {}).items():
+            if get_path(out, path) == default and type(get_path(out, path)) is type(default):
+                remove_path(out, path)
+        return out
+
+    return {r["id"].lower(): strip(at_default_dropped(r)) for r in export}
 
 
 # Service children that ARM always answers for (with defaults) although no one created them; the
