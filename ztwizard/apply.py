@@ -18,7 +18,7 @@ from typing import Any
 from . import journal as J
 from . import power
 from .adopt import own_creation
-from .armjson import apply_values, dotted, holds, mismatches, side, writable
+from .armjson import apply_values, dotted, get_path, holds, mismatches, side, writable
 from .engine import order_changes
 from .errors import (
     ArmError,
@@ -291,6 +291,16 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
         outcome(ch, step, "failed", exc.message)
         return
     after = result if ch.method != "DELETE" else None
+    failed_parts = failed_extensions(after)
+    if failed_parts:
+        # A 201 whose extensions failed (a Defender plan): the tier may have landed, so the row is
+        # applied (undo can take it back), but the change is a failure naming what failed.
+        msg = "ARM applied it only in part: " + "; ".join(failed_parts)
+        journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=(after or {}).get("etag"),
+                              after_image=after, error=msg, note=msg, event=msg)
+        written[ch.resource_id.lower()] = (after or {}).get("etag")
+        outcome(ch, step, "failed", msg)
+        return
     if ch.method != "DELETE" and (after is None or not _landed(ch, after)):
         after = _safe_read(gateway, ch.resource_id) or after
     note = ""
@@ -298,6 +308,28 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
         note = "ARM accepted the write but does not hold the values: " + ", ".join(
             map(dotted, mismatches(after, ch.after)) if ch.method != "DELETE" else ["the resource still exists"])
     _applied(journal, session_id, ch, step, after, written, outcome, note)
+
+
+def failed_extensions(res: dict[str, Any] | None) -> list[str]:
+    """'name failed (code): message' for each part of a write's answer whose operationStatus says
+    Failed: pricing `extensions[]`, Defender for Storage's malware scanning and data discovery."""
+    out: list[str] = []
+
+    def walk(node: Any, name: str) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, name)
+        elif isinstance(node, dict):
+            status = node.get("operationStatus")
+            if isinstance(status, dict) and str(status.get("code") or "").lower() == "failed":
+                what = str(node.get("name") or name)
+                out.append(f"extension {what} failed" + (f": {status['message']}" if status.get("message") else ""))
+            for key, value in node.items():
+                if key != "operationStatus":
+                    walk(value, key)
+
+    walk(get_path(res or {}, "properties"), "properties")
+    return out
 
 
 def _applied(journal: J.Journal, session_id: str, ch: Change, step: str, after: dict[str, Any] | None,

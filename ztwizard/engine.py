@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .armjson import one_way
 from .errors import ParamError, UsageError
 from .inventory import Inventory
 from .model import Change, Finding, StepResult, worst
@@ -148,10 +149,11 @@ def run_step(inventory: Inventory, step: Step, check_ids: list[str] | None = Non
             continue
         findings.extend(result.findings)
         changes.extend(result.changes)
-    if api_version_for:
-        for c in changes:
-            if not c.api_version:
-                c.api_version = api_version_for(c.resource_id)
+    for c in changes:
+        if api_version_for and not c.api_version:
+            c.api_version = api_version_for(c.resource_id)
+        if c.action == "update" and not c.one_way:
+            c.one_way = one_way(rid_type(c.resource_id), c.method, c.before, c.after)
     return StepResult(id=step.id, article=step.article, number=step.number, title=step.title,
                       status=worst([f.status for f in findings]), findings=findings,
                       changes=order_changes(changes))

@@ -133,6 +133,9 @@ class Prerequisites:
                 out.append(f"the VM is Generation {gen.upper().lstrip('V')} and Trusted Launch needs Generation 2 "
                            "(redeploy from a Gen2 image, or convert the OS disk with the Gen1-to-Trusted-Launch "
                            "upgrade first)")
+            if caps is not None and str(caps.get("TrustedLaunchDisabled", "False")).lower() == "true":
+                out.append(f"the size {size} does not support Trusted Launch in {location} (capability "
+                           "TrustedLaunchDisabled is True); resize the VM to a size that does")
             if caps is not None and "HyperVGenerations" in caps and "V2" not in caps["HyperVGenerations"].upper():
                 out.append(f"the size {size} offers no Generation 2 in {location} (capability HyperVGenerations "
                            f"is {caps['HyperVGenerations']}); resize the VM to a Gen2 size")
