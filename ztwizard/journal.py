@@ -72,6 +72,9 @@ DONE = "done"
 UNDONE_SESSION = "undone"
 
 KILL_ENV = "ZTWIZARD_TEST_KILL_AFTER_COMMITS"
+# "KIND[@TEXT][+MS]": die after the commit of the first event of KIND (whose change id or message
+# holds TEXT), or MS milliseconds later: a kill point named by what the wizard was doing.
+KILL_AT_EVENT_ENV = "ZTWIZARD_TEST_KILL_AT_EVENT"
 # How long to wait for another process's SQLite lock before saying who holds it.
 BUSY_SECONDS = 2.0
 
@@ -346,6 +349,9 @@ class Journal:
         kill = re.fullmatch(r"(\d+)(?:\+(\d+))?", os.environ.get(KILL_ENV, ""))
         self._kill_after = int(kill.group(1)) if kill else 0
         self._kill_delay = int(kill.group(2) or 0) / 1000 if kill else 0.0
+        at = re.fullmatch(r"([a-z_-]+)(?:@([^+]+))?(?:\+(\d+))?", os.environ.get(KILL_AT_EVENT_ENV, ""))
+        self._kill_event = (at.group(1), at.group(2) or "", int(at.group(3) or 0) / 1000) if at else None
+        self._kill_armed = False
         self._ensure_dir()
         self._fresh = False  # this writer created the file (close() removes it if nothing was committed)
         if write:
@@ -497,15 +503,16 @@ class Journal:
                 raise self._sqlite_error(e) from None
         self._commits += 1
         if self._kill_after and self._commits == self._kill_after:
-            if self._kill_delay:
-                timer = threading.Timer(self._kill_delay, os.kill, (os.getpid(), signal.SIGKILL))
-                timer.daemon = True
-                timer.start()
-            else:
-                os.kill(os.getpid(), signal.SIGKILL)
+            _die(self._kill_delay)
+        if self._kill_armed and self._kill_event is not None:
+            delay = self._kill_event[2]
+            self._kill_armed, self._kill_event = False, None
+            _die(delay)
 
     def _event(self, db: sqlite3.Connection, session_id: str, change_id: str | None, kind: str,
                message: str = "") -> None:
+        if self._kill_event and kind == self._kill_event[0] and self._kill_event[1] in f"{change_id or ''} {message}":
+            self._kill_armed = True  # dies once this transaction is committed
         db.execute("INSERT INTO events(session_id, change_id, at, kind, message) VALUES (?,?,?,?,?)",
                    (session_id, change_id, _now(), kind, message))
 
@@ -682,6 +689,16 @@ class Journal:
     def log(self, session_id: str, kind: str, message: str, change_id: str | None = None) -> None:
         with self._tx() as db:
             self._event(db, session_id, change_id, kind, scrub(message))
+
+
+def _die(delay: float) -> None:
+    """The crash tests' SIGKILL: now, or `delay` seconds later (in the middle of what follows)."""
+    if delay:
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+    else:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _flags(ch: Change) -> dict[str, Any]:
