@@ -410,8 +410,10 @@ def cmd_undo(args: argparse.Namespace) -> int:
                            override=args.override)
     say("\n".join(result.lines()), args)
     if not result.ok:
-        raise ZtwError(f"{len(result.of('failed'))} undo(s) failed and {len(result.of('drift'))} were refused; "
-                       f"{len(result.of('undone'))} undone (listed above); nothing else was changed.",
+        unmet = len(result.report.unmet) if result.report else 0
+        waiting = f", {unmet} wait for a missing prerequisite" if unmet else ""
+        raise ZtwError(f"{len(result.of('failed'))} undo(s) failed and {len(result.of('drift'))} were refused"
+                       f"{waiting}; {len(result.of('undone'))} undone (listed above); nothing else was changed.",
                        hint="Review the differences above; --override restores the refused ones anyway.")
     return 0
 

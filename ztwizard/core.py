@@ -166,7 +166,8 @@ class UndoResult:
 
     @property
     def ok(self) -> bool:
-        return not self.of("failed") and not self.of("drift")
+        unmet = self.report.unmet if self.report else []  # still in place: a prerequisite is missing
+        return not self.of("failed") and not self.of("drift") and not unmet
 
     def lines(self) -> list[str]:
         return self.report.lines() if self.report else []

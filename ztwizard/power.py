@@ -147,8 +147,11 @@ class Prerequisites:
         return out
 
 
+PREREQUISITE = "prerequisite missing"
+
+
 def prerequisite_note(missing: Sequence[str]) -> str:
-    return "prerequisite missing: " + "; ".join(missing) + "; nothing was sent"
+    return f"{PREREQUISITE}: " + "; ".join(missing) + "; nothing was sent"
 
 
 # ---- batching ----------------------------------------------------------------------------------

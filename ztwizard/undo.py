@@ -105,8 +105,13 @@ class UndoReport:
         return [o for o in self.failed if o.message.startswith(INCOMPLETE)]
 
     @property
+    def unmet(self) -> list[Outcome]:
+        """Skipped because a prerequisite of the inverse write is missing: still in place."""
+        return [o for o in self.skipped if o.message.startswith(power.PREREQUISITE)]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and not self.refused
+        return not self.failed and not self.refused and not self.unmet
 
     def lines(self) -> list[str]:
         out = [f"Session {self.session_id}: {len(self.undone)} undone, {len(self.failed)} failed, "
@@ -116,6 +121,8 @@ class UndoReport:
             out += ["  " + line for line in d.lines()]
         if self.refused:
             out.append("Nothing was written for the refused changes; pass --override to restore them anyway.")
+        if self.unmet:
+            out.append(f"{len(self.unmet)} change(s) are still in place: provide what they need (above) and undo again.")
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -42,7 +42,16 @@ def comparable(export: list[dict[str, Any]]) -> dict[str, Any]:
                 remove_path(out, path)
         return out
 
-    return {r["id"].lower(): strip(at_default_dropped(r)) for r in export}
+    def power_apart(r: dict[str, Any]) -> dict[str, Any]:
+        # A VM's power state is its instance view, not a property (the export spells it only once
+        # it moved): estate_view compares it as ARM's instance view reports it.
+        if str(r.get("type", "")).lower() == "microsoft.compute/virtualmachines":
+            r = copy.deepcopy(r)
+            remove_path(r, "properties.instanceView")
+        return r
+
+    return {r["id"].lower(): strip(at_default_dropped(power_apart(r))) for r in export
+            if "/providers/microsoft.features/" not in r["id"].lower()}  # registrations are the person's
 
 
 # Service children that ARM always answers for (with defaults) although no one created them; the
@@ -53,6 +62,9 @@ SERVICES = ("blobServices/default", "fileServices/default")
 def estate_view(export: list[dict[str, Any]], gateway: Any) -> dict[str, Any]:
     """What ARM shows: the export, with each storage account's service children read through ARM."""
     view = comparable(export)
+    for res in export:
+        if str(res.get("type", "")).lower() == "microsoft.compute/virtualmachines":
+            view[f"{res['id'].lower()}#power"] = gateway.power_state(res["id"])
     accounts = [r["id"] for r in export if r.get("type", "").lower() == "microsoft.storage/storageaccounts"]
     for account in accounts:
         for svc in SERVICES:
@@ -81,6 +93,21 @@ class World:
 
     def view(self) -> dict[str, Any]:
         return estate_view(self.sb.export(), self.gw)
+
+    def register_feature(self, namespace: str, name: str) -> None:
+        """What `az feature register` does, in every subscription: POST the Features API."""
+        register_feature(self.gw, namespace, name)
+
+
+def register_feature(gw: Gateway, namespace: str, name: str) -> None:
+    from azure.core.rest import HttpRequest
+
+    for sub in gw.list_subscriptions():
+        url = (f"/subscriptions/{sub}/providers/Microsoft.Features/providers/{namespace}/features/{name}/register"
+               "?api-version=2021-07-01")
+        resp = gw.client("resources", sub).send_request(HttpRequest("POST", url))
+        assert resp.status_code == 200, resp.text()
+        assert gw.feature_state(sub, namespace, name) == "Registered"
 
 
 @pytest.fixture

@@ -58,8 +58,14 @@ def test_reference_estate_apply_everything_then_undo_restores_it(world):
     assert any(e["message"].startswith("re-planned") for e in w.journal.events(sid))
     assert not any("changed since the plan" in o.message for o in report.skipped)
 
+    # Going back from Trusted Launch to Standard needs a subscription feature the estate lacks: undo
+    # leaves those changes in place, says what to register, and is not ok; registered, it finishes.
+    first = undo_changes(w.gw, w.journal, sid)
+    assert not first.ok and first.unmet, "\n".join(first.lines())
+    assert all("UseStandardSecurityType" in o.message and "az feature register" in o.message for o in first.unmet)
+    w.register_feature("Microsoft.Compute", "UseStandardSecurityType")
     undo = undo_changes(w.gw, w.journal, sid)
-    assert undo.ok and len(undo.undone) == len(report.applied), "\n".join(undo.lines())
+    assert undo.ok and len(first.undone) + len(undo.undone) == len(report.applied), "\n".join(undo.lines())
     assert w.view() == original
     assert w.journal.session(sid).status == J.UNDONE_SESSION
 

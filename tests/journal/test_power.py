@@ -75,6 +75,7 @@ def test_undo_takes_vm_changes_back_under_one_deallocation_and_restores_the_esta
     original = w.view()
     sid, _changes, report = _apply(w)
     mark = w.journal.events(sid)[-1]["id"]
+    w.register_feature("Microsoft.Compute", "UseStandardSecurityType")  # Trusted Launch back to Standard
     undo = undo_changes(w.gw, w.journal, sid)
     assert undo.ok, "\n".join(undo.lines())
     assert len(undo.undone) == len(report.applied)
@@ -159,6 +160,7 @@ def test_undo_restores_a_vm_an_interrupted_run_left_deallocated_before_anything_
     sid, _changes, _report = _apply(w)
     vm = _vms(w)[0]
     power.PowerGuard(w.gw, w.journal, sid).hold(vm)
+    w.register_feature("Microsoft.Compute", "UseStandardSecurityType")
     undo = undo_changes(w.gw, w.journal, sid)
     assert undo.ok, "\n".join(undo.lines())
     assert set(_power(w).values()) == {"running"}
@@ -185,3 +187,46 @@ def test_needs_deallocation_by_type_and_path():
     assert not power.needs_deallocation(vm, {"identity": {"type": "SystemAssigned"}})
     assert power.needs_deallocation(disk, {"properties": {"encryption": {"type": "EncryptionAtRestWithPlatformAndCustomerKeys"}}})
     assert not power.needs_deallocation(disk, {"properties": {"publicNetworkAccess": "Disabled"}})
+
+
+def _unregister(w, namespace: str, name: str) -> None:
+    from azure.core.rest import HttpRequest
+
+    for sub in w.gw.list_subscriptions():
+        url = (f"/subscriptions/{sub}/providers/Microsoft.Features/providers/{namespace}/features/{name}/unregister"
+               "?api-version=2021-07-01")
+        assert w.gw.client("resources", sub).send_request(HttpRequest("POST", url)).status_code == 200
+
+
+def test_a_missing_feature_skips_the_change_before_anything_is_written(world):
+    w = world(estate="reference")
+    _unregister(w, "Microsoft.Compute", "EncryptionAtHost")
+    sid, changes, report = _apply(w)
+    eah = [c for c in changes if c.check == "vm-4c"]
+    assert eah
+    by_id = {o.change_id: o for o in report.outcomes}
+    for c in eah:
+        o = by_id[c.id]
+        assert o.result == "skipped", o.line()
+        assert "Microsoft.Compute/EncryptionAtHost" in o.message
+        assert "az feature register --namespace Microsoft.Compute --name EncryptionAtHost" in o.message
+    assert not report.failed, "\n".join(report.lines())  # ARM would have refused it: nothing was sent
+    # A VM whose only offline change waits for the feature is never deallocated.
+    others = {c.resource_id for c in _offline(changes) if c.check != "vm-4c"}
+    alone = {c.resource_id.rsplit("/", 1)[-1] for c in eah if c.resource_id not in others}
+    assert alone and not alone & set(_stages(w, sid))
+    assert set(_power(w).values()) == {"running"}
+
+
+def test_a_size_without_the_capability_skips_encryption_at_host(world):
+    from ztwizard.sandbox import Sandbox
+
+    resources = Sandbox(None, estate="reference").export()
+    vm = next(r for r in resources if r["id"].endswith("/vm-web-01"))
+    vm["properties"]["hardwareProfile"]["vmSize"] = "Standard_A2_v2"
+    w = world(estate=resources)
+    _sid, changes, report = _apply(w)
+    target = next(c for c in changes if c.check == "vm-4c" and c.resource_id.endswith("/vm-web-01"))
+    o = next(o for o in report.outcomes if o.change_id == target.id)
+    assert o.result == "skipped" and "Standard_A2_v2" in o.message and "EncryptionAtHostSupported" in o.message
+    assert not report.failed, "\n".join(report.lines())
