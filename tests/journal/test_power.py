@@ -230,3 +230,20 @@ def test_a_size_without_the_capability_skips_encryption_at_host(world):
     o = next(o for o in report.outcomes if o.change_id == target.id)
     assert o.result == "skipped" and "Standard_A2_v2" in o.message and "EncryptionAtHostSupported" in o.message
     assert not report.failed, "\n".join(report.lines())
+
+
+def test_reference_estate_converges_in_three_rounds_with_every_vm_running(world):
+    """`apply --yes --allow-disruptive --allow-cost` until nothing is proposed: at most 3 rounds
+    (a round's creates can make new findings: the next round proposes what they enable)."""
+    w = world(estate="reference")
+    rounds = []
+    for _ in range(4):
+        changes = inspect(w.gw).changes()
+        rounds.append(len(changes))
+        if not changes:
+            break
+        sid = start_session(w.journal, w.gw, changes)
+        report = apply_changes(w.gw, w.journal, sid, changes, allow_disruptive=True, allow_cost=True)
+        assert not report.failed, "\n".join(report.lines())
+        assert set(_power(w).values()) == {"running"}
+    assert rounds[-1] == 0 and len(rounds) <= 4, rounds  # ≤ 3 applying rounds, then nothing pending
