@@ -320,9 +320,14 @@ PLATFORM_DEFAULTS: dict[str, dict[Path, Any]] = {
         ("properties", "securityProfile", "uefiSettings", "secureBootEnabled"): False,
         ("properties", "securityProfile", "uefiSettings", "vTpmEnabled"): False,
     },
+    # As the catalog judges an absent property (steps/storage.toml `default`s).
     "microsoft.storage/storageaccounts": {
         ("properties", "allowSharedKeyAccess"): True,
+        ("properties", "allowBlobPublicAccess"): True,
         ("properties", "defaultToOAuthAuthentication"): False,
+        ("properties", "supportsHttpsTrafficOnly"): False,
+        ("properties", "minimumTlsVersion"): "TLS1_0",
+        ("properties", "networkAcls", "defaultAction"): "Allow",
     },
     "microsoft.compute/disks": {
         ("properties", "publicNetworkAccess"): "Enabled",

@@ -33,6 +33,7 @@ from .armjson import (
     leaves,
     mismatches,
     nested,
+    one_way,
     platform_defaults,
     side,
     writable,
@@ -72,6 +73,14 @@ def _show(value: Any) -> str:
 
 
 INCOMPLETE = "undo incomplete"
+ONE_WAY = "one-way"
+
+
+def one_way_of(rec: J.ChangeRecord) -> str:
+    """Why the change cannot be taken back ('' when it can): what ARM keeps once set."""
+    if rec.action != "update":
+        return ""
+    return one_way(rid.type_of(rec.resource_id), rec.method, rec.plan_before, rec.plan_after)
 
 
 @dataclass
@@ -187,6 +196,12 @@ def undo_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, *, ch
             if rec.change_id in unmet:
                 outcome(rec, "skipped", unmet[rec.change_id])
                 continue
+            why = one_way_of(rec)
+            if why:  # labelled one-way in the plan: writing the inverse would only pretend
+                msg = f"{ONE_WAY}: {why}; it stays as the wizard set it, nothing was sent"
+                journal.update_change(session_id, rec.change_id, note=msg, event=msg)
+                outcome(rec, "skipped", msg)
+                continue
             vm = vm_for.get(rec.change_id)
             if guard.current is not None and (vm is None or vm.lower() != guard.current.lower()):
                 guard.release()
@@ -199,7 +214,8 @@ def undo_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, *, ch
     except BaseException:
         guard.release_quietly()  # resume restores it when this cannot
         raise
-    if whole and not journal.changes(session_id, states=(*J.UNDOABLE, *J.UNSETTLED)):
+    left = [r for r in journal.changes(session_id, states=(*J.UNDOABLE, *J.UNSETTLED)) if not one_way_of(r)]
+    if whole and not left:
         journal.update_session(session_id, status=J.UNDONE_SESSION)
     return report
 
@@ -251,8 +267,10 @@ def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict
         log.info("undo of %s removes %s (no previous value or platform default to write back)",
                  rec.change_id, ", ".join(map(dotted, inv.no_inverse)))
     restore = _without_redacted(inv.tree)  # a secret the journal never held stays as ARM has it
-    if rec.method == "PATCH":
+    if rec.method == "PATCH" and not (inv.no_inverse and cur is not None):
         return "PATCH", restore
+    # A property the change added that has no value to write back: storage and compute ignore a
+    # null in a PATCH, so it goes by a full PUT of what the resource holds now, without it.
     return "PUT", apply_values(writable(cur or {}), restore)
 
 

@@ -18,7 +18,10 @@ from ztwizard.target import in_process_target
 
 # What ARM changes on every write. resourceGuid is server-assigned and kept by real ARM across a
 # PUT; the sandbox drops it when a PUT body omits it, so it is left out of comparisons too.
-VOLATILE = {"etag", "provisioningState", "resourceGuid"}
+VOLATILE = {"etag", "provisioningState", "resourceGuid", "tenantId"}
+# Fields a provider fills in when it answers a write (a Defender plan's enforcement and coverage)
+# that the estate's first read did not carry: not a property anyone set.
+PROVIDER_FILLED = {"microsoft.security/pricings": ("properties.enforce", "properties.resourcesCoverageStatus")}
 
 
 def comparable(export: list[dict[str, Any]]) -> dict[str, Any]:
@@ -37,6 +40,8 @@ def comparable(export: list[dict[str, Any]]) -> dict[str, Any]:
 
     def at_default_dropped(r: dict[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(r)
+        for path in PROVIDER_FILLED.get(str(r.get("type", "")).lower(), ()):
+            remove_path(out, path)
         for path, default in PLATFORM_DEFAULTS.get(str(r.get("type", "")).lower(), {}).items():
             if get_path(out, path) == default and type(get_path(out, path)) is type(default):
                 remove_path(out, path)
@@ -52,6 +57,22 @@ def comparable(export: list[dict[str, Any]]) -> dict[str, Any]:
 
     return {r["id"].lower(): strip(at_default_dropped(power_apart(r))) for r in export
             if "/providers/microsoft.features/" not in r["id"].lower()}  # registrations are the person's
+
+
+def without_one_way(view: dict[str, Any], journal: Journal, session_id: str) -> dict[str, Any]:
+    """`view` without the properties of the session's one-way changes (labelled so in the plan,
+    left in place by undo: ARM keeps them once set)."""
+    from ztwizard.armjson import leaves
+    from ztwizard.undo import one_way_of
+
+    out = copy.deepcopy(view)
+    for rec in journal.changes(session_id):
+        if one_way_of(rec) and out.get(rec.resource_id.lower()):
+            for path in leaves(rec.plan_after):
+                for n in range(len(path), 0, -1):  # the property, then the objects it emptied
+                    if n == len(path) or get_path(out[rec.resource_id.lower()], path[:n]) == {}:
+                        remove_path(out[rec.resource_id.lower()], path[:n])
+    return out
 
 
 # Service children that ARM always answers for (with defaults) although no one created them; the
