@@ -294,12 +294,18 @@ def _restored(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
 
 
 def _still_wizards(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
-    """Does `res` still hold what the wizard wrote?"""
+    """Does `res` still hold what the wizard wrote, or what its write left (a write ARM carried
+    out only in part answers with the parts that failed switched off)?"""
     if rec.action == "delete":
         return res is None
+    if res is None:
+        return False
+    if rec.after_image is not None and \
+            not mismatches(res, nested({p: get_path(rec.after_image, p) for p in leaves(rec.plan_after)})):
+        return True
     if rec.action == "create":
-        return res is not None and holds(res, rec.plan_after)
-    return res is not None and side(res, rec.plan_before, rec.plan_after) == "after"
+        return holds(res, rec.plan_after)
+    return side(res, rec.plan_before, rec.plan_after) == "after"
 
 
 def _undo_one(gateway: ArmGateway, journal: J.Journal, session_id: str, rec: J.ChangeRecord, override: bool,
