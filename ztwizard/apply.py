@@ -160,10 +160,13 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
             # ARM is unreachable, or the person pressed Ctrl-C: what is in flight stays recorded.
             why = exc.message if isinstance(exc, ZtwError) else "Interrupted."
             journal.log(session_id, "interrupted", why, ch.id)
-            guard.release_quietly()
+            # A VM held deallocated stays so (its guard is journaled): starting it now would wait on
+            # the same unreachable or stuck ARM; resume starts it once the change is settled.
+            down = f" {guard.current.rsplit('/', 1)[-1]} is deallocated until then." if guard.current else ""
             raise ApplyInterrupted(
                 f"{why} Apply stopped: {len(report.applied)} change(s) applied (listed above), {ch.id} may be "
-                "in flight, the rest not attempted.", "Run `ztwizard resume` to reconcile it.", report) from exc
+                f"in flight, the rest not attempted.{down}",
+                "Run `ztwizard resume` to reconcile it (and start again any VM it deallocated).", report) from exc
     try:
         guard.release()
     except (ZtwError, KeyboardInterrupt) as exc:

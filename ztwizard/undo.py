@@ -212,7 +212,8 @@ def undo_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, *, ch
                 holding.pop(rec.change_id, None)
         guard.release()
     except BaseException:
-        guard.release_quietly()  # resume restores it when this cannot
+        if guard.current:  # left for resume: starting it now would wait on the ARM that just failed
+            log.warning("undo stopped with %s held deallocated; resume starts it again", guard.current)
         raise
     left = [r for r in journal.changes(session_id, states=(*J.UNDOABLE, *J.UNSETTLED)) if not one_way_of(r)]
     if whole and not left:

@@ -250,3 +250,32 @@ def test_reference_estate_converges_in_three_rounds_with_every_vm_running(world)
         assert not report.failed, "\n".join(report.lines())
         assert set(_power(w).values()) == {"running"}
     assert rounds[-1] == 0 and len(rounds) <= 4, rounds  # ≤ 3 applying rounds, then nothing pending
+
+
+def test_a_hung_deallocation_stops_apply_and_resume_starts_the_vm_again(world):
+    import time
+
+    import pytest
+
+    from ztwizard.gateway import Gateway
+    from ztwizard.outcomes import ApplyInterrupted
+    from ztwizard.sandbox.faults import Faults
+    from ztwizard.target import in_process_target
+
+    w = world(estate="reference", lro_hang_seconds=2.0)
+    gw = Gateway(in_process_target(w.sb), lro_timeout=0.3)  # --lro-timeout 0.3
+    changes = inspect(gw, check_ids=["vm-4c"]).changes()
+    assert changes
+    sid = start_session(w.journal, gw, changes)
+    w.sb.faults = Faults.parse("lro-hang:1.0")
+    with pytest.raises(ApplyInterrupted) as stopped:
+        apply_changes(gw, w.journal, sid, changes, allow_disruptive=True)
+    assert "did not finish within 0.3 s" in stopped.value.message and "resume" in stopped.value.hint
+    assert [g.stage for g in w.journal.power_guards(sid)] == [J.DEALLOCATING]
+    assert all(r.state == J.PLANNED for r in w.journal.changes(sid)), "no change was sent"
+    w.sb.faults = Faults.parse("")
+    time.sleep(2.0)  # the stuck deallocation ends
+    report = reconcile(gw, w.journal, sid)
+    assert report.powered and "started again" in report.powered[0][1]
+    assert set(_power(w).values()) == {"running"}
+    assert not w.journal.power_guards(sid)
