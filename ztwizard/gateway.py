@@ -638,7 +638,7 @@ class Gateway:
         resources.extend(self._child_inventory(subs, resources, unreadable))
         report(3, total_phases, "Subscription settings")
         resources.extend(self._subscription_inventory(subs, unreadable))
-        resources.extend(self._jit_inventory(subs, resources, unreadable))
+        resources.extend(self._jit_inventory(subs, unreadable))
         if rgs:  # subscription-scope resources stay; everything in another resource group goes
             resources = [r for r in resources
                          if (rid.parse(r["id"]).resource_group or "").lower() in rgs
@@ -776,28 +776,22 @@ class Gateway:
                     unreadable[child_type.lower()] = translate(exc, parent, "reading").message
         return out
 
-    def _jit_inventory(self, subs: list[str], resources: list[dict[str, Any]],
-                       unreadable: dict[str, str]) -> list[dict[str, Any]]:
-        """JIT access policies by the provider's per-region list call: Resource Graph does not
-        index them. The regions are those of the VMs in scope (a policy protects VMs)."""
-        regions: dict[str, set[str]] = {}
-        for res in resources:
-            if rid.type_of(res["id"]).lower() == "microsoft.compute/virtualmachines" and res.get("location"):
-                regions.setdefault((rid.subscription_of(res["id"]) or "").lower(), set()).add(str(res["location"]))
+    def _jit_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+        """JIT access policies by the provider's own list call (every region of the subscription
+        at once: a policy may sit in a region no VM in scope is in); Resource Graph does not
+        index them."""
         out: list[dict[str, Any]] = []
         for sub in subs:
-            for region in sorted(regions.get(sub.lower(), ())):
-                try:
-                    listed = self.client("security", sub).jit_network_access_policies.list_by_region(region)
-                    out.extend(wire(x) for x in listed)
-                except HttpResponseError as exc:
-                    if exc.status_code == 404:
-                        continue
-                    unreadable["microsoft.security/locations/jitnetworkaccesspolicies"] = translate(
-                        exc, f"/subscriptions/{sub}").message
-                except ARM_ERRORS as exc:
-                    unreadable["microsoft.security/locations/jitnetworkaccesspolicies"] = translate(
-                        exc, f"/subscriptions/{sub}").message
+            try:
+                out.extend(wire(x) for x in self.client("security", sub).jit_network_access_policies.list())
+            except HttpResponseError as exc:
+                if exc.status_code == 404:
+                    continue
+                unreadable["microsoft.security/locations/jitnetworkaccesspolicies"] = translate(
+                    exc, f"/subscriptions/{sub}").message
+            except ARM_ERRORS as exc:
+                unreadable["microsoft.security/locations/jitnetworkaccesspolicies"] = translate(
+                    exc, f"/subscriptions/{sub}").message
         return out
 
     def _subscription_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
@@ -961,7 +955,7 @@ _LISTERS: dict[str, Callable[[Gateway, str], Iterable[Any]]] = {
     "Microsoft.Security/secureScores": lambda g, s: g.client("security", s).secure_scores.list(),
     "Microsoft.Authorization/roleAssignments":
         lambda g, s: g.client("authorization", s).role_assignments.list_for_subscription(),
+    # Built-in and custom roles, as Resource Graph's authorizationresources lists them.
     "Microsoft.Authorization/roleDefinitions":
-        lambda g, s: g.client("authorization", s).role_definitions.list(f"/subscriptions/{s}",
-                                                                         filter="type eq 'CustomRole'"),
+        lambda g, s: g.client("authorization", s).role_definitions.list(f"/subscriptions/{s}"),
 }
