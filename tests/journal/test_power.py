@@ -279,3 +279,28 @@ def test_a_hung_deallocation_stops_apply_and_resume_starts_the_vm_again(world):
     assert report.powered and "started again" in report.powered[0][1]
     assert set(_power(w).values()) == {"running"}
     assert not w.journal.power_guards(sid)
+
+
+def test_cli_undo_exits_1_naming_the_missing_feature_and_0_once_registered(tmp_path, monkeypatch, capsys):
+    from ztwizard import cli
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.target import sandbox_target
+
+    from .conftest import register_feature
+
+    monkeypatch.setenv("ZTWIZARD_SANDBOX_IN_PROCESS", "1")
+    monkeypatch.delenv("ZTWIZARD_STATE_DIR", raising=False)
+    Sandbox(tmp_path, estate="reference")
+
+    def run(*args: str) -> int:
+        return cli.main(["--sandbox", "--state-dir", str(tmp_path), *args])
+
+    assert run("apply", "--yes", "--allow-disruptive", "--check", "vm-3a") == 0
+    capsys.readouterr()
+    assert run("undo", "--yes") == 1
+    out, err = capsys.readouterr()
+    assert "UseStandardSecurityType" in out and "az feature register" in out
+    assert "wait for a missing prerequisite" in err and "Traceback" not in err
+    register_feature(Gateway(sandbox_target(tmp_path)), "Microsoft.Compute", "UseStandardSecurityType")
+    assert run("undo", "--yes") == 0
