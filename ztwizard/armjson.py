@@ -27,7 +27,8 @@ PathLike = str | tuple[str, ...]
 # Fields ARM computes; sending them back is noise at best and rejected at worst, and comparing
 # them says nothing about what a change set.
 READ_ONLY_KEYS = frozenset({"etag", "provisioningState", "systemData", "resourceGuid", "subscriptionId",
-                            "resourceGroup", "tenantId", "managementGroup"})
+                            "resourceGroup", "tenantId", "managementGroup",
+                            "hasBgpOverride"})  # a route's, computed by Network (readOnly in the spec)
 
 def literal(value: Any) -> str:
     """A value as ARM's JSON spells it (`null`, `true`, `"AAD"`), for messages and diffs a person
@@ -327,7 +328,10 @@ PLATFORM_DEFAULTS: dict[str, dict[Path, Any]] = {
         ("properties", "defaultToOAuthAuthentication"): False,
         ("properties", "supportsHttpsTrafficOnly"): False,
         ("properties", "minimumTlsVersion"): "TLS1_0",
+        ("properties", "publicNetworkAccess"): "Enabled",
         ("properties", "networkAcls", "defaultAction"): "Allow",
+        ("properties", "networkAcls", "ipRules"): [],
+        ("properties", "networkAcls", "virtualNetworkRules"): [],
     },
     "microsoft.compute/disks": {
         ("properties", "publicNetworkAccess"): "Enabled",
@@ -338,10 +342,19 @@ PLATFORM_DEFAULTS: dict[str, dict[Path, Any]] = {
 # Properties whose removal ARM does not carry out (a null or an omission leaves them as they
 # are), so a change that adds them cannot be taken back: labelled one-way before apply.
 ONE_WAY: dict[str, dict[Path, str]] = {
+    # Storage ignores a null in a PATCH and keeps what a PUT leaves out (azure-rest-api-specs
+    # issue 31949), and these have no "off" value to write back.
     "microsoft.storage/storageaccounts": {
         ("properties", "sasPolicy"): "Storage keeps a SAS expiration policy once set (a null does not remove it)",
+        ("properties", "keyPolicy"): "Storage keeps a key expiration policy once set (a null does not remove it)",
+        ("properties", "allowedCopyScope"): "Storage keeps a copy scope once set (AAD and PrivateLink are its "
+                                            "only values; a null does not remove it)",
     },
 }
+
+# Types whose full PUT replaces the resource, so a PUT without a property removes it where a
+# null in a PATCH is ignored (compute; `az vm update` itself is a GET and a PUT).
+PUT_REPLACES = frozenset({"microsoft.compute/virtualmachines"})
 
 
 def one_way(resource_type: str, method: str, before: dict[str, Any], after: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from . import power
 from . import resource_id as rid
 from .apply import refuse_if_read_only
 from .armjson import (
+    PUT_REPLACES,
     apply_values,
     dotted,
     get_path,
@@ -268,10 +269,11 @@ def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict
         log.info("undo of %s removes %s (no previous value or platform default to write back)",
                  rec.change_id, ", ".join(map(dotted, inv.no_inverse)))
     restore = _without_redacted(inv.tree)  # a secret the journal never held stays as ARM has it
-    if rec.method == "PATCH" and not (inv.no_inverse and cur is not None):
-        return "PATCH", restore
-    # A property the change added that has no value to write back: storage and compute ignore a
-    # null in a PATCH, so it goes by a full PUT of what the resource holds now, without it.
+    replaces = rid.type_of(rec.resource_id).lower() in PUT_REPLACES
+    if rec.method == "PATCH" and not (inv.no_inverse and cur is not None and replaces):
+        return "PATCH", restore  # a null here that ARM ignores shows up in the re-read
+    # A property the change added that has no value to write back: compute ignores a null in a
+    # PATCH, so it goes by a full PUT of what the VM holds now, without it.
     return "PUT", apply_values(writable(cur or {}), restore)
 
 

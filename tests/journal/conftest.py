@@ -21,7 +21,11 @@ from ztwizard.target import in_process_target
 VOLATILE = {"etag", "provisioningState", "resourceGuid", "tenantId"}
 # Fields a provider fills in when it answers a write (a Defender plan's enforcement and coverage)
 # that the estate's first read did not carry: not a property anyone set.
-PROVIDER_FILLED = {"microsoft.security/pricings": ("properties.enforce", "properties.resourcesCoverageStatus")}
+PROVIDER_FILLED = {"microsoft.security/pricings": ("properties.enforce", "properties.resourcesCoverageStatus"),
+                   # read-only in the route spec: the provider's, and not kept by the sandbox over a PUT
+                   "microsoft.network/routetables/routes": ("properties.hasBgpOverride",),
+                   # Resource Graph's field, not in the NIC's ARM schema: a PUT drops it
+                   "microsoft.network/networkinterfaces": ("kind",)}
 
 
 def comparable(export: list[dict[str, Any]]) -> dict[str, Any]:
