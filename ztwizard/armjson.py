@@ -329,12 +329,14 @@ PLATFORM_DEFAULTS: dict[str, dict[Path, Any]] = {
         ("properties", "supportsHttpsTrafficOnly"): False,
         ("properties", "minimumTlsVersion"): "TLS1_0",
         ("properties", "publicNetworkAccess"): "Enabled",
+        ("properties", "allowedCopyScope"): "All",  # from api-version 2023-05-01 (the unrestricted scope)
         ("properties", "networkAcls", "defaultAction"): "Allow",
         ("properties", "networkAcls", "ipRules"): [],
         ("properties", "networkAcls", "virtualNetworkRules"): [],
     },
     "microsoft.compute/disks": {
         ("properties", "publicNetworkAccess"): "Enabled",
+        ("properties", "allowedCopyScope"): "All",  # from api-version 2023-05-01 (the unrestricted scope)
         ("properties", "networkAccessPolicy"): "AllowAll",
     },
 }
@@ -347,8 +349,6 @@ ONE_WAY: dict[str, dict[Path, str]] = {
     "microsoft.storage/storageaccounts": {
         ("properties", "sasPolicy"): "Storage keeps a SAS expiration policy once set (a null does not remove it)",
         ("properties", "keyPolicy"): "Storage keeps a key expiration policy once set (a null does not remove it)",
-        ("properties", "allowedCopyScope"): "Storage keeps a copy scope once set (AAD and PrivateLink are its "
-                                            "only values; a null does not remove it)",
     },
 }
 

@@ -61,10 +61,7 @@ def test_apply_summary_sessions_and_undo(state, capsys):
 
     assert run(state, "undo", "--yes") == 0
     out = capsys.readouterr().out
-    one_way = sum(1 for c in session["changes"] if c["state"] == "applied" and c["id"].startswith("storage-1e"))
-    assert one_way, "storage-1e (copy scope) is one-way: storage keeps it"
-    assert f"{applied - one_way} undone, 0 failed, 0 refused (changed since), {one_way} skipped" in out
-    assert "one-way: Storage keeps a copy scope" in out
+    assert f"{applied} undone, 0 failed" in out
     assert run(state, "undo", "--yes") == 2  # nothing left anywhere
     assert "No session" in capsys.readouterr().err
 
