@@ -19,7 +19,7 @@ VM_TYPE = "microsoft.compute/virtualmachines"
 
 
 def _vms(w) -> list[str]:
-    return [r["id"] for r in w.sb.export() if r["type"].lower() == VM_TYPE]
+    return [r["id"] for r in w.sb.export() if r.get("type", "").lower() == VM_TYPE]
 
 
 def _power(w) -> dict[str, str]:

@@ -26,7 +26,7 @@ KILLS = ["power-was", "deallocating+40", "deallocated", "in_flight@vm-3a", "in_f
 
 def _vm_power(gw: Gateway, export: list[dict]) -> dict[str, str]:
     return {r["name"]: gw.power_state(r["id"]) for r in export
-            if r["type"].lower() == "microsoft.compute/virtualmachines"}
+            if r.get("type", "").lower() == "microsoft.compute/virtualmachines"}
 
 
 @pytest.mark.slow

@@ -153,9 +153,6 @@ def test_every_body_the_wizard_sends_passes_the_schemas(reference_applied):
     assert len(writes) > 50 and not [w for w in writes if w[2] == 400]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the wizard changes Trusted Launch and encryption at host on running VMs, which ARM refuses "
-    "(409 OperationNotAllowed: the VM must be deallocated); a wizard-side fix is due"))
 def test_the_reference_plan_applies_without_a_refusal(reference_applied):
     _, report = reference_applied
     assert not report.failed, "\n".join(report.lines())
