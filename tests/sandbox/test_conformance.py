@@ -21,16 +21,16 @@ naming the gap."""
 from __future__ import annotations
 
 import copy
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from rest_examples import DATA, MISSING, Replayer, at, leaves, load, localise, operation_of, shape_gaps
 
 from ztwizard.gateway import api_version_for
 from ztwizard.sandbox import Sandbox
-
-from rest_examples import DATA, MISSING, Replayer, at, leaves, load, localise, operation_of, shape_gaps
 
 SUB = "00000000-0000-0000-0000-0000000000c3"
 RGP = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers"
@@ -553,3 +553,87 @@ def test_operation_patterns_name_the_resource_not_its_instance() -> None:
     assert action[1].endswith("/virtualMachines/{name}/deallocate")
     assert operation_of("GET", "https://h/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/"
                                "storageAccounts/st/fileServices?api-version=1")[1].endswith("/storageAccounts/{name}/fileServices")
+
+
+# ---- the operations the wizard sends, and SOURCES.md's table of them ---------------------------
+
+OPERATION_ROW = re.compile(r"^\| (GET|PUT|PATCH|DELETE|POST) \| `([^`]+)` \| ([^ |]+) \| ([^|]+) \| ([^|]+) \|$", re.M)
+
+
+class _Requests(logging.Handler):
+    """The gateway's DEBUG line for every request ARM answered: `METHOD URL -> status`."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.sent: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        parts = record.getMessage().split(" ")
+        if len(parts) == 4 and parts[2] == "->":
+            self.sent.append((parts[0], parts[1]))
+
+
+@pytest.fixture(scope="module")
+def sent_operations(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str, str]]:
+    """What a full plan, apply (disruptive and billable changes allowed) and undo of the reference
+    estate send to ARM, as operations; the sandbox's own LRO monitors left out."""
+    from ztwizard.apply import apply_changes, start_session
+    from ztwizard.engine import inspect
+    from ztwizard.gateway import Gateway
+    from ztwizard.journal import Journal
+    from ztwizard.target import in_process_target
+    from ztwizard.undo import undo_changes
+
+    logger, handler = logging.getLogger("ztwizard.gateway"), _Requests()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    journal = Journal(tmp_path_factory.mktemp("operations") / "state")
+    try:
+        gw = Gateway(in_process_target(Sandbox(None, estate="reference", lro_seconds=0)))
+        changes = inspect(gw).changes()
+        sid = start_session(journal, gw, changes)
+        # what is sent counts here, not whether every change lands (other tests judge that)
+        report = apply_changes(gw, journal, sid, changes, allow_disruptive=True, allow_cost=True)
+        assert len(report.applied) > 50, "\n".join(report.lines())
+        undo_changes(gw, journal, sid)
+    finally:
+        journal.close()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    ops = {operation_of(m, u) for m, u in handler.sent}
+    return {op for op in ops if not op[1].startswith("/sandbox/")}
+
+
+def _case_operation(name: str) -> tuple[str, str, str]:
+    case = CASES[name]
+    params = {**load(name.split("@")[0])["parameters"], **case.params}
+    params = localise(params, case.example_sub or params.get("subscriptionId"), SUB)
+    path = _fill(case.path, params)
+    return operation_of(case.method, f"https://h{path}?api-version={_version(case, path)}")
+
+
+def _table() -> dict[tuple[str, str, str], list[str]]:
+    rows = OPERATION_ROW.findall((DATA / "SOURCES.md").read_text())
+    return {(m, p, v): [] if files.startswith("no example") else [f.strip() for f in files.split(",")]
+            for m, p, v, _n, files in rows}
+
+
+def test_sources_lists_every_operation_the_wizard_sends(sent_operations: set[tuple[str, str, str]]) -> None:
+    table = _table()
+    assert len(sent_operations) > 60
+    missing = sorted(op for op in sent_operations if op not in table)
+    assert not missing, f"operations the wizard sends that SOURCES.md does not list: {missing}"
+
+
+def test_each_listed_example_replays_the_operation_of_its_row() -> None:
+    by_file: dict[str, set[tuple[str, str, str]]] = {}
+    for name in CASES:
+        by_file.setdefault(name.split("@")[0], set()).add(_case_operation(name))
+    covered = 0
+    for (method, pattern, version), files in _table().items():
+        for f in files:
+            covered += 1
+            ops = {(m, p.lower()) for m, p, v in by_file.get(f, set()) if v == version}
+            assert (method, pattern.lower()) in ops, f"{f} does not replay {method} {pattern} at {version}"
+    assert covered > 60
