@@ -409,8 +409,6 @@ IGNORED: dict[str, set[str]] = {
 # What ARM takes but never returns.
 WRITE_ONLY = {"properties.osProfile.adminPassword"}
 XFAIL: dict[str, str] = {
-    "authorization/DeleteRoleDefinition.json":
-        "a role definition DELETE answers 200 with no body; ARM's documented 200 returns the deleted definition",
     "authorization/PutRoleDefinition.json":
         "the published body nests the definition under 'roleDefinition' instead of 'properties'; the sandbox "
         "ignores it as unknown, creates a definition without properties and answers without them",
