@@ -134,8 +134,8 @@ MAPS = {"tags", "userAssignedIdentities", "webhookProperties"}
 def shape_gaps(documented: Any, answer: Any, path: str = "") -> set[str]:
     """Where `answer` lacks the documented shape: a documented key it does not have (the key's
     path, its subtree not looked into), or a value of another JSON type (`path: documented/got`).
-    Array items are compared with the first answer item of the same position or, when the answer
-    has fewer, not at all (how many items a list holds is state, not shape). A documented null
+    Array items are compared with the answer item of the same name (else position) or, when the
+    answer has fewer, not at all (how many items a list holds is state, not shape). A documented null
     says nothing about the type; the keys of a map (MAPS) are data, so only its type counts."""
     gaps: set[str] = set()
     if documented is None:
@@ -152,8 +152,19 @@ def shape_gaps(documented: Any, answer: Any, path: str = "") -> set[str]:
                 gaps |= shape_gaps(v, answer[k], sub)
     elif isinstance(documented, list):
         for i, item in enumerate(documented[: len(answer)]):
-            gaps |= shape_gaps(item, answer[i], f"{path}[]")
+            gaps |= shape_gaps(item, _counterpart(item, answer, i), f"{path}[]")
     return gaps
+
+
+def _counterpart(item: Any, answer: list[Any], i: int) -> Any:
+    """The answer's item with the documented item's name (lists come back in ARM's order, not the
+    example's), else the one at the same position."""
+    name = item.get("name") if isinstance(item, dict) else None
+    if isinstance(name, str):
+        for other in answer:
+            if isinstance(other, dict) and str(other.get("name", "")).lower() == name.lower():
+                return other
+    return answer[i]
 
 
 def leaves(tree: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:

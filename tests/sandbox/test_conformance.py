@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from rest_examples import DATA, MISSING, Replayer, at, leaves, load, localise, operation_of, shape_gaps
 
-from ztwizard.gateway import api_version_for
+from ztwizard.gateway import API_VERSIONS, api_version_for
 from ztwizard.sandbox import Sandbox
 
 SUB = "00000000-0000-0000-0000-0000000000c3"
@@ -50,6 +50,7 @@ class Case:
     params: dict[str, str] = field(default_factory=dict)  # parameters the example leaves unusable
     example_sub: str | None = None  # the example's subscription when it has no subscriptionId
     exists: bool = False  # ARM answers for it although no one created it (a Defender plan)
+    items: str | None = None  # where the documented items of a list are placed ({item}: the name)
 
 
 def _vm(location: str = "westus") -> dict[str, Any]:
@@ -107,6 +108,17 @@ CASES: dict[str, Case] = {
                 "osProfile": {"computerName": "myVM", "adminUsername": "{your-username}"},
                 "networkProfile": {"networkInterfaces": [{"id": f"{NET}/networkInterfaces/{{existing-nic-name}}",
                                                           "properties": {"primary": True}}]}}}))),
+    "compute/VirtualMachine_ListAll_MinimumSet_Gen.json":  # its items have placeholder ids: a VM of ours
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/virtualMachines",
+             needs=((f"{CMP}/virtualMachines/vm-listed", _vm()),)),
+    "compute/VirtualMachineExtension_List_MinimumSet_Gen.json":
+        Case("GET", f"{VM}/extensions", needs=((VM, _vm()),)),
+    "compute/Disk_ListBySubscription.json":
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/disks", seed=True,
+             example_sub="{subscriptionId}"),
+    "compute/DiskEncryptionSet_ListBySubscription.json":
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/diskEncryptionSets", seed=True,
+             example_sub="{subscriptionId}"),
     "compute/Disk_Get.json": Case("GET", f"{CMP}/disks/{{diskName}}", seed=True),
     "compute/Disk_Update_AddDiskControllerTypes.json":
         Case("PATCH", f"{CMP}/disks/{{diskName}}", "disk",
@@ -138,6 +150,9 @@ CASES: dict[str, Case] = {
     "network/BastionHostGet.json": Case("GET", f"{NET}/bastionHosts/{{bastionHostName}}", seed=True),
     "network/NetworkWatcherFlowLogGet.json":
         Case("GET", f"{WATCHER}/flowLogs/{{flowLogName}}", seed=True, needs=((WATCHER, _loc("centraluseuap")),)),
+    **{f"network/{file}.json": Case("GET", f"/subscriptions/{{subscriptionId}}/providers/Microsoft.Network/{kind}",
+                                    seed=True)
+       for file, kind in (("RouteTableListAll", "routeTables"), ("ApplicationSecurityGroupListAll", "applicationSecurityGroups"), ("DdosProtectionPlanListAll", "ddosProtectionPlans"), ("NetworkWatcherListAll", "networkWatchers"), ("PublicIpAddressListAll", "publicIPAddresses"), ("VirtualNetworkListAll", "virtualNetworks"), ("PrivateEndpointListAll", "privateEndpoints"), ("BastionHostListBySubscription", "bastionHosts"), ("FirewallPolicyListBySubscription", "firewallPolicies"), ("NetworkInterfaceListAll", "networkInterfaces"))},
     "network/RouteTableGet.json": Case("GET", f"{NET}/routeTables/{{routeTableName}}", seed=True),
     "network/RouteTableCreate.json": Case("PUT", f"{NET}/routeTables/{{routeTableName}}", "parameters"),
     "network/RouteTableDelete.json":
@@ -252,10 +267,12 @@ CASES: dict[str, Case] = {
         Case("GET", "/{scopeId}/providers/Microsoft.Security/pricings/{pricingName}",
              params={"scopeId": f"subscriptions/{SUB}"}),
     "security/GetSettings_example.json":
-        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Security/settings",
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Security/settings", seed=True,
              version=api_version_for(f"/subscriptions/{SUB}/providers/Microsoft.Security/settings/x")),
     "security/GetSetting_example.json":
         Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Security/settings/{settingName}"),
+    "security/GetSetting_example.json@given":  # the same read once the setting was written
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Security/settings/{settingName}", seed=True),
     "security/UpdateSetting_example.json":
         Case("PUT", "/subscriptions/{subscriptionId}/providers/Microsoft.Security/settings/{settingName}", "setting",
              exists=True),
@@ -285,6 +302,9 @@ CASES: dict[str, Case] = {
     "security/GetJitNetworkAccessPolicy_example.json":
         Case("GET", f"{RGP}/Microsoft.Security/locations/{{ascLocation}}/jitNetworkAccessPolicies/{{jitNetworkAccessPolicyName}}",
              seed=True, needs=((f"{CMP}/virtualMachines/vm1", _vm("westeurope")),)),
+    "security/GetJitNetworkAccessPoliciesSubscription_example.json":
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Security/jitNetworkAccessPolicies", seed=True,
+             version=API_VERSIONS["microsoft.security/locations/jitnetworkaccesspolicies"]),
     # ---- Microsoft.Insights -----------------------------------------------------------------
     **{f"monitor/{file}@{kind}": Case(method, "/{resourceUri}/providers/Microsoft.Insights/diagnosticSettings" + tail,
                                       body, seed=seed, example_sub="1a66ce04-b633-4a0b-b2bc-a912ec8986a6",
@@ -305,6 +325,9 @@ CASES: dict[str, Case] = {
     "monitor/createOrUpdateMetricAlertSingleResource.json":
         Case("PUT", f"{RGP}/Microsoft.Insights/metricAlerts/{{ruleName}}", "parameters",
              needs=((f"{CMP}/virtualMachines/gigwadme", _vm()),)),
+    "monitor/listMetricAlert.json":  # the resource-group list's example, replayed for the subscription
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/metricAlerts", seed=True,
+             items=f"{RGP}/Microsoft.Insights/metricAlerts/{{item}}"),
     "monitor/deleteMetricAlert.json":
         Case("DELETE", f"{RGP}/Microsoft.Insights/metricAlerts/{{ruleName}}",
              needs=((f"{RGP}/Microsoft.Insights/metricAlerts/{{ruleName}}", {"location": "global", "properties": {
@@ -335,6 +358,8 @@ CASES: dict[str, Case] = {
 # Documented response shape the sandbox does not produce: values ARM's providers compute that it
 # does not model (endpoints, timestamps, generated ids and addresses, provider defaults).
 GAPS: dict[str, set[str]] = {
+    "compute/DiskEncryptionSet_ListBySubscription.json": {"nextLink"},
+    "compute/Disk_ListBySubscription.json": {"nextLink"},
     "compute/Disk_Update_AddDiskControllerTypes.json": {"sku.tier"},
     "compute/VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty.json": {"properties.osProfile.secrets",
         "properties.osProfile.windowsConfiguration", "properties.storageProfile.dataDisks[].caching",
@@ -348,6 +373,7 @@ GAPS: dict[str, set[str]] = {
         "properties.scaleUnits", "sku"},
     "network/DdosProtectionPlanCreate.json": {"properties.publicIPAddresses", "properties.virtualNetworks"},
     "network/FirewallPolicyGet.json": {"properties.ruleCollectionGroups"},
+    "network/FirewallPolicyListBySubscription.json": {"value[].properties.ruleCollectionGroups"},
     "network/NetworkInterfaceCreate.json": {"properties.dnsSettings", "properties.enableIPForwarding",
         "properties.ipConfigurations[].id", "properties.ipConfigurations[].properties.primary",
         "properties.ipConfigurations[].properties.privateIPAddress",
@@ -446,9 +472,8 @@ def _estate(path: str, ids_and_entries: list[tuple[str, dict[str, Any]]]) -> lis
 def _version(case: Case, path: str) -> str:
     if case.version:
         return case.version
-    return api_version_for(path if not path.endswith(("/fileServices", "/shares", "/ruleCollectionGroups",
-                                                       "/diagnosticSettings"))
-                           else path + "/x")
+    collection = not operation_of("GET", path)[1].endswith("{name}")  # a list: its item type's version
+    return api_version_for(path + "/x" if collection else path)
 
 
 def _documented(example: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -462,7 +487,15 @@ def _seeded(case: Case, path: str, documented: dict[int, dict[str, Any]]) -> lis
     out = []
     for item in items:
         entry = {k: v for k, v in item.items() if k not in ("id", "etag")}
-        rid = path if "value" not in body else f"{path}/{item['name']}"
+        name = item.get("name") or item["id"].rsplit("/", 1)[1]
+        if "value" not in body:
+            rid = path
+        elif case.items:
+            rid = _fill(case.items, {"item": name})
+        elif "/resourcegroups/" not in path.lower() and item["id"].lower().startswith(f"/subscriptions/{SUB}/resourcegroups/"):
+            rid = item["id"]  # a subscription-wide list: each item where the example says it is
+        else:
+            rid = f"{path}/{name}"
         out.append((rid, entry))
     return out
 
@@ -505,6 +538,8 @@ def _replay(name: str) -> None:
         answer = arm.send("GET", path, version)[2]
     if want is not None:
         assert isinstance(answer, dict), answer
+        if want.get("value"):  # a list: its items' shape is only compared when there are some
+            assert answer.get("value"), "the documented list has items, the answer none"
         gaps = shape_gaps(want, answer)
         assert gaps == GAPS.get(name, set()), f"response shape differs from the example: {sorted(gaps)}"
         if "id" in answer and case.method not in ("POST",) and "value" not in answer:
@@ -574,7 +609,8 @@ class _Requests(logging.Handler):
 @pytest.fixture(scope="module")
 def sent_operations(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str, str]]:
     """What a full plan, apply (disruptive and billable changes allowed) and undo of the reference
-    estate send to ARM, as operations; the sandbox's own LRO monitors left out."""
+    estate send to ARM, and an inventory without Resource Graph, as operations; the sandbox's own
+    LRO monitors left out."""
     from ztwizard.apply import apply_changes, start_session
     from ztwizard.engine import inspect
     from ztwizard.gateway import Gateway
@@ -595,6 +631,8 @@ def sent_operations(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, 
         report = apply_changes(gw, journal, sid, changes, allow_disruptive=True, allow_cost=True)
         assert len(report.applied) > 50, "\n".join(report.lines())
         undo_changes(gw, journal, sid)
+        # the typed list calls the inventory makes when Resource Graph is unavailable
+        assert not gw.inventory(use_graph=False).unreadable
     finally:
         journal.close()
         logger.removeHandler(handler)
