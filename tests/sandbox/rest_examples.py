@@ -61,7 +61,7 @@ def localise(tree: Any, example_sub: str | None, sub: str) -> Any:
     body properties reference), so the references point at resources placed in our estate."""
     if not example_sub:
         return tree
-    pattern = re.compile(r"(/?subscriptions/)" + re.escape(example_sub) + r"(?=/|$)", re.IGNORECASE)
+    pattern = re.compile(r"(/?subscriptions/)" + re.escape(example_sub) + r"(?![\w-])", re.IGNORECASE)
     raw = json.dumps(tree)
     return json.loads(pattern.sub(lambda m: m.group(1) + sub, raw))
 
@@ -134,7 +134,7 @@ MAPS = {"tags", "userAssignedIdentities", "webhookProperties"}
 def shape_gaps(documented: Any, answer: Any, path: str = "") -> set[str]:
     """Where `answer` lacks the documented shape: a documented key it does not have (the key's
     path, its subtree not looked into), or a value of another JSON type (`path: documented/got`).
-    Array items are compared with the answer item of the same name (else position) or, when the
+    Array items are compared with the answer item of the same id or name (else position) or, when the
     answer has fewer, not at all (how many items a list holds is state, not shape). A documented null
     says nothing about the type; the keys of a map (MAPS) are data, so only its type counts."""
     gaps: set[str] = set()
@@ -157,13 +157,14 @@ def shape_gaps(documented: Any, answer: Any, path: str = "") -> set[str]:
 
 
 def _counterpart(item: Any, answer: list[Any], i: int) -> Any:
-    """The answer's item with the documented item's name (lists come back in ARM's order, not the
-    example's), else the one at the same position."""
-    name = item.get("name") if isinstance(item, dict) else None
-    if isinstance(name, str):
-        for other in answer:
-            if isinstance(other, dict) and str(other.get("name", "")).lower() == name.lower():
-                return other
+    """The answer's item with the documented item's id or name (lists come back in ARM's order,
+    not the example's), else the one at the same position."""
+    for field in ("id", "name"):
+        value = item.get(field) if isinstance(item, dict) else None
+        if isinstance(value, str):
+            for other in answer:
+                if isinstance(other, dict) and str(other.get(field, "")).lower() == value.lower():
+                    return other
     return answer[i]
 
 

@@ -302,6 +302,16 @@ CASES: dict[str, Case] = {
     "security/GetJitNetworkAccessPolicy_example.json":
         Case("GET", f"{RGP}/Microsoft.Security/locations/{{ascLocation}}/jitNetworkAccessPolicies/{{jitNetworkAccessPolicyName}}",
              seed=True, needs=((f"{CMP}/virtualMachines/vm1", _vm("westeurope")),)),
+    "security/ListPricings_example.json":
+        Case("GET", "/{scopeId}/providers/Microsoft.Security/pricings", seed=True,
+             params={"scopeId": f"subscriptions/{SUB}"}),
+    "security/ListSecureScores_example.json":
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Security/secureScores", seed=True,
+             version=API_VERSIONS["microsoft.security/securescores"]),
+    "security/ListAssessments_example.json":
+        Case("GET", "/{scope}/providers/Microsoft.Security/assessments", seed=True,
+             example_sub="20ff7fc3-e762-44dd-bd96-b71116dcdc23",
+             version=API_VERSIONS["microsoft.security/assessments"]),
     "security/GetJitNetworkAccessPoliciesSubscription_example.json":
         Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Security/jitNetworkAccessPolicies", seed=True,
              version=API_VERSIONS["microsoft.security/locations/jitnetworkaccesspolicies"]),
@@ -328,6 +338,9 @@ CASES: dict[str, Case] = {
     "monitor/listMetricAlert.json":  # the resource-group list's example, replayed for the subscription
         Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/metricAlerts", seed=True,
              items=f"{RGP}/Microsoft.Insights/metricAlerts/{{item}}"),
+    "monitor/listActionGroups.json":  # the resource-group list's example, replayed for the subscription
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/actionGroups", seed=True,
+             items=f"{RGP}/Microsoft.Insights/actionGroups/{{item}}"),
     "monitor/deleteMetricAlert.json":
         Case("DELETE", f"{RGP}/Microsoft.Insights/metricAlerts/{{ruleName}}",
              needs=((f"{RGP}/Microsoft.Insights/metricAlerts/{{ruleName}}", {"location": "global", "properties": {
