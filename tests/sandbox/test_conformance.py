@@ -152,7 +152,8 @@ CASES: dict[str, Case] = {
         Case("GET", f"{WATCHER}/flowLogs/{{flowLogName}}", seed=True, needs=((WATCHER, _loc("centraluseuap")),)),
     **{f"network/{file}.json": Case("GET", f"/subscriptions/{{subscriptionId}}/providers/Microsoft.Network/{kind}",
                                     seed=True)
-       for file, kind in (("RouteTableListAll", "routeTables"), ("ApplicationSecurityGroupListAll", "applicationSecurityGroups"), ("DdosProtectionPlanListAll", "ddosProtectionPlans"), ("NetworkWatcherListAll", "networkWatchers"), ("PublicIpAddressListAll", "publicIPAddresses"), ("VirtualNetworkListAll", "virtualNetworks"), ("PrivateEndpointListAll", "privateEndpoints"), ("BastionHostListBySubscription", "bastionHosts"), ("FirewallPolicyListBySubscription", "firewallPolicies"), ("NetworkInterfaceListAll", "networkInterfaces"))},
+       for file, kind in (("RouteTableListAll", "routeTables"), ("ApplicationSecurityGroupListAll", "applicationSecurityGroups"), ("DdosProtectionPlanListAll", "ddosProtectionPlans"), ("NetworkWatcherListAll", "networkWatchers"), ("PublicIpAddressListAll", "publicIPAddresses"), ("VirtualNetworkListAll", "virtualNetworks"), ("PrivateEndpointListAll", "privateEndpoints"), ("BastionHostListBySubscription", "bastionHosts"), ("FirewallPolicyListBySubscription", "firewallPolicies"), ("NetworkInterfaceListAll", "networkInterfaces"),
+                           ("NetworkSecurityGroupListAll", "networkSecurityGroups"))},
     "network/RouteTableGet.json": Case("GET", f"{NET}/routeTables/{{routeTableName}}", seed=True),
     "network/RouteTableCreate.json": Case("PUT", f"{NET}/routeTables/{{routeTableName}}", "parameters"),
     "network/RouteTableDelete.json":
@@ -351,6 +352,9 @@ CASES: dict[str, Case] = {
     "authorization/GetRoleDefinitionById.json":
         Case("GET", "/{roleId}", seed=True, example_sub="subID",
              params={"roleId": f"subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/roleDefinitionId"}),
+    "authorization/RoleAssignments_ListForScope.json":  # the wizard lists for its subscription scope
+        Case("GET", "/{scope}/providers/Microsoft.Authorization/roleAssignments", seed=True,
+             example_sub="a925f2f7-5c63-4b7b-8799-25a5f97bc3b2"),
     "authorization/PutRoleDefinition.json":
         Case("PUT", "/{scope}/providers/Microsoft.Authorization/roleDefinitions/{roleDefinitionId}", "body",
              example_sub="subID", params={"scope": f"subscriptions/{SUB}"}),
@@ -448,6 +452,9 @@ IGNORED: dict[str, set[str]] = {
 # What ARM takes but never returns.
 WRITE_ONLY = {"properties.osProfile.adminPassword"}
 XFAIL: dict[str, str] = {
+    "authorization/RoleAssignments_ListForScope.json":  # the wizard lists for its subscription scope
+        Case("GET", "/{scope}/providers/Microsoft.Authorization/roleAssignments", seed=True,
+             example_sub="a925f2f7-5c63-4b7b-8799-25a5f97bc3b2"),
     "authorization/PutRoleDefinition.json":
         "the published body nests the definition under 'roleDefinition' instead of 'properties'; the sandbox "
         "ignores it as unknown, creates a definition without properties and answers without them",
