@@ -452,9 +452,6 @@ IGNORED: dict[str, set[str]] = {
 # What ARM takes but never returns.
 WRITE_ONLY = {"properties.osProfile.adminPassword"}
 XFAIL: dict[str, str] = {
-    "authorization/RoleAssignments_ListForScope.json":  # the wizard lists for its subscription scope
-        Case("GET", "/{scope}/providers/Microsoft.Authorization/roleAssignments", seed=True,
-             example_sub="a925f2f7-5c63-4b7b-8799-25a5f97bc3b2"),
     "authorization/PutRoleDefinition.json":
         "the published body nests the definition under 'roleDefinition' instead of 'properties'; the sandbox "
         "ignores it as unknown, creates a definition without properties and answers without them",
