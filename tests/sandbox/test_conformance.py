@@ -2,10 +2,12 @@
 Azure/azure-rest-api-specs (vendored under tests/data/rest-examples/, sources and the table of
 the operations the wizard sends in SOURCES.md), replayed against the sandbox.
 
-For each example: its request (method and path of the operation, the example's parameters with
-its subscription swapped for ours, its body as published) goes through ResourceManagementClient's
-real HTTP pipeline into the sandbox, with the resources it needs placed in the estate first (for
-a read, the documented resource itself). Compared with the documented answer:
+For each example (a case is keyed by its file, `file@variant` when one example is replayed onto
+two resource types the wizard uses): its request (method and path of the operation, the example's
+parameters with its subscription swapped for ours, its body as published) goes through
+ResourceManagementClient's real HTTP pipeline into the sandbox, with the resources it needs placed
+in the estate first (for a read, the documented resource itself; for a list, its documented
+items). Compared with the documented answer:
 * the status is one the example documents (a create answers 201 where 201 is documented);
 * a documented 201/202 that carries Azure-AsyncOperation or Location headers is answered with the
   same LRO headers, and the monitor then reports success;
@@ -16,7 +18,11 @@ a read, the documented resource itself). Compared with the documented answer:
 * the body's properties the sandbox ignores as read-only or unknown are exactly IGNORED lists.
 Values the sandbox controls (etag, provisioningState while an LRO runs, resourceGuid, timestamps)
 are not compared. An example the sandbox cannot answer as documented is `xfail(strict=True)`
-naming the gap."""
+naming the gap.
+
+The last tests keep SOURCES.md's table of the operations the wizard sends true: a full plan, apply
+and undo of the reference estate (and an inventory without Resource Graph) must send none it does
+not list, and each example it names must replay that operation at that api-version."""
 
 from __future__ import annotations
 
@@ -37,6 +43,9 @@ RGP = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/provid
 NET, CMP = f"{RGP}/Microsoft.Network", f"{RGP}/Microsoft.Compute"
 STG = f"{RGP}/Microsoft.Storage/storageAccounts/{{accountName}}"
 LRO_HEADERS = {"azure-asyncoperation", "location"}
+# The power state a VM action leaves in the VM's instance view.
+POWER_AFTER = {"deallocate": "PowerState/deallocated", "start": "PowerState/running",
+               "poweroff": "PowerState/stopped"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,9 @@ VM = f"{CMP}/virtualMachines/{{vmName}}"
 ACCOUNT = (STG, {"location": "eastus2", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}})
 NSG = f"{NET}/networkSecurityGroups/{{networkSecurityGroupName}}"
 WATCHER = f"{NET}/networkWatchers/{{networkWatcherName}}"
+JIT = f"{RGP}/Microsoft.Security/locations/{{ascLocation}}/jitNetworkAccessPolicies/{{jitNetworkAccessPolicyName}}"
+ROUTES, BASTION = f"{NET}/routeTables/{{routeTableName}}", f"{NET}/bastionHosts/{{bastionHostName}}"
+SUB_DIAG = "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/diagnosticSettings"
 VNET16 = {"location": "westus", "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}}}
 
 # What the wizard sets diagnostic settings on (the example's own target, a Logic App, is not one).
@@ -82,7 +94,9 @@ CASES: dict[str, Case] = {
     "compute/VirtualMachine_Get.json": Case("GET", VM, seed=True),
     "compute/VirtualMachine_Deallocate_MinimumSet_Gen.json":
         Case("POST", f"{VM}/deallocate", needs=((VM, _vm()),)),
-    "compute/VirtualMachine_Start_MinimumSet_Gen.json": Case("POST", f"{VM}/start", needs=((VM, _vm()),)),
+    "compute/VirtualMachine_Start_MinimumSet_Gen.json":  # a deallocated VM, so that start has work to do
+        Case("POST", f"{VM}/start", needs=((VM, {**_vm(), "properties": {
+            **_vm()["properties"], "instanceView": {"statuses": [{"code": "PowerState/deallocated"}]}}}),)),
     "compute/VirtualMachine_PowerOff_MinimumSet_Gen.json": Case("POST", f"{VM}/powerOff", needs=((VM, _vm()),)),
     "compute/VirtualMachineExtension_Get_MinimumSet_Gen.json":
         Case("GET", f"{VM}/extensions/{{vmExtensionName}}", seed=True, needs=((VM, _vm()),)),
@@ -152,12 +166,21 @@ CASES: dict[str, Case] = {
         Case("GET", f"{WATCHER}/flowLogs/{{flowLogName}}", seed=True, needs=((WATCHER, _loc("centraluseuap")),)),
     **{f"network/{file}.json": Case("GET", f"/subscriptions/{{subscriptionId}}/providers/Microsoft.Network/{kind}",
                                     seed=True)
-       for file, kind in (("RouteTableListAll", "routeTables"), ("ApplicationSecurityGroupListAll", "applicationSecurityGroups"), ("DdosProtectionPlanListAll", "ddosProtectionPlans"), ("NetworkWatcherListAll", "networkWatchers"), ("PublicIpAddressListAll", "publicIPAddresses"), ("VirtualNetworkListAll", "virtualNetworks"), ("PrivateEndpointListAll", "privateEndpoints"), ("BastionHostListBySubscription", "bastionHosts"), ("FirewallPolicyListBySubscription", "firewallPolicies"), ("NetworkInterfaceListAll", "networkInterfaces"),
-                           ("NetworkSecurityGroupListAll", "networkSecurityGroups"))},
+       for file, kind in (("RouteTableListAll", "routeTables"),
+                          ("ApplicationSecurityGroupListAll", "applicationSecurityGroups"),
+                          ("DdosProtectionPlanListAll", "ddosProtectionPlans"),
+                          ("NetworkWatcherListAll", "networkWatchers"),
+                          ("PublicIpAddressListAll", "publicIPAddresses"),
+                          ("VirtualNetworkListAll", "virtualNetworks"),
+                          ("PrivateEndpointListAll", "privateEndpoints"),
+                          ("BastionHostListBySubscription", "bastionHosts"),
+                          ("FirewallPolicyListBySubscription", "firewallPolicies"),
+                          ("NetworkInterfaceListAll", "networkInterfaces"),
+                          ("NetworkSecurityGroupListAll", "networkSecurityGroups"))},
     "network/RouteTableGet.json": Case("GET", f"{NET}/routeTables/{{routeTableName}}", seed=True),
     "network/RouteTableCreate.json": Case("PUT", f"{NET}/routeTables/{{routeTableName}}", "parameters"),
     "network/RouteTableDelete.json":
-        Case("DELETE", f"{NET}/routeTables/{{routeTableName}}", needs=((f"{NET}/routeTables/{{routeTableName}}", _loc()),)),
+        Case("DELETE", ROUTES, needs=((ROUTES, _loc()),)),
     "network/ApplicationSecurityGroupGet.json":
         Case("GET", f"{NET}/applicationSecurityGroups/{{applicationSecurityGroupName}}", seed=True),
     "network/ApplicationSecurityGroupCreate.json":
@@ -165,7 +188,8 @@ CASES: dict[str, Case] = {
     "network/ApplicationSecurityGroupDelete.json":
         Case("DELETE", f"{NET}/applicationSecurityGroups/{{applicationSecurityGroupName}}",
              needs=((f"{NET}/applicationSecurityGroups/{{applicationSecurityGroupName}}", _loc()),)),
-    "network/DdosProtectionPlanGet.json": Case("GET", f"{NET}/ddosProtectionPlans/{{ddosProtectionPlanName}}", seed=True),
+    "network/DdosProtectionPlanGet.json":
+        Case("GET", f"{NET}/ddosProtectionPlans/{{ddosProtectionPlanName}}", seed=True),
     "network/DdosProtectionPlanCreate.json":
         Case("PUT", f"{NET}/ddosProtectionPlans/{{ddosProtectionPlanName}}", "parameters"),
     "network/DdosProtectionPlanDelete.json":
@@ -234,7 +258,7 @@ CASES: dict[str, Case] = {
                     (f"{NET}/publicIPAddresses/pipName", {"location": "westus", "sku": {"name": "Standard"},
                                                           "properties": {"publicIPAllocationMethod": "Static"}}))),
     "network/BastionHostDelete.json":
-        Case("DELETE", f"{NET}/bastionHosts/{{bastionHostName}}", needs=((f"{NET}/bastionHosts/{{bastionHostName}}", _loc()),)),
+        Case("DELETE", BASTION, needs=((BASTION, _loc()),)),
     "network/WafPolicyDelete.json":
         Case("DELETE", f"{NET}/ApplicationGatewayWebApplicationFirewallPolicies/{{policyName}}",
              needs=((f"{NET}/ApplicationGatewayWebApplicationFirewallPolicies/{{policyName}}", _loc()),)),
@@ -290,18 +314,18 @@ CASES: dict[str, Case] = {
                      {"location": "westus", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}),),
              params={"resourceGroupName": "SampleRG"}),
     "security/CreateJitNetworkAccessPolicy_example.json":
-        Case("PUT", f"{RGP}/Microsoft.Security/locations/{{ascLocation}}/jitNetworkAccessPolicies/{{jitNetworkAccessPolicyName}}",
+        Case("PUT", JIT,
              "body", needs=((f"{CMP}/virtualMachines/vm1", _vm("westeurope")),)),
     "security/DeleteJitNetworkAccessPolicy_example.json":
-        Case("DELETE", f"{RGP}/Microsoft.Security/locations/{{ascLocation}}/jitNetworkAccessPolicies/{{jitNetworkAccessPolicyName}}",
+        Case("DELETE", JIT,
              needs=((f"{CMP}/virtualMachines/vm1", _vm("westeurope")),
-                    (f"{RGP}/Microsoft.Security/locations/{{ascLocation}}/jitNetworkAccessPolicies/{{jitNetworkAccessPolicyName}}",
+                    (JIT,
                      {"kind": "Basic", "location": "westeurope", "properties": {"virtualMachines": [
                          {"id": f"{CMP}/virtualMachines/vm1", "ports": [
                              {"number": 22, "protocol": "*", "allowedSourceAddressPrefix": "*",
                               "maxRequestAccessDuration": "PT3H"}]}]}}))),
     "security/GetJitNetworkAccessPolicy_example.json":
-        Case("GET", f"{RGP}/Microsoft.Security/locations/{{ascLocation}}/jitNetworkAccessPolicies/{{jitNetworkAccessPolicyName}}",
+        Case("GET", JIT,
              seed=True, needs=((f"{CMP}/virtualMachines/vm1", _vm("westeurope")),)),
     "security/ListPricings_example.json":
         Case("GET", "/{scopeId}/providers/Microsoft.Security/pricings", seed=True,
@@ -326,13 +350,13 @@ CASES: dict[str, Case] = {
                                              ("listDiagnosticSettings.json", "GET", "", None, True))
        for kind, target, entry in DIAGNOSED},
     "monitor/listSubscriptionDiagnosticSettings.json":
-        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/diagnosticSettings", seed=True),
+        Case("GET", SUB_DIAG, seed=True),
     "monitor/getSubscriptionDiagnosticSetting.json":
-        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/diagnosticSettings/{name}", seed=True),
+        Case("GET", f"{SUB_DIAG}/{{name}}", seed=True),
     "monitor/getMetricAlertSingleResource.json":
         Case("GET", f"{RGP}/Microsoft.Insights/metricAlerts/{{ruleName}}", seed=True),
     "monitor/createOrUpdateSubscriptionDiagnosticSetting.json":
-        Case("PUT", "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/diagnosticSettings/{name}", "parameters"),
+        Case("PUT", f"{SUB_DIAG}/{{name}}", "parameters"),
     "monitor/createOrUpdateMetricAlertSingleResource.json":
         Case("PUT", f"{RGP}/Microsoft.Insights/metricAlerts/{{ruleName}}", "parameters",
              needs=((f"{CMP}/virtualMachines/gigwadme", _vm()),)),
@@ -481,7 +505,8 @@ def _estate(path: str, ids_and_entries: list[tuple[str, dict[str, Any]]]) -> lis
     groups = sorted({m.group(0) for i in [path, *(i for i, _ in ids_and_entries)]
                      for m in [re.match(r"/?subscriptions/[^/]+/resourceGroups/[^/]+", i, re.IGNORECASE)] if m})
     out: list[dict[str, Any]] = [{"id": f"/subscriptions/{SUB}", "type": "Microsoft.Resources/subscriptions"}]
-    out += [{"id": "/" + g.lstrip("/"), "location": "westus", "type": "Microsoft.Resources/resourceGroups"} for g in groups]
+    out += [{"id": "/" + g.lstrip("/"), "location": "westus", "type": "Microsoft.Resources/resourceGroups"}
+            for g in groups]
     out += [{**copy.deepcopy(e), "id": i} for i, e in ids_and_entries]
     return out
 
@@ -509,7 +534,8 @@ def _seeded(case: Case, path: str, documented: dict[int, dict[str, Any]]) -> lis
             rid = path
         elif case.items:
             rid = _fill(case.items, {"item": name})
-        elif "/resourcegroups/" not in path.lower() and item["id"].lower().startswith(f"/subscriptions/{SUB}/resourcegroups/"):
+        elif "/resourcegroups/" not in path.lower() and \
+                item["id"].lower().startswith(f"/subscriptions/{SUB}/resourcegroups/"):
             rid = item["id"]  # a subscription-wide list: each item where the example says it is
         else:
             rid = f"{path}/{name}"
@@ -551,6 +577,11 @@ def _replay(name: str) -> None:
         want = documented[200].get("body")
     if case.method == "DELETE":
         assert arm.send("GET", path, version)[0] == 404, "the resource is gone once the delete is answered"
+    action = path.rsplit("/", 1)[1].lower()
+    if case.method == "POST" and action in POWER_AFTER:
+        view = arm.send("GET", path.rsplit("/", 1)[0] + "/instanceView", version)[2]
+        codes = {s.get("code") for s in (view or {}).get("statuses", [])}
+        assert POWER_AFTER[action] in codes, f"{action} left the VM {sorted(c for c in codes if c)}"
     if case.method in ("PUT", "PATCH") and answer is None:
         answer = arm.send("GET", path, version)[2]
     if want is not None:
