@@ -72,6 +72,11 @@ def _loc(location: str = "westus", **props: Any) -> dict[str, Any]:
 
 VM = f"{CMP}/virtualMachines/{{vmName}}"
 ACCOUNT = (STG, {"location": "eastus2", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}})
+# The account the storage PATCH examples answer for: its keys rotated (their SAS policy needs that)
+ROTATED = (STG, {"location": "eastus2", "kind": "Storage", "sku": {"name": "Standard_GRS", "tier": "Standard"},
+                 "properties": {"supportsHttpsTrafficOnly": False,
+                                "keyCreationTime": {"key1": "2021-03-18T04:42:22.4322836Z",
+                                                    "key2": "2021-03-18T04:42:22.4322836Z"}}})
 NSG = f"{NET}/networkSecurityGroups/{{networkSecurityGroupName}}"
 WATCHER = f"{NET}/networkWatchers/{{networkWatcherName}}"
 JIT = f"{RGP}/Microsoft.Security/locations/{{ascLocation}}/jitNetworkAccessPolicies/{{jitNetworkAccessPolicyName}}"
@@ -264,14 +269,8 @@ CASES: dict[str, Case] = {
              needs=((f"{NET}/ApplicationGatewayWebApplicationFirewallPolicies/{{policyName}}", _loc()),)),
     # ---- Microsoft.Storage ------------------------------------------------------------------
     "storage/StorageAccountGetProperties.json": Case("GET", STG, seed=True),
-    "storage/StorageAccountUpdateDisablePublicNetworkAccess.json":
-        Case("PATCH", STG, "parameters", needs=((STG, {
-            "location": "eastus2", "kind": "Storage", "sku": {"name": "Standard_GRS", "tier": "Standard"},
-            "properties": {"supportsHttpsTrafficOnly": False}}),)),
-    "storage/StorageAccountUpdateAllowedCopyScopeToAAD.json":
-        Case("PATCH", STG, "parameters", needs=((STG, {
-            "location": "eastus2", "kind": "Storage", "sku": {"name": "Standard_GRS", "tier": "Standard"},
-            "properties": {"supportsHttpsTrafficOnly": False}}),)),
+    "storage/StorageAccountUpdateDisablePublicNetworkAccess.json": Case("PATCH", STG, "parameters", needs=(ROTATED,)),
+    "storage/StorageAccountUpdateAllowedCopyScopeToAAD.json": Case("PATCH", STG, "parameters", needs=(ROTATED,)),
     "storage/StorageAccountDelete.json": Case("DELETE", STG, needs=(ACCOUNT,)),
     "storage/BlobServicesPutAllowPermanentDelete.json":
         Case("PUT", f"{STG}/blobServices/{{BlobServicesName}}", "parameters", needs=(ACCOUNT,)),
@@ -402,13 +401,15 @@ GAPS: dict[str, set[str]] = {
     "compute/DiskEncryptionSet_ListBySubscription.json": {"nextLink"},
     "compute/Disk_ListBySubscription.json": {"nextLink"},
     "compute/Disk_Update_AddDiskControllerTypes.json": {"sku.tier"},
-    "compute/VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty.json": {"properties.osProfile.secrets",
-        "properties.osProfile.windowsConfiguration", "properties.storageProfile.dataDisks[].caching",
+    "compute/VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty.json": {
+        "properties.osProfile.secrets", "properties.osProfile.windowsConfiguration",
+        "properties.storageProfile.dataDisks[].caching",
         "properties.storageProfile.dataDisks[].managedDisk", "properties.vmId"},
     "network/BastionHostPut.json": {"location", "properties.disableCopyPaste", "properties.dnsName",
         "properties.enableIpConnect", "properties.enableKerberos", "properties.enablePrivateOnlyBastion",
-        "properties.enableSessionRecording", "properties.enableShareableLink", "properties.enableTunneling",
-        "properties.ipConfigurations[].etag", "properties.ipConfigurations[].id",
+        "properties.enableSessionRecording", "properties.enableShareableLink",
+        "properties.enableTunneling", "properties.ipConfigurations[].etag",
+        "properties.ipConfigurations[].id",
         "properties.ipConfigurations[].properties.privateIPAllocationMethod",
         "properties.ipConfigurations[].properties.provisioningState", "properties.ipConfigurations[].type",
         "properties.scaleUnits", "sku"},
@@ -426,11 +427,13 @@ GAPS: dict[str, set[str]] = {
     "network/NetworkWatcherCreate.json": {"tags"},
     "network/NetworkWatcherFlowLogCreate.json": {"properties.flowAnalyticsConfiguration",
         "properties.retentionPolicy", "properties.targetResourceGuid"},
-    "network/PrivateEndpointCreate.json": {"properties.applicationSecurityGroups", "properties.customDnsConfigs",
-        "properties.networkInterfaces", "properties.privateLinkServiceConnections[].id",
+    "network/PrivateEndpointCreate.json": {"properties.applicationSecurityGroups",
+        "properties.customDnsConfigs", "properties.networkInterfaces",
+        "properties.privateLinkServiceConnections[].id",
         "properties.privateLinkServiceConnections[].properties.privateLinkServiceConnectionState"},
-    "network/PublicIpAddressCreateDefaults.json": {"properties.idleTimeoutInMinutes", "properties.ipConfiguration",
-        "properties.publicIPAddressVersion", "properties.publicIPAllocationMethod", "sku"},
+    "network/PublicIpAddressCreateDefaults.json": {"properties.idleTimeoutInMinutes",
+        "properties.ipConfiguration", "properties.publicIPAddressVersion",
+        "properties.publicIPAllocationMethod", "sku"},
     "network/RouteTableCreate.json": {"properties.disableBgpRoutePropagation"},
     "resources/GetSubscriptions.json": {"nextLink", "value[].managedByTenants", "value[].tags"},
     "security/CreateJitNetworkAccessPolicy_example.json": {"location", "properties.provisioningState"},
@@ -438,25 +441,25 @@ GAPS: dict[str, set[str]] = {
         "properties.resourcesCoverageStatus"},
     "security/PutDefenderForStorageSettings_example.json": {"properties.malwareScanning.operationStatus",
         "properties.sensitiveDataDiscovery.operationStatus"},
-    "security/PutPricingByName_example.json": {"properties.enablementTime", "properties.enforce",
-        "properties.extensions", "properties.freeTrialRemainingTime", "properties.resourcesCoverageStatus"},
     "storage/BlobContainersList.json": {"nextLink"},
     "storage/FileServicesGet.json": {"sku.tier"},
     "storage/FileServicesList.json": {"value[].sku.tier"},
     "storage/FileServicesPut_EnableSecureSmbFeatures.json": {"sku"},
     "storage/FileSharesList_ProvisionedV2.json": {"nextLink"},
     "storage/StorageAccountUpdateAllowedCopyScopeToAAD.json": {"properties.creationTime",
-        "properties.encryption.services.blob.lastEnabledTime", "properties.encryption.services.file.lastEnabledTime",
-        "properties.isHnsEnabled", "properties.keyCreationTime", "properties.networkAcls.bypass",
-        "properties.networkAcls.ipRules", "properties.networkAcls.virtualNetworkRules",
-        "properties.primaryEndpoints", "properties.primaryLocation", "properties.secondaryLocation",
-        "properties.statusOfPrimary", "properties.statusOfSecondary", "tags"},
+        "properties.encryption.services.blob.lastEnabledTime",
+        "properties.encryption.services.file.lastEnabledTime", "properties.isHnsEnabled",
+        "properties.networkAcls.bypass", "properties.networkAcls.ipRules",
+        "properties.networkAcls.virtualNetworkRules", "properties.primaryEndpoints",
+        "properties.primaryLocation", "properties.secondaryLocation", "properties.statusOfPrimary",
+        "properties.statusOfSecondary", "tags"},
     "storage/StorageAccountUpdateDisablePublicNetworkAccess.json": {"properties.creationTime",
-        "properties.encryption.services.blob.lastEnabledTime", "properties.encryption.services.file.lastEnabledTime",
-        "properties.isHnsEnabled", "properties.keyCreationTime", "properties.networkAcls.bypass",
-        "properties.networkAcls.ipRules", "properties.networkAcls.virtualNetworkRules",
-        "properties.primaryEndpoints", "properties.primaryLocation", "properties.secondaryLocation",
-        "properties.statusOfPrimary", "properties.statusOfSecondary", "tags"},
+        "properties.encryption.services.blob.lastEnabledTime",
+        "properties.encryption.services.file.lastEnabledTime", "properties.isHnsEnabled",
+        "properties.networkAcls.bypass", "properties.networkAcls.ipRules",
+        "properties.networkAcls.virtualNetworkRules", "properties.primaryEndpoints",
+        "properties.primaryLocation", "properties.secondaryLocation", "properties.statusOfPrimary",
+        "properties.statusOfSecondary", "tags"},
 }
 # Documented LRO headers the sandbox does not send (it sends one monitor: Location on a 202
 # DELETE or action, Azure-AsyncOperation on a 200/201 PUT).

@@ -59,6 +59,9 @@ PROFILES: dict[str, Profile] = {
     # no etag on an account (If-Match is ignored); a PUT that omits sasPolicy keeps it
     "microsoft.storage/storageaccounts": replace(_STORAGE, create_lro="location", etag=False,
                                                 put_keeps=("sasPolicy",)),
+    # containers and shares do carry an etag (BlobContainersList, FileSharesList examples)
+    "microsoft.storage/storageaccounts/blobservices/containers": _STORAGE,
+    "microsoft.storage/storageaccounts/fileservices/shares": _STORAGE,
     "microsoft.security": Profile(sync_create_status=200),
     "microsoft.security/pricings": Profile(sync_create_status=200, etag=False),
     "microsoft.insights": Profile(sync_create_status=200),
