@@ -181,7 +181,9 @@ CASES: dict[str, Case] = {
                           ("BastionHostListBySubscription", "bastionHosts"),
                           ("FirewallPolicyListBySubscription", "firewallPolicies"),
                           ("NetworkInterfaceListAll", "networkInterfaces"),
-                          ("NetworkSecurityGroupListAll", "networkSecurityGroups"))},
+                          ("NetworkSecurityGroupListAll", "networkSecurityGroups"),
+                          ("AzureFirewallListBySubscription", "azureFirewalls"))},
+    "network/VirtualNetworkGatewayList.json": Case("GET", f"{NET}/virtualNetworkGateways", seed=True),
     "network/RouteTableGet.json": Case("GET", f"{NET}/routeTables/{{routeTableName}}", seed=True),
     "network/RouteTableCreate.json": Case("PUT", f"{NET}/routeTables/{{routeTableName}}", "parameters"),
     "network/RouteTableDelete.json":
