@@ -273,6 +273,8 @@ CASES: dict[str, Case] = {
     "storage/StorageAccountGetProperties.json": Case("GET", STG, seed=True),
     "storage/StorageAccountUpdateDisablePublicNetworkAccess.json": Case("PATCH", STG, "parameters", needs=(ROTATED,)),
     "storage/StorageAccountUpdateAllowedCopyScopeToAAD.json": Case("PATCH", STG, "parameters", needs=(ROTATED,)),
+    "storage/StorageAccountList.json":
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Storage/storageAccounts", seed=True),
     "storage/StorageAccountDelete.json": Case("DELETE", STG, needs=(ACCOUNT,)),
     "storage/BlobServicesPutAllowPermanentDelete.json":
         Case("PUT", f"{STG}/blobServices/{{BlobServicesName}}", "parameters", needs=(ACCOUNT,)),
