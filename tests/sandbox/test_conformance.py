@@ -379,6 +379,9 @@ CASES: dict[str, Case] = {
     "authorization/GetRoleDefinitionById.json":
         Case("GET", "/{roleId}", seed=True, example_sub="subID",
              params={"roleId": f"subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/roleDefinitionId"}),
+    "authorization/RoleAssignments_Delete.json":
+        Case("DELETE", "/{scope}/providers/Microsoft.Authorization/roleAssignments/{roleAssignmentName}", seed=True,
+             example_sub="a925f2f7-5c63-4b7b-8799-25a5f97bc3b2"),
     "authorization/RoleAssignments_ListForScope.json":  # the wizard lists for its subscription scope
         Case("GET", "/{scope}/providers/Microsoft.Authorization/roleAssignments", seed=True,
              example_sub="a925f2f7-5c63-4b7b-8799-25a5f97bc3b2"),
