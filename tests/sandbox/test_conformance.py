@@ -595,7 +595,7 @@ def _replay(name: str) -> None:
     if case.method in ("PUT", "PATCH") and answer is None:
         answer = arm.send("GET", path, version)[2]
     if want is not None:
-        assert isinstance(answer, dict), answer
+        assert isinstance(answer, dict), f"the example documents a body; the answer has none ({answer!r})"
         if want.get("value"):  # a list: its items' shape is only compared when there are some
             assert answer.get("value"), "the documented list has items, the answer none"
         gaps = shape_gaps(want, answer)
