@@ -266,6 +266,8 @@ CASES: dict[str, Case] = {
                                                           "properties": {"publicIPAllocationMethod": "Static"}}))),
     "network/BastionHostDelete.json":
         Case("DELETE", BASTION, needs=((BASTION, _loc()),)),
+    "network/WafPolicyGet.json":
+        Case("GET", f"{NET}/ApplicationGatewayWebApplicationFirewallPolicies/{{policyName}}", seed=True),
     "network/WafPolicyDelete.json":
         Case("DELETE", f"{NET}/ApplicationGatewayWebApplicationFirewallPolicies/{{policyName}}",
              needs=((f"{NET}/ApplicationGatewayWebApplicationFirewallPolicies/{{policyName}}", _loc()),)),
