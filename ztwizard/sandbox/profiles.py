@@ -31,6 +31,7 @@ class Profile:
     # subscription, may have (None: no limit the sandbox enforces)
     max_per_parent: int | None = None
     max_per_region: int | None = None
+    delete_returns_body: bool = False  # a synchronous DELETE answers 200 with what it deleted
 
     def lro(self, method: str, created: bool) -> str | None:
         if method == "PATCH":
@@ -58,11 +59,16 @@ PROFILES: dict[str, Profile] = {
     # no etag on an account (If-Match is ignored); a PUT that omits sasPolicy keeps it
     "microsoft.storage/storageaccounts": replace(_STORAGE, create_lro="location", etag=False,
                                                 put_keeps=("sasPolicy",)),
+    # containers and shares do carry an etag (BlobContainersList, FileSharesList examples)
+    "microsoft.storage/storageaccounts/blobservices/containers": _STORAGE,
+    "microsoft.storage/storageaccounts/fileservices/shares": _STORAGE,
     "microsoft.security": Profile(sync_create_status=200),
     "microsoft.security/pricings": Profile(sync_create_status=200, etag=False),
     "microsoft.insights": Profile(sync_create_status=200),
     "microsoft.insights/diagnosticsettings": Profile(sync_create_status=200, max_per_parent=5),
-    "microsoft.authorization/roledefinitions": Profile(sync_update_status=201),
+    # Authorization answers a DELETE with the deleted definition or assignment (RoleDefinitions_Delete)
+    "microsoft.authorization/roledefinitions": Profile(sync_update_status=201, delete_returns_body=True),
+    "microsoft.authorization/roleassignments": Profile(delete_returns_body=True),
 }
 DEFAULT = Profile()
 

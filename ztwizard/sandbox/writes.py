@@ -328,6 +328,7 @@ class Writes(Reads, Defender, Limits):
                 raise arm_error(400, f"InUse{what}CannotBeDeleted",
                                 f"{what} {existing['id']} cannot be deleted because it is in use by "
                                 f"{self.store.entries[users[0]]['id']}.")
+        deleted = self.compose(existing) if profile(t).delete_returns_body else None
         keys = [key(existing["id"]), *self.store.descendants(existing["id"])]
         parent_key = key(p.parent) if p.parent and is_inline_child(p.type) else None
         old_links = back_links(existing)
@@ -344,4 +345,4 @@ class Writes(Reads, Defender, Limits):
         lro = profile(t).delete_lro
         if lro:
             return self._start_op(ctx, key(existing["id"]), lro, before, delete=True)
-        return Reply(200)
+        return Reply(200, deleted)
