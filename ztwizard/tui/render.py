@@ -132,10 +132,27 @@ def badges(change: Change) -> Text:
     return t
 
 
-def change_label(change: Change) -> Text:
+def where(resource_id: str, subscription_names: dict[str, str], region: str = "") -> str:
+    """`Contoso Prod · rg-hub · westeurope`: the scope a resource sits in, in words."""
+    try:
+        p = rid.parse(resource_id)
+    except Exception:  # noqa: BLE001 - a display helper must not fail on odd ids
+        return ""
+    sub = p.subscription or ""
+    names = {k.lower(): v for k, v in subscription_names.items()}
+    bits = [names.get(sub.lower(), sub) if sub else "",
+            p.resource_group or ("subscription-wide" if sub else "tenant-wide"), region]
+    return f" {SYM['dot']} ".join(b for b in bits if b)
+
+
+def change_label(change: Change, context: str = "") -> Text:
+    """Method, resource and check; `context` (subscription, group, region) when the name alone
+    would not tell two rows apart."""
     t = Text()
     t.append(f"{change.method:<6} ", style="bold")
     t.append(short_name(change.resource_id))
+    if context:
+        t.append(f" ({context})")
     t.append(f"  {change.check}", style="dim")
     if change.disruptive:
         t.append(" [disruptive]", style="red")
@@ -196,10 +213,17 @@ def request_text(change: Change, endpoint: str, width: int | None = None) -> Tex
     return t
 
 
-def change_detail(change: Change, endpoint: str, width: int | None = None) -> Text:
+def change_detail(change: Change, endpoint: str, width: int | None = None, context: str = "",
+                  needs: Iterable[str] = ()) -> Text:
     t = Text()
     t.append(change.title or change.check, style="bold")
     t.append(f"  ({change.action} {SYM['dot']} {change.check})\n", style="dim")
+    if context:
+        t.append("Where: ", style="bold")
+        t.append(context + "\n")
+    for need in needs:
+        t.append("Needs: ", style="bold")
+        t.append(need + " (selected with it)\n")
     t.append_text(badges(change))
     if change.risk:
         t.append("Risk: ", style="bold")

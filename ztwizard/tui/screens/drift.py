@@ -16,7 +16,7 @@ from ..render import short_name, value
 class DriftScreen(ModalScreen[bool]):
     """Dismisses True only when the person types `override` to clobber the later change."""
 
-    BINDINGS = [Binding("escape", "cancel", "Keep theirs"), Binding("ctrl+o", "override", "Override")]
+    BINDINGS = [Binding("escape", "cancel", "Keep theirs"), Binding("ctrl+y", "override", "Override")]
 
     def __init__(self, drift: dict[str, list[DriftRow]], rows: list[JournalRow]) -> None:
         super().__init__()
@@ -39,7 +39,7 @@ class DriftScreen(ModalScreen[bool]):
             yield Static("Type override to restore the before values anyway; esc keeps theirs.")
             yield Input(placeholder="override", id="typed")
             with Horizontal(classes="buttons"):
-                yield Button("Override (ctrl+o)", id="yes", variant="error")
+                yield Button("Override (ctrl+y)", id="yes", variant="error")
                 yield Button("Keep theirs (esc)", id="no")
 
     def on_mount(self) -> None:
