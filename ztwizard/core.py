@@ -257,6 +257,23 @@ class Core:
         engine.validate_subscriptions(subscriptions or [])
         self.subscriptions = list(subscriptions) if subscriptions is not None else None
 
+    @property
+    def resource_groups(self) -> list[str]:
+        """The resource groups in scope (-g); empty: every group of the subscriptions in scope."""
+        return list(getattr(self.gateway.target, "resource_groups", None) or [])
+
+    def list_resource_groups(self, subscriptions: Sequence[str] | None = None) -> list[tuple[str, str]]:
+        """(subscription id, group name) of every resource group in those subscriptions (the scope's)."""
+        subs = list(subscriptions or self.subscriptions or self.gateway.target.subscriptions
+                    or [s.id for s in self.list_subscriptions()])
+        gateway: Any = self.gateway  # the scope check's lister (scope.py), not part of the Protocol
+        return sorted((sub, str(g.get("name", ""))) for sub in subs for g in gateway.list_resource_groups(sub))
+
+    def set_resource_groups(self, groups: Sequence[str]) -> None:
+        """Scope the next inspection to these resource groups (as -g does); empty: all of them.
+        A name no subscription in scope holds is refused when inspecting."""
+        self.gateway.target.resource_groups = [g for g in groups if g]
+
     # ---- inspect and plan ----------------------------------------------------------------
     def inspect(self, step_ids: Sequence[str] | None = None, check_ids: Sequence[str] | None = None, *,
                 on_event: Callable[[InspectEvent], None] | None = None) -> Plan:
@@ -301,6 +318,33 @@ class Core:
                 raise UsageError("There is no plan to edit yet.", "Inspect first.")
             self._plan = engine.edit_change(self._inventory, self._plan, change_id, dict(values))
             return self._plan
+
+    def waive(self, check: str, resource_id: str, *, reason: str, expires: str | None = None,
+              by: str = "") -> waivers.Waiver:
+        """Accept the risk of one finding on purpose: a waiver in the waivers file (as `ztwizard
+        waive CHECK --resource ID` writes it). A missing reason or a bad date is a UsageError."""
+        if self.waivers_file is None:
+            raise UsageError("No state directory: there is no waivers file to write.",
+                             "Pass --state-dir DIR or --waivers FILE.")
+        w = waivers.new_waiver(check, reason=reason, resource=resource_id, expires=expires or None, by=by)
+        waivers.add(self.waivers_file, w)
+        return w
+
+    def export_report(self, path: str, fmt: str) -> Path:
+        """Write the current plan as `fmt` (markdown, sarif, json) to the file `path`, with the
+        report code the command line uses: checked, atomic, 0600 (a bad path is a UsageError)."""
+        from .files import output_target, write_output
+        from .report import render
+
+        if fmt not in ("markdown", "sarif", "json"):
+            raise UsageError(f"Report format {fmt!r} is not one of markdown, sarif, json.", "Choose one of those.")
+        if self._plan is None:
+            raise UsageError("There is no plan to export yet.", "Inspect first.")
+        if not path.strip() or path.strip() == "-":
+            raise UsageError("The report needs a file path.", "Type a path such as ~/ztwizard-report.md.")
+        dest = output_target(path.strip(), "Report file")
+        write_output(str(dest), render(self._plan, fmt), "Report file")
+        return dest
 
     # ---- what goes together ----------------------------------------------------------------
     def requires(self, change_ids: Sequence[str]) -> list[Change]:

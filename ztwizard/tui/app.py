@@ -8,6 +8,7 @@ message back, so no screen ever waits on ARM."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from rich.text import Text
 from textual import events, work
@@ -29,7 +30,7 @@ from ..core import (
     Subscription,
 )
 from ..errors import ZtwError
-from ..model import Change, StepResult
+from ..model import Change, Finding, StepResult
 from ..outcomes import BLOCKED_PREFIXES
 from ..steps import STEP_BY_ID, STEPS
 from .commands import WizardCommands
@@ -213,6 +214,41 @@ class WizardApp(App[int]):
             self.push_screen(JournalScreen())
         self.load_journal()
 
+    def action_export(self) -> None:
+        from .screens.export import ExportScreen
+
+        if self.core.plan is None:
+            self.notify("Inspect first: there is no plan to export yet.", severity="warning")
+            return
+
+        def submit(path: str, fmt: str) -> str:
+            try:
+                dest = self.core.export_report(path, fmt)
+            except ZtwError as exc:
+                return _why(exc)
+            self.notify(f"Report written to {dest}.")
+            return ""
+
+        self.push_screen(ExportScreen(submit))
+
+    def screenshot_dir(self) -> Path:
+        """~/Downloads when it exists, else the state directory (else the working directory)."""
+        downloads = Path("~/Downloads").expanduser()
+        if downloads.is_dir():
+            return downloads
+        return self.core.state_dir if self.core.state_dir is not None else Path.cwd()
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        where = Path(path) if path else self.screenshot_dir()
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            saved = self.save_screenshot(filename, str(where))
+        except OSError as exc:
+            self.notify(f"The screenshot could not be saved in {where}: {exc.strerror or exc}.",
+                        severity="error")
+            return
+        self.notify(f"Screenshot saved to {saved}.")
+
     def action_reinspect(self) -> None:
         self.run_inspect()
 
@@ -324,6 +360,17 @@ class WizardApp(App[int]):
             self.edited[change_id] = dict(change.params)
             self.notify(f"Parameters of {change.title or change.check} updated.")
         self.state_changed()
+        return ""
+
+    def waive(self, step_id: str, finding: Finding, reason: str, expires: str, by: str) -> str:
+        """Write a waiver for one finding and judge its step again (it shows waived, its change
+        leaves the plan). Returns "" when written, else the sentence and hint saying why not."""
+        try:
+            w = self.core.waive(finding.check, finding.resource_id, reason=reason, expires=expires, by=by)
+        except ZtwError as exc:
+            return _why(exc)
+        self.notify(f"Waived {finding.check} on {finding.resource_id.rsplit('/', 1)[-1]} ({w.id}): {reason}")
+        self.run_inspect([step_id])
         return ""
 
     def check_edits(self) -> None:

@@ -102,6 +102,14 @@ def findings_text(findings: Iterable[Finding]) -> Text:
         t.append("\n")
         for f in items:
             t.append("  ")
+            if f.waiver:  # accepted on purpose: dimmed, with who accepted it and why
+                t.append(f"{GLYPH.get(f.status, '?')} {f.check} [{WORD.get(f.status, f.status)}, waived] ", style="dim")
+                w = f.waiver
+                t.append(f"{w.get('reason', '')}", style="dim italic")
+                extra = [f"until {w['expires']}" if w.get("expires") else "", f"by {w['by']}" if w.get("by") else "",
+                         str(w.get("id", ""))]
+                t.append(f" ({', '.join(x for x in extra if x)})\n", style="dim")
+                continue
             t.append_text(glyph(f.status))
             t.append(f" {f.check} ", style="bold")
             by_hand = f.status == "fail" and f.remediation == "manual"  # fails, and a person fixes it

@@ -43,7 +43,7 @@ class StepScreen(Screen[None]):
         # c switches tabs; the footer names the tab it leads to
         Binding("c", "show_changes", "Changes"),
         Binding("c", "show_findings", "Findings"),
-        Binding("w", "show_findings", "Findings", show=False),
+        Binding("w", "waive", "Waive"),
         Binding("n", "next_step", "Next"),
         Binding("p", "prev_step", "Prev"),
         Binding("j", "journal", "Journal"),
@@ -252,7 +252,7 @@ class StepScreen(Screen[None]):
                 return False
             if action == "edit_params":
                 return True if any(c.params for c in self.changes) else None
-        if action in ("show_changes", "next_step", "prev_step", "journal"):
+        if action in ("show_changes", "next_step", "prev_step", "journal", "waive"):
             return not self.on_changes
         return True
 
@@ -317,6 +317,18 @@ class StepScreen(Screen[None]):
                 self.refresh_state()
 
         self.app.push_screen(ConfirmApplyScreen(self.step_id, chosen), confirmed)
+
+    def action_waive(self) -> None:
+        from .waive import WaiveScreen
+
+        res = self.app.results.get(self.step_id)
+        open_findings = [f for f in (res.findings if res else [])
+                         if f.status in ("fail", "manual", "error") and not f.waiver]
+        if not open_findings:
+            self.notify("Nothing to waive here: no failing or manual finding without a waiver.")
+            return
+        self.app.push_screen(WaiveScreen(open_findings, lambda f, reason, expires, by:
+                                         self.app.waive(self.step_id, f, reason, expires, by)))
 
     def action_edit_params(self) -> None:
         from .params import ParamsScreen
