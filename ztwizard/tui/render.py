@@ -140,17 +140,37 @@ def badges(change: Change) -> Text:
     return t
 
 
-def where(resource_id: str, subscription_names: dict[str, str], region: str = "") -> str:
-    """`Contoso Prod · rg-hub · westeurope`: the scope a resource sits in, in words."""
+def where_bits(resource_id: str, subscription_names: dict[str, str], region: str = "") -> list[str]:
+    """[what it is on, subscription display name, resource group, region]: the scope a resource
+    sits in, in words (an entry is "" when it does not apply)."""
     try:
         p = rid.parse(resource_id)
     except Exception:  # noqa: BLE001 - a display helper must not fail on odd ids
-        return ""
+        return ["", "", "", region]
+    on = ""
+    if p.parent and "/providers/" in p.parent and p.type.count("/") == 1:  # an extension resource
+        try:
+            on = "on " + (rid.parse(p.parent).name or p.parent)
+        except Exception:  # noqa: BLE001
+            on = ""
     sub = p.subscription or ""
     names = {k.lower(): v for k, v in subscription_names.items()}
-    bits = [names.get(sub.lower(), sub) if sub else "",
+    return [on, names.get(sub.lower(), sub) if sub else "",
             p.resource_group or ("subscription-wide" if sub else "tenant-wide"), region]
-    return f" {SYM['dot']} ".join(b for b in bits if b)
+
+
+def where(resource_id: str, subscription_names: dict[str, str], region: str = "") -> str:
+    """`on pip-web · Contoso Prod · rg-hub · westeurope`."""
+    return f" {SYM['dot']} ".join(b for b in where_bits(resource_id, subscription_names, region) if b)
+
+
+def telling_apart(bits: list[list[str]]) -> list[str]:
+    """For rows that read the same, the one part of their scope that differs for each (what it is
+    on, else subscription, group, region), or all the parts that differ when none does alone."""
+    width = len(bits[0]) if bits else 0
+    alone = next((i for i in range(width) if len({b[i] for b in bits}) == len(bits) and all(b[i] for b in bits)), None)
+    keep = [alone] if alone is not None else [i for i in range(width) if len({b[i] for b in bits}) > 1]
+    return [f" {SYM['dot']} ".join(b[i] for i in keep if b[i]) for b in bits]
 
 
 def change_label(change: Change, context: str = "") -> Text:
@@ -158,9 +178,11 @@ def change_label(change: Change, context: str = "") -> Text:
     would not tell two rows apart."""
     t = Text()
     t.append(f"{change.method:<6} ", style="bold")
-    t.append(short_name(change.resource_id))
-    if context:
-        t.append(f" ({context})")
+    if context:  # the bare name: the context says the rest, and the row stays one line
+        name = short_name(change.resource_id).split(" (", 1)[0]
+        t.append(f"{name} {context}" if context.startswith("on ") else f"{name} ({context})")
+    else:
+        t.append(short_name(change.resource_id))
     t.append(f"  {change.check}", style="dim")
     if change.disruptive:
         t.append(" [disruptive]", style="red")

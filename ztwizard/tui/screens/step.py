@@ -24,8 +24,10 @@ from ..render import (
     change_label,
     counts_text,
     findings_text,
+    telling_apart,
     value,
     where,
+    where_bits,
 )
 
 if TYPE_CHECKING:
@@ -154,13 +156,11 @@ class StepScreen(Screen[None]):
         if key != getattr(self, "_changes_key", None):
             keep = sl.highlighted
             sl.clear_options()
-            names = [change_label(c).plain for c in changes]
-            for c, name in zip(changes, names, strict=True):
+            for c, context in zip(changes, self.row_contexts(changes), strict=True):
                 state = self.app.change_state.get(c.id, ("pending", ""))[0]
                 label = Text("[x] " if c.id in chosen else "[ ] ")
                 label.append(STATE_GLYPH.get(state, " ") + " ")
-                # two rows that would read the same say where each one is
-                label.append_text(change_label(c, self.context(c) if names.count(name) > 1 else ""))
+                label.append_text(change_label(c, context))
                 sl.add_option(Option(label, id=c.id))
             if changes:
                 sl.highlighted = min(keep or 0, len(changes) - 1)
@@ -206,6 +206,19 @@ class StepScreen(Screen[None]):
         t.append_text(change_detail(change, self.app.core.endpoint(), room - 1 if room > 20 else None,
                                     context=self.context(change), needs=needs))
         detail.update(t)
+
+    def row_contexts(self, changes: list[Change]) -> list[str]:
+        """Rows that would read the same say what sets each apart (what it is on, subscription,
+        group, region), and only that, so a row stays one line at 80 columns."""
+        names = [change_label(c).plain for c in changes]
+        out = [""] * len(changes)
+        for name in {n for n in names if names.count(n) > 1}:
+            idx = [i for i, n in enumerate(names) if n == name]
+            bits = [where_bits(changes[i].resource_id, dict(self.app.subscriptions),
+                               self.app.core.region_of(changes[i].resource_id)) for i in idx]
+            for i, text in zip(idx, telling_apart(bits), strict=True):
+                out[i] = text
+        return out
 
     def context(self, change: Change) -> str:
         """Subscription display name, resource group (or subscription-wide) and region."""
