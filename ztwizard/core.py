@@ -267,7 +267,8 @@ class Core:
         subs = list(subscriptions or self.subscriptions or self.gateway.target.subscriptions
                     or [s.id for s in self.list_subscriptions()])
         gateway: Any = self.gateway  # the scope check's lister (scope.py), not part of the Protocol
-        return sorted((sub, str(g.get("name", ""))) for sub in subs for g in gateway.list_resource_groups(sub))
+        found = [(sub, str(g.get("name", ""))) for sub in subs for g in gateway.list_resource_groups(sub)]
+        return sorted(found, key=lambda x: (x[1].lower(), x[0]))
 
     def set_resource_groups(self, groups: Sequence[str]) -> None:
         """Scope the next inspection to these resource groups (as -g does); empty: all of them.
