@@ -31,7 +31,11 @@ class DriftScreen(ModalScreen[bool]):
                 for cid, diffs in self.drift.items():
                     row = self.rows.get(cid)
                     table = Table(title=short_name(row.resource_id) if row else cid, expand=True)
-                    for col in ("property", "before", "wizard wrote", "now"):
+                    # a property path is never cut mid-word: its column is as wide as the longest
+                    # one; values fold (a long JSON value still shows whole)
+                    longest = max((len(d.path) for d in diffs), default=8)
+                    table.add_column("property", no_wrap=True, min_width=min(longest, 48), overflow="ellipsis")
+                    for col in ("before", "wizard wrote", "now"):
                         table.add_column(col, overflow="fold")
                     for d in diffs:
                         table.add_row(d.path, value(d.before), value(d.wrote), value(d.now))

@@ -55,7 +55,7 @@ class ParamsScreen(ModalScreen[bool]):
                     if param is not None:
                         head.append(f"  ({param.type}) {param.help}", style="")
                         head.append(f"\n  must be {rule_words(param.rule)}", style="dim")
-                    yield Label(head, classes="param-label")
+                    yield Static(head, classes="param-label")  # wraps: a rule's words can be long
                     shown = val if isinstance(val, str) else json.dumps(val)
                     yield Input(value=shown, id=f"param-{key}", name=key)
             yield Static(id="params-error")

@@ -47,7 +47,7 @@ class StepScreen(Screen[None]):
         Binding("c", "show_findings", "Findings"),
         Binding("w", "waive", "Waive"),
         Binding("n", "next_step", "Next"),
-        Binding("p", "prev_step", "Prev"),
+        Binding("p", "prev_step", "Prev", show=False),  # n, p in help: the footer keeps q Quit at 80 columns
         Binding("j", "journal", "Journal"),
         # the same keys keep working on the changes tab, without taking footer room there
         Binding("n", "next_step_any", "Next", show=False),
