@@ -333,6 +333,12 @@ class WizardApp(App[int]):
     def skip_reason(self, change_id: str, message: str) -> str:
         """A skip in words: a change waiting for another names that change's step and title, never
         its internal id or a command-line flag."""
+        if message.startswith("still needed by "):  # an undo that other applied changes rest on
+            ids = message[len("still needed by "):].split(";", 1)[0].split(", ")
+            rows = {r.change_id: r for r in self.journal_rows}
+            named = [f"{rows[i].step} {rows[i].title or rows[i].check}" if i in rows else "another change"
+                     for i in ids]
+            return "still needed by " + "; ".join(named) + ": undo that first."
         change = self.core.change(change_id)
         if change is None or not message.startswith(BLOCKED_PREFIXES) or not change.depends_on:
             return message
@@ -626,7 +632,11 @@ class WizardApp(App[int]):
             self.notify(msg.error, title="Undo failed", severity="error", timeout=10)
         if msg.result is not None:
             for o in msg.result.outcomes:
-                self.change_state[o.change_id] = (o.state, o.message)
+                self.change_state[o.change_id] = (o.state, self.skip_reason(o.change_id, o.message)
+                                                  if o.state == "skipped" else o.message)
+            kept = [self.change_state[o.change_id][1] for o in msg.result.outcomes if o.state == "skipped"]
+            if kept and not msg.result.drift:
+                self.notify("Not undone: " + " ".join(kept), severity="warning", timeout=10)
             if msg.result.drift:
                 from .screens.drift import DriftScreen
 
@@ -635,7 +645,7 @@ class WizardApp(App[int]):
                         self.start_undo(list(msg.result.drift), override=True)  # type: ignore[union-attr]
 
                 self.push_screen(DriftScreen(msg.result.drift, self.journal_rows), decided)
-            elif not msg.error:
+            elif not msg.error and not kept:
                 done = sum(1 for o in msg.result.outcomes if o.ok)
                 self.notify(f"Undid {done} change(s).")
         self.state_changed()
