@@ -13,6 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ...errors import ZtwError
+
 if TYPE_CHECKING:
     from ..app import WizardApp
 
@@ -57,10 +59,11 @@ class GroupsScreen(ModalScreen[list[str] | None]):
     def load(self) -> None:
         try:
             groups = self.app.core.list_resource_groups(self.subscriptions)
+        except ZtwError as exc:
+            self.app.call_from_thread(self._loaded, [], f"{exc.message} {exc.hint}".strip())
+            return
         except Exception as exc:  # noqa: BLE001 - said in the dialog, never a traceback
-            from ..app import _why
-
-            self.app.call_from_thread(self._loaded, [], _why(exc))
+            self.app.call_from_thread(self._loaded, [], f"{type(exc).__name__}: {exc}")
             return
         self.app.call_from_thread(self._loaded, groups, "")
 
