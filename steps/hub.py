@@ -512,6 +512,11 @@ def _spoke_name(inv: Inventory, prefix: str, vnet: dict[str, Any]) -> str:
     return f"to-{vnet['name']}" + ("" if len(_prefixes(vnet)) == 1 else f"-{prefix.replace('/', '_').replace('.', '-')}")
 
 
+# hub-3a re-routes traffic that works today: who loses access, said on every change that does it
+GATEWAY_REROUTE = ("Re-routes on-premises traffic to the spokes through the firewall: on-premises users lose "
+                   "access to every spoke workload no firewall rule allows (hub-3d).")
+
+
 @check("hub-3a")
 def _gateway_routes(ctx: Context) -> None:
     inv = ctx.inv
@@ -557,9 +562,8 @@ def _gateway_routes(ctx: Context) -> None:
                 "disableBgpRoutePropagation": False, "routes": routes}}, anchor=sn["id"],
                 params=p, risk="None until associated.")
             ctx.put(sn, {"properties.routeTable": {"id": rt_id}}, depends_on=[create.id],
-                title=f"Route {hub['name']}'s GatewaySubnet through the firewall",
-                risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d); apply with "
-                     "hub-3b so routing stays symmetric.")
+                title=f"Route {hub['name']}'s GatewaySubnet through the firewall", disruptive=True,
+                risk=GATEWAY_REROUTE + " Apply with hub-3b so routing stays symmetric.")
             continue
         have = {(str(get_path(r, "properties.addressPrefix")), str(get_path(r, "properties.nextHopIpAddress")))
                 for r in _routes(inv, table)
@@ -590,8 +594,8 @@ def _gateway_routes(ctx: Context) -> None:
             (f"misses routes via {ip} for {', '.join(r['properties']['addressPrefix'] for r in missing)}"
              if missing else "has gateway route propagation off, which stops the gateway") + ".")
         ctx.put_mutated(table, mutate, [path, "properties.disableBgpRoutePropagation"],
-            title=f"Route spoke prefixes in {table['name']} through the firewall",
-            risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d).")
+            title=f"Route spoke prefixes in {table['name']} through the firewall", disruptive=True,
+            risk=GATEWAY_REROUTE)
 
 
 DEFAULT_ROUTE = "default-to-firewall"

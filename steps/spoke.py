@@ -1021,7 +1021,9 @@ def watcher_id(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> s
     return f"{rg}/providers/{WATCHER}/NetworkWatcher_{region}"
 
 
-WAF_RISK = "Prevention mode can block legitimate requests; tune exclusions in Detection mode first."
+# who loses access when the WAF starts blocking: users whose requests trip a managed rule
+WAF_RISK = ("Users whose requests match a managed rule (false positives such as large form posts or "
+            "SQL-like text) get 403 from the gateway instead of the app; tune exclusions in Detection mode first.")
 
 
 @check("spoke-5e")

@@ -896,29 +896,51 @@ def _patch_mode(ctx: Context) -> None:
                    {"Windows": "AutomaticByOS", "Linux": "ImageDefault"}, _windows_updates_on)
 
 
+def power_state(vm: dict[str, Any]) -> str | None:
+    """`running`, `deallocated`, … from the instance view's PowerState status; None when unread."""
+    for st in get_path(vm, "properties.instanceView.statuses") or []:
+        code = str(st.get("code") or "")
+        if code.lower().startswith("powerstate/"):
+            return code.split("/", 1)[1].lower()
+    return None
+
+
 @check("vm-7d")
 def _vm_agent(ctx: Context) -> None:
+    """Judged from what the guest agent reports in `GET {vm}/instanceView` (the inventory attaches it
+    as properties.instanceView): a missing property is no evidence either way."""
     for vm in _vms(ctx):
         cfg = os_config_path(vm)
-        provision = get_path(vm, f"{cfg}.provisionVMAgent")
-        statuses = (get_path(vm, "properties.instanceView.vmAgent.statuses")
-                    or get_path(vm, "properties.extended.instanceView.vmAgent.statuses") or [])
+        view = get_path(vm, "properties.instanceView")
+        statuses = get_path(view or {}, "vmAgent.statuses") or []
         shown = [s.get("displayStatus") for s in statuses]
-        if provision is False:
+        prop = "properties.instanceView.vmAgent.statuses"
+        if get_path(vm, f"{cfg}.provisionVMAgent") is False:
             ctx.finding(
-                vm["id"], "manual", f"{cfg}.provisionVMAgent", False, True,
+                vm["id"], "fail", f"{cfg}.provisionVMAgent", False, True,
                 f"{vm['name']} was deployed without the VM agent, so extensions and platform patching cannot "
                 "run: install the Azure VM agent inside the guest (the Windows MSI or the walinuxagent package), "
                 "then set osProfile provisionVMAgent = true.")
-        elif statuses and "Ready" not in shown:
+        elif statuses and "Ready" in shown:
+            version = get_path(view, "vmAgent.vmAgentVersion")
+            ctx.finding(vm["id"], "pass", prop, shown, ["Ready"],
+                        "The VM agent reports Ready" + (f" (version {version})." if version else "."))
+        elif statuses:
             ctx.finding(
-                vm["id"], "manual", "properties.instanceView.vmAgent.statuses", shown, ["Ready"],
+                vm["id"], "fail", prop, shown, ["Ready"],
                 f"The VM agent on {vm['name']} reports {', '.join(map(str, shown))}: check that the guest is "
                 "running, that the agent service (WindowsAzureGuestAgent / walinuxagent) is started, and that "
                 "it can reach 168.63.129.16; update the agent if it is old.")
         else:
-            ctx.finding(vm["id"], "pass", f"{cfg}.provisionVMAgent", True, True,
-                        "The VM agent is provisioned" + (" and Ready." if statuses else "."))
+            power = power_state(vm)
+            why = (f"{vm['name']} is {power}, so its agent reports nothing: start it and re-run the plan"
+                   if power and power != "running" else
+                   f"The instance view of {vm['name']} carries no VM agent status"
+                   + (" (it could not be read)" if view is None else "")
+                   + ": open the VM's Properties > Agent status (or `az vm get-instance-view`) and check it "
+                     "says Ready")
+            ctx.finding(vm["id"], "manual", prop, None, ["Ready"],
+                        f"{why}; an agent that is not Ready blocks extensions and platform patching.")
 
 
 # ---- step 8: Defender for Servers --------------------------------------------------------------
@@ -999,6 +1021,12 @@ def _jit_by_rg(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
     return index
 
 
+def _rule_names(hits: list[tuple[dict[str, Any], list[int]]]) -> str:
+    """`nsg/rule` of each rule that admits the traffic, for the finding."""
+    names = [f"{rid.parse(rid.parse(r['id']).parent or '').name}/{r['name']}" for r, _p in hits]
+    return ("rule " if len(names) == 1 else "rules ") + ", ".join(names)
+
+
 @check("vm-8c")
 def _jit(ctx: Context) -> None:
     inv = ctx.inv
@@ -1007,16 +1035,22 @@ def _jit(ctx: Context) -> None:
     prop = "properties.virtualMachines"
     groups: dict[tuple[str, str], list[tuple[dict[str, Any], list[int]]]] = {}
     for vm in _vms(ctx):
-        ports = sorted({p for _r, ps in open_rules(vm, inv) for p in ps})
+        hits = open_rules(vm, inv)
+        ports = sorted({p for _r, ps in hits for p in ps})
         rg = rid.resource_group_id(vm["id"]) or ""
         policies = memo(inv, "jit_by_rg", lambda: _jit_by_rg(inv)).get(rg.lower(), [])
         if not ports:
             ctx.finding(vm["id"], "pass", prop, None, None, "No management port is exposed to the internet.")
         elif any(_jit_covers(p, vm["id"], ports) for p in policies):
-            ctx.finding(vm["id"], "pass", prop, ports, ports, "Just-in-time access covers the exposed management ports.")
+            # JIT adds its deny rules below the allow rules already there: they keep winning
+            ctx.finding(vm["id"], "fail", prop, ports, ports,
+                        f"Just-in-time access covers ports {', '.join(map(str, ports))}, but {_rule_names(hits)} "
+                        "still allows them from the internet, and JIT does not override existing allow rules: "
+                        "close those rules (vm-6c) so only approved JIT requests open the ports.")
         else:
             ctx.finding(vm["id"], "fail", prop, None, ports,
-                        f"Ports {', '.join(map(str, ports))} are exposed without just-in-time access.")
+                        f"Ports {', '.join(map(str, ports))} are exposed without just-in-time access "
+                        f"({_rule_names(hits)} allows them from the internet).")
             groups.setdefault((rg, (vm.get("location") or "").lower()), []).append((vm, ports))
     for (rg, location), members in groups.items():
         plan = pricing(inv, rid.subscription_of(rg) or "", "VirtualMachines")
@@ -1024,7 +1058,7 @@ def _jit(ctx: Context) -> None:
                          if (p.get("location") or rid.parse(rid.parse(p["id"]).parent or "").name).lower() == location),
                         None)
         flags: dict[str, Any] = dict(disruptive=True, fields={"vms": ", ".join(vm["name"] for vm, _ in members)},
-                                     risk="Direct RDP/SSH stops until someone requests access through JIT.")
+                                     risk=ctx.check.risk)
         if existing is not None:
             def mutate(body: dict[str, Any], members: list[tuple[dict[str, Any], list[int]]] = members) -> None:
                 lst = body.setdefault("properties", {}).setdefault("virtualMachines", [])

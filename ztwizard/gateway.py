@@ -727,6 +727,16 @@ def _diagnostic_settings(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any
     return [wire(x) for x in (items if items is not None else listed)]
 
 
+def _vm_instance_view(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """GET {vm}/instanceView: the agent's and extensions' own status, which neither Resource Graph
+    nor a VM GET carries. It is not a resource of its own, so it goes where ARM's
+    `$expand=instanceView` puts it, the VM's properties.instanceView."""
+    sub, rg, name = _rg_name(res)
+    view = wire(gw.client("compute", sub).virtual_machines.instance_view(rg, name))
+    res.setdefault("properties", {})["instanceView"] = view
+    return []
+
+
 def _rule_collection_groups(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     sub, rg, name = _rg_name(res)
     return [wire(x) for x in gw.client("network", sub).firewall_policy_rule_collection_groups.list(rg, name)]
@@ -740,6 +750,7 @@ _CHILD_READS: dict[str, list[tuple[str, Callable[[Gateway, dict[str, Any]], list
         ("Microsoft.Storage/storageAccounts/fileServices/shares", _file_shares),
         ("Microsoft.Security/defenderForStorageSettings", _defender_for_storage),
     ],
+    "microsoft.compute/virtualmachines": [("Microsoft.Compute/virtualMachines/instanceView", _vm_instance_view)],
     "microsoft.network/azurefirewalls": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
     "microsoft.network/publicipaddresses": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
     "microsoft.network/firewallpolicies": [

@@ -10,6 +10,7 @@ import pytest
 
 from ztwizard.inventory import Inventory
 from ztwizard.model import change_id
+from ztwizard.resource_id import parse
 from ztwizard.steps import CHECK_BY_ID
 from ztwizard.steps import vm as vm_article
 from ztwizard.steps.vm import open_ports
@@ -566,17 +567,53 @@ def test_patch_assessment_and_mode(os):
     assert_fix_passes("vm-7c", inv)
 
 
-def test_vm_agent():
-    assert statuses(run("vm-7d", inv_of(make_vm()))) == ["pass"]
-    ready = make_vm(instanceView={"vmAgent": {"statuses": [{"code": "ProvisioningState/succeeded",
-                                                            "displayStatus": "Ready"}]}})
-    assert statuses(run("vm-7d", inv_of(ready))) == ["pass"]
-    down = make_vm(instanceView={"vmAgent": {"statuses": [{"displayStatus": "Not Ready"}]}})
-    res = run("vm-7d", inv_of(down))
-    assert statuses(res) == ["manual"] and "168.63.129.16" in res.findings[0].message
-    off = make_vm()
+def agent_view(*shown: str, power: str = "running", version: str = "2.7.41491.1102") -> dict[str, Any]:
+    """What GET {vm}/instanceView answers (the inventory attaches it as properties.instanceView)."""
+    view: dict[str, Any] = {"statuses": [{"code": "ProvisioningState/succeeded"},
+                                         {"code": f"PowerState/{power}", "displayStatus": f"VM {power}"}]}
+    if shown:
+        view["vmAgent"] = {"vmAgentVersion": version, "statuses": [
+            {"code": "ProvisioningState/succeeded", "displayStatus": s} for s in shown]}
+    return view
+
+
+def test_vm_agent_is_judged_from_the_instance_view():
+    ready = run("vm-7d", inv_of(make_vm(instanceView=agent_view("Ready"))))
+    assert statuses(ready) == ["pass"] and "2.7.41491.1102" in ready.findings[0].message
+    res = run("vm-7d", inv_of(make_vm(instanceView=agent_view("Not Ready"))))
+    assert statuses(res) == ["fail"] and "168.63.129.16" in res.findings[0].message
+    off = make_vm(instanceView=agent_view("Ready"))
     off["properties"]["osProfile"]["windowsConfiguration"]["provisionVMAgent"] = False
-    assert statuses(run("vm-7d", inv_of(off))) == ["manual"]
+    assert statuses(run("vm-7d", inv_of(off))) == ["fail"]
+
+
+def test_vm_agent_without_evidence_is_manual_not_pass():
+    """provisionVMAgent = true with no agent status is no evidence: the person looks."""
+    res = run("vm-7d", inv_of(make_vm()))
+    assert statuses(res) == ["manual"] and "could not be read" in res.findings[0].message
+    res = run("vm-7d", inv_of(make_vm(instanceView=agent_view(power="deallocated"))))
+    assert statuses(res) == ["manual"] and "deallocated" in res.findings[0].message
+
+
+def test_vm_agent_status_comes_from_instance_view_through_the_sandbox():
+    """The gateway reads GET {vm}/instanceView for every VM; the sandbox reports the agent of a
+    running VM and nothing for a deallocated one, as ARM does."""
+    from ztwizard.engine import inspect
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.target import in_process_target
+
+    sb = Sandbox(None, estate=load_estate("reference"), lro_seconds=0)
+    gw = Gateway(in_process_target(sb))
+    vms = [f for s in inspect(gw, check_ids=["vm-7d"]).steps for f in s.findings]
+    assert vms and {f.status for f in vms} == {"pass"}
+    victim = vms[0].resource_id
+    p = parse(victim)
+    gw.client("compute", p.subscription).virtual_machines.begin_deallocate(p.resource_group, p.name).result()
+    after = {f.resource_id: f for s in inspect(gw, check_ids=["vm-7d"]).steps for f in s.findings}
+    assert after[victim].status == "manual" and "deallocated" in after[victim].message
+    assert {f.status for rid_, f in after.items() if rid_ != victim} == {"pass"}
 
 
 # ---- step 8 -------------------------------------------------------------------------------------
@@ -636,16 +673,28 @@ def jit(vms: list[tuple[str, list[int]]]) -> dict[str, Any]:
 def test_jit_covers_exposed_vms():
     exposed = nsg([rule("AllowRdp", port="3389"), rule("AllowSsh", port="22", priority=110)])
     base = [make_vm(), nic(), network(bastion=True), exposed, servers_pricing()]
-    assert statuses(run("vm-8c", inv_of(*base, jit([(VM_ID, [22, 3389])])))) == ["pass"]
+    # JIT's deny rules go below the allow rules already there: a covered VM with an allow rule left open fails
+    covered = inv_of(*base, jit([(VM_ID, [22, 3389])]))
+    res = run("vm-8c", covered)
+    assert statuses(res) == ["fail"] and not res.changes
+    assert "does not override existing allow rules" in res.findings[0].message
+    assert "nsg-web/AllowRdp" in res.findings[0].message and "vm-6c" in res.findings[0].message
+    closed = apply_all(covered, run("vm-6c", covered).changes)
+    assert statuses(run("vm-8c", closed)) == ["pass"]
     assert statuses(run("vm-8c", inv_of(make_vm(), nic(), network(), nsg([rule("Web", port="443")])))) == ["pass"]
     inv = inv_of(*base)
     res = run("vm-8c", inv)
     assert statuses(res) == ["fail"]
     (c,) = res.changes
     assert c.action == "create" and c.disruptive and c.depends_on == []
+    assert "does not override existing allow rules" in c.risk and "vm-6c" in c.risk
     assert c.resource_id.endswith("/locations/westeurope/jitNetworkAccessPolicies/default")
     assert [p["number"] for p in c.body["properties"]["virtualMachines"][0]["ports"]] == [22, 3389]
-    assert_fix_passes("vm-8c", inv)
+    # the JIT policy alone leaves the allow rules winning; with vm-6c's narrowing it passes
+    jit_only = apply_all(inv, res.changes)
+    assert statuses(run("vm-8c", jit_only)) == ["fail"]
+    both = apply_all(jit_only, run("vm-6c", jit_only).changes)
+    assert statuses(run("vm-8c", both)) == ["pass"]
     # an existing policy that covers other VMs is extended, not replaced
     other = f"{RG}/providers/Microsoft.Compute/virtualMachines/vm-other"
     inv = inv_of(*base, jit([(other, [22]), (VM_ID, [3389])]))
@@ -654,7 +703,6 @@ def test_jit_covers_exposed_vms():
     assert c.action == "update" and c.method == "PUT"
     ids = [v["id"] for v in c.body["properties"]["virtualMachines"]]
     assert ids == [other, VM_ID]
-    assert_fix_passes("vm-8c", inv)
 
 
 def test_jit_waits_for_servers_plan_2():
@@ -708,12 +756,15 @@ def test_vm_proposals_apply_through_the_sandbox(tmp_path):
     assert not still
 
 
-def test_jit_policy_applies_through_the_sandbox(tmp_path):
-    """With the ports still open (vm-6c not applied), the JIT policy itself is what makes vm-8c pass.
-    JIT needs Defender for Servers Plan 2, so vm-8a (its prerequisite) goes in with it."""
+def test_jit_policy_alone_does_not_pass_through_the_sandbox(tmp_path):
+    """With the ports still open (vm-6c not applied), the JIT policy lands but does not override the
+    allow rules, so vm-8c still fails, now naming the rules to close. JIT needs Defender for Servers
+    Plan 2, so vm-8a (its prerequisite) goes in with it."""
     before, after, report = sandbox_round_trip(["vm-8"], tmp_path, skip_checks=["vm-8b"])
     assert not report.failed, [o.line() for o in report.failed]
-    assert all(after.get(k) == "pass" for k, v in before.items() if v == "fail" and k[0] == "vm-8c")
+    assert any(o.check == "vm-8c" for o in report.applied)
+    jit_failed = [k for k, v in before.items() if v == "fail" and k[0] == "vm-8c"]
+    assert jit_failed and all(after.get(k) == "fail" for k in jit_failed)
 
 
 def test_cross_resource_checks_report_error_for_any_type_they_need():

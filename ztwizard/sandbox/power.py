@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import guest
 from .lro import Operations
 from .request import Reply, Request, arm_error, authorize_write, not_found
 from .store import key, parse
@@ -16,10 +17,14 @@ VM_ACTIONS = {"deallocate": "PowerState/deallocated", "poweroff": "PowerState/st
 
 def instance_view(entry: dict[str, Any], power: str) -> dict[str, Any]:
     state = (entry.get("properties") or {}).get("provisioningState", "Succeeded")
-    return {"statuses": [{"code": f"ProvisioningState/{state.lower()}", "level": "Info",
-                          "displayStatus": f"Provisioning {state.lower()}"},
-                         {"code": power, "level": "Info",
-                          "displayStatus": "VM " + power.split("/")[1]}]}
+    view: dict[str, Any] = {"statuses": [{"code": f"ProvisioningState/{state.lower()}", "level": "Info",
+                                          "displayStatus": f"Provisioning {state.lower()}"},
+                                         {"code": power, "level": "Info",
+                                          "displayStatus": "VM " + power.split("/")[1]}]}
+    agent = guest.vm_agent(entry, power)
+    if agent is not None:
+        view["vmAgent"] = agent
+    return view
 
 
 class Power(Operations):
