@@ -8,7 +8,6 @@ follows the estate) are shared with the hub article, which imports them from her
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,12 +29,12 @@ from .common import (
     PEERING,
     PUBLIC_IP,
     ROLE_ASSIGNMENT,
-    ROLE_DEFINITION,
     STORAGE_ACCOUNT,
     SUBNET,
     VM,
     VNET,
     defender_plans,
+    one_custom_role,
     role_guid,
     watcher_anchor,
 )
@@ -321,31 +320,9 @@ def _is_netops(role: dict[str, Any]) -> bool:
 
 @check("spoke-1b")
 def _netops_role(ctx: Context) -> None:
-    roles = of(ctx.inv, ROLE_DEFINITION)
-    for sub in spoke_subs_check(ctx):
-        scope = f"/subscriptions/{sub}"
-        mine = [r for r in roles if _is_netops(r) and any(
-            low(scope).startswith(low(s)) or low(s).startswith(low(scope))
-            for s in get_path(r, "properties.assignableScopes") or [])]
-        if mine:
-            ctx.finding(scope, "pass", "properties.permissions",
-                        message=f"Custom role {get_path(mine[0], 'properties.roleName')} "
-                                f"grants network management in {sub}.")
-            continue
-        guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/netops/{sub.lower()}"))
-        p = ctx.params(scope, roleName=NETOPS_ROLE_NAME)  # one role for each spoke subscription
-        body = {"properties": {
-            "roleName": p["roleName"],
-            "description": "Manage networking across the platform without rights over workloads.",
-            "type": "CustomRole",
-            "permissions": [{"actions": list(NETOPS_ACTIONS), "notActions": [], "dataActions": [],
-                             "notDataActions": []}],
-            "assignableScopes": [scope]}}
-        ctx.finding(scope, "fail", "properties.permissions", None, "NetOps custom role",
-                    f"No custom network-operations role is assignable in {sub}; Network "
-                    f"Contributor alone grants more than spoke managers need.")
-        ctx.create(f"{scope}/providers/{ROLE_DEFINITION}/{guid}", body, anchor=scope, params=p,
-                   fields={"subscription": sub}, risk="None until the role is assigned.")
+    one_custom_role(ctx, spoke_subs_check(ctx), _is_netops, default_name=NETOPS_ROLE_NAME, seed="netops",
+                    description="Manage networking across the platform without rights over workloads.",
+                    actions=NETOPS_ACTIONS, subject="network management", where_field="subscription")
 
 
 # ---- step 2: isolate the infrastructure in its own resource group ----------------------------------

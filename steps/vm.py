@@ -4,7 +4,6 @@ helpers the data in vm.toml names. Titles, risks, labels and single-property che
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,6 +34,7 @@ from .common import (
     VNET_GATEWAY,
     broad_user_assignments,
     is_true,
+    one_custom_role,
     pricing,
 )
 
@@ -343,44 +343,19 @@ def _join_role_ok(role: dict[str, Any]) -> bool:
     return not any("*" in a or a.lower().endswith(("/write", "/delete")) for a in actions)
 
 
-def _covers(assignable: str, scope: str) -> bool:
-    """A role assignable at a scope can be assigned at that scope and below it."""
-    a, s = assignable.rstrip("/").lower(), scope.rstrip("/").lower()
-    return a == "" or a == s or s.startswith(a + "/")
-
-
 JOIN_ROLE_NAME = "Virtual Network Subnet Joiner"
 
 
 @check("vm-2b")
 def _join_role(ctx: Context) -> None:
-    inv = ctx.inv
     if ctx.unreadable(VM, ROLE_DEFINITION):
         return
     subs = sorted({rid.subscription_of(vm["id"]) or "" for vm in _vms(ctx)})
-    for sub in subs:
-        scope = f"/subscriptions/{sub}"
-        roles = [r for r in inv.of_type(ROLE_DEFINITION) if _join_role_ok(r) and any(
-            _covers(s, scope) for s in get_path(r, "properties.assignableScopes") or [])]
-        if roles:
-            ctx.finding(scope, "pass", "properties.permissions", None, JOIN_ACTION,
-                        f"Custom role {get_path(roles[0], 'properties.roleName')} grants subnet join only.")
-            continue
-        # the definition's GUID comes from the subscription, so a renamed role keeps its id
-        guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/vnet-join/{sub.lower()}"))
-        p = ctx.params(scope, roleName=JOIN_ROLE_NAME)
-        body = {"name": guid, "type": ROLE_DEFINITION, "properties": {
-            "roleName": p["roleName"], "type": "CustomRole",
-            "description": "Join NICs to existing subnets without the right to change the network.",
-            "permissions": [{"actions": ["Microsoft.Network/virtualNetworks/read",
-                                         "Microsoft.Network/virtualNetworks/subnets/read", JOIN_ACTION],
-                             "notActions": [], "dataActions": [], "notDataActions": []}],
-            "assignableScopes": [scope]}}
-        ctx.finding(scope, "fail", "properties.permissions", None, JOIN_ACTION,
-                    "No custom role grants subnet join without broader network rights.")
-        ctx.create(f"{scope}/providers/{ROLE_DEFINITION}/{guid}", body, anchor=scope, params=p,
-                   fields={"roleName": p["roleName"], "sub": sub},
-                   risk="None until it is assigned: a definition grants nothing by itself.")
+    one_custom_role(ctx, subs, _join_role_ok, default_name=JOIN_ROLE_NAME, seed="vnet-join",
+                    description="Join NICs to existing subnets without the right to change the network.",
+                    actions=["Microsoft.Network/virtualNetworks/read", "Microsoft.Network/virtualNetworks/subnets/read",
+                             JOIN_ACTION],
+                    subject="subnet join only", where_field="sub")
 
 
 def system_assigned(identity_type: Any) -> bool:

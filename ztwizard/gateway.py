@@ -126,6 +126,19 @@ GRAPH_TYPES: dict[str, list[str]] = {
     ],
 }
 
+# Types read across the whole subscription even when -g narrows the scope: the platform allows one
+# Network Watcher per region and subscription (conventionally in NetworkWatcherRG, with the flow
+# logs under it), so a create must see the existing one wherever it lives.
+SUBSCRIPTION_WIDE = ("Microsoft.Network/networkWatchers", "Microsoft.Network/networkWatchers/flowLogs")
+_WIDE = {t.lower() for t in SUBSCRIPTION_WIDE}
+
+
+def _in_scope(res: dict[str, Any], rgs: list[str]) -> bool:
+    """In the -g resource groups (or no -g), or a type read across the subscription."""
+    p = rid.parse(res["id"])
+    return not rgs or (p.resource_group or "").lower() in rgs or p.type.lower() in _WIDE
+
+
 _ACTION_RE = re.compile(r"perform action '([^']+)' over scope '([^']+)'")
 
 
@@ -560,9 +573,7 @@ class Gateway:
         report(3, total_phases, "Subscription settings")
         resources.extend(self._subscription_inventory(subs, unreadable))
         if rgs:  # subscription-scope resources stay; everything in another resource group goes
-            resources = [r for r in resources
-                         if (rid.parse(r["id"]).resource_group or "").lower() in rgs
-                         or rid.parse(r["id"]).resource_group is None]
+            resources = [r for r in resources if _in_scope(r, rgs) or rid.parse(r["id"]).resource_group is None]
         if not (read_ok or graph_ok or resources) and unreadable:  # nothing was inspected: an error, exit 1
             raise first_failure or ZtwError(f"No read succeeded: {next(iter(unreadable.values()))}",
                                             hint="Check the sign-in and its roles on the scope, then try again.")
@@ -591,17 +602,23 @@ class Gateway:
 
     def _graph_inventory(self, subs: list[str], rgs: list[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        seen: set[str] = set()
         for table, types in GRAPH_TYPES.items():
             # Every resource (resource-group checks judge what else a group holds); the other
             # tables only for the types the catalog reads.
             query = table
             if table != "resources":
                 query += " | where type in~ (" + ", ".join(f"'{t.lower()}'" for t in types) + ")"
+            queries = [query]
             if rgs and table == "resources":
-                query += " | where resourceGroup in~ (" + ", ".join(f"'{g}'" for g in rgs) + ")"
-            query += " | order by id asc"
-            for row in self.graph_query(subs, query):
-                out.append({k: v for k, v in row.items() if k not in ("subscriptionId", "resourceGroup", "tenantId")})
+                queries = [query + " | where resourceGroup in~ (" + ", ".join(f"'{g}'" for g in rgs) + ")",
+                           query + " | where type in~ (" + ", ".join(f"'{t}'" for t in sorted(_WIDE)) + ")"]
+            for q in queries:
+                for row in self.graph_query(subs, q + " | order by id asc"):
+                    if row["id"].lower() in seen:  # a watcher inside -g comes back from both queries
+                        continue
+                    seen.add(row["id"].lower())
+                    out.append({k: v for k, v in row.items() if k not in ("subscriptionId", "resourceGroup", "tenantId")})
         return out
 
     def _list_inventory(self, subs: list[str], rgs: list[str], groups: list[dict[str, Any]],
@@ -618,7 +635,7 @@ class Gateway:
                 except ARM_ERRORS as exc:
                     unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
                     continue
-                out.extend(i for i in items if not rgs or (rid.parse(i["id"]).resource_group or "").lower() in rgs)
+                out.extend(i for i in items if _in_scope(i, rgs))
         for sub in subs:  # everything else, by ARM's generic list (no properties, but ids and types)
             try:
                 known = {r["id"].lower() for r in out}

@@ -221,6 +221,61 @@ def test_spoke_1b_proposes_the_netops_role_and_recognises_one():
     assert run("spoke-1b", estate()).changes[0].id == result.changes[0].id
 
 
+OTHER = "33333333-3333-3333-3333-333333333333"  # a second workload subscription
+OTHER_SPOKE_RG = f"/subscriptions/{OTHER}/resourceGroups/rg-spoke2"
+
+
+def second_spoke() -> dict[str, Any]:
+    return vnet(OTHER_SPOKE_RG, "vnet-spoke2", ["10.2.0.0/16"], [subnet("snet-web", "10.2.1.0/24")], peer_to=HUB)
+
+
+def netops_role(scopes: list[str], name: str = "Network management (NetOps)",
+                guid: str = "44444444-4444-4444-4444-444444444444", listed_in: str = WL) -> dict[str, Any]:
+    return {"id": f"/subscriptions/{listed_in}/providers/Microsoft.Authorization/roleDefinitions/{guid}",
+            "name": guid, "type": "Microsoft.Authorization/roleDefinitions",
+            "properties": {"roleName": name, "type": "CustomRole", "assignableScopes": scopes,
+                           "permissions": [{"actions": list(spoke.NETOPS_ACTIONS), "notActions": []}]}}
+
+
+def test_spoke_1b_creates_one_role_assignable_in_every_spoke_subscription():
+    """Role names are unique in the tenant: two subscriptions get ONE definition listing both."""
+    res = [*estate(), second_spoke()]
+    result = assert_fixed("spoke-1b", res)
+    (create,) = result.changes
+    assert create.action == "create"
+    assert create.body["properties"]["assignableScopes"] == [f"/subscriptions/{WL}", f"/subscriptions/{OTHER}"]
+    assert sorted(f.resource_id for f in result.findings if f.status == "fail") == sorted(
+        [f"/subscriptions/{WL}", f"/subscriptions/{OTHER}"])
+
+
+def test_spoke_1b_extends_the_existing_role_instead_of_creating_a_second():
+    # the same definition listed under both subscriptions counts once
+    res = [*estate(), second_spoke(), netops_role([f"/subscriptions/{WL}"]),
+           netops_role([f"/subscriptions/{WL}"], listed_in=CN)]
+    result = run("spoke-1b", res)
+    assert by_id(result) == {f"/subscriptions/{WL}".lower(): "pass", f"/subscriptions/{OTHER}".lower(): "fail"}
+    (update,) = result.changes
+    assert update.action == "update" and update.method == "PUT"
+    assert update.body["properties"]["assignableScopes"] == [f"/subscriptions/{WL}", f"/subscriptions/{OTHER}"]
+    assert update.body["properties"]["roleName"] == "Network management (NetOps)"
+    assert_fixed("spoke-1b", res)
+
+
+def test_spoke_1b_does_not_reuse_a_role_name_another_role_holds():
+    other = netops_role([f"/subscriptions/{WL}"])
+    other["properties"]["permissions"] = [{"actions": ["*/read"], "notActions": []}]  # not a NetOps role
+    inv = Inventory.from_resources([*estate(), other])
+    (create,) = run("spoke-1b", inv).changes
+    assert create.body["properties"]["roleName"] == "Network management (NetOps) (2)"
+    # choosing the taken name is refused before anything is sent
+    from ztwizard.engine import edit_change, make_plan
+    from ztwizard.errors import ParamError
+
+    plan = make_plan(inv, check_ids=["spoke-1b"])
+    with pytest.raises(ParamError, match="already exists in the tenant"):
+        edit_change(inv, plan, create.id, {"roleName": "Network management (NetOps)"})
+
+
 # ---- step 2 --------------------------------------------------------------------------------------------
 def test_spoke_2a_flags_non_network_resources_in_the_spoke_group():
     assert statuses(run("spoke-2a", estate())) == ["pass"]
