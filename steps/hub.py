@@ -18,6 +18,7 @@ from .common import ASSESSMENT, BASTION, NIC, VNET_GATEWAY, defender_plans, watc
 from .spoke import (
     APPGW,
     DIAG,
+    DIAG_LIMIT,
     FW,
     FWP,
     NSG_EXEMPT_SUBNETS,
@@ -30,6 +31,7 @@ from .spoke import (
     diag_of,
     firewall_for,
     firewall_ip,
+    full_settings,
     hubs,
     kids,
     linked,
@@ -40,6 +42,7 @@ from .spoke import (
     peers,
     ref,
     rg_of,
+    setting_to_extend,
     spokes,
     subnets_of,
     unique_name,
@@ -298,6 +301,28 @@ def diagnostics(ctx: Context, targets: list[dict[str, Any]], what: str, categori
                             fields={"resource": res["name"], "workspace": "its workspace"}, risk=risk, billable=True)
             continue
         ws = workspace_for(inv, rid.subscription_of(res["id"]) or "", loc(res))
+        spare = setting_to_extend(settings)
+        if ws and spare:
+            # a sixth setting would be refused: the workspace joins a setting that exists
+            p = ctx.update_params(spare, workspaceId=ws["id"])
+
+            def extend(body: dict[str, Any], p: dict[str, Any] = p) -> None:
+                props = body.setdefault("properties", {})
+                props["workspaceId"] = p["workspaceId"]
+                complete(props)
+
+            ws_name = rid.parse(p["workspaceId"]).name
+            ctx.finding(res["id"], "fail", "properties.logs", None, expected,
+                        f"{res['name']} sends no logs to a workspace and already has {len(settings)} diagnostic "
+                        f"settings, the most ARM allows: {spare['name']} is extended with workspace {ws_name}.")
+            ctx.put_mutated(spare, extend, ["properties.workspaceId", "properties.logs",
+                                            "properties.logAnalyticsDestinationType"],
+                            params=p, fields={"resource": res["name"], "workspace": ws_name}, risk=risk,
+                            billable=True)
+            continue
+        if ws and len(settings) >= DIAG_LIMIT:
+            ctx.finding(res["id"], "manual", "properties.logs", None, expected, full_settings(res, settings))
+            continue
         if not ws:
             ctx.finding(res["id"], "manual", "properties.logs", None, expected,
                         f"{res['name']} sends no logs anywhere and there is no Log Analytics workspace in scope: "

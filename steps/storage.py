@@ -148,7 +148,16 @@ def sas_policy_ok(v: Any) -> bool:
         v.get("expirationAction", "Log") in ("Log", "Block")
 
 
-def sas_policy_fix(acct: dict[str, Any], inv: Inventory) -> dict[str, Any]:
+def keys_rotated(acct: dict[str, Any]) -> bool:
+    """Both account keys carry a creation time, which ARM sets only once a key has been regenerated
+    (or the account was created after key tracking began)."""
+    created = get_path(acct, "properties.keyCreationTime") or {}
+    return bool(created.get("key1") and created.get("key2"))
+
+
+def sas_policy_fix(acct: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
+    if not keys_rotated(acct):
+        return None  # ARM refuses a SAS expiration policy (400) until the keys have a creation time
     cur = copy.deepcopy(get_path(acct, "properties.sasPolicy") or {})
     cur.setdefault("sasExpirationPeriod", "1.00:00:00")
     if not cur["sasExpirationPeriod"]:
@@ -163,8 +172,7 @@ def positive_days(v: Any) -> bool:
 
 
 def key_policy_fix(acct: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
-    created = get_path(acct, "properties.keyCreationTime") or {}
-    if not (created.get("key1") and created.get("key2")):
+    if not keys_rotated(acct):
         return None  # ARM rejects a key policy until both keys have a creation time
     return {"properties.keyPolicy": {"keyExpirationPeriodInDays": 90}}
 

@@ -396,6 +396,9 @@ def test_the_jit_duration_edit_reaches_every_port_of_every_vm():
     with pytest.raises(ParamError, match="ISO 8601 duration"):
         edit_change(inv, plan, change.id, {"maxRequestAccessDuration": "1 hour"})
     fixed = apply_all(inv, [edited])
+    # JIT does not override the allow rules still there; closing them (vm-6c) completes the fix
+    assert {f.status for f in make_plan(fixed, check_ids=["vm-8c"]).step("vm-8").findings} == {"fail"}
+    fixed = apply_all(fixed, make_plan(fixed, check_ids=["vm-6c"]).changes())
     assert {f.status for f in make_plan(fixed, check_ids=["vm-8c"]).step("vm-8").findings} == {"pass"}
 
 

@@ -164,6 +164,35 @@ def test_hub_1h_firewall_logs():
     assert statuses(run("hub-1h", inv)) == ["error"]
 
 
+def storage_settings(scope: str, n: int, with_workspace: int = 0) -> list[dict[str, Any]]:
+    """`n` diagnostic settings on `scope` sending to a storage account (the first `with_workspace`
+    of them also to a workspace)."""
+    sa = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/starchive"
+    return [{"id": f"{scope}/providers/Microsoft.Insights/diagnosticSettings/archive-{i}",
+             "properties": {"storageAccountId": sa, **({"workspaceId": workspace()["id"]} if i < with_workspace else {}),
+                            "logs": [{"category": "AZFWNetworkRule", "enabled": i < with_workspace}]}}
+            for i in range(n)]
+
+
+def test_hub_1h_extends_a_setting_when_five_exist():
+    """ARM allows at most 5 diagnostic settings per resource: the sixth is not created, the
+    workspace joins an existing one (its storage destination kept)."""
+    res = [firewall(), workspace(), *storage_settings(firewall()["id"], 5)]
+    result = assert_fixed("hub-1h", res)
+    (c,) = result.changes
+    assert c.action == "update" and c.resource_id.endswith("/diagnosticSettings/archive-0")
+    assert c.body["properties"]["workspaceId"] == workspace()["id"]
+    assert c.body["properties"]["storageAccountId"].endswith("/starchive")
+    assert c.params == {"workspaceId": workspace()["id"]}
+    # four settings: a fifth is still created
+    (c,) = run("hub-1h", [firewall(), workspace(), *storage_settings(firewall()["id"], 4)]).changes
+    assert c.action == "create"
+    # five that all already have a workspace (but miss categories): the first is completed, none created
+    full = storage_settings(firewall()["id"], 5, with_workspace=5)
+    (c,) = run("hub-1h", [firewall(), workspace(), *full]).changes
+    assert c.action == "update"
+
+
 def test_hub_1i_policy_analytics():
     assert statuses(run("hub-1i", [policy()])) == ["manual"]  # needs a workspace
     result = assert_fixed("hub-1i", [policy(), workspace()])
@@ -531,3 +560,31 @@ def test_every_parameter_a_person_may_edit_appears_in_what_is_sent():
             assert str(value) in sent, (c.id, key, value)
             seen += 1
     assert seen > 20
+
+
+def test_network_watcher_outside_the_g_scope_is_found_and_not_created_again():
+    """One Network Watcher per region and subscription: with -g naming the spoke's group, the
+    watcher in NetworkWatcherRG is still read (through the real clients), so hub-4d passes and
+    spoke-5d's flow log goes under it instead of waiting for a second watcher."""
+    from ztwizard.engine import inspect
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.sandbox.estates import reference as ref
+    from ztwizard.target import in_process_target
+
+    watcher_id = f"{ref.RG_NETWORK_WATCHER}/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope"
+    estate = [*load_estate("reference"), {"id": watcher_id, "type": "Microsoft.Network/networkWatchers",
+                                          "location": "westeurope", "properties": {}}]
+    gw = Gateway(in_process_target(Sandbox(None, estate=estate, lro_seconds=0)))
+    for use_graph in (True, False):
+        inv = gw.inventory(resource_groups=["rg-spoke-network"], use_graph=use_graph)
+        assert inv.get(watcher_id) is not None, use_graph
+        assert inv.get(ref.VM_WEB_01) is None  # the rest of the subscription stays out of scope
+    plan = inspect(gw, check_ids=["hub-4d", "spoke-5d"], resource_groups=["rg-spoke-network", "rg-storage"])
+    findings = {(f.check, f.resource_id.lower()): f for s in plan.steps for f in s.findings}
+    assert findings[("hub-4d", ref.SPOKE_VNET.lower())].status == "pass"
+    assert not [c for c in plan.changes() if c.check == "hub-4d"]
+    logs = [c for c in plan.changes() if c.check == "spoke-5d"]
+    assert logs and all(c.resource_id.lower().startswith(watcher_id.lower() + "/flowlogs/") and not c.depends_on
+                        for c in logs)

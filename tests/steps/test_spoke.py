@@ -317,6 +317,21 @@ def test_spoke_2c_activity_log_export():
     assert statuses(run("spoke-2c", [*estate(), activity_setting(list(spoke.ACTIVITY_LOG_CATEGORIES))])) == ["pass"]
 
 
+def test_spoke_2c_extends_a_subscription_setting_when_five_exist():
+    archive = [{"id": f"/subscriptions/{WL}/providers/Microsoft.Insights/diagnosticSettings/eh-{i}",
+                "properties": {"eventHubName": "ops", "logs": [{"category": "Administrative", "enabled": True}]}}
+               for i in range(5)]
+    result = assert_fixed("spoke-2c", [*estate(), workspace(), *archive])
+    (c,) = result.changes
+    assert c.action == "update" and c.resource_id.endswith("/diagnosticSettings/eh-0")
+    assert c.body["properties"]["eventHubName"] == "ops" and c.body["properties"]["workspaceId"]
+    # five settings that cannot take it, none with a workspace to extend: not a sixth, a person decides
+    with_ws = [{**a, "properties": {**a["properties"], "workspaceId": "/subscriptions/x/resourceGroups/r/providers/"
+                                    "Microsoft.OperationalInsights/workspaces/other"}} for a in archive]
+    result = run("spoke-2c", [*estate(), workspace(), *with_ws])
+    assert all(c.action != "create" for c in result.changes)
+
+
 # ---- step 3 --------------------------------------------------------------------------------------------
 def test_spoke_3a_every_subnet_but_the_exempt_ones_needs_an_nsg():
     result = run("spoke-3a", estate())
@@ -433,6 +448,37 @@ def test_spoke_4b_nic_joins_its_role_asg_after_the_asg_is_created():
     # an existing ASG is used directly, with no dependency
     res = run("spoke-4b", [*estate(), asg("asg-web")])
     assert next(c for c in res.changes if c.resource_id.endswith("nic-vm-web-01")).depends_on == []
+
+
+def test_asgs_are_per_vnet_an_asg_with_members_elsewhere_is_not_reused():
+    """All NICs in an ASG must sit in one VNet: a second spoke's web VMs get an ASG of their own,
+    even in the same resource group, and their NICs join that one."""
+    spoke2 = vnet(SPOKE_RG, "vnet-spoke2", ["10.2.0.0/16"], [subnet("snet-web", "10.2.1.0/24")], peer_to=HUB)
+    spoke2["location"] = "northeurope"  # a lone spoke in its region: the name alone would be asg-web
+    spoke2_vm = vm_with_nic("vm-web-02", f"{spoke2['id']}/subnets/snet-web")
+    for r in spoke2_vm:
+        r["location"] = "northeurope"
+    used = asg("asg-web")
+    used["location"] = "northeurope"  # same region and role, but its member NIC is in vnet-spoke
+    res = [hub_vnet(), firewall(), spoke_vnet(), nsg("nsg-web"), used,
+           *vm_with_nic("vm-web-01", f"{SPOKE}/subnets/snet-web", asgs=[ASG_WEB]), spoke2, *spoke2_vm]
+    inv = Inventory.from_resources(res)
+    plan = spoke.role_asgs(inv)
+    asg_id, existing, _vnet = plan[(spoke2["id"].lower(), "web")]
+    assert existing is None and asg_id.endswith("/asg-web-vnet-spoke2")  # the plain name is taken
+    result = assert_fixed("spoke-4b", res, also=("spoke-4a",))
+    join = next(c for c in result.changes if c.resource_id.endswith("nic-vm-web-02"))
+    assert join.body["properties"]["ipConfigurations"][0]["properties"]["applicationSecurityGroups"] == [
+        {"id": asg_id}]
+    # an ASG no NIC uses yet serves the first VNet that needs it, and only that one
+    free = asg("asg-web")
+    res = [hub_vnet(), firewall(), spoke_vnet(), nsg("nsg-web"), free,
+           *vm_with_nic("vm-web-01", f"{SPOKE}/subnets/snet-web"),
+           vnet(SPOKE_RG, "vnet-spoke2", ["10.2.0.0/16"], [subnet("snet-web", "10.2.1.0/24")], peer_to=HUB),
+           *vm_with_nic("vm-web-02", rid(SPOKE_RG, f"{N}/virtualNetworks", "vnet-spoke2") + "/subnets/snet-web")]
+    plan = spoke.role_asgs(Inventory.from_resources(res))
+    chosen = [v[0] for k, v in plan.items() if k[1] == "web"]
+    assert len(chosen) == 2 and len(set(c.lower() for c in chosen)) == 2 and ASG_WEB in chosen
 
 
 def test_spoke_4b_unknown_role_is_manual_and_members_pass():

@@ -238,6 +238,16 @@ def test_key_policy_needs_key_creation_time():
     assert statuses(res) == ["manual"] and "regenerate" in res.findings[0].message
 
 
+@pytest.mark.parametrize("created", [None, {"key1": "2026-01-01T00:00:00Z"}])
+def test_sas_policy_waits_for_rotated_keys(created):
+    """ARM refuses a SAS expiration policy until both keys have a creation time: no change is
+    proposed, and the finding says to rotate the keys first."""
+    res, _ = run("storage-2b", account(sasPolicy=None, keyCreationTime=created))
+    assert not res.changes
+    (f,) = res.findings
+    assert f.status != "pass" and f.message.count("Rotate keys first") == 1 and "key1 and key2" in f.message
+
+
 def test_user_delegation_sas_advisory():
     assert statuses(run("storage-2d", account())[0]) == ["pass"]
     res, _ = run("storage-2d", account(allowSharedKeyAccess=None))

@@ -11,7 +11,7 @@ import pytest
 from ztwizard.inventory import Inventory
 from ztwizard.model import change_id
 from ztwizard.resource_id import parse
-from ztwizard.steps import CHECK_BY_ID
+from ztwizard.steps import CHECK_BY_ID, common
 from ztwizard.steps import vm as vm_article
 from ztwizard.steps.vm import open_ports
 
@@ -812,10 +812,10 @@ def test_reference_plan_changes_are_unique_serialisable_and_dependencies_resolve
 def test_malformed_ports_open_nothing_and_assignable_scopes_nest():
     assert open_ports(rule("bad", port="ssh")) == []
     assert open_ports(rule("any", port="Any")) == [22, 3389]
-    assert vm_article._covers(f"/subscriptions/{SUB}", f"/subscriptions/{SUB}")
-    assert vm_article._covers("/", f"/subscriptions/{SUB}")
-    assert not vm_article._covers(f"/subscriptions/{SUB[:-1]}", f"/subscriptions/{SUB}")
-    assert not vm_article._covers(f"{RG}", f"/subscriptions/{SUB}")
+    assert common.covers_scope(f"/subscriptions/{SUB}", f"/subscriptions/{SUB}")
+    assert common.covers_scope("/", f"/subscriptions/{SUB}")
+    assert not common.covers_scope(f"/subscriptions/{SUB[:-1]}", f"/subscriptions/{SUB}")
+    assert not common.covers_scope(f"{RG}", f"/subscriptions/{SUB}")
 
 
 @pytest.mark.slow
