@@ -12,6 +12,7 @@ from ztwizard.armjson import get_path
 from ztwizard.inventory import Inventory
 from ztwizard.model import Change
 
+from . import cmk
 from ._base import Context, memo
 from .catalog import article_steps, check
 from .common import (
@@ -502,32 +503,101 @@ def double_sets(inv: Inventory, location: str | None) -> list[dict[str, Any]]:
             and (d.get("location") or "").lower() == (location or "").lower()]
 
 
+def des_principal(d: dict[str, Any], inv: Inventory) -> str | None:
+    """The principal id that unwraps the set's key: its user-assigned identity's, else its own."""
+    ident = d.get("identity") or {}
+    for uai_id, held in (ident.get("userAssignedIdentities") or {}).items():
+        principal = (held or {}).get("principalId") or get_path(inv.get(uai_id) or {}, "properties.principalId")
+        if principal:
+            return str(principal)
+    return str(ident["principalId"]) if ident.get("principalId") else None
+
+
+def _des_access(ctx: Context, grants: cmk.Grants, d: dict[str, Any]) -> list[str]:
+    """The grant an existing set still needs on its key's vault ([] when it has access or the vault
+    is out of scope)."""
+    vault = ctx.inv.get(get_path(d, "properties.activeKey.sourceVault.id"))
+    principal = des_principal(d, ctx.inv)
+    if vault is None or principal is None or cmk.has_key_access(ctx.inv, vault, principal):
+        return []
+    return [grants.need(vault, principal, f"disk encryption set {d['name']}")]
+
+
+def _des_identity(identity: str) -> dict[str, Any]:
+    if identity == "SystemAssigned":
+        return {"type": "SystemAssigned"}
+    return {"type": "UserAssigned", "userAssignedIdentities": {identity: {}}}
+
+
 @check("vm-4a")
 def _des(ctx: Context) -> None:
     inv = ctx.inv
-    if ctx.unreadable(VM, DES):
+    if ctx.unreadable(VM, DES, cmk.VAULT):
         return
     vms = _vms(ctx)
     prop = "properties.encryptionType"
+    grants = cmk.Grants(ctx)
     for d in inv.of_type(DES):
         actual = get_path(d, prop)
-        if actual == DOUBLE:
-            ctx.finding(d["id"], "pass", prop, actual, DOUBLE, "The set double-encrypts with platform and customer keys.")
-        else:
+        if actual != DOUBLE:
             ctx.finding(
                 d["id"], "manual", prop, actual, DOUBLE,
                 f"Disk encryption set {d['name']} uses {actual}: set its encryption type to "
                 f"{DOUBLE} (Disk encryption sets > {d['name']} > Encryption type) or create a new set "
                 "with it, then move the disks to that set.")
-    for region in sorted({(vm.get("location") or "").lower() for vm in vms}):
+            continue
+        if _des_access(ctx, grants, d):
+            ctx.finding(d["id"], "fail", "identity.principalId", None, "key access",
+                        f"Disk encryption set {d['name']} double-encrypts, but its identity cannot get, wrap and "
+                        "unwrap its key yet, so no disk can use it: the grant is proposed.")
+            continue
+        ctx.finding(d["id"], "pass", prop, actual, DOUBLE, "The set double-encrypts with platform and customer keys.")
+    regions: dict[tuple[str, str], dict[str, Any]] = {}
+    for vm in vms:
+        regions.setdefault(((rid.subscription_of(vm["id"]) or "").lower(), (vm.get("location") or "").lower()), vm)
+    for (sub, region), vm in sorted(regions.items()):
         if double_sets(inv, region):
             continue
-        ctx.finding(
-            ctx.scope(), "manual", prop, None, DOUBLE,
-            f"No double-encryption disk encryption set in {region}. Create a Key Vault key (purge protection "
-            f"on), then a disk encryption set in {region} with encryption type {DOUBLE} using that key, and "
-            "grant the set's identity 'Key Vault Crypto Service Encryption User' on the vault: the key is "
-            "yours to choose, so the wizard does not pick one.")
+        anchor = f"/subscriptions/{sub}|disk-encryption-set|{region}"  # one set per subscription and region
+        vault_id, key_name = cmk.default_key(inv, region)
+        p = ctx.params(anchor, name=f"des-double-{region}", keyVaultId=vault_id, keyName=key_name,
+                       identity="SystemAssigned")
+        rg = rid.resource_group_id(vm["id"]) or ""
+        des_id = f"{rg}/providers/{DES}/{p['name']}"
+        scope = f"/subscriptions/{sub}"
+        flags: dict[str, Any] = dict(anchor=anchor, params=p, disruptive=True, risk=ctx.check.risk)
+        if not (p["keyVaultId"] and p["keyName"]):
+            ctx.finding(scope, "fail", prop, None, DOUBLE,
+                        f"No double-encryption disk encryption set in {region}, and no single Key Vault key with soft "
+                        f"delete and purge protection in {region} to default to. {ctx.check.instruction}")
+            ctx.create(des_id, {"location": vm.get("location"), "identity": _des_identity(p["identity"]),
+                                "properties": {"encryptionType": DOUBLE}},
+                       fields={"region": region, "key": "(to choose)", "vault": "(to choose)"}, **flags)
+            continue
+        chosen = cmk.choose(ctx, p["keyVaultId"], p["keyName"], p["identity"], None)
+        if isinstance(chosen, str):
+            ctx.finding(scope, "error", prop, None, DOUBLE, chosen)
+            continue
+        vault, key, principal = chosen
+        if (vault.get("location") or "").replace(" ", "").lower() != region:
+            ctx.finding(scope, "error", prop, None, DOUBLE,
+                        f"Key Vault {vault['name']} is in {vault.get('location')}; a disk encryption set in {region} "
+                        "needs a vault in its own region.")
+            continue
+        deps = []
+        if principal is not None and not cmk.has_key_access(inv, vault, principal):
+            deps.append(grants.need(vault, principal, f"identity {rid.parse(p['identity']).name}"))
+        then = ("" if principal is not None else
+                " Its system identity exists once the set does: re-run the plan to grant it key access.")
+        ctx.finding(scope, "fail", prop, None, DOUBLE,
+                    f"No double-encryption disk encryption set in {region}: one with key {key['name']} of "
+                    f"{vault['name']} is proposed, then disks move to it (vm-4b).{then}")
+        ctx.create(des_id, {
+            "location": vm.get("location"), "identity": _des_identity(p["identity"]),
+            "properties": {"encryptionType": DOUBLE, "rotationToLatestKeyVersionEnabled": True,
+                           "activeKey": {"keyUrl": cmk.key_url(vault, key), "sourceVault": {"id": vault["id"]}}}},
+            fields={"region": region, "key": key["name"], "vault": vault["name"]}, depends_on=deps, **flags)
+    grants.emit()
 
 
 def _disks(ctx: Context) -> list[dict[str, Any]]:
@@ -556,8 +626,14 @@ def _disk_cmk(ctx: Context) -> None:
                 f"{disk.get('location')} yet: create one (vm-4a), then re-run to move the disk to it.")
             continue
         ctx.finding(disk["id"], "fail", f"{prop}.type", actual, DOUBLE, f"Disk {disk['name']} uses {actual}.")
+        vault = ctx.inv.get(get_path(sets[0], "properties.activeKey.sourceVault.id"))
+        principal = des_principal(sets[0], ctx.inv)
+        # a set whose identity cannot reach its key yet takes no disk: wait for vm-4a's grant
+        waits = [cmk.grant_id("vm-4a", vault, principal)] if vault and principal and \
+            not cmk.has_key_access(ctx.inv, vault, principal) else []
         ctx.patch(disk, {prop: {"type": DOUBLE, "diskEncryptionSetId": sets[0]["id"]}}, fields={"set": sets[0]["name"]},
-                  disruptive=True, risk="The disk's VM must be deallocated; revoking the key makes the disk unusable.")
+                  disruptive=True, depends_on=waits,
+                  risk="The disk's VM must be deallocated; revoking the key makes the disk unusable.")
 
 
 @check("vm-4d")

@@ -121,6 +121,10 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
         if not decided[step]:
             skip(ch, step, "declined at the confirmation")
             continue
+        unset = [name for name, value in ch.params.items() if value in ("", None)]
+        if unset:  # a choice no default could be made for (e.g. which Key Vault key): never send a guess
+            skip(ch, step, f"needs parameter {', '.join(unset)}; pass --param {ch.id}.{unset[0]}=VALUE")
+            continue
         if ch.disruptive and not allow_disruptive:
             skip(ch, step, "disruptive (" + (ch.risk or "may interrupt service") + "); pass --allow-disruptive")
             continue

@@ -171,11 +171,164 @@ def test_smb_unreadable_child_is_an_error_while_others_run():
     assert statuses(CHECK_BY_ID["storage-1b"].run(inv)) == ["fail"]
 
 
-def test_cmk_is_manual_with_instruction():
-    assert statuses(run("storage-1g", account())[0]) == ["pass"]
-    res, _ = run("storage-1g", account(encryption={"keySource": "Microsoft.Storage"}))
-    assert statuses(res) == ["manual"] and not res.changes
-    assert "Key Vault" in res.findings[0].message and "purge protection" in res.findings[0].message
+KV_RG = f"/subscriptions/{SUB}/resourceGroups/rg-keys"
+VAULT_ID = f"{KV_RG}/providers/Microsoft.KeyVault/vaults/kv-cmk"
+UAI_ID = f"{KV_RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-cmk"
+ACCT_PRINCIPAL = "aaaaaaaa-0000-0000-0000-000000000001"
+UAI_PRINCIPAL = "aaaaaaaa-0000-0000-0000-000000000002"
+
+
+def vault(name: str = "kv-cmk", *, purge: bool | None = True, soft: bool | None = True, rbac: bool = False,
+          policies: list[dict[str, Any]] | None = None, location: str = "westeurope") -> dict[str, Any]:
+    props: dict[str, Any] = {"tenantId": "tenant-1", "sku": {"family": "A", "name": "standard"},
+                             "vaultUri": f"https://{name}.vault.azure.net/", "enableRbacAuthorization": rbac,
+                             "accessPolicies": policies or []}
+    if purge is not None:
+        props["enablePurgeProtection"] = purge
+    if soft is not None:
+        props["enableSoftDelete"] = soft
+    return {"id": f"{KV_RG}/providers/Microsoft.KeyVault/vaults/{name}", "name": name,
+            "type": "Microsoft.KeyVault/vaults", "location": location, "properties": props}
+
+
+def key(name: str = "cmk", vault_name: str = "kv-cmk", kty: str = "RSA", enabled: bool = True) -> dict[str, Any]:
+    vid = f"{KV_RG}/providers/Microsoft.KeyVault/vaults/{vault_name}"
+    uri = f"https://{vault_name}.vault.azure.net/keys/{name}"
+    return {"id": f"{vid}/keys/{name}", "name": name, "type": "Microsoft.KeyVault/vaults/keys",
+            "properties": {"kty": kty, "keyUri": uri, "keyUriWithVersion": f"{uri}/0123456789abcdef",
+                           "attributes": {"enabled": enabled}}}
+
+
+def uai() -> dict[str, Any]:
+    return {"id": UAI_ID, "name": "id-cmk", "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
+            "location": "westeurope", "properties": {"principalId": UAI_PRINCIPAL, "tenantId": "tenant-1"}}
+
+
+def platform_keys(identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    acct = account(encryption={"keySource": "Microsoft.Storage", "requireInfrastructureEncryption": True,
+                               "services": {"blob": {"keyType": "Account", "enabled": True,
+                                                     "lastEnabledTime": "2026-01-01T00:00:00Z"}}})
+    if identity is not None:
+        acct["identity"] = identity
+    return acct
+
+
+SYSTEM = {"type": "SystemAssigned", "principalId": ACCT_PRINCIPAL, "tenantId": "tenant-1"}
+
+
+def test_cmk_defaults_to_the_one_fit_key_and_grants_access_first():
+    inv = Inventory.from_resources([platform_keys(SYSTEM), vault(), key()])
+    res = CHECK_BY_ID["storage-1g"].run(inv)
+    assert statuses(res) == ["fail"]
+    grant, switch = sorted(res.changes, key=lambda c: c.resource_id != VAULT_ID)
+    # the access policy: get/wrapKey/unwrapKey for the account's own identity, on the vault
+    assert grant.resource_id == VAULT_ID and grant.method == "PUT"
+    (policy,) = grant.body["properties"]["accessPolicies"]
+    assert policy["objectId"] == ACCT_PRINCIPAL and policy["permissions"]["keys"] == ["get", "wrapKey", "unwrapKey"]
+    assert switch.method == "PATCH" and switch.depends_on == [grant.id]
+    enc = switch.body["properties"]["encryption"]
+    assert enc["keySource"] == "Microsoft.Keyvault" and enc["requireInfrastructureEncryption"] is True
+    assert enc["keyvaultproperties"] == {"keyname": "cmk", "keyvaulturi": "https://kv-cmk.vault.azure.net/"}
+    assert "lastEnabledTime" not in enc["services"]["blob"]  # read-only: not sent
+    assert "identity" not in switch.body  # the system identity is there already
+    assert switch.params == {"keyVaultId": VAULT_ID, "keyName": "cmk", "identity": "SystemAssigned"}
+    assert "unreadable" in switch.risk and "Undo switches back" in switch.risk
+    assert_fix_passes("storage-1g", inv)
+
+
+def test_cmk_on_an_rbac_vault_assigns_the_crypto_service_encryption_user_role():
+    inv = Inventory.from_resources([platform_keys(SYSTEM), vault(rbac=True), key()])
+    res = CHECK_BY_ID["storage-1g"].run(inv)
+    grant = next(c for c in res.changes if c.action == "create")
+    assert grant.resource_id.startswith(VAULT_ID + "/providers/Microsoft.Authorization/roleAssignments/")
+    assert grant.body["properties"]["roleDefinitionId"].endswith("/e147488a-f6f5-4113-8e2d-b22465e65bf6")
+    assert grant.body["properties"]["principalId"] == ACCT_PRINCIPAL
+    switch = next(c for c in res.changes if c.method == "PATCH")
+    assert switch.depends_on == [grant.id]
+    assert_fix_passes("storage-1g", inv)
+    # an existing grant is recognised: only the switch is proposed
+    granted = apply_all(inv, [grant])
+    (only,) = CHECK_BY_ID["storage-1g"].run(granted).changes
+    assert only.method == "PATCH" and only.depends_on == []
+
+
+@pytest.mark.parametrize("resources", [
+    [],                                                                    # no vault at all
+    [vault(purge=None), key()],                                            # purge protection off (absent)
+    [vault(soft=False), key()],                                            # soft delete off
+    [vault(), key(), key("cmk2")],                                         # two keys: a person chooses
+    [vault(), key(), vault("kv-two"), key("cmk", "kv-two")],               # two vaults
+    [vault(), key(kty="EC")],                                              # not an RSA key
+    [vault(), key(enabled=False)],                                         # a disabled key
+])
+def test_cmk_asks_for_the_key_when_no_single_fit_one_exists(resources):
+    inv = Inventory.from_resources([platform_keys(SYSTEM), *resources])
+    res = CHECK_BY_ID["storage-1g"].run(inv)
+    (f,) = res.findings
+    assert f.status == "fail" and "--param CHANGE.keyVaultId" in f.message
+    (change,) = res.changes  # proposed so that --param can fill it, skipped by apply until then
+    assert change.params["keyVaultId"] == "" and change.params["keyName"] == ""
+
+
+def test_cmk_parameters_are_validated_and_fill_the_change():
+    from ztwizard.engine import edit_change, make_plan
+    from ztwizard.errors import ParamError
+
+    inv = Inventory.from_resources([platform_keys(SYSTEM), vault(), key(), key("cmk2"), vault("kv-soft", purge=False),
+                                    key("k", "kv-soft")])
+    plan = make_plan(inv, check_ids=["storage-1g"])
+    (change,) = plan.step("storage-1").changes
+    for values, error in (({"keyVaultId": "kv-cmk"}, "the id of a"), ({"keyName": "no spaces"}, "Key Vault key name"),
+                          ({"identity": "mine"}, "SystemAssigned or the id"),
+                          ({"keyVaultId": vault("kv-soft")["id"], "keyName": "k"}, "purge protection"),
+                          ({"keyVaultId": VAULT_ID, "keyName": "nope"}, "no enabled RSA key named nope")):
+        with pytest.raises(ParamError, match=error):
+            edit_change(inv, plan, change.id, values)
+    edit_change(inv, plan, change.id, {"keyVaultId": VAULT_ID, "keyName": "cmk2"})
+    switch = next(c for c in plan.step("storage-1").changes if c.id == change.id)
+    assert switch.body["properties"]["encryption"]["keyvaultproperties"]["keyname"] == "cmk2"
+    assert any(c.resource_id == VAULT_ID for c in plan.step("storage-1").changes)  # its grant followed
+
+
+def test_cmk_without_an_identity_adds_one_first_and_switches_next_run():
+    """A system identity's principal id exists only once ARM made it: the first run adds the
+    identity; the re-plan grants it access and switches the key."""
+    inv = Inventory.from_resources([platform_keys(), vault(), key()])
+    res = CHECK_BY_ID["storage-1g"].run(inv)
+    (first,) = res.changes
+    assert first.body == {"identity": {"type": "SystemAssigned"}} and "re-run the plan" in res.findings[0].message
+    after = apply_all(inv, [first])
+    acct = after.get(ACCT_ID)
+    acct["identity"]["principalId"] = ACCT_PRINCIPAL  # what ARM answers with
+    second = CHECK_BY_ID["storage-1g"].run(Inventory.from_resources(after.all()))
+    assert {c.method for c in second.changes} == {"PUT", "PATCH"}
+
+
+def test_cmk_with_a_user_assigned_identity_attaches_it_in_the_same_patch():
+    from ztwizard.engine import edit_change, make_plan
+
+    inv = Inventory.from_resources([platform_keys(), vault(), key(), uai()])
+    plan = make_plan(inv, check_ids=["storage-1g"])
+    (change,) = plan.step("storage-1").changes
+    edit_change(inv, plan, change.id, {"identity": UAI_ID})
+    changes = plan.step("storage-1").changes
+    grant = next(c for c in changes if c.resource_id == VAULT_ID)
+    assert grant.body["properties"]["accessPolicies"][0]["objectId"] == UAI_PRINCIPAL
+    switch = next(c for c in changes if c.method == "PATCH")
+    assert switch.body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {UAI_ID: {}}}
+    assert switch.body["properties"]["encryption"]["identity"] == {"userAssignedIdentity": UAI_ID}
+    fixed = apply_all(inv, changes)
+    assert statuses(CHECK_BY_ID["storage-1g"].run(fixed)) == ["pass"]
+
+
+def test_one_access_policy_change_per_vault_for_many_accounts():
+    other = platform_keys(SYSTEM | {"principalId": "aaaaaaaa-0000-0000-0000-000000000009"})
+    other["id"], other["name"] = ACCT_ID.replace("stdata01", "stdata02"), "stdata02"
+    inv = Inventory.from_resources([platform_keys(SYSTEM), other, vault(), key()])
+    res = CHECK_BY_ID["storage-1g"].run(inv)
+    (grant,) = [c for c in res.changes if c.resource_id == VAULT_ID]
+    assert len(grant.body["properties"]["accessPolicies"]) == 2
+    assert all(c.depends_on == [grant.id] for c in res.changes if c.method == "PATCH")
 
 
 def test_infrastructure_encryption_is_advisory():
