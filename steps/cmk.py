@@ -135,7 +135,7 @@ class Grants:
             if not any(c.id == cid for c in self.ctx.result.changes):
                 guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/key-access/{vault['id'].lower()}/{principal.lower()}"))
                 sub = rid.subscription_of(vault["id"]) or ""
-                body = {"properties": {
+                body = {"name": guid, "type": ROLE_ASSIGNMENT, "properties": {
                     "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/"
                                         f"{CRYPTO_SERVICE_USER}",
                     "principalId": principal, "principalType": "ServicePrincipal"}}

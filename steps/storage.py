@@ -188,7 +188,8 @@ def _customer_managed_key(ctx: Context) -> None:
             ctx.finding(acct["id"], "fail", prop, source, "Microsoft.Keyvault",
                         f"{acct['name']} is encrypted with Microsoft-managed keys, and no single Key Vault key with "
                         f"soft delete and purge protection is in scope to default to. {ctx.check.instruction}")
-            ctx.patch(acct, {"properties.encryption": {"keySource": "Microsoft.Keyvault"}}, params=p,
+            ctx.patch(acct, {"identity": _with_identity(acct, p["identity"]), "properties.encryption": {
+                "keySource": "Microsoft.Keyvault", "keyvaultproperties": {"keyname": "", "keyvaulturi": ""}}}, params=p,
                       fields={"key": "(to choose)", "vault": "(to choose)"}, risk=ctx.check.risk)
             continue
         chosen = cmk.choose(ctx, p["keyVaultId"], p["keyName"], p["identity"], acct)

@@ -570,8 +570,8 @@ def _des(ctx: Context) -> None:
             ctx.finding(scope, "fail", prop, None, DOUBLE,
                         f"No double-encryption disk encryption set in {region}, and no single Key Vault key with soft "
                         f"delete and purge protection in {region} to default to. {ctx.check.instruction}")
-            ctx.create(des_id, {"location": vm.get("location"), "identity": _des_identity(p["identity"]),
-                                "properties": {"encryptionType": DOUBLE}},
+            ctx.create(des_id, {"name": p["name"], "type": DES, "location": vm.get("location"),
+                                "identity": _des_identity(p["identity"]), "properties": {"encryptionType": DOUBLE}},
                        fields={"region": region, "key": "(to choose)", "vault": "(to choose)"}, **flags)
             continue
         chosen = cmk.choose(ctx, p["keyVaultId"], p["keyName"], p["identity"], None)
@@ -593,7 +593,7 @@ def _des(ctx: Context) -> None:
                     f"No double-encryption disk encryption set in {region}: one with key {key['name']} of "
                     f"{vault['name']} is proposed, then disks move to it (vm-4b).{then}")
         ctx.create(des_id, {
-            "location": vm.get("location"), "identity": _des_identity(p["identity"]),
+            "name": p["name"], "type": DES, "location": vm.get("location"), "identity": _des_identity(p["identity"]),
             "properties": {"encryptionType": DOUBLE, "rotationToLatestKeyVersionEnabled": True,
                            "activeKey": {"keyUrl": cmk.key_url(vault, key), "sourceVault": {"id": vault["id"]}}}},
             fields={"region": region, "key": key["name"], "vault": vault["name"]}, depends_on=deps, **flags)

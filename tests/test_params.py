@@ -421,7 +421,7 @@ def test_every_vm_create_declares_its_parameters():
 
     plan = make_plan(Inventory.from_resources(reference.build()))
     creates = [c for s in plan.steps for c in s.changes if c.check.startswith("vm-") and c.action == "create"]
-    assert {c.check for c in creates} == {"vm-2b", "vm-3d", "vm-6a", "vm-6d", "vm-7a", "vm-8c"}
+    assert {c.check for c in creates} == {"vm-2b", "vm-3d", "vm-4a", "vm-6a", "vm-6d", "vm-7a", "vm-8c"}
     for c in creates:
         assert c.params and all(CHECK_BY_ID[c.check].param(k) for k in c.params), (c.id, c.params)
 

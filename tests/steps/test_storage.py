@@ -681,11 +681,14 @@ def test_storage_proposals_apply_through_the_sandbox(tmp_path):
     """Every storage proposal is accepted by ARM's API shape and turns its failure into a pass."""
     before, after, report = sandbox_round_trip([s.id for s in storage.STEPS], tmp_path)
     assert not report.failed, [o.line() for o in report.failed]
-    failed = [k for k, v in before.items() if v == "fail"]
+    # the reference estate has no Key Vault key fit for a CMK: storage-1g's switch waits for --param
+    waiting = {o.check for o in report.skipped if o.message.startswith("needs parameter")}
+    assert waiting == {"storage-1g"} and not [o for o in report.applied if o.check == "storage-1g"]
+    failed = [k for k, v in before.items() if v == "fail" and k[0] not in waiting]
     assert len(failed) > 20
     still = {k: after.get(k) for k in failed if after.get(k) != "pass"}
     assert not still
-    assert not [k for k, v in after.items() if v == "fail"]
+    assert not [k for k, v in after.items() if v == "fail" and k[0] not in waiting]
 
 
 def test_public_access_names_the_containers_that_go_dark():
