@@ -754,6 +754,27 @@ def _vm_instance_view(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def _vault_keys(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The vault's keys (management plane: names, type, URIs, enabled; never key material), which
+    Resource Graph does not index. A vault from the generic list has no properties: read it too."""
+    from azure.core.rest import HttpRequest
+
+    sub = rid.subscription_of(res["id"]) or ""
+    if not res.get("properties"):
+        res.update(gw.read(res["id"]) or {})
+    client = gw.client("resources", sub)
+    out: list[dict[str, Any]] = []
+    next_url: str | None = f"{res['id']}/keys?api-version={API_VERSIONS['microsoft.keyvault']}"
+    while next_url:
+        resp = client.send_request(HttpRequest("GET", next_url))
+        if resp.status_code >= 400:
+            raise HttpResponseError(response=resp)
+        page = resp.json()
+        out.extend(page.get("value", []))
+        next_url = page.get("nextLink")
+    return out
+
+
 def _rule_collection_groups(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     sub, rg, name = _rg_name(res)
     return [wire(x) for x in gw.client("network", sub).firewall_policy_rule_collection_groups.list(rg, name)]
@@ -768,6 +789,7 @@ _CHILD_READS: dict[str, list[tuple[str, Callable[[Gateway, dict[str, Any]], list
         ("Microsoft.Security/defenderForStorageSettings", _defender_for_storage),
     ],
     "microsoft.compute/virtualmachines": [("Microsoft.Compute/virtualMachines/instanceView", _vm_instance_view)],
+    "microsoft.keyvault/vaults": [("Microsoft.KeyVault/vaults/keys", _vault_keys)],
     "microsoft.network/azurefirewalls": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
     "microsoft.network/publicipaddresses": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
     "microsoft.network/firewallpolicies": [

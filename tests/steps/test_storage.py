@@ -10,6 +10,7 @@ import pytest
 
 from ztwizard.inventory import Inventory
 from ztwizard.model import change_id
+from ztwizard.resource_id import parse
 from ztwizard.steps import CHECK_BY_ID, STEP_BY_ID, storage
 from ztwizard.steps._base import Check
 
@@ -715,3 +716,118 @@ def test_private_endpoint_goes_in_the_subnets_subscription_and_region():
     assert c.resource_id.startswith(f"{other_rg}/providers/Microsoft.Network/privateEndpoints/")
     assert c.body["location"] == "northeurope"
     assert_fix_passes("storage-3a", inv)
+
+
+# ---- storage-1g through the sandbox: apply -> pass -> undo --------------------------------------
+
+def _cmk_sandbox(rbac: bool = False) -> Any:
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.sandbox.estates import reference as ref
+    from ztwizard.target import in_process_target
+
+    kv = f"{ref.RG_STORAGE}/providers/Microsoft.KeyVault/vaults/kv-contoso-cmk"
+    estate = [*load_estate("reference"),
+              {"id": kv, "type": "Microsoft.KeyVault/vaults", "location": "westeurope", "properties": {
+                  "tenantId": ref.TENANT_ID, "sku": {"family": "A", "name": "premium"}, "accessPolicies": [],
+                  "enableSoftDelete": True, "softDeleteRetentionInDays": 90, "enablePurgeProtection": True,
+                  "enableRbacAuthorization": rbac}},
+              {"id": f"{kv}/keys/cmk-storage", "type": "Microsoft.KeyVault/vaults/keys",
+               "properties": {"kty": "RSA", "keySize": 3072, "attributes": {"enabled": True},
+                              "keyUri": "https://kv-contoso-cmk.vault.azure.net/keys/cmk-storage"}}]
+    sb = Sandbox(None, estate=estate, lro_seconds=0)
+    return Gateway(in_process_target(sb)), kv
+
+
+def _apply_plan(gw: Any, journal: Any, check: str) -> Any:
+    from ztwizard.apply import apply_changes, start_session
+    from ztwizard.engine import inspect
+
+    changes = inspect(gw, check_ids=[check]).changes()
+    session = start_session(journal, gw, changes)
+    report = apply_changes(gw, journal, session, changes, allow_disruptive=True, allow_cost=True)
+    assert not report.failed and not report.skipped, [o.line() for o in report.outcomes]
+    return session, changes
+
+
+def _cmk_verdicts(gw: Any) -> dict[str, str]:
+    from ztwizard.engine import inspect
+
+    return {f.resource_id.lower(): f.status for s in inspect(gw, check_ids=["storage-1g"]).steps for f in s.findings}
+
+
+@pytest.mark.parametrize("rbac", [False, True])
+def test_cmk_round_trip_through_the_sandbox(tmp_path, rbac):
+    """Round 1 gives each account a system identity (its principal exists only then); round 2
+    grants it key access and switches the account to the key; every account then passes, and
+    undo, newest session first, gives back Microsoft-managed keys and the vault as it was."""
+    from ztwizard.journal import Journal
+    from ztwizard.undo import undo_changes
+
+    gw, kv = _cmk_sandbox(rbac)
+    vault_before = gw.read(kv)
+    accounts = [a for a, v in _cmk_verdicts(gw).items() if v == "fail"]
+    assert len(accounts) == 3
+    with Journal(tmp_path) as journal:
+        first, changes = _apply_plan(gw, journal, "storage-1g")
+        assert {c.method for c in changes} == {"PATCH"} and all("identity" in (c.body or {}) for c in changes)
+        assert all(v == "fail" for v in _cmk_verdicts(gw).values())
+        second, changes = _apply_plan(gw, journal, "storage-1g")
+        grants = [c for c in changes if c.method == "PUT"]
+        assert len(grants) == (3 if rbac else 1)  # one access-policy change for the vault, or a role each
+        assert _cmk_verdicts(gw) == {a: "pass" for a in accounts}
+        for a in accounts:
+            enc = gw.read(a)["properties"]["encryption"]
+            assert enc["keySource"] == "Microsoft.Keyvault" and enc["keyvaultproperties"]["keyname"] == "cmk-storage"
+        for session in (second, first):
+            report = undo_changes(gw, journal, session)
+            assert report.ok, report.lines()
+    assert _cmk_verdicts(gw) == {a: "fail" for a in accounts}
+    for a in accounts:
+        assert gw.read(a)["properties"]["encryption"]["keySource"] == "Microsoft.Storage"
+    assert gw.read(kv)["properties"]["accessPolicies"] == vault_before["properties"]["accessPolicies"]
+
+
+def test_sandbox_refuses_a_customer_managed_key_the_account_cannot_reach():
+    """The account's identity without key access, a vault without purge protection, a missing key:
+    each switch is refused with 400, through the real storage client."""
+    from azure.core.exceptions import HttpResponseError
+
+    from ztwizard.sandbox.estates import reference as ref
+
+    gw, kv = _cmk_sandbox()
+    name = ref.BLOB_ACCOUNT.rsplit("/", 1)[-1]
+    client = gw.client("storage", parse(ref.BLOB_ACCOUNT).subscription)
+    rg = parse(ref.BLOB_ACCOUNT).resource_group
+    client.storage_accounts.update(rg, name, {"identity": {"type": "SystemAssigned"}})
+    principal = gw.read(ref.BLOB_ACCOUNT)["identity"]["principalId"]
+    assert principal  # ARM gave the new identity a principal
+
+    def switch(key_name: str = "cmk-storage") -> None:
+        client.storage_accounts.update(rg, name, {"properties": {"encryption": {  # the wire shape, as sent
+            "keySource": "Microsoft.Keyvault", "services": {"blob": {"enabled": True, "keyType": "Account"}},
+            "keyvaultproperties": {"keyname": key_name, "keyvaulturi": "https://kv-contoso-cmk.vault.azure.net/"}}}})
+
+    with pytest.raises(HttpResponseError, match="KeyVaultAuthenticationFailure"):
+        switch()
+    vault = gw.read(kv)
+    vault["properties"]["accessPolicies"] = [{"tenantId": ref.TENANT_ID, "objectId": principal,
+                                              "permissions": {"keys": ["get", "wrapKey"]}}]  # no unwrapKey
+    gw.write("PUT", kv, {k: vault[k] for k in ("location", "properties")})
+    with pytest.raises(HttpResponseError, match="KeyVaultAuthenticationFailure"):
+        switch()
+    vault["properties"]["accessPolicies"][0]["permissions"]["keys"].append("unwrapKey")
+    gw.write("PUT", kv, {k: vault[k] for k in ("location", "properties")})
+    with pytest.raises(HttpResponseError, match="KeyVaultKeyNotFound"):
+        switch("no-such-key")
+    switch()
+    assert gw.read(ref.BLOB_ACCOUNT)["properties"]["encryption"]["keySource"] == "Microsoft.Keyvault"
+    vault["properties"]["enablePurgeProtection"] = False
+    other = ref.FILES_ACCOUNT.rsplit("/", 1)[-1]
+    gw.write("PUT", kv, {k: vault[k] for k in ("location", "properties")})
+    client.storage_accounts.update(rg, other, {"identity": {"type": "SystemAssigned"}})
+    with pytest.raises(HttpResponseError, match="purge protection"):
+        client.storage_accounts.update(rg, other, {"properties": {"encryption": {
+            "keySource": "Microsoft.Keyvault",
+            "keyvaultproperties": {"keyname": "cmk-storage", "keyvaulturi": "https://kv-contoso-cmk.vault.azure.net/"}}}})

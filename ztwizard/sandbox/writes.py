@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from . import schema
+from . import keyvault, schema
 from .model import (
     BACK_LINK_PROP,
     INLINE_CHILDREN,
@@ -42,6 +42,7 @@ def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 class Writes(Power, Reads):
     schema_stats: schema.Stats
+    tenant_id: str
 
     def _check_conditions(self, ctx: Request, entry: dict[str, Any] | None) -> None:
         if_match = ctx.headers.get("if-match")
@@ -166,6 +167,10 @@ class Writes(Power, Reads):
                     new.setdefault("properties", {}).setdefault(prop, kept)
         new["id"] = rid_
         new = normalize_entry(new)
+        keyvault.stamp(new, existing, self.tenant_id, self.store)
+        cmk_refusal = keyvault.refusal(self.store, new, existing)
+        if cmk_refusal:
+            raise arm_error(*cmk_refusal)
         new["etag"] = new_etag()
         created = existing is None
         if created and t.startswith("microsoft.network/") and t.count("/") == 1:
