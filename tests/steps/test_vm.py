@@ -840,3 +840,152 @@ def test_storage_and_vm_checks_stay_linear_on_a_large_estate():
         for check in step.checks:
             check.run(inv)
     assert time.monotonic() - started < 60  # was minutes before the per-inventory indexes
+
+
+# ---- vm-4a: the double-encryption set and its key access ------------------------------------------
+
+def _fit_key(location: str = "westeurope") -> list[dict[str, Any]]:
+    from .test_storage import key, vault
+
+    return [vault(location=location), key()]
+
+
+def test_des_is_created_with_the_one_fit_key_and_its_access_follows_next_run():
+    from .test_storage import VAULT_ID
+
+    inv = inv_of(make_vm(), *_fit_key())
+    res = run("vm-4a", inv)
+    assert statuses(res) == ["fail"] and "re-run the plan" in res.findings[0].message
+    (create,) = res.changes
+    assert create.action == "create" and create.disruptive and create.depends_on == []
+    assert create.body["identity"] == {"type": "SystemAssigned"}
+    assert create.body["properties"]["encryptionType"] == "EncryptionAtRestWithPlatformAndCustomerKeys"
+    assert create.body["properties"]["activeKey"] == {
+        "keyUrl": "https://kv-cmk.vault.azure.net/keys/cmk/0123456789abcdef", "sourceVault": {"id": VAULT_ID}}
+    assert create.params == {"name": "des-double-westeurope", "keyVaultId": VAULT_ID, "keyName": "cmk",
+                             "identity": "SystemAssigned"}
+    # ARM gives the new set its principal: the next run grants it key access, then it passes
+    made = apply_all(inv, [create])
+    des_entry = made.get(create.resource_id)
+    des_entry["identity"]["principalId"] = "dddddddd-0000-0000-0000-000000000001"
+    made = Inventory.from_resources(made.all())
+    res = run("vm-4a", made)
+    assert statuses(res) == ["fail"]
+    (grant,) = res.changes
+    assert grant.resource_id == VAULT_ID
+    assert grant.body["properties"]["accessPolicies"][0]["objectId"] == "dddddddd-0000-0000-0000-000000000001"
+    assert statuses(run("vm-4a", apply_all(made, [grant]))) == ["pass"]
+
+
+def test_des_with_a_user_assigned_identity_is_granted_before_it_is_created():
+    from ztwizard.engine import edit_change, make_plan
+
+    from .test_storage import UAI_ID, UAI_PRINCIPAL, uai
+
+    inv = inv_of(make_vm(), *_fit_key(), uai())
+    plan = make_plan(inv, check_ids=["vm-4a"])
+    (create,) = plan.step("vm-4").changes
+    edit_change(inv, plan, create.id, {"identity": UAI_ID})
+    changes = plan.step("vm-4").changes
+    grant = next(c for c in changes if c.action == "update")
+    des_create = next(c for c in changes if c.id == create.id)
+    assert des_create.depends_on == [grant.id]
+    assert des_create.body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {UAI_ID: {}}}
+    assert grant.body["properties"]["accessPolicies"][0]["objectId"] == UAI_PRINCIPAL
+    fixed = apply_all(inv, changes)
+    assert statuses(run("vm-4a", fixed)) == ["pass"]
+
+
+def test_des_needs_a_vault_in_its_own_region():
+    res = run("vm-4a", inv_of(make_vm(), *_fit_key("northeurope")))
+    (change,) = res.changes
+    assert change.params["keyVaultId"] == "" and "--param CHANGE.keyVaultId" in res.findings[0].message
+
+
+def test_disks_wait_for_the_sets_key_access():
+    from .test_storage import key, vault
+
+    unreachable = des()
+    unreachable["identity"]["principalId"] = "dddddddd-0000-0000-0000-000000000002"
+    unreachable["properties"]["activeKey"]["sourceVault"] = {"id": vault()["id"]}
+    inv = inv_of(make_vm(), unreachable, vault(), key(),
+                 disk(encryption={"type": "EncryptionAtRestWithPlatformKey"}))
+    grants = run("vm-4a", inv)
+    assert statuses(grants) == ["fail"]
+    (grant,) = grants.changes
+    (move,) = run("vm-4b", inv).changes
+    assert move.depends_on == [grant.id]
+
+
+def test_des_round_trip_through_the_sandbox(tmp_path):
+    """Round 1 creates the set (disruptive: disks move to it only on deallocated VMs); ARM gives it
+    a principal, so round 2 grants that principal key access; the set then passes, and undo,
+    newest first, restores the vault's policies and deletes the set."""
+    from ztwizard.apply import apply_changes, start_session
+    from ztwizard.engine import inspect
+    from ztwizard.gateway import Gateway
+    from ztwizard.journal import Journal
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.sandbox.estates import reference as ref
+    from ztwizard.target import in_process_target
+    from ztwizard.undo import undo_changes
+
+    kv = f"{ref.RG_VMS}/providers/Microsoft.KeyVault/vaults/kv-contoso-disks"
+    estate = [*load_estate("reference"),
+              {"id": kv, "type": "Microsoft.KeyVault/vaults", "location": "westeurope", "properties": {
+                  "tenantId": ref.TENANT_ID, "sku": {"family": "A", "name": "premium"}, "accessPolicies": [],
+                  "enableSoftDelete": True, "enablePurgeProtection": True,
+                  "vaultUri": "https://kv-contoso-disks.vault.azure.net/"}},
+              {"id": f"{kv}/keys/cmk-disks", "type": "Microsoft.KeyVault/vaults/keys",
+               "properties": {"kty": "RSA-HSM", "attributes": {"enabled": True},
+                              "keyUri": "https://kv-contoso-disks.vault.azure.net/keys/cmk-disks",
+                              "keyUriWithVersion": "https://kv-contoso-disks.vault.azure.net/keys/cmk-disks/abc123"}}]
+    gw = Gateway(in_process_target(Sandbox(None, estate=estate, lro_seconds=0)))
+    vault_before = gw.read(kv)
+
+    def verdicts() -> dict[str, str]:
+        return {f.resource_id.lower(): f.status for s in inspect(gw, check_ids=["vm-4a"]).steps for f in s.findings}
+
+    def apply_round(journal: Journal) -> tuple[str, list[Any]]:
+        changes = inspect(gw, check_ids=["vm-4a"]).changes()
+        session = start_session(journal, gw, changes)
+        report = apply_changes(gw, journal, session, changes, allow_disruptive=True, allow_cost=True)
+        assert not report.failed and not report.skipped, [o.line() for o in report.outcomes]
+        return session, changes
+
+    with Journal(tmp_path) as journal:
+        first, (create,) = apply_round(journal)
+        assert create.action == "create" and create.disruptive
+        des_id = create.resource_id
+        assert gw.read(des_id)["identity"]["principalId"]
+        assert verdicts()[des_id.lower()] == "fail"  # it cannot reach its key yet
+        second, (grant,) = apply_round(journal)
+        assert grant.resource_id == kv
+        assert verdicts()[des_id.lower()] == "pass"
+        for session in (second, first):
+            report = undo_changes(gw, journal, session)
+            assert report.ok, report.lines()
+    assert gw.read(des_id) is None
+    assert gw.read(kv)["properties"]["accessPolicies"] == vault_before["properties"]["accessPolicies"]
+
+
+def test_sandbox_refuses_a_des_whose_vault_cannot_hold_a_customer_key():
+    from azure.core.exceptions import HttpResponseError
+
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.sandbox.estates import reference as ref
+    from ztwizard.target import in_process_target
+
+    gw = Gateway(in_process_target(Sandbox(None, estate=load_estate("reference"), lro_seconds=0)))
+    des_id = f"{ref.RG_VMS}/providers/Microsoft.Compute/diskEncryptionSets/des-x"
+    body = {"location": "westeurope", "identity": {"type": "SystemAssigned"}, "properties": {
+        "encryptionType": "EncryptionAtRestWithPlatformAndCustomerKeys",
+        "activeKey": {"keyUrl": "https://kv-contoso-agw-prod.vault.azure.net/keys/k/1",
+                      "sourceVault": {"id": ref.KEY_VAULT}}}}
+    compute = gw.client("compute", ref.WORKLOAD_SUB)
+    with pytest.raises(HttpResponseError, match="purge protection"):  # the App Gateway's vault has none
+        compute.disk_encryption_sets.begin_create_or_update(ref.RG_VMS.rsplit("/", 1)[-1], "des-x", body).result()
+    assert gw.read(des_id) is None
