@@ -35,7 +35,7 @@ from .ports import ArmGateway
 log = logging.getLogger(__name__)
 
 __all__ = ["ApplyInterrupted", "ApplyReport", "Confirm", "Event", "Outcome", "apply_changes",
-           "refuse_if_read_only", "start_session", "step_of"]
+           "refuse_if_read_only", "start_session", "step_of", "unset_params"]
 
 Confirm = Callable[[str, list[Change]], bool]
 
@@ -121,9 +121,9 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
         if not decided[step]:
             skip(ch, step, "declined at the confirmation")
             continue
-        unset = [name for name, value in ch.params.items() if value in ("", None)]
+        unset = unset_params(ch)
         if unset:  # a choice no default could be made for (e.g. which Key Vault key): never send a guess
-            skip(ch, step, f"needs parameter {', '.join(unset)}; pass --param {ch.id}.{unset[0]}=VALUE")
+            skip(ch, step, f"waiting for parameter {', '.join(unset)}; pass --param {ch.id}.{unset[0]}=VALUE")
             continue
         if ch.disruptive and not allow_disruptive:
             skip(ch, step, "disruptive (" + (ch.risk or "may interrupt service") + "); pass --allow-disruptive")
@@ -156,6 +156,11 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     if verify:
         _verify(gateway, journal, session_id, report)
     return report
+
+
+def unset_params(ch: Change) -> list[str]:
+    """The parameters of `ch` no default could fill: until a person sets them it is not sent."""
+    return [name for name, value in ch.params.items() if value in ("", None)]
 
 
 def _applied_before(journal: J.Journal, session_id: str, change_id: str) -> bool:

@@ -245,7 +245,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if errors:  # Terraform's meaning: 1 is an error, never "nothing to change"
             raise ZtwError(f"{len(errors)} check(s) could not be evaluated (status error, listed in the plan).",
                            hint="Fix what each says (usually a missing read permission), then plan again.")
-        return 2 if plan.has_changes() else 0
+        from .apply import unset_params
+
+        # a change waiting for a person's parameter is not one apply can make: it does not count
+        return 2 if any(not unset_params(c) for c in plan.changes()) else 0
     return 0
 
 

@@ -683,7 +683,7 @@ def test_storage_proposals_apply_through_the_sandbox(tmp_path):
     before, after, report = sandbox_round_trip([s.id for s in storage.STEPS], tmp_path)
     assert not report.failed, [o.line() for o in report.failed]
     # the reference estate has no Key Vault key fit for a CMK: storage-1g's switch waits for --param
-    waiting = {o.check for o in report.skipped if o.message.startswith("needs parameter")}
+    waiting = {o.check for o in report.skipped if o.message.startswith("waiting for parameter")}
     assert waiting == {"storage-1g"} and not [o for o in report.applied if o.check == "storage-1g"]
     failed = [k for k, v in before.items() if v == "fail" and k[0] not in waiting]
     assert len(failed) > 20

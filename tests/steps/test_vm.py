@@ -755,7 +755,7 @@ def test_vm_proposals_apply_through_the_sandbox(tmp_path):
     before, after, report = sandbox_round_trip([s.id for s in vm_article.STEPS], tmp_path)
     assert not report.failed, [o.line() for o in report.failed]
     # no Key Vault key in the reference estate is fit for a CMK: vm-4a's set waits for --param
-    waiting = {o.check for o in report.skipped if o.message.startswith("needs parameter")}
+    waiting = {o.check for o in report.skipped if o.message.startswith("waiting for parameter")}
     assert waiting == {"vm-4a"}
     failed = [k for k, v in before.items() if v == "fail" and k[0] not in waiting]
     assert len(failed) > 30
