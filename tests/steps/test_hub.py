@@ -588,3 +588,29 @@ def test_network_watcher_outside_the_g_scope_is_found_and_not_created_again():
     logs = [c for c in plan.changes() if c.check == "spoke-5d"]
     assert logs and all(c.resource_id.lower().startswith(watcher_id.lower() + "/flowlogs/") and not c.depends_on
                         for c in logs)
+
+
+def test_hub_3a_rerouting_on_premises_traffic_is_disruptive_and_says_who_loses_access():
+    """Routing GatewaySubnet through the firewall cuts on-premises users off every spoke workload
+    the firewall does not allow: the association and the route update are disruptive."""
+    assert CHECK_BY_ID["hub-3a"].disruptive
+    result = run("hub-3a", estate())
+    assoc = next(c for c in result.changes if c.action == "update")
+    assert assoc.disruptive and "on-premises users lose access" in assoc.risk
+    table = next(c for c in result.changes if c.action == "create")
+    assert not table.disruptive  # a route table nobody uses yet changes nothing
+    # an existing table that gains the spoke routes re-routes the same traffic
+    rt = route_table("rt-gateway", [("10.9.0.0/16", "VirtualAppliance", FW_IP)], rg=HUB_RG)
+    hv = hub_vnet()
+    hv["properties"]["subnets"][1] = subnet("GatewaySubnet", "10.0.2.0/27", rt=rt["id"])
+    res = [r for r in estate() if r["id"] != hv["id"]] + [hv, rt]
+    (update,) = run("hub-3a", res).changes
+    assert update.resource_id == rt["id"] and update.disruptive and "on-premises users lose access" in update.risk
+
+
+@pytest.mark.parametrize("check_id, who", [
+    ("hub-1e", "lose access"), ("storage-1b", "lose access"), ("storage-1c", "loses access"),
+    ("spoke-5e", "get\n403".replace("\n", " ")), ("vm-8c", "does not override existing allow rules")])
+def test_risk_text_says_who_loses_access(check_id, who):
+    risk = " ".join(CHECK_BY_ID[check_id].risk.split())
+    assert who in risk, risk

@@ -831,3 +831,50 @@ def test_sandbox_refuses_a_customer_managed_key_the_account_cannot_reach():
         client.storage_accounts.update(rg, other, {"properties": {"encryption": {
             "keySource": "Microsoft.Keyvault",
             "keyvaultproperties": {"keyname": "cmk-storage", "keyvaulturi": "https://kv-contoso-cmk.vault.azure.net/"}}}})
+
+
+def test_cli_plan_asks_for_the_key_and_apply_param_fills_it(capsys, tmp_path, monkeypatch):
+    """Two keys in the one fit vault: the plan shows the switch waiting for keyName; `apply --param`
+    names the key (and a user-assigned identity, so it is one run) and the account passes."""
+    import json
+
+    from ztwizard.cli import main
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import reference as ref
+    from ztwizard.target import in_process_target
+
+    monkeypatch.setenv("ZTWIZARD_SANDBOX_IN_PROCESS", "1")
+    monkeypatch.delenv("ZTWIZARD_STATE_DIR", raising=False)
+    state = tmp_path / "state"
+    gw = Gateway(in_process_target(Sandbox(state, estate="reference")))
+    kv = f"{ref.RG_STORAGE}/providers/Microsoft.KeyVault/vaults/kv-contoso-cmk"
+    gw.write("PUT", kv, {"location": "westeurope", "properties": {
+        "tenantId": ref.TENANT_ID, "sku": {"family": "A", "name": "standard"}, "accessPolicies": [],
+        "enableSoftDelete": True, "enablePurgeProtection": True}})
+    for name in ("cmk-a", "cmk-b"):
+        gw.write("PUT", f"{kv}/keys/{name}", {"properties": {"kty": "RSA", "keySize": 3072}})
+    gw.close()
+
+    def cli(*argv: str) -> tuple[int, str]:
+        code = main(["--sandbox", "--state-dir", str(state), *argv])
+        out, err = capsys.readouterr()
+        return code, out + err
+
+    code, out = cli("plan", "--check", "storage-1g", "--format", "json")
+    assert code == 0
+    changes = json.loads(out)["steps"][0]["changes"]
+    blob = next(c for c in changes if c["resource_id"].lower() == ref.BLOB_ACCOUNT.lower())
+    assert blob["params"] == {"keyVaultId": "", "keyName": "", "identity": "SystemAssigned"}
+    code, out = cli("plan", "--check", "storage-1g", "--detailed-exitcode")
+    assert code == 0 and "waiting for a parameter" in out  # nothing apply could make on its own
+    code, out = cli("apply", "--yes", "--check", "storage-1g", "--param", f"{blob['id']}.keyVaultId={kv}",
+                    "--param", f"{blob['id']}.keyName=cmk-b", "--param", f"{blob['id']}.identity={ref.APPGW_IDENTITY}")
+    assert code == 0, out
+    assert "waiting for parameter" in out  # the other two accounts still wait
+    code, out = cli("plan", "--check", "storage-1g", "--format", "json")
+    verdicts = {f["resource_id"].lower(): f["status"] for f in json.loads(out)["steps"][0]["findings"]}
+    assert verdicts[ref.BLOB_ACCOUNT.lower()] == "pass"
+    files = next(c for c in changes if c["resource_id"].lower() == ref.FILES_ACCOUNT.lower())
+    code, out = cli("apply", "--yes", "--check", "storage-1g", "--param", f"{files['id']}.keyName=no such key")
+    assert code == 2 and "Key Vault key name" in out and "Traceback" not in out
