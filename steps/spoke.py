@@ -1057,10 +1057,18 @@ def network_watcher(inv: Inventory, sub: str, region: str, near: dict[str, Any])
     return wid, [change_id("hub-4d", f"create|{watcher_anchor(sub, region)}", "PUT")]
 
 
+def _groups_in_scope(inv: Inventory) -> set[str]:
+    """Lower-cased ids of the resource groups in scope: the listed group entries (what -g kept), or,
+    for an inventory without them, the groups its resources live in."""
+    listed = {low(g["id"]) for g in of(inv, "Microsoft.Resources/resourceGroups")}
+    return listed or {low(g) for g in inv.resource_groups}
+
+
 def watcher_id(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> str:
-    """`NetworkWatcher_<region>` in NetworkWatcherRG when that group is known, else beside `near`."""
+    """`NetworkWatcher_<region>` in NetworkWatcherRG when that group is in scope, else beside `near`
+    (under -g, a watcher elsewhere is still seen, but a new one goes where the scope allows)."""
     rg = f"/subscriptions/{sub}/resourceGroups/NetworkWatcherRG"
-    if low(rg) not in memo(inv, "resource_groups", lambda: {low(g) for g in inv.resource_groups}):
+    if low(rg) not in memo(inv, "groups_in_scope", lambda: _groups_in_scope(inv)):
         rg = rg_of(near["id"])
     return f"{rg}/providers/{WATCHER}/NetworkWatcher_{region}"
 

@@ -588,6 +588,15 @@ def test_network_watcher_outside_the_g_scope_is_found_and_not_created_again():
     logs = [c for c in plan.changes() if c.check == "spoke-5d"]
     assert logs and all(c.resource_id.lower().startswith(watcher_id.lower() + "/flowlogs/") and not c.depends_on
                         for c in logs)
+    # with no watcher in the region, -g puts the new one in the scope, not in NetworkWatcherRG
+    gw = Gateway(in_process_target(Sandbox(None, estate=load_estate("reference"), lro_seconds=0)))
+    scoped = inspect(gw, check_ids=["hub-4d"], resource_groups=["rg-spoke-network"]).changes()
+    assert [c.resource_id for c in scoped] == [
+        f"{ref.RG_SPOKE}/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope"]
+    wide = [c for c in inspect(gw, check_ids=["hub-4d"]).changes()
+            if c.resource_id.lower().startswith(f"/subscriptions/{ref.WORKLOAD_SUB}".lower())]
+    assert [c.resource_id for c in wide] == [
+        f"{ref.RG_NETWORK_WATCHER}/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope"]
 
 
 def test_hub_3a_rerouting_on_premises_traffic_is_disruptive_and_says_who_loses_access():
