@@ -158,7 +158,12 @@ class Grants:
             tenant = get_path(vault, "properties.tenantId")
 
             def add(body: dict[str, Any], wanted: list[tuple[str, str]] = wanted, tenant: Any = tenant) -> None:
-                policies = body.setdefault("properties", {}).setdefault("accessPolicies", [])
+                props = body.setdefault("properties", {})
+                # a vault PUT needs its tenantId and every policy's: put back what the read-only strip took
+                props["tenantId"] = tenant
+                policies = props.setdefault("accessPolicies", [])
+                for policy in policies:
+                    policy.setdefault("tenantId", tenant)
                 for principal, _who in wanted:
                     mine = next((p for p in policies if str(p.get("objectId") or "").lower() == principal.lower()),
                                 None)
@@ -170,7 +175,7 @@ class Grants:
 
             names = ", ".join(w for _p, w in wanted)
             out.append(self.ctx.put_mutated(
-                vault, add, ["properties.accessPolicies"],
+                vault, add, ["properties.tenantId", "properties.accessPolicies"],
                 title=f"Let {names} get, wrap and unwrap keys of {vault['name']} (access policy)",
                 risk="The identity can wrap and unwrap with every key in the vault; undo restores the previous "
                      "policies, after which the data it encrypts becomes unreadable."))

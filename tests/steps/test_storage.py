@@ -776,6 +776,10 @@ def test_cmk_round_trip_through_the_sandbox(tmp_path, rbac):
         second, changes = _apply_plan(gw, journal, "storage-1g")
         grants = [c for c in changes if c.method == "PUT"]
         assert len(grants) == (3 if rbac else 1)  # one access-policy change for the vault, or a role each
+        if not rbac:  # what the vault PUT sends: the tenant, on the vault and on every policy
+            (grant,) = grants
+            assert grant.after["properties"]["tenantId"] == vault_before["properties"]["tenantId"]
+            assert all(p["tenantId"] for p in grant.after["properties"]["accessPolicies"])
         assert _cmk_verdicts(gw) == {a: "pass" for a in accounts}
         for a in accounts:
             enc = gw.read(a)["properties"]["encryption"]

@@ -116,6 +116,11 @@ def _can_unwrap(store: Store, vault: dict[str, Any], principal: str) -> bool:
 def refusal(store: Store, new: dict[str, Any], existing: dict[str, Any] | None) -> Refusal | None:
     """ARM's 400 for a customer-managed key that cannot work, or None."""
     t = new["type"].lower()
+    if t == VAULT:
+        missing = [k for k in ("tenantId", "sku") if not _props(new).get(k)]
+        if missing:  # VaultProperties requires both, on every PUT
+            return (400, "BadRequest", f"The request is missing the required properties {', '.join(missing)}.")
+        return None
     if t == ACCOUNT:
         return _account_refusal(store, new, existing)
     if t == DES:
