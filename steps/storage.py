@@ -163,7 +163,7 @@ def _key_encryption(acct: dict[str, Any], vault: dict[str, Any], key: dict[str, 
 @check("storage-1g")
 def _customer_managed_key(ctx: Context) -> None:
     inv = ctx.inv
-    if ctx.unreadable(ACCOUNT, cmk.VAULT):
+    if ctx.unreadable(ACCOUNT, cmk.VAULT, cmk.KEY):  # unread keys would look like "no key to choose"
         return
     accounts = inv.of_type(ACCOUNT)
     if not accounts:

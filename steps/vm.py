@@ -532,7 +532,7 @@ def _des_identity(identity: str) -> dict[str, Any]:
 @check("vm-4a")
 def _des(ctx: Context) -> None:
     inv = ctx.inv
-    if ctx.unreadable(VM, DES, cmk.VAULT):
+    if ctx.unreadable(VM, DES, cmk.VAULT, cmk.KEY):
         return
     vms = _vms(ctx)
     prop = "properties.encryptionType"

@@ -121,15 +121,15 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
         if not decided[step]:
             skip(ch, step, "declined at the confirmation")
             continue
-        unset = unset_params(ch)
-        if unset:  # a choice no default could be made for (e.g. which Key Vault key): never send a guess
-            skip(ch, step, f"waiting for parameter {', '.join(unset)}; pass --param {ch.id}.{unset[0]}=VALUE")
-            continue
         if ch.disruptive and not allow_disruptive:
             skip(ch, step, "disruptive (" + (ch.risk or "may interrupt service") + "); pass --allow-disruptive")
             continue
         if ch.billable and not allow_cost:
             skip(ch, step, "billable (creates a paid resource); pass --allow-cost")
+            continue
+        unset = unset_params(ch)
+        if unset:  # a choice no default could be made for (e.g. which Key Vault key): never send a guess
+            skip(ch, step, f"waiting for parameter {', '.join(unset)}; pass --param {ch.id}.{unset[0]}=VALUE")
             continue
         blocked = [d for d in ch.depends_on if d in not_done]
         if blocked:

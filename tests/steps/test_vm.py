@@ -783,6 +783,8 @@ def test_cross_resource_checks_report_error_for_any_type_they_need():
         "microsoft.compute/disks": ["vm-3a", "vm-3b", "vm-3c", "vm-4b", "vm-4d"],
         "microsoft.security/locations/jitnetworkaccesspolicies": ["vm-8c"],
         "microsoft.network/networkinterfaces": ["vm-6a", "vm-6b", "vm-6c", "vm-8c"],
+        "microsoft.keyvault/vaults": ["vm-4a", "storage-1g"],
+        "microsoft.keyvault/vaults/keys": ["vm-4a", "storage-1g"],  # unread keys are not "no key to pick"
     }.items():
         broken = inv_of(make_vm(), nic(), network(), nsg([rule("AllowRdp")]), disk())
         broken.unreadable[rtype] = "403 AuthorizationFailed"

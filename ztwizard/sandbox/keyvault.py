@@ -51,7 +51,7 @@ def stamp(new: dict[str, Any], existing: dict[str, Any] | None, tenant_id: str, 
         old = _props(existing)
         props["principalId"] = old.get("principalId") or props.get("principalId") or str(uuid.uuid4())
         props["clientId"] = old.get("clientId") or props.get("clientId") or str(uuid.uuid4())
-        props["tenantId"] = tenant_id
+        props["tenantId"] = old.get("tenantId") or props.get("tenantId") or tenant_id
     if t == VAULT:
         new.setdefault("properties", {}).setdefault("vaultUri", f"https://{new['name']}.vault.azure.net/")
     ident = new.get("identity")
@@ -59,9 +59,9 @@ def stamp(new: dict[str, Any], existing: dict[str, Any] | None, tenant_id: str, 
         return
     if _system(ident):
         before = (existing or {}).get("identity")
-        kept = before.get("principalId") if _system(before) and isinstance(before, dict) else None
-        ident["principalId"] = kept or ident.get("principalId") or str(uuid.uuid4())
-        ident["tenantId"] = tenant_id
+        held = before if _system(before) and isinstance(before, dict) else {}
+        ident["principalId"] = held.get("principalId") or ident.get("principalId") or str(uuid.uuid4())
+        ident["tenantId"] = held.get("tenantId") or ident.get("tenantId") or tenant_id
     else:
         ident.pop("principalId", None)
         ident.pop("tenantId", None)
