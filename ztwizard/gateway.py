@@ -760,9 +760,9 @@ def _vault_keys(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     from azure.core.rest import HttpRequest
 
     sub = rid.subscription_of(res["id"]) or ""
-    if not res.get("properties"):
-        res.update(gw.read(res["id"]) or {})
     client = gw.client("resources", sub)
+    if not res.get("properties"):  # ARM's errors propagate as such: the pool records them as unreadable
+        res.update(wire(client.resources.get_by_id(res["id"], api_version=API_VERSIONS["microsoft.keyvault"])))
     out: list[dict[str, Any]] = []
     next_url: str | None = f"{res['id']}/keys?api-version={API_VERSIONS['microsoft.keyvault']}"
     while next_url:
