@@ -170,13 +170,13 @@ def one_custom_role(ctx: Context, subs: list[str], fits: Callable[[dict[str, Any
     first = sorted(subs, key=str.lower)[0]
     anchor = f"/subscriptions/{first}|{seed}"  # one definition for the tenant's subscriptions in scope
     p = ctx.params(anchor, roleName=default)
-    for scope in scopes:
-        ctx.finding(scope, "fail", "properties.assignableScopes", None, scope,
-                    f"No custom role grants {subject} in {rid.parse(scope).name}.")
-    if p["roleName"].lower() in taken:
+    if p["roleName"].lower() in taken:  # an edited name another role holds: ARM would answer 409
         ctx.finding(ctx.scope(), "error", "properties.roleName", p["roleName"], None,
                     f"A custom role named {p['roleName']!r} already exists in the tenant; role names are unique.")
         return
+    for scope in scopes:
+        ctx.finding(scope, "fail", "properties.assignableScopes", None, scope,
+                    f"No custom role grants {subject} in {rid.parse(scope).name}.")
     # the GUID comes from what the role is for, so a renamed role keeps its id
     guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/{seed}/{first.lower()}"))
     body = {"name": guid, "type": ROLE_DEFINITION, "properties": {

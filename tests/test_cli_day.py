@@ -74,7 +74,7 @@ def test_plan_says_what_apply_will_skip_and_why(capsys, state):
     assert code == 0
     assert "[disruptive]" in out
     assert re.search(r"^Apply skips \d+ disruptive change\(s\) unless --allow-disruptive", out, re.M)
-    assert re.search(r"^Not proposed: \d+ finding\(s\) need a person", out, re.M)
+    assert re.search(r"^Not proposed: \d+ failing finding\(s\) need a person to fix them", out, re.M)
     # no Key Vault key in the reference estate to default to: storage-1g's switch waits for one
     assert re.search(r"^Apply skips 3 change\(s\) waiting for a parameter \(keyName, keyVaultId\) until "
                      r"--param CHANGE.NAME=VALUE sets it, e.g. --param storage-1g-\w+\.keyName=", out, re.M)

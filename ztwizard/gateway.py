@@ -672,6 +672,8 @@ class Gateway:
         for res in resources:
             rtype = rid.type_of(res["id"]).lower()
             for child_type, reader in _CHILD_READS.get(rtype, []):
+                if not _has_service(res, child_type):
+                    continue
                 jobs.append((child_type, res["id"], functools.partial(reader, self, res)))
         out: list[dict[str, Any]] = []
         if not jobs:
@@ -778,6 +780,18 @@ def _vault_keys(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
 def _rule_collection_groups(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     sub, rg, name = _rg_name(res)
     return [wire(x) for x in gw.client("network", sub).firewall_policy_rule_collection_groups.list(rg, name)]
+
+
+# Storage kinds without a service: ARM answers 400 FeatureNotSupportedForAccount, which is no
+# read error. Every other kind (StorageV2, Storage, FileStorage) has fileServices/default.
+_NO_SERVICE = {"blobservices": {"filestorage"}, "fileservices": {"blobstorage", "blockblobstorage"}}
+
+
+def _has_service(res: dict[str, Any], child_type: str) -> bool:
+    parts = child_type.lower().split("/")
+    if parts[:2] != ["microsoft.storage", "storageaccounts"] or len(parts) < 3:
+        return True
+    return str(res.get("kind") or "StorageV2").lower() not in _NO_SERVICE.get(parts[2], set())
 
 
 _CHILD_READS: dict[str, list[tuple[str, Callable[[Gateway, dict[str, Any]], list[dict[str, Any]]]]]] = {

@@ -113,8 +113,9 @@ class Sandbox(Router, GraphService):
         """The estate as an estate file: resource groups and every resource as ARM returns it,
         children (subnets, rules, routes, peerings, extensions) as entries of their own and not
         inline in their parents, so nothing appears twice. Loads back into an equal estate."""
-        with self._lock:
-            return [clone(e) for e in sorted(self.store, key=lambda e: e["id"].lower())]
+        with self._lock:  # management-group policy objects are the tenant's, not the estate's
+            return [clone(e) for e in sorted(self.store, key=lambda e: e["id"].lower())
+                    if parse(e["id"]).subscription]
 
     def transport(self) -> Any:
         """An azure-core transport that routes every request to `handle` in-process."""

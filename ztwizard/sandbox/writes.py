@@ -61,7 +61,9 @@ class Writes(Power, Reads):
 
     def _default_services(self, ctx: Request) -> None:
         """Every storage account has blobServices/default and fileServices/default in ARM, even
-        if nobody wrote them: make them on first touch, with ARM's defaults."""
+        if nobody wrote them: make them on first touch, with ARM's defaults. A service the
+        account's kind lacks (files on BlobStorage/BlockBlobStorage, blobs on FileStorage) is
+        ARM's 400 FeatureNotSupportedForAccount, for every method and for what lies under it."""
         segs, low = ctx.segs, ctx.low
         try:
             at = low.index("microsoft.storage")
@@ -75,12 +77,13 @@ class Writes(Power, Reads):
         account = self.store.get("/" + "/".join(segs[:at + 3]))
         if account is None:
             return
-        sid = f"{account['id']}/{'blobServices' if service == 'blobservices' else 'fileServices'}/default"
-        if self.store.get(sid) is not None:
-            return
         kind = (account.get("kind") or "StorageV2").lower()
         if (service == "blobservices" and kind == "filestorage") or \
-                (service == "fileservices" and kind == "blobstorage"):
+                (service == "fileservices" and kind in ("blobstorage", "blockblobstorage")):
+            raise arm_error(400, "FeatureNotSupportedForAccount",
+                            f"{'Blob' if service == 'blobservices' else 'File'} is not supported for the account.")
+        sid = f"{account['id']}/{'blobServices' if service == 'blobservices' else 'fileServices'}/default"
+        if self.store.get(sid) is not None:
             return
         props: dict[str, Any] = {"cors": {"corsRules": []}}
         if service == "blobservices":
