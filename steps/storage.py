@@ -137,6 +137,16 @@ def _with_identity(acct: dict[str, Any], identity: str) -> dict[str, Any]:
     return {"type": kind.replace(", ", ","), **({"userAssignedIdentities": uais} if uais else {})}
 
 
+def _identity_values(acct: dict[str, Any], identity: str) -> dict[str, Any]:
+    """The identity to PATCH as leaves, so undo knows `identity.type`'s spelled-out default ("None")
+    instead of sending a null the provider ignores."""
+    ident = _with_identity(acct, identity)
+    out: dict[str, Any] = {"identity.type": ident["type"]}
+    if ident.get("userAssignedIdentities"):
+        out["identity.userAssignedIdentities"] = ident["userAssignedIdentities"]
+    return out
+
+
 def _has_identity(acct: dict[str, Any], identity: str) -> bool:
     cur = acct.get("identity") or {}
     if identity == "SystemAssigned":
@@ -188,7 +198,7 @@ def _customer_managed_key(ctx: Context) -> None:
             ctx.finding(acct["id"], "fail", prop, source, "Microsoft.Keyvault",
                         f"{acct['name']} is encrypted with Microsoft-managed keys, and no single Key Vault key with "
                         f"soft delete and purge protection is in scope to default to. {ctx.check.instruction}")
-            ctx.patch(acct, {"identity": _with_identity(acct, p["identity"]), "properties.encryption": {
+            ctx.patch(acct, {**_identity_values(acct, p["identity"]), "properties.encryption": {
                 "keySource": "Microsoft.Keyvault", "keyvaultproperties": {"keyname": "", "keyvaulturi": ""}}}, params=p,
                       fields={"key": "(to choose)", "vault": "(to choose)"}, risk=ctx.check.risk)
             continue
@@ -204,7 +214,7 @@ def _customer_managed_key(ctx: Context) -> None:
                         f"unwrap key {key['name']} of {vault['name']}: this plan gives it a system-assigned identity; "
                         "re-run the plan afterwards to grant it key access and switch to the key (or choose a "
                         "user-assigned identity with --param CHANGE.identity=<id> to do it in one run).")
-            ctx.patch(acct, {"identity": _with_identity(acct, "SystemAssigned")}, params=p,
+            ctx.patch(acct, _identity_values(acct, "SystemAssigned"), params=p,
                       title=f"Give {acct['name']} a system-assigned identity (for its customer-managed key)",
                       risk="None by itself: the new identity holds no access until it is granted key access.")
             continue
@@ -213,7 +223,7 @@ def _customer_managed_key(ctx: Context) -> None:
         deps = [] if cmk.has_key_access(inv, vault, principal) else [grants.need(vault, principal, who)]
         values: dict[str, Any] = {"properties.encryption": _key_encryption(acct, vault, key, p["identity"])}
         if not _has_identity(acct, p["identity"]):
-            values["identity"] = _with_identity(acct, p["identity"])
+            values.update(_identity_values(acct, p["identity"]))
         ctx.finding(acct["id"], "fail", prop, source, "Microsoft.Keyvault",
                     f"{acct['name']} is encrypted with Microsoft-managed keys; key {key['name']} of {vault['name']} "
                     "(soft delete and purge protection on) is proposed.")

@@ -36,7 +36,26 @@ class ArmGateway(Protocol):
         ...
 
     def inventory(self, subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
-                  progress: Progress | None = None) -> Inventory: ...
+                  progress: Progress | None = None, use_graph: bool = True) -> Inventory:
+        """Everything the catalog reads in the scope; `use_graph=False` reads ARM itself (list
+        calls and GETs), never Resource Graph, which lags writes."""
+        ...
+
+    def power_state(self, vm_id: str) -> str:
+        """`running`, `deallocated`, `stopped`, a transition (`deallocating`, …) or `unknown`."""
+        ...
+
+    def vm_action(self, vm_id: str, action: str) -> None:
+        """`deallocate`, `start` or `powerOff` a VM, waiting for the operation."""
+        ...
+
+    def feature_state(self, subscription: str, namespace: str, name: str) -> str | None:
+        """A subscription feature's state (`Registered`, …), None when unknown."""
+        ...
+
+    def sku_capabilities(self, subscription: str, location: str, size: str) -> dict[str, str] | None:
+        """A VM size's capabilities in a region, None when unknown."""
+        ...
 
     def list_subscriptions(self) -> list[str]: ...
 

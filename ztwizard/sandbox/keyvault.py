@@ -2,7 +2,8 @@
 
 * A system-assigned identity gets its principal id from the write that asks for it and keeps it
   while the identity stays on; a user-assigned identity's principal is the identity resource's;
-  a Key Vault gets its vaultUri.
+  a Key Vault gets its vaultUri; a storage account back on `Microsoft.Storage` keys drops its
+  keyvaultproperties.
 * A storage account switched to `keySource = Microsoft.Keyvault` is refused (400) unless the vault
   behind `keyvaulturi` exists with soft delete and purge protection, holds the key, and the
   identity the account names can get, wrap and unwrap keys there (an access policy, or a key role
@@ -54,6 +55,12 @@ def stamp(new: dict[str, Any], existing: dict[str, Any] | None, tenant_id: str, 
         props["tenantId"] = old.get("tenantId") or props.get("tenantId") or tenant_id
     if t == VAULT:
         new.setdefault("properties", {}).setdefault("vaultUri", f"https://{new['name']}.vault.azure.net/")
+    if t == ACCOUNT:
+        enc = _props(new).get("encryption")
+        if isinstance(enc, dict) and str(enc.get("keySource") or "").lower() == "microsoft.storage":
+            # back on Microsoft-managed keys, the provider forgets the key it used
+            enc.pop("keyvaultproperties", None)
+            enc.pop("identity", None)
     ident = new.get("identity")
     if not isinstance(ident, dict):
         return
