@@ -126,6 +126,19 @@ GRAPH_TYPES: dict[str, list[str]] = {
     ],
 }
 
+# Types read across the whole subscription even when -g narrows the scope: the platform allows one
+# Network Watcher per region and subscription (conventionally in NetworkWatcherRG, with the flow
+# logs under it), so a create must see the existing one wherever it lives.
+SUBSCRIPTION_WIDE = ("Microsoft.Network/networkWatchers", "Microsoft.Network/networkWatchers/flowLogs")
+_WIDE = {t.lower() for t in SUBSCRIPTION_WIDE}
+
+
+def _in_scope(res: dict[str, Any], rgs: list[str]) -> bool:
+    """In the -g resource groups (or no -g), or a type read across the subscription."""
+    p = rid.parse(res["id"])
+    return not rgs or (p.resource_group or "").lower() in rgs or p.type.lower() in _WIDE
+
+
 _ACTION_RE = re.compile(r"perform action '([^']+)' over scope '([^']+)'")
 
 
@@ -640,9 +653,7 @@ class Gateway:
         resources.extend(self._subscription_inventory(subs, unreadable))
         resources.extend(self._jit_inventory(subs, unreadable))
         if rgs:  # subscription-scope resources stay; everything in another resource group goes
-            resources = [r for r in resources
-                         if (rid.parse(r["id"]).resource_group or "").lower() in rgs
-                         or rid.parse(r["id"]).resource_group is None]
+            resources = [r for r in resources if _in_scope(r, rgs) or rid.parse(r["id"]).resource_group is None]
         if not (read_ok or graph_ok or resources) and unreadable:  # nothing was inspected: an error, exit 1
             raise first_failure or ZtwError(f"No read succeeded: {next(iter(unreadable.values()))}",
                                             hint="Check the sign-in and its roles on the scope, then try again.")
@@ -671,17 +682,23 @@ class Gateway:
 
     def _graph_inventory(self, subs: list[str], rgs: list[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        seen: set[str] = set()
         for table, types in GRAPH_TYPES.items():
             # Every resource (resource-group checks judge what else a group holds); the other
             # tables only for the types the catalog reads.
             query = table
             if table != "resources":
                 query += " | where type in~ (" + ", ".join(f"'{t.lower()}'" for t in types) + ")"
+            queries = [query]
             if rgs and table == "resources":
-                query += " | where resourceGroup in~ (" + ", ".join(f"'{g}'" for g in rgs) + ")"
-            query += " | order by id asc"
-            for row in self.graph_query(subs, query):
-                out.append({k: v for k, v in row.items() if k not in ("subscriptionId", "resourceGroup", "tenantId")})
+                queries = [query + " | where resourceGroup in~ (" + ", ".join(f"'{g}'" for g in rgs) + ")",
+                           query + " | where type in~ (" + ", ".join(f"'{t}'" for t in sorted(_WIDE)) + ")"]
+            for q in queries:
+                for row in self.graph_query(subs, q + " | order by id asc"):
+                    if row["id"].lower() in seen:  # a watcher inside -g comes back from both queries
+                        continue
+                    seen.add(row["id"].lower())
+                    out.append({k: v for k, v in row.items() if k not in ("subscriptionId", "resourceGroup", "tenantId")})
         return out
 
     def _list_inventory(self, subs: list[str], rgs: list[str], groups: list[dict[str, Any]],
@@ -698,7 +715,7 @@ class Gateway:
                 except ARM_ERRORS as exc:
                     unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
                     continue
-                out.extend(i for i in items if not rgs or (rid.parse(i["id"]).resource_group or "").lower() in rgs)
+                out.extend(i for i in items if _in_scope(i, rgs))
         for sub in subs:  # everything else, by ARM's generic list (no properties, but ids and types)
             try:
                 known = {r["id"].lower() for r in out}
@@ -849,6 +866,37 @@ def _diagnostic_settings(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any
     return [wire(x) for x in (items if items is not None else listed)]
 
 
+def _vm_instance_view(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """GET {vm}/instanceView: the agent's and extensions' own status, which neither Resource Graph
+    nor a VM GET carries. It is not a resource of its own, so it goes where ARM's
+    `$expand=instanceView` puts it, the VM's properties.instanceView."""
+    sub, rg, name = _rg_name(res)
+    view = wire(gw.client("compute", sub).virtual_machines.instance_view(rg, name))
+    res.setdefault("properties", {})["instanceView"] = view
+    return []
+
+
+def _vault_keys(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The vault's keys (management plane: names, type, URIs, enabled; never key material), which
+    Resource Graph does not index. A vault from the generic list has no properties: read it too."""
+    from azure.core.rest import HttpRequest
+
+    sub = rid.subscription_of(res["id"]) or ""
+    client = gw.client("resources", sub)
+    if not res.get("properties"):  # ARM's errors propagate as such: the pool records them as unreadable
+        res.update(wire(client.resources.get_by_id(res["id"], api_version=API_VERSIONS["microsoft.keyvault"])))
+    out: list[dict[str, Any]] = []
+    next_url: str | None = f"{res['id']}/keys?api-version={API_VERSIONS['microsoft.keyvault']}"
+    while next_url:
+        resp = client.send_request(HttpRequest("GET", next_url))
+        if resp.status_code >= 400:
+            raise HttpResponseError(response=resp)
+        page = resp.json()
+        out.extend(page.get("value", []))
+        next_url = page.get("nextLink")
+    return out
+
+
 def _rule_collection_groups(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     sub, rg, name = _rg_name(res)
     return [wire(x) for x in gw.client("network", sub).firewall_policy_rule_collection_groups.list(rg, name)]
@@ -874,6 +922,8 @@ _CHILD_READS: dict[str, list[tuple[str, Callable[[Gateway, dict[str, Any]], list
         ("Microsoft.Storage/storageAccounts/fileServices/shares", _file_shares),
         ("Microsoft.Security/defenderForStorageSettings", _defender_for_storage),
     ],
+    "microsoft.compute/virtualmachines": [("Microsoft.Compute/virtualMachines/instanceView", _vm_instance_view)],
+    "microsoft.keyvault/vaults": [("Microsoft.KeyVault/vaults/keys", _vault_keys)],
     "microsoft.network/azurefirewalls": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
     "microsoft.network/publicipaddresses": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
     "microsoft.network/firewallpolicies": [

@@ -62,11 +62,25 @@ def scrub(obj: Any) -> Any:
     return _scrub(obj)
 
 
+# A Key Vault access policy's `permissions.keys` lists operation names, not key material: kept, so
+# a journaled grant can be compared and undone. Anything else under `keys` stays a secret.
+KEY_PERMISSION_NAMES = frozenset({
+    "all", "backup", "create", "decrypt", "delete", "encrypt", "get", "getrotationpolicy", "import", "list",
+    "purge", "recover", "release", "restore", "rotate", "setrotationpolicy", "sign", "unwrapkey", "update",
+    "verify", "wrapkey"})
+
+
+def _permission_names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v.lower() in KEY_PERMISSION_NAMES for v in value)
+
+
 def _scrub(obj: Any) -> Any:
     if isinstance(obj, dict):
         out: dict[str, Any] = {}
         for k, v in obj.items():
-            if is_secret_key(str(k)) and v is not None and not isinstance(v, bool) and v != {} and v != []:
+            if str(k).lower() == "keys" and _permission_names(v):
+                out[k] = list(v)
+            elif is_secret_key(str(k)) and v is not None and not isinstance(v, bool) and v != {} and v != []:
                 out[k] = REDACTED
             else:
                 out[k] = _scrub(v)

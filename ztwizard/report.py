@@ -78,6 +78,11 @@ def skipped_lines(plan: Plan, where: str = "above") -> list[str]:
         held.append(f"{billable} billable change(s) unless --allow-cost")
     if held:
         out.append("Apply skips " + " and ".join(held) + ", and whatever depends on them.")
+    waiting = [c for c in changes if any(v in ("", None) for v in c.params.values())]
+    if waiting:  # no default could be chosen (e.g. which Key Vault key): a person names it
+        names = sorted({k for c in waiting for k, v in c.params.items() if v in ("", None)})
+        out.append(f"Apply skips {len(waiting)} change(s) waiting for a parameter ({', '.join(names)}) until "
+                   f"--param CHANGE.NAME=VALUE sets it, e.g. --param {waiting[0].id}.{names[0]}=….")
     return out
 
 

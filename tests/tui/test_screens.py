@@ -245,7 +245,10 @@ async def test_renamed_route_table_is_created_and_associated_under_its_new_name(
         assoc = [c for c in app.results["hub-3"].changes if create.id in c.depends_on]
         assert assoc and "rt-gw-wizard" in str(assoc[0].body) and old not in str(assoc[0].body)
         app.selected["hub-3"] = {create.id, assoc[0].id}
-        await pilot.press("a", "ctrl+y")
+        # the association re-routes on-premises traffic through the firewall: disruptive, so typed
+        await pilot.press("a")
+        assert isinstance(app.screen, ConfirmApplyScreen) and app.screen.needs_typing
+        await pilot.press(*"hub-3", "enter")
         await settle(pilot)
         gateway = app.core.gateway
         assert gateway.read(renamed.resource_id) is not None
