@@ -479,8 +479,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                              f"connection details in {server.connection_path(sdir)}. Ctrl-C stops it.\n")
             sys.stderr.flush()
 
-        server.serve(sdir, port=args.port, estate=args.estate_spec, latency_ms=args.latency_ms,
-                     faults=args.faults, seed=args.seed, ready=ready, lro_hang_seconds=args.lro_hang_seconds)
+        served = server.serve(sdir, port=args.port, estate=args.estate_spec, latency_ms=args.latency_ms,
+                              faults=args.faults, seed=args.seed, ready=ready, lro_hang_seconds=args.lro_hang_seconds,
+                              throttle=args.throttle)
+        sys.stderr.write(served + "\n")
         return 0
     if args.sandbox_command == "reset":
         info = server.reset(sdir, estate=args.estate_spec)
@@ -601,6 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--faults", metavar="SPEC", default=None, help="e.g. 429:0.1,500:0.05,reset:0.01")
     s.add_argument("--lro-hang-seconds", metavar="SECONDS", type=inputs.lro_timeout, default=None,
                    help="an injected lro-hang finishes after this long (default: never)")
+    s.add_argument("--throttle", choices=("arm", "off"), default="arm",
+                   help="arm: ARM's token buckets, provider limits and Resource Graph quota, with 429s (default); "
+                        "off: no throttling")
     s = sbsub.add_parser("reset", help="reset the sandbox state to an estate")
     _global_options(s, suppress=True, sandbox_command=True)
     s.add_argument("--estate", dest="estate_spec", default="reference", metavar="reference|scale:N|FILE",
