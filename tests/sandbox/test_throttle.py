@@ -167,3 +167,18 @@ def test_serve_prints_what_it_served_on_exit(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert err.decode().strip().splitlines()[-1] == "served 4 requests (3 reads, 1 writes, 0 throttled)"
+
+
+def test_every_route_kind_is_admitted_or_refused_never_a_failure(sandbox, arm_client, estate):
+    """Network lists, Storage lists, single reads, writes and deletes all map to a bucket."""
+    sb = sandbox(estate=estate, throttle="arm")
+    sub, account, _ = _two_regions(estate)
+    p = parse(account)
+    from azure.mgmt.network import NetworkManagementClient
+
+    net = arm_client(NetworkManagementClient, sb, sub, retry_total=0)
+    st = _storage(sb, arm_client, sub, sb.transport())
+    assert list(net.network_security_groups.list_all())
+    assert list(net.virtual_networks.list(p.resource_group))
+    st.storage_accounts.update(p.resource_group, p.name, {"minimum_tls_version": "TLS1_2"})
+    assert {s for _, _, s in sb.request_log} == {200}

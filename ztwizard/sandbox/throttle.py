@@ -118,6 +118,8 @@ class ArmThrottle:
         namespace = namespace_of(path)
         limits = PROVIDER_LIMITS.get(namespace or "")
         pkind = provider_bucket(method, path) if limits else None
+        if limits and pkind not in limits:
+            pkind = "reads"  # Network counts every GET, lists included
         with self._lock:
             now = self.clock()
             arm = self._bucket(("arm", sub, region, principal, kind), ARM_LIMITS[kind], now)
