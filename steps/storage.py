@@ -68,6 +68,16 @@ def _split(value: Any) -> set[str]:
     return {v.strip() for v in (value or "").split(";") if v.strip()}
 
 
+def allows_anonymous_blob_access(acct: dict[str, Any], inv: Inventory) -> bool:
+    """Whether a container of the account can be public at all (absent means allowed)."""
+    return get_path(acct, "properties.allowBlobPublicAccess") is not False
+
+
+def uses_azure_files(acct: dict[str, Any], inv: Inventory) -> bool:
+    """storage-1f judges the fileServices of an account only when it serves Azure Files."""
+    return _uses_files(acct, inv)
+
+
 def _uses_files(acct: dict[str, Any], inv: Inventory) -> bool:
     """Every general-purpose account has a `fileServices/default`; it serves Azure Files only
     once it holds shares (or the account is a FileStorage one)."""

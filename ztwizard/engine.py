@@ -17,7 +17,7 @@ from .ports import ArmGateway
 from .resource_id import is_guid
 from .resource_id import type_of as rid_type
 from .steps import CHECK_BY_ID, STEP_BY_ID, STEP_OF_CHECK, STEPS, Step
-from .steps._base import Overrides
+from .steps._base import Overrides, Read
 from .steps.params import RuleError
 
 Progress = Callable[[int, int, str], None]
@@ -236,6 +236,12 @@ class Survey:
     plan: Plan
 
 
+def needed_reads(step_ids: Iterable[str] = (), check_ids: Iterable[str] = ()) -> list[Read]:
+    """The child reads the selected checks declare (`[[step.check.reads]]` in the catalog)."""
+    return [r for step, ids in selected_steps(step_ids, check_ids)
+            for c in step.checks if c.id in ids for r in c.reads]
+
+
 def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
            subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
            progress: Progress | None = None, on_step: OnStep | None = None,
@@ -255,7 +261,7 @@ def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iter
             progress(INVENTORY_PHASES + done, total, label)
 
     inv = gateway.inventory(subscriptions=subscriptions, resource_groups=resource_groups,
-                            progress=inventory_progress)
+                            progress=inventory_progress, reads=needed_reads(step_ids, check_ids))
     target = gateway.target.describe()
     target["subscriptions"] = list(inv.subscriptions)
     plan = make_plan(inv, target=target, step_ids=step_ids, check_ids=check_ids,

@@ -12,9 +12,10 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -44,6 +45,8 @@ from .errors import (
 )
 from .inputs import DEFAULT_LRO_TIMEOUT
 from .inventory import Inventory
+from .pacing import Pacer, buckets_for, describe
+from .ports import ChildRead
 
 log = logging.getLogger("ztwizard.gateway")
 
@@ -52,6 +55,12 @@ log = logging.getLogger("ztwizard.gateway")
 ARM_ERRORS = (HttpResponseError, ServiceRequestError, ServiceResponseError)
 
 Progress = Callable[[int, int, str], None]
+# The region a thread's current read draws budget from (set around each paced read).
+_pacing = threading.local()
+# Subscriptions per Resource Graph request: bounded, well under az's 1,000 (notes §6).
+GRAPH_BATCH = 100
+# Concurrent reads: many, since each waits mostly on the network; the budgets pace them.
+READ_WORKERS = 32
 
 # api-version per resource type (lower-cased), pinned to the installed SDKs' defaults
 # (tests/test_gateway.py checks them against the clients, so an SDK upgrade shows up).
@@ -347,12 +356,16 @@ class Gateway:
     """All ARM traffic for one target. Thread-safe: clients are built once per subscription."""
 
     def __init__(self, target: Any, *, polling_interval: float | None = None, retry_total: int | None = None,
-                 max_workers: int = 8, lro_timeout: float | None = None) -> None:
+                 max_workers: int = 8, lro_timeout: float | None = None, read_workers: int = READ_WORKERS,
+                 graph_batch: int = GRAPH_BATCH, pacer: Pacer | None = None) -> None:
         self.target = target
         self.lro_timeout = LRO_TIMEOUT_SECONDS if lro_timeout is None else float(lro_timeout)
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
         self.max_workers = max_workers
+        self.read_workers = max(1, read_workers)
+        self.graph_batch = max(1, graph_batch)
+        self.pacer = pacer or Pacer()
         kwargs: dict[str, Any] = {"base_url": target.endpoint}
         if target.transport is not None:
             kwargs["transport"] = target.transport
@@ -367,7 +380,8 @@ class Gateway:
         if retry_total is not None:
             retry.update(retry_total=retry_total, retry_status=min(retry["retry_status"], retry_total))
         kwargs["retry_policy"] = ArmRetryPolicy(**retry)
-        kwargs["raw_response_hook"] = _log_response
+        kwargs["raw_request_hook"] = self._before_send
+        kwargs["raw_response_hook"] = self._after_send
         self._kwargs = kwargs
 
     # ---- clients ---------------------------------------------------------------------------
@@ -521,63 +535,139 @@ class Gateway:
 
     # ---- inventory -------------------------------------------------------------------------
     def inventory(self, subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
-                  progress: Progress | None = None, use_graph: bool = True) -> Inventory:
+                  progress: Progress | None = None, use_graph: bool = True,
+                  reads: Sequence[ChildRead] | None = None) -> Inventory:
         """Everything the catalog reads in the scope. Types the credential cannot read are
-        recorded in `Inventory.unreadable` (checks then report `error`) instead of failing."""
+        recorded in `Inventory.unreadable` (checks then report `error`) instead of failing.
+        `reads` are the child reads the selected checks need (None: every child the catalog
+        knows); a child is read only for a resource some check needs it for."""
         subs = list(subscriptions or self.target.subscriptions or self.list_subscriptions())
         rgs = [g.lower() for g in (resource_groups or self.target.resource_groups or [])]
         resources: list[dict[str, Any]] = []
         unreadable: dict[str, str] = {}
         report = progress or (lambda done, total, label: None)
         total_phases = 4
-        report(0, total_phases, "Resource groups")
+        report(0, total_phases, f"Resource groups of {len(subs)} subscription(s)")
         read_ok, first_failure = False, None
-        for sub in subs:
-            try:
-                for g in self.list_resource_groups(sub):
-                    if not rgs or g["name"].lower() in rgs:
-                        resources.append(g)
-                read_ok = True
-            except SignInError:
-                raise  # a refused sign-in refuses every read: stop, not 23 `error` steps
-            except ZtwError as exc:
-                unreadable["microsoft.resources/resourcegroups"] = exc.message
-                first_failure = first_failure or exc
+        for listed in self._parallel([functools.partial(self._try_resource_groups, s) for s in subs]):
+            if isinstance(listed, SignInError):
+                raise listed  # a refused sign-in refuses every read: stop, not 23 `error` steps
+            if isinstance(listed, ZtwError):
+                unreadable["microsoft.resources/resourcegroups"] = listed.message
+                first_failure = first_failure or listed
+                continue
+            read_ok = True
+            resources.extend(g for g in listed if not rgs or g["name"].lower() in rgs)
         report(1, total_phases, "Resource Graph")
         graph_ok = False
         if use_graph:
             try:
                 resources.extend(self._graph_inventory(subs, rgs))
                 graph_ok = True
+            except SignInError:
+                raise
+            except Throttled:
+                raise  # a throttle is waited out, never answered with thousands of list calls
             except ZtwError as exc:
                 log.info("Resource Graph unavailable (%s); falling back to list calls", exc.message)
         if not graph_ok:
             report(1, total_phases, "List calls")
             groups = [r for r in resources if rid.type_of(r["id"]).lower() == "microsoft.resources/resourcegroups"]
             resources.extend(self._list_inventory(subs, rgs, groups, unreadable))
-        report(2, total_phases, "Child and extension resources")
-        resources.extend(self._child_inventory(subs, resources, unreadable))
-        report(3, total_phases, "Subscription settings")
-        resources.extend(self._subscription_inventory(subs, unreadable))
+        if not (read_ok or graph_ok or resources) and unreadable:  # nothing was inspected: an error, exit 1
+            raise first_failure or ZtwError(f"No read succeeded: {next(iter(unreadable.values()))}",
+                                            hint="Check the sign-in and its roles on the scope, then try again.")
         if rgs:  # subscription-scope resources stay; everything in another resource group goes
             resources = [r for r in resources
                          if (rid.parse(r["id"]).resource_group or "").lower() in rgs
                          or rid.parse(r["id"]).resource_group is None]
-        if not (read_ok or graph_ok or resources) and unreadable:  # nothing was inspected: an error, exit 1
-            raise first_failure or ZtwError(f"No read succeeded: {next(iter(unreadable.values()))}",
-                                            hint="Check the sign-in and its roles on the scope, then try again.")
-        inv = Inventory.from_resources(resources, subscriptions=subs)
+        inv = Inventory()
+        for res in resources:
+            inv.add(res)
+        del resources
+        report(2, total_phases, "Child resources")
+        self._child_inventory(inv, unreadable, reads, lambda label: report(2, total_phases, label))
+        report(3, total_phases, "Subscription settings")
+        for res in self._subscription_inventory(subs, unreadable):
+            inv.add(res)
+        inv.finish(subscriptions=subs)
         inv.unreadable.update(unreadable)
         report(4, total_phases, "Done")
         return inv
 
-    def graph_query(self, subscriptions: list[str], query: str, page_size: int = 1000) -> list[dict[str, Any]]:
-        """All rows of a Resource Graph query, following $skipToken."""
+    # ---- pacing and parallel reads --------------------------------------------------------
+    def _before_send(self, request: Any) -> None:
+        """Every attempt of every request waits for its budgets (raw_request_hook)."""
+        http = request.http_request
+        path = urlsplit(str(http.url)).path
+        if _is_graph(http):
+            self.pacer.acquire([("", "", "graph")])
+            return
+        sub = (rid.subscription_of(path) or "").lower() if path.lower().startswith("/subscriptions/") else ""
+        if not sub:
+            return
+        region = getattr(_pacing, "region", "")
+        self.pacer.acquire([(sub, region, b) for b in buckets_for(http.method, path)])
+
+    def _after_send(self, response: Any) -> None:
+        _log_response(response)
+        http = response.http_request
+        path = urlsplit(str(http.url)).path
+        sub = (rid.subscription_of(path) or "") if path.lower().startswith("/subscriptions/") else ""
+        self.pacer.observe_headers(sub, getattr(_pacing, "region", ""), http.method, path,
+                                   response.http_response.headers)
+
+    def _parallel(self, jobs: Sequence[Callable[[], Any]], region_of: Sequence[str] | None = None,
+                  on_done: Callable[[int], None] | None = None) -> list[Any]:
+        """Run independent reads concurrently (results in job order); each may name the region
+        its requests draw budget from."""
+        if not jobs:
+            return []
+
+        def run(i: int) -> Any:
+            _pacing.region = (region_of[i] if region_of else "") or ""
+            try:
+                return jobs[i]()
+            finally:
+                _pacing.region = ""
+
+        if len(jobs) == 1:
+            return [run(0)]
+        out: list[Any] = [None] * len(jobs)
+        with ThreadPoolExecutor(max_workers=min(self.read_workers, len(jobs))) as pool:
+            futures = {pool.submit(run, i): i for i in range(len(jobs))}
+            for n, fut in enumerate(as_completed(futures), 1):
+                out[futures[fut]] = fut.result()
+                if on_done:
+                    on_done(n)
+        return out
+
+    def _try_resource_groups(self, sub: str) -> list[dict[str, Any]] | ZtwError:
+        try:
+            return self.list_resource_groups(sub)
+        except ZtwError as exc:
+            return exc
+
+    # ---- Resource Graph -------------------------------------------------------------------
+    def graph_query(self, subscriptions: list[str] | None, query: str, page_size: int = 1000,
+                    management_groups: list[str] | None = None) -> list[dict[str, Any]]:
+        """All rows of a Resource Graph query, following $skipToken, one bounded batch of
+        subscriptions per request (batches concurrently, pages of a batch in order)."""
+        if management_groups:
+            return self._graph_pages(None, management_groups, query, page_size)
+        subs = list(subscriptions or [])
+        batches = [subs[i:i + self.graph_batch] for i in range(0, len(subs), self.graph_batch)] or [[]]
+        pages = self._parallel([functools.partial(self._graph_pages, b, None, query, page_size) for b in batches])
+        return [row for rows in pages for row in rows]
+
+    def _graph_pages(self, subscriptions: list[str] | None, management_groups: list[str] | None, query: str,
+                     page_size: int) -> list[dict[str, Any]]:
         from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
         graph = self.client("graph")
         options = QueryRequestOptions(top=page_size, result_format="objectArray")
-        req = QueryRequest(subscriptions=subscriptions, query=query, options=options)
+        req = QueryRequest(subscriptions=subscriptions or None, management_groups=management_groups or None,
+                           query=query, options=options)
         rows: list[dict[str, Any]] = []
         try:
             while True:
@@ -590,7 +680,7 @@ class Gateway:
             raise translate(exc, "", "querying Resource Graph") from exc
 
     def _graph_inventory(self, subs: list[str], rgs: list[str]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+        queries = []
         for table, types in GRAPH_TYPES.items():
             # Every resource (resource-group checks judge what else a group holds); the other
             # tables only for the types the catalog reads.
@@ -599,9 +689,13 @@ class Gateway:
                 query += " | where type in~ (" + ", ".join(f"'{t.lower()}'" for t in types) + ")"
             if rgs and table == "resources":
                 query += " | where resourceGroup in~ (" + ", ".join(f"'{g}'" for g in rgs) + ")"
-            query += " | order by id asc"
-            for row in self.graph_query(subs, query):
-                out.append({k: v for k, v in row.items() if k not in ("subscriptionId", "resourceGroup", "tenantId")})
+            queries.append(query + " | order by id asc")
+        out: list[dict[str, Any]] = []
+        for rows in self._parallel([functools.partial(self.graph_query, subs, q) for q in queries]):
+            for row in rows:
+                for column in ("subscriptionId", "resourceGroup", "tenantId"):
+                    row.pop(column, None)
+                out.append(row)
         return out
 
     def _list_inventory(self, subs: list[str], rgs: list[str], groups: list[dict[str, Any]],
@@ -647,44 +741,78 @@ class Gateway:
                 unreadable["microsoft.compute/virtualmachines/extensions"] = translate(exc, vm["id"]).message
         return out
 
-    def _child_inventory(self, subs: list[str], resources: list[dict[str, Any]],
-                         unreadable: dict[str, str]) -> list[dict[str, Any]]:
+    def _child_inventory(self, inv: Inventory, unreadable: dict[str, str], reads: Sequence[ChildRead] | None,
+                         say: Callable[[str], None]) -> None:
         """Children and extension resources that Resource Graph does not index, read per parent
-        in a small thread pool (they are independent GETs)."""
-        jobs: list[tuple[str, str, Callable[[], list[dict[str, Any]]]]] = []
-        for res in resources:
-            rtype = rid.type_of(res["id"]).lower()
-            for child_type, reader in _CHILD_READS.get(rtype, []):
-                jobs.append((child_type, res["id"], functools.partial(reader, self, res)))
-        out: list[dict[str, Any]] = []
-        if not jobs:
-            return out
-        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
-            futures = [(t, parent, pool.submit(job)) for t, parent, job in jobs]
-            for child_type, parent, fut in futures:
-                try:
-                    out.extend(fut.result())
-                except HttpResponseError as exc:
-                    if exc.status_code == 404:
+        concurrently within the budgets, and only where a selected check needs them. Reads run
+        in rounds: a check may need one child only once another says so (an account's
+        fileServices once its shares show it serves Azure Files)."""
+        wanted: dict[tuple[str, str], list[ChildRead | None]] = {}
+        for parent_type, pairs in _CHILD_READS.items():
+            for child_type, _reader in pairs:
+                if reads is None:
+                    wanted[(parent_type, child_type.lower())] = [None]
+        for r in reads or []:
+            key = (r.of.lower(), r.child.lower())
+            if any(c.lower() == key[1] for c, _ in _CHILD_READS.get(key[0], [])):
+                wanted.setdefault(key, []).append(r)
+        readers = {(p, c.lower()): (c, fn) for p, pairs in _CHILD_READS.items() for c, fn in pairs}
+        done: set[tuple[str, str]] = set()
+        sent = 0
+        while True:
+            jobs: list[tuple[str, str, Callable[[], list[dict[str, Any]]], str]] = []
+            for (parent_type, child_type), needs in wanted.items():
+                child_name, reader = readers[(parent_type, child_type)]
+                for parent in inv.of_type(parent_type):
+                    k = (parent["id"].lower(), child_type)
+                    if k in done or not any(n is None or n.needed(parent, inv) for n in needs):
                         continue
-                    unreadable[child_type.lower()] = translate(exc, parent, "reading").message
-                except ARM_ERRORS as exc:
-                    unreadable[child_type.lower()] = translate(exc, parent, "reading").message
-        return out
+                    done.add(k)
+                    jobs.append((child_name, parent["id"], functools.partial(reader, self, parent),
+                                 str(parent.get("location") or "")))
+            if not jobs:
+                return
+            total = sent + len(jobs)
+
+            def tick(n: int, base: int = sent, total: int = total) -> None:
+                if n % 50 == 0 or n == total - base:
+                    low = self.pacer.lowest()
+                    budget = f"; lowest budget: {describe(*low)}" if low else ""
+                    say(f"Child resources: {base + n}/{total} read{budget}")
+
+            results = self._parallel([functools.partial(_guarded, job) for _t, _p, job, _r in jobs],
+                                     [region for *_x, region in jobs], tick)
+            sent = total
+            for (child_type, parent_id, _job, _region), result in zip(jobs, results, strict=True):
+                if isinstance(result, HttpResponseError) and result.status_code == 404:
+                    continue
+                if isinstance(result, Exception):
+                    unreadable[child_type.lower()] = translate(result, parent_id, "reading").message
+                    continue
+                for child in result:
+                    inv.add(child)
 
     def _subscription_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+        jobs = [(sub, rtype, functools.partial(_guarded, functools.partial(reader, self, sub)))
+                for sub in subs for rtype, reader in _SUBSCRIPTION_READS.items()]
         out: list[dict[str, Any]] = []
-        for sub in subs:
-            for rtype, reader in _SUBSCRIPTION_READS.items():
-                try:
-                    out.extend(wire(x) for x in reader(self, sub))
-                except HttpResponseError as exc:
-                    if exc.status_code == 404:
-                        continue
-                    unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
-                except ARM_ERRORS as exc:
-                    unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
+        for (sub, rtype, _job), result in zip(jobs, self._parallel([j for *_x, j in jobs]), strict=True):
+            if isinstance(result, HttpResponseError) and result.status_code == 404:
+                continue
+            if isinstance(result, Exception):
+                unreadable[rtype.lower()] = translate(result, f"/subscriptions/{sub}").message
+                continue
+            out.extend(wire(x) for x in result)
         return out
+
+
+def _guarded(job: Callable[[], Any]) -> Any:
+    """The job's result, or the ARM error it raised (a bug still propagates)."""
+    try:
+        result = job()
+        return list(result) if not isinstance(result, list) else result
+    except ARM_ERRORS as exc:
+        return exc
 
 
 # ---- per-type readers ----------------------------------------------------------------------
