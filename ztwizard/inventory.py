@@ -6,10 +6,12 @@ and its parent also keeps the inline list ARM returns, rebuilt from those entrie
 
 Each resource is held once: `add` takes the dict it is given (the caller hands it over and does
 not change it afterwards), and a parent's inline list holds the very entries of its children,
-not copies. At 50,000 resources a copy per add and per inline child doubled the memory."""
+not copies. At 50,000 resources a copy per add and per inline child doubled the memory.
+`from_resources` copies what it is given unless told the dicts are handed over."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,10 +40,11 @@ class Inventory:
     # ---- building -------------------------------------------------------------------------
     @classmethod
     def from_resources(cls, resources: Iterable[dict[str, Any]], *, subscriptions: Iterable[str] = (),
-                       resource_groups: Iterable[str] = ()) -> Inventory:
+                       resource_groups: Iterable[str] = (), handed_over: bool = False) -> Inventory:
+        """An inventory of `resources`: copies of them, or (handed_over) the dicts themselves."""
         inv = cls()
         for res in resources:
-            inv.add(res)
+            inv.add(res if handed_over else copy.deepcopy(res))
         inv.finish(subscriptions=subscriptions, resource_groups=resource_groups)
         return inv
 
