@@ -64,6 +64,10 @@ def make_gateway(args: argparse.Namespace) -> Any:
     from .gateway import Gateway
 
     target = make_target(args)
+    if target.kind == "estate":  # offline: the file goes straight into the inventory
+        from .offline import EstateGateway
+
+        return EstateGateway(target)
     target.sign_in()  # no credential, or a refused one: one sentence now, within --auth-timeout
     return Gateway(target, lro_timeout=getattr(args, "lro_timeout", None))
 

@@ -56,9 +56,10 @@ class Plan:
     def has_changes(self) -> bool:
         return any(s.changes for s in self.steps)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        """The plan as JSON data; `copy=False` shares the change bodies (for reports that only read)."""
         out = {"schema": "ztwizard.plan/v1", "target": self.target, "generated_at": self.generated_at,
-               "summary": self.summary(), "notes": self.notes, "steps": [s.to_dict() for s in self.steps]}
+               "summary": self.summary(), "notes": self.notes, "steps": [s.to_dict(copy=copy) for s in self.steps]}
         if self.overrides:
             out["overrides"] = self.overrides
         return out
