@@ -5,6 +5,7 @@ Pure and synchronous; the CLI and the TUI both call it, the TUI from a worker th
 from __future__ import annotations
 
 import difflib
+import gc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -265,9 +266,19 @@ def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iter
                             progress=inventory_progress, reads=needed_reads(step_ids, check_ids))
     target = gateway.target.describe()
     target["subscriptions"] = list(inv.subscriptions)
-    plan = make_plan(inv, target=target, step_ids=step_ids, check_ids=check_ids,
-                     api_version_for=gateway.api_version_for, progress=step_progress, on_step=on_step,
-                     overrides=overrides)
+    # The inventory lives as long as the plan and holds no cycles: keep the cyclic collector
+    # from walking it again and again while the plan is built (at 50,000 resources that walk
+    # took a third of the planning time). Reference counting still frees it.
+    gc.freeze()
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        plan = make_plan(inv, target=target, step_ids=step_ids, check_ids=check_ids,
+                         api_version_for=gateway.api_version_for, progress=step_progress, on_step=on_step,
+                         overrides=overrides)
+    finally:
+        if paused:
+            gc.enable()
     return Survey(inv, plan)
 
 
