@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +90,7 @@ def dry_run(args: argparse.Namespace) -> bool:
     return bool(args.dry_run or args.estate)
 
 
-def write_output(text: str, output: str | None) -> None:
+def write_output(text: str | Iterable[str], output: str | None) -> None:
     """stdout, or FILE written atomically: a failed run leaves no partial file (files.write_output)."""
     from .files import write_output as write
 
@@ -237,7 +238,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
             sys.stderr.write("\r\033[K")
         # Glyphs only where the terminal can show them (an SSH session may be plain ASCII); files are UTF-8.
         ascii_only = args.output in (None, "-") and not can_show_glyphs(sys.stdout)
-        write_output(render(plan, args.format, ascii_only=ascii_only), args.output)
+        if args.format == "json":  # streamed: a 50,000-resource plan is never one string
+            from .report import json_chunks
+
+            write_output(json_chunks(plan), args.output)
+        else:
+            write_output(render(plan, args.format, ascii_only=ascii_only), args.output)
         if args.out:  # the appliable plan, beside the report for people
             from .planfile import build, save
 
