@@ -367,8 +367,11 @@ class Gateway:
         self.graph_batch = max(1, graph_batch)
         self.pacer = pacer or Pacer()
         kwargs: dict[str, Any] = {"base_url": target.endpoint}
+        self._session: Any = None
         if target.transport is not None:
             kwargs["transport"] = target.transport
+        else:
+            kwargs["transport"] = self._shared_transport(target.ca_bundle)
         if target.ca_bundle:
             kwargs["connection_verify"] = target.ca_bundle
         if target.credential_scopes:
@@ -385,6 +388,20 @@ class Gateway:
         self._kwargs = kwargs
 
     # ---- clients ---------------------------------------------------------------------------
+    def _shared_transport(self, ca_bundle: str | None) -> Any:
+        """One connection pool for every client, as large as the reads in flight: a pool per
+        client (one per subscription and kind) meant a TLS handshake for almost every read."""
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+        from requests.adapters import HTTPAdapter
+
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.read_workers + 8)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        return RequestsTransport(session=self._session, session_owner=False,
+                                 **({"connection_verify": ca_bundle} if ca_bundle else {}))
+
     def client(self, kind: str, subscription: str = "") -> Any:
         key = (kind, subscription.lower())
         with self._lock:
@@ -438,6 +455,8 @@ class Gateway:
             clients, self._clients = list(self._clients.values()), {}
         for c in clients:
             c.close()
+        if self._session is not None:
+            self._session.close()  # drops the pooled connections; the session opens new ones if used again
 
     # ---- single resources ------------------------------------------------------------------
     def api_version_for(self, resource_id: str) -> str:
