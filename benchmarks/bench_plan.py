@@ -128,7 +128,8 @@ def main() -> None:
                                   "--output", str(out)], capture_output=True, text=True,
                                  env={**os.environ, "ZTWIZARD_SANDBOX_IN_PROCESS": "0"})
             wall = time.perf_counter() - start
-            rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            rss_mb, client_cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
         finally:
             total, reads, writes, throttled = stop(server)
         if run.returncode not in (0, 2) or not out.exists():
@@ -146,7 +147,8 @@ def main() -> None:
     naive_total = (lists + listed) * per_request
     print(f"plan scale:{n}, {args.latency_ms} ms per request, throttling on (ARM 2024 buckets, Storage/Network, ARG quota)")
     print(f"  wall {wall:.1f} s, {total} requests ({total / n:.3f} per resource), {throttled} throttled (429), "
-          f"{errors} error findings, client peak RSS {rss_mb:.0f} MB")
+          f"{errors} error findings, client peak RSS {rss_mb:.0f} MB, client CPU {client_cpu:.1f} s "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"  floor {floor:.2f} s (sequential {parts['sequential']:.2f} s + paced {parts['paced']:.2f} s; "
           f"{parts['graph_queries']:.0f} Resource Graph queries) -> ratio {wall / floor:.2f}x")
     print(f"  naive list-then-GET: {listed} resources; timed {naive_sent} requests in {naive_time:.1f} s "
