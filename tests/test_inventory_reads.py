@@ -190,3 +190,17 @@ def test_graph_batches_subscriptions_and_waits_out_its_quota_without_list_calls(
     assert 429 in statuses and statuses[-1] == 200
     assert any(0 < s <= 5 for s in target.transport.sleeps)
     assert not [p for m, p, _ in sb.request_log if m == "GET" and p.lower().endswith("/storageaccounts")]
+
+
+def test_disabled_subscriptions_are_skipped_and_said_so(caplog):
+    sb = Sandbox(None, estate=load_estate("scale:400"))
+    subs = sorted(sb.store.subscriptions)
+    sb.store.subscriptions[subs[0]]["state"] = "Disabled"
+    gw = Gateway(in_process_target(sb))
+    with caplog.at_level("WARNING", logger="ztwizard.gateway"):
+        listed = gw.list_subscriptions()
+        inv = gw.inventory(reads=[])
+    assert subs[0] not in {s.lower() for s in listed} and len(listed) == len(subs) - 1
+    assert subs[0] not in {s.lower() for s in inv.subscriptions}
+    assert [s.lower() for s, _n, state in gw.skipped_subscriptions] == [subs[0]]
+    assert any("Skipping subscription" in r.getMessage() and "Disabled" in r.getMessage() for r in caplog.records)

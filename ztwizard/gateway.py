@@ -247,6 +247,8 @@ RETRY = {"retry_total": 8, "retry_connect": 3, "retry_read": 3, "retry_status": 
          "retry_backoff_factor": 0.8, "retry_backoff_max": 60}
 _GRAPH_PATH = "/providers/microsoft.resourcegraph/"
 SETTLE_SECONDS = 120.0
+# Subscription states in which ARM refuses reads: such subscriptions are left out of a scope.
+SKIPPED_STATES = frozenset({"disabled", "deleted"})
 # provisioningState values of a resource whose last write is still being carried out.
 BUSY_STATES = frozenset({"accepted", "creating", "updating", "deleting", "provisioning"})
 
@@ -366,6 +368,7 @@ class Gateway:
         self.read_workers = max(1, read_workers)
         self.graph_batch = max(1, graph_batch)
         self.pacer = pacer or Pacer()
+        self.skipped_subscriptions: list[tuple[str, str, str]] = []  # (id, name, state) left out
         kwargs: dict[str, Any] = {"base_url": target.endpoint}
         self._session: Any = None
         if target.transport is not None:
@@ -538,12 +541,25 @@ class Gateway:
         return [sid for sid, _name in self.subscription_names()]
 
     def subscription_names(self) -> list[tuple[str, str]]:
-        """(id, display name) of every subscription the credential can see, by id."""
+        """(id, display name) of every enabled subscription the credential can see, by id. A
+        disabled or deleted one refuses reads, so it is skipped, and said so (`skipped`)."""
         try:
-            subs = [(s.subscription_id, s.display_name or s.subscription_id)
-                    for s in self.client("subscriptions").subscriptions.list()]
+            listed = list(self.client("subscriptions").subscriptions.list())
         except ARM_ERRORS as exc:
             raise translate(exc, "", "listing subscriptions") from exc
+        subs: list[tuple[str, str]] = []
+        skipped: list[tuple[str, str, str]] = []
+        for s in listed:
+            raw = getattr(s, "state", None) or "Enabled"
+            state = str(getattr(raw, "value", raw))  # an SDK enum, or its text
+            name = s.display_name or s.subscription_id
+            if state.lower() in SKIPPED_STATES:
+                skipped.append((s.subscription_id, name, state))
+            else:
+                subs.append((s.subscription_id, name))
+        self.skipped_subscriptions = sorted(skipped)
+        for sid, name, state in self.skipped_subscriptions:
+            log.warning("Skipping subscription %s (%s): it is %s.", name, sid, state)
         return sorted(subs)
 
     def list_resource_groups(self, subscription: str) -> list[dict[str, Any]]:
