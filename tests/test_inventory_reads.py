@@ -204,3 +204,54 @@ def test_disabled_subscriptions_are_skipped_and_said_so(caplog):
     assert subs[0] not in {s.lower() for s in inv.subscriptions}
     assert [s.lower() for s, _n, state in gw.skipped_subscriptions] == [subs[0]]
     assert any("Skipping subscription" in r.getMessage() and "Disabled" in r.getMessage() for r in caplog.records)
+
+
+def test_management_group_scope_lists_its_subscriptions_and_queries_graph_by_group():
+    from ztwizard.sandbox import management
+
+    sb = Sandbox(None, estate=load_estate("scale:1200"), page_size=1000)
+    groups = management.hierarchy(sb.tenant_id, [s["subscriptionId"] for s in sb.store.subscriptions.values()])
+    corp = sorted(s.lower() for s in groups["mg-corp"][1])
+    target = in_process_target(sb)
+    target.management_groups = ["mg-corp"]
+    bodies: list[dict] = []
+
+    class Recording(Gateway):
+        def _before_send(self, request):
+            if "resourcegraph" in request.http_request.url.lower():
+                bodies.append(json.loads(request.http_request.body))
+            super()._before_send(request)
+
+    gw = Recording(target)
+    inv = gw.inventory(reads=[])
+    assert sorted(s.lower() for s in inv.subscriptions) == corp
+    assert {r["id"].split("/")[2].lower() for r in inv.resources.values()} == set(corp)
+    assert bodies and all(b.get("managementGroups") == ["mg-corp"] and not b.get("subscriptions") for b in bodies)
+    # a disabled subscription under the group: skipped, and the query names the others instead
+    sb.store.subscriptions[corp[0]]["state"] = "Disabled"
+    bodies.clear()
+    inv = gw.inventory(reads=[])
+    assert sorted(s.lower() for s in inv.subscriptions) == corp[1:]
+    assert {r["id"].split("/")[2].lower() for r in inv.resources.values()} == set(corp[1:])
+    assert bodies and all(sorted(x.lower() for x in b["subscriptions"]) == corp[1:] for b in bodies)
+    assert [s.lower() for s, _n, _st in gw.skipped_subscriptions] == [corp[0]]
+
+
+def test_management_group_is_narrowed_by_s_and_refuses_what_is_outside(tmp_path, capsys):
+    from ztwizard.errors import UsageError
+    from ztwizard.sandbox import management
+
+    sb = Sandbox(None, estate=load_estate("scale:600"), page_size=1000)
+    groups = management.hierarchy(sb.tenant_id, [s["subscriptionId"] for s in sb.store.subscriptions.values()])
+    online, platform = groups["mg-online"][1], groups["mg-platform"][1]
+    target = in_process_target(sb)
+    target.management_groups = ["mg-landingzones"]
+    target.subscriptions = [online[0]]
+    inv = Gateway(target).inventory(reads=[])
+    assert [s.lower() for s in inv.subscriptions] == [online[0].lower()]
+    target.subscriptions = [platform[0]]
+    with pytest.raises(UsageError, match="is not under management group mg-landingzones"):
+        Gateway(target).inventory(reads=[])
+    target.subscriptions, target.management_groups = [], ["mg-nowhere"]
+    with pytest.raises(UsageError, match="Management group 'mg-nowhere' was not found"):
+        Gateway(target).inventory(reads=[])

@@ -58,6 +58,7 @@ def make_target(args: argparse.Namespace) -> Any:
                               auth_timeout=getattr(args, "auth_timeout", None))
     target.subscriptions = subs
     target.resource_groups = list(args.resource_group or [])
+    target.management_groups = list(getattr(args, "management_group", None) or [])
     return target
 
 
@@ -115,6 +116,7 @@ def invocation_flags(args: argparse.Namespace) -> list[tuple[str, ...]]:
         flags.append(("--auth", args.auth))
     if getattr(args, "state_dir", None):
         flags.append(("--state-dir", args.state_dir))
+    flags += [("--management-group", mg) for mg in getattr(args, "management_group", None) or []]
     flags += [("-s", sub) for sub in getattr(args, "subscription", None) or []]
     flags += [("-g", rg) for rg in getattr(args, "resource_group", None) or []]
     return flags
@@ -536,6 +538,8 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool, sandbox_command:
                    help="how to sign in to Azure (default: DefaultAzureCredential without the browser)")
     g.add_argument("--auth-timeout", metavar="SECONDS", default=d(None),
                    help="give up signing in after this long (default 20)")
+    g.add_argument("--management-group", action="append", metavar="ID", default=d(None),
+                   help="every enabled subscription under this management group; repeatable (-s, -g narrow it)")
     g.add_argument("-s", "--subscription", action="append", metavar="ID", default=d(None),
                    help="subscription in scope; repeatable")
     g.add_argument("-g", "--resource-group", action="append", metavar="NAME", default=d(None),

@@ -41,6 +41,7 @@ from .errors import (
     OperationTimedOut,
     PermissionDenied,
     Throttled,
+    UsageError,
     ZtwError,
 )
 from .inputs import DEFAULT_LRO_TIMEOUT
@@ -247,6 +248,7 @@ RETRY = {"retry_total": 8, "retry_connect": 3, "retry_read": 3, "retry_status": 
          "retry_backoff_factor": 0.8, "retry_backoff_max": 60}
 _GRAPH_PATH = "/providers/microsoft.resourcegraph/"
 SETTLE_SECONDS = 120.0
+MANAGEMENT_GROUPS_API = "2020-05-01"
 # Subscription states in which ARM refuses reads: such subscriptions are left out of a scope.
 SKIPPED_STATES = frozenset({"disabled", "deleted"})
 # provisioningState values of a resource whose last write is still being carried out.
@@ -562,6 +564,50 @@ class Gateway:
             log.warning("Skipping subscription %s (%s): it is %s.", name, sid, state)
         return sorted(subs)
 
+    def management_group_subscriptions(self, group: str) -> list[str]:
+        """Every subscription below management group `group` (ARM's descendants list)."""
+        from azure.core.rest import HttpRequest
+
+        client = self.client("resources", "")
+        next_url: str | None = (f"/providers/Microsoft.Management/managementGroups/{group}/descendants"
+                                f"?api-version={MANAGEMENT_GROUPS_API}")
+        out: list[str] = []
+        while next_url:
+            try:
+                resp = client.send_request(HttpRequest("GET", next_url))
+            except ARM_ERRORS as exc:
+                raise translate(exc, "", f"listing management group {group}") from exc
+            if resp.status_code in (403, 404):
+                raise UsageError(f"Management group {group!r} was not found, or this sign-in may not read it.",
+                                 hint="Check the --management-group id (its name, not its display name) and the "
+                                      "sign-in's role on it.")
+            if resp.status_code >= 400:
+                raise translate(HttpResponseError(response=resp), "", f"listing management group {group}")
+            page = resp.json()
+            out += [str(d["name"]) for d in page.get("value", [])
+                    if str(d.get("type", "")).lower() == "microsoft.management/managementgroups/subscriptions"]
+            next_url = page.get("nextLink")
+        return out
+
+    def scope_subscriptions(self, groups: list[str], narrowed: list[str]) -> tuple[list[str], bool]:
+        """The enabled subscriptions under `groups`, or those of `narrowed` (-s), which must be
+        under them; and whether they are all the groups hold. Disabled ones are skipped (and
+        said so, see subscription_names)."""
+        under: dict[str, str] = {}
+        for group in groups:
+            for sub in self.management_group_subscriptions(group):
+                under.setdefault(sub.lower(), sub)
+        if narrowed:
+            outside = [s for s in narrowed if s.lower() not in under]
+            if outside:
+                raise UsageError(f"Subscription {outside[0]} is not under management group "
+                                 f"{' or '.join(groups)}.", hint="-s narrows --management-group: name a "
+                                 "subscription under it, or drop -s.")
+            return narrowed, False
+        enabled = {s.lower() for s in self.list_subscriptions()}
+        subs = [sub for key, sub in sorted(under.items()) if key in enabled]
+        return subs, len(subs) == len(under)
+
     def list_resource_groups(self, subscription: str) -> list[dict[str, Any]]:
         try:
             return [wire(g) for g in self.client("resources", subscription).resource_groups.list()]
@@ -576,7 +622,10 @@ class Gateway:
         recorded in `Inventory.unreadable` (checks then report `error`) instead of failing.
         `reads` are the child reads the selected checks need (None: every child the catalog
         knows); a child is read only for a resource some check needs it for."""
-        subs = list(subscriptions or self.target.subscriptions or self.list_subscriptions())
+        groups = list(getattr(self.target, "management_groups", None) or [])
+        narrowed = list(subscriptions or self.target.subscriptions or [])
+        subs, whole_groups = self.scope_subscriptions(groups, narrowed) if groups else \
+            (narrowed or self.list_subscriptions(), False)
         rgs = [g.lower() for g in (resource_groups or self.target.resource_groups or [])]
         resources: list[dict[str, Any]] = []
         unreadable: dict[str, str] = {}
@@ -597,7 +646,8 @@ class Gateway:
         graph_ok = False
         if use_graph:
             try:
-                resources.extend(self._graph_inventory(subs, rgs))
+                # the groups' own scope when it is exactly the scope; else bounded subscription batches
+                resources.extend(self._graph_inventory(subs, rgs, groups if whole_groups else None))
                 graph_ok = True
             except SignInError:
                 raise
@@ -714,7 +764,8 @@ class Gateway:
         except ARM_ERRORS as exc:
             raise translate(exc, "", "querying Resource Graph") from exc
 
-    def _graph_inventory(self, subs: list[str], rgs: list[str]) -> list[dict[str, Any]]:
+    def _graph_inventory(self, subs: list[str], rgs: list[str],
+                         management_groups: list[str] | None = None) -> list[dict[str, Any]]:
         queries = []
         for table, types in GRAPH_TYPES.items():
             # Every resource (resource-group checks judge what else a group holds); the other
@@ -726,7 +777,8 @@ class Gateway:
                 query += " | where resourceGroup in~ (" + ", ".join(f"'{g}'" for g in rgs) + ")"
             queries.append(query + " | order by id asc")
         out: list[dict[str, Any]] = []
-        for rows in self._parallel([functools.partial(self.graph_query, subs, q) for q in queries]):
+        jobs = [functools.partial(self.graph_query, subs, q, management_groups=management_groups) for q in queries]
+        for rows in self._parallel(jobs):
             for row in rows:
                 for column in ("subscriptionId", "resourceGroup", "tenantId"):
                     row.pop(column, None)

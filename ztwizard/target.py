@@ -49,6 +49,7 @@ class Target:
     subscriptions: list[str] = field(default_factory=list)
     resource_groups: list[str] = field(default_factory=list)
     estate: list[dict[str, Any]] | None = None  # an offline audit's resources, loaded from its file
+    management_groups: list[str] = field(default_factory=list)  # scope: every subscription under these
 
     def sign_in(self) -> None:
         """Get the first token now (Azure only), within the credential's deadline: no credential

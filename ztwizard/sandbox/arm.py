@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..errors import UsageError
-from . import graph, schema
+from . import graph, management, schema
 from .faults import ConnectionReset, Faults, Throttle
 from .store import (
     INLINE_CHILDREN,
@@ -445,6 +445,8 @@ class Sandbox:
             return self._monitor(ctx, segs[2], dirty)
         if low == ["providers", "microsoft.resourcegraph", "resources"] and ctx.method == "POST":
             return self._graph(ctx)
+        if low[:3] == ["providers", "microsoft.management", "managementgroups"] and ctx.method == "GET":
+            return self._management_group(segs[3:])
         if not low or low[0] != "subscriptions":
             raise _error(404, "NotFound", f"No route for '{ctx.path}'.")
         if len(low) == 1:
@@ -1084,6 +1086,23 @@ class Sandbox:
             raise self._not_found(op["rid"])
         return _Reply(200, self.compose(entry))
 
+    # ---- management groups (management.py) ----------------------------------------------
+    def _groups(self) -> dict[str, tuple[str | None, list[str]]]:
+        subs = [s["subscriptionId"] for s in self.store.subscriptions.values()]
+        return management.hierarchy(self.tenant_id, subs)
+
+    def _management_group(self, rest: list[str]) -> _Reply:
+        groups = self._groups()
+        found = management.find(groups, rest[0]) if rest else None
+        if found is None:
+            raise _error(404, "NotFound", f"The management group '{rest[0] if rest else ''}' was not found.")
+        if len(rest) == 1:
+            return _Reply(200, management.group(found, groups[found][0], self.tenant_id))
+        if len(rest) == 2 and rest[1].lower() == "descendants":
+            display = {k: str(v.get("displayName") or k) for k, v in self.store.subscriptions.items()}
+            return _Reply(200, {"value": management.descendants(groups, found, display)})
+        raise _error(404, "NotFound", f"No route for management group '{found}'.")
+
     # ---- Resource Graph ----------------------------------------------------------------
     def _graph_ids(self, q: graph.Query, subs: set[str]) -> list[str]:
         """Matching keys in result order, cached until the next write (paging re-asks often)."""
@@ -1127,6 +1146,8 @@ class Sandbox:
         skip = int(opts.get("$skip") or 0)
         subs = req.get("subscriptions")
         wanted_subs = {s.lower() for s in subs} if subs else set(self.store.subscriptions)
+        if req.get("managementGroups") and not subs:  # the scope of a query without subscriptions
+            wanted_subs = management.subscriptions_under(self._groups(), [str(g) for g in req["managementGroups"]])
         ids = self._graph_ids(q, wanted_subs)
         total = len(ids)
         if after is not None:
