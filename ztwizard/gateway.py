@@ -747,20 +747,30 @@ class Gateway:
 
     def _graph_pages(self, subscriptions: list[str] | None, management_groups: list[str] | None, query: str,
                      page_size: int) -> list[dict[str, Any]]:
-        from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+        """One query's pages in order. Sent through the graph client's pipeline (retries,
+        pacing, logging) as plain JSON: the SDK's model would deserialize every row's every
+        property into objects only for the gateway to turn them back into JSON."""
+        from azure.core.rest import HttpRequest
 
         graph = self.client("graph")
-        options = QueryRequestOptions(top=page_size, result_format="objectArray")
-        req = QueryRequest(subscriptions=subscriptions or None, management_groups=management_groups or None,
-                           query=query, options=options)
+        body: dict[str, Any] = {"query": query, "options": {"$top": page_size, "resultFormat": "objectArray"}}
+        if subscriptions:
+            body["subscriptions"] = subscriptions
+        if management_groups:
+            body["managementGroups"] = management_groups
+        url = f"/providers/Microsoft.ResourceGraph/resources?api-version={graph._config.api_version}"
         rows: list[dict[str, Any]] = []
         try:
             while True:
-                resp = graph.resources(req)
-                rows.extend(resp.data or [])
-                if not resp.skip_token:
+                resp = graph._send_request(HttpRequest("POST", url, json=body))  # this SDK names it so
+                if resp.status_code >= 400:
+                    raise HttpResponseError(response=resp)
+                page = resp.json()
+                rows.extend(page.get("data") or [])
+                token = page.get("$skipToken")
+                if not token:
                     return rows
-                options.skip_token = resp.skip_token
+                body["options"]["$skipToken"] = token
         except ARM_ERRORS as exc:
             raise translate(exc, "", "querying Resource Graph") from exc
 
