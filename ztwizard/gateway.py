@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import threading
 import time
@@ -249,6 +250,9 @@ RETRY = {"retry_total": 8, "retry_connect": 3, "retry_read": 3, "retry_status": 
 _GRAPH_PATH = "/providers/microsoft.resourcegraph/"
 SETTLE_SECONDS = 120.0
 MANAGEMENT_GROUPS_API = "2020-05-01"
+# Environment variables requests honours when trust_env is on (proxies, CA bundles).
+_ENV_SETTINGS = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle",
+                           "curl_ca_bundle"})
 # Subscription states in which ARM refuses reads: such subscriptions are left out of a scope.
 SKIPPED_STATES = frozenset({"disabled", "deleted"})
 # provisioningState values of a resource whose last write is still being carried out.
@@ -401,6 +405,10 @@ class Gateway:
         from requests.adapters import HTTPAdapter
 
         self._session = requests.Session()
+        # Without proxy or CA variables there is nothing in the environment for requests to look
+        # up, yet it scans os.environ twice per request (~1.4 ms): skip that, keep it otherwise.
+        if not any(k.lower() in _ENV_SETTINGS for k in os.environ):
+            self._session.trust_env = False
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.read_workers + 8)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
