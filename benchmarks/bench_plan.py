@@ -70,8 +70,7 @@ def floor_seconds(n: int, latency: float) -> tuple[float, dict[str, float]]:
     graph = [p for m, p, _ in log if "resourcegraph" in p.lower()]
     tables = 3
     chain = -(-len(graph) // tables)  # the longest page chain, at least
-    # child rounds: a second round happens when a read waits on another (fileServices after shares)
-    rounds = 2 if any(p.lower().endswith("/fileservices") for _, p, _ in log) else 1
+    rounds = 1  # no catalog read waits on another today: the child reads are one wave at best
     sequential = (1 + 1 + chain + rounds + 1) * latency
     per_bucket: Counter[tuple[str, str, str]] = Counter()
     for method, path, _ in log:

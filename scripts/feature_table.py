@@ -12,11 +12,11 @@ from pathlib import Path
 from ztwizard.steps import ARTICLES, STEPS
 
 BEGIN, END = "<!-- feature-table:begin -->", "<!-- feature-table:end -->"
-KIND = {"auto-patch": "auto fix", "auto-put": "auto fix", "create": "create", "advisory": "manual guidance"}
+KIND = {"auto-patch": "auto", "auto-put": "auto", "create": "create", "advisory": "manual"}
 
 
 def table() -> str:
-    rows = ["| Step | Title | What the wizard does (every check is inspected) |", "|---|---|---|"]
+    rows = ["| Step | Title | Who fixes a failing check (every check is inspected) |", "|---|---|---|"]
     for step in STEPS:
         kinds: dict[str, list[str]] = {}
         for check in step.checks:

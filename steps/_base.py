@@ -12,7 +12,7 @@ from ztwizard import remedy
 from ztwizard import resource_id as rid
 from ztwizard.armjson import get_path, literal
 from ztwizard.inventory import Inventory
-from ztwizard.model import Change, CheckResult, Finding, Status, change_id
+from ztwizard.model import Change, CheckResult, Finding, Remediation, Status, change_id
 
 from . import params as rules
 
@@ -26,6 +26,11 @@ EMITS: dict[str, frozenset[str]] = {
     "create": frozenset({"create", "auto-patch", "auto-put"}),
     "advisory": frozenset(),
 }
+
+# Who fixes a failing finding of a check with each label (Finding.remediation): an evaluator
+# says `remediation="manual"` for a resource it can propose no safe change for.
+FIXED_BY: dict[str, Remediation] = {"auto-patch": "auto", "auto-put": "auto", "create": "create",
+                                    "advisory": "manual"}
 
 # Overrides of edited parameters: {change id: {parameter name: typed value}}.
 Overrides = dict[str, dict[str, Any]]
@@ -91,6 +96,17 @@ class Check:
     params: tuple[Param, ...] = ()
     takes_context: bool = False
     reads: tuple[Read, ...] = ()  # the child reads the evaluator needs (catalog `[[step.check.reads]]`)
+    # An auto check whose parameter lets a person pick a create instead of the update (vm-6c: a
+    # deny rule above the admitting one rather than narrowing it); the update stays the default.
+    creates_by_choice: bool = False
+
+    def emits(self) -> frozenset[str]:
+        """The change kinds the check may propose."""
+        return EMITS[self.remediation] | ({"create"} if self.creates_by_choice else frozenset())
+
+    def fixed_by(self) -> frozenset[str]:
+        """The remediations its failing findings may report."""
+        return frozenset({"manual", FIXED_BY[self.remediation]} | ({"create"} if self.creates_by_choice else set()))
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -109,7 +125,30 @@ class Check:
                 ctx.result.findings.append(f)
             for c in legacy.changes:
                 ctx.record(c)
+        self.verify(ctx.result)
         return ctx.result
+
+    def verify(self, result: CheckResult) -> None:
+        """Raise CatalogError when the verdicts disagree with the label and the changes: a
+        `manual` status is a person's judgement; a failure the wizard claims to fix comes with a
+        change (and a change with such a failure); what a person must fix says how."""
+        allowed = self.fixed_by()
+        fixed = [f for f in result.findings if f.status == "fail" and f.remediation != "manual"]
+        for f in result.findings:
+            if f.status == "manual" and f.remediation != "manual":
+                raise CatalogError(f"Check {self.id} reports {f.resource_id} as manual with remediation "
+                                   f"{f.remediation!r}: a finding the wizard cannot judge has no fix.")
+            if f.remediation not in allowed:
+                raise CatalogError(f"Check {self.id} is labelled {self.remediation!r} but reports remediation "
+                                   f"{f.remediation!r} for {f.resource_id}.")
+            if f.status in ("fail", "manual") and f.remediation == "manual" and not f.message.strip():
+                raise CatalogError(f"Check {self.id} leaves {f.resource_id} to a person without an instruction.")
+        if fixed and not result.changes:
+            raise CatalogError(f"Check {self.id} reports {fixed[0].resource_id} as fixed by {fixed[0].remediation!r} "
+                               "but proposes no change.")
+        if result.changes and not fixed:
+            raise CatalogError(f"Check {self.id} proposes {len(result.changes)} change(s) but reports no failure "
+                               "they fix.")
 
 
 class Context:
@@ -125,10 +164,20 @@ class Context:
 
     # ---- findings ----
     def finding(self, resource_id: str, status: Status, property: str = "", actual: Any = None,
-                expected: Any = None, message: str = "") -> Finding:
-        f = Finding(self.check.id, resource_id, status, property, actual, expected, message)
+                expected: Any = None, message: str = "", *, remediation: Remediation | None = None) -> Finding:
+        """A verdict on one resource. `remediation` defaults to what the check's label offers;
+        pass "manual" for a failure the check proposes no change for (the message then says what
+        a person must do). `manual` and `error` findings are always a person's to resolve."""
+        if remediation is None:
+            remediation = "manual" if status in ("manual", "error") else FIXED_BY[self.check.remediation]
+        f = Finding(self.check.id, resource_id, status, property, actual, expected, message, remediation)
         self.result.findings.append(f)
         return f
+
+    def fail_by_hand(self, resource_id: str, property: str = "", actual: Any = None, expected: Any = None,
+                     message: str = "") -> Finding:
+        """The resource does not comply and a person must fix it: `message` says how."""
+        return self.finding(resource_id, "fail", property, actual, expected, message, remediation="manual")
 
     def scope(self) -> str:
         return f"/subscriptions/{self.inv.subscriptions[0]}" if self.inv.subscriptions else ""
@@ -152,7 +201,7 @@ class Context:
         if change.check != self.check.id:
             raise CatalogError(f"Check {self.check.id} emitted a change stamped {change.check}.")
         kind = kind_of(change)
-        if kind not in EMITS[self.check.remediation]:
+        if kind not in self.check.emits():
             raise CatalogError(f"Check {self.check.id} is labelled {self.check.remediation!r} but proposed "
                                f"a {kind} change ({change.method} {change.resource_id}).")
         self.result.changes.append(change)
@@ -294,8 +343,9 @@ class Property:
 
 
 def evaluate_property(spec: Property) -> Callable[[Context], None]:
-    """The evaluator of a single-property check: pass, fail with a fix, or manual with the
-    check's instruction (advisory checks, or resources no safe fix exists for)."""
+    """The evaluator of a single-property check: pass, or fail with a fix, or fail with the
+    check's instruction and remediation manual (advisory checks, or resources no safe fix
+    exists for): the property is read, so compliance is always known."""
 
     def evaluate(ctx: Context) -> None:
         check, inv = ctx.check, ctx.inv
@@ -315,8 +365,9 @@ def evaluate_property(spec: Property) -> Callable[[Context], None]:
             values = None
             if check.remediation != "advisory":
                 values = spec.fix_with(res, inv) if spec.fix_with else copy.deepcopy(spec.fix)
-            if not values:
-                ctx.finding(res["id"], "manual", spec.path, actual, spec.expected, f"{msg} {check.instruction}".strip())
+            if not values:  # known not to comply, but a person must fix it
+                ctx.finding(res["id"], "fail", spec.path, actual, spec.expected, f"{msg} {check.instruction}".strip(),
+                            remediation="manual")
                 continue
             risk = check.risk
             caveat = spec.caveat(res, inv) if spec.caveat else None

@@ -49,6 +49,7 @@ CHECK_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "billable": ((bool,), False), "instruction": ((str,), False), "change_title": ((str,), False),
     "resource_type": ((str,), False), "property": ((dict,), False), "param": ((list,), False),
     "reads": ((list,), False),
+    "creates_by_choice": ((bool,), False),
 }
 ANY_VALUE = (str, int, float, bool, list, dict)
 PROPERTY_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -118,6 +119,8 @@ def _check(raw: Any, source: str, module: Any, evaluators: dict[str, Callable[..
     reads = tuple(_read(r, module, f"{where}: reads") for r in c.get("reads", []))
     if len({p.name for p in params}) != len(params):
         raise CatalogError(f"{where}: a parameter is declared twice.")
+    if c.get("creates_by_choice") and (c["remediation"] not in ("auto-patch", "auto-put") or not params):
+        raise CatalogError(f"{where}: creates_by_choice is for an auto check whose parameter picks a create instead.")
     if "property" in c:
         if c["id"] in evaluators:
             raise CatalogError(f"{where}: declared as a property check and also has an evaluator in {module.__name__}.")
@@ -148,7 +151,8 @@ def _check(raw: Any, source: str, module: Any, evaluators: dict[str, Callable[..
                  resource_type=c.get("resource_type", ""), mcsb=c["mcsb"], policy=c.get("policy", ""),
                  risk=c["risk"], disruptive=c.get("disruptive", False), billable=c.get("billable", False),
                  instruction=c.get("instruction", ""), change_title=c.get("change_title", ""),
-                 params=params, takes_context=True, reads=reads)
+                 params=params, takes_context=True, reads=reads,
+                 creates_by_choice=c.get("creates_by_choice", False))
 
 
 def build_steps(data: dict[str, Any], source: str, module: Any,

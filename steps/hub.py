@@ -120,7 +120,7 @@ def _premium_policy(ctx: Context) -> None:
             continue
         ready = [p for p in spare if loc(p) == loc(pol)]
         if ready:
-            ctx.finding(pol["id"], "manual", "properties.sku.tier", tier, "Premium",
+            ctx.fail_by_hand(pol["id"], "properties.sku.tier", tier, "Premium",
                         f"Policy {pol['name']} is {tier} and Premium policy {ready[0]['name']} is ready: copy the rule "
                         f"collection groups across, upgrade the firewall to Premium (hub-1a), then associate "
                         f"{ready[0]['name']} with it.")
@@ -197,7 +197,7 @@ def _tls_inspection_rule(ctx: Context) -> None:
             ctx.finding(pol["id"], "pass", "properties.ruleCollections", tls,
                         message=f"Policy {pol['name']} inspects TLS with rules {', '.join(tls)}.")
             continue
-        ctx.finding(pol["id"], "manual", "properties.ruleCollections", None, "an application rule with terminateTLS",
+        ctx.fail_by_hand(pol["id"], "properties.ruleCollections", None, "an application rule with terminateTLS",
                     f"Policy {pol['name']} has no TLS-inspecting rule: add an application rule from {src} to the web "
                     f"app's FQDN over HTTPS 443 with TLS inspection on (Premium), so IDPS sees inbound web traffic in "
                     f"clear.")
@@ -218,7 +218,7 @@ def _web_egress_filtered(ctx: Context) -> None:
             ctx.finding(pol["id"], "pass", "properties.ruleCollections",
                         message=f"Policy {pol['name']} grants no open web egress.")
             continue
-        ctx.finding(pol["id"], "manual", "properties.ruleCollections", broad, "webCategories/targetUrls",
+        ctx.fail_by_hand(pol["id"], "properties.ruleCollections", broad, "webCategories/targetUrls",
                     f"Rules {', '.join(broad)} of {pol['name']} allow any web destination: narrow them with web "
                     f"categories (deny e.g. gambling, malware) or URL filtering (Premium), so broad egress cannot "
                     f"reach risky sites.")
@@ -236,7 +236,7 @@ def _appgw_outside_hub(ctx: Context) -> None:
         vnets = {low(vnet_of(ref(get_path(c, "properties.subnet"))))
                  for c in get_path(gw, "properties.gatewayIPConfigurations") or []}
         if vnets & hub_ids:
-            ctx.finding(gw["id"], "manual", "properties.gatewayIPConfigurations", sorted(vnets), "a spoke VNet",
+            ctx.fail_by_hand(gw["id"], "properties.gatewayIPConfigurations", sorted(vnets), "a spoke VNet",
                         f"{gw['name']} sits in the hub: redeploy it in the spoke of the app it publishes (its own "
                         f"subnet), so the hub keeps only shared services and the app's traffic stays inside its "
                         f"spoke's controls.")
@@ -299,7 +299,7 @@ def diagnostics(ctx: Context, targets: list[dict[str, Any]], what: str, categori
             continue
         ws = workspace_for(inv, rid.subscription_of(res["id"]) or "", loc(res))
         if not ws:
-            ctx.finding(res["id"], "manual", "properties.logs", None, expected,
+            ctx.fail_by_hand(res["id"], "properties.logs", None, expected,
                         f"{res['name']} sends no logs anywhere and there is no Log Analytics workspace in scope: "
                         f"create one (or pick your central one), then add a diagnostic setting on {res['name']} "
                         f"with category group allLogs and resource-specific tables, so incidents can be traced.")
@@ -425,13 +425,13 @@ def _public_ips_protected(ctx: Context) -> None:
         vnet_id = users.get(low(pip["id"]))
         vnet_name = rid.parse(vnet_id).name if vnet_id else ""
         if sku.lower() != "standard":
-            ctx.finding(pip["id"], "manual", "sku.name", sku, "Standard",
+            ctx.fail_by_hand(pip["id"], "sku.name", sku, "Standard",
                         f"{pip['name']} is a {sku} SKU public IP, which DDoS protection settings do not cover: "
                         f"upgrade it to Standard (dissociate, upgrade, re-associate in a maintenance window).")
         elif mode == "Enabled" or (mode == "VirtualNetworkInherited" and vnet_id and _protected(inv, vnet_id)):
             ctx.finding(pip["id"], "pass", path, mode, mode, f"{pip['name']} is DDoS protected ({mode}).")
         elif mode == "VirtualNetworkInherited" and vnet_id:
-            ctx.finding(pip["id"], "manual", path, mode, "VirtualNetworkInherited in a protected VNet",
+            ctx.fail_by_hand(pip["id"], path, mode, "VirtualNetworkInherited in a protected VNet",
                         f"{pip['name']} inherits protection from {vnet_name}, which has none yet: link {vnet_name} "
                         f"to the DDoS plan (hub-2a, hub-2b); nothing changes on the IP itself.")
         elif vnet_id:
@@ -442,7 +442,7 @@ def _public_ips_protected(ctx: Context) -> None:
             ctx.put(pip, {path: "VirtualNetworkInherited"}, depends_on=deps, fields={"vnet": vnet_name},
                     risk="None: covered by the VNet's plan.")
         else:
-            ctx.finding(pip["id"], "manual", path, mode, "Enabled",
+            ctx.fail_by_hand(pip["id"], path, mode, "Enabled",
                         f"{pip['name']} is attached to nothing the wizard sees in a VNet: delete it if unused, or set "
                         f"its DDoS protection to Enabled (IP Protection, billed per IP) if it fronts a service outside "
                         f"a VNet.")
@@ -535,7 +535,7 @@ def _gateway_routes(ctx: Context) -> None:
         spoke_vnets = [v for v in spokes(inv) if low(v["id"]) in near]
         wanted = [(p, v) for v in spoke_vnets for p in _prefixes(v)]
         if not ip:
-            ctx.finding(sn["id"], "manual", path, None, "routes to the firewall",
+            ctx.fail_by_hand(sn["id"], path, None, "routes to the firewall",
                 f"{hub['name']} has no Azure Firewall with a private IP: deploy it in AzureFirewallSubnet first, then "
                 f"route GatewaySubnet's traffic to the spokes through it.")
             continue
@@ -572,7 +572,7 @@ def _gateway_routes(ctx: Context) -> None:
         bgp_off = get_path(table, "properties.disableBgpRoutePropagation") is True
         default = [r["name"] for r in _routes(inv, table) if get_path(r, "properties.addressPrefix") == "0.0.0.0/0"]
         if default:
-            ctx.finding(sn["id"], "manual", path, default, "no 0.0.0.0/0 route",
+            ctx.fail_by_hand(sn["id"], path, default, "no 0.0.0.0/0 route",
                 f"Route table {table['name']} on GatewaySubnet has a 0.0.0.0/0 route ({', '.join(default)}), which the "
                 f"gateway does not support: delete it and keep only the per-spoke routes via {ip}.")
             continue
@@ -681,7 +681,7 @@ def _spoke_default_route(ctx: Context) -> None:
                    ("lacks 0.0.0.0/0 via the firewall" if not ok_route else "propagates gateway routes") + ".")
             shares_gw = _shares_appgw(inv, table, appgw)
             if shares_gw:
-                ctx.finding(sn["id"], "manual", "properties.routes", None, expected,
+                ctx.fail_by_hand(sn["id"], "properties.routes", None, expected,
                     f"{msg} It is shared with App GW subnet {shares_gw[0]['name']}, which must keep direct internet: "
                     f"give {sn['name']} its own route table with 0.0.0.0/0 via {ip} and propagation off.")
                 continue
@@ -721,19 +721,19 @@ def _peer_only_with_hub(ctx: Context) -> None:
             rname = rid.parse(remote).name if remote else "?"
             props = spoke_props(p)
             if not mine_hub and remote not in hub_ids:
-                ctx.finding(
-                    p["id"], "manual", "properties.remoteVirtualNetwork.id", rname, "a hub VNet",
+                ctx.fail_by_hand(
+                    p["id"], "properties.remoteVirtualNetwork.id", rname, "a hub VNet",
                     f"Spoke {vnet['name']} peers directly with spoke {rname}: remove peering {p['name']} (both sides) "
                     f"and let the two talk through the hub firewall, so that traffic is inspected and logged.")
             elif mine_hub and remote not in hub_ids and low(vnet["id"]) in has_gw \
                     and props.get("allowGatewayTransit") is not True:
-                ctx.finding(
-                    p["id"], "manual", "properties.allowGatewayTransit", props.get("allowGatewayTransit"), True,
+                ctx.fail_by_hand(
+                    p["id"], "properties.allowGatewayTransit", props.get("allowGatewayTransit"), True,
                     f"Hub peering {p['name']} to {rname} does not offer gateway transit: turn on 'Use this VNet's "
                     f"gateway' so the spoke reaches on-premises through the hub (and its firewall).")
             elif not mine_hub and remote in has_gw and props.get("useRemoteGateways") is not True:
-                ctx.finding(
-                    p["id"], "manual", "properties.useRemoteGateways", props.get("useRemoteGateways"), True,
+                ctx.fail_by_hand(
+                    p["id"], "properties.useRemoteGateways", props.get("useRemoteGateways"), True,
                     f"Spoke peering {p['name']} to {rname} does not use the hub's gateway: turn on 'Use the remote "
                     f"VNet's gateway' so on-premises traffic follows the hub's routes through the firewall.")
             else:
@@ -766,13 +766,13 @@ def _explicit_flows(ctx: Context) -> None:
                 if _any(r.get("sourceAddresses")) and _any(r.get("destinationAddresses"))
                 and _any(r.get("destinationPorts"))]
         if wide:
-            ctx.finding(
-                t["id"], "manual", "properties.rules", wide, "explicit allow rules",
+            ctx.fail_by_hand(
+                t["id"], "properties.rules", wide, "explicit allow rules",
                 f"Network rules {', '.join(wide)} of {t['name']} allow any source to any destination on any port: "
                 f"replace them with rules naming the on-premises and spoke prefixes and the ports each flow needs.")
         elif not allow:
-            ctx.finding(
-                t["id"], "manual", "properties.rules", None, "explicit allow rules",
+            ctx.fail_by_hand(
+                t["id"], "properties.rules", None, "explicit allow rules",
                 f"{t['name']} has no network rules for spoke↔on-premises flows: write explicit allow rules (source and "
                 f"destination prefixes, ports) before routing the gateway and spokes through it (hub-3a/3b), or "
                 f"that traffic is dropped.")
@@ -829,7 +829,8 @@ def _recommendations_worked(ctx: Context) -> None:
             continue
         what = ", ".join(sorted({get_path(a, "properties.displayName") or a["name"] for a in bad})[:5])
         ctx.finding(
-            f"/subscriptions/{sub}", "manual", "properties.status.code", len(bad), 0,
+            # nothing readable cannot be judged; an unhealthy item or an active alert fails
+            f"/subscriptions/{sub}", "fail" if bad or alerts else "manual", "properties.status.code", len(bad), 0,
             (f"{len(bad)} unhealthy hub recommendation(s) ({what}) and {len(alerts)} active alert(s) in {sub}: "
              if assessments or alerts else f"No Defender assessments are readable for the hub in {sub}: ") +
             "open Defender for Cloud → Recommendations filtered to the hub resource groups and Security alerts, "

@@ -296,8 +296,8 @@ def _broad_network_roles(ctx: Context) -> None:
         scope = rid.parse(a["id"]).parent or ""
         if role in (OWNER, CONTRIBUTOR):
             label = "Owner" if role == OWNER else "Contributor"
-            ctx.finding(
-                a["id"], "manual", "properties.roleDefinitionId", label,
+            ctx.fail_by_hand(
+                a["id"], "properties.roleDefinitionId", label,
                 "Network Contributor or a NetOps custom role",
                 f"Principal {get_path(a, 'properties.principalId')} holds {label} on {scope}: give network "
                 f"admins Network Contributor or the NetOps custom role (spoke-1b) there instead, then "
@@ -364,8 +364,8 @@ def _network_only_group(ctx: Context) -> None:
             ctx.finding(rg, "pass", message="Holds network resources only.")
             continue
         names = ", ".join(f"{r['name']} ({r['type']})" for r in others[:5])
-        ctx.finding(
-            rg, "manual", "", [r["id"] for r in others], "network resources only",
+        ctx.fail_by_hand(
+            rg, "", [r["id"] for r in others], "network resources only",
             f"Resource group {rid.parse(rg).name} mixes the spoke network with {names}: move those to a "
             f"workload resource group (Move resources in the portal or `az resource move`), so network "
             f"roles granted here do not reach them.")
@@ -383,8 +383,8 @@ def _roles_to_groups(ctx: Context) -> None:
         ptype = get_path(a, "properties.principalType") or "Unknown"
         scope = rid.parse(a["id"]).parent or ""
         if str(ptype).lower() == "user":
-            ctx.finding(
-                a["id"], "manual", "properties.principalType", ptype, "Group",
+            ctx.fail_by_hand(
+                a["id"], "properties.principalType", ptype, "Group",
                 f"A role on {scope} is assigned directly to user {get_path(a, 'properties.principalId')}: "
                 f"create or reuse an Entra security group, assign the same role to the group, add the user, "
                 f"then remove this assignment, so access is reviewed and revoked in one place.")
@@ -433,8 +433,8 @@ def _activity_log_export(ctx: Context) -> None:
             continue
         ws = workspace_for(inv, sub)
         if not ws:
-            ctx.finding(
-                scope, "manual", "properties.workspaceId", None, "a Log Analytics workspace",
+            ctx.fail_by_hand(
+                scope, "properties.workspaceId", None, "a Log Analytics workspace",
                 f"Subscription {sub} keeps its activity log only 90 days and exports it nowhere: create a Log "
                 f"Analytics workspace (or choose your central one), then add an activity-log diagnostic setting "
                 f"with all eight categories, so changes and security events stay searchable.")
@@ -584,8 +584,8 @@ def _nsg_per_subnet(ctx: Context) -> None:
             ctx.finding(nsg["id"], "pass", "properties.subnets", 1, 1, f"{nsg['name']} serves one subnet.")
             continue
         names = ", ".join(rid.parse(s).name for s in sns)
-        ctx.finding(
-            nsg["id"], "manual", "properties.subnets", len(sns), 1,
+        ctx.fail_by_hand(
+            nsg["id"], "properties.subnets", len(sns), 1,
             f"{nsg['name']} is shared by subnets {names}: give each subnet its own NSG (copy the rules that "
             f"subnet needs, then re-associate it), so each tier's rules and flow logs stay readable on their own.")
     if not judged:
@@ -721,15 +721,15 @@ def _nics_in_asgs(ctx: Context) -> None:
         role = vm_role(vm)
         path = "properties.ipConfigurations"
         if not role:
-            ctx.finding(
-                nic["id"], "manual", path, None, "a role ASG",
+            ctx.fail_by_hand(
+                nic["id"], path, None, "a role ASG",
                 f"The role of VM {vm['name']} cannot be told from its name or tags: tag it `role` = web, app or "
                 f"data (or the tier it serves), then re-run, so its NIC {nic['name']} can join that role's ASG.")
             continue
         planned = plan.get((low(_nic_vnet(nic)), role))
         if not planned:
-            ctx.finding(
-                nic["id"], "manual", path, None, "a role ASG",
+            ctx.fail_by_hand(
+                nic["id"], path, None, "a role ASG",
                 f"The virtual network of NIC {nic['name']} is outside the inventory: read access to it is needed "
                 f"before the wizard can place the NIC in the {role} ASG.")
             continue
@@ -793,8 +793,8 @@ def _rules_name_asgs(ctx: Context) -> None:
             if any(_ip_literal(a) for a in addrs):
                 by_ip.append(r["name"])
         if by_ip:
-            ctx.finding(
-                nsg["id"], "manual", "properties.securityRules", by_ip, "ASG references",
+            ctx.fail_by_hand(
+                nsg["id"], "properties.securityRules", by_ip, "ASG references",
                 f"Rules {', '.join(by_ip)} of {nsg['name']} name IP addresses: rewrite them with source/destination "
                 f"application security groups (spoke-4a), so the rules follow VMs as they scale or move.")
         else:
@@ -868,8 +868,8 @@ def deny_all(ctx: Context, direction: str) -> None:
         clash = [r for r in rules if props(r).get("priority") == 4096 and
                  str(props(r).get("direction", "")).lower() == direction.lower()]
         if clash:
-            ctx.finding(
-                nsg["id"], "manual", path, clash[0]["name"], name,
+            ctx.fail_by_hand(
+                nsg["id"], path, clash[0]["name"], name,
                 f"Rule {clash[0]['name']} of {nsg['name']} holds priority 4096 {direction.lower()} but is not "
                 f"a deny-all: move it to a lower number, then add {name} (Deny, every field *) at 4096, "
                 f"so anything not allowed above is refused.")
@@ -935,8 +935,8 @@ def _tier_rules(ctx: Context) -> None:
             ctx.finding(nsg["id"], "pass", "properties.securityRules", with_asg,
                         message=f"{nsg['name']} allows tier traffic through ASGs.")
             continue
-        ctx.finding(
-            nsg["id"], "manual", "properties.securityRules", [r["name"] for r in rules] or None,
+        ctx.fail_by_hand(
+            nsg["id"], "properties.securityRules", [r["name"] for r in rules] or None,
             "tier allow rules using ASGs",
             f"{nsg['name']} has no allow rule scoped to ASGs: add the tier pairs with priorities 100-4000 "
             f"(Internet→App GW 443, App GW→web ASG 443, web→app 443, app→data 1433, data↔data 1433, each "
@@ -973,8 +973,8 @@ def _flow_logs(ctx: Context) -> None:
         region = loc(vnet)
         accounts = by_region.get(region, [])
         if not accounts:
-            ctx.finding(
-                vnet["id"], "manual", path, None, True,
+            ctx.fail_by_hand(
+                vnet["id"], path, None, True,
                 f"{vnet['name']} has no flow log and there is no storage account in {region} to hold one: create a "
                 f"storage account there (hardened as in storage-1..3), then a VNet flow log in Network Watcher "
                 f"targeting {vnet['name']}, so traffic can be audited and fed to traffic analytics.")
@@ -1062,8 +1062,8 @@ def _waf_prevention(ctx: Context) -> None:
                     title=f"Switch {gw['name']}'s WAF to Prevention", risk=WAF_RISK)
             continue
         if tier.lower() not in ("standard_v2", "waf_v2"):
-            ctx.finding(
-                gw["id"], "manual", "properties.sku.tier", tier, "WAF_v2",
+            ctx.fail_by_hand(
+                gw["id"], "properties.sku.tier", tier, "WAF_v2",
                 f"{gw['name']} is a v1 gateway ({tier}) without a usable WAF: migrate it to WAF_v2 with a WAF policy "
                 f"in Prevention mode (the v1 to v2 migration script), since v1 cannot take a WAF policy.")
             continue
@@ -1096,8 +1096,8 @@ def _appgw_through_firewall(ctx: Context) -> None:
         fw = firewall_for(inv, vnet) if vnet else None
         ip = firewall_ip(fw)
         if not sn or not ip:
-            ctx.finding(
-                gw["id"], "manual", "properties.routes", None, "backend routes via the firewall",
+            ctx.fail_by_hand(
+                gw["id"], "properties.routes", None, "backend routes via the firewall",
                 f"No Azure Firewall serves {gw['name']}'s network: once a Premium firewall runs in the hub, give the "
                 f"App GW subnet a route table sending the backend prefixes to it, so IDPS inspects inbound web traffic.")
             continue
@@ -1109,8 +1109,8 @@ def _appgw_through_firewall(ctx: Context) -> None:
         prefixes = [p for s in subnets_of(inv, vnet) if low(s["id"]) != low(sn["id"])
                     for p in [get_path(s, "properties.addressPrefix")] if p] if vnet else []
         if default_fw:
-            ctx.finding(
-                sn["id"], "manual", "properties.routes", "0.0.0.0/0 → appliance", "no default route",
+            ctx.fail_by_hand(
+                sn["id"], "properties.routes", "0.0.0.0/0 → appliance", "no default route",
                 f"Subnet {sn['name']} of {gw['name']} sends 0.0.0.0/0 to an appliance: remove that route (App GW needs "
                 f"direct internet for its control plane) and keep only routes for {', '.join(prefixes) or 'the backends'} "
                 f"via {ip}.")
@@ -1118,8 +1118,8 @@ def _appgw_through_firewall(ctx: Context) -> None:
             ctx.finding(sn["id"], "pass", "properties.routes", len(to_fw),
                         message=f"{gw['name']} reaches its backends through the firewall.")
         else:
-            ctx.finding(
-                sn["id"], "manual", "properties.routes", None, f"backend prefixes via {ip}",
+            ctx.fail_by_hand(
+                sn["id"], "properties.routes", None, f"backend prefixes via {ip}",
                 f"{gw['name']} reaches its backends directly: give subnet {sn['name']} its own route table with "
                 f"routes for {', '.join(prefixes) or 'the backend prefixes'} to next hop VirtualAppliance {ip} (no "
                 f"0.0.0.0/0), and the backend subnets the reverse routes, so Firewall Premium inspects the traffic "
@@ -1140,8 +1140,8 @@ def _private_data_paths(ctx: Context) -> None:
             ctx.finding(sa["id"], "pass", "properties.publicNetworkAccess", public,
                         message=f"{sa['name']} is reachable only from chosen networks.")
             continue
-        ctx.finding(
-            sa["id"], "manual", "properties.publicNetworkAccess", public, "Disabled",
+        ctx.fail_by_hand(
+            sa["id"], "properties.publicNetworkAccess", public, "Disabled",
             f"The spoke's workloads reach {sa['name']} over its public endpoint: add a private endpoint in the spoke "
             f"(storage-3a), then turn public network access off (storage-3b), and route hub traffic through the "
             f"firewall (hub-1, hub-3).")
@@ -1185,7 +1185,9 @@ def _secure_score(ctx: Context) -> None:
         shown = f"{cur}/{mx}" if score else "not readable"
         names = ", ".join(sorted({get_path(a, "properties.displayName") or a["name"] for a in unhealthy})[:5])
         ctx.finding(
-            sid if score else f"/subscriptions/{sub}", "manual", "properties.score.current", cur, mx,
+            # an unreadable score cannot be judged; a score below its maximum fails
+            sid if score else f"/subscriptions/{sub}", "fail" if score else "manual", "properties.score.current",
+            cur, mx,
             f"Secure score of {sub} is {shown}" + (f", with unhealthy spoke items: {names}" if names else "") +
             ": in Defender for Cloud → Recommendations, sort by max score increase and fix the top items for the "
             "spoke resource groups first.")

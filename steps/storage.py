@@ -73,16 +73,15 @@ def allows_anonymous_blob_access(acct: dict[str, Any], inv: Inventory) -> bool:
     return get_path(acct, "properties.allowBlobPublicAccess") is not False
 
 
-def uses_azure_files(acct: dict[str, Any], inv: Inventory) -> bool:
-    """storage-1f judges the fileServices of an account only when it serves Azure Files."""
-    return _uses_files(acct, inv)
+def has_file_service(acct: dict[str, Any], inv: Inventory) -> bool:
+    """storage-1f reads an account's fileServices only where the account kind has one."""
+    return _has_file_service(acct)
 
 
-def _uses_files(acct: dict[str, Any], inv: Inventory) -> bool:
-    """Every general-purpose account has a `fileServices/default`; it serves Azure Files only
-    once it holds shares (or the account is a FileStorage one)."""
-    return (acct.get("kind") == "FileStorage"
-            or bool(inv.children(f"{acct['id']}/fileServices/default", SHARES)))
+def _has_file_service(acct: dict[str, Any]) -> bool:
+    """General-purpose (v1, v2) and FileStorage accounts have a `fileServices/default`; blob-only
+    kinds have none (ARM answers FeatureNotSupportedForAccount)."""
+    return str(acct.get("kind") or "StorageV2").lower() not in ("blobstorage", "blockblobstorage")
 
 
 def _file_services(acct: dict[str, Any], inv: Inventory) -> dict[str, Any]:
@@ -98,9 +97,10 @@ def _file_services(acct: dict[str, Any], inv: Inventory) -> dict[str, Any]:
 def _smb(ctx: Context) -> None:
     if ctx.unreadable(ACCOUNT, FILE_SERVICES):
         return
-    accounts = [a for a in ctx.inv.of_type(ACCOUNT) if _uses_files(a, ctx.inv)]
+    # Judged shares or not: the SMB settings govern every share created later too.
+    accounts = [a for a in ctx.inv.of_type(ACCOUNT) if _has_file_service(a)]
     if not accounts:
-        ctx.not_applicable("storage account using Azure Files")
+        ctx.not_applicable("storage account with a file service")
         return
     for acct in accounts:
         fs = _file_services(acct, ctx.inv)
@@ -145,8 +145,8 @@ def _storage_rbac(ctx: Context) -> None:
         held = "; ".join(f"{role} for user {get_path(a, 'properties.principalId')} at "
                          f"{'the account' if rid.same(assignment_scope(a), acct['id']) else 'resource group ' + (rid.parse(rg).name)}"
                          for a, role in hits)
-        ctx.finding(
-            acct["id"], "manual", "properties.roleDefinitionId", [a["id"] for a, _ in hits],
+        ctx.fail_by_hand(
+            acct["id"], "properties.roleDefinitionId", [a["id"] for a, _ in hits],
             "data-plane roles held by groups",
             f"Direct user assignments can read keys or grant access: {held}. Replace each with a "
             "group assignment of Storage Blob Data Reader/Contributor/Owner on the account (and make "
@@ -316,7 +316,7 @@ def _private_link(ctx: Context) -> None:
             ctx.finding(acct["id"], "pass", prop, None, needed, f"Approved private endpoints cover {', '.join(needed)}.")
             continue
         if subnet is None:
-            ctx.finding(acct["id"], "manual", prop, None, needed,
+            ctx.fail_by_hand(acct["id"], prop, None, needed,
                         f"No approved private endpoint for {', '.join(missing)}. {NO_SUBNET}")
             continue
         zones = ", ".join(f"privatelink.{g}.core.windows.net" for g in missing)
@@ -361,7 +361,7 @@ def _public_access(ctx: Context) -> None:
             continue
         missing, subnet = missing_endpoints(acct, inv)
         if missing and subnet is None:
-            ctx.finding(acct["id"], "manual", prop, actual, "Disabled",
+            ctx.fail_by_hand(acct["id"], prop, actual, "Disabled",
                         f"Public network access is {actual}; disable it only once private endpoints exist "
                         f"(storage-3a). {NO_SUBNET}")
             continue
@@ -404,7 +404,7 @@ def _service_endpoints(ctx: Context) -> None:
                         "Reached over private endpoints; service endpoints are not needed.")
             continue
         if not rules:
-            ctx.finding(acct["id"], "manual", "properties.networkAcls.virtualNetworkRules", [], "Microsoft.Storage",
+            ctx.fail_by_hand(acct["id"], "properties.networkAcls.virtualNetworkRules", [], "Microsoft.Storage",
                         f"{acct['name']} has neither private endpoints nor VNet rules: create private endpoints "
                         "(storage-3a, preferred), or enable the Microsoft.Storage service endpoint on the workload "
                         "subnets that use it and add them to its networkAcls.virtualNetworkRules.")

@@ -8,11 +8,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ztwizard import remedy
 from ztwizard import resource_id as rid
 from ztwizard.armjson import get_path
 from ztwizard.inventory import Inventory
-from ztwizard.model import Change
+from ztwizard.model import Change, Remediation
 
+from . import exposure
 from ._base import Context, memo
 from .catalog import article_steps, check
 from .common import (
@@ -49,7 +51,6 @@ STANDING_ADMIN_ROLES = {OWNER: "Owner", CONTRIBUTOR: "Contributor"}
 JOIN_ACTION = "Microsoft.Network/virtualNetworks/subnets/join/action"
 
 MANAGEMENT_PORTS = (22, 3389)
-OPEN_SOURCES = {"*", "internet", "0.0.0.0/0", "any"}
 DOUBLE = "EncryptionAtRestWithPlatformAndCustomerKeys"
 
 # Defender for Cloud assessments about a VM (steps.md appendix A).
@@ -182,51 +183,10 @@ def _vms(ctx: Context) -> list[dict[str, Any]]:
 
 # ---- "open to the internet" ------------------------------------------------------------------
 
-def port_ranges(rule: dict[str, Any]) -> list[tuple[int, int]]:
-    """Destination port ranges of a rule: a single value, a range `20-25`, a list, or `*`."""
-    raw = [get_path(rule, "properties.destinationPortRange")] + list(
-        get_path(rule, "properties.destinationPortRanges") or [])
-    out = []
-    for r in raw:
-        r = str(r or "").strip()
-        if r == "*" or r.lower() == "any":
-            out.append((0, 65535))
-            continue
-        lo, _, hi = r.partition("-")
-        try:
-            out.append((int(lo), int(hi or lo)))
-        except ValueError:
-            continue  # not a port ARM would accept; it opens nothing
-    return out
-
-
-def sources(rule: dict[str, Any]) -> list[str]:
-    raw = [get_path(rule, "properties.sourceAddressPrefix")] + list(
-        get_path(rule, "properties.sourceAddressPrefixes") or [])
-    return [s for s in raw if s]
-
-
-def open_ports(rule: dict[str, Any], ports: Iterable[int] = MANAGEMENT_PORTS) -> list[int]:
-    """The given ports this rule opens to the internet (empty when it does not)."""
-    p = rule.get("properties") or {}
-    if (p.get("direction") or "").lower() != "inbound" or (p.get("access") or "").lower() != "allow":
-        return []
-    if (p.get("protocol") or "*").lower() not in ("*", "tcp", "udp"):
-        return []
-    if not any(s.lower() in OPEN_SOURCES for s in sources(rule)):
-        return []
-    ranges = port_ranges(rule)
-    return [port for port in ports if any(a <= port <= b for a, b in ranges)]
-
-
 def open_rules(vm: dict[str, Any], inv: Inventory) -> list[tuple[dict[str, Any], list[int]]]:
-    out = []
-    for nsg in vm_nsgs(vm, inv):
-        for rule in inv.children(nsg["id"], NSG_RULE):
-            hit = open_ports(rule)
-            if hit:
-                out.append((rule, hit))
-    return out
+    """The rules that admit internet traffic to the VM's management ports, each with the ports it
+    admits: only where every NSG on the path lets the traffic through (steps/exposure.py)."""
+    return exposure.admitting_rules(exposure.openings(vm_nics(vm, inv), inv, MANAGEMENT_PORTS))
 
 
 def _subtract(ranges: list[tuple[int, int]], ports: Iterable[int]) -> list[tuple[int, int]]:
@@ -253,7 +213,7 @@ def narrow_rule(ctx: Context, rule: dict[str, Any], **flags: Any) -> Change:
     """PUT the rule without the management ports; if it opened nothing else, keep it but limit its
     source to the virtual network. Narrowing rather than deleting keeps every other flow the rule
     allows, and undo is a PUT of the exact prior rule."""
-    rest = _subtract(port_ranges(rule), MANAGEMENT_PORTS)
+    rest = _subtract(exposure.port_ranges(rule), MANAGEMENT_PORTS)
 
     def mutate(body: dict[str, Any]) -> None:
         p = body.setdefault("properties", {})
@@ -261,7 +221,7 @@ def narrow_rule(ctx: Context, rule: dict[str, Any], **flags: Any) -> Change:
             p.pop("destinationPortRange", None)
             p["destinationPortRanges"] = [_fmt(r) for r in rest]
             return
-        kept = [s for s in sources(rule) if s.lower() not in OPEN_SOURCES]
+        kept = [s for s in exposure.sources(rule) if s.lower() not in exposure.INTERNET_SOURCES]
         p.pop("sourceAddressPrefix", None)
         p.pop("sourceAddressPrefixes", None)
         if len(kept) > 1:
@@ -272,6 +232,33 @@ def narrow_rule(ctx: Context, rule: dict[str, Any], **flags: Any) -> Change:
     shown = ["properties.destinationPortRange", "properties.destinationPortRanges"] if rest else \
         ["properties.sourceAddressPrefix", "properties.sourceAddressPrefixes"]
     return ctx.put_mutated(rule, mutate, shown, **flags)
+
+
+def deny_above(ctx: Context, rule: dict[str, Any], ports: list[int], params: dict[str, Any]) -> Change:
+    """A Deny of `ports` from the internet just above `rule` (the free priority nearest below its
+    number), leaving the rule and every other flow it serves as they are. It is a new rule, so
+    undo deletes it; its change keeps the id of the narrowing it replaces, where the choice is kept."""
+    nsg_id = rid.parse(rule["id"]).parent or ""
+    taken = {int(get_path(r, "properties.priority") or 0) for r in ctx.inv.children(nsg_id, NSG_RULE)
+             if str(get_path(r, "properties.direction") or "").lower() == "inbound"}
+    own = int(get_path(rule, "properties.priority") or 100)
+    free = next((p for p in range(own - 1, 99, -1) if p not in taken), None)
+    name = f"DenyMgmtAbove{rule['name']}"[:80]
+    sources = [s for s in exposure.sources(rule) if s.lower() in exposure.INTERNET_SOURCES]
+    body = {"name": name, "type": NSG_RULE, "properties": {
+        "priority": free, "direction": "Inbound", "access": "Deny", "protocol": "*",
+        "sourcePortRange": "*", "destinationAddressPrefix": "*",
+        "destinationPortRanges": [str(p) for p in ports],
+        **({"sourceAddressPrefixes": sources} if len(sources) > 1 else {"sourceAddressPrefix": sources[0]}),
+        "description": f"Closes {', '.join(map(str, ports))} to the internet ahead of {rule['name']}."}}
+    if free is None:  # priorities 100..own-1 are all taken: only narrowing can close the port
+        return narrow_rule(ctx, rule, disruptive=True, params=params,
+                           risk="No free priority above the rule for a deny, so the rule itself is narrowed.")
+    change = remedy.create(ctx.check.id, f"{nsg_id}/securityRules/{name}", body, params=params, disruptive=True,
+                           title=f"Deny {', '.join(map(str, ports))} from the internet above rule {rule['name']}",
+                           risk=f"Direct RDP/SSH from the internet stops; {rule['name']} keeps its other flows.")
+    change.id = ctx.change_id_of(rule)
+    return ctx.record(change)
 
 
 # ---- step 1: logical isolation ---------------------------------------------------------------
@@ -304,8 +291,8 @@ def _isolation(ctx: Context) -> None:
             ctx.finding(g, "pass", "", None, None, "The resource group holds workload resources only.")
             continue
         names = ", ".join(f"{SHARED_INFRA[r['type'].lower()]} {r['name']}" for r in sorted(mixed, key=lambda r: r["id"]))
-        ctx.finding(
-            g, "manual", "", [r["id"] for r in mixed], "no shared infrastructure",
+        ctx.fail_by_hand(
+            g, "", [r["id"] for r in mixed], "no shared infrastructure",
             f"Resource group {rid.parse(g).name} mixes VMs with {names}. Keep VMs in resource groups of "
             "their own (by workload or data classification) so RBAC and policy can be scoped to them: "
             "move the shared resources to a network or data group (Move resources, after checking "
@@ -326,8 +313,8 @@ def _vm_rbac(ctx: Context) -> None:
                         message="No user holds standing Owner or Contributor on the VM or its group.")
             continue
         held = "; ".join(f"{role} for user {get_path(a, 'properties.principalId')}" for a, role in hits)
-        ctx.finding(
-            vm["id"], "manual", "properties.roleDefinitionId", [a["id"] for a, _ in hits],
+        ctx.fail_by_hand(
+            vm["id"], "properties.roleDefinitionId", [a["id"] for a, _ in hits],
             "login roles held by groups",
             f"Standing admin access to {vm['name']}: {held}. Give sign-in through groups holding Virtual "
             "Machine User Login or Virtual Machine Administrator Login, make Owner/Contributor PIM-eligible "
@@ -438,7 +425,7 @@ def _trusted_launch(ctx: Context) -> None:
             continue
         gen = hyperv_generation(vm, ctx.inv)
         if gen != "V2":
-            ctx.finding(vm["id"], "manual", path, actual, "TrustedLaunch",
+            ctx.fail_by_hand(vm["id"], path, actual, "TrustedLaunch",
                         f"Security type is {actual}. " + _generation_note(gen))
             continue
         ctx.finding(vm["id"], "fail", path, actual, "TrustedLaunch",
@@ -460,7 +447,7 @@ def _boot_setting(ctx: Context, leaf: str, what: str) -> None:
             continue
         gen = hyperv_generation(vm, ctx.inv)
         if not _trusted(vm) and gen != "V2":
-            ctx.finding(vm["id"], "manual", path, actual, True, f"{what} needs Trusted Launch. " + _generation_note(gen))
+            ctx.fail_by_hand(vm["id"], path, actual, True, f"{what} needs Trusted Launch. " + _generation_note(gen))
             continue
         ctx.finding(vm["id"], "fail", path, actual, True, f"{what} is off.")
         change = ctx.patch(vm, {path: True}, disruptive=True,
@@ -493,8 +480,8 @@ def _attestation(ctx: Context) -> None:
                         "The Guest Attestation extension is installed.")
             continue
         if ext is not None:
-            ctx.finding(
-                vm["id"], "manual", "properties.provisioningState",
+            ctx.fail_by_hand(
+                vm["id"], "properties.provisioningState",
                 get_path(ext, "properties.provisioningState"), "Succeeded",
                 f"The Guest Attestation extension on {vm['name']} is "
                 f"{get_path(ext, 'properties.provisioningState')}: check that the VM has outbound access to "
@@ -503,7 +490,7 @@ def _attestation(ctx: Context) -> None:
         gen = hyperv_generation(vm, inv)
         boot_ready = _trusted(vm) and get_path(vm, f"{UEFI}.secureBootEnabled") and get_path(vm, f"{UEFI}.vTpmEnabled")
         if not _trusted(vm) and gen != "V2":
-            ctx.finding(vm["id"], "manual", prop, None, "GuestAttestation",
+            ctx.fail_by_hand(vm["id"], prop, None, "GuestAttestation",
                         "Guest Attestation needs Trusted Launch with Secure Boot and vTPM. " + _generation_note(gen))
             continue
         ctx.finding(vm["id"], "fail", prop, None, "GuestAttestation", "The Guest Attestation extension is not installed.")
@@ -539,16 +526,16 @@ def _des(ctx: Context) -> None:
         if actual == DOUBLE:
             ctx.finding(d["id"], "pass", prop, actual, DOUBLE, "The set double-encrypts with platform and customer keys.")
         else:
-            ctx.finding(
-                d["id"], "manual", prop, actual, DOUBLE,
+            ctx.fail_by_hand(
+                d["id"], prop, actual, DOUBLE,
                 f"Disk encryption set {d['name']} uses {actual}: set its encryption type to "
                 f"{DOUBLE} (Disk encryption sets > {d['name']} > Encryption type) or create a new set "
                 "with it, then move the disks to that set.")
     for region in sorted({(vm.get("location") or "").lower() for vm in vms}):
         if double_sets(inv, region):
             continue
-        ctx.finding(
-            ctx.scope(), "manual", prop, None, DOUBLE,
+        ctx.fail_by_hand(
+            ctx.scope(), prop, None, DOUBLE,
             f"No double-encryption disk encryption set in {region}. Create a Key Vault key (purge protection "
             f"on), then a disk encryption set in {region} with encryption type {DOUBLE} using that key, and "
             "grant the set's identity 'Key Vault Crypto Service Encryption User' on the vault: the key is "
@@ -575,8 +562,8 @@ def _disk_cmk(ctx: Context) -> None:
             continue
         sets = double_sets(ctx.inv, disk.get("location"))
         if not sets:
-            ctx.finding(
-                disk["id"], "manual", f"{prop}.type", actual, DOUBLE,
+            ctx.fail_by_hand(
+                disk["id"], f"{prop}.type", actual, DOUBLE,
                 f"Disk {disk['name']} uses {actual}; there is no double-encryption disk encryption set in "
                 f"{disk.get('location')} yet: create one (vm-4a), then re-run to move the disk to it.")
             continue
@@ -612,8 +599,8 @@ def _gallery_apps(ctx: Context) -> None:
     for vm in _vms(ctx):
         apps = [a.get("packageReferenceId") or "" for a in get_path(vm, prop) or []]
         if not apps:
-            ctx.finding(
-                vm["id"], "manual", prop, [], "apps from an approved gallery",
+            ctx.fail_by_hand(
+                vm["id"], prop, [], "apps from an approved gallery",
                 f"{vm['name']} gets no applications from an Azure Compute Gallery, so what is installed on it "
                 "is not controlled: publish the software it needs as VM Applications in a gallery that only "
                 "approved publishers can write to, assign them to the VM (Extensions + applications > VM "
@@ -737,7 +724,7 @@ def _bastion(ctx: Context) -> None:
             ctx.finding(vm["id"], "fail", prop, None, "reachable", f"No Bastion reaches {vm['name']}'s network.")
             propose_bastion(ctx, *site)
         else:
-            ctx.finding(vm["id"], "manual", prop, None, "reachable",
+            ctx.fail_by_hand(vm["id"], prop, None, "reachable",
                         f"No Bastion reaches {vm['name']}'s network. {reason}")
 
 
@@ -785,12 +772,19 @@ def _mgmt_ports(ctx: Context) -> None:
         if not hits:
             ctx.finding(vm["id"], "pass", prop, [], [], "No NSG rule opens 22 or 3389 to the internet.")
             continue
-        desc = "; ".join(f"{rid.parse(rid.parse(r['id']).parent or '').name}/{r['name']} opens "
+        # name the rule that admits the traffic and the NSG it sits in: that is what gets narrowed
+        desc = "; ".join(f"rule {r['name']} of NSG {rid.parse(rid.parse(r['id']).parent or '').name} admits "
                          f"{', '.join(map(str, p))}" for r, p in hits)
-        ctx.finding(vm["id"], "fail", prop, [r["id"] for r, _ in hits], [], f"Open to the internet: {desc}.")
-        for rule, _ports in hits:
-            change = proposed(ctx, ctx.change_id_of(rule)) or narrow_rule(
-                ctx, rule, disruptive=True, risk="Direct RDP/SSH from the internet stops; use Bastion or JIT instead.")
+        choices = {r["id"].lower(): ctx.update_params(r, fix="narrow")["fix"] for r, _ in hits}
+        by: Remediation = "create" if all(c == "deny-above" for c in choices.values()) else "auto"
+        ctx.finding(vm["id"], "fail", prop, [r["id"] for r, _ in hits], [], f"Open to the internet: {desc}.",
+                    remediation=by)
+        for rule, ports in hits:
+            params = ctx.update_params(rule, fix="narrow")
+            change = proposed(ctx, ctx.change_id_of(rule)) or (
+                deny_above(ctx, rule, ports, params) if params["fix"] == "deny-above" else narrow_rule(
+                    ctx, rule, disruptive=True, params=params,
+                    risk="Direct RDP/SSH from the internet stops; use Bastion or JIT instead."))
             for d in _bastion_deps(ctx, vm):
                 if d not in change.depends_on:
                     change.depends_on.append(d)
@@ -905,14 +899,14 @@ def _vm_agent(ctx: Context) -> None:
                     or get_path(vm, "properties.extended.instanceView.vmAgent.statuses") or [])
         shown = [s.get("displayStatus") for s in statuses]
         if provision is False:
-            ctx.finding(
-                vm["id"], "manual", f"{cfg}.provisionVMAgent", False, True,
+            ctx.fail_by_hand(
+                vm["id"], f"{cfg}.provisionVMAgent", False, True,
                 f"{vm['name']} was deployed without the VM agent, so extensions and platform patching cannot "
                 "run: install the Azure VM agent inside the guest (the Windows MSI or the walinuxagent package), "
                 "then set osProfile provisionVMAgent = true.")
         elif statuses and "Ready" not in shown:
-            ctx.finding(
-                vm["id"], "manual", "properties.instanceView.vmAgent.statuses", shown, ["Ready"],
+            ctx.fail_by_hand(
+                vm["id"], "properties.instanceView.vmAgent.statuses", shown, ["Ready"],
                 f"The VM agent on {vm['name']} reports {', '.join(map(str, shown))}: check that the guest is "
                 "running, that the agent service (WindowsAzureGuestAgent / walinuxagent) is started, and that "
                 "it can reach 168.63.129.16; update the agent if it is old.")
@@ -1065,8 +1059,8 @@ def _assessments(ctx: Context) -> None:
                         f"All {len(found)} Defender for Cloud assessments are healthy.")
             continue
         names = [get_path(a, "properties.displayName") or VM_ASSESSMENTS.get(a["name"].lower(), a["name"]) for a in bad]
-        ctx.finding(
-            vm["id"], "manual", prop, [get_path(a, prop) for a in bad], "Healthy",
+        ctx.fail_by_hand(
+            vm["id"], prop, [get_path(a, prop) for a in bad], "Healthy",
             f"Unhealthy in Defender for Cloud: {'; '.join(names)}. Open Recommendations for {vm['name']} and "
             "follow each remediation (e.g. deploy the vulnerability scanner, install missing updates).")
 

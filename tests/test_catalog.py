@@ -14,7 +14,7 @@ from ztwizard.estate import load_estate_file
 from ztwizard.inventory import Inventory
 from ztwizard.sandbox.estates import reference, scale
 from ztwizard.steps import ARTICLES, CHECK_BY_ID, STEPS
-from ztwizard.steps._base import EMITS, CatalogError, Check, Context, kind_of
+from ztwizard.steps._base import CatalogError, Check, Context, kind_of
 from ztwizard.steps.catalog import build_steps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def test_every_check_emits_only_what_its_label_declares_and_stamps_its_own_id():
             assert all(c.check == check.id for c in result.changes), (name, check.id)
             emitted.setdefault(check.id, set()).update(kind_of(c) for c in result.changes)
     for cid, kinds in emitted.items():
-        assert kinds <= EMITS[CHECK_BY_ID[cid].remediation], cid
+        assert kinds <= CHECK_BY_ID[cid].emits(), cid
     # an auto fix or a create that never proposes anything on the reference estate would be a wrong label
     silent = sorted(cid for cid, kinds in emitted.items() if not kinds and CHECK_BY_ID[cid].remediation != "advisory")
     assert set(silent) <= {"storage-3d", "vm-4b", "hub-1e", "hub-2c"}, silent  # each proven in tests/steps
@@ -125,6 +125,7 @@ def test_a_check_declares_the_child_reads_it_needs_and_when():
     (article(prop_check(param=[{"name": "n", "type": "str", "rule": "name:nothing", "help": "h"}])), {},
      "param: rule = 'name:nothing' is not a rule"),
     (article(prop_check(), prop_check()), {}, "check fake-1a is declared twice"),
+    (article(prop_check(creates_by_choice=True)), {}, "creates_by_choice is for an auto check whose parameter"),
     ({"article": "fake", "title": "Fake"}, {}, "steps/fake.toml: missing order"),
     (article(prop_check(reads=[{"child": "Microsoft.Storage/storageAccounts/fileServices"}])), {},
      "check fake-1a: reads: missing of"),

@@ -73,7 +73,7 @@ def test_plan_says_what_apply_will_skip_and_why(capsys, state):
     assert code == 0
     assert "[disruptive]" in out
     assert re.search(r"^Apply skips \d+ disruptive change\(s\) unless --allow-disruptive", out, re.M)
-    assert re.search(r"^Not proposed: \d+ finding\(s\) need a person", out, re.M)
+    assert re.search(r"^Not proposed: \d+ failing finding\(s\) need a person to fix them", out, re.M)
 
 
 def test_markdown_report_shows_the_same_diff_and_names_the_target(capsys, state):

@@ -107,11 +107,12 @@ def test_apply_emits_an_event_per_change_and_skips_disruptive_ones_by_default(ma
     disruptive = next(c for c in core.plan.changes() if c.disruptive)
     assert [o.change_id for o in result.of("skipped")] == [disruptive.id]
     assert "--allow-disruptive" in result.of("skipped")[0].message
-    assert len(result.of("applied")) == 4 and not result.of("failed") and not result.interrupted
+    # storage-1f's SMB settings count too on an account without shares
+    assert len(result.of("applied")) == 5 and not result.of("failed") and not result.interrupted
     starts = [e.change_id for e in events if e.kind == "start"]
     assert starts == [o.change_id for o in result.of("applied")]  # the skipped one never started
     assert all(e.state == "in_flight" for e in events if e.kind == "start")
-    assert result.lines()[0].startswith(f"Session {result.session_id}: 4 applied, 0 failed, 1 skipped")
+    assert result.lines()[0].startswith(f"Session {result.session_id}: 5 applied, 0 failed, 1 skipped")
     with J.Journal(core.state_dir, write=False) as j:
         assert j.session(result.session_id).status == J.DONE
 
@@ -119,7 +120,7 @@ def test_apply_emits_an_event_per_change_and_skips_disruptive_ones_by_default(ma
 def test_apply_flags_of_the_core_and_per_call(make_core):
     core = make_core(allow_disruptive=True)
     core.inspect(["storage-1"])
-    assert len(core.apply().of("applied")) == 5
+    assert len(core.apply().of("applied")) == 6
 
 
 def test_cancelling_stops_between_writes_and_resume_picks_up(make_core):
@@ -144,12 +145,12 @@ def test_cancelling_stops_between_writes_and_resume_picks_up(make_core):
     offered = later.unfinished_session()
     assert offered is not None and offered.id == sid
     resumed = later.resume(sid)
-    assert resumed.step == "storage-1" and len(resumed.remaining) == 3
+    assert resumed.step == "storage-1" and len(resumed.remaining) == 4
     assert set(resumed.remaining) == {c.id for c in plan.changes()} - set(applied)
     # the resumed core applies in the same session
     later.inspect(["storage-1"])
     again = later.apply(allow_disruptive=True)
-    assert again.session_id == sid and len(again.of("applied")) == 3
+    assert again.session_id == sid and len(again.of("applied")) == 4
 
 
 def test_journal_shows_drift_and_undo_refuses_it_unless_overridden(make_core):
@@ -182,10 +183,10 @@ def test_undo_of_the_whole_session_marks_it_undone(make_core):
     core.inspect(["storage-1"])
     sid = core.apply().session_id
     candidates_sid, rows = core.undoable()
-    assert candidates_sid == sid and len(rows) == 4
+    assert candidates_sid == sid and len(rows) == 5
     assert [r.seq for r in rows] == sorted((r.seq for r in rows), reverse=True)  # latest first
     result = core.undo()
-    assert len(result.of("undone")) == 4
+    assert len(result.of("undone")) == 5
     with J.Journal(core.state_dir, write=False) as j:
         assert j.session(sid).status == J.UNDONE_SESSION
     with pytest.raises(UsageError, match="No session"):

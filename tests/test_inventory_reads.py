@@ -82,14 +82,36 @@ def test_plan_of_storage_1_sends_fewer_requests_than_plan(scale_estate):
     assert not [p for _, p, _ in list(sb.request_log)[-storage_1:] if "defenderforstoragesettings" in p.lower()]
 
 
-def test_a_second_round_reads_file_services_only_of_accounts_with_shares(scale_estate):
+def test_a_read_may_wait_for_another_read_in_a_second_round(scale_estate):
+    """A `when` that looks at children read earlier runs in the next round: blobServices only
+    of accounts whose fileServices (not in Resource Graph) were read in the round before."""
+    from ztwizard.steps._base import Read
+
+    acct_t = "Microsoft.Storage/storageAccounts"
+    files_t = "Microsoft.Storage/storageAccounts/fileServices"
+    reads = [Read(files_t, acct_t),
+             Read("Microsoft.Storage/storageAccounts/blobServices", acct_t,
+                  lambda acct, inv: bool(inv.children(acct["id"], files_t)))]
     gw, sb = _gateway(scale_estate)
-    engine.survey(gw, check_ids=["storage-1f"])
+    gw.inventory(reads=reads)
     paths = [p.lower() for _, p, _ in sb.request_log]
-    with_shares = {parse(r["id"]).parent.lower().rsplit("/fileservices", 1)[0] for r in scale_estate
-                   if r["type"] == "Microsoft.Storage/storageAccounts/fileServices/shares"}
-    services = {p.rsplit("/fileservices", 1)[0] for p in paths if p.endswith("/fileservices")}
-    assert services == with_shares and with_shares
+    files = [i for i, p in enumerate(paths) if p.endswith("/fileservices")]
+    blobs = [i for i, p in enumerate(paths) if p.endswith("/blobservices")]
+    accounts = [r for r in scale_estate if r["type"] == acct_t]
+    assert len(files) == len(accounts) and 0 < len(blobs) <= len(files)
+    assert max(files) < min(blobs)  # the second round starts once the first is read
+
+
+def test_storage_1f_reads_file_services_only_of_kinds_that_have_one(scale_estate):
+    estate = [dict(r) for r in scale_estate]
+    accounts = [r for r in estate if r["type"] == "Microsoft.Storage/storageAccounts"]
+    for r in accounts[:5]:
+        r["kind"] = "BlockBlobStorage"
+    gw, sb = _gateway(estate)
+    engine.survey(gw, check_ids=["storage-1f"])
+    read = {p.lower().rsplit("/fileservices", 1)[0] for _, p, _ in sb.request_log if p.lower().endswith("/fileservices")}
+    assert read == {a["id"].lower() for a in accounts[5:]}
+    assert not [p for _, p, _ in sb.request_log if p.lower().endswith(("/shares", "/containers"))]
 
 
 def test_every_child_the_gateway_can_read_is_declared_by_a_check():
@@ -153,7 +175,9 @@ def test_plan_at_scale_throttled_has_no_429_and_few_requests_per_resource(scale_
     gw = Gateway(in_process_target(sb), pacer=Pacer(clock=clock, sleep=clock.sleep))
     engine.survey(gw, progress=lambda done, total, label: labels.append(label))
     assert sb.tally.throttled == 0
-    assert sb.tally.requests / len(scale_estate) <= 0.25, sb.tally.summary()
+    # about three reads per storage account (fileServices, shares, Defender setting) plus four per
+    # subscription; at 1,500 resources over 20 subscriptions that is under 0.3 per resource
+    assert sb.tally.requests / len(scale_estate) < 0.3, sb.tally.summary()
     assert any(lbl.startswith("Child resources: ") and "left" in lbl for lbl in labels), labels
 
 

@@ -223,6 +223,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .report import render
 
     validate_selection(args.step or [], args.check or [])
+    if args.since:  # regressions of a past session (cli_export)
+        from .cli_export import cmd_plan_since
+
+        return cmd_plan_since(args, make_core, write_output,
+                              ascii_only=args.output in (None, "-") and not can_show_glyphs(sys.stdout))
     if args.out:
         from .planfile import check_out_path
 
@@ -257,7 +262,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if errors:  # Terraform's meaning: 1 is an error, never "nothing to change"
             raise ZtwError(f"{len(errors)} check(s) could not be evaluated (status error, listed in the plan).",
                            hint="Fix what each says (usually a missing read permission), then plan again.")
-        return 2 if plan.has_changes() else 0
+        return 0 if plan.compliant() else 2  # a failure a person must fix is pending work too
     return 0
 
 
@@ -579,8 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json", "markdown", "sarif"], default="text")
     p.add_argument("--output", metavar="FILE", type=inputs.output_file, help="a regular file, or - for stdout")
     p.add_argument("--detailed-exitcode", action="store_true",
-                   help="exit 0 when nothing would change, 2 when changes are pending, 1 on error")
+                   help="exit 0 when everything complies, 2 when changes or failures are pending, 1 on error")
     p.add_argument("--out", metavar="PLANFILE", help="also save the plan for `ztwizard apply PLANFILE`")
+    p.add_argument("--since", metavar="SESSION", help="only what that session fixed and has regressed since")
 
     p = command("apply", "apply the proposed changes (or exactly a saved plan), journaled")
     p.add_argument("planfile", nargs="?", metavar="PLANFILE", help="a plan saved with `plan --out`")
@@ -628,6 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(s, suppress=True, sandbox_command=True)
     s.add_argument("--output", metavar="FILE", type=inputs.export_file, help="a regular file, or - for stdout")
     cli_review.add_parsers(command)  # waive, waivers, unwaive
+    from .cli_export import add_parser as add_export
+
+    add_export(command, inputs.output_file, STEP_HELP, CHECK_HELP)
     return parser
 
 
@@ -637,7 +646,14 @@ COMMANDS = {
     "waive": lambda a: cli_review.cmd_waive(a, terminal()),
     "waivers": lambda a: cli_review.cmd_waivers(a, terminal()),
     "unwaive": lambda a: cli_review.cmd_unwaive(a, terminal()),
+    "export": lambda a: _export(a),
 }
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .cli_export import cmd_export
+
+    return cmd_export(args, make_core, write_output)
 
 
 def terminal() -> cli_review.Terminal:

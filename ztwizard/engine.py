@@ -57,6 +57,15 @@ class Plan:
     def has_changes(self) -> bool:
         return any(s.changes for s in self.steps)
 
+    def failing(self) -> list[Finding]:
+        """Unwaived findings of resources that do not comply, whoever fixes them."""
+        return [f for s in self.steps for f in s.findings if f.status == "fail" and not f.waiver]
+
+    def compliant(self) -> bool:
+        """Nothing to change: no change pending and no failure left to a person
+        (`--detailed-exitcode` 0)."""
+        return not self.has_changes() and not self.failing()
+
     def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
         """The plan as JSON data; `copy=False` shares the change bodies (for reports that only read)."""
         out = {"schema": "ztwizard.plan/v1", "target": self.target, "generated_at": self.generated_at,

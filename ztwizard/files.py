@@ -4,7 +4,8 @@ Output files (`plan --output`, `sandbox export --output`) follow one policy, doc
 README: `-` is stdout; the path must be a regular file or not exist yet; a symlink is followed to
 the regular file it names, and that file is replaced atomically (the link stays); a device, FIFO,
 socket or directory is refused; a missing parent directory is refused (nothing is created);
-the file is written 0600, and a failed write leaves what was there before untouched."""
+the file is written 0600, and a failed write leaves what was there before untouched. A writer
+whose output people edit afterwards (`export`) also refuses an existing file without --force."""
 
 from __future__ import annotations
 
@@ -85,6 +86,17 @@ def output_target(output: str, what: str = "Output file") -> Path:
     except OSError as e:
         raise from_os_error(e, what) from None
     return dest
+
+
+def refuse_existing(output: str | None, force: bool, what: str = "Output file") -> None:
+    """For writers that must not clobber (`export`): an existing file is replaced only with
+    --force. Checked before any work, like the rest of the policy above."""
+    if output in (None, "-") or force:
+        return
+    dest = output_target(output, what)
+    if dest.exists():
+        raise UsageError(f"{what} {output} exists, and it is replaced only when told to.",
+                         "Pass --force to replace it, or name another file.")
 
 
 def write_output(output: str | None, text: str | Iterable[str], what: str = "Output file") -> None:

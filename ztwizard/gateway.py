@@ -849,9 +849,9 @@ class Gateway:
     def _child_inventory(self, inv: Inventory, unreadable: dict[str, str], reads: Sequence[ChildRead] | None,
                          say: Callable[[str], None]) -> None:
         """Children and extension resources that Resource Graph does not index, read per parent
-        concurrently within the budgets, and only where a selected check needs them. Reads run
-        in rounds: a check may need one child only once another says so (an account's
-        fileServices once its shares show it serves Azure Files)."""
+        concurrently within the budgets, and only where a selected check needs them (and the
+        parent's kind has such a child). Reads run in rounds: a check may need one child only
+        once another read says so."""
         wanted: dict[tuple[str, str], list[ChildRead | None]] = {}
         for parent_type, pairs in _CHILD_READS.items():
             for child_type, _reader in pairs:
@@ -870,7 +870,8 @@ class Gateway:
                 child_name, reader = readers[(parent_type, child_type)]
                 for parent in inv.of_type(parent_type):
                     k = (parent["id"].lower(), child_type)
-                    if k in done or not any(n is None or n.needed(parent, inv) for n in needs):
+                    if k in done or not _has_service(parent, child_name) \
+                            or not any(n is None or n.needed(parent, inv) for n in needs):
                         continue
                     done.add(k)
                     jobs.append((child_name, parent["id"], functools.partial(reader, self, parent),
@@ -963,6 +964,18 @@ def _diagnostic_settings(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any
 def _rule_collection_groups(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     sub, rg, name = _rg_name(res)
     return [wire(x) for x in gw.client("network", sub).firewall_policy_rule_collection_groups.list(rg, name)]
+
+
+# Storage kinds without a service: ARM answers 400 FeatureNotSupportedForAccount, which is no
+# read error. Every other kind (StorageV2, Storage, FileStorage) has fileServices/default.
+_NO_SERVICE = {"blobservices": {"filestorage"}, "fileservices": {"blobstorage", "blockblobstorage"}}
+
+
+def _has_service(res: dict[str, Any], child_type: str) -> bool:
+    parts = child_type.lower().split("/")
+    if parts[:2] != ["microsoft.storage", "storageaccounts"] or len(parts) < 3:
+        return True
+    return str(res.get("kind") or "StorageV2").lower() not in _NO_SERVICE.get(parts[2], set())
 
 
 _CHILD_READS: dict[str, list[tuple[str, Callable[[Gateway, dict[str, Any]], list[dict[str, Any]]]]]] = {

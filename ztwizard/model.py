@@ -10,6 +10,10 @@ Status = Literal["pass", "fail", "manual", "error", "not_applicable"]
 # A step's status is the worst of its findings.
 SEVERITY: dict[str, int] = {"not_applicable": 0, "pass": 1, "manual": 2, "fail": 3, "error": 4}
 STATUSES: tuple[Status, ...] = ("pass", "fail", "manual", "error", "not_applicable")
+# Who brings a finding in line: the wizard (an update it proposes), the wizard creating a
+# resource, or a person following the finding's instruction. Status never says this.
+Remediation = Literal["auto", "create", "manual"]
+REMEDIATION_KINDS: tuple[Remediation, ...] = ("auto", "create", "manual")
 
 
 def worst(statuses: list[Status]) -> Status:
@@ -27,6 +31,7 @@ class Finding:
     actual: Any = None
     expected: Any = None
     message: str = ""
+    remediation: Remediation = "manual"  # set from the check's label by the catalog's Context
     waiver: dict[str, Any] | None = None  # set by waivers.apply_waivers: {id, reason, expires, by}
 
     def to_dict(self, *, copy: bool = True) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from .engine import Plan
 from .model import Finding
 from .redact import scrub, scrub_text
 from .steps import ARTICLES, CHECK_BY_ID, STEP_BY_ID
+from .steps._base import FIXED_BY
 
 GLYPH = {"pass": "✔", "fail": "✘", "manual": "!", "error": "?", "not_applicable": "·"}
 ASCII_GLYPH = {"pass": "+", "fail": "x", "manual": "!", "error": "?", "not_applicable": "."}
@@ -82,17 +83,25 @@ def _value(v: Any) -> str:
     return literal(scrub(v))
 
 
+# What a failing finding's remediation means for a reader.
+FIX_WORD = {"auto": "auto fix", "create": "create", "manual": "manual fix"}
+
+
 def skipped_lines(plan: Plan, where: str = "above") -> list[str]:
     """What the plan does not propose, and what apply will leave out unless told, and why."""
-    findings = [f for s in plan.steps for f in s.findings]
+    findings = [f for s in plan.steps for f in s.findings if not f.waiver]
+    by_hand = sum(1 for f in findings if f.status == "fail" and f.remediation == "manual")
     manual = sum(1 for f in findings if f.status == "manual")
     errors = sum(1 for f in findings if f.status == "error")
     changes = plan.changes()
     disruptive = sum(1 for c in changes if c.disruptive)
     billable = sum(1 for c in changes if c.billable)
     out = []
-    if manual or errors:
-        parts = [f"{manual} finding(s) need a person (manual guidance {where})"] if manual else []
+    if by_hand or manual or errors:
+        parts = [f"{by_hand} failing finding(s) need a person to fix them (the instruction is {where})"] \
+            if by_hand else []
+        if manual:
+            parts.append(f"{manual} finding(s) need a person to judge them (status manual: what to look at is {where})")
         if errors:
             parts.append(f"{errors} could not be evaluated (status error: what to fix is {where})")
         out.append("Not proposed: " + "; ".join(parts) + ".")
@@ -127,7 +136,8 @@ def text(plan: Plan, *, ascii_only: bool = False) -> str:
             if f.waiver:  # shown, so that an accepted risk stays visible, but apart
                 lines.append(f"    ~ {f.check:<11} {_short(f.resource_id)}  (waived: {_waiver_text(f)})")
                 continue
-            lines.append(f"    {glyph[f.status]} {f.check:<11} {_short(f.resource_id)}")
+            fix = f"  [{FIX_WORD[f.remediation]}]" if f.status == "fail" else ""
+            lines.append(f"    {glyph[f.status]} {f.check:<11} {_short(f.resource_id)}{fix}")
             lines.append(f"        {f.message}")
         if step.changes:
             lines.append("  changes:")
@@ -174,8 +184,9 @@ def markdown(plan: Plan) -> str:
         out += [f"### {step.id}: {step.title} — {step.status}", "", STEP_BY_ID[step.id].why, ""]
         bad = [f for f in step.findings if f.status not in ("pass", "not_applicable") and not f.waiver]
         if bad:
-            out += ["| Check | Resource | Status | Actual | Expected | What to do |", "|---|---|---|---|---|---|"]
-            out += [f"| {f.check} | {_md_target(f.resource_id)} | {f.status} | `{_md(f.actual)}` | "
+            out += ["| Check | Resource | Status | Fix | Actual | Expected | What to do |",
+                    "|---|---|---|---|---|---|---|"]
+            out += [f"| {f.check} | {_md_target(f.resource_id)} | {f.status} | {_md_fix(f)} | `{_md(f.actual)}` | "
                     f"`{_md(f.expected)}` | {_md_text(f.message)} |" for f in bad]
             out.append("")
         passed = sum(1 for f in step.findings if f.status == "pass")
@@ -200,6 +211,11 @@ def _md_target(resource_id: str) -> str:
     label = _short(resource_id)
     name, sep, rest = label.partition(" (")
     return f"`{name}` ({rest}" if sep else f"`{label}`"
+
+
+def _md_fix(f: Finding) -> str:
+    """Who fixes a failure; a finding nobody can judge from ARM has no fix yet, only a look."""
+    return FIX_WORD[f.remediation] if f.status == "fail" else "—"
 
 
 def _md_text(v: str) -> str:
@@ -239,8 +255,10 @@ def sarif(plan: Plan) -> dict[str, Any]:
         "id": c.id,
         "name": c.id.replace("-", "_"),
         "shortDescription": {"text": c.title},
-        "fullDescription": {"text": f"{c.title}. Remediation: {c.remediation}." + (f" Risk: {c.risk}" if c.risk else "")},
-        "defaultConfiguration": {"level": "error" if c.remediation != "advisory" else "warning"},
+        "fullDescription": {"text": f"{c.title}. Remediation: {FIX_WORD[FIXED_BY[c.remediation]]}."
+                                    + (f" Risk: {c.risk}" if c.risk else "")},
+        # a failure is an error whoever fixes it; each result's level follows its own status
+        "defaultConfiguration": {"level": "error"},
         "properties": {"tags": ["security", "zero-trust", c.id.split("-")[0]],
                        **({"mcsb": c.mcsb} if c.mcsb else {})},
     } for c in ran]
@@ -262,13 +280,14 @@ def _sarif_result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
     return {
         "ruleId": f.check,
         "ruleIndex": index[f.check],
-        "level": "error" if f.status == "fail" else "warning",
+        "level": "error" if f.status == "fail" else "warning",  # manual: not judged, a person looks
         "message": {"text": f.message or check.title},
         "locations": [{
             "physicalLocation": {"artifactLocation": {"uri": f.resource_id.lstrip("/") or "subscription"}},
             "logicalLocations": [{"fullyQualifiedName": f.resource_id, "kind": "resource"}],
         }],
-        "properties": {"property": f.property, "actual": f.actual, "expected": f.expected},
+        "properties": {"status": f.status, "remediation": f.remediation, "property": f.property,
+                       "actual": f.actual, "expected": f.expected},
         # A waived finding is reported as suppressed, so dashboards show it as accepted, not open.
         **({"suppressions": [{"kind": "external", "status": "accepted", "justification": f.waiver["reason"],
                               "properties": {"waiver": f.waiver["id"], "expires": f.waiver.get("expires"),

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import resource_id as rid
 from .errors import UsageError
+from .steps import CHECK_BY_ID
 from .waivers import describe, withhold_changes
 
 
@@ -30,23 +31,37 @@ def check_resource_groups(gateway: Any, resource_groups: Iterable[str],
 
 
 def subscription_scoped(resource_id: str) -> bool:
-    """A resource that lives at subscription scope, outside every resource group."""
+    """A subscription, or a resource that lives at subscription scope, outside every resource group."""
     p = rid.parse(resource_id)
     return p.subscription is not None and p.resource_group is None
 
 
 def scope_plan(plan: Any, resource_groups: Iterable[str]) -> Any:
-    """With -g, leave out subscription-scope changes (and what needs them), noting each one."""
+    """With -g, leave out subscription-scope changes (and what needs them), noting each one, and
+    note the subscription-wide failures the wizard would fix itself without -g (their inputs,
+    e.g. a workspace in another group, may lie outside the scope, so no change was built)."""
     groups = [g for g in resource_groups if g]
     if not groups:
         return plan
+    flag = " -g ".join(groups)
     out_of_scope = {c.id: c for s in plan.steps for c in s.changes if subscription_scoped(c.resource_id)}
+    noted = {(c.check, rid.subscription_of(c.resource_id)) for c in out_of_scope.values()}
+    for s in plan.steps:
+        for f in s.findings:
+            key = (f.check, rid.subscription_of(f.resource_id))
+            if f.status == "fail" and key not in noted and subscription_scoped(f.resource_id) \
+                    and CHECK_BY_ID[f.check].remediation != "advisory":
+                noted.add(key)
+                plan.notes.append({
+                    "kind": "scope", "check": f.check, "resource_id": f.resource_id,
+                    "message": f"{f.check} ({CHECK_BY_ID[f.check].title.rstrip('.')}): the change for subscription "
+                               f"{key[1]} is left out because of -g {flag}: it changes the whole subscription."})
     if not out_of_scope:
         return plan
     for c in out_of_scope.values():
         plan.notes.append({
             "kind": "scope", "change": c.id, "check": c.check, "resource_id": c.resource_id,
-            "message": f"{c.check}: {describe(c)} is left out because of -g {' -g '.join(groups)}: "
+            "message": f"{c.check}: {describe(c)} is left out because of -g {flag}: "
                        "it changes the whole subscription."})
     withhold_changes(plan.steps, {cid: "scope" for cid in out_of_scope}, plan.notes, "scope")
     return plan

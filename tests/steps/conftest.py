@@ -79,6 +79,12 @@ def apply_all(inv: Inventory, changes: Iterable[Change]) -> Inventory:
     return inv
 
 
+def verdicts(result: CheckResult, resource_id: str | None = None) -> list[str]:
+    """Each finding as status/remediation, e.g. "fail/manual": non-compliant, a person fixes it."""
+    return [f"{f.status}/{f.remediation}" for f in result.findings
+            if resource_id is None or f.resource_id.lower() == resource_id.lower()]
+
+
 def statuses(result: CheckResult, resource_id: str | None = None) -> list[str]:
     return [f.status for f in result.findings
             if resource_id is None or f.resource_id.lower() == resource_id.lower()]
@@ -94,7 +100,8 @@ def sandbox_round_trip(step_ids: list[str], state_dir: Any, *, skip_checks: Iter
     gateway (real azure-mgmt clients and pipeline), and plan again.
 
     Returns (findings before, findings after, apply report); findings are keyed by
-    (check, lower-cased resource id) and hold the status."""
+    (check, lower-cased resource id) and hold the status, "fail/manual" for a failure a person
+    must fix (no proposal can turn it into a pass)."""
     from ztwizard.apply import apply_changes, start_session
     from ztwizard.engine import inspect
     from ztwizard.gateway import Gateway
@@ -116,6 +123,7 @@ def sandbox_round_trip(step_ids: list[str], state_dir: Any, *, skip_checks: Iter
     after = inspect(gw, step_ids=step_ids)
 
     def keyed(p: Any) -> dict[tuple[str, str], str]:
-        return {(f.check, f.resource_id.lower()): f.status for s in p.steps for f in s.findings}
+        return {(f.check, f.resource_id.lower()): "fail/manual" if (f.status, f.remediation) == ("fail", "manual")
+                else f.status for s in p.steps for f in s.findings}
 
     return keyed(plan), keyed(after), report

@@ -13,7 +13,7 @@ from ztwizard.inventory import Inventory
 from ztwizard.steps import CHECK_BY_ID, hub
 from ztwizard.steps._base import REMEDIATIONS
 
-from .conftest import statuses
+from .conftest import statuses, verdicts
 from .test_spoke import (
     CN,
     FW_IP,
@@ -83,14 +83,14 @@ def test_article_lists_every_check_of_the_spec():
 # ---- step 1 --------------------------------------------------------------------------------------------
 def test_hub_1a_premium_tier_is_advisory():
     result = run("hub-1a", [firewall()])
-    assert statuses(result) == ["manual"] and "maintenance window" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "maintenance window" in result.findings[0].message
     assert not result.changes
     assert statuses(run("hub-1a", [firewall(tier="Premium")])) == ["pass"]
     assert statuses(run("hub-1a", [hub_vnet()])) == ["not_applicable"]
 
 
 def test_hub_1b_policy_instead_of_classic_rules():
-    assert statuses(run("hub-1b", [firewall()])) == ["manual"]
+    assert verdicts(run("hub-1b", [firewall()])) == ["fail/manual"]
     assert statuses(run("hub-1b", [firewall(policy=POLICY), policy()])) == ["pass"]
 
 
@@ -106,7 +106,7 @@ def test_hub_1c_premium_policy_is_created_then_awaits_association():
     res = run("hub-1c", after)
     st = by_id(res)
     # the new policy is Premium; the old one now only waits for a person to switch the firewall over
-    assert st[c.resource_id.lower()] == "pass" and st[POLICY.lower()] == "manual"
+    assert st[c.resource_id.lower()] == "pass" and st[POLICY.lower()] == "fail"
     assert not res.changes
     # the created policy satisfies the IDPS and threat-intelligence checks from the start
     assert by_id(run("hub-1e", after))[c.resource_id.lower()] == "pass"
@@ -128,11 +128,11 @@ def test_hub_1d_threat_intel_deny_on_policies_and_classic_firewalls():
 def test_hub_1e_idps_needs_premium():
     assert_fixed("hub-1e", [policy("Premium", intrusionDetection={"mode": "Alert"})])
     result = run("hub-1e", [policy("Standard")])
-    assert statuses(result) == ["manual"] and "Premium" in result.findings[0].message and not result.changes
+    assert verdicts(result) == ["fail/manual"] and "Premium" in result.findings[0].message and not result.changes
 
 
 def test_hub_1f_tls_inspection_certificate():
-    assert statuses(run("hub-1f", [policy("Premium")])) == ["manual"]
+    assert verdicts(run("hub-1f", [policy("Premium")])) == ["fail/manual"]
     ok = policy("Premium", transportSecurity={"certificateAuthority": {
         "name": "ca", "keyVaultSecretId": "https://kv.vault.azure.net/secrets/ca"}})
     assert statuses(run("hub-1f", [ok])) == ["pass"]
@@ -143,12 +143,12 @@ def test_hub_1g_tls_terminating_application_rule():
     app = {"ruleType": "ApplicationRule", "name": "agw-to-app", "sourceAddresses": ["10.1.4.0/24"],
            "targetFqdns": ["app.contoso.com"], "protocols": [{"protocolType": "Https", "port": 443}]}
     result = run("hub-1g", [policy("Premium"), rcg([app]), spoke_vnet(sns), appgw("WAF_v2")])
-    assert statuses(result) == ["manual"] and "10.1.4.0/24" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "10.1.4.0/24" in result.findings[0].message
     assert statuses(run("hub-1g", [policy("Premium"), rcg([{**app, "terminateTLS": True}])])) == ["pass"]
 
 
 def test_hub_1h_firewall_logs():
-    assert statuses(run("hub-1h", [firewall()])) == ["manual"]  # no workspace: a person chooses
+    assert verdicts(run("hub-1h", [firewall()])) == ["fail/manual"]  # no workspace: a person chooses
     result = assert_fixed("hub-1h", [firewall(), workspace()])
     c = result.changes[0]
     assert c.action == "create" and c.billable
@@ -165,7 +165,7 @@ def test_hub_1h_firewall_logs():
 
 
 def test_hub_1i_policy_analytics():
-    assert statuses(run("hub-1i", [policy()])) == ["manual"]  # needs a workspace
+    assert verdicts(run("hub-1i", [policy()])) == ["fail/manual"]  # needs a workspace
     result = assert_fixed("hub-1i", [policy(), workspace()])
     assert result.changes[0].billable
     assert result.changes[0].body["properties"]["insights"]["logAnalyticsResources"]["defaultWorkspaceId"]["id"]
@@ -174,7 +174,7 @@ def test_hub_1i_policy_analytics():
 def test_hub_1j_broad_egress():
     broad = {"ruleType": "ApplicationRule", "name": "allow-web", "sourceAddresses": ["10.1.0.0/16"],
              "targetFqdns": ["*"], "protocols": [{"protocolType": "Https", "port": 443}]}
-    assert statuses(run("hub-1j", [policy(), rcg([broad])])) == ["manual"]
+    assert verdicts(run("hub-1j", [policy(), rcg([broad])])) == ["fail/manual"]
     filtered = {**broad, "targetFqdns": [], "webCategories": ["Business"]}
     assert statuses(run("hub-1j", [policy(), rcg([filtered])])) == ["pass"]
     assert statuses(run("hub-1j", [policy(), rcg([broad], action="Deny")])) == ["pass"]
@@ -182,7 +182,7 @@ def test_hub_1j_broad_egress():
 
 def test_hub_1k_app_gateway_outside_the_hub():
     in_hub = appgw("WAF_v2", f"{HUB}/subnets/snet-agw")
-    assert statuses(run("hub-1k", [hub_vnet(), in_hub])) == ["manual"]
+    assert verdicts(run("hub-1k", [hub_vnet(), in_hub])) == ["fail/manual"]
     assert statuses(run("hub-1k", [hub_vnet(), spoke_vnet(), appgw("WAF_v2")])) == ["pass"]
 
 
@@ -215,10 +215,10 @@ def test_hub_2c_public_ip_protection():
     assert statuses(run("hub-2c", [protected, firewall(), pip()])) == ["pass"]
     # inherited but the VNet is unprotected: the fix is hub-2b, nothing to change on the IP
     result = run("hub-2c", [*pip_users(), pip()])
-    assert statuses(result) == ["manual"] and "hub-2b" in result.findings[0].message and not result.changes
+    assert verdicts(result) == ["fail/manual"] and "hub-2b" in result.findings[0].message and not result.changes
     result = assert_fixed("hub-2c", [protected, firewall(), pip(protectionMode="Disabled")])
     assert result.changes[0].body["properties"]["ddosSettings"]["protectionMode"] == "VirtualNetworkInherited"
-    assert statuses(run("hub-2c", [pip("pip-old", sku="Basic")])) == ["manual"]
+    assert verdicts(run("hub-2c", [pip("pip-old", sku="Basic")])) == ["fail/manual"]
     assert statuses(run("hub-2c", [pip("pip-x", protectionMode="Enabled")])) == ["pass"]
 
 
@@ -227,7 +227,7 @@ def test_hub_2c_disabled_in_unprotected_vnet_depends_on_hub_2b():
 
 
 def test_hub_2d_ddos_logs_per_public_ip():
-    assert statuses(run("hub-2d", [pip()])) == ["manual"]
+    assert verdicts(run("hub-2d", [pip()])) == ["fail/manual"]
     result = assert_fixed("hub-2d", [pip(), workspace()])
     assert result.changes[0].body["properties"]["metrics"] == [{"category": "AllMetrics", "enabled": True}]
     named = {"id": PIP_FW + "/providers/Microsoft.Insights/diagnosticSettings/d",
@@ -271,12 +271,12 @@ def test_hub_3a_existing_table_gets_missing_spoke_routes_and_propagation_back_on
     assert {r["properties"]["addressPrefix"] for r in body["routes"]} == {"10.9.0.0/16", "10.1.0.0/16"}
     default = route_table("rt-gateway", [("0.0.0.0/0", "VirtualAppliance", FW_IP)], rg=HUB_RG)
     result = run("hub-3a", [hv, firewall(), spoke_vnet(), default])
-    assert statuses(result) == ["manual"] and "0.0.0.0/0" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "0.0.0.0/0" in result.findings[0].message
 
 
 def test_hub_3a_without_firewall_is_manual_and_unpeered_hub_passes():
     result = run("hub-3a", [hub_vnet(), spoke_vnet()])
-    assert statuses(result) == ["manual"] and "Azure Firewall" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "Azure Firewall" in result.findings[0].message
     lonely = vnet(HUB_RG, "vnet-hub", ["10.0.0.0/16"], [subnet("AzureFirewallSubnet", "10.0.1.0/26"),
                                                        subnet("GatewaySubnet", "10.0.2.0/27")])
     assert statuses(run("hub-3a", [lonely, firewall(), spoke_vnet(peer=False)])) == ["pass"]
@@ -316,19 +316,19 @@ def test_hub_3b_route_table_shared_with_app_gateway_is_manual():
     rt = route_table("rt-spoke", [])
     sns = [subnet("snet-web", "10.1.1.0/24", rt=rt["id"]), subnet("snet-agw", "10.1.4.0/24", rt=rt["id"])]
     result = run("hub-3b", [hub_vnet(), firewall(), spoke_vnet(sns), rt, appgw("WAF_v2")])
-    assert statuses(result) == ["manual"] and not result.changes
+    assert verdicts(result) == ["fail/manual"] and not result.changes
 
 
 def test_hub_3c_peering_topology():
     other = vnet(SPOKE_RG, "vnet-spoke2", ["10.2.0.0/16"], [subnet("snet-a", "10.2.1.0/24")], peer_to=SPOKE)
     result = run("hub-3c", [hub_vnet(), firewall(), spoke_vnet(), other])
     st = {f.resource_id.rsplit("/", 1)[-1]: f.status for f in result.findings}
-    assert st["peer-vnet-spoke2"] == "manual" and st["peer-vnet-spoke"] == "pass" and st["peer-vnet-hub"] == "pass"
+    assert st["peer-vnet-spoke2"] == "fail" and st["peer-vnet-spoke"] == "pass" and st["peer-vnet-hub"] == "pass"
     gw = {"id": rid(HUB_RG, f"{N}/virtualNetworkGateways", "vpngw"), "location": "westeurope",
           "properties": {"ipConfigurations": [{"name": "c", "properties": {
               "subnet": {"id": f"{HUB}/subnets/GatewaySubnet"}}}]}}
     result = run("hub-3c", [hub_vnet(), firewall(), spoke_vnet(), gw])
-    assert statuses(result) == ["manual", "manual"]  # no gateway transit on the hub side, no remote gw on the spoke
+    assert verdicts(result) == ["fail/manual", "fail/manual"]  # no gateway transit on the hub side, no remote gw on the spoke
     hv, sv = hub_vnet(), spoke_vnet()
     hv["properties"]["virtualNetworkPeerings"][0]["properties"]["allowGatewayTransit"] = True
     sv["properties"]["virtualNetworkPeerings"][0]["properties"]["useRemoteGateways"] = True
@@ -338,15 +338,15 @@ def test_hub_3c_peering_topology():
 def test_hub_3d_explicit_firewall_rules():
     any_any = {"ruleType": "NetworkRule", "name": "any", "sourceAddresses": ["*"], "destinationAddresses": ["*"],
                "destinationPorts": ["*"], "ipProtocols": ["Any"]}
-    assert statuses(run("hub-3d", [policy(), rcg([any_any])])) == ["manual"]
-    assert statuses(run("hub-3d", [policy()])) == ["manual"]
+    assert verdicts(run("hub-3d", [policy(), rcg([any_any])])) == ["fail/manual"]
+    assert verdicts(run("hub-3d", [policy()])) == ["fail/manual"]
     named = {**any_any, "sourceAddresses": ["192.168.0.0/16"], "destinationAddresses": ["10.1.1.0/24"],
              "destinationPorts": ["443"]}
     assert statuses(run("hub-3d", [policy(), rcg([named])])) == ["pass"]
     classic = firewall()
     classic["properties"]["networkRuleCollections"] = [{"name": "c", "properties": {
         "action": {"type": "Allow"}, "rules": [any_any]}}]
-    assert statuses(run("hub-3d", [classic])) == ["manual"]
+    assert verdicts(run("hub-3d", [classic])) == ["fail/manual"]
 
 
 # ---- step 4 --------------------------------------------------------------------------------------------
@@ -375,7 +375,7 @@ def test_hub_4c_unhealthy_hub_assessments():
                 "properties": {"displayName": "DDoS protection", "status": {"code": code}}}
 
     result = run("hub-4c", [*estate(), assessment("Unhealthy")])
-    assert statuses(result) == ["manual"] and "DDoS protection" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "DDoS protection" in result.findings[0].message
     assert statuses(run("hub-4c", [*estate(), assessment("Healthy")])) == ["pass"]
 
 
@@ -441,7 +441,7 @@ def test_reference_estate_every_hub_step_has_work_and_some_passes():
 def test_reference_estate_network_plan_converges():
     """Every network change proposed on the reference estate, applied together in dependency order,
     then once more for what the first round created (a new NSG still needs its deny-all rules),
-    leaves no check of these two articles with a failing finding."""
+    leaves no check of these two articles with a failing finding the wizard offers to fix."""
     from ztwizard.armjson import apply_values
     from ztwizard.engine import order_changes
     from ztwizard.remedy import writable
@@ -469,7 +469,7 @@ def test_reference_estate_network_plan_converges():
             after = apply_change(after, ch)
     assert len(rounds) == 2 and rounds[1] < 10, rounds
     for c in checks:
-        left = [f for f in c.run(after).findings if f.status == "fail"]
+        left = [f for f in c.run(after).findings if f.status == "fail" and f.remediation != "manual"]
         assert not left, (c.id, left)
 
 
@@ -495,7 +495,7 @@ def test_network_plan_applies_through_the_sdk_on_the_sandbox(tmp_path):
         report = apply_changes(gw, journal, sid, changes, allow_disruptive=True, allow_cost=True)
         assert len(report.applied) == len(changes), "\n".join(report.lines())
         left = [(f.check, f.resource_id) for s in inspect(gw, step_ids=steps).steps for f in s.findings
-                if f.status in ("fail", "error")]
+                if f.status == "error" or (f.status == "fail" and f.remediation != "manual")]
         # only what the first round created is left: the new NSG's deny-all rule
         assert [c for c, _ in left] == ["spoke-5a"], left
     finally:

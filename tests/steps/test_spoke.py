@@ -13,7 +13,7 @@ from ztwizard.model import CheckResult
 from ztwizard.steps import CHECK_BY_ID, common, spoke
 from ztwizard.steps._base import REMEDIATIONS
 
-from .conftest import apply_all, statuses
+from .conftest import apply_all, statuses, verdicts
 
 WL = "11111111-1111-1111-1111-111111111111"  # workload subscription
 CN = "22222222-2222-2222-2222-222222222222"  # connectivity subscription
@@ -205,7 +205,7 @@ def test_spoke_1a_flags_owner_on_the_spoke_group_and_passes_network_contributor(
     result = run("spoke-1a", [*estate(), assignment(SPOKE_RG, spoke.OWNER, name="a1"),
                               assignment(SPOKE_RG, common.NETWORK_CONTRIBUTOR, name="a2")])
     st = {f.resource_id.rsplit("/", 1)[-1][-2:]: f for f in result.findings}
-    assert st["a1"].status == "manual" and "Network Contributor" in st["a1"].message
+    assert (st["a1"].status, st["a1"].remediation) == ("fail", "manual") and "Network Contributor" in st["a1"].message
     assert st["a2"].status == "pass"
     assert not result.changes
     # an Owner assignment on another resource group is out of this check's scope
@@ -227,14 +227,14 @@ def test_spoke_2a_flags_non_network_resources_in_the_spoke_group():
     vm_in_spoke = vm_with_nic("vm-odd", f"{SPOKE}/subnets/snet-app")[0]
     vm_in_spoke["id"] = rid(SPOKE_RG, "Microsoft.Compute/virtualMachines", "vm-odd")
     result = run("spoke-2a", [*estate(), vm_in_spoke])
-    assert statuses(result) == ["manual"] and "vm-odd" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "vm-odd" in result.findings[0].message
 
 
 def test_spoke_2b_wants_groups_not_people():
     result = run("spoke-2b", [*estate(), assignment(f"/subscriptions/{WL}", spoke.CONTRIBUTOR, "User", "a1"),
                               assignment(SPOKE_RG, common.NETWORK_CONTRIBUTOR, "Group", "a2")])
-    assert sorted(statuses(result)) == ["manual", "pass"]
-    assert "security group" in next(f for f in result.findings if f.status == "manual").message
+    assert sorted(verdicts(result)) == ["fail/manual", "pass/manual"]
+    assert "security group" in next(f for f in result.findings if f.status == "fail").message
 
 
 def workspace(sub: str = CN, name: str = "log-platform") -> dict[str, Any]:
@@ -251,7 +251,7 @@ def activity_setting(categories: list[str], ws: bool = True) -> dict[str, Any]:
 def test_spoke_2c_activity_log_export():
     # nowhere to send logs: a person must choose
     result = run("spoke-2c", estate())
-    assert statuses(result) == ["manual"] and "workspace" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "workspace" in result.findings[0].message
     # a workspace exists: create the subscription-level setting
     result = assert_fixed("spoke-2c", [*estate(), workspace()])
     assert result.changes[0].action == "create" and result.changes[0].billable
@@ -338,7 +338,7 @@ def test_spoke_3b_one_subnet_per_nsg():
     shared = rid(SPOKE_RG, f"{N}/networkSecurityGroups", "nsg-web")
     sns = [subnet("snet-web", "10.1.1.0/24", nsg=shared), subnet("snet-app", "10.1.2.0/24", nsg=shared)]
     result = run("spoke-3b", [spoke_vnet(sns), nsg("nsg-web")])
-    assert statuses(result) == ["manual"] and "snet-app" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "snet-app" in result.findings[0].message
     assert statuses(run("spoke-3b", estate())) == ["pass"]
 
 
@@ -385,15 +385,15 @@ def test_spoke_4b_unknown_role_is_manual_and_members_pass():
            *vm_with_nic("box1", f"{SPOKE}/subnets/snet-app"),
            *vm_with_nic("vm-web-01", f"{SPOKE}/subnets/snet-web", asgs=[ASG_WEB])]
     result = run("spoke-4b", res)
-    assert sorted(statuses(result)) == ["manual", "pass"]
-    assert "tag it" in next(f for f in result.findings if f.status == "manual").message
+    assert sorted(verdicts(result)) == ["fail/manual", "pass/auto"]
+    assert "tag it" in next(f for f in result.findings if f.status == "fail").message
 
 
 def test_spoke_4c_rules_should_name_asgs_not_ips():
     bad = nsg("nsg-web", [rule("AllowFromApp", 200, sourceAddressPrefix="10.1.2.0/24")])
     good = nsg("nsg-web", [rule("AllowFromApp", 200, sourceApplicationSecurityGroups=[{"id": ASG_WEB}]),
                            rule("AllowLb", 210, sourceAddressPrefix="AzureLoadBalancer")])
-    assert statuses(run("spoke-4c", [spoke_vnet(), bad])) == ["manual"]
+    assert verdicts(run("spoke-4c", [spoke_vnet(), bad])) == ["fail/manual"]
     assert statuses(run("spoke-4c", [spoke_vnet(), good])) == ["pass"]
 
 
@@ -428,7 +428,7 @@ def test_spoke_5a_default_rules_do_not_count_and_plural_star_does():
 def test_spoke_5a_priority_taken_is_manual():
     taken = rule("AllowLegacy", 4096)
     result = run("spoke-5a", [spoke_vnet(peer=False), nsg("nsg-web", [taken])])
-    assert statuses(result) == ["manual"] and "AllowLegacy" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "AllowLegacy" in result.findings[0].message
     assert not result.changes
 
 
@@ -450,7 +450,7 @@ def test_spoke_5b_not_needed_when_egress_goes_through_the_firewall():
 
 
 def test_spoke_5c_tier_rules_through_asgs():
-    assert statuses(run("spoke-5c", [spoke_vnet(), nsg("nsg-web")])) == ["manual"]
+    assert verdicts(run("spoke-5c", [spoke_vnet(), nsg("nsg-web")])) == ["fail/manual"]
     good = nsg("nsg-web", [rule("AllowAppGwToWeb", 200, destinationApplicationSecurityGroups=[{"id": ASG_WEB}])])
     assert statuses(run("spoke-5c", [spoke_vnet(), good])) == ["pass"]
 
@@ -467,7 +467,7 @@ def watcher(region: str = "westeurope", sub: str = WL) -> dict[str, Any]:
 
 def test_spoke_5d_flow_log_needs_storage_in_region():
     result = run("spoke-5d", [spoke_vnet(peer=False), storage_account(location="northeurope")])
-    assert statuses(result) == ["manual"] and "storage account" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "storage account" in result.findings[0].message
 
 
 def test_spoke_5d_creates_a_vnet_flow_log_in_the_regions_watcher():
@@ -525,7 +525,7 @@ def test_spoke_5e_standard_v2_gets_a_policy_and_waf_sku():
 def test_spoke_5e_legacy_config_and_v1():
     legacy = appgw("WAF_v2", webApplicationFirewallConfiguration={"enabled": True, "firewallMode": "Detection"})
     assert_fixed("spoke-5e", [legacy])
-    assert statuses(run("spoke-5e", [appgw("Standard")])) == ["manual"]
+    assert verdicts(run("spoke-5e", [appgw("Standard")])) == ["fail/manual"]
     assert statuses(run("spoke-5e", [spoke_vnet()])) == ["not_applicable"]
 
 
@@ -533,18 +533,18 @@ def test_spoke_5f_appgw_to_backends_through_firewall():
     sns = [subnet("snet-web", "10.1.1.0/24"), subnet("snet-agw", "10.1.4.0/24")]
     base = [hub_vnet(), firewall(), spoke_vnet(sns), appgw("WAF_v2")]
     result = run("spoke-5f", base)
-    assert statuses(result) == ["manual"] and "10.1.1.0/24" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "10.1.1.0/24" in result.findings[0].message
     rt = route_table("rt-agw", [("10.1.1.0/24", "VirtualAppliance", FW_IP)])
     sns[1] = subnet("snet-agw", "10.1.4.0/24", rt=rt["id"])
     assert statuses(run("spoke-5f", [hub_vnet(), firewall(), spoke_vnet(sns), appgw("WAF_v2"), rt])) == ["pass"]
     bad = route_table("rt-agw", [("0.0.0.0/0", "VirtualAppliance", FW_IP)])
     result = run("spoke-5f", [hub_vnet(), firewall(), spoke_vnet(sns), appgw("WAF_v2"), bad])
-    assert statuses(result) == ["manual"] and "remove" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "remove" in result.findings[0].message
 
 
 # ---- steps 6 and 7 -------------------------------------------------------------------------------------
 def test_spoke_6a_private_data_paths():
-    assert statuses(run("spoke-6a", [storage_account()])) == ["manual"]
+    assert verdicts(run("spoke-6a", [storage_account()])) == ["fail/manual"]
     closed = storage_account()
     closed["properties"]["publicNetworkAccess"] = "Disabled"
     assert statuses(run("spoke-6a", [closed])) == ["pass"]
@@ -571,7 +571,7 @@ def test_spoke_7b_secure_score():
     sid = f"/subscriptions/{WL}/providers/Microsoft.Security/secureScores/ascScore"
     low = {"id": sid, "properties": {"score": {"current": 21.0, "max": 50, "percentage": 0.42}}}
     result = run("spoke-7b", [*estate(), low])
-    assert statuses(result) == ["manual"] and "21.0/50" in result.findings[0].message
+    assert verdicts(result) == ["fail/manual"] and "21.0/50" in result.findings[0].message
     full = copy.deepcopy(low)
     full["properties"]["score"]["current"] = 50
     assert statuses(run("spoke-7b", [*estate(), full])) == ["pass"]

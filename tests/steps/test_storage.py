@@ -13,7 +13,7 @@ from ztwizard.model import change_id
 from ztwizard.steps import CHECK_BY_ID, STEP_BY_ID, storage
 from ztwizard.steps._base import Check
 
-from .conftest import RG, SUB, apply_all, sandbox_round_trip, statuses
+from .conftest import RG, SUB, apply_all, sandbox_round_trip, statuses, verdicts
 
 ACCT_ID = f"{RG}/providers/Microsoft.Storage/storageAccounts/stdata01"
 VNET_ID = f"{RG}/providers/Microsoft.Network/virtualNetworks/vnet-spoke"
@@ -150,18 +150,25 @@ def test_smb_hardening_pass_fail_and_fix():
     assert_fix_passes("storage-1f", inv)
 
 
-def test_smb_only_for_accounts_using_files():
-    res, _ = run("storage-1f", account())
-    assert statuses(res) == ["not_applicable"]
-    # every general-purpose account has fileServices/default; without shares it serves no SMB
+def test_smb_judged_on_every_account_with_a_file_service_shares_or_not():
+    # a general-purpose account without shares: its SMB settings govern every share made later
     bad = file_services(versions="SMB2.1;SMB3.0;SMB3.1.1", channelEncryption="AES-128-CCM")
-    res, _ = run("storage-1f", account(), bad)
-    assert statuses(res) == ["not_applicable"]
-    files = account(name="stfiles01")
-    files["kind"] = "FileStorage"
-    res, inv = run("storage-1f", files)  # no fileServices read: platform defaults allow SMB 2.1
+    res, inv = run("storage-1f", account(), bad)
+    assert verdicts(res) == ["fail/auto"] and res.findings[0].resource_id == ACCT_ID
+    assert_fix_passes("storage-1f", inv)
+    res, inv = run("storage-1f", account())  # no fileServices read: platform defaults allow SMB 2.1
     assert statuses(res) == ["fail"]
     assert_fix_passes("storage-1f", inv)
+    files = account(name="stfiles01")
+    files["kind"] = "FileStorage"
+    res, inv = run("storage-1f", files)
+    assert statuses(res) == ["fail"]
+    assert_fix_passes("storage-1f", inv)
+    for kind in ("BlobStorage", "BlockBlobStorage"):  # no file service at all
+        blobs = account(name="stblobs01")
+        blobs["kind"] = kind
+        res, _ = run("storage-1f", blobs)
+        assert statuses(res) == ["not_applicable"], kind
 
 
 def test_smb_unreadable_child_is_an_error_while_others_run():
@@ -174,14 +181,14 @@ def test_smb_unreadable_child_is_an_error_while_others_run():
 def test_cmk_is_manual_with_instruction():
     assert statuses(run("storage-1g", account())[0]) == ["pass"]
     res, _ = run("storage-1g", account(encryption={"keySource": "Microsoft.Storage"}))
-    assert statuses(res) == ["manual"] and not res.changes
+    assert verdicts(res) == ["fail/manual"] and not res.changes
     assert "Key Vault" in res.findings[0].message and "purge protection" in res.findings[0].message
 
 
 def test_infrastructure_encryption_is_advisory():
     assert statuses(run("storage-1h", account())[0]) == ["pass"]
     res, _ = run("storage-1h", account(encryption={"keySource": "Microsoft.Storage"}))
-    assert statuses(res) == ["manual"] and not res.changes
+    assert verdicts(res) == ["fail/manual"] and not res.changes
     assert "new account" in res.findings[0].message
 
 
@@ -207,7 +214,7 @@ def test_storage_rbac_flags_direct_user_owner():
           assignment(RG, storage.OWNER, "Group", 2)]
     assert statuses(run("storage-2a", *ok)[0]) == ["pass"]
     res, _ = run("storage-2a", account(), assignment(RG, storage.STORAGE_ACCOUNT_CONTRIBUTOR, "User", 3))
-    assert statuses(res) == ["manual"] and not res.changes
+    assert verdicts(res) == ["fail/manual"] and not res.changes
     assert "Storage Account Contributor" in res.findings[0].message and "group" in res.findings[0].message
 
 
@@ -235,13 +242,13 @@ def test_key_policy_needs_key_creation_time():
     assert statuses(res) == ["fail"]
     assert_fix_passes("storage-2c", inv)
     res, _ = run("storage-2c", account(keyPolicy=None, keyCreationTime={"key1": None, "key2": None}))
-    assert statuses(res) == ["manual"] and "regenerate" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "regenerate" in res.findings[0].message
 
 
 def test_user_delegation_sas_advisory():
     assert statuses(run("storage-2d", account())[0]) == ["pass"]
     res, _ = run("storage-2d", account(allowSharedKeyAccess=None))
-    assert statuses(res) == ["manual"] and "user-delegation" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "user-delegation" in res.findings[0].message
 
 
 # ---- step 3 -------------------------------------------------------------------------------------
@@ -342,7 +349,7 @@ def test_private_endpoint_without_usable_subnet_is_manual():
     hub_only = vnet(HUB_ID, "10.0.0.0/16", [subnet(HUB_ID, "GatewaySubnet", "10.0.0.0/27"),
                                             subnet(HUB_ID, "AzureBastionSubnet", "10.0.0.64/26")])
     res, _ = run("storage-3a", account(), hub_only)
-    assert statuses(res) == ["manual"] and not res.changes
+    assert verdicts(res) == ["fail/manual"] and not res.changes
     assert "subnet" in res.findings[0].message
 
 
@@ -368,7 +375,7 @@ def test_public_access_with_endpoints_has_no_dependency_and_without_subnet_is_ma
     res, _ = run("storage-3b", with_connection(account(publicNetworkAccess="Enabled"), pe["id"]), pe)
     assert statuses(res) == ["fail"] and res.changes[0].depends_on == []
     res, _ = run("storage-3b", account(publicNetworkAccess="Enabled"))
-    assert statuses(res) == ["manual"] and "storage-3a" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "storage-3a" in res.findings[0].message
     assert statuses(run("storage-3b", account())[0]) == ["pass"]
 
 
@@ -403,7 +410,7 @@ def test_service_endpoint_on_allowed_subnet():
     assert_fix_passes("storage-3d", inv, f"{VNET_ID}/subnets/snet-web")
     # neither endpoints nor rules: a concrete instruction
     res, _ = run("storage-3d", account(), *nets)
-    assert statuses(res) == ["manual"] and "storage-3a" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "storage-3a" in res.findings[0].message
     # private endpoints make service endpoints unnecessary
     pe = endpoint(ACCT_ID, "blob")
     assert statuses(run("storage-3d", with_connection(account(), pe["id"]), pe, *nets)[0]) == ["pass"]

@@ -12,9 +12,8 @@ from ztwizard.inventory import Inventory
 from ztwizard.model import change_id
 from ztwizard.steps import CHECK_BY_ID
 from ztwizard.steps import vm as vm_article
-from ztwizard.steps.vm import open_ports
 
-from .conftest import RG, SUB, apply_all, sandbox_round_trip, statuses
+from .conftest import RG, SUB, apply_all, sandbox_round_trip, statuses, verdicts
 
 NET_RG = f"/subscriptions/{SUB}/resourceGroups/rg-network"
 HUB_RG = f"/subscriptions/{SUB}/resourceGroups/rg-hub"
@@ -160,6 +159,12 @@ def run(check_id: str, inv: Inventory):
     return CHECK_BY_ID[check_id].run(inv)
 
 
+def open_ports(r: dict[str, Any]) -> list[int]:
+    """The management ports one rule, alone in the NIC's NSG, opens to the internet."""
+    inv = inv_of(make_vm(), nic(nsg_id=NSG), nsg([r]))
+    return sorted({p for _r, ps in vm_article.open_rules(make_vm(), inv) for p in ps})
+
+
 def assert_fix_passes(check_id: str, inv: Inventory, resource_id: str | None = None) -> Inventory:
     result = run(check_id, inv)
     assert "fail" in statuses(result, resource_id), result.findings
@@ -221,7 +226,7 @@ def test_isolation():
     acct = {"id": f"{RG}/providers/Microsoft.Storage/storageAccounts/stdiag", "name": "stdiag",
             "type": "microsoft.storage/storageaccounts", "properties": {}}
     res = run("vm-1a", inv_of(make_vm(), acct))
-    assert statuses(res) == ["manual"] and res.findings[0].resource_id == RG
+    assert verdicts(res) == ["fail/manual"] and res.findings[0].resource_id == RG
     assert "storage account stdiag" in res.findings[0].message and "move" in res.findings[0].message.lower()
 
 
@@ -240,7 +245,7 @@ def test_vm_rbac():
     ok = inv_of(make_vm(), assignment(VM_ID, login, "Group", 1), assignment(RG, vm_article.OWNER, "Group", 2))
     assert statuses(run("vm-2a", ok)) == ["pass"]
     res = run("vm-2a", inv_of(make_vm(), assignment(RG, vm_article.CONTRIBUTOR, "User", 3)))
-    assert statuses(res) == ["manual"] and "Virtual Machine User Login" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "Virtual Machine User Login" in res.findings[0].message
     inv = inv_of(make_vm())
     inv.unreadable["microsoft.authorization/roleassignments"] = "403 AuthorizationFailed"
     assert statuses(run("vm-2a", inv)) == ["error"]
@@ -302,11 +307,11 @@ def test_trusted_launch_gen2_fails_with_fix_gen1_manual():
     assert fixed.get(VM_ID)["properties"]["securityProfile"]["encryptionAtHost"] is True  # untouched
     # absent hyperVGeneration on the disk means Gen1: an upgrade instruction, no fix
     res = run("vm-3a", inv_of(make_vm(security="Standard"), disk(gen=None)))
-    assert statuses(res) == ["manual"] and not res.changes and "Gen2" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and not res.changes and "Gen2" in res.findings[0].message
     # disk not in the inventory: the instance view decides, else an instruction to confirm
     v = make_vm(security="Standard", instanceView={"hyperVGeneration": "V2"})
     assert statuses(run("vm-3a", inv_of(v))) == ["fail"]
-    assert statuses(run("vm-3a", inv_of(make_vm(security="Standard")))) == ["manual"]
+    assert verdicts(run("vm-3a", inv_of(make_vm(security="Standard")))) == ["fail/manual"]
     graph = make_vm(security="Standard", extended={"instanceView": {"hyperVGeneration": "V1"}})
     assert "Generation 1" in run("vm-3a", inv_of(graph)).findings[0].message
 
@@ -327,7 +332,7 @@ def test_secure_boot_and_vtpm(check_id, leaf):
     assert res.changes[0].depends_on == [change_id("vm-3a", VM_ID, "PATCH")]
     fixed = apply_all(inv, [*run("vm-3a", inv).changes, *res.changes])
     assert statuses(run(check_id, fixed)) == ["pass"]
-    assert statuses(run(check_id, inv_of(make_vm(security="Standard"), disk(gen="V1")))) == ["manual"]
+    assert verdicts(run(check_id, inv_of(make_vm(security="Standard"), disk(gen="V1")))) == ["fail/manual"]
 
 
 def test_guest_attestation():
@@ -354,7 +359,7 @@ def test_guest_attestation():
     failed = ext(VM_ID, "GuestAttestation", "Microsoft.Azure.Security.WindowsAttestation", "GuestAttestation",
                  provisioningState="Failed")
     res = run("vm-3d", inv_of(v, disk(), failed))
-    assert statuses(res) == ["manual"] and "reinstall" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "reinstall" in res.findings[0].message
 
 
 # ---- step 4 -------------------------------------------------------------------------------------
@@ -362,9 +367,9 @@ def test_guest_attestation():
 def test_disk_encryption_set():
     assert statuses(run("vm-4a", inv_of(make_vm(), des()))) == ["pass"]
     res = run("vm-4a", inv_of(make_vm(), des("EncryptionAtRestWithCustomerKey")))
-    assert statuses(res) == ["manual", "manual"] and not res.changes  # the set, and the region lacking one
+    assert verdicts(res) == ["fail/manual", "fail/manual"] and not res.changes  # the set, and the region lacking one
     res = run("vm-4a", inv_of(make_vm()))
-    assert statuses(res) == ["manual"] and "Key Vault key" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "Key Vault key" in res.findings[0].message
 
 
 def test_disk_customer_key():
@@ -377,7 +382,7 @@ def test_disk_customer_key():
         "type": "EncryptionAtRestWithPlatformAndCustomerKeys", "diskEncryptionSetId": DES_ID}}}
     assert res.changes[0].disruptive
     assert_fix_passes("vm-4b", inv)
-    assert statuses(run("vm-4b", inv_of(plain))) == ["manual"]  # no set to move to yet
+    assert verdicts(run("vm-4b", inv_of(plain))) == ["fail/manual"]  # no set to move to yet
 
 
 def test_encryption_at_host():
@@ -410,10 +415,10 @@ def test_gallery_applications():
     v = make_vm(applicationProfile={"galleryApplications": [{"packageReferenceId": app}]})
     assert statuses(run("vm-5a", inv_of(v))) == ["pass"]
     res = run("vm-5a", inv_of(make_vm()))
-    assert statuses(res) == ["manual"] and "Compute Gallery" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "Compute Gallery" in res.findings[0].message
     foreign = app.replace(SUB, "99999999-9999-9999-9999-999999999999")
     v = make_vm(applicationProfile={"galleryApplications": [{"packageReferenceId": foreign}]})
-    assert statuses(run("vm-5a", inv_of(v))) == ["manual"]
+    assert verdicts(run("vm-5a", inv_of(v))) == ["manual/manual"]  # only a person knows the publisher
 
 
 # ---- step 6 -------------------------------------------------------------------------------------
@@ -435,7 +440,7 @@ def test_bastion_proposed_in_the_hub_and_fixes():
     assert ipc == {"subnet": {"id": f"{HUB}/subnets/AzureBastionSubnet"}, "publicIPAddress": {"id": pip.resource_id}}
     assert_fix_passes("vm-6a", inv)
     res = run("vm-6a", inv_of(make_vm(), nic(), network(bastion_subnet=False)))
-    assert statuses(res) == ["manual"] and "AzureBastionSubnet" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "AzureBastionSubnet" in res.findings[0].message
     assert "vnet-hub-weu" in res.findings[0].message
 
 
@@ -573,10 +578,10 @@ def test_vm_agent():
     assert statuses(run("vm-7d", inv_of(ready))) == ["pass"]
     down = make_vm(instanceView={"vmAgent": {"statuses": [{"displayStatus": "Not Ready"}]}})
     res = run("vm-7d", inv_of(down))
-    assert statuses(res) == ["manual"] and "168.63.129.16" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "168.63.129.16" in res.findings[0].message
     off = make_vm()
     off["properties"]["osProfile"]["windowsConfiguration"]["provisionVMAgent"] = False
-    assert statuses(run("vm-7d", inv_of(off))) == ["manual"]
+    assert verdicts(run("vm-7d", inv_of(off))) == ["fail/manual"]
 
 
 # ---- step 8 -------------------------------------------------------------------------------------
@@ -675,7 +680,7 @@ def test_assessments():
     assert statuses(run("vm-8d", inv_of(make_vm(), *healthy))) == ["pass"]
     sick = assessment(VM_ID, "e1145ab1-eb4f-43d8-911b-36ddf771d13f", "Unhealthy")
     res = run("vm-8d", inv_of(make_vm(), *healthy, sick))
-    assert statuses(res) == ["manual"] and "System updates should be installed" in res.findings[0].message
+    assert verdicts(res) == ["fail/manual"] and "System updates should be installed" in res.findings[0].message
     res = run("vm-8d", inv_of(make_vm()))
     assert statuses(res) == ["manual"] and "vm-8a" in res.findings[0].message
     inv = inv_of(make_vm())
@@ -755,6 +760,8 @@ def test_reference_plan_changes_are_unique_serialisable_and_dependencies_resolve
         # an editable parameter is substituted by value, so it must appear in what is sent
         text = json.dumps([c.resource_id, c.body])
         for k, v in c.params.items():
+            if k == "fix" and CHECK_BY_ID[c.check].creates_by_choice:
+                continue  # picks which change is proposed, not a value inside it
             assert json.dumps(v) in text or str(v) in text, (c.id, k)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .request import Reply, Request, arm_error
+
 GROUP_TYPE = "Microsoft.Management/managementGroups"
 SUBSCRIPTION_TYPE = "Microsoft.Management/managementGroups/subscriptions"
 
@@ -69,3 +71,24 @@ def group(name: str, parent: str | None, tenant_id: str) -> dict[str, Any]:
     return {"id": _group_id(name), "type": GROUP_TYPE, "name": name,
             "properties": {"tenantId": tenant_id, "displayName": "Tenant Root Group" if parent is None else name,
                            "details": {"parent": {"id": _group_id(parent)} if parent else None}}}
+
+
+def groups_of(sb: Any) -> dict[str, tuple[str | None, list[str]]]:
+    return hierarchy(sb.tenant_id, [s["subscriptionId"] for s in sb.store.subscriptions.values()])
+
+
+def route(sb: Any, ctx: Request) -> Reply | None:
+    """`GET …/managementGroups/{id}` and `…/{id}/descendants`, or None for any other path."""
+    low = ctx.low
+    if low[:3] != ["providers", "microsoft.management", "managementgroups"] or ctx.method != "GET":
+        return None
+    if not (len(low) == 4 or (len(low) == 5 and low[4] == "descendants")):
+        return None
+    groups = groups_of(sb)
+    found = find(groups, ctx.segs[3])
+    if found is None:
+        raise arm_error(404, "NotFound", f"The management group '{ctx.segs[3]}' was not found.")
+    if len(low) == 4:
+        return Reply(200, group(found, groups[found][0], sb.tenant_id))
+    display = {k: str(v.get("displayName") or k) for k, v in sb.store.subscriptions.items()}
+    return Reply(200, {"value": descendants(groups, found, display)})

@@ -7,9 +7,7 @@ stored state has one truth per property."""
 
 from __future__ import annotations
 
-import functools
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,59 +16,23 @@ from typing import Any
 from .. import resource_id as rid
 from ..errors import UsageError
 from ..files import atomic_write
-from ..inventory import INLINE_CHILDREN
-from ..inventory import inline_holder as _holder
+from .model import (
+    BACK_REFERENCES,
+    COMPUTED_PROPERTIES,
+    INLINE_CHILDREN,
+    READ_ONLY_INLINE,
+    RG_TYPE,
+    SUB_TYPE,
+    WRITE_ONLY,
+    clone,
+    inline_holder,
+    key,
+    new_etag,
+    parse,
+)
 
-# Inline lists ARM shows but does not let a PUT of the parent change.
-READ_ONLY_INLINE = {("microsoft.compute/virtualmachines", "resources")}
-
-# (source type, property path of a reference) -> property (under `properties`) of the target
-# that lists its referrers, as ARM reflects them.
-BACK_REFERENCES: list[tuple[str, str, str]] = [
-    ("microsoft.network/virtualnetworks/subnets", "networkSecurityGroup", "subnets"),
-    ("microsoft.network/virtualnetworks/subnets", "routeTable", "subnets"),
-    ("microsoft.network/networkinterfaces", "networkSecurityGroup", "networkInterfaces"),
-]
-COMPUTED_PROPERTIES = {
-    "microsoft.network/networksecuritygroups": ("subnets", "networkInterfaces", "defaultSecurityRules"),
-    "microsoft.network/routetables": ("subnets",),
-    "microsoft.network/firewallpolicies": ("ruleCollectionGroups",),
-}
-
-# Write-only secrets: ARM accepts them and never returns them, so the sandbox does not keep them
-# (nothing secret reaches the state file, a GET, or a journal's before-image).
-WRITE_ONLY: dict[str, list[tuple[str, ...]]] = {
-    "microsoft.compute/virtualmachines": [("properties", "osProfile", "adminPassword"),
-                                          ("properties", "osProfile", "customData")],
-    "microsoft.compute/virtualmachines/extensions": [("properties", "protectedSettings")],
-    "microsoft.network/connections": [("properties", "sharedKey")],
-}
-
-RG_TYPE = "Microsoft.Resources/resourceGroups"
-SUB_TYPE = "Microsoft.Resources/subscriptions"
-
-
-def clone(obj: Any) -> Any:
-    """A deep copy of JSON data, several times faster than copy.deepcopy."""
-    if isinstance(obj, dict):
-        return {k: clone(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [clone(v) for v in obj]
-    return obj
-
-
-@functools.lru_cache(maxsize=262144)
-def parse(resource_id: str) -> rid.ResourceId:
-    """resource_id.parse, cached: ids are parsed on every index update and list."""
-    return rid.parse(resource_id)
-
-
-def key(resource_id: str) -> str:
-    return "/" + resource_id.strip("/").lower()
-
-
-def new_etag() -> str:
-    return f'W/"{uuid.uuid4()}"'
+__all__ = ["READ_ONLY_INLINE", "RG_TYPE", "Store", "atomic_write_json", "clone", "ingest", "key", "new_etag",
+           "normalize_entry", "parse", "strip_composed"]
 
 
 def canonical_type(resource_id: str) -> str:
@@ -249,7 +211,7 @@ def _lift(res: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     ptype = canonical_type(res["id"]).lower()
     for path, seg in INLINE_CHILDREN.get(ptype, []):
-        holder, prop = _holder(res, path)
+        holder, prop = inline_holder(res, path)
         if holder is None:
             continue
         kids = holder.pop(prop, None) or []
@@ -287,7 +249,7 @@ def normalize_entry(res: dict[str, Any], copy: bool = True) -> dict[str, Any]:
 def strip_composed(entry: dict[str, Any]) -> None:
     t = entry["type"].lower()
     for path, _seg in INLINE_CHILDREN.get(t, []):
-        holder, prop = _holder(entry, path)
+        holder, prop = inline_holder(entry, path)
         if holder is not None:
             holder.pop(prop, None)
     props = entry.get("properties")

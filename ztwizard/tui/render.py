@@ -104,13 +104,14 @@ def findings_text(findings: Iterable[Finding]) -> Text:
             t.append("  ")
             t.append_text(glyph(f.status))
             t.append(f" {f.check} ", style="bold")
-            t.append(f"[{WORD.get(f.status, f.status)}] ")
+            by_hand = f.status == "fail" and f.remediation == "manual"  # fails, and a person fixes it
+            t.append(f"[{WORD.get(f.status, f.status)}{', manual fix' if by_hand else ''}] ")
             if f.property and f.status in ("fail", "manual"):
                 t.append(f"{f.property}: ")
                 t.append(value(f.actual), style="red")
                 t.append(f" {SYM['arrow']} expected ")
                 t.append(value(f.expected), style="green")
-                if f.status == "manual" and f.message:
+                if (f.status == "manual" or by_hand) and f.message:
                     t.append("\n    " + f.message)
             else:
                 t.append(f.message or "", style="dim" if f.status == "pass" else "")

@@ -171,9 +171,10 @@ class StepScreen(Screen[None]):
         detail = self.query_one("#detail", Static)
         if not changes:
             res = self.app.results.get(self.step_id)
-            manual = res is not None and any(f.status == "manual" for f in res.findings)
+            manual = res is not None and any(f.remediation == "manual" and f.status in ("fail", "manual")
+                                             for f in res.findings)
             detail.update(Text("No ARM change is proposed for this step."
-                               + (" Manual findings say what a person must do." if manual else ""),
+                               + (" Findings left to a person say what to do." if manual else ""),
                                style="dim"))
             return
         idx = sl.highlighted if sl.highlighted is not None else 0

@@ -1,0 +1,112 @@
+"""`-g` means scope: no subscription-wide change is proposed (Defender plans, security settings,
+activity-log settings, subscription role definitions), the plan says each was left out because of
+`-g`, and a `-g` naming no existing resource group is an input error (exit 2) with a hint."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from azure.mgmt.security import SecurityCenter
+
+from ztwizard.cli import main
+from ztwizard.sandbox import Sandbox
+from ztwizard.sandbox.estates.reference import CONNECTIVITY_SUB, WORKLOAD_SUB
+
+
+@pytest.fixture
+def state(tmp_path: Any, monkeypatch: Any) -> Any:
+    monkeypatch.setenv("ZTWIZARD_SANDBOX_IN_PROCESS", "1")
+    monkeypatch.delenv("ZTWIZARD_STATE_DIR", raising=False)
+    Sandbox(tmp_path / "s", estate="reference")
+    return tmp_path / "s"
+
+
+def run(capsys: Any, state: Any, *args: str) -> tuple[int, str, str]:
+    code = main(["--sandbox", "--state-dir", str(state), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def plan_json(capsys: Any, state: Any, *args: str) -> dict[str, Any]:
+    code, out, err = run(capsys, state, *args, "plan", "--format", "json")
+    assert code == 0, err
+    plan: dict[str, Any] = json.loads(out)
+    return plan
+
+
+def subscription_wide(resource_id: str) -> bool:
+    return "/resourcegroups/" not in resource_id.lower()
+
+
+def test_without_g_the_reference_plan_changes_subscription_wide_settings(capsys, state):
+    plan = plan_json(capsys, state)
+    kinds = {c["resource_id"].split("/providers/")[-1].split("/")[1] for s in plan["steps"] for c in s["changes"]
+             if subscription_wide(c["resource_id"])}
+    assert {"pricings", "settings", "diagnosticSettings", "roleDefinitions"} <= kinds
+    assert not [n for n in plan["notes"] if n["kind"] == "scope"]
+
+
+@pytest.mark.parametrize("group", ["rg-vms", "rg-spoke-network", "rg-hub-network", "rg-storage"])
+def test_with_g_no_subscription_wide_change_is_proposed_and_each_is_noted(capsys, state, group):
+    plan = plan_json(capsys, state, "-g", group)
+    changes = [c for s in plan["steps"] for c in s["changes"]]
+    assert changes and all(f"/resourcegroups/{group}/" in c["resource_id"].lower() for c in changes)
+    notes = [n for n in plan["notes"] if n["kind"] == "scope"]
+    assert notes and all(f"left out because of -g {group}" in n["message"] for n in notes)
+    assert all(subscription_wide(n["resource_id"]) for n in notes)
+    noted = {n["check"] for n in notes}
+    assert {"storage-4a", "vm-8a", "vm-8b"} <= noted  # Defender plans and the WDATP security setting
+    assert plan["summary"]["changes"] == len(changes)
+
+
+def test_the_activity_log_and_custom_roles_are_noted_too(capsys, state):
+    plan = plan_json(capsys, state, "-g", "rg-spoke-network")
+    notes = {n["check"]: n["message"] for n in plan["notes"] if n["kind"] == "scope"}
+    # the activity-log export's workspace lies outside rg-spoke-network, so no change was even built
+    assert "spoke-2c" in notes and WORKLOAD_SUB in notes["spoke-2c"]
+    assert "spoke-1b" in notes and "spoke-7a" in notes
+    code, text, _ = run(capsys, state, "-g", "rg-spoke-network", "plan", "--step", "spoke-2")
+    assert code == 0 and "note: spoke-2c" in text and "left out because of -g rg-spoke-network" in text
+    code, md, _ = run(capsys, state, "-g", "rg-spoke-network", "plan", "--step", "spoke-2", "--format", "markdown")
+    assert "## Notes" in md and "left out because of -g rg-spoke-network" in md
+
+
+def _pricings(arm_client: Any, state: Any) -> dict[str, Any]:
+    sb = Sandbox(state)
+    out = {}
+    for sub in (WORKLOAD_SUB, CONNECTIVITY_SUB):
+        client = arm_client(SecurityCenter, sb, sub)
+        for p in client.pricings.list(f"subscriptions/{sub}").value:
+            out[p.id.lower()] = (p.pricing_tier, p.sub_plan)
+    return out
+
+
+def test_apply_with_g_leaves_every_defender_plan_as_it_was(capsys, state, arm_client):
+    before = _pricings(arm_client, state)
+    code, out, err = run(capsys, state, "-g", "rg-hub-network", "apply", "--yes", "--allow-cost",
+                         "--allow-disruptive")
+    assert code == 0, out + err
+    assert _pricings(arm_client, state) == before
+    assert any(tier == "Free" for tier, _ in before.values())
+
+
+@pytest.mark.parametrize("args, missing", [
+    (["-g", "rg-nope"], "rg-nope"),
+    (["-g", "rg-vms", "-g", "rg-nope"], "rg-nope"),                        # one bad name of several
+    (["-s", CONNECTIVITY_SUB, "-g", "rg-vms"], "rg-vms"),                 # exists, in another subscription
+])
+@pytest.mark.parametrize("command", [["plan"], ["apply", "--yes"], ["plan", "--out", "PLANFILE"]])
+def test_g_naming_no_existing_group_is_exit_2_with_a_hint(capsys, state, tmp_path, arm_client, args, missing,
+                                                          command):
+    command = [str(tmp_path / "p.json") if c == "PLANFILE" else c for c in command]
+    before = _pricings(arm_client, state)
+    code, out, err = run(capsys, state, *args, *command)
+    assert code == 2, out + err
+    assert f"Resource group '{missing}' does not exist" in err and "hint:" in err and "-g" in err
+    assert "Traceback" not in err and not out
+    assert not (tmp_path / "p.json").exists()  # no partial write
+    assert _pricings(arm_client, state) == before
+    if "-s" in args:
+        assert f"subscription {CONNECTIVITY_SUB}" in err
