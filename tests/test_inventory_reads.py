@@ -11,7 +11,6 @@ import pytest
 from ztwizard import engine
 from ztwizard.gateway import _CHILD_READS, Gateway
 from ztwizard.pacing import Pacer
-from ztwizard.resource_id import parse
 from ztwizard.sandbox import Sandbox
 from ztwizard.sandbox.estates import load_estate
 from ztwizard.steps import STEPS
