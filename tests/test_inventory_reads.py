@@ -174,9 +174,10 @@ def test_plan_at_scale_throttled_has_no_429_and_few_requests_per_resource(scale_
     gw = Gateway(in_process_target(sb), pacer=Pacer(clock=clock, sleep=clock.sleep))
     engine.survey(gw, progress=lambda done, total, label: labels.append(label))
     assert sb.tally.throttled == 0
-    # about three reads per storage account (fileServices, shares, Defender setting) plus four per
-    # subscription; at 1,500 resources over 20 subscriptions that is under 0.3 per resource
-    assert sb.tally.requests / len(scale_estate) < 0.3, sb.tally.summary()
+    # about three reads per storage account (fileServices, shares, Defender setting) plus five per
+    # subscription (resource groups, settings, activity log, policy, JIT); at 1,500 resources over
+    # 20 subscriptions that is under 0.32 per resource
+    assert sb.tally.requests / len(scale_estate) < 0.32, sb.tally.summary()
     assert any(lbl.startswith("Child resources: ") and "left" in lbl for lbl in labels), labels
 
 

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import journal as J
+from . import power
 from .adopt import own_creation
-from .armjson import apply_values, dotted, holds, mismatches, side, writable
+from .armjson import apply_values, dotted, get_path, holds, mismatches, side, writable
 from .engine import order_changes
 from .errors import (
     ArmError,
@@ -90,6 +91,11 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     batch = order_changes(list(changes))
     batch_ids = {c.id for c in batch}
     journal.record_plan(session_id, [(step_of(c.check), c) for c in batch])
+    offline = {c.id for c in batch if c.action == "update" and power.needs_deallocation(c.resource_id, c.after)}
+    vm_for, unmet = _power_prerequisites(gateway, [c for c in batch if c.id in offline and allow_disruptive])
+    # One deallocation per VM: its changes (and its disks') follow each other where dependencies allow.
+    batch = power.batch_by_vm(batch, lambda c: vm_for.get(c.id), lambda moving, other: other.id not in moving.depends_on)
+    guard = power.PowerGuard(gateway, journal, session_id, on_stage=lambda vm, msg: log.info("%s: %s", vm, msg))
     report = ApplyReport(session_id)
     not_done: set[str] = set()  # failed or skipped in this run: their dependents wait
     decided: dict[str, bool] = {}
@@ -121,8 +127,9 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
         if not decided[step]:
             skip(ch, step, "declined at the confirmation")
             continue
-        if ch.disruptive and not allow_disruptive:
-            skip(ch, step, "disruptive (" + (ch.risk or "may interrupt service") + "); pass --allow-disruptive")
+        if (ch.disruptive or ch.id in offline) and not allow_disruptive:
+            why = ch.risk or ("the VM is deallocated for it" if ch.id in offline else "may interrupt service")
+            skip(ch, step, "disruptive (" + why + "); pass --allow-disruptive")
             continue
         if ch.billable and not allow_cost:
             skip(ch, step, "billable (creates a paid resource); pass --allow-cost")
@@ -138,20 +145,74 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
             steps = sorted({step_of(d.rsplit("-", 1)[0]) for d in absent})
             skip(ch, step, f"{BLOCKED_PREFIXES[1]} {', '.join(absent)} first; include --step {' --step '.join(steps)}")
             continue
+        if ch.id in unmet:
+            skip(ch, step, unmet[ch.id])
+            continue
         emit("start", ch, step)
         try:
+            vm = vm_for.get(ch.id)
+            if guard.current is not None and (vm is None or vm.lower() != guard.current.lower()):
+                guard.release()  # the next write is not for the held VM: start it again first
+            if vm is not None and not _hold(guard, vm, journal, session_id, ch, step, outcome):
+                continue
             _apply_one(gateway, journal, session_id, ch, step, written, replan, outcome, skip)
         except (ZtwError, KeyboardInterrupt) as exc:
             # ARM is unreachable, or the person pressed Ctrl-C: what is in flight stays recorded.
             why = exc.message if isinstance(exc, ZtwError) else "Interrupted."
             journal.log(session_id, "interrupted", why, ch.id)
+            # A VM held deallocated stays so (its guard is journaled): starting it now would wait on
+            # the same unreachable or stuck ARM; resume starts it once the change is settled.
+            down = f" {guard.current.rsplit('/', 1)[-1]} is deallocated until then." if guard.current else ""
             raise ApplyInterrupted(
                 f"{why} Apply stopped: {len(report.applied)} change(s) applied (listed above), {ch.id} may be "
-                "in flight, the rest not attempted.", "Run `ztwizard resume` to reconcile it.", report) from exc
+                f"in flight, the rest not attempted.{down}",
+                "Run `ztwizard resume` to reconcile it (and start again any VM it deallocated).", report) from exc
+    try:
+        guard.release()
+    except (ZtwError, KeyboardInterrupt) as exc:
+        why = exc.message if isinstance(exc, ZtwError) else "Interrupted."
+        journal.log(session_id, "interrupted", why)
+        raise ApplyInterrupted(f"{why} Every change was sent, but a VM deallocated for them may not be running again.",
+                               "Run `ztwizard resume`: it starts the VM again if it was running.", report) from exc
     journal.update_session(session_id, status=J.DONE)
     if verify:
         _verify(gateway, journal, session_id, report)
     return report
+
+
+def _power_prerequisites(gateway: ArmGateway, offline: list[Change]) -> tuple[dict[str, str], dict[str, str]]:
+    """For changes that need a deallocated VM, read before anything is written: the VM each one
+    needs deallocated ({change id: vm id}) and, for those whose prerequisites are missing, why
+    ({change id: skip note})."""
+    needs = power.Prerequisites(gateway)
+    vm_for: dict[str, str] = {}
+    unmet: dict[str, str] = {}
+    for ch in offline:
+        res = _safe_read(gateway, ch.resource_id)
+        vm = power.vm_of(gateway, ch.resource_id, res)
+        if vm is None or (res is not None and side(res, ch.before, ch.after) == "after"):
+            continue  # no VM to deallocate, or nothing to change on it
+        vm_for[ch.id] = vm
+        missing = needs.missing(res if vm == ch.resource_id else None, ch.after)
+        if missing:
+            unmet[ch.id] = power.prerequisite_note(missing)
+    return vm_for, unmet
+
+
+def _hold(guard: power.PowerGuard, vm: str, journal: J.Journal, session_id: str, ch: Change, step: str,
+          outcome: Callable[..., None]) -> bool:
+    """Deallocate `vm` for `ch`; when ARM refuses, `ch` fails saying so (nothing else was sent)."""
+    try:
+        guard.hold(vm)
+        return True
+    except OperationTimedOut:
+        raise
+    except ArmError as exc:
+        msg = f"could not deallocate {vm.rsplit('/', 1)[-1]} for it: {exc.message}"
+        journal.update_change(session_id, ch.id, state=J.FAILED, error=exc.message, note=msg, event=msg)
+        outcome(ch, step, "failed", msg)
+        guard.release_quietly()
+        return False
 
 
 def _applied_before(journal: J.Journal, session_id: str, change_id: str) -> bool:
@@ -233,6 +294,16 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
         outcome(ch, step, "failed", exc.message)
         return
     after = result if ch.method != "DELETE" else None
+    failed_parts = failed_extensions(after)
+    if failed_parts:
+        # A 201 whose extensions failed (a Defender plan): the tier may have landed, so the row is
+        # applied (undo can take it back), but the change is a failure naming what failed.
+        msg = "ARM applied it only in part: " + "; ".join(failed_parts)
+        journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=(after or {}).get("etag"),
+                              after_image=after, error=msg, note=msg, event=msg)
+        written[ch.resource_id.lower()] = (after or {}).get("etag")
+        outcome(ch, step, "failed", msg)
+        return
     if ch.method != "DELETE" and (after is None or not _landed(ch, after)):
         after = _safe_read(gateway, ch.resource_id) or after
     note = ""
@@ -240,6 +311,28 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
         note = "ARM accepted the write but does not hold the values: " + ", ".join(
             map(dotted, mismatches(after, ch.after)) if ch.method != "DELETE" else ["the resource still exists"])
     _applied(journal, session_id, ch, step, after, written, outcome, note)
+
+
+def failed_extensions(res: dict[str, Any] | None) -> list[str]:
+    """'name failed (code): message' for each part of a write's answer whose operationStatus says
+    Failed: pricing `extensions[]`, Defender for Storage's malware scanning and data discovery."""
+    out: list[str] = []
+
+    def walk(node: Any, name: str) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, name)
+        elif isinstance(node, dict):
+            status = node.get("operationStatus")
+            if isinstance(status, dict) and str(status.get("code") or "").lower() == "failed":
+                what = str(node.get("name") or name)
+                out.append(f"extension {what} failed" + (f": {status['message']}" if status.get("message") else ""))
+            for key, value in node.items():
+                if key != "operationStatus":
+                    walk(value, key)
+
+    walk(get_path(res or {}, "properties"), "properties")
+    return out
 
 
 def _applied(journal: J.Journal, session_id: str, ch: Change, step: str, after: dict[str, Any] | None,
@@ -289,7 +382,8 @@ def _replan(gateway: ArmGateway, ch: Change) -> Change | None:
     from .engine import inspect
 
     sub = rid.parse(ch.resource_id).subscription
-    plan = inspect(gateway, check_ids=[ch.check], subscriptions=[sub] if sub else None)
+    # From ARM itself: Resource Graph has not seen the write that moved the resource yet.
+    plan = inspect(gateway, check_ids=[ch.check], subscriptions=[sub] if sub else None, use_graph=False)
     for c in plan.changes():
         if c.id == ch.id:
             return c
@@ -311,8 +405,9 @@ def _verify(gateway: ArmGateway, journal: J.Journal, session_id: str, report: Ap
         return
     info = journal.session(session_id)
     try:
+        # Read from ARM, never Resource Graph: the index lags the writes just made.
         plan = inspect(gateway, step_ids=steps, subscriptions=info.subscriptions or None,
-                       resource_groups=info.resource_groups or None)
+                       resource_groups=info.resource_groups or None, use_graph=False)
         report.verification = plan.steps
     except ZtwError as exc:
         report.verify_error = exc.message

@@ -27,7 +27,8 @@ PathLike = str | tuple[str, ...]
 # Fields ARM computes; sending them back is noise at best and rejected at worst, and comparing
 # them says nothing about what a change set.
 READ_ONLY_KEYS = frozenset({"etag", "provisioningState", "systemData", "resourceGuid", "subscriptionId",
-                            "resourceGroup", "tenantId", "managementGroup"})
+                            "resourceGroup", "tenantId", "managementGroup",
+                            "hasBgpOverride"})  # a route's, computed by Network (readOnly in the spec)
 
 def literal(value: Any) -> str:
     """A value as ARM's JSON spells it (`null`, `true`, `"AAD"`), for messages and diffs a person
@@ -209,9 +210,37 @@ def _named(items: list[Any]) -> bool:
 
 
 def mismatches(resource: dict[str, Any] | None, tree: dict[str, Any]) -> list[Path]:
-    """The leaf paths of `tree` that `resource` does not hold."""
+    """The leaf paths of `tree` that `resource` does not hold. Where the resource's type is known,
+    a property at its platform default counts as absent (ARM means the default when it is), and
+    in a list the provider extends with entries of its own only the entries `tree` names count."""
     res = resource or {}
-    return [p for p, v in leaves(tree).items() if not same(v, get_path(res, p))]
+    rtype = str(res.get("type") or "").lower()
+    defaults = {_low(p): v for p, v in PLATFORM_DEFAULTS.get(rtype, {}).items()}
+    additive = {_low(p) for p in ADDITIVE_LISTS.get(rtype, ())}
+    out: list[Path] = []
+    for path, expected in leaves(tree).items():
+        actual, key = get_path(res, path), _low(path)
+        if key in additive and isinstance(expected, list) and isinstance(actual, list) and _named(expected):
+            by_name = {str(a.get("name")).lower(): a for a in actual if isinstance(a, dict)}
+            ok = all(same(e, by_name.get(str(e["name"]).lower())) for e in expected)
+        elif key in defaults:
+            ok = same(defaults[key] if expected is None else expected, defaults[key] if actual is None else actual)
+        else:
+            ok = same(expected, actual)
+        if not ok:
+            out.append(path)
+    return out
+
+
+def _low(path: Path) -> Path:
+    return tuple(k.lower() for k in path)
+
+
+# Lists a provider extends with entries the request did not send (notes/arm-platform.md §5: a
+# Defender plan comes back with extensions of its own): only the entries a change names count.
+ADDITIVE_LISTS: dict[str, tuple[Path, ...]] = {
+    "microsoft.security/pricings": (("properties", "extensions"),),
+}
 
 
 def holds(resource: dict[str, Any] | None, tree: dict[str, Any]) -> bool:
@@ -280,11 +309,68 @@ def apply_values(base: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
 
 
 # Platform defaults spelled out, by lower-cased resource type and path: what ARM means when the
-# property is absent, so that taking back a property the wizard added can write the explicit
-# value instead of a null some providers ignore (notes/arm-platform.md §2). Empty until the
-# catalog declares its checks' platform defaults (issue 8): undo then removes the property with
-# a null, as it always has, and `Inverse.no_inverse` names it.
-PLATFORM_DEFAULTS: dict[str, dict[Path, Any]] = {}
+# property is absent, so that taking back a property the wizard added writes the explicit value
+# instead of a null that providers ignore (notes/arm-platform.md §2: `encryptionAtHost` must be
+# `false`, `identity` `{"type": "None"}`). A property not listed here is removed with a null by
+# undo (`Inverse.no_inverse` names it) and the re-read after the undo tells whether it went.
+PLATFORM_DEFAULTS: dict[str, dict[Path, Any]] = {
+    "microsoft.compute/virtualmachines": {
+        ("identity", "type"): "None",
+        ("properties", "securityProfile", "encryptionAtHost"): False,
+        ("properties", "securityProfile", "securityType"): "Standard",
+        ("properties", "securityProfile", "uefiSettings", "secureBootEnabled"): False,
+        ("properties", "securityProfile", "uefiSettings", "vTpmEnabled"): False,
+    },
+    # As the catalog judges an absent property (steps/storage.toml `default`s).
+    "microsoft.storage/storageaccounts": {
+        ("properties", "allowSharedKeyAccess"): True,
+        ("properties", "allowBlobPublicAccess"): True,
+        ("properties", "defaultToOAuthAuthentication"): False,
+        ("properties", "supportsHttpsTrafficOnly"): False,
+        ("properties", "minimumTlsVersion"): "TLS1_0",
+        ("properties", "publicNetworkAccess"): "Enabled",
+        ("properties", "allowedCopyScope"): "All",  # from api-version 2023-05-01 (the unrestricted scope)
+        ("properties", "networkAcls", "defaultAction"): "Allow",
+        ("properties", "networkAcls", "ipRules"): [],
+        ("properties", "networkAcls", "virtualNetworkRules"): [],
+    },
+    "microsoft.compute/disks": {
+        ("properties", "publicNetworkAccess"): "Enabled",
+        ("properties", "allowedCopyScope"): "All",  # from api-version 2023-05-01 (the unrestricted scope)
+        ("properties", "networkAccessPolicy"): "AllowAll",
+    },
+}
+
+# Properties whose removal ARM does not carry out (a null or an omission leaves them as they
+# are), so a change that adds them cannot be taken back: labelled one-way before apply.
+ONE_WAY: dict[str, dict[Path, str]] = {
+    # Storage ignores a null in a PATCH and keeps what a PUT leaves out (azure-rest-api-specs
+    # issue 31949), and these have no "off" value to write back.
+    "microsoft.storage/storageaccounts": {
+        ("properties", "sasPolicy"): "Storage keeps a SAS expiration policy once set (a null does not remove it)",
+        ("properties", "keyPolicy"): "Storage keeps a key expiration policy once set (a null does not remove it)",
+    },
+}
+
+# Types whose full PUT replaces the resource, so a PUT without a property removes it where a
+# null in a PATCH is ignored (compute; `az vm update` itself is a GET and a PUT).
+PUT_REPLACES = frozenset({"microsoft.compute/virtualmachines"})
+
+
+def one_way(resource_type: str, method: str, before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Why a change that sets `after` over `before` cannot be undone ('' when it can)."""
+    if method.upper() == "DELETE":
+        return ""
+    table = {_low(p): why for p, why in ONE_WAY.get(resource_type.lower(), {}).items()}
+    had = leaves(before)
+    for path in leaves(after):
+        if had.get(path) is not None:
+            continue
+        for n in range(len(path), 0, -1):
+            why = table.get(_low(path[:n]))
+            if why:
+                return why
+    return ""
 
 
 def platform_defaults(resource_type: str) -> dict[Path, Any]:

@@ -422,8 +422,10 @@ def cmd_undo(args: argparse.Namespace) -> int:
                            override=args.override)
     say("\n".join(result.lines()), args)
     if not result.ok:
-        raise ZtwError(f"{len(result.of('failed'))} undo(s) failed and {len(result.of('drift'))} were refused; "
-                       f"{len(result.of('undone'))} undone (listed above); nothing else was changed.",
+        unmet = len(result.report.unmet) if result.report else 0
+        waiting = f", {unmet} wait for a missing prerequisite" if unmet else ""
+        raise ZtwError(f"{len(result.of('failed'))} undo(s) failed and {len(result.of('drift'))} were refused"
+                       f"{waiting}; {len(result.of('undone'))} undone (listed above); nothing else was changed.",
                        hint="Review the differences above; --override restores the refused ones anyway.")
     return 0
 
@@ -498,7 +500,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
         served = server.serve(sdir, port=args.port, estate=args.estate_spec, latency_ms=args.latency_ms,
                               faults=args.faults, seed=args.seed, ready=ready, lro_hang_seconds=args.lro_hang_seconds,
-                              throttle=args.throttle)
+                              graph_lag_ms=args.graph_lag_ms, throttle=args.throttle)
         sys.stderr.write(served + "\n")
         return 0
     if args.sandbox_command == "reset":
@@ -626,6 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--throttle", choices=("arm", "off"), default="arm",
                    help="arm: ARM's token buckets, provider limits and Resource Graph quota, with 429s (default); "
                         "off: no throttling")
+    s.add_argument("--graph-lag-ms", metavar="MS", type=inputs.latency_ms, default=300,
+                   help="how long a write takes to show in Resource Graph queries (default 300)")
     s = sbsub.add_parser("reset", help="reset the sandbox state to an estate")
     _global_options(s, suppress=True, sandbox_command=True)
     s.add_argument("--estate", dest="estate_spec", default="reference", metavar="reference|scale:N|FILE",

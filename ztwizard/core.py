@@ -27,7 +27,7 @@ from .model import Change, StepResult
 from .outcomes import ApplyReport, Event, Outcome
 from .ports import ArmGateway
 from .resume import ResumeReport, pick_session, reconcile
-from .undo import UndoReport, three_way, undo_changes
+from .undo import UndoReport, one_way_of, three_way, undo_changes
 
 # What a change is at, as the front ends show it. "drift": an undo refused because someone changed
 # the resource since; "drifted"/"not_applied": what resume found ARM holds; "adopted": a create
@@ -166,7 +166,8 @@ class UndoResult:
 
     @property
     def ok(self) -> bool:
-        return not self.of("failed") and not self.of("drift")
+        unmet = self.report.unmet if self.report else []  # still in place: a prerequisite is missing
+        return not self.of("failed") and not self.of("drift") and not unmet
 
     def lines(self) -> list[str]:
         return self.report.lines() if self.report else []
@@ -447,7 +448,9 @@ class Core:
         if sid:
             j.session(sid)
         else:
-            candidates = [s for s in j.sessions() if any(s.counts.get(k) for k in states)]
+            # An undone session may keep its one-way changes (ARM keeps them): nothing left to take back.
+            candidates = [s for s in j.sessions()
+                          if s.status != J.UNDONE_SESSION and any(s.counts.get(k) for k in states)]
             if not candidates:
                 raise UsageError("No session in the journal has changes to undo.",
                                  hint="List sessions with `ztwizard sessions`.")
@@ -457,7 +460,7 @@ class Core:
         for cid in change_ids or []:
             j.change(sid, cid)  # an unknown id is a usage error
         refuse_if_read_only(self.gateway, self.dry_run, "undo")
-        rows = [self._row(rec, drift=False) for rec in records]
+        rows = [self._row(rec, drift=False) for rec in records if not one_way_of(rec)]
         return sid, sorted(rows, key=lambda r: r.seq, reverse=True)
 
     def undo(self, change_ids: Sequence[str] | None = None, *, session_id: str | None = None,

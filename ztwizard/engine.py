@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .armjson import one_way
 from .errors import ParamError, UsageError
 from .inventory import Inventory
 from .model import Change, Finding, StepResult, worst
@@ -150,10 +151,11 @@ def run_step(inventory: Inventory, step: Step, check_ids: list[str] | None = Non
             continue
         findings.extend(result.findings)
         changes.extend(result.changes)
-    if api_version_for:
-        for c in changes:
-            if not c.api_version:
-                c.api_version = api_version_for(c.resource_id)
+    for c in changes:
+        if api_version_for and not c.api_version:
+            c.api_version = api_version_for(c.resource_id)
+        if c.action == "update" and not c.one_way:
+            c.one_way = one_way(rid_type(c.resource_id), c.method, c.before, c.after)
     return StepResult(id=step.id, article=step.article, number=step.number, title=step.title,
                       status=worst([f.status for f in findings]), findings=findings,
                       changes=order_changes(changes))
@@ -256,10 +258,11 @@ def needed_reads(step_ids: Iterable[str] = (), check_ids: Iterable[str] = ()) ->
 def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
            subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
            progress: Progress | None = None, on_step: OnStep | None = None,
-           overrides: Overrides | None = None) -> Survey:
+           overrides: Overrides | None = None, use_graph: bool = True) -> Survey:
     """Inventory the target's scope through the gateway and plan the selected steps. `progress`
     counts the inventory's phases, then one per step; `on_step` gets each result when ready;
-    `overrides` are parameter edits kept from an earlier plan."""
+    `overrides` are parameter edits kept from an earlier plan; `use_graph=False` reads ARM itself
+    (after a write: Resource Graph lags it)."""
     step_ids, check_ids = list(step_ids), list(check_ids)
     total = INVENTORY_PHASES + len(selected_steps(step_ids, check_ids))  # validates the ids first
 
@@ -272,7 +275,8 @@ def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iter
             progress(INVENTORY_PHASES + done, total, label)
 
     inv = gateway.inventory(subscriptions=subscriptions, resource_groups=resource_groups,
-                            progress=inventory_progress, reads=needed_reads(step_ids, check_ids))
+                            progress=inventory_progress, use_graph=use_graph,
+                            reads=needed_reads(step_ids, check_ids))
     target = gateway.target.describe()
     target["subscriptions"] = list(inv.subscriptions)
     # The inventory lives as long as the plan and holds no cycles: keep the cyclic collector
@@ -293,7 +297,8 @@ def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iter
 
 def inspect(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
             subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
-            progress: Progress | None = None, on_step: OnStep | None = None) -> Plan:
+            progress: Progress | None = None, on_step: OnStep | None = None, use_graph: bool = True) -> Plan:
     """Inventory the target's scope through the gateway and plan the selected steps."""
     return survey(gateway, step_ids=step_ids, check_ids=check_ids, subscriptions=subscriptions,
-                  resource_groups=resource_groups, progress=progress, on_step=on_step).plan
+                  resource_groups=resource_groups, progress=progress, on_step=on_step,
+                  use_graph=use_graph).plan

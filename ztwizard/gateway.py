@@ -92,6 +92,7 @@ API_VERSIONS: dict[str, str] = {
     "microsoft.keyvault": "2023-07-01",
     "microsoft.resources/resourcegroups": "2025-04-01",
     "microsoft.resources": "2025-04-01",
+    "microsoft.features": "2021-07-01",
 }
 
 # What the catalog reads, by Resource Graph table. Child types ARG does not index are read
@@ -128,7 +129,6 @@ GRAPH_TYPES: dict[str, list[str]] = {
         "Microsoft.Security/pricings",
         "Microsoft.Security/assessments",
         "Microsoft.Security/secureScores",
-        "Microsoft.Security/locations/jitNetworkAccessPolicies",
         "Microsoft.Security/locations/alerts",
     ],
     "authorizationresources": [
@@ -370,6 +370,7 @@ class Gateway:
         self.lro_timeout = LRO_TIMEOUT_SECONDS if lro_timeout is None else float(lro_timeout)
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
+        self._skus: dict[tuple[str, str], dict[str, dict[str, str]]] = {}  # per subscription and region
         self.max_workers = max_workers
         self.read_workers = max(1, read_workers)
         self.graph_batch = max(1, graph_batch)
@@ -546,6 +547,84 @@ class Gateway:
             return self.read(resource_id) or out
         return out
 
+    # ---- power state and prerequisites -------------------------------------------------------
+    def power_state(self, vm_id: str) -> str:
+        """The VM's power state from its instance view (`running`, `deallocated`, `stopped`,
+        `deallocating`, `starting`, …); `unknown` when the view has no PowerState status."""
+        p = rid.parse(vm_id)
+        try:
+            view = self.client("compute", p.subscription or "").virtual_machines.instance_view(
+                p.resource_group, p.name)
+        except ARM_ERRORS as exc:
+            raise translate(exc, vm_id, "reading the power state of") from exc
+        for status in wire(view).get("statuses") or []:
+            code = str(status.get("code") or "")
+            if code.lower().startswith("powerstate/"):
+                return code.split("/", 1)[1].lower()
+        return "unknown"
+
+    def vm_action(self, vm_id: str, action: str) -> None:
+        """POST deallocate, start or powerOff on a VM and wait for the operation (--lro-timeout)."""
+        p = rid.parse(vm_id)
+        if self.target.read_only:
+            raise ZtwError("This target is read-only: nothing was changed.",
+                           hint="An estate file is for auditing; use --sandbox or Azure to apply.")
+        vms = self.client("compute", p.subscription or "").virtual_machines
+        begin = {"deallocate": vms.begin_deallocate, "start": vms.begin_start,
+                 "powerOff": vms.begin_power_off}[action]
+        polling = DeadlinePolling(self._kwargs["polling_interval"], self.lro_timeout,
+                                  path_format_arguments={"endpoint": self._kwargs["base_url"]})
+        try:
+            begin(p.resource_group, p.name, polling=polling).result()
+        except _LroDeadlinePassed as exc:
+            raise OperationTimedOut(
+                f"ARM's {action} of {_describe(vm_id)} did not finish within {self.lro_timeout:g} s.",
+                "Run `ztwizard resume` later: it reads the power state and restores it.",
+                resource_id=vm_id) from exc
+        except ARM_ERRORS as exc:
+            raise translate(exc, vm_id, f"sending {action} to") from exc
+
+    def feature_state(self, subscription: str, namespace: str, name: str) -> str | None:
+        """A subscription feature's registration state (`Registered`, `NotRegistered`, …), or
+        None when ARM cannot tell (the Features API is unreachable or unknown here)."""
+        from azure.core.rest import HttpRequest
+
+        url = (f"/subscriptions/{subscription}/providers/Microsoft.Features/providers/{namespace}/features/{name}"
+               f"?api-version={API_VERSIONS['microsoft.features']}")
+        try:
+            resp = self.client("resources", subscription).send_request(HttpRequest("GET", url))
+        except ARM_ERRORS as exc:
+            log.info("feature %s/%s unreadable: %s", namespace, name, _first_line(exc))
+            return None
+        if resp.status_code == 404:
+            return "NotRegistered"
+        if resp.status_code >= 400:
+            log.info("feature %s/%s unreadable: HTTP %s", namespace, name, resp.status_code)
+            return None
+        return str(get_path(resp.json(), ("properties", "state")) or "") or None
+
+    def sku_capabilities(self, subscription: str, location: str, size: str) -> dict[str, str] | None:
+        """The capabilities of a VM size in a region (`EncryptionAtHostSupported`,
+        `HyperVGenerations`, …), or None when the size is not listed or the list is unreadable."""
+        key = (subscription.lower(), location.lower())
+        with self._lock:
+            skus = self._skus.get(key)
+        if skus is None:
+            try:
+                listed = self.client("compute", subscription).resource_skus.list(filter=f"location eq '{location}'")
+                skus = {}
+                for sku in listed:
+                    raw = wire(sku)
+                    if str(raw.get("resourceType") or "").lower() == "virtualmachines":
+                        skus[str(raw.get("name") or "").lower()] = {
+                            str(c.get("name")): str(c.get("value")) for c in raw.get("capabilities") or []}
+            except ARM_ERRORS as exc:
+                log.info("compute skus in %s unreadable: %s", location, _first_line(exc))
+                return None
+            with self._lock:
+                self._skus[key] = skus
+        return skus.get(size.lower())
+
     # ---- scope -----------------------------------------------------------------------------
     def list_subscriptions(self) -> list[str]:
         return [sid for sid, _name in self.subscription_names()]
@@ -682,6 +761,8 @@ class Gateway:
         self._child_inventory(inv, unreadable, reads, lambda label: report(2, total_phases, label))
         report(3, total_phases, "Subscription settings")
         for res in self._subscription_inventory(subs, unreadable):
+            inv.add(res)
+        for res in self._jit_inventory(subs, unreadable):
             inv.add(res)
         inv.finish(subscriptions=subs)
         inv.unreadable.update(unreadable)
@@ -828,6 +909,7 @@ class Gateway:
                         out.append(res)
             except ARM_ERRORS as exc:
                 unreadable["microsoft.resources/resources"] = translate(exc, f"/subscriptions/{sub}").message
+        out = self._with_properties(out, unreadable)
         for group in groups:  # some providers only list per resource group
             p = rid.parse(group["id"])
             try:
@@ -844,6 +926,27 @@ class Gateway:
                 out.extend(wire(e) for e in (exts.value or []))
             except ARM_ERRORS as exc:
                 unreadable["microsoft.compute/virtualmachines/extensions"] = translate(exc, vm["id"]).message
+        return out
+
+    def _with_properties(self, items: list[dict[str, Any]], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+        """Resources of a type the catalog reads that a generic list gave without properties,
+        read each by GET (in a small thread pool)."""
+        wanted = {t.lower() for t in GRAPH_TYPES["resources"]}
+        bare = [i for i, r in enumerate(items)
+                if "properties" not in r and rid.type_of(r["id"]).lower() in wanted]
+        if not bare:
+            return items
+        out = list(items)
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            reads = [(i, pool.submit(self.read, items[i]["id"])) for i in bare]
+            for i, fut in reads:
+                try:
+                    res = fut.result()
+                except ZtwError as exc:
+                    unreadable[rid.type_of(items[i]["id"]).lower()] = exc.message
+                    continue
+                if res is not None:
+                    out[i] = res
         return out
 
     def _child_inventory(self, inv: Inventory, unreadable: dict[str, str], reads: Sequence[ChildRead] | None,
@@ -897,6 +1000,24 @@ class Gateway:
                     continue
                 for child in result:
                     inv.add(child)
+
+    def _jit_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+        """JIT access policies by the provider's own list call (every region of the subscription
+        at once: a policy may sit in a region no VM in scope is in); Resource Graph does not
+        index them."""
+        out: list[dict[str, Any]] = []
+        for sub in subs:
+            try:
+                out.extend(wire(x) for x in self.client("security", sub).jit_network_access_policies.list())
+            except HttpResponseError as exc:
+                if exc.status_code == 404:
+                    continue
+                unreadable["microsoft.security/locations/jitnetworkaccesspolicies"] = translate(
+                    exc, f"/subscriptions/{sub}").message
+            except ARM_ERRORS as exc:
+                unreadable["microsoft.security/locations/jitnetworkaccesspolicies"] = translate(
+                    exc, f"/subscriptions/{sub}").message
+        return out
 
     def _subscription_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
         jobs = [(sub, rtype, functools.partial(_guarded, functools.partial(reader, self, sub)))
@@ -1065,11 +1186,9 @@ _LISTERS: dict[str, Callable[[Gateway, str], Iterable[Any]]] = {
     "Microsoft.Security/pricings": lambda g, s: _paged(g.client("security", s).pricings.list(f"subscriptions/{s}")),
     "Microsoft.Security/assessments": lambda g, s: g.client("security", s).assessments.list(f"subscriptions/{s}"),
     "Microsoft.Security/secureScores": lambda g, s: g.client("security", s).secure_scores.list(),
-    "Microsoft.Security/locations/jitNetworkAccessPolicies":
-        lambda g, s: g.client("security", s).jit_network_access_policies.list(),
     "Microsoft.Authorization/roleAssignments":
         lambda g, s: g.client("authorization", s).role_assignments.list_for_subscription(),
+    # Built-in and custom roles, as Resource Graph's authorizationresources lists them.
     "Microsoft.Authorization/roleDefinitions":
-        lambda g, s: g.client("authorization", s).role_definitions.list(f"/subscriptions/{s}",
-                                                                         filter="type eq 'CustomRole'"),
+        lambda g, s: g.client("authorization", s).role_definitions.list(f"/subscriptions/{s}"),
 }

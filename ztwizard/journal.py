@@ -57,12 +57,24 @@ UNDOABLE = (APPLIED, UNDO_FAILED)
 # Nothing is known about ARM's side until a read settles it.
 UNSETTLED = (IN_FLIGHT, UNDO_IN_FLIGHT)
 
+# Power-guard stages of a VM, in order: its state was recorded, the deallocation was sent, it is
+# deallocated (the changes go now), the start was sent, it is back as it was.
+POWER_WAS = "power-was"
+DEALLOCATING = "deallocating"
+DEALLOCATED = "deallocated"
+STARTING = "starting"
+RESTORED = "restored"
+POWER_STAGES = (POWER_WAS, DEALLOCATING, DEALLOCATED, STARTING, RESTORED)
+
 # Session statuses.
 OPEN = "open"
 DONE = "done"
 UNDONE_SESSION = "undone"
 
 KILL_ENV = "ZTWIZARD_TEST_KILL_AFTER_COMMITS"
+# "KIND[@TEXT][+MS]": die after the commit of the first event of KIND (whose change id or message
+# holds TEXT), or MS milliseconds later: a kill point named by what the wizard was doing.
+KILL_AT_EVENT_ENV = "ZTWIZARD_TEST_KILL_AT_EVENT"
 # How long to wait for another process's SQLite lock before saying who holds it.
 BUSY_SECONDS = 2.0
 
@@ -137,7 +149,21 @@ def _v2(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(db: sqlite3.Connection) -> None:
+    """v3: VM power guards, so that a VM deallocated for a change is started again after a crash."""
+    _script(db, """
+        CREATE TABLE power (
+            session_id TEXT NOT NULL,
+            vm_id TEXT NOT NULL,
+            original TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (session_id, vm_id)
+        );
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -182,6 +208,15 @@ class SessionInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class PowerRecord:
+    """A VM the wizard deallocates for a change: what it was, and how far the guard got."""
+
+    vm_id: str
+    original: str
+    stage: str
 
 
 @dataclass
@@ -314,6 +349,9 @@ class Journal:
         kill = re.fullmatch(r"(\d+)(?:\+(\d+))?", os.environ.get(KILL_ENV, ""))
         self._kill_after = int(kill.group(1)) if kill else 0
         self._kill_delay = int(kill.group(2) or 0) / 1000 if kill else 0.0
+        at = re.fullmatch(r"([a-z_-]+)(?:@([^+]+))?(?:\+(\d+))?", os.environ.get(KILL_AT_EVENT_ENV, ""))
+        self._kill_event = (at.group(1), at.group(2) or "", int(at.group(3) or 0) / 1000) if at else None
+        self._kill_armed = False
         self._ensure_dir()
         self._fresh = False  # this writer created the file (close() removes it if nothing was committed)
         if write:
@@ -465,15 +503,16 @@ class Journal:
                 raise self._sqlite_error(e) from None
         self._commits += 1
         if self._kill_after and self._commits == self._kill_after:
-            if self._kill_delay:
-                timer = threading.Timer(self._kill_delay, os.kill, (os.getpid(), signal.SIGKILL))
-                timer.daemon = True
-                timer.start()
-            else:
-                os.kill(os.getpid(), signal.SIGKILL)
+            _die(self._kill_delay)
+        if self._kill_armed and self._kill_event is not None:
+            delay = self._kill_event[2]
+            self._kill_armed, self._kill_event = False, None
+            _die(delay)
 
     def _event(self, db: sqlite3.Connection, session_id: str, change_id: str | None, kind: str,
                message: str = "") -> None:
+        if self._kill_event and kind == self._kill_event[0] and self._kill_event[1] in f"{change_id or ''} {message}":
+            self._kill_armed = True  # dies once this transaction is committed
         db.execute("INSERT INTO events(session_id, change_id, at, kind, message) VALUES (?,?,?,?,?)",
                    (session_id, change_id, _now(), kind, message))
 
@@ -619,12 +658,47 @@ class Journal:
             return _record(row)
         return None
 
+    # -- power guards --
+    def record_power(self, session_id: str, vm_id: str, stage: str, original: str | None = None) -> None:
+        """A VM's power-guard stage (and, when it opens, its original power state), durably."""
+        if stage not in POWER_STAGES:
+            raise ValueError(stage)
+        with self._tx() as db:
+            if original is not None:
+                db.execute("INSERT INTO power(session_id, vm_id, original, stage, updated_at) VALUES (?,?,?,?,?)"
+                           " ON CONFLICT(session_id, vm_id) DO UPDATE SET original=excluded.original,"
+                           " stage=excluded.stage, updated_at=excluded.updated_at",
+                           (session_id, vm_id, original, stage, _now()))
+            else:
+                cur = db.execute("UPDATE power SET stage=?, updated_at=? WHERE session_id=? AND vm_id=?",
+                                 (stage, _now(), session_id, vm_id))
+                if cur.rowcount != 1:
+                    raise ZtwError(f"No power guard is open for {vm_id} in session {session_id}.")
+            was = f" (was {original})" if original is not None else ""
+            self._event(db, session_id, None, stage, f"{vm_id}{was}")
+
+    def power_guards(self, session_id: str, *, open_only: bool = True) -> list[PowerRecord]:
+        """The session's VM power guards (by default those not yet restored)."""
+        rows = self._q("SELECT * FROM power WHERE session_id=? ORDER BY updated_at", (session_id,))
+        out = [PowerRecord(r["vm_id"], r["original"], r["stage"]) for r in rows]
+        return [p for p in out if p.stage != RESTORED] if open_only else out
+
     def events(self, session_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self._q("SELECT * FROM events WHERE session_id=? ORDER BY id", (session_id,))]
 
     def log(self, session_id: str, kind: str, message: str, change_id: str | None = None) -> None:
         with self._tx() as db:
             self._event(db, session_id, change_id, kind, scrub(message))
+
+
+def _die(delay: float) -> None:
+    """The crash tests' SIGKILL: now, or `delay` seconds later (in the middle of what follows)."""
+    if delay:
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+    else:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _flags(ch: Change) -> dict[str, Any]:

@@ -48,7 +48,8 @@ class Change:
     `body` is exactly what is sent: a PATCH carries only what changes, a PUT is a full
     read-modify-write of the current resource. `before`/`after` hold only the properties the
     change sets, for a noise-free diff. `etag` is the one read at plan time (If-Match on apply).
-    `params` are the choices a person may edit for create-resource changes."""
+    `params` are the choices a person may edit for create-resource changes. `one_way` says why
+    undo could not take the change back (ARM keeps what it sets), before anyone applies it."""
 
     check: str
     resource_id: str
@@ -66,6 +67,7 @@ class Change:
     depends_on: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     id: str = ""
+    one_way: str = ""  # why undo cannot take it back ('' when it can), shown before apply
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -54,7 +54,8 @@ class EstateGateway:
                        hint="An estate file is for auditing; use --sandbox or Azure to apply.")
 
     def inventory(self, subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
-                  progress: Progress | None = None, *, reads: Sequence[ChildRead] | None = None) -> Inventory:
+                  progress: Progress | None = None, use_graph: bool = True, *,
+                  reads: Sequence[ChildRead] | None = None) -> Inventory:
         """The estate's resources in scope, held as loaded (children are in the file already)."""
         report = progress or (lambda done, total, label: None)
         report(0, 4, f"Estate file: {len(self.resources)} resources")

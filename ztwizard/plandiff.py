@@ -87,7 +87,8 @@ def lines(change: Change, *, arrow: str = "→") -> list[str]:
 
 def header(change: Change) -> str:
     """`~ stfiles (storageAccounts, rg-storage): Require HTTPS on stfiles [disruptive]`."""
-    flags = "".join([" [disruptive]" if change.disruptive else "", " [billable]" if change.billable else ""])
+    flags = "".join([" [disruptive]" if change.disruptive else "", " [billable]" if change.billable else "",
+                     " [one-way: undo cannot take it back]" if getattr(change, "one_way", "") else ""])
     return f"{marker(change)} {target(change.resource_id)}: {change.title or change.check}{flags}"
 
 

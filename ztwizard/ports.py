@@ -48,8 +48,27 @@ class ArmGateway(Protocol):
         ...
 
     def inventory(self, subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
-                  progress: Progress | None = None, *, reads: Sequence[ChildRead] | None = None) -> Inventory:
-        """The scope's resources; children only where `reads` says a check needs them (None: all)."""
+                  progress: Progress | None = None, use_graph: bool = True, *,
+                  reads: Sequence[ChildRead] | None = None) -> Inventory:
+        """Everything the catalog reads in the scope; `use_graph=False` reads ARM itself (list
+        calls and GETs), never Resource Graph, which lags writes. Children only where `reads`
+        says a selected check needs them (None: every child the catalog knows)."""
+        ...
+
+    def power_state(self, vm_id: str) -> str:
+        """`running`, `deallocated`, `stopped`, a transition (`deallocating`, …) or `unknown`."""
+        ...
+
+    def vm_action(self, vm_id: str, action: str) -> None:
+        """`deallocate`, `start` or `powerOff` a VM, waiting for the operation."""
+        ...
+
+    def feature_state(self, subscription: str, namespace: str, name: str) -> str | None:
+        """A subscription feature's state (`Registered`, …), None when unknown."""
+        ...
+
+    def sku_capabilities(self, subscription: str, location: str, size: str) -> dict[str, str] | None:
+        """A VM size's capabilities in a region, None when unknown."""
         ...
 
     def list_subscriptions(self) -> list[str]: ...

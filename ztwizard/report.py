@@ -144,6 +144,8 @@ def text(plan: Plan, *, ascii_only: bool = False) -> str:
         for ch in step.changes:
             lines.append(f"    {plandiff.header(ch)}")
             lines += [f"        {row}" for row in plandiff.lines(ch, arrow=arrow)]
+            if ch.one_way:
+                lines.append(f"        one-way: {ch.one_way}")
         lines.append("")
     lines.append(plandiff.summary_line(plan.changes()))
     lines += skipped_lines(plan)
@@ -195,10 +197,13 @@ def markdown(plan: Plan) -> str:
         if step.changes:
             out += ["Proposed changes:", ""]
             for ch in step.changes:
-                flags = "".join([" **disruptive**" if ch.disruptive else "", " **billable**" if ch.billable else ""])
+                flags = "".join([" **disruptive**" if ch.disruptive else "", " **billable**" if ch.billable else "",
+                                 " **one-way**" if ch.one_way else ""])
                 out.append(f"- **{plandiff.marker(ch)} {ch.action}** {_md_target(ch.resource_id)}: "
                            f"{ch.title or ch.check}{flags}")
                 out.append(f"  - Risk: {(ch.risk or 'low').rstrip('.')}.")
+                if ch.one_way:
+                    out.append(f"  - One-way: {ch.one_way.rstrip('.')}; undo cannot take it back.")
                 out.append(f"  - Request: `{ch.method} {ch.resource_id}?api-version={ch.api_version}`")
                 out += ["", "  ```diff", *[f"  {row}" for row in plandiff.lines(ch)], "  ```", ""]
             out.append("")

@@ -2,7 +2,8 @@
 
 A crash leaves at most a few rows `in_flight` (or `undo_in_flight`) with their before-image.
 Reading each resource tells which side of the write it is on: it holds what the change writes
-(applied), what was there before (not applied), or neither (someone else changed it)."""
+(applied), what was there before (not applied), or neither (someone else changed it). A VM the
+crash left deallocated (an open power guard) is then put back in its recorded power state."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import journal as J
+from . import power
 from .apply import Confirm, apply_changes, step_of
 from .armjson import holds, side
 from .errors import UsageError
@@ -36,11 +38,14 @@ class ResumeReport:
     settled: list[Settled] = field(default_factory=list)
     next_step: str | None = None
     remaining: list[str] = field(default_factory=list)  # change ids still to apply
+    powered: list[tuple[str, str]] = field(default_factory=list)  # (vm id, what was done to restore it)
 
     def lines(self) -> list[str]:
         out = [f"Session {self.session_id}: {len(self.settled)} interrupted change(s) reconciled."]
         for s in self.settled:
             out.append(f"  {s.change_id}: {s.was} -> {s.now} ({s.message})")
+        for vm, done in self.powered:
+            out.append(f"  {vm.rsplit('/', 1)[-1]}: {done}")
         if self.next_step:
             out.append(f"It stopped at step {self.next_step}; {len(self.remaining)} change(s) remain.")
         else:
@@ -49,7 +54,8 @@ class ResumeReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"session": self.session_id, "settled": [s.__dict__ for s in self.settled],
-                "next_step": self.next_step, "remaining": self.remaining}
+                "next_step": self.next_step, "remaining": self.remaining,
+                "powered": [{"vm": vm, "done": done} for vm, done in self.powered]}
 
 
 PENDING = (J.PLANNED, J.NOT_APPLIED)
@@ -90,6 +96,8 @@ def reconcile(gateway: ArmGateway, journal: J.Journal, session_id: str) -> Resum
         journal.update_change(session_id, rec.change_id, event=f"reconciled: {why}", **fields)
         report.settled.append(Settled(rec.change_id, rec.resource_id, rec.state, state, why))
         log.info("reconciled %s on %s: %s -> %s (%s)", rec.change_id, rec.resource_id, rec.state, state, why)
+    # Every change is settled (done or not): VMs deallocated for them go back to how they were.
+    report.powered = power.restore_open_guards(gateway, journal, session_id)
     pending = journal.changes(session_id, states=PENDING)
     report.remaining = [r.change_id for r in pending]
     report.next_step = pending[0].step_id if pending else None
@@ -124,7 +132,7 @@ def continue_session(gateway: ArmGateway, journal: J.Journal, session_id: str, *
     pending = {r.change_id: r for r in journal.changes(session_id, states=PENDING)}
     steps = sorted({r.step_id for r in pending.values()})
     plan = inspect(gateway, step_ids=steps, subscriptions=info.subscriptions or None,
-                   resource_groups=info.resource_groups or None)
+                   resource_groups=info.resource_groups or None, use_graph=False)  # ARG lags the writes
     fresh = [c for c in plan.changes() if c.id in pending]
     found = {c.id for c in fresh}
     for cid in pending:

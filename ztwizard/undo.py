@@ -4,7 +4,14 @@ Each applied change is inverted on its own (latest write first): PATCH back the 
 PUT the prior values onto the resource as it is now (so unrelated edits survive), DELETE what
 was created, re-create what was deleted. Before writing, the resource must still hold what the
 wizard wrote; if not, the three-way difference is reported and nothing is written unless the
-caller overrides. Undo is journaled write-ahead like apply, so it can be resumed too."""
+caller overrides. Undo is journaled write-ahead like apply, so it can be resumed too.
+
+An inverse is the explicit previous value, or the platform default spelled out, never a bare
+null that providers ignore; after each undo write the resource is read again by GET and compared
+with its before-image over the properties the wizard set: only when they came back is the change
+`undone`, else it is an `undo incomplete` naming them. VM changes that need a deallocated VM are
+taken back under the same power guard as apply (one deallocation per VM, started again if it was
+running)."""
 
 from __future__ import annotations
 
@@ -14,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import journal as J
+from . import power
 from . import resource_id as rid
 from .apply import refuse_if_read_only
 from .armjson import (
+    PUT_REPLACES,
     apply_values,
     dotted,
     get_path,
@@ -24,6 +33,8 @@ from .armjson import (
     inverse,
     leaves,
     mismatches,
+    nested,
+    one_way,
     platform_defaults,
     side,
     writable,
@@ -62,6 +73,17 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+INCOMPLETE = "undo incomplete"
+ONE_WAY = "one-way"
+
+
+def one_way_of(rec: J.ChangeRecord) -> str:
+    """Why the change cannot be taken back ('' when it can): what ARM keeps once set."""
+    if rec.action != "update":
+        return ""
+    return one_way(rid.type_of(rec.resource_id), rec.method, rec.plan_before, rec.plan_after)
+
+
 @dataclass
 class UndoReport:
     session_id: str
@@ -88,8 +110,18 @@ class UndoReport:
         return self._of("skipped")
 
     @property
+    def incomplete(self) -> list[Outcome]:
+        """Written, but the re-read does not show the previous values (counted as failed)."""
+        return [o for o in self.failed if o.message.startswith(INCOMPLETE)]
+
+    @property
+    def unmet(self) -> list[Outcome]:
+        """Skipped because a prerequisite of the inverse write is missing: still in place."""
+        return [o for o in self.skipped if o.message.startswith(power.PREREQUISITE)]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and not self.refused
+        return not self.failed and not self.refused and not self.unmet
 
     def lines(self) -> list[str]:
         out = [f"Session {self.session_id}: {len(self.undone)} undone, {len(self.failed)} failed, "
@@ -99,6 +131,8 @@ class UndoReport:
             out += ["  " + line for line in d.lines()]
         if self.refused:
             out.append("Nothing was written for the refused changes; pass --override to restore them anyway.")
+        if self.unmet:
+            out.append(f"{len(self.unmet)} change(s) are still in place: provide what they need (above) and undo again.")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,7 +157,7 @@ def undo_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, *, ch
     """Undo the session's applied changes (all, or those of `step_ids` / `change_ids`), latest first."""
     refuse_if_read_only(gateway, dry_run, "undo")
     journal.session(session_id)
-    if journal.changes(session_id, states=J.UNSETTLED):
+    if journal.changes(session_id, states=J.UNSETTLED) or journal.power_guards(session_id):
         from .resume import reconcile
 
         reconcile(gateway, journal, session_id)
@@ -148,18 +182,80 @@ def undo_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, *, ch
     todo.sort(key=lambda r: (r.seq or 0, r.ordinal), reverse=True)
     # Who depends on whom, among the changes that still hold (kept current as undo proceeds).
     holding = {r.change_id: r.depends_on for r in journal.changes(session_id, states=J.UNDOABLE)}
-    for rec in todo:
-        rec = journal.change(session_id, rec.change_id)
-        needed_by = [cid for cid, deps in holding.items() if rec.change_id in deps]
-        if needed_by:
-            outcome(rec, "skipped", f"still needed by {', '.join(needed_by)}; undo that first")
-            continue
-        _undo_one(gateway, journal, session_id, rec, override, report, outcome)
-        if journal.change(session_id, rec.change_id).state not in J.UNDOABLE:
-            holding.pop(rec.change_id, None)
-    if whole and not journal.changes(session_id, states=(*J.UNDOABLE, *J.UNSETTLED)):
+    vm_for, unmet = _power_prerequisites(gateway, todo, override)
+    # One deallocation per VM; a change moves up only past changes that do not depend on it.
+    todo = power.batch_by_vm(todo, lambda r: vm_for.get(r.change_id),
+                             lambda moving, other: moving.change_id not in other.depends_on)
+    guard = power.PowerGuard(gateway, journal, session_id, on_stage=lambda vm, msg: log.info("%s: %s", vm, msg))
+    try:
+        for rec in todo:
+            rec = journal.change(session_id, rec.change_id)
+            needed_by = [cid for cid, deps in holding.items() if rec.change_id in deps]
+            if needed_by:
+                outcome(rec, "skipped", f"still needed by {', '.join(needed_by)}; undo that first")
+                continue
+            if rec.change_id in unmet:
+                outcome(rec, "skipped", unmet[rec.change_id])
+                continue
+            why = one_way_of(rec)
+            if why:  # labelled one-way in the plan: writing the inverse would only pretend
+                msg = f"{ONE_WAY}: {why}; it stays as the wizard set it, nothing was sent"
+                journal.update_change(session_id, rec.change_id, note=msg, event=msg)
+                outcome(rec, "skipped", msg)
+                continue
+            vm = vm_for.get(rec.change_id)
+            if guard.current is not None and (vm is None or vm.lower() != guard.current.lower()):
+                guard.release()
+            if vm is not None:
+                guard.hold(vm)
+            _undo_one(gateway, journal, session_id, rec, override, report, outcome)
+            if journal.change(session_id, rec.change_id).state not in J.UNDOABLE:
+                holding.pop(rec.change_id, None)
+        guard.release()
+    except BaseException:
+        if guard.current:  # left for resume: starting it now would wait on the ARM that just failed
+            log.warning("undo stopped with %s held deallocated; resume starts it again", guard.current)
+        raise
+    left = [r for r in journal.changes(session_id, states=(*J.UNDOABLE, *J.UNSETTLED)) if not one_way_of(r)]
+    if whole and not left:
         journal.update_session(session_id, status=J.UNDONE_SESSION)
     return report
+
+
+def _power_prerequisites(gateway: ArmGateway, todo: list[J.ChangeRecord],
+                         override: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """The VM each undo needs deallocated ({change id: vm id}) and, where a prerequisite of the
+    inverse write is missing, why it is skipped; read before anything is written."""
+    needs = power.Prerequisites(gateway)
+    vm_for: dict[str, str] = {}
+    unmet: dict[str, str] = {}
+    for rec in todo:
+        if rec.action != "update" or not power.needs_deallocation(rec.resource_id, rec.plan_after):
+            continue
+        cur = _read_or_none(gateway, rec.resource_id)
+        if cur is None or _restored(rec, cur) or not (override or _still_wizards(rec, cur)):
+            continue  # nothing will be written: no deallocation
+        vm = power.vm_of(gateway, rec.resource_id, cur)
+        if vm is None:
+            continue
+        vm_for[rec.change_id] = vm
+        missing = needs.missing(cur if vm == rec.resource_id else None, _inverse(rec, cur)[1] or {}, undo=True)
+        if missing:
+            unmet[rec.change_id] = power.prerequisite_note(missing)
+    return vm_for, unmet
+
+
+def not_back(rec: J.ChangeRecord, now: dict[str, Any] | None) -> list[str]:
+    """The properties the wizard set that `now` (a fresh read) does not hold as they were before
+    the change; null and absent are equal, a platform default equals absent, and provider-added
+    list entries do not count."""
+    if rec.action == "create":
+        return [] if now is None else ["(the resource still exists)"]
+    if now is None:
+        return ["(the resource is gone)"]
+    image = rec.before_image if rec.before_image is not None else rec.plan_before
+    was = nested({p: get_path(image, p) for p in leaves(rec.plan_after)})
+    return [dotted(p) for p in mismatches(now, was)]
 
 
 def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
@@ -173,8 +269,11 @@ def _inverse(rec: J.ChangeRecord, cur: dict[str, Any] | None) -> tuple[str, dict
         log.info("undo of %s removes %s (no previous value or platform default to write back)",
                  rec.change_id, ", ".join(map(dotted, inv.no_inverse)))
     restore = _without_redacted(inv.tree)  # a secret the journal never held stays as ARM has it
-    if rec.method == "PATCH":
-        return "PATCH", restore
+    replaces = rid.type_of(rec.resource_id).lower() in PUT_REPLACES
+    if rec.method == "PATCH" and not (inv.no_inverse and cur is not None and replaces):
+        return "PATCH", restore  # a null here that ARM ignores shows up in the re-read
+    # A property the change added that has no value to write back: compute ignores a null in a
+    # PATCH, so it goes by a full PUT of what the VM holds now, without it.
     return "PUT", apply_values(writable(cur or {}), restore)
 
 
@@ -198,12 +297,18 @@ def _restored(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
 
 
 def _still_wizards(rec: J.ChangeRecord, res: dict[str, Any] | None) -> bool:
-    """Does `res` still hold what the wizard wrote?"""
+    """Does `res` still hold what the wizard wrote, or what its write left (a write ARM carried
+    out only in part answers with the parts that failed switched off)?"""
     if rec.action == "delete":
         return res is None
+    if res is None:
+        return False
+    if rec.after_image is not None and \
+            not mismatches(res, nested({p: get_path(rec.after_image, p) for p in leaves(rec.plan_after)})):
+        return True
     if rec.action == "create":
-        return res is not None and holds(res, rec.plan_after)
-    return res is not None and side(res, rec.plan_before, rec.plan_after) == "after"
+        return holds(res, rec.plan_after)
+    return side(res, rec.plan_before, rec.plan_after) == "after"
 
 
 def _undo_one(gateway: ArmGateway, journal: J.Journal, session_id: str, rec: J.ChangeRecord, override: bool,
@@ -250,8 +355,15 @@ def _undo_one(gateway: ArmGateway, journal: J.Journal, session_id: str, rec: J.C
                               event=exc.message)
         outcome(rec, "failed", exc.message)
         return
-    if method != "DELETE" and (result is None or not _restored(rec, result)):
-        result = _read_or_none(gateway, rec.resource_id) or result
+    # Judge by a fresh GET, not by the write's answer: ARM may accept a body and keep a value.
+    result = gateway.read(rec.resource_id)
+    gone = not_back(rec, result)
+    if gone:
+        msg = f"{INCOMPLETE}: {', '.join(gone)} did not come back (ARM kept the wizard's value)"
+        journal.update_change(session_id, rec.change_id, state=J.UNDO_FAILED, error=msg, note=msg,
+                              result_etag=(result or {}).get("etag"), event=msg)
+        outcome(rec, "failed", msg)
+        return
     lost = unrestorable_note(rec.before_image if rec.action == "delete" else rec.plan_before)
     journal.update_change(session_id, rec.change_id, state=J.UNDONE, result_etag=(result or {}).get("etag"),
                           note=lost or None, event=lost or "undone")

@@ -61,7 +61,7 @@ def test_apply_summary_sessions_and_undo(state, capsys):
 
     assert run(state, "undo", "--yes") == 0
     out = capsys.readouterr().out
-    assert f"{applied} undone" in out
+    assert f"{applied} undone, 0 failed" in out
     assert run(state, "undo", "--yes") == 2  # nothing left anywhere
     assert "No session" in capsys.readouterr().err
 

@@ -15,6 +15,7 @@ from azure.core.exceptions import (
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.resource.features import FeatureClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 from azure.mgmt.security import SecurityCenter
@@ -141,8 +142,12 @@ def test_vm_create_update_extension_disk(sandbox, arm_client):
     cmp = arm_client(ComputeManagementClient, sb, SUB)
     vm = cmp.virtual_machines.get("rg-vm", "vm-web")
     assert [r.name for r in vm.resources] == ["AzureMonitorLinuxAgent"]
+    FeatureClient(cmp._config.credential, SUB, transport=sb.transport()).features.register(
+        "Microsoft.Compute", "EncryptionAtHost")
+    cmp.virtual_machines.begin_deallocate("rg-vm", "vm-web").result()
     upd = cmp.virtual_machines.begin_update("rg-vm", "vm-web", {
         "properties": {"securityProfile": {"encryptionAtHost": True}}}).result()
+    cmp.virtual_machines.begin_start("rg-vm", "vm-web").result()
     assert upd.security_profile.encryption_at_host is True and upd.provisioning_state == "Succeeded"
     assert upd.hardware_profile.vm_size == "Standard_B2s"
     new = cmp.virtual_machines.begin_create_or_update("rg-vm", "vm-app", {

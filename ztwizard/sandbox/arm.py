@@ -34,6 +34,7 @@ from typing import Any
 from . import schema
 from .faults import ConnectionReset, Faults, Throttle
 from .graph_service import GraphService
+from .power import FEATURES, take_platform_state
 from .request import JSON, Reply, Request, arm_error
 from .routing import Router
 from .store import clone, ingest, parse, strip_composed
@@ -46,14 +47,16 @@ class Sandbox(Router, GraphService):
     `estate` is "reference", "scale:N", an estate file path, or a list of ARM resources; it is
     used only when the state dir holds no state yet (or on `reset`). `read_only` refuses every
     write with 403. Keyword knobs for tests: `page_size`, `lro_polls`, `lro_seconds`, `lro_hang_seconds`,
-    `retry_after` (on monitors), `reads_per_hour`/`writes_per_hour`/`throttle_window`, `clock`."""
+    `retry_after` (on monitors), `reads_per_hour`/`writes_per_hour`/`throttle_window`, `clock`,
+    `graph_lag_ms` (how long a write takes to show in Resource Graph; 0 here, 300 in `serve`)."""
 
     def __init__(self, state_dir: Path | None = None, estate: str | list[dict[str, Any]] | None = "reference", *,
                  latency_ms: int = 0, faults: str | None = None, read_only: bool = False, seed: int = 0,
                  page_size: int = 100, lro_polls: int = 1, lro_seconds: float = 1.0, retry_after: int = 0,
                  lro_hang_seconds: float | None = None, fault_retry_after: int = 1, reads_per_hour: int | None = None, writes_per_hour: int | None = None,
                  throttle_window: float = 3600.0, clock: Callable[[], float] = time.monotonic,
-                 snapshot_threshold: int = 5000, compact_every: int = 1000, throttle: str = "off") -> None:
+                 snapshot_threshold: int = 5000, compact_every: int = 1000, graph_lag_ms: int = 0,
+                 throttle: str = "off") -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.latency_ms = max(0, int(latency_ms))
         self.faults = Faults.parse(faults, seed)
@@ -79,8 +82,11 @@ class Sandbox(Router, GraphService):
         self._log_records = 0
         self._ops_changed: set[str] = set()
         self._graph_cache: dict[Any, tuple[int, list[str]]] = {}
+        self.graph_lag = max(0, int(graph_lag_ms)) / 1000.0
+        self._graph_shadow = {}
         self.ops: dict[str, dict[str, Any]] = {}
         self.power: dict[str, str] = {}
+        self.features: dict[str, dict[str, str]] = {}
         self.schema_stats = schema.Stats()  # read-only/unknown body properties seen
         loaded = self._load()
         if not loaded:
@@ -89,7 +95,9 @@ class Sandbox(Router, GraphService):
                 "owner": {"token": secrets.token_urlsafe(32), "object_id": str(uuid.uuid4())},
                 "reader": {"token": secrets.token_urlsafe(32), "object_id": str(uuid.uuid4())},
             }
-            self.store = ingest(_resolve_estate(estate), self.tenant_id)
+            resources, self.power, self.features = take_platform_state(_resolve_estate(estate))
+            self.store = ingest(resources, self.tenant_id)
+            self._store_replaced()
             self._save(full=True)
 
     # ---- identity ----------------------------------------------------------------------
@@ -106,21 +114,39 @@ class Sandbox(Router, GraphService):
 
     def reset(self, estate: str | list[dict[str, Any]] | None = "reference") -> None:
         """Replace the estate (tokens and tenant are kept) and save."""
-        resources = _resolve_estate(estate)
+        resources, power, features = take_platform_state(_resolve_estate(estate))
         with self._lock:
             self.store = ingest(resources, self.tenant_id)
+            self._store_replaced()
             self._graph_cache = {}
             self.ops = {}
-            self.power = {}
+            self.power, self.features = power, features
             self._save(full=True)
 
     def export(self) -> list[dict[str, Any]]:
         """The estate as an estate file: resource groups and every resource as ARM returns it,
         children (subnets, rules, routes, peerings, extensions) as entries of their own and not
-        inline in their parents, so nothing appears twice. Loads back into an equal estate."""
-        with self._lock:  # management-group policy objects are the tenant's, not the estate's
-            return [clone(e) for e in sorted(self.store, key=lambda e: e["id"].lower())
-                    if parse(e["id"]).subscription]
+        inline in their parents, so nothing appears twice; a VM that is not running carries its
+        power state in `properties.instanceView`, and registered features are entries of their
+        own. Loads back into an equal estate."""
+        with self._lock:
+            out = []
+            for e in sorted(self.store, key=lambda e: e["id"].lower()):
+                if not parse(e["id"]).subscription:
+                    continue  # management-group policy objects are the tenant's, not the estate's
+                e = clone(e)
+                code = self.power.get(e["id"].lower())
+                if code and isinstance(e.get("properties"), dict):
+                    e["properties"]["instanceView"] = {"statuses": [{"code": code}]}
+                out.append(e)
+            for sub, feats in sorted(self.features.items()):
+                sid = self.store.subscriptions.get(sub, {}).get("subscriptionId", sub)
+                for feature, state in sorted(feats.items()):
+                    ns, _, name = FEATURES.get(feature, feature).partition("/")
+                    # no "type": an estate file's id decides it, and this id names no resource type
+                    out.append({"id": f"/subscriptions/{sid}/providers/Microsoft.Features/providers/{ns}/features/{name}",
+                                "name": f"{ns}/{name}", "properties": {"state": state}})
+            return out
 
     def transport(self) -> Any:
         """An azure-core transport that routes every request to `handle` in-process."""

@@ -17,7 +17,10 @@ REQUEST_FAULTS = ("429", "500", "503", "reset")
 AFTER_FAULTS = ("reset-after",)
 # Decided when a long-running operation starts.
 LRO_FAULTS = ("lro-fail", "lro-hang")
-KINDS = REQUEST_FAULTS + AFTER_FAULTS + LRO_FAULTS
+# `partial`: a Defender plan or Defender for Storage PUT is applied but answers 201 with a part
+# that failed (an extension's operationStatus), as those providers do.
+PARTIAL_FAULTS = ("partial",)
+KINDS = REQUEST_FAULTS + AFTER_FAULTS + LRO_FAULTS + PARTIAL_FAULTS
 
 
 class ConnectionReset(ConnectionError):
@@ -35,6 +38,7 @@ class Faults:
     def __post_init__(self) -> None:
         self._requests = random.Random(self.seed)
         self._ops = random.Random(self.seed + 1)
+        self._partial = random.Random(self.seed + 2)
 
     @classmethod
     def parse(cls, spec: str | None, seed: int = 0) -> Faults:
@@ -81,6 +85,9 @@ class Faults:
 
     def for_operation(self) -> str | None:
         return self._pick(self._ops, LRO_FAULTS)
+
+    def for_partial(self) -> bool:
+        return self._pick(self._partial, PARTIAL_FAULTS) is not None
 
 
 class TokenBucket:

@@ -28,6 +28,9 @@ NOT_INDEXED = {
     "microsoft.security/defenderforstoragesettings",
     "microsoft.network/firewallpolicies/rulecollectiongroups",
     "microsoft.resources/resourcegroups",
+    # not in Resource Graph's supported-tables reference: read with the provider's list call
+    "microsoft.security/locations/jitnetworkaccesspolicies",
+    "microsoft.security/jitnetworkaccesspolicies",
 }
 
 COLUMNS = ("id", "name", "type", "tenantId", "kind", "location", "resourceGroup", "subscriptionId",

@@ -1,12 +1,19 @@
 """Resource Graph (`POST /providers/Microsoft.ResourceGraph/resources`): the query shapes of
-graph.py answered from the store, with `$skipToken` paging and table or object-array results."""
+graph.py answered from the store, with `$skipToken` paging and table or object-array results.
+
+Resource Graph is an index that lags the providers (notes §6): with `graph_lag_ms` > 0 a write
+shows in query results only that long after ARM answered it; until then a query sees the
+resource as it was (or not at all, for a create). Persisted state is not lagged: after a
+restart the index has caught up."""
 
 from __future__ import annotations
 
 import bisect
+import time
 from typing import Any
 
 from . import graph, management
+from .model import clone
 from .reads import Reads
 from .request import Reply, Request, arm_error
 from .store import key, parse
@@ -14,19 +21,49 @@ from .store import key, parse
 
 class GraphService(Reads):
     tenant_id: str
+    graph_lag: float  # seconds
+    # key -> (monotonic time of a write, the entry before it), oldest first, while within the lag
+    _graph_shadow: dict[str, list[tuple[float, dict[str, Any] | None]]]
+
+    def _store_replaced(self) -> None:
+        self._graph_shadow = {}
+        self.store.observer = self._graph_observe if self.graph_lag > 0 else None
+
+    def _graph_observe(self, k: str, before: dict[str, Any] | None) -> None:
+        self._graph_shadow.setdefault(k, []).append((time.monotonic(), clone(before) if before else None))
+
+    def _graph_entry(self, k: str) -> dict[str, Any] | None:
+        """The entry as the index shows it now: the before-image of the oldest write still within
+        the lag, else the stored entry."""
+        hist = self._graph_shadow.get(k)
+        return hist[0][1] if hist else self.store.entries.get(k)
+
+    def _graph_catch_up(self) -> None:
+        cutoff = time.monotonic() - self.graph_lag
+        for k in list(self._graph_shadow):
+            pending = [(t, b) for t, b in self._graph_shadow[k] if t > cutoff]
+            if pending:
+                self._graph_shadow[k] = pending
+            else:
+                del self._graph_shadow[k]
 
     def _graph_ids(self, q: graph.Query, subs: set[str]) -> list[str]:
         """Matching keys in result order, cached until the next write (paging re-asks often)."""
+        self._graph_catch_up()
         sig = (q.signature(), tuple(sorted(subs)))
         hit = self._graph_cache.get(sig)
-        if hit is not None and hit[0] == self.store.version:
+        if hit is not None and hit[0] == self.store.version and not self._graph_shadow:
             return hit[1]
         type_filter = next((vals for col, vals in q.filters if col == "type"), None)
         keys = [k for t in type_filter for k in self.store.of_type(t)] if type_filter is not None \
             else list(self.store.entries)
+        if self._graph_shadow:
+            keys = sorted(set(keys) | set(self._graph_shadow))
         out = []
         for k in keys:
-            e = self.store.entries[k]
+            e = self._graph_entry(k)
+            if e is None or (type_filter is not None and e["type"].lower() not in type_filter):
+                continue
             if graph.table_of(e["type"]) != q.table:
                 continue
             if (parse(e["id"]).subscription or "").lower() not in subs:
@@ -36,7 +73,8 @@ class GraphService(Reads):
         out.sort(reverse=q.descending)
         if len(self._graph_cache) > 64:
             self._graph_cache.clear()
-        self._graph_cache[sig] = (self.store.version, out)
+        if not self._graph_shadow:  # a lagging answer changes with time alone: not cached
+            self._graph_cache[sig] = (self.store.version, out)
         return out
 
     def _graph(self, ctx: Request) -> Reply:
@@ -71,7 +109,7 @@ class GraphService(Reads):
             ids = ids[start:]
         elif skip:
             ids = ids[skip:]
-        rows = [self.store.entries[k] for k in ids[: top + 1]]
+        rows = [e for k in ids[: top + 1] if (e := self._graph_entry(k)) is not None]
         page, more = rows[:top], len(rows) > top
         data = [graph.row(self.compose(e, for_graph=True), self.tenant_id) for e in page]
         body: dict[str, Any] = {"totalRecords": total, "count": len(data), "resultTruncated": "false",

@@ -26,12 +26,12 @@ class Operations(Persistence):
     retry_after: int
 
     def _start_op(self, ctx: Request, rkey: str, kind: str, before: dict[str, Any], *, created: bool = False,
-                  delete: bool = False, action: bool = False) -> Reply:
+                  delete: bool = False, action: bool = False, extra: dict[str, Any] | None = None) -> Reply:
         op_id = uuid.uuid4().hex
         outcome = self.faults.for_operation() if self.faults else None
         op = {"id": op_id, "rid": rkey, "kind": kind, "delete": delete, "action": action,
               "polls_left": self.lro_polls, "created": time.time(), "outcome": outcome or "ok",
-              "status": "InProgress", "before": before, "error": None}
+              "status": "InProgress", "before": before, "error": None, **(extra or {})}
         self.ops[op_id] = op
         self._ops_changed.add(op_id)
         monitor = f"{ctx.host}/sandbox/operations/{op_id}?api-version={quote(ctx.api_version, safe='')}"
@@ -79,8 +79,11 @@ class Operations(Persistence):
                     self.store.delete(k)
                 else:
                     self.store.put(clone(old))
-            if op.get("action"):
-                self.power.pop(op["rid"], None)
+            if op.get("action"):  # the VM is left in the power state it had
+                if op.get("power_before"):
+                    self.power[op["rid"]] = op["power_before"]
+                else:
+                    self.power.pop(op["rid"], None)
             op["status"] = "Failed"
             op["error"] = {"code": "InternalOperationError",
                            "message": "The operation failed (sandbox fault injection: lro-fail); the resource "

@@ -10,6 +10,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from .. import resource_id as rid
+from .profiles import profile
 
 if TYPE_CHECKING:
     from .store import Store
@@ -60,7 +61,12 @@ EXTENSION_TYPES = {"microsoft.authorization/roleassignments", "microsoft.authori
                    "microsoft.resources/deployments"}
 # Extension resources that ARM lists for a whole subscription, wherever they sit in it
 # (assessments of a VM or a subnet come back from GET /subscriptions/{s}/…/assessments).
-SCOPE_WIDE_LISTS = {"microsoft.security/assessments"}
+SCOPE_WIDE_LISTS = {"microsoft.security/assessments", "microsoft.security/locations/jitnetworkaccesspolicies",
+                    "microsoft.security/locations/alerts"}
+# A list path whose type is not the stored one: GET /subscriptions/{s}/providers/Microsoft.Security/
+# jitNetworkAccessPolicies lists the policies of every location; alerts likewise.
+LIST_ALIASES = {"microsoft.security/jitnetworkaccesspolicies": "Microsoft.Security/locations/jitNetworkAccessPolicies",
+                "microsoft.security/alerts": "Microsoft.Security/locations/alerts"}
 # Read-only properties ARM computes and keeps across PUTs that omit them (`size`: a firewall
 # policy's and a rule collection group's; no type here has a writable properties.size).
 SERVER_COMPUTED = ("resourceGuid", "creationTime", "timeCreated", "uniqueId", "vmId", "size")
@@ -173,6 +179,8 @@ def compose(store: Store, entry: dict[str, Any], *, for_graph: bool = False) -> 
     if isinstance(out.get("properties"), dict):
         out["properties"] = dict(out["properties"])
     t = out["type"].lower()
+    if not profile(t).etag:
+        out.pop("etag", None)
     for path, seg in INLINE_CHILDREN.get(t, []):
         if for_graph and (t, path) in READ_ONLY_INLINE:
             continue

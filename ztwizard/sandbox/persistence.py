@@ -23,6 +23,7 @@ class Persistence:
     store: Store
     ops: dict[str, dict[str, Any]]  # long-running operations by id
     power: dict[str, str]  # VM key -> PowerState/… code (absent: running)
+    features: dict[str, dict[str, str]]  # subscription key -> feature -> registration state
     snapshot_threshold: int
     compact_every: int
     _seq: int
@@ -30,6 +31,9 @@ class Persistence:
     _ops_changed: set[str]
     _graph_cache: dict[Any, tuple[int, list[str]]]
     _dirty: bool
+
+    def _store_replaced(self) -> None:
+        """Called whenever `store` is a new Store (load, reset): parts that watch it re-attach."""
 
     @property
     def state_path(self) -> Path | None:
@@ -50,8 +54,10 @@ class Persistence:
             self.tenant_id = data["tenant_id"]
             self.principals = data["principals"]
             self.store = Store.from_snapshot(data)
+            self._store_replaced()
             self.ops = data.get("ops", {})
             self.power = data.get("power", {})
+            self.features = data.get("features", {})
             self._seq = int(data.get("seq", 0))
             self._log_records = 0
             self._graph_cache = {}
@@ -81,6 +87,7 @@ class Persistence:
                 self.store.delete(k)
             self.ops.update(rec["ops"])
             self.power = rec["power"]
+            self.features = rec.get("features", self.features)
             self._seq = rec["seq"]
             self._log_records += 1
 
@@ -98,7 +105,8 @@ class Persistence:
             for k in finished[:-2000]:
                 del self.ops[k]
             data = {"format": STATE_FORMAT, "seq": self._seq, "tenant_id": self.tenant_id,
-                    "principals": self.principals, **self.store.snapshot(), "ops": self.ops, "power": self.power}
+                    "principals": self.principals, **self.store.snapshot(), "ops": self.ops, "power": self.power,
+                    "features": self.features}
             atomic_write_json(path, data)
             log.unlink(missing_ok=True)
             self._log_records = 0
@@ -108,7 +116,7 @@ class Persistence:
                    "put": [self.store.entries[k] for k in sorted(changed) if k in self.store.entries],
                    "del": [k for k in sorted(changed) if k not in self.store.entries],
                    "ops": {i: self.ops[i] for i in sorted(self._ops_changed) if i in self.ops},
-                   "power": self.power}
+                   "power": self.power, "features": self.features}
             fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, json.dumps(rec, separators=(",", ":")).encode() + b"\n")

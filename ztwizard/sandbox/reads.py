@@ -8,9 +8,18 @@ from typing import Any
 from urllib.parse import quote
 
 from . import graph
-from .model import EXTENSION_TYPES, RG_TYPE, SCOPE_WIDE_LISTS, SUB_TYPE, clone, compose, platform_default
-from .persistence import Persistence
-from .power import RUNNING, instance_view
+from .filters import parse_filter
+from .model import (
+    EXTENSION_TYPES,
+    LIST_ALIASES,
+    RG_TYPE,
+    SCOPE_WIDE_LISTS,
+    SUB_TYPE,
+    clone,
+    compose,
+    platform_default,
+)
+from .power import Power
 from .request import Reply, Request, arm_error, not_found, require_rg
 from .store import key, parse
 
@@ -18,7 +27,7 @@ from .store import key, parse
 UNPAGED = {"microsoft.security/pricings", "microsoft.insights/diagnosticsettings"}
 
 
-class Reads(Persistence):
+class Reads(Power):
     page_size: int
 
     def compose(self, entry: dict[str, Any], *, for_graph: bool = False) -> dict[str, Any]:
@@ -36,8 +45,7 @@ class Reads(Persistence):
         out = self.compose(entry)
         if ctx.query.get("$expand", "").lower() == "instanceview" and entry["type"].lower() == \
                 "microsoft.compute/virtualmachines":
-            out.setdefault("properties", {})["instanceView"] = instance_view(
-                entry, self.power.get(key(entry["id"]), RUNNING))
+            out.setdefault("properties", {})["instanceView"] = self.vm_instance_view(entry)
         return Reply(200, out)
 
     def _page(self, ctx: Request, items: list[dict[str, Any]], *, key_of: Callable[[dict[str, Any]], str],
@@ -62,13 +70,15 @@ class Reads(Persistence):
         return Reply(200, body)
 
     def _list(self, ctx: Request, parent: str, rtype: str, *, child: bool) -> Reply:
+        rtype = LIST_ALIASES.get(rtype.lower(), rtype) if not child else rtype
         t = rtype.lower()
         p = parse(parent)
         if child or (p.type not in (RG_TYPE, SUB_TYPE)):
             if self.store.get(parent) is None and p.type != SUB_TYPE and not p.type.lower().endswith("/locations"):
                 raise not_found(parent)
+        keep, calls = parse_filter(t, ctx.query.get("$filter", ""))
         if t == "microsoft.authorization/roleassignments":
-            entries = self._role_assignments(parent, at_scope="atscope()" in ctx.query.get("$filter", "").lower())
+            entries = self._role_assignments(parent, at_scope="atscope" in calls)
         elif p.type == SUB_TYPE and not child:
             sub_key = key(parent)
             entries = []
@@ -80,7 +90,7 @@ class Reads(Persistence):
                     entries.append(e)
         else:
             entries = self.store.children(parent, rtype)
-        items = sorted((self.compose(e) for e in entries), key=lambda e: e["id"].lower())
+        items = sorted((self.compose(e) for e in entries if keep(e)), key=lambda e: e["id"].lower())
         return self._page(ctx, items, key_of=lambda e: e["id"].lower(), paged=t not in UNPAGED)
 
     def _role_assignments(self, scope: str, *, at_scope: bool) -> list[dict[str, Any]]:
@@ -97,10 +107,7 @@ class Reads(Persistence):
 
     def _generic_list(self, ctx: Request, scope: str) -> Reply:
         """`resources.list` / `list_by_resource_group`: top-level resources, `resourceType eq` honoured."""
-        flt = ctx.query.get("$filter", "")
-        wanted = None
-        if "resourcetype eq" in flt.lower():
-            wanted = flt.split("'")[1].lower() if "'" in flt else None
+        keep, _ = parse_filter("microsoft.resources/resources", ctx.query.get("$filter", ""))
         # top-level resources are the direct children of their resource group in the index
         groups = [scope] if parse(scope).type == RG_TYPE else \
             [g["id"] for g in self.store.resource_groups(parse(scope).subscription or "")]
@@ -108,7 +115,7 @@ class Reads(Persistence):
         for e in (e for g in groups for e in self.store.children(g)):
             if e["type"].lower() in EXTENSION_TYPES or e["type"].lower().startswith("microsoft.security/"):
                 continue  # extension resources on the group itself are not resources of the group
-            if wanted and e["type"].lower() != wanted:
+            if not keep(e):
                 continue
             items.append({str(k): clone(e.get(k)) for k in
                           ("id", "name", "type", "location", "tags", "sku", "kind", "identity") if k in e})

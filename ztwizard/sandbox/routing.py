@@ -48,6 +48,16 @@ ROUTES: list[Route] = [
     Route(("providers", "microsoft.resourcegraph", "resources"), frozenset({"POST"}), "_graph"),
     _get("subscriptions", handler="_list_subscriptions"),
     _get("subscriptions", "*", handler="_get_subscription"),
+    _get("subscriptions", "*", "providers", "microsoft.features", "features", handler="_list_features"),
+    _get("subscriptions", "*", "providers", "microsoft.features", "providers", "*", "features",
+         handler="_list_features"),
+    _get("subscriptions", "*", "providers", "microsoft.features", "providers", "*", "features", "*",
+         handler="_get_feature"),
+    Route(("subscriptions", "*", "providers", "microsoft.features", "providers", "*", "features", "*", "register"),
+          frozenset({"POST"}), "_register_feature"),
+    Route(("subscriptions", "*", "providers", "microsoft.features", "providers", "*", "features", "*",
+           "unregister"), frozenset({"POST"}), "_register_feature"),
+    _get("subscriptions", "*", "providers", "microsoft.compute", "skus", handler="_skus"),
     Route(("subscriptions", "*", "providers", "**"), ANY_METHOD, "_provider"),
     Route(("subscriptions", "*", "resourcegroups", "*", "providers", "**"), ANY_METHOD, "_provider"),
     _get("subscriptions", "*", "resourcegroups", handler="_list_resource_groups"),
@@ -70,11 +80,18 @@ PROVIDER_ROUTES: dict[tuple[str, str], str] = {
 }
 # Views of a resource (GET …/{name}/{view}): view segment -> handler.
 VIEWS: dict[str, str] = {"instanceview": "_instance_view"}
+# Actions (POST …/{name}/{action}): (resource type, action), lower case -> handler.
+ACTIONS: dict[tuple[str, str], str] = {
+    **{("microsoft.compute/virtualmachines", verb): "_vm_action"
+       for verb in ("deallocate", "start", "poweroff", "restart")},
+    ("microsoft.storage/storageaccounts", "regeneratekey"): "_regenerate_key",
+}
 
 
 class Router(Writes):
     routes: list[Route] = ROUTES
     provider_routes: dict[tuple[str, str], str] = PROVIDER_ROUTES
+    actions: dict[tuple[str, str], str] = ACTIONS
 
     def _handler(self, name: str) -> Callable[[Request], Reply]:
         handler: Callable[[Request], Reply] = getattr(self, name)
@@ -148,5 +165,14 @@ class Router(Writes):
     def _view(self, ctx: Request) -> Reply:
         return self._handler(VIEWS[ctx.low[-1]])(ctx)
 
+    def _action(self, ctx: Request) -> Reply:
+        resource_id, action = "/" + "/".join(ctx.segs[:-1]), ctx.segs[-1]
+        name = self.actions.get((parse(resource_id).type.lower(), action.lower()))
+        if name is None:
+            if self.store.get(resource_id) is None:
+                raise not_found(resource_id)
+            raise arm_error(400, "InvalidResourceOperation", f"The action '{action}' is not supported by the sandbox.")
+        return self._handler(name)(ctx)
 
-__all__: list[Any] = ["ROUTES", "PROVIDER_ROUTES", "Route", "Router", "VIEWS"]
+
+__all__: list[Any] = ["ACTIONS", "ROUTES", "PROVIDER_ROUTES", "Route", "Router", "VIEWS"]

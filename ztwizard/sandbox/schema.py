@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
+from collections import Counter, deque
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -51,6 +51,8 @@ SUPPORTED_API_VERSIONS: dict[str, tuple[str, ...]] = {
     "microsoft.operationalinsights": ("2022-10-01",),
     "microsoft.keyvault": ("2023-07-01",),
     "microsoft.resourcegraph": ("2021-03-01", "2022-10-01", "2024-04-01"),
+    "microsoft.features": ("2021-07-01",),
+    "microsoft.compute/skus": ("2021-07-01",),
 }
 
 # Enums longer than this are catalogues the platform extends all the time (VM sizes, SKUs): a value
@@ -63,22 +65,28 @@ _BAD_BODY_CODE = {"microsoft.network": "InvalidRequestFormat"}
 
 
 class Stats:
-    """Read-only and unknown properties seen in accepted bodies, as (type, path) -> count."""
+    """Read-only and unknown properties seen in accepted bodies: totals as (type, path) -> count,
+    and `requests`, one (method, type, read-only paths, unknown paths) per request that sent any
+    (the most recent 10,000), so a test can name the request that sent them."""
 
     def __init__(self) -> None:
         self.read_only: Counter[tuple[str, str]] = Counter()
         self.unknown: Counter[tuple[str, str]] = Counter()
+        self.requests: deque[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = deque(maxlen=10_000)
         self._lock = threading.Lock()
 
-    def add(self, rtype: str, read_only: list[str], unknown: list[str]) -> None:
+    def add(self, rtype: str, read_only: list[str], unknown: list[str], method: str = "PUT") -> None:
         with self._lock:
             self.read_only.update((rtype, p) for p in read_only)
             self.unknown.update((rtype, p) for p in unknown)
+            if read_only or unknown:
+                self.requests.append((method, rtype, tuple(read_only), tuple(unknown)))
 
     def clear(self) -> None:
         with self._lock:
             self.read_only.clear()
             self.unknown.clear()
+            self.requests.clear()
 
 
 def request_type(path: str, method: str) -> str:
@@ -90,6 +98,8 @@ def request_type(path: str, method: str) -> str:
         return ""
     if "providers" not in low:
         return "microsoft.resources"
+    if "microsoft.features" in low:  # …/providers/Microsoft.Features/providers/{ns}/features/{name}
+        return "microsoft.features"
     at = max(i for i, s in enumerate(low) if s == "providers")
     rest = low[at + 1:]
     if not rest:
@@ -143,12 +153,15 @@ def covered_types() -> dict[str, str]:
 
 
 class _Walk:
-    def __init__(self, defs: dict[str, Any], method: str) -> None:
+    def __init__(self, defs: dict[str, Any], method: str, normalise: bool = False) -> None:
         self.defs = defs
         self.patch = method == "PATCH"
+        self.normalise = normalise
         self.problems: list[str] = []
         self.read_only: list[str] = []
         self.unknown: list[str] = []
+        # where they are: (the object holding the key, the key, its path of keys and indices)
+        self.ignored: list[tuple[dict[str, Any], str, tuple[str | int, ...], bool]] = []
 
     def node(self, spec: dict[str, Any]) -> dict[str, Any]:
         while "ref" in spec:
@@ -156,7 +169,7 @@ class _Walk:
             spec = {**ref, **{k: v for k, v in spec.items() if k != "ref"}}
         return spec
 
-    def check(self, value: Any, spec: dict[str, Any], path: str) -> None:
+    def check(self, value: Any, spec: dict[str, Any], path: str, trail: tuple[str | int, ...] = ()) -> None:
         spec = self.node(spec)
         if value is None:
             return  # null clears or is ignored (provider's choice), never a shape error
@@ -165,13 +178,13 @@ class _Walk:
             if not isinstance(value, dict):
                 self.problems.append(f"'{path or 'body'}' must be an object")
                 return
-            self.members(value, spec, path)
+            self.members(value, spec, path, trail)
         elif kind == "array":
             if not isinstance(value, list):
                 self.problems.append(f"'{path}' must be an array")
                 return
             for i, item in enumerate(value):
-                self.check(item, spec.get("items") or {"t": "any"}, f"{path}[{i}]")
+                self.check(item, spec.get("items") or {"t": "any"}, f"{path}[{i}]", (*trail, i))
         elif kind == "string":
             if isinstance(value, (dict, list)):
                 self.problems.append(f"'{path}' must be a string")
@@ -183,7 +196,7 @@ class _Walk:
             if isinstance(value, (dict, list)):
                 self.problems.append(f"'{path}' must be a {kind}")
 
-    def members(self, value: dict[str, Any], spec: dict[str, Any], path: str) -> None:
+    def members(self, value: dict[str, Any], spec: dict[str, Any], path: str, trail: tuple[str | int, ...]) -> None:
         disc = spec.get("disc")
         if disc and isinstance(value.get(disc), str):
             kinds = {k.lower(): v for k, v in (spec.get("kinds") or {}).items()}
@@ -199,11 +212,17 @@ class _Walk:
             where = f"{path}.{k}" if path else k
             if sub is None:
                 self.unknown.append(where)
+                self.ignored.append((value, k, (*trail, k), False))
                 continue
             if sub.get("ro") or self.node(sub).get("ro"):
                 self.read_only.append(where)
+                self.ignored.append((value, k, (*trail, k), True))
                 continue
-            self.check(v, sub, where)
+            self.check(v, sub, where, (*trail, k))
+            if self.normalise and isinstance(v, str):
+                node = self.node(sub)
+                canon = next((e for e in node.get("enum") or () if isinstance(e, str) and e.lower() == v.lower()), v)
+                value[k] = canon  # the provider answers with the spec's spelling ("tcp" -> "Tcp")
         if not self.patch:
             for name in spec.get("req") or []:
                 if name not in value and not (props.get(name) or {}).get("ro"):
@@ -211,10 +230,14 @@ class _Walk:
                     self.problems.append(f"the required property '{where}' is missing")
 
 
-def body_refusal(method: str, rtype: str, api_version: str, body: Any, stats: Stats | None = None
+def body_refusal(method: str, rtype: str, api_version: str, body: Any, stats: Stats | None = None,
+                 *, normalise: bool = False, ignored: list[tuple[tuple[str | int, ...], bool]] | None = None
                  ) -> Refusal | None:
     """Check a PUT/PATCH body for `rtype` (lower-cased type); None when it is accepted. Read-only
-    and unknown properties are counted in `stats`, not refused."""
+    and unknown properties are counted in `stats`, not refused; with `ignored` given they are also
+    taken out of `body` (as providers ignore them) and their paths, with whether each was
+    read-only, appended to it. `normalise` rewrites enum values in `body` to the spec's casing,
+    as the providers that normalise answer."""
     rtype = rtype.lower()
     code = _BAD_BODY_CODE.get(rtype.split("/")[0], "InvalidRequestContent")
     if not isinstance(body, dict):
@@ -229,14 +252,18 @@ def body_refusal(method: str, rtype: str, api_version: str, body: Any, stats: St
             if k in spec["p"]:
                 walk.check(v, spec["p"][k], k)
     else:
-        walk = _Walk(_schemas()["defs"], method.upper())
+        walk = _Walk(_schemas()["defs"], method.upper(), normalise)
         walk.check(body, entry[method.upper()], "")
         if stats is not None:
-            stats.add(rtype, walk.read_only, walk.unknown)
+            stats.add(rtype, walk.read_only, walk.unknown, method.upper())
     tags = body.get("tags")
     if isinstance(tags, dict) and any(not isinstance(v, str) for v in tags.values()):
         walk.problems.append("every value of 'tags' must be a string")
     if walk.problems:
         more = f" (and {len(walk.problems) - 1} more)" if len(walk.problems) > 1 else ""
         return 400, code, f"The request content was invalid: {walk.problems[0]}{more}."
+    if ignored is not None:
+        for holder, k, trail, read_only in walk.ignored:
+            holder.pop(k, None)
+            ignored.append((trail, read_only))
     return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ class Store:
         self._refs: dict[str, set[str]] = defaultdict(set)  # target key -> referring keys
         self._refs_of: dict[str, set[str]] = {}  # referring key -> target keys
         self.changed: set[str] = set()  # keys written since the last save
+        # called with (key, the entry before) on every put and delete (Resource Graph's lag)
+        self.observer: Callable[[str, dict[str, Any] | None], None] | None = None
         self.version = 0  # bumped on every write: cached query results check it
 
     # ---- reading -----------------------------------------------------------------------
@@ -97,6 +99,8 @@ class Store:
     def put(self, entry: dict[str, Any]) -> None:
         k = key(entry["id"])
         old = self.entries.get(k)
+        if self.observer is not None:
+            self.observer(k, old)
         if old is not None:
             self._unindex(k, old)
         self.changed.add(k)
@@ -112,6 +116,8 @@ class Store:
         k = key(resource_id)
         old = self.entries.pop(k, None)
         if old is not None:
+            if self.observer is not None:
+                self.observer(k, old)
             self._unindex(k, old)
             self.changed.add(k)
             self.version += 1

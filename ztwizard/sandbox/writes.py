@@ -10,6 +10,8 @@ import uuid
 from typing import Any
 
 from . import schema
+from .defender import Defender
+from .limits import Limits
 from .model import (
     BACK_LINK_PROP,
     INLINE_CHILDREN,
@@ -21,29 +23,79 @@ from .model import (
     inline_holder,
     is_inline_child,
 )
-from .power import Power
-from .profiles import profile
+from .profiles import RESOURCE_GROUP_NAME, profile
 from .reads import Reads
 from .request import Reply, Request, arm_error, authorize_write, bare_etag, not_found
 from .store import key, new_etag, normalize_entry, parse
 
 
-def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """JSON merge patch: objects merge key by key, null removes, anything else replaces."""
+def merge_patch(base: dict[str, Any], patch: dict[str, Any], *, null_removes: bool = True) -> dict[str, Any]:
+    """JSON merge patch: objects merge key by key, anything else replaces; null removes, or is
+    ignored where the provider reads it as "not given"."""
     for k, v in patch.items():
         if v is None:
-            base.pop(k, None)
+            if null_removes:
+                base.pop(k, None)
         elif isinstance(v, dict) and isinstance(base.get(k), dict):
-            merge_patch(base[k], v)
+            merge_patch(base[k], v, null_removes=null_removes)
         else:
             base[k] = clone(v)
     return base
 
 
-class Writes(Power, Reads):
-    schema_stats: schema.Stats
+def restore(new: dict[str, Any], old: dict[str, Any], trail: tuple[str | int, ...]) -> None:
+    """Copy the value at `trail` (keys and list indices) from `old` into `new`, where both have
+    the containers on the way."""
+    src: Any = old
+    dst: Any = new
+    for step in trail[:-1]:
+        if isinstance(step, int):
+            if not (isinstance(src, list) and isinstance(dst, list) and step < len(src) and step < len(dst)):
+                return
+        elif not (isinstance(src, dict) and isinstance(dst, dict) and step in src and step in dst):
+            return
+        src, dst = src[step], dst[step]
+    last = trail[-1]
+    if isinstance(last, str) and isinstance(src, dict) and isinstance(dst, dict) and last in src:
+        dst[last] = clone(src[last])
 
-    def _check_conditions(self, ctx: Request, entry: dict[str, Any] | None) -> None:
+
+class Writes(Reads, Defender, Limits):
+    """`write_rules`: resource type (lower case, "*" for every type) -> names of methods
+    `(ctx, existing, new)` that refuse a PUT/PATCH ARM would refuse, called before anything is
+    stored. `write_effects`: type -> methods `(ctx, existing, new) -> status or None` that add
+    what the provider adds to the resource (and may answer another status)."""
+
+    schema_stats: schema.Stats
+    write_rules: dict[str, tuple[str, ...]] = {
+        "*": ("_name_rule",),
+        "microsoft.compute/virtualmachines": ("_vm_rules",),
+        "microsoft.compute/disks": ("_disk_rules",),
+        "microsoft.network/networkwatchers": ("_network_watcher_limit",),
+        "microsoft.network/networkinterfaces": ("_asg_one_vnet",),
+        "microsoft.authorization/roledefinitions": ("_role_name_unique",),
+        "microsoft.storage/storageaccounts": ("_sas_policy_needs_rotated_keys",),
+        "microsoft.insights/diagnosticsettings": ("_diagnostic_settings_limit",),
+    }
+    write_effects: dict[str, tuple[str, ...]] = {
+        "microsoft.security/pricings": ("_pricing_effects",),
+        "microsoft.security/defenderforstoragesettings": ("_storage_defender_effects",),
+    }
+
+    def _apply_write_rules(self, ctx: Request, existing: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        t = new["type"].lower()
+        for name in self.write_rules.get(t, ()) + self.write_rules.get("*", ()):
+            getattr(self, name)(ctx, existing, new)
+
+    def _apply_write_effects(self, ctx: Request, existing: dict[str, Any] | None, new: dict[str, Any]) -> int | None:
+        status = None
+        for name in self.write_effects.get(new["type"].lower(), ()):
+            status = getattr(self, name)(ctx, existing, new) or status
+        return status
+
+    def _check_conditions(self, ctx: Request, entry: dict[str, Any] | None, rtype: str = "") -> None:
+        if rtype and not profile(rtype).etag:
+            return  # a provider without etags ignores If-Match / If-None-Match
         if_match = ctx.headers.get("if-match")
         if_none = ctx.headers.get("if-none-match")
         failed = False
@@ -124,6 +176,9 @@ class Writes(Power, Reads):
         else:
             if not body.get("location"):
                 raise arm_error(400, "LocationRequired", "The location property is required for this definition.")
+            if entry is None and not RESOURCE_GROUP_NAME.accepts(segs[3]):
+                raise arm_error(400, "InvalidResourceGroupName",
+                                f"Resource group name '{segs[3]}' is invalid. {RESOURCE_GROUP_NAME.text}")
             new = clone(body)
         new.update({"id": entry["id"] if entry else rg_id, "name": segs[3], "type": RG_TYPE})
         new.setdefault("properties", {})["provisioningState"] = "Succeeded"
@@ -138,16 +193,19 @@ class Writes(Power, Reads):
         rid_ = existing["id"] if existing else ctx.path
         p = parse(rid_)
         authorize_write(ctx, self.read_only, p.type, rid_)
-        self._check_conditions(ctx, existing)
+        self._check_conditions(ctx, existing, p.type)
         body = ctx.json()
-        refusal = schema.body_refusal(ctx.method, p.type, ctx.api_version, body, self.schema_stats)
+        prof = profile(p.type)
+        ignored: list[tuple[tuple[str | int, ...], bool]] = []
+        refusal = schema.body_refusal(ctx.method, p.type, ctx.api_version, body, self.schema_stats,
+                                      normalise=prof.normalises, ignored=ignored)
         if refusal:
             raise arm_error(*refusal)
         if ctx.method == "PATCH" and existing is None:
             raise not_found(ctx.path)
+        self._check_references(ctx, p.type, body)
         self._check_busy(rid_)
         t = p.type.lower()
-        prof = profile(t)
         # children given inline replace the child set; read-only inline lists are dropped
         child_sets: list[tuple[str, list[Any]]] = []
         for path, seg in INLINE_CHILDREN.get(t, []):
@@ -159,16 +217,24 @@ class Writes(Power, Reads):
                 child_sets.append((seg, kids))
         if ctx.method == "PATCH":
             assert existing is not None
-            new = merge_patch(clone(existing), body)
+            new = merge_patch(clone(existing), body, null_removes=prof.patch_null == "removes")
         else:
             new = clone(body)
-            # ARM computes these; a PUT that leaves them out keeps them.
-            for prop in SERVER_COMPUTED:
+            # a read-only property the client sent back keeps the provider's value
+            for trail, read_only in ignored:
+                if read_only and existing is not None:
+                    restore(new, existing, trail)
+            # ARM computes these (and some providers keep more); a PUT that leaves them out keeps them.
+            for prop in SERVER_COMPUTED + prof.put_keeps:
                 kept = (existing or {}).get("properties", {}).get(prop) if isinstance(existing, dict) else None
                 if kept is not None and isinstance(new.get("properties", {}), dict):
                     new.setdefault("properties", {}).setdefault(prop, kept)
         new["id"] = rid_
         new = normalize_entry(new)
+        if prof.normalises and isinstance(new.get("location"), str):
+            new["location"] = new["location"].replace(" ", "").lower()  # "West Europe" -> "westeurope"
+        self._apply_write_rules(ctx, existing, new)
+        status = self._apply_write_effects(ctx, existing, new)
         new["etag"] = new_etag()
         created = existing is None
         if created and t.startswith("microsoft.network/") and t.count("/") == 1:
@@ -217,7 +283,8 @@ class Writes(Power, Reads):
         self._relink(rid_, old_links, new_links, BACK_LINK_PROP.get(t, ""))
         ctx.dirty = True
         if lro is None:
-            return Reply(prof.sync_create_status if created else 200, self.compose(new))
+            return Reply(status or (prof.sync_create_status if created else prof.sync_update_status),
+                         self.compose(new))
         return self._start_op(ctx, key(rid_), lro, before, created=created)
 
     def _relink(self, owner_id: str, old: dict[str, str], new: dict[str, str], prop: str) -> None:
@@ -249,7 +316,7 @@ class Writes(Power, Reads):
         existing = self.store.get(ctx.path)
         p = parse(ctx.path)
         authorize_write(ctx, self.read_only, p.type, ctx.path)
-        self._check_conditions(ctx, existing)
+        self._check_conditions(ctx, existing, p.type)
         if existing is None:
             return Reply(204)
         self._check_busy(existing["id"])
@@ -261,6 +328,7 @@ class Writes(Power, Reads):
                 raise arm_error(400, f"InUse{what}CannotBeDeleted",
                                 f"{what} {existing['id']} cannot be deleted because it is in use by "
                                 f"{self.store.entries[users[0]]['id']}.")
+        deleted = self.compose(existing) if profile(t).delete_returns_body else None
         keys = [key(existing["id"]), *self.store.descendants(existing["id"])]
         parent_key = key(p.parent) if p.parent and is_inline_child(p.type) else None
         old_links = back_links(existing)
@@ -277,4 +345,4 @@ class Writes(Power, Reads):
         lro = profile(t).delete_lro
         if lro:
             return self._start_op(ctx, key(existing["id"]), lro, before, delete=True)
-        return Reply(200)
+        return Reply(200, deleted)
