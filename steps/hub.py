@@ -476,8 +476,12 @@ def _public_ips_protected(ctx: Context) -> None:
 DDOS_LOGS = ("DDoSProtectionNotifications", "DDoSMitigationFlowLogs", "DDoSMitigationReports")
 
 
+def is_standard_sku(pip: dict[str, Any], inv: Inventory) -> bool:
+    return str(get_path(pip, "sku.name") or "").lower() == "standard"
+
+
 def _standard_pips(inv: Inventory) -> list[dict[str, Any]]:
-    return [p for p in of(inv, PIP) if str(get_path(p, "sku.name") or "").lower() == "standard"]
+    return [p for p in of(inv, PIP) if is_standard_sku(p, inv)]
 
 
 @check("hub-2d")

@@ -69,6 +69,16 @@ def _split(value: Any) -> set[str]:
     return {v.strip() for v in (value or "").split(";") if v.strip()}
 
 
+def allows_anonymous_blob_access(acct: dict[str, Any], inv: Inventory) -> bool:
+    """Whether a container of the account can be public at all (absent means allowed)."""
+    return get_path(acct, "properties.allowBlobPublicAccess") is not False
+
+
+def has_file_service(acct: dict[str, Any], inv: Inventory) -> bool:
+    """storage-1f reads an account's fileServices only where the account kind has one."""
+    return _has_file_service(acct)
+
+
 def _has_file_service(acct: dict[str, Any]) -> bool:
     """General-purpose (v1, v2) and FileStorage accounts have a `fileServices/default`; blob-only
     kinds have none (ARM answers FeatureNotSupportedForAccount)."""
@@ -369,17 +379,34 @@ def endpoint_subnet(acct: dict[str, Any], inv: Inventory) -> dict[str, Any] | No
     where = ((acct.get("location") or "").lower(), (rid.subscription_of(acct["id"]) or "").lower())
 
     def choose() -> dict[str, Any] | None:
+        # the best of each (region, subscription) of VNets, then the best of those for this one:
+        # the same choice as scoring every subnet (ties go to the first, as they did), but
+        # linear in the estate instead of once per region and subscription
         best: tuple[tuple[Any, ...], dict[str, Any]] | None = None
-        for vnet in inv.of_type(VNET):
-            for subnet in inv.children(vnet["id"], SUBNET):
-                score = _subnet_score(subnet, vnet, acct)
-                if score is None:
-                    continue
-                if best is None or score < best[0]:
-                    best = (score, subnet)
+        for (region, sub), (score, order, subnet) in _best_subnet_per_place(inv).items():
+            key = (score[0], region != where[0], sub != where[1], *score[3:], order)
+            if best is None or key < best[0]:
+                best = (key, subnet)
         return best[1] if best else None
 
     return memo(inv, ("endpoint_subnet", where), choose)
+
+
+def _best_subnet_per_place(inv: Inventory) -> dict[tuple[str, str], tuple[tuple[Any, ...], int, dict[str, Any]]]:
+    """(VNet region, VNet subscription) -> its best subnet by the place-independent score."""
+    def build() -> dict[tuple[str, str], tuple[tuple[Any, ...], int, dict[str, Any]]]:
+        out: dict[tuple[str, str], tuple[tuple[Any, ...], int, dict[str, Any]]] = {}
+        order = 0
+        for vnet in inv.of_type(VNET):
+            place = ((vnet.get("location") or "").lower(), (rid.subscription_of(vnet["id"]) or "").lower())
+            for subnet in inv.children(vnet["id"], SUBNET):
+                order += 1
+                score = _subnet_score(subnet, vnet, vnet)  # the VNet's own place: both place terms False
+                if score is not None and (place not in out or score < out[place][0]):
+                    out[place] = (score, order, subnet)
+        return out
+
+    return memo(inv, "best_subnet_per_place", build)  # type: ignore[no-any-return]
 
 
 NO_SUBNET = ("No spoke subnet can take a private endpoint: add a subnet (a /28 is enough, "
