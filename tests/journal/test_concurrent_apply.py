@@ -1,0 +1,182 @@
+"""Concurrent apply against the sandbox, through the real azure-mgmt clients and pipeline: the
+same end state and journal as one change at a time, per-resource order, prerequisites first,
+and no change lost or sent twice under faults."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+
+from ztwizard import journal as J
+from ztwizard.apply import apply_changes, start_session, unit_key
+from ztwizard.engine import inspect
+from ztwizard.outcomes import ApplyInterrupted
+from ztwizard.sandbox.faults import Faults
+
+from ztwizard.gateway import Gateway
+from ztwizard.journal import Journal
+from ztwizard.sandbox import Sandbox
+from ztwizard.target import in_process_target
+
+from .conftest import World, comparable
+
+
+@pytest.fixture
+def twin(tmp_path, small_estate):
+    """A second world with its own journal: the sequential run to compare against."""
+    made: list[World] = []
+
+    def make(estate=None, **knobs):
+        knobs.setdefault("lro_seconds", 0)
+        sb = Sandbox(None, estate=small_estate if estate is None else estate, **knobs)
+        w = World(sb, Gateway(in_process_target(sb)), Journal(tmp_path / "twin"), tmp_path / "twin")
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.journal.close()
+
+
+def _apply(w, parallel, **kw):
+    changes = inspect(w.gw).changes()
+    sid = start_session(w.journal, w.gw, changes)
+    kw.setdefault("allow_disruptive", True)
+    kw.setdefault("allow_cost", True)
+    report = apply_changes(w.gw, w.journal, sid, changes, parallel=parallel, verify=False, **kw)
+    return sid, changes, report
+
+
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def _estate(w):
+    """The sandbox's estate as compared, without the times a provider stamps on a write."""
+    def strip(o):
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if not (isinstance(v, str) and _STAMP.match(v))}
+        return [strip(v) for v in o] if isinstance(o, list) else o
+    return strip(comparable(w.sb.export()))
+
+
+def _journal(w, sid):
+    """The journal's content without what differs between two runs (times, sequence numbers)."""
+    return {r.change_id: (r.state, r.note, r.error) for r in w.journal.changes(sid)}
+
+
+def _writes(w):
+    """(method, path) of every write the sandbox answered with success, in order."""
+    return [(m, p) for (m, p, s) in w.sb.request_log if m in ("PUT", "PATCH", "DELETE", "POST") and 200 <= s < 300]
+
+
+@pytest.mark.parametrize("estate", [None, "reference"])
+def test_concurrent_apply_ends_like_sequential(world, twin, estate):
+    one, many = twin(estate=estate), world(estate=estate)
+    sid1, changes, seq = _apply(one, 1)
+    sid8, _, par = _apply(many, 8)
+    assert sorted(o.change_id for o in par.outcomes) == sorted(c.id for c in changes), "each change reported once"
+    assert {o.change_id: o.result for o in par.outcomes} == {o.change_id: o.result for o in seq.outcomes}
+    assert _journal(many, sid8) == _journal(one, sid1)
+    assert _estate(many) == _estate(one)
+    assert many.journal.session(sid8).status == J.DONE
+
+
+def test_changes_to_one_resource_keep_plan_order_and_prerequisites_come_first(world):
+    w = world(estate="reference")
+    changes = inspect(w.gw).changes()
+    sid = start_session(w.journal, w.gw, changes)
+    started: dict[str, float] = {}
+    finished: dict[str, float] = {}
+    lock = threading.Lock()
+    clock = iter(range(10**6))
+
+    def on_event(ev):
+        with lock:
+            (started if ev.kind == "start" else finished)[ev.change.id] = next(clock)
+
+    report = apply_changes(w.gw, w.journal, sid, changes, allow_disruptive=True, allow_cost=True,
+                           parallel=8, verify=False, on_event=on_event)
+    assert not report.failed, "\n".join(report.lines())
+    by_id = {c.id: c for c in changes}
+    planned = [c.id for c in changes]
+    seen_keys: dict[str, list[str]] = {}
+    for cid in sorted(started, key=started.__getitem__):
+        seen_keys.setdefault(unit_key(by_id[cid].resource_id).lower(), []).append(cid)
+    # Several resources were written at once, or this test would prove nothing.
+    overlaps = sum(1 for a in started for b in started if a != b and started[a] < started[b] < finished[a])
+    assert overlaps > 0, "some changes ran concurrently"
+    for cid in started:
+        for dep in by_id[cid].depends_on:
+            if dep in by_id:
+                assert dep in finished and finished[dep] < started[cid], f"{cid} started before {dep} finished"
+    for key, ids in seen_keys.items():
+        same = [c for c in planned if c in ids]
+        rids = {by_id[c].resource_id.lower() for c in ids}
+        if len(rids) == 1:
+            assert ids == same, f"changes to {key} ran out of plan order"
+
+
+def test_a_dependent_is_skipped_when_its_prerequisite_failed(world):
+    w = world(estate="reference")
+    changes = inspect(w.gw).changes()
+    dependent = next(c for c in changes if any(d in {x.id for x in changes} for d in c.depends_on))
+    prereq = next(c for c in changes if c.id in dependent.depends_on)
+    w.sb.deny_writes = {prereq.resource_id.lower()} if hasattr(w.sb, "deny_writes") else None
+    sid = start_session(w.journal, w.gw, changes)
+    started: list[str] = []
+
+    def on_event(ev):
+        if ev.kind == "start":
+            started.append(ev.change.id)
+            if ev.change.id == prereq.id:  # the prerequisite's resource moves under it: it is not applied
+                w.gw.write("DELETE", prereq.resource_id, None) if prereq.action != "create" else None
+
+    report = apply_changes(w.gw, w.journal, sid, changes, allow_disruptive=True, allow_cost=True,
+                           parallel=8, verify=False, on_event=on_event)
+    results = {o.change_id: o for o in report.outcomes}
+    if results[prereq.id].result == "applied":
+        pytest.skip("the prerequisite could not be made to fail on this plan")
+    assert results[dependent.id].result == "skipped"
+    assert prereq.id in results[dependent.id].message
+    assert dependent.id not in started, "a dependent never starts when its prerequisite was not applied"
+
+
+def test_faults_under_concurrency_lose_or_duplicate_no_change(world, twin):
+    w = world(estate="reference", faults="429:0.15,500:0.05,503:0.05,reset-after:0.03", seed=7,
+              fault_retry_after=2)
+    sid, changes, report = _apply(w, 8)
+    assert sorted(o.change_id for o in report.outcomes) == sorted(c.id for c in changes)
+    assert not report.failed, "\n".join(report.lines())
+    rows = w.journal.changes(sid)
+    assert len(rows) == len({r.change_id for r in rows}) == len(changes)
+    assert {r.state for r in rows} <= {J.APPLIED, J.SKIPPED}
+    assert any(s in (0, 429, 500, 503) for (_m, _p, s) in w.sb.request_log), "the sandbox injected faults"
+    # Against a fault-free sequential run: the same end state, so nothing was lost or sent twice.
+    clean = twin(estate="reference")
+    _, _, _ = _apply(clean, 1)
+    assert _estate(w) == _estate(clean)
+
+
+def test_an_unreachable_arm_stops_dispatching_and_journals_what_was_in_flight(world):
+    w = world(estate="reference")
+    changes = inspect(w.gw).changes()
+    sid = start_session(w.journal, w.gw, changes)
+    starts: list[str] = []
+
+    def on_event(ev):
+        if ev.kind == "start":
+            starts.append(ev.change.id)
+            if len(starts) == 5:
+                w.sb.faults = Faults.parse("reset:1.0")
+
+    with pytest.raises(ApplyInterrupted) as stopped:
+        apply_changes(w.gw, w.journal, sid, changes, allow_disruptive=True, allow_cost=True, parallel=4,
+                      verify=False, on_event=on_event)
+    assert "resume" in stopped.value.hint
+    rows = w.journal.changes(sid)
+    untouched = [r for r in rows if r.state == J.PLANNED]
+    assert untouched, "dispatching stopped: later changes were not attempted"
+    assert len(starts) < len(changes)
+    assert all(r.state in (J.PLANNED, J.APPLIED, J.SKIPPED, J.FAILED, *J.UNSETTLED) for r in rows)
