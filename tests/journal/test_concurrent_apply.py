@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from ztwizard import journal as J
-from ztwizard.apply import apply_changes, start_session, unit_key
+from ztwizard.apply import apply_changes, start_session, unit_key, write_budget
 from ztwizard.engine import inspect
 from ztwizard.outcomes import ApplyInterrupted
 from ztwizard.sandbox.faults import Faults
@@ -189,3 +189,46 @@ def test_an_unreachable_arm_stops_dispatching_and_journals_what_was_in_flight(wo
     assert untouched, "dispatching stopped: later changes were not attempted"
     assert len(starts) < len(changes)
     assert all(r.state in (J.PLANNED, J.APPLIED, J.SKIPPED, J.FAILED, *J.UNSETTLED) for r in rows)
+
+
+class _Cancel(Exception):
+    """What a front end raises from its start hook to cancel."""
+
+
+def test_cancelling_stops_dispatching_and_lets_in_flight_changes_finish_journaled(world):
+    w = world(estate="reference")
+    changes = inspect(w.gw).changes()
+    sid = start_session(w.journal, w.gw, changes)
+    starts: list[str] = []
+    lock = threading.Lock()
+
+    def on_event(ev):
+        if ev.kind == "start":
+            with lock:
+                starts.append(ev.change.id)
+                if len(starts) > 6:
+                    raise _Cancel()
+
+    with pytest.raises(_Cancel):
+        apply_changes(w.gw, w.journal, sid, changes, allow_disruptive=True, allow_cost=True, parallel=4,
+                      verify=False, on_event=on_event)
+    rows = {r.change_id: r for r in w.journal.changes(sid)}
+    assert not [r for r in rows.values() if r.state in J.UNSETTLED], "every write sent was journaled with its result"
+    sent = [cid for cid in starts[:6]]
+    assert all(rows[cid].state in (J.APPLIED, J.SKIPPED, J.FAILED) for cid in sent)
+    assert starts[6] in rows and rows[starts[6]].state == J.PLANNED, "the cancelled change was not sent"
+    assert sum(r.state == J.PLANNED for r in rows.values()) > len(changes) // 2, "dispatching stopped"
+    assert not w.journal.power_guards(sid), "no VM left deallocated"
+
+
+def test_the_write_budget_follows_arms_remaining_writes(world):
+    w = world(writes_per_hour=5)
+    gw = w.gateway()
+    assert gw.remaining_writes is None and write_budget(gw, 8) == 8, "until ARM says, the worker pool decides"
+    changes = inspect(gw, step_ids=["storage-1"]).changes()
+    sid = start_session(w.journal, gw, changes[:1])
+    apply_changes(gw, w.journal, sid, changes[:1], parallel=8, verify=False)
+    assert gw.remaining_writes == 4, "the header of the write's answer"
+    assert write_budget(gw, 8) == 4 and write_budget(gw, 2) == 2
+    gw.remaining_writes = 0
+    assert write_budget(gw, 8) == 1, "an exhausted budget still lets one write through (ARM answers 429 and Retry-After)"
