@@ -13,12 +13,11 @@ import pytest
 from ztwizard import journal as J
 from ztwizard.apply import apply_changes, start_session, unit_key, write_budget
 from ztwizard.engine import inspect
-from ztwizard.outcomes import ApplyInterrupted
-from ztwizard.sandbox.faults import Faults
-
 from ztwizard.gateway import Gateway
 from ztwizard.journal import Journal
+from ztwizard.outcomes import ApplyInterrupted
 from ztwizard.sandbox import Sandbox
+from ztwizard.sandbox.faults import Faults
 from ztwizard.target import in_process_target
 
 from .conftest import World, comparable
