@@ -35,12 +35,12 @@ from .errors import (
     ZtwError,
 )
 from .model import Change
-from .outcomes import BLOCKED_PREFIXES, ApplyInterrupted, ApplyReport, Event, Outcome
+from .outcomes import BLOCKED_PREFIXES, DEFAULT_PARALLEL, ApplyInterrupted, ApplyReport, Event, Outcome
 from .ports import ArmGateway
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ApplyInterrupted", "ApplyReport", "Confirm", "Event", "Outcome", "apply_changes",
+__all__ = ["DEFAULT_PARALLEL", "ApplyInterrupted", "ApplyReport", "Confirm", "Event", "Outcome", "apply_changes",
            "refuse_if_read_only", "start_session", "step_of", "unset_params"]
 
 Confirm = Callable[[str, list[Change]], bool]
@@ -85,9 +85,6 @@ def refuse_if_read_only(gateway: ArmGateway, dry_run: bool, what: str) -> None:
     if getattr(gateway.target, "read_only", False):
         raise UsageError(f"This target is read-only (an estate file): {what} refused; nothing was changed.",
                          "Use --sandbox or Azure to write.")
-
-
-DEFAULT_PARALLEL = 8  # writes in flight at most; ARM's write bucket refills at 10/s per subscription
 
 
 @dataclass

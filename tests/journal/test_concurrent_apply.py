@@ -231,3 +231,38 @@ def test_the_write_budget_follows_arms_remaining_writes(world):
     assert write_budget(gw, 8) == 4 and write_budget(gw, 2) == 2
     gw.remaining_writes = 0
     assert write_budget(gw, 8) == 1, "an exhausted budget still lets one write through (ARM answers 429 and Retry-After)"
+
+
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_cli_parallel_below_one_is_exit_2_before_anything_is_opened(n, tmp_path, monkeypatch, capsys):
+    from ztwizard.cli import main
+
+    monkeypatch.setenv("ZTWIZARD_SANDBOX_IN_PROCESS", "1")
+    monkeypatch.delenv("ZTWIZARD_STATE_DIR", raising=False)
+    code = main(["--sandbox", "--state-dir", str(tmp_path), "apply", "--yes", "--parallel", n])
+    err = capsys.readouterr().err
+    assert code == 2 and "--parallel must be at least 1" in err and "hint:" in err and "Traceback" not in err
+    assert not (tmp_path / "journal.sqlite3").exists()
+
+
+def test_cli_apply_with_parallel_one_and_eight_ends_alike(tmp_path, monkeypatch, capsys):
+    from ztwizard.cli import main
+    from ztwizard.target import sandbox_target
+
+    monkeypatch.setenv("ZTWIZARD_SANDBOX_IN_PROCESS", "1")
+    monkeypatch.delenv("ZTWIZARD_STATE_DIR", raising=False)
+    views = []
+    for n in ("1", "8"):
+        state = tmp_path / n
+        code = main(["--sandbox", "--state-dir", str(state), "apply", "--yes", "--step", "storage-1", "--parallel", n])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        gw = Gateway(sandbox_target(state))
+        views.append({rid_: gw.read(rid_) for rid_ in _storage_accounts(gw)})
+    assert views[0], "the estate has storage accounts"
+    strip = lambda v: {k: comparable([r])[k.lower()] for k, r in v.items()}  # noqa: E731
+    assert strip(views[0]) == strip(views[1])
+
+
+def _storage_accounts(gw):
+    return [r["id"] for r in gw.inventory().resources.values() if r["type"].lower() == "microsoft.storage/storageaccounts"]
