@@ -328,13 +328,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .apply import ApplyInterrupted
     from .engine import validate_selection
 
+    if args.parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, not {args.parallel}; nothing was changed.",
+                         hint="Use --parallel 1 to apply one change at a time.")
     if args.planfile:  # a saved plan, applied exactly
         return cli_review.cmd_apply_planfile(args, terminal())
     validate_selection(args.step or [], args.check or [])
     params = parse_params(args.param or [])
-    if args.parallel < 1:
-        raise UsageError(f"--parallel must be at least 1, not {args.parallel}; nothing was changed.",
-                         hint="Use --parallel 1 to apply one change at a time.")
     if dry_run(args):
         raise UsageError("--dry-run is set: apply refused; nothing was changed.",
                          hint="Use `ztwizard plan` to preview, or drop --dry-run (and --estate) to apply.")
