@@ -266,8 +266,13 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     try:
         while waiting or running:
             if interrupted is None and not stopping.is_set():
-                _dispatch(waiting, running, pool, settled, lock, admitted, run,
-                          write_budget(gateway, parallel), barrier=confirm is not None, decided=decided)
+                try:
+                    _dispatch(waiting, running, pool, settled, lock, admitted, run,
+                              write_budget(gateway, parallel), barrier=confirm is not None, decided=decided)
+                except KeyboardInterrupt as exc:  # Ctrl-C at a confirmation or between dispatches
+                    interrupted = exc
+                    stopping.set()
+                    continue
             elif not running:
                 break
             if running:
@@ -285,6 +290,9 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
                 running[pool.submit(run, unit, [c for c in unit.changes if admitted(c)])] = unit
     finally:
         pool.shutdown(wait=True)
+        # Listed in plan order, as one change at a time would list them, whatever finished first.
+        position = {c.id: i for i, c in enumerate(batch)}
+        report.outcomes.sort(key=lambda o: position.get(o.change_id, len(position)))
     if interrupted is not None:
         stops.append((interrupted, "", ""))
     if stops:

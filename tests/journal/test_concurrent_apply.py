@@ -77,7 +77,8 @@ def test_concurrent_apply_ends_like_sequential(world, twin, estate):
     sid1, changes, seq = _apply(one, 1)
     sid8, _, par = _apply(many, 8)
     assert sorted(o.change_id for o in par.outcomes) == sorted(c.id for c in changes), "each change reported once"
-    assert {o.change_id: o.result for o in par.outcomes} == {o.change_id: o.result for o in seq.outcomes}
+    assert [(o.change_id, o.result) for o in par.outcomes] == [(o.change_id, o.result) for o in seq.outcomes], \
+        "the same outcomes, listed in plan order"
     assert _journal(many, sid8) == _journal(one, sid1)
     assert _estate(many) == _estate(one)
     assert many.journal.session(sid8).status == J.DONE
