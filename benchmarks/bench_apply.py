@@ -5,13 +5,12 @@
 Loads an in-process sandbox with `scale:N`, plans it (without latency), keeps the first
 `--changes` changes in apply order whose prerequisites are kept too, then applies them twice on
 fresh copies of the estate through the real SDK clients, at `--latency-ms` per request: with
-`parallel=1` (sequential) and with `--parallel` workers. The sandbox throttles as ARM does
-(`throttle="arm"`: buckets per subscription and region, Storage's own limits on top).
+`parallel=1` (sequential) and with `--parallel` workers. The sandbox's write throttle is set to
+ARM's write bucket per subscription (200 writes, refilled at 10/s); reads are not throttled.
 
-The honest maximum rate: each (subscription, region) may burst 200 writes, then 10/s, and its
-storage accounts 10 writes, then 10/s, so `n` writes there take at least (n - burst) / 10 s; and
-no run beats its latency floor (two requests, a read and a write, per change, `parallel` at a
-time). max = changes / max(all floors).
+The honest maximum rate: each subscription may burst 200 writes, then 10/s, so `n_s` writes in
+subscription s take at least max(0, n_s - 200) / 10 s; and no run beats its latency floor (two
+requests, a read and a write, per change, `parallel` at a time). max = changes / max(both floors).
 Lost/duplicated compares the journal's rows with the changes and the sandbox's successful writes
 with the applied rows."""
 
@@ -32,13 +31,13 @@ from ztwizard.model import Change
 from ztwizard.sandbox import Sandbox
 from ztwizard.target import in_process_target
 
-BUCKET, REFILL = 200, 10.0  # ARM's writes per subscription and region: burst, then per second
-STORAGE_BUCKET, STORAGE_REFILL = 10, 10.0  # Storage's own management writes per subscription and region
+BUCKET, REFILL = 200, 10.0  # ARM's writes per subscription (and region): burst, then per second
 WRITES = ("PUT", "PATCH", "DELETE", "POST")
 
 
 def sandbox(resources: int, latency_ms: int) -> Sandbox:
-    return Sandbox(None, estate=f"scale:{resources}", latency_ms=latency_ms, lro_seconds=0, throttle="arm")
+    return Sandbox(None, estate=f"scale:{resources}", latency_ms=latency_ms, lro_seconds=0,
+                   reads_per_hour=10**9, writes_per_hour=BUCKET, throttle_window=BUCKET / REFILL)
 
 
 # The scale estate's storage keys were never rotated: ARM refuses a SAS expiration policy there
@@ -101,21 +100,11 @@ def main() -> None:
     args = ap.parse_args()
     planner = sandbox(args.resources, 0)
     changes = pick(inspect(gateway(planner)).changes(), args.changes)
-    region = {r["id"].lower(): str(r.get("location") or "").lower() for r in planner.export()}
-
-    def bucket(c: Change) -> tuple[str, str]:
-        top = "/".join(c.resource_id.split("/")[:9]).lower()  # the top-level resource holds the location
-        return (rid.subscription_of(c.resource_id) or "").lower(), region.get(top, "")
-
-    per_bucket = Counter(bucket(c) for c in changes)
-    per_storage = Counter(bucket(c) for c in changes if "/microsoft.storage/" in c.resource_id.lower())
-    throttle_floor = max([max(0, n - BUCKET) / REFILL for n in per_bucket.values()]
-                         + [max(0, n - STORAGE_BUCKET) / STORAGE_REFILL for n in per_storage.values()])
-    per_sub = Counter(k[0] for k in per_bucket)
+    per_sub = Counter((rid.subscription_of(c.resource_id) or "").lower() for c in changes)
+    throttle_floor = max(max(0, n - BUCKET) / REFILL for n in per_sub.values())
     latency_floor = len(changes) * 2 * args.latency_ms / 1000 / args.parallel
     best = len(changes) / max(throttle_floor, latency_floor)
-    print(f"{len(changes)} changes over {len(per_sub)} subscriptions and {len(per_bucket)} (subscription, region) "
-          f"buckets (most in one: {max(per_bucket.values())}, storage {max(per_storage.values(), default=0)}); "
+    print(f"{len(changes)} changes over {len(per_sub)} subscriptions (most in one: {max(per_sub.values())}); "
           f"floors: budget {throttle_floor:.1f} s, latency {latency_floor:.1f} s -> max {best:.1f} changes/s")
     results = {}
     if not args.skip_sequential:
