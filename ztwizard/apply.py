@@ -12,11 +12,16 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import journal as J
 from . import power
+from . import resource_id as rid
 from .adopt import own_creation
 from .armjson import apply_values, dotted, get_path, holds, mismatches, side, writable
 from .engine import order_changes
@@ -30,12 +35,12 @@ from .errors import (
     ZtwError,
 )
 from .model import Change
-from .outcomes import BLOCKED_PREFIXES, ApplyInterrupted, ApplyReport, Event, Outcome
+from .outcomes import BLOCKED_PREFIXES, DEFAULT_PARALLEL, ApplyInterrupted, ApplyReport, Event, Outcome
 from .ports import ArmGateway
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ApplyInterrupted", "ApplyReport", "Confirm", "Event", "Outcome", "apply_changes",
+__all__ = ["DEFAULT_PARALLEL", "ApplyInterrupted", "ApplyReport", "Confirm", "Event", "Outcome", "apply_changes",
            "refuse_if_read_only", "start_session", "step_of", "unset_params"]
 
 Confirm = Callable[[str, list[Change]], bool]
@@ -82,12 +87,75 @@ def refuse_if_read_only(gateway: ArmGateway, dry_run: bool, what: str) -> None:
                          "Use --sandbox or Azure to write.")
 
 
+@dataclass
+class _Unit:
+    """Changes that run one after another on one worker: those of one resource, or of one VM and
+    its disks (one deallocation covers them). `after` are the change ids it waits for."""
+    key: str
+    changes: list[Change]
+    after: set[str] = field(default_factory=set)
+
+
+def _units(batch: list[Change], key_of: Callable[[Change], str]) -> list[_Unit]:
+    units: list[_Unit] = []
+    last_of: dict[str, _Unit] = {}
+    for ch in batch:
+        key = key_of(ch)
+        if units and units[-1].key == key:
+            units[-1].changes.append(ch)
+            continue
+        unit = _Unit(key, [ch])
+        if key in last_of:  # changes to one resource stay in plan order
+            unit.after |= {c.id for c in last_of[key].changes}
+        last_of[key] = unit
+        units.append(unit)
+    batch_ids = {c.id for c in batch}
+    for unit in units:
+        own = {c.id for c in unit.changes}
+        unit.after |= {d for c in unit.changes for d in c.depends_on if d in batch_ids and d not in own}
+    return units
+
+
+_PROVIDER_PAIR = re.compile(r"^(.*?/providers/[^/]+/[^/]+/[^/]+)", re.IGNORECASE)
+# Names ARM keeps unique beyond one resource id: two creates of them must not race.
+_TENANT_UNIQUE = ("microsoft.authorization/roledefinitions",)
+
+
+def unit_key(resource_id: str) -> str:
+    """What a change must not run beside: its top-level resource (a storage account with its
+    services and keys, a VNet with its subnets), a subscription's settings of one provider, or
+    the whole type when its names are unique across the tenant (custom roles)."""
+    rtype = rid.type_of(resource_id).lower()
+    if rtype in _TENANT_UNIQUE:
+        return rtype
+    parsed = rid.parse(resource_id)
+    if parsed.subscription and not parsed.resource_group and "/providers/" in resource_id.lower():
+        # A subscription's settings of one provider (Defender plans and their integrations)
+        # build on each other: one after another, in plan order.
+        return resource_id.lower().split("/providers/")[0] + "/providers/" + rtype.split("/")[0]
+    m = _PROVIDER_PAIR.match(resource_id)
+    return m.group(1) if m else resource_id
+
+
+def write_budget(gateway: ArmGateway, parallel: int) -> int:
+    """How many writes may be in flight: `parallel`, fewer when ARM says fewer remain."""
+    remaining = getattr(gateway, "remaining_writes", None)
+    return max(1, min(parallel, remaining if isinstance(remaining, int) else parallel))
+
+
 def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, changes: Iterable[Change], *,
                   allow_disruptive: bool = False, allow_cost: bool = False, dry_run: bool = False,
                   confirm: Confirm | None = None, on_event: Callable[[Event], None] | None = None,
-                  verify: bool = True, replan: bool = True) -> ApplyReport:
-    """Apply `changes` in dependency order within `session_id`; see the module docstring."""
+                  verify: bool = True, replan: bool = True, parallel: int = DEFAULT_PARALLEL) -> ApplyReport:
+    """Apply `changes` in dependency order within `session_id`; see the module docstring.
+
+    Independent changes run on up to `parallel` workers (fewer when ARM's remaining-writes header
+    says so); each unit (one resource, or one VM and its disks) runs in plan order on one worker,
+    and a unit starts only once every change it depends on has its outcome. `confirm`, when given,
+    is asked with the previous steps finished, as in a sequential apply."""
     refuse_if_read_only(gateway, dry_run, "apply")
+    if parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, not {parallel}.", "Use --parallel 1 to apply one change at a time.")
     batch = order_changes(list(changes))
     batch_ids = {c.id for c in batch}
     journal.record_plan(session_id, [(step_of(c.check), c) for c in batch])
@@ -95,89 +163,140 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     vm_for, unmet = _power_prerequisites(gateway, [c for c in batch if c.id in offline and allow_disruptive])
     # One deallocation per VM: its changes (and its disks') follow each other where dependencies allow.
     batch = power.batch_by_vm(batch, lambda c: vm_for.get(c.id), lambda moving, other: other.id not in moving.depends_on)
-    guard = power.PowerGuard(gateway, journal, session_id, on_stage=lambda vm, msg: log.info("%s: %s", vm, msg))
+    owner = _disk_owners(gateway, [c for c in batch if c.id not in vm_for], parallel)
+    units = _units(batch, lambda c: (vm_for.get(c.id) or owner.get(c.id) or unit_key(c.resource_id)).lower())
     report = ApplyReport(session_id)
+    lock = threading.RLock()  # report, outcome sets and on_event are shared by the workers
     not_done: set[str] = set()  # failed or skipped in this run: their dependents wait
+    settled: set[str] = set()  # every change with an outcome in this run
     decided: dict[str, bool] = {}
     written: dict[str, str | None] = {}  # resource id (lower) -> etag this run left on it
     by_step: dict[str, list[Change]] = {}
     for c in batch:
         by_step.setdefault(step_of(c.check), []).append(c)
+    stopping = threading.Event()
+    stops: list[tuple[BaseException, str, str]] = []  # (why, change id in flight, VM left deallocated)
 
     def emit(kind: str, ch: Change, step: str, msg: str = "") -> None:
         if on_event:
-            on_event(Event(kind, ch, step, msg))
+            with lock:
+                on_event(Event(kind, ch, step, msg))
 
     def outcome(ch: Change, step: str, result: str, msg: str = "") -> None:
-        report.outcomes.append(Outcome(ch.id, ch.check, step, ch.resource_id, ch.title, result, msg))
-        log.info("%s %s on %s%s", result, ch.id, ch.resource_id, f": {msg}" if msg else "")
-        if result not in ("applied", "adopted"):  # an adopted creation is done: dependents proceed
-            not_done.add(ch.id)
-        emit(result, ch, step, msg)
+        with lock:
+            report.outcomes.append(Outcome(ch.id, ch.check, step, ch.resource_id, ch.title, result, msg))
+            log.info("%s %s on %s%s", result, ch.id, ch.resource_id, f": {msg}" if msg else "")
+            if result not in ("applied", "adopted"):  # an adopted creation is done: dependents proceed
+                not_done.add(ch.id)
+            settled.add(ch.id)
+            emit(result, ch, step, msg)
 
     def skip(ch: Change, step: str, reason: str, state: str = J.SKIPPED) -> None:
         journal.update_change(session_id, ch.id, state=state, note=reason, event=reason)
         outcome(ch, step, "skipped", reason)
 
-    for ch in batch:
+    def admitted(ch: Change) -> bool:
+        """The checks that need no ARM call (in the dispatching thread: `confirm` is interactive)."""
         step = step_of(ch.check)
         if step not in decided:
             journal.update_session(session_id, step=step)
             decided[step] = True if confirm is None else bool(confirm(step, by_step[step]))
         if not decided[step]:
             skip(ch, step, "declined at the confirmation")
-            continue
-        if (ch.disruptive or ch.id in offline) and not allow_disruptive:
+        elif (ch.disruptive or ch.id in offline) and not allow_disruptive:
             why = ch.risk or ("the VM is deallocated for it" if ch.id in offline else "may interrupt service")
             skip(ch, step, "disruptive (" + why + "); pass --allow-disruptive")
-            continue
-        if ch.billable and not allow_cost:
+        elif ch.billable and not allow_cost:
             skip(ch, step, "billable (creates a paid resource); pass --allow-cost")
-            continue
-        unset = unset_params(ch)
-        if unset:  # a choice no default could be made for (e.g. which Key Vault key): never send a guess
+        elif unset_params(ch):  # a choice no default could be made for (e.g. which Key Vault key): never send a guess
+            unset = unset_params(ch)
             skip(ch, step, f"waiting for parameter {', '.join(unset)}; pass --param {ch.id}.{unset[0]}=VALUE")
-            continue
-        blocked = [d for d in ch.depends_on if d in not_done]
-        if blocked:
-            skip(ch, step, f"{BLOCKED_PREFIXES[0]} {', '.join(blocked)}, which was not applied")
-            continue
-        absent = [d for d in ch.depends_on if d not in batch_ids and not _applied_before(journal, session_id, d)]
-        if absent:
-            # A prerequisite from a step that was not selected: writing now would point at
-            # something that does not exist yet (ARM refuses, or worse, accepts a dangling id).
-            steps = sorted({step_of(d.rsplit("-", 1)[0]) for d in absent})
-            skip(ch, step, f"{BLOCKED_PREFIXES[1]} {', '.join(absent)} first; include --step {' --step '.join(steps)}")
-            continue
-        if ch.id in unmet:
-            skip(ch, step, unmet[ch.id])
-            continue
-        emit("start", ch, step)
+        else:
+            absent = [d for d in ch.depends_on if d not in batch_ids and not _applied_before(journal, session_id, d)]
+            if absent:
+                # A prerequisite from a step that was not selected: writing now would point at
+                # something that does not exist yet (ARM refuses, or worse, accepts a dangling id).
+                steps = sorted({step_of(d.rsplit("-", 1)[0]) for d in absent})
+                skip(ch, step, f"{BLOCKED_PREFIXES[1]} {', '.join(absent)} first; include --step {' --step '.join(steps)}")
+            elif ch.id in unmet:
+                skip(ch, step, unmet[ch.id])
+            else:
+                return True
+        return False
+
+    def run(unit: _Unit, todo: list[Change]) -> None:
+        guard = power.PowerGuard(gateway, journal, session_id, on_stage=lambda vm, msg: log.info("%s: %s", vm, msg))
+        ch: Change | None = None
         try:
-            vm = vm_for.get(ch.id)
-            if guard.current is not None and (vm is None or vm.lower() != guard.current.lower()):
-                guard.release()  # the next write is not for the held VM: start it again first
-            if vm is not None and not _hold(guard, vm, journal, session_id, ch, step, outcome):
-                continue
-            _apply_one(gateway, journal, session_id, ch, step, written, replan, outcome, skip)
+            for ch in todo:
+                if stopping.is_set():
+                    ch = None
+                    break  # stop sending: what is left stays planned for resume
+                step = step_of(ch.check)
+                with lock:
+                    blocked = [d for d in ch.depends_on if d in not_done]
+                if blocked:
+                    skip(ch, step, f"{BLOCKED_PREFIXES[0]} {', '.join(blocked)}, which was not applied")
+                    continue
+                emit("start", ch, step)  # the front end may cancel here: nothing of `ch` was sent
+                vm = vm_for.get(ch.id)
+                if guard.current is not None and (vm is None or vm.lower() != guard.current.lower()):
+                    guard.release()
+                if vm is not None and not _hold(guard, vm, journal, session_id, ch, step, outcome):
+                    continue
+                _apply_one(gateway, journal, session_id, ch, step, written, replan, outcome, skip)
+            ch = None
+            guard.release()
         except (ZtwError, KeyboardInterrupt) as exc:
-            # ARM is unreachable, or the person pressed Ctrl-C: what is in flight stays recorded.
-            why = exc.message if isinstance(exc, ZtwError) else "Interrupted."
-            journal.log(session_id, "interrupted", why, ch.id)
-            # A VM held deallocated stays so (its guard is journaled): starting it now would wait on
-            # the same unreachable or stuck ARM; resume starts it once the change is settled.
-            down = f" {guard.current.rsplit('/', 1)[-1]} is deallocated until then." if guard.current else ""
-            raise ApplyInterrupted(
-                f"{why} Apply stopped: {len(report.applied)} change(s) applied (listed above), {ch.id} may be "
-                f"in flight, the rest not attempted.{down}",
-                "Run `ztwizard resume` to reconcile it (and start again any VM it deallocated).", report) from exc
+            # ARM is unreachable or stuck: what is in flight stays recorded, and a VM held
+            # deallocated stays so (its guard is journaled); resume settles both.
+            with lock:
+                stops.append((exc, ch.id if ch else "", guard.current or ""))
+            stopping.set()
+        except BaseException as exc:  # the front end cancelled (raised from its start hook)
+            guard.release_quietly()
+            with lock:
+                stops.append((exc, "", ""))
+            stopping.set()
+
+    waiting = deque(units)
+    running: dict[Future[None], _Unit] = {}
+    interrupted: BaseException | None = None
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="apply")
     try:
-        guard.release()
-    except (ZtwError, KeyboardInterrupt) as exc:
-        why = exc.message if isinstance(exc, ZtwError) else "Interrupted."
-        journal.log(session_id, "interrupted", why)
-        raise ApplyInterrupted(f"{why} Every change was sent, but a VM deallocated for them may not be running again.",
-                               "Run `ztwizard resume`: it starts the VM again if it was running.", report) from exc
+        while waiting or running:
+            if interrupted is None and not stopping.is_set():
+                try:
+                    _dispatch(waiting, running, pool, settled, lock, admitted, run,
+                              write_budget(gateway, parallel), barrier=confirm is not None, decided=decided)
+                except KeyboardInterrupt as exc:  # Ctrl-C at a confirmation or between dispatches
+                    interrupted = exc
+                    stopping.set()
+                    continue
+            elif not running:
+                break
+            if running:
+                try:
+                    done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt as exc:  # stop dispatching; in-flight changes finish and are journaled
+                    interrupted = exc
+                    stopping.set()
+                    continue
+                for fut in done:
+                    running.pop(fut)
+            elif waiting and interrupted is None and not stopping.is_set():
+                # Nothing runs and nothing is ready: a unit waits on a change outside this run's order.
+                unit = waiting.popleft()
+                running[pool.submit(run, unit, [c for c in unit.changes if admitted(c)])] = unit
+    finally:
+        pool.shutdown(wait=True)
+        # Listed in plan order, as one change at a time would list them, whatever finished first.
+        position = {c.id: i for i, c in enumerate(batch)}
+        report.outcomes.sort(key=lambda o: position.get(o.change_id, len(position)))
+    if interrupted is not None:
+        stops.append((interrupted, "", ""))
+    if stops:
+        _stopped(journal, session_id, report, stops)
     journal.update_session(session_id, status=J.DONE)
     if verify:
         _verify(gateway, journal, session_id, report)
@@ -187,6 +306,57 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
 def unset_params(ch: Change) -> list[str]:
     """The parameters of `ch` no default could fill: until a person sets them it is not sent."""
     return [name for name, value in ch.params.items() if value in ("", None)]
+
+
+def _dispatch(waiting: deque[_Unit], running: dict[Future[None], _Unit], pool: ThreadPoolExecutor,
+              settled: set[str], lock: threading.RLock, admitted: Callable[[Change], bool],
+              run: Callable[[_Unit, list[Change]], None], budget: int, *, barrier: bool,
+              decided: dict[str, bool]) -> None:
+    """Start every waiting unit whose prerequisites have their outcome, in plan order, while the
+    budget allows. With a confirmation, a unit of a step not yet asked about waits for the
+    running ones (the person answers with the earlier steps done)."""
+    for unit in list(waiting):
+        if len(running) >= budget:
+            return
+        with lock:
+            ready = unit.after <= settled
+        if not ready:
+            continue
+        if barrier and running and any(step_of(c.check) not in decided for c in unit.changes):
+            return
+        waiting.remove(unit)
+        todo = [c for c in unit.changes if admitted(c)]
+        if todo:
+            running[pool.submit(run, unit, todo)] = unit
+
+
+def _stopped(journal: J.Journal, session_id: str, report: ApplyReport,
+             stops: list[tuple[BaseException, str, str]]) -> None:
+    """Raise for the first reason the run stopped, once every worker has finished."""
+    exc, _, _ = stops[0]
+    if not isinstance(exc, (ZtwError, KeyboardInterrupt)):
+        raise exc  # a front end's own cancellation: it knows what it means
+    why = exc.message if isinstance(exc, ZtwError) else "Interrupted."
+    flight = [cid for _, cid, _ in stops if cid]
+    down = [vm.rsplit("/", 1)[-1] for _, _, vm in stops if vm]
+    for cid in flight or [""]:
+        journal.log(session_id, "interrupted", why, cid or None)
+    where = (f"{', '.join(flight)} may be in flight" if flight else "no change was in flight")
+    vms = f" {', '.join(down)} {'is' if len(down) == 1 else 'are'} deallocated until then." if down else ""
+    raise ApplyInterrupted(
+        f"{why} Apply stopped: {len(report.applied)} change(s) applied (listed above), {where}, "
+        f"the rest not attempted.{vms}",
+        "Run `ztwizard resume` to reconcile it (and start again any VM it deallocated).", report) from exc
+
+
+def _disk_owners(gateway: ArmGateway, changes: list[Change], parallel: int) -> dict[str, str]:
+    """{change id: VM id} for changes to attached disks: they run in their VM's unit."""
+    disks = [c for c in changes if rid.type_of(c.resource_id).lower() == power.DISK]
+    if not disks:
+        return {}
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        reads = list(pool.map(lambda c: _safe_read(gateway, c.resource_id), disks))
+    return {c.id: str(r["managedBy"]) for c, r in zip(disks, reads, strict=True) if r and r.get("managedBy")}
 
 
 def _power_prerequisites(gateway: ArmGateway, offline: list[Change]) -> tuple[dict[str, str], dict[str, str]]:

@@ -328,6 +328,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .apply import ApplyInterrupted
     from .engine import validate_selection
 
+    if args.parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, not {args.parallel}; nothing was changed.",
+                         hint="Use --parallel 1 to apply one change at a time.")
     if args.planfile:  # a saved plan, applied exactly
         return cli_review.cmd_apply_planfile(args, terminal())
     validate_selection(args.step or [], args.check or [])
@@ -370,7 +373,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 sys.stderr.flush()
 
         try:
-            result = core.apply(changes, confirm=confirm, on_event=progress)
+            result = core.apply(changes, confirm=confirm, on_event=progress, parallel=args.parallel)
         except ApplyInterrupted as exc:
             say("\n".join(exc.report.lines()), args)
             raise
@@ -599,6 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-cost", action="store_true", help="include changes that create paid resources or plans")
     p.add_argument("--param", action="append", metavar="CHANGE.NAME=VALUE",
                    help="edit a parameter of a proposed change before applying; repeatable")
+    from .outcomes import DEFAULT_PARALLEL
+
+    p.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, metavar="N",
+                   help=f"independent changes written at once (default {DEFAULT_PARALLEL}; 1: one at a time)")
 
     p = command("undo", "take back journaled changes")
     p.add_argument("--session", metavar="ID")

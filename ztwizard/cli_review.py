@@ -159,7 +159,7 @@ def cmd_apply_planfile(args: argparse.Namespace, term: Terminal) -> int:
         try:
             report = apply_changes(gateway, journal, sid, [c for c in saved.changes if c.id not in held],
                                    allow_disruptive=args.allow_disruptive, allow_cost=args.allow_cost,
-                                   confirm=confirm)
+                                   confirm=confirm, parallel=args.parallel)
         except ApplyInterrupted as exc:
             exc.report.outcomes[:0] = early
             print("\n".join(exc.report.lines()))

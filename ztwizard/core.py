@@ -19,7 +19,7 @@ from typing import Any, Literal, NamedTuple
 
 from . import engine, scope, waivers
 from . import journal as J
-from .apply import Confirm, apply_changes, refuse_if_read_only, start_session
+from .apply import DEFAULT_PARALLEL, Confirm, apply_changes, refuse_if_read_only, start_session
 from .armjson import mismatches
 from .engine import Plan
 from .errors import UsageError, ZtwError
@@ -505,11 +505,12 @@ class Core:
               allow_cost: bool | None = None, confirm: Confirm | None = None,
               on_event: Callable[[ChangeEvent], None] | None = None,
               cancelled: Callable[[], bool] | None = None, verify: bool = True,
-              source: str = "cli") -> ApplyResult:
+              source: str = "cli", parallel: int = DEFAULT_PARALLEL) -> ApplyResult:
         """Apply `changes` (by default the whole current plan), journalled write-ahead, in the
         core's session (started on the first apply). Disruptive and billable changes are skipped
         unless allowed (the core's flags unless given); `confirm` is asked once per step;
-        `cancelled` is polled before each write, so cancelling stops between writes."""
+        `cancelled` is polled before each write, so cancelling stops sending (the writes in flight
+        finish and are journaled); up to `parallel` independent changes are written at once."""
         if self.dry_run:
             raise UsageError("--dry-run is set: apply refused; nothing was changed.",
                              "Restart without --dry-run (and --estate) to apply.")
@@ -542,7 +543,8 @@ class Core:
 
         try:
             report = apply_changes(self.gateway, j, sid, list(changes), allow_disruptive=disruptive,
-                                   allow_cost=cost, confirm=confirm, on_event=hook, verify=verify)
+                                   allow_cost=cost, confirm=confirm, on_event=hook, verify=verify,
+                                   parallel=parallel)
         except _Cancelled:
             j.log(sid, "interrupted", "the front end cancelled during apply")
             return ApplyResult(sid, outcomes, interrupted=True)

@@ -409,6 +409,9 @@ class Gateway:
         kwargs["raw_request_hook"] = self._before_send
         kwargs["raw_response_hook"] = self._after_send
         self._kwargs = kwargs
+        # ARM's x-ms-ratelimit-remaining-subscription-writes on the latest write answer: apply
+        # keeps no more writes in flight than this (None until ARM has said).
+        self.remaining_writes: int | None = None
 
     # ---- clients ---------------------------------------------------------------------------
     def _shared_transport(self, ca_bundle: str | None) -> Any:
@@ -801,6 +804,9 @@ class Gateway:
         sub = (rid.subscription_of(path) or "") if path.lower().startswith("/subscriptions/") else ""
         self.pacer.observe_headers(sub, getattr(_pacing, "region", ""), http.method, path,
                                    response.http_response.headers)
+        remaining = str(response.http_response.headers.get("x-ms-ratelimit-remaining-subscription-writes") or "")
+        if remaining.strip().isdigit():
+            self.remaining_writes = int(remaining.strip())
 
     def _parallel(self, jobs: Sequence[Callable[[], Any]], region_of: Sequence[str] | None = None,
                   on_done: Callable[[int], None] | None = None) -> list[Any]:

@@ -27,6 +27,9 @@ class Outcome:
 
 # How the skip notes of changes waiting for an unapplied prerequisite begin (ApplyReport.blocked).
 BLOCKED_PREFIXES = ("depends on", "needs")
+# Writes an apply keeps in flight at most (fewer when ARM says fewer remain): ARM refills a
+# subscription's write bucket at 10/s, which a handful of ~0.1-1 s writes at once already uses.
+DEFAULT_PARALLEL = 8
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from . import journal as J
 from . import resource_id as rid
 from .armjson import Path, get_path, leaves, parse_path
+from .errors import ArmError, OperationTimedOut, ZtwError
 from .ports import ArmGateway
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,24 @@ def settled_power(gateway: ArmGateway, vm_id: str, timeout: float = SETTLE_SECON
         delay = min(delay * 2, 5.0)
 
 
+_POWER_AFTER = {"start": "running", "powerOff": "stopped", "deallocate": "deallocated"}
+
+
+def act(gateway: ArmGateway, vm_id: str, action: str) -> None:
+    """`action` on the VM; when its answer is lost (a dropped connection, a throttle or server
+    error after the retries) the VM's power state says whether it landed: a POST is not retried."""
+    try:
+        gateway.vm_action(vm_id, action)
+    except OperationTimedOut:
+        raise  # still under way: resume settles it
+    except ZtwError as exc:
+        if isinstance(exc, ArmError) and exc.status not in (408, 429, 500, 502, 503, 504):
+            raise
+        if settled_power(gateway, vm_id) != _POWER_AFTER[action]:
+            raise
+        log.info("%s: %s landed although its answer was lost", vm_id, action)
+
+
 def restore(gateway: ArmGateway, journal: J.Journal, session_id: str, vm_id: str, original: str) -> str:
     """Put the VM back in `original` (running: start; stopped: start and power off; else leave
     it) and close its guard; returns what was done."""
@@ -204,9 +223,9 @@ def restore(gateway: ArmGateway, journal: J.Journal, session_id: str, vm_id: str
     if original in ("running", "stopped") and now != original:
         journal.record_power(session_id, vm_id, J.STARTING)
         if now != "running":
-            gateway.vm_action(vm_id, "start")
+            act(gateway, vm_id, "start")
         if original == "stopped":
-            gateway.vm_action(vm_id, "powerOff")
+            act(gateway, vm_id, "powerOff")
         done = f"{'started' if original == 'running' else 'started and stopped'} again (it was {original})"
     journal.record_power(session_id, vm_id, J.RESTORED)
     log.info("%s: %s", vm_id, done)
@@ -237,7 +256,7 @@ class PowerGuard:
         if self.gateway.power_state(vm_id) != "deallocated":
             self.journal.record_power(self.session_id, vm_id, J.DEALLOCATING)
             self._on_stage(vm_id, f"deallocating (it is {original})")
-            self.gateway.vm_action(vm_id, "deallocate")
+            act(self.gateway, vm_id, "deallocate")
         self.journal.record_power(self.session_id, vm_id, J.DEALLOCATED)
         self._on_stage(vm_id, "deallocated")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ztwizard import journal as J
+from ztwizard.apply import DEFAULT_PARALLEL
 from ztwizard.undo import one_way_of
 
 from .conftest import estate_view, without_one_way
@@ -101,7 +102,7 @@ def _crash_resume_undo(sb: Served, kill: str, original: dict, resume: bool = Tru
     with J.Journal(state, write=False) as j:
         rows = j.changes(sid)
         assert rows, "the plan was recorded before any write"
-        assert len(j.changes(sid, states=J.UNSETTLED)) <= 1, "at most the write under way is in flight"
+        assert len(j.changes(sid, states=J.UNSETTLED)) <= DEFAULT_PARALLEL, "at most the writes under way are in flight"
         assert all(r.before_image is not None for r in j.changes(sid, states=J.UNSETTLED) if r.action != "create")
     applied: list = []
     settled = ""

@@ -35,7 +35,8 @@ def test_a_hung_operation_stays_in_flight_and_resume_settles_it_once(world):
 
     started = time.monotonic()
     with pytest.raises(ApplyInterrupted) as stopped:
-        apply_changes(gw, w.journal, sid, changes, allow_disruptive=True, allow_cost=True)
+        # one write at a time: the first hangs and stops the run (concurrent stops: test_concurrent_apply)
+        apply_changes(gw, w.journal, sid, changes, allow_disruptive=True, allow_cost=True, parallel=1)
     assert time.monotonic() - started < 20, "the deadline ended the wait"
     assert "did not finish within 0.5 s" in stopped.value.message
     assert "may be in flight" in stopped.value.message and "resume" in stopped.value.hint

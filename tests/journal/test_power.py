@@ -269,8 +269,8 @@ def test_a_hung_deallocation_stops_apply_and_resume_starts_the_vm_again(world):
     assert changes
     sid = start_session(w.journal, gw, changes)
     w.sb.faults = Faults.parse("lro-hang:1.0")
-    with pytest.raises(ApplyInterrupted) as stopped:
-        apply_changes(gw, w.journal, sid, changes, allow_disruptive=True)
+    with pytest.raises(ApplyInterrupted) as stopped:  # one VM's deallocation at a time: the first one hangs
+        apply_changes(gw, w.journal, sid, changes, allow_disruptive=True, parallel=1)
     assert "did not finish within 0.3 s" in stopped.value.message and "resume" in stopped.value.hint
     assert [g.stage for g in w.journal.power_guards(sid)] == [J.DEALLOCATING]
     assert all(r.state == J.PLANNED for r in w.journal.changes(sid)), "no change was sent"
