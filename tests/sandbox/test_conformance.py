@@ -103,6 +103,25 @@ CASES: dict[str, Case] = {
         Case("POST", f"{VM}/start", needs=((VM, {**_vm(), "properties": {
             **_vm()["properties"], "instanceView": {"statuses": [{"code": "PowerState/deallocated"}]}}}),)),
     "compute/VirtualMachine_PowerOff_MinimumSet_Gen.json": Case("POST", f"{VM}/powerOff", needs=((VM, _vm()),)),
+    "compute/VirtualMachine_Get_InstanceView.json": Case("GET", f"{VM}/instanceView", needs=((VM, _vm()),)),
+    "compute/VirtualMachine_Create_WithEncryptionAtHost.json":  # the feature registered, the NIC it names in place
+        Case("PUT", VM, "parameters", needs=(
+            (f"{NET}/networkInterfaces/{{existing-nic-name}}", _loc()),
+            ("/subscriptions/{subscriptionId}/providers/Microsoft.Features/providers/Microsoft.Compute/features/"
+             "EncryptionAtHost", {"properties": {"state": "Registered"}}))),
+    "compute/ListAvailableResourceSkus.json":
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/skus",
+             version="2021-07-01"),  # the compute client's ResourceSkus api-version
+    "resources/getFeature.json":  # the example's namespace is a placeholder: the feature the wizard reads
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Features/providers/"
+                    "{resourceProviderNamespace}/features/{featureName}", seed=True,
+             version=API_VERSIONS["microsoft.features"],
+             params={"resourceProviderNamespace": "Microsoft.Compute", "featureName": "EncryptionAtHost"}),
+    "keyvault/getVault.json": Case("GET", f"{RGP}/Microsoft.KeyVault/vaults/{{vaultName}}", seed=True),
+    "operationalinsights/WorkspacesGet.json":
+        Case("GET", f"{RGP}/Microsoft.OperationalInsights/workspaces/{{workspaceName}}", seed=True),
+    "network/VirtualNetworkGatewayGet.json":
+        Case("GET", f"{NET}/virtualNetworkGateways/{{virtualNetworkGatewayName}}", seed=True),
     "compute/VirtualMachineExtension_Get_MinimumSet_Gen.json":
         Case("GET", f"{VM}/extensions/{{vmExtensionName}}", seed=True, needs=((VM, _vm()),)),
     "compute/VirtualMachineExtension_CreateOrUpdate_MinimumSet_Gen.json":
@@ -409,7 +428,15 @@ CASES: dict[str, Case] = {
 GAPS: dict[str, set[str]] = {
     "compute/DiskEncryptionSet_ListBySubscription.json": {"nextLink"},
     "compute/Disk_ListBySubscription.json": {"nextLink"},
+    "compute/ListAvailableResourceSkus.json": {"nextLink", "value[].locationInfo[].zoneDetails"},
     "compute/Disk_Update_AddDiskControllerTypes.json": {"sku.tier"},
+    "compute/VirtualMachine_Create_WithEncryptionAtHost.json": {"properties.osProfile.secrets",
+        "properties.osProfile.windowsConfiguration", "properties.storageProfile.dataDisks",
+        "properties.storageProfile.osDisk.osType"},
+    # the sandbox's instance view is the power and provisioning state the wizard reads
+    "compute/VirtualMachine_Get_InstanceView.json": {"bootDiagnostics", "computerName", "disks", "extensions",
+        "hyperVGeneration", "isVMInStandbyPool", "osName", "osVersion", "patchStatus", "platformFaultDomain",
+        "platformUpdateDomain", "statuses[].time", "vmAgent"},
     "compute/VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty.json": {
         "properties.osProfile.secrets", "properties.osProfile.windowsConfiguration",
         "properties.storageProfile.dataDisks[].caching",
