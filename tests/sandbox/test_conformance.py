@@ -60,6 +60,7 @@ class Case:
     example_sub: str | None = None  # the example's subscription when it has no subscriptionId
     exists: bool = False  # ARM answers for it although no one created it (a Defender plan)
     items: str | None = None  # where the documented items of a list are placed ({item}: the name)
+    query: tuple[str, ...] = ()  # example parameters that go in the query string ($filter)
 
 
 def _vm(location: str = "westus") -> dict[str, Any]:
@@ -109,8 +110,8 @@ CASES: dict[str, Case] = {
             (f"{NET}/networkInterfaces/{{existing-nic-name}}", _loc()),
             ("/subscriptions/{subscriptionId}/providers/Microsoft.Features/providers/Microsoft.Compute/features/"
              "EncryptionAtHost", {"properties": {"state": "Registered"}}))),
-    "compute/ListAvailableResourceSkus.json":
-        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/skus",
+    "compute/ListAvailableResourceSkusForARegion.json":  # the wizard filters by the VM's region
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/skus", query=("$filter",),
              version="2021-07-01"),  # the compute client's ResourceSkus api-version
     "resources/getFeature.json":  # the example's namespace is a placeholder: the feature the wizard reads
         Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Features/providers/"
@@ -428,7 +429,7 @@ CASES: dict[str, Case] = {
 GAPS: dict[str, set[str]] = {
     "compute/DiskEncryptionSet_ListBySubscription.json": {"nextLink"},
     "compute/Disk_ListBySubscription.json": {"nextLink"},
-    "compute/ListAvailableResourceSkus.json": {"nextLink", "value[].locationInfo[].zoneDetails"},
+    "compute/ListAvailableResourceSkusForARegion.json": {"nextLink", "value[].locationInfo[].zoneDetails"},
     "compute/Disk_Update_AddDiskControllerTypes.json": {"sku.tier"},
     "compute/VirtualMachine_Create_WithEncryptionAtHost.json": {"properties.osProfile.secrets",
         "properties.osProfile.windowsConfiguration", "properties.storageProfile.dataDisks",
@@ -598,7 +599,7 @@ def _replay(name: str) -> None:
     version = _version(case, path)
     body = params[case.body] if case.body else None
 
-    status, headers, answer = arm.send(case.method, path, version, body)
+    status, headers, answer = arm.send(case.method, path, version, body, {q: params[q] for q in case.query})
 
     assert status in documented, (status, answer)
     if case.method == "PUT" and 201 in documented and not case.exists and not any(
