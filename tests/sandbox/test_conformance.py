@@ -119,6 +119,10 @@ CASES: dict[str, Case] = {
              version=API_VERSIONS["microsoft.features"],
              params={"resourceProviderNamespace": "Microsoft.Compute", "featureName": "EncryptionAtHost"}),
     "keyvault/getVault.json": Case("GET", f"{RGP}/Microsoft.KeyVault/vaults/{{vaultName}}", seed=True),
+    "keyvault/listKeys.json":
+        Case("GET", f"{RGP}/Microsoft.KeyVault/vaults/{{vaultName}}/keys", seed=True,
+             needs=((f"{RGP}/Microsoft.KeyVault/vaults/{{vaultName}}", {"location": "westus", "properties": {
+                 "tenantId": "00000000-0000-0000-0000-000000000000", "sku": {"family": "A", "name": "standard"}}}),)),
     "operationalinsights/WorkspacesGet.json":
         Case("GET", f"{RGP}/Microsoft.OperationalInsights/workspaces/{{workspaceName}}", seed=True),
     "network/VirtualNetworkGatewayGet.json":
