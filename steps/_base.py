@@ -67,6 +67,19 @@ Evaluate = Callable[..., Any]
 
 
 @dataclass(frozen=True)
+class Read:
+    """A child read a check needs: `child` (full type) of every `of` resource, or only of those
+    for which `when(parent, inventory so far)` holds. The inventory reads nothing else."""
+
+    child: str
+    of: str
+    when: Callable[[dict[str, Any], Inventory], bool] | None = None
+
+    def needed(self, parent: dict[str, Any], inv: Inventory) -> bool:
+        return self.when is None or bool(self.when(parent, inv))
+
+
+@dataclass(frozen=True)
 class Check:
     id: str
     title: str
@@ -82,6 +95,7 @@ class Check:
     change_title: str = ""  # e.g. "Require TLS 1.2 on {name}"
     params: tuple[Param, ...] = ()
     takes_context: bool = False
+    reads: tuple[Read, ...] = ()  # the child reads the evaluator needs (catalog `[[step.check.reads]]`)
     # An auto check whose parameter lets a person pick a create instead of the update (vm-6c: a
     # deny rule above the admitting one rather than narrowing it); the update stays the default.
     creates_by_choice: bool = False

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 from . import params as rules
-from ._base import REMEDIATIONS, CatalogError, Check, Param, Property, Step, evaluate_property
+from ._base import REMEDIATIONS, CatalogError, Check, Param, Property, Read, Step, evaluate_property
 
 # Evaluators of cross-resource checks, by check id: {id: (module, function)}.
 _REGISTRY: dict[str, tuple[str, Callable[..., Any]]] = {}
@@ -48,6 +48,7 @@ CHECK_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "mcsb": ((str,), True), "policy": ((str,), False), "disruptive": ((bool,), False),
     "billable": ((bool,), False), "instruction": ((str,), False), "change_title": ((str,), False),
     "resource_type": ((str,), False), "property": ((dict,), False), "param": ((list,), False),
+    "reads": ((list,), False),
     "creates_by_choice": ((bool,), False),
 }
 ANY_VALUE = (str, int, float, bool, list, dict)
@@ -62,6 +63,9 @@ PARAM_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "name": ((str,), True), "type": ((str,), True), "rule": ((str,), True), "help": ((str,), True),
 }
 PARAM_TYPES = ("str", "int")
+READ_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "child": ((str,), True), "of": ((str,), True), "when": ((str,), False),
+}
 
 
 def _validate(table: Any, keys: dict[str, tuple[tuple[type, ...], bool]], where: str) -> dict[str, Any]:
@@ -95,12 +99,24 @@ def _param(raw: Any, where: str) -> Param:
     return Param(p["name"], p["type"], p["rule"], p["help"])
 
 
+def _read(raw: Any, module: Any, where: str) -> Read:
+    r = _validate(raw, READ_KEYS, where)
+    child, parent = r["child"], r["of"]
+    if "/" not in child or "/" not in parent or child.lower() == parent.lower():
+        raise CatalogError(f"{where}: child = {child!r} of = {parent!r} must be two full resource types "
+                           "(e.g. child = \"Microsoft.Storage/storageAccounts/fileServices\", "
+                           "of = \"Microsoft.Storage/storageAccounts\").")
+    when = _helper(module, r["when"], where) if "when" in r else None
+    return Read(child, parent, when)
+
+
 def _check(raw: Any, source: str, module: Any, evaluators: dict[str, Callable[..., Any]]) -> Check:
     where = f"{source}: check {raw.get('id', '(no id)') if isinstance(raw, dict) else '(not a table)'}"
     c = _validate(raw, CHECK_KEYS, where)
     if c["remediation"] not in REMEDIATIONS:
         raise CatalogError(f"{where}: remediation = {c['remediation']!r} is not one of {', '.join(REMEDIATIONS)}.")
     params = tuple(_param(p, f"{where}: param") for p in c.get("param", []))
+    reads = tuple(_read(r, module, f"{where}: reads") for r in c.get("reads", []))
     if len({p.name for p in params}) != len(params):
         raise CatalogError(f"{where}: a parameter is declared twice.")
     if c.get("creates_by_choice") and (c["remediation"] not in ("auto-patch", "auto-put") or not params):
@@ -135,7 +151,8 @@ def _check(raw: Any, source: str, module: Any, evaluators: dict[str, Callable[..
                  resource_type=c.get("resource_type", ""), mcsb=c["mcsb"], policy=c.get("policy", ""),
                  risk=c["risk"], disruptive=c.get("disruptive", False), billable=c.get("billable", False),
                  instruction=c.get("instruction", ""), change_title=c.get("change_title", ""),
-                 params=params, takes_context=True, creates_by_choice=c.get("creates_by_choice", False))
+                 params=params, takes_context=True, reads=reads,
+                 creates_by_choice=c.get("creates_by_choice", False))
 
 
 def build_steps(data: dict[str, Any], source: str, module: Any,

@@ -3,6 +3,8 @@ spells the values the checks compare."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ztwizard import resource_id as rid
@@ -105,3 +107,82 @@ def defender_plans(ctx: Context, names: tuple[str, ...], subs: list[str], where:
 def watcher_anchor(subscription: str, region: str) -> str:
     """The anchor of the Network Watcher hub-4d creates for one region of one subscription."""
     return f"/subscriptions/{subscription}|networkWatcher|{region.lower()}"
+
+
+# ---- custom roles: one definition for every subscription (vm-2b, spoke-1b) ---------------------
+def covers_scope(assignable: str, scope: str) -> bool:
+    """A role assignable at a scope can be assigned at that scope and below it."""
+    a, s = assignable.rstrip("/").lower(), scope.rstrip("/").lower()
+    return a == "" or a == s or s.startswith(a + "/")
+
+
+def _definitions(inv: Inventory) -> list[dict[str, Any]]:
+    """Role definitions once each: the same definition is listed under every subscription it is
+    assignable in, under a different id, with the same GUID name."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in inv.of_type(ROLE_DEFINITION):
+        seen.setdefault(str(r.get("name") or rid.parse(r["id"]).name).lower(), r)
+    return list(seen.values())
+
+
+def one_custom_role(ctx: Context, subs: list[str], fits: Callable[[dict[str, Any]], bool], *, default_name: str,
+                    seed: str, description: str, actions: list[str], subject: str, where_field: str) -> None:
+    """Custom role names are unique in the tenant (a second create with the same name is refused
+    with 409 RoleDefinitionWithSameNameExists), so the subscriptions in scope share ONE definition:
+    each gets a verdict; an existing definition that `fits` is extended with the subscriptions its
+    `assignableScopes` misses; otherwise one is created that lists them all. `subject` names what
+    the role grants in findings; the change title's `where_field` gets the subscriptions."""
+    if not subs:
+        return
+    roles = [r for r in _definitions(ctx.inv) if fits(r)]
+    missing: list[str] = []
+    for sub in subs:
+        scope = f"/subscriptions/{sub}"
+        mine = [r for r in roles if any(covers_scope(s, scope) for s in get_path(r, "properties.assignableScopes") or [])]
+        if mine:
+            ctx.finding(scope, "pass", "properties.assignableScopes", scope, scope,
+                        f"Custom role {get_path(mine[0], 'properties.roleName')} grants {subject} in {sub}.")
+        else:
+            missing.append(sub)
+    if not missing:
+        return
+    scopes = [f"/subscriptions/{s}" for s in missing]
+    if roles:
+        role = roles[0]
+        name = get_path(role, "properties.roleName")
+        for scope in scopes:
+            ctx.finding(scope, "fail", "properties.assignableScopes", None, scope,
+                        f"Custom role {name} grants {subject} but cannot be assigned in {rid.parse(scope).name}.")
+
+        def mutate(body: dict[str, Any]) -> None:
+            have = body.setdefault("properties", {}).setdefault("assignableScopes", [])
+            have.extend(s for s in scopes if not any(covers_scope(h, s) for h in have))
+
+        ctx.put_mutated(role, mutate, ["properties.assignableScopes"],
+                        title=f"Make custom role {name} assignable in {', '.join(missing)}",
+                        risk="None until it is assigned there: a definition grants nothing by itself.")
+        return
+    taken = {str(get_path(r, "properties.roleName") or "").lower() for r in _definitions(ctx.inv)}
+    default, n = default_name, 1
+    while default.lower() in taken:
+        n += 1
+        default = f"{default_name} ({n})"
+    first = sorted(subs, key=str.lower)[0]
+    anchor = f"/subscriptions/{first}|{seed}"  # one definition for the tenant's subscriptions in scope
+    p = ctx.params(anchor, roleName=default)
+    if p["roleName"].lower() in taken:  # an edited name another role holds: ARM would answer 409
+        ctx.finding(ctx.scope(), "error", "properties.roleName", p["roleName"], None,
+                    f"A custom role named {p['roleName']!r} already exists in the tenant; role names are unique.")
+        return
+    for scope in scopes:
+        ctx.finding(scope, "fail", "properties.assignableScopes", None, scope,
+                    f"No custom role grants {subject} in {rid.parse(scope).name}.")
+    # the GUID comes from what the role is for, so a renamed role keeps its id
+    guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/{seed}/{first.lower()}"))
+    body = {"name": guid, "type": ROLE_DEFINITION, "properties": {
+        "roleName": p["roleName"], "type": "CustomRole", "description": description,
+        "permissions": [{"actions": list(actions), "notActions": [], "dataActions": [], "notDataActions": []}],
+        "assignableScopes": scopes}}
+    ctx.create(f"/subscriptions/{first}/providers/{ROLE_DEFINITION}/{guid}", body, anchor=anchor, params=p,
+               fields={"roleName": p["roleName"], where_field: ", ".join(missing)},
+               risk="None until it is assigned: a definition grants nothing by itself.")

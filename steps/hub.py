@@ -18,6 +18,7 @@ from .common import ASSESSMENT, BASTION, NIC, VNET_GATEWAY, defender_plans, watc
 from .spoke import (
     APPGW,
     DIAG,
+    DIAG_LIMIT,
     FW,
     FWP,
     NSG_EXEMPT_SUBNETS,
@@ -30,6 +31,7 @@ from .spoke import (
     diag_of,
     firewall_for,
     firewall_ip,
+    full_settings,
     hubs,
     kids,
     linked,
@@ -40,6 +42,7 @@ from .spoke import (
     peers,
     ref,
     rg_of,
+    setting_to_extend,
     spokes,
     subnets_of,
     unique_name,
@@ -298,6 +301,28 @@ def diagnostics(ctx: Context, targets: list[dict[str, Any]], what: str, categori
                             fields={"resource": res["name"], "workspace": "its workspace"}, risk=risk, billable=True)
             continue
         ws = workspace_for(inv, rid.subscription_of(res["id"]) or "", loc(res))
+        spare = setting_to_extend(settings)
+        if ws and spare:
+            # a sixth setting would be refused: the workspace joins a setting that exists
+            p = ctx.update_params(spare, workspaceId=ws["id"])
+
+            def extend(body: dict[str, Any], p: dict[str, Any] = p) -> None:
+                props = body.setdefault("properties", {})
+                props["workspaceId"] = p["workspaceId"]
+                complete(props)
+
+            ws_name = rid.parse(p["workspaceId"]).name
+            ctx.finding(res["id"], "fail", "properties.logs", None, expected,
+                        f"{res['name']} sends no logs to a workspace and already has {len(settings)} diagnostic "
+                        f"settings, the most ARM allows: {spare['name']} is extended with workspace {ws_name}.")
+            ctx.put_mutated(spare, extend, ["properties.workspaceId", "properties.logs",
+                                            "properties.logAnalyticsDestinationType"],
+                            params=p, fields={"resource": res["name"], "workspace": ws_name}, risk=risk,
+                            billable=True)
+            continue
+        if ws and len(settings) >= DIAG_LIMIT:
+            ctx.fail_by_hand(res["id"], "properties.logs", None, expected, full_settings(res, settings))
+            continue
         if not ws:
             ctx.fail_by_hand(res["id"], "properties.logs", None, expected,
                         f"{res['name']} sends no logs anywhere and there is no Log Analytics workspace in scope: "
@@ -451,8 +476,12 @@ def _public_ips_protected(ctx: Context) -> None:
 DDOS_LOGS = ("DDoSProtectionNotifications", "DDoSMitigationFlowLogs", "DDoSMitigationReports")
 
 
+def is_standard_sku(pip: dict[str, Any], inv: Inventory) -> bool:
+    return str(get_path(pip, "sku.name") or "").lower() == "standard"
+
+
 def _standard_pips(inv: Inventory) -> list[dict[str, Any]]:
-    return [p for p in of(inv, PIP) if str(get_path(p, "sku.name") or "").lower() == "standard"]
+    return [p for p in of(inv, PIP) if is_standard_sku(p, inv)]
 
 
 @check("hub-2d")
@@ -512,6 +541,11 @@ def _spoke_name(inv: Inventory, prefix: str, vnet: dict[str, Any]) -> str:
     return f"to-{vnet['name']}" + ("" if len(_prefixes(vnet)) == 1 else f"-{prefix.replace('/', '_').replace('.', '-')}")
 
 
+# hub-3a re-routes traffic that works today: who loses access, said on every change that does it
+GATEWAY_REROUTE = ("Re-routes on-premises traffic to the spokes through the firewall: on-premises users lose "
+                   "access to every spoke workload no firewall rule allows (hub-3d).")
+
+
 @check("hub-3a")
 def _gateway_routes(ctx: Context) -> None:
     inv = ctx.inv
@@ -557,9 +591,8 @@ def _gateway_routes(ctx: Context) -> None:
                 "disableBgpRoutePropagation": False, "routes": routes}}, anchor=sn["id"],
                 params=p, risk="None until associated.")
             ctx.put(sn, {"properties.routeTable": {"id": rt_id}}, depends_on=[create.id],
-                title=f"Route {hub['name']}'s GatewaySubnet through the firewall",
-                risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d); apply with "
-                     "hub-3b so routing stays symmetric.")
+                title=f"Route {hub['name']}'s GatewaySubnet through the firewall", disruptive=True,
+                risk=GATEWAY_REROUTE + " Apply with hub-3b so routing stays symmetric.")
             continue
         have = {(str(get_path(r, "properties.addressPrefix")), str(get_path(r, "properties.nextHopIpAddress")))
                 for r in _routes(inv, table)
@@ -590,8 +623,8 @@ def _gateway_routes(ctx: Context) -> None:
             (f"misses routes via {ip} for {', '.join(r['properties']['addressPrefix'] for r in missing)}"
              if missing else "has gateway route propagation off, which stops the gateway") + ".")
         ctx.put_mutated(table, mutate, [path, "properties.disableBgpRoutePropagation"],
-            title=f"Route spoke prefixes in {table['name']} through the firewall",
-            risk="On-premises traffic to the spokes is dropped unless firewall rules allow it (hub-3d).")
+            title=f"Route spoke prefixes in {table['name']} through the firewall", disruptive=True,
+            risk=GATEWAY_REROUTE)
 
 
 DEFAULT_ROUTE = "default-to-firewall"

@@ -170,3 +170,29 @@ NAME_RULES.update({
     "resourceGroups": NameRule("resource group", 1, 90, r"[-\w.()]*[-\w()]",
                                "1-90 letters, digits, '_', '-', '.', '(' and ')', not ending in '.'"),
 })
+
+
+# ---- customer-managed keys (storage-1g, vm-4a) ------------------------------------------------
+# A Key Vault key name is 1-127 letters, digits and '-'; a disk encryption set follows the compute
+# name rule (1-80 letters, digits, '_', '-'). The identity that unwraps the key is the resource's
+# own system-assigned one or a user-assigned identity, named by its id.
+NAME_RULES.update({
+    "keys": NameRule("Key Vault key", 1, 127, r"[A-Za-z0-9-]+", "1-127 letters, digits and '-'"),
+    "diskEncryptionSets": NameRule("disk encryption set", 1, 80, r"[A-Za-z0-9_-]+",
+                                   "1-80 letters, digits, '_' and '-'"),
+})
+
+_UAI = "Microsoft.ManagedIdentity/userAssignedIdentities"
+
+
+def _identity(_arg: str, value: str) -> str:
+    if value.lower() == "systemassigned":
+        return "SystemAssigned"
+    try:
+        return _resource_id(_UAI, value)
+    except RuleError:
+        raise RuleError(f"SystemAssigned or the id of a user-assigned identity (/subscriptions/…/providers/{_UAI}/…)"
+                        ) from None
+
+
+RULES["identity"] = _identity

@@ -8,7 +8,6 @@ follows the estate) are shared with the hub article, which imports them from her
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,12 +29,12 @@ from .common import (
     PEERING,
     PUBLIC_IP,
     ROLE_ASSIGNMENT,
-    ROLE_DEFINITION,
     STORAGE_ACCOUNT,
     SUBNET,
     VM,
     VNET,
     defender_plans,
+    one_custom_role,
     role_guid,
     watcher_anchor,
 )
@@ -273,6 +272,27 @@ def diag_of(inv: Inventory, scope_id: str) -> list[dict[str, Any]]:
     return kids(inv, scope_id, DIAG)
 
 
+DIAG_LIMIT = 5  # ARM refuses a sixth diagnostic setting on one resource or subscription (400)
+
+
+def setting_to_extend(settings: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """With the most settings ARM allows already there, the one a workspace is added to instead of
+    creating another: a setting without a workspace (it sends to storage or an event hub, and may
+    send to a workspace too), the first by name; None below the limit or when every one has one."""
+    if len(settings) < DIAG_LIMIT:
+        return None
+    free = sorted((s for s in settings if not get_path(s, "properties.workspaceId")), key=lambda s: low(s["name"]))
+    return free[0] if free else None
+
+
+def full_settings(res: dict[str, Any], settings: list[dict[str, Any]]) -> str:
+    """The finding's text when a resource holds the most settings and each already has a workspace."""
+    names = ", ".join(sorted(s["name"] for s in settings))
+    return (f"{res.get('name') or res['id']} already has {len(settings)} diagnostic settings ({names}), the most ARM "
+            f"allows, and none can take the logs: extend one of them with the missing categories, or delete one "
+            f"that is no longer used, then re-run.")
+
+
 
 
 def spoke_subs_check(ctx: Context) -> list[str]:
@@ -321,31 +341,9 @@ def _is_netops(role: dict[str, Any]) -> bool:
 
 @check("spoke-1b")
 def _netops_role(ctx: Context) -> None:
-    roles = of(ctx.inv, ROLE_DEFINITION)
-    for sub in spoke_subs_check(ctx):
-        scope = f"/subscriptions/{sub}"
-        mine = [r for r in roles if _is_netops(r) and any(
-            low(scope).startswith(low(s)) or low(s).startswith(low(scope))
-            for s in get_path(r, "properties.assignableScopes") or [])]
-        if mine:
-            ctx.finding(scope, "pass", "properties.permissions",
-                        message=f"Custom role {get_path(mine[0], 'properties.roleName')} "
-                                f"grants network management in {sub}.")
-            continue
-        guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/netops/{sub.lower()}"))
-        p = ctx.params(scope, roleName=NETOPS_ROLE_NAME)  # one role for each spoke subscription
-        body = {"properties": {
-            "roleName": p["roleName"],
-            "description": "Manage networking across the platform without rights over workloads.",
-            "type": "CustomRole",
-            "permissions": [{"actions": list(NETOPS_ACTIONS), "notActions": [], "dataActions": [],
-                             "notDataActions": []}],
-            "assignableScopes": [scope]}}
-        ctx.finding(scope, "fail", "properties.permissions", None, "NetOps custom role",
-                    f"No custom network-operations role is assignable in {sub}; Network "
-                    f"Contributor alone grants more than spoke managers need.")
-        ctx.create(f"{scope}/providers/{ROLE_DEFINITION}/{guid}", body, anchor=scope, params=p,
-                   fields={"subscription": sub}, risk="None until the role is assigned.")
+    one_custom_role(ctx, spoke_subs_check(ctx), _is_netops, default_name=NETOPS_ROLE_NAME, seed="netops",
+                    description="Manage networking across the platform without rights over workloads.",
+                    actions=NETOPS_ACTIONS, subject="network management", where_field="subscription")
 
 
 # ---- step 2: isolate the infrastructure in its own resource group ----------------------------------
@@ -432,6 +430,24 @@ def _activity_log_export(ctx: Context) -> None:
                             risk=risk, billable=True)
             continue
         ws = workspace_for(inv, sub)
+        spare = setting_to_extend(settings)
+        if ws and spare:
+            p = ctx.update_params(spare, workspaceId=ws["id"])
+
+            def extend(body: dict[str, Any], p: dict[str, Any] = p) -> None:
+                body.setdefault("properties", {}).update(workspaceId=p["workspaceId"], logs=_activity_logs())
+
+            ctx.finding(scope, "fail", "properties.logs", None, list(ACTIVITY_LOG_CATEGORIES),
+                        f"Subscription {sub} does not export its activity log to a workspace, and it already has "
+                        f"{len(settings)} diagnostic settings, the most ARM allows: {spare['name']} is extended.")
+            ctx.put_mutated(spare, extend, ["properties.workspaceId", "properties.logs"], params=p,
+                            title=f"Add workspace {rid.parse(p['workspaceId']).name} and every category to "
+                                  f"activity-log setting {spare['name']} of {sub}", risk=risk, billable=True)
+            continue
+        if ws and len(settings) >= DIAG_LIMIT:
+            ctx.fail_by_hand(scope, "properties.logs", None, list(ACTIVITY_LOG_CATEGORIES),
+                             full_settings({"id": scope, "name": f"Subscription {sub}"}, settings))
+            continue
         if not ws:
             ctx.fail_by_hand(
                 scope, "properties.workspaceId", None, "a Log Analytics workspace",
@@ -644,29 +660,57 @@ def _asg_matches(asg: dict[str, Any], role: str) -> bool:
     return bool(tokens & set(ROLE_WORDS.get(role, (role,))))
 
 
+def asg_vnets(inv: Inventory) -> dict[str, set[str]]:
+    """Lower-cased ASG id -> the VNets (lower-cased ids) of the NICs already in it."""
+
+    def make() -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for nic in of(inv, NIC):
+            for ipc in get_path(nic, "properties.ipConfigurations") or []:
+                vnet = low(vnet_of(ref(get_path(ipc, "properties.subnet"))))
+                for a in get_path(ipc, "properties.applicationSecurityGroups") or []:
+                    if vnet and low(ref(a)):
+                        out.setdefault(low(ref(a)), set()).add(vnet)
+        return out
+
+    return memo(inv, "asg_vnets", make)  # type: ignore[no-any-return]
+
+
 def role_asgs(inv: Inventory) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, Any]]]:
-    """(vnet id lower, role) -> (ASG id, existing ASG or None, the VNet) for every role in use."""
+    """(vnet id lower, role) -> (ASG id, existing ASG or None, the VNet) for every role in use.
+
+    Every NIC in an ASG must sit in one VNet (ARM refuses the NIC otherwise), so each role gets an
+    ASG per VNet: an existing one is reused only when its members are all in that VNet and no
+    other VNet took it here; a new one is named for the VNet when the plain name is taken."""
     out: dict[tuple[str, str], tuple[str, dict[str, Any] | None, dict[str, Any]]] = {}
     asgs = of(inv, ASG)
+    members = asg_vnets(inv)
+    claimed: dict[str, str] = {}  # ASG id (lower) -> the VNet (lower) it serves in this plan
+    taken = {low(a["id"]) for a in asgs}
     for vm, nic in _vm_nics(inv):
         role = vm_role(vm)
         vnet = inv.get(_nic_vnet(nic))
         if not role or not vnet or (low(vnet["id"]), role) in out:
             continue
-        same = [a for a in asgs if loc(a) == loc(vnet) and _asg_matches(a, role)]
+        here = low(vnet["id"])
+        same = [a for a in asgs if loc(a) == loc(vnet) and _asg_matches(a, role)
+                and members.get(low(a["id"]), set()) <= {here} and claimed.get(low(a["id"]), here) == here]
         if same:
-            out[(low(vnet["id"]), role)] = (same[0]["id"], same[0], vnet)
+            same.sort(key=lambda a: (here not in members.get(low(a["id"]), set()), low(a["id"])))
+            claimed[low(same[0]["id"])] = here
+            out[(here, role)] = (same[0]["id"], same[0], vnet)
             continue
         # follow the estate's NSG names: `web-nsg` style gives `web-asg`, otherwise `asg-web`
         suffix_style = sum(1 for n in of(inv, NSG) if n["name"].lower().endswith("-nsg")) > \
             sum(1 for n in of(inv, NSG) if n["name"].lower().startswith("nsg-"))
         name = f"{role}-asg" if suffix_style else f"asg-{role}"
-        if len({low(v["id"]) for v in spokes(inv) if loc(v) == loc(vnet)}) > 1:
+        rg = rg_of(vnet["id"])
+        if len({low(v["id"]) for v in spokes(inv) if loc(v) == loc(vnet)}) > 1 or \
+                f"{rg}/providers/{ASG}/{name}".lower() in taken:
             name = f"{name}-{vnet['name']}"
-        out[(low(vnet["id"]), role)] = (f"{rg_of(vnet['id'])}/providers/{ASG}/{name}", None, vnet)
+        name = unique_name(inv, rg, ASG, name, taken)
+        out[(here, role)] = (f"{rg}/providers/{ASG}/{name}", None, vnet)
     return out
-
-
 
 
 def asg_anchor(vnet: dict[str, Any], role: str) -> str:
@@ -1013,15 +1057,25 @@ def network_watcher(inv: Inventory, sub: str, region: str, near: dict[str, Any])
     return wid, [change_id("hub-4d", f"create|{watcher_anchor(sub, region)}", "PUT")]
 
 
+def _groups_in_scope(inv: Inventory) -> set[str]:
+    """Lower-cased ids of the resource groups in scope: the listed group entries (what -g kept), or,
+    for an inventory without them, the groups its resources live in."""
+    listed = {low(g["id"]) for g in of(inv, "Microsoft.Resources/resourceGroups")}
+    return listed or {low(g) for g in inv.resource_groups}
+
+
 def watcher_id(inv: Inventory, sub: str, region: str, near: dict[str, Any]) -> str:
-    """`NetworkWatcher_<region>` in NetworkWatcherRG when that group is known, else beside `near`."""
+    """`NetworkWatcher_<region>` in NetworkWatcherRG when that group is in scope, else beside `near`
+    (under -g, a watcher elsewhere is still seen, but a new one goes where the scope allows)."""
     rg = f"/subscriptions/{sub}/resourceGroups/NetworkWatcherRG"
-    if low(rg) not in memo(inv, "resource_groups", lambda: {low(g) for g in inv.resource_groups}):
+    if low(rg) not in memo(inv, "groups_in_scope", lambda: _groups_in_scope(inv)):
         rg = rg_of(near["id"])
     return f"{rg}/providers/{WATCHER}/NetworkWatcher_{region}"
 
 
-WAF_RISK = "Prevention mode can block legitimate requests; tune exclusions in Detection mode first."
+# who loses access when the WAF starts blocking: users whose requests trip a managed rule
+WAF_RISK = ("Users whose requests match a managed rule (false positives such as large form posts or "
+            "SQL-like text) get 403 from the gateway instead of the app; tune exclusions in Detection mode first.")
 
 
 @check("spoke-5e")

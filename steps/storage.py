@@ -10,6 +10,7 @@ from ztwizard import resource_id as rid
 from ztwizard.armjson import get_path, nested
 from ztwizard.inventory import Inventory
 
+from . import cmk
 from ._base import Context, memo
 from .catalog import article_steps, check
 from .common import (
@@ -68,6 +69,16 @@ def _split(value: Any) -> set[str]:
     return {v.strip() for v in (value or "").split(";") if v.strip()}
 
 
+def allows_anonymous_blob_access(acct: dict[str, Any], inv: Inventory) -> bool:
+    """Whether a container of the account can be public at all (absent means allowed)."""
+    return get_path(acct, "properties.allowBlobPublicAccess") is not False
+
+
+def has_file_service(acct: dict[str, Any], inv: Inventory) -> bool:
+    """storage-1f reads an account's fileServices only where the account kind has one."""
+    return _has_file_service(acct)
+
+
 def _has_file_service(acct: dict[str, Any]) -> bool:
     """General-purpose (v1, v2) and FileStorage accounts have a `fileServices/default`; blob-only
     kinds have none (ARM answers FeatureNotSupportedForAccount)."""
@@ -114,6 +125,123 @@ def _smb(ctx: Context) -> None:
                 fields={"account": acct["name"]}, risk=ctx.check.risk)
 
 
+def _account_identity(acct: dict[str, Any]) -> str:
+    """The identity storage-1g proposes by default: the account's system identity if it has one,
+    else its only user-assigned one, else a system identity to be added."""
+    ident = acct.get("identity") or {}
+    if "systemassigned" in str(ident.get("type") or "").lower().replace(" ", ""):
+        return "SystemAssigned"
+    uais = list(ident.get("userAssignedIdentities") or {})
+    return uais[0] if len(uais) == 1 else "SystemAssigned"
+
+
+def _with_identity(acct: dict[str, Any], identity: str) -> dict[str, Any]:
+    """The account's `identity` with `identity` added, keeping what it has (user-assigned ids are
+    sent as {}: their contents are read-only)."""
+    cur = acct.get("identity") or {}
+    uais: dict[str, Any] = {k: {} for k in (cur.get("userAssignedIdentities") or {})}
+    system = "systemassigned" in str(cur.get("type") or "").lower().replace(" ", "") or identity == "SystemAssigned"
+    if identity != "SystemAssigned" and not any(rid.same(k, identity) for k in uais):
+        uais[identity] = {}
+    kind = ", ".join(t for t, on in (("SystemAssigned", system), ("UserAssigned", bool(uais))) if on)
+    return {"type": kind.replace(", ", ","), **({"userAssignedIdentities": uais} if uais else {})}
+
+
+def _identity_values(acct: dict[str, Any], identity: str) -> dict[str, Any]:
+    """The identity to PATCH as leaves, so undo knows `identity.type`'s spelled-out default ("None")
+    instead of sending a null the provider ignores."""
+    ident = _with_identity(acct, identity)
+    out: dict[str, Any] = {"identity.type": ident["type"]}
+    if ident.get("userAssignedIdentities"):
+        out["identity.userAssignedIdentities"] = ident["userAssignedIdentities"]
+    return out
+
+
+def _has_identity(acct: dict[str, Any], identity: str) -> bool:
+    cur = acct.get("identity") or {}
+    if identity == "SystemAssigned":
+        return "systemassigned" in str(cur.get("type") or "").lower().replace(" ", "")
+    return any(rid.same(k, identity) for k in cur.get("userAssignedIdentities") or {})
+
+
+def _key_encryption(acct: dict[str, Any], vault: dict[str, Any], key: dict[str, Any], identity: str) -> dict[str, Any]:
+    """The whole `encryption` object (PATCH replaces it) with the key: services and
+    infrastructure encryption kept, read-only timestamps left out."""
+    enc = copy.deepcopy(get_path(acct, "properties.encryption") or {})
+    for svc in (enc.get("services") or {}).values():
+        if isinstance(svc, dict):
+            svc.pop("lastEnabledTime", None)
+    enc["keySource"] = "Microsoft.Keyvault"
+    enc["keyvaultproperties"] = {"keyname": key["name"], "keyvaulturi": cmk.vault_uri(vault)}
+    if identity != "SystemAssigned":
+        enc["identity"] = {"userAssignedIdentity": identity}
+    else:
+        enc.pop("identity", None)
+    return enc
+
+
+@check("storage-1g")
+def _customer_managed_key(ctx: Context) -> None:
+    inv = ctx.inv
+    if ctx.unreadable(ACCOUNT, cmk.VAULT, cmk.KEY):  # unread keys would look like "no key to choose"
+        return
+    accounts = inv.of_type(ACCOUNT)
+    if not accounts:
+        ctx.not_applicable("storage account")
+        return
+    prop = "properties.encryption.keySource"
+    grants = cmk.Grants(ctx)
+    vault_default, key_default = cmk.default_key(inv)
+    for acct in accounts:
+        source = get_path(acct, prop) or "Microsoft.Storage"
+        if str(source).lower() == "microsoft.keyvault":
+            where = get_path(acct, "properties.encryption.keyvaultproperties.keyvaulturi") or "a Key Vault"
+            ctx.finding(acct["id"], "pass", prop, source, "Microsoft.Keyvault",
+                        f"Encrypted with customer-managed key "
+                        f"{get_path(acct, 'properties.encryption.keyvaultproperties.keyname') or ''} in {where}.")
+            continue
+        p = ctx.update_params(acct, "PATCH", keyVaultId=vault_default, keyName=key_default,
+                              identity=_account_identity(acct))
+        missing = [n for n in ("keyVaultId", "keyName") if not p[n]]
+        if missing:
+            # the change is proposed so --param can fill it; apply skips it until then
+            ctx.finding(acct["id"], "fail", prop, source, "Microsoft.Keyvault",
+                        f"{acct['name']} is encrypted with Microsoft-managed keys, and no single Key Vault key with "
+                        f"soft delete and purge protection is in scope to default to. {ctx.check.instruction}")
+            ctx.patch(acct, {**_identity_values(acct, p["identity"]), "properties.encryption": {
+                "keySource": "Microsoft.Keyvault", "keyvaultproperties": {"keyname": "", "keyvaulturi": ""}}}, params=p,
+                      fields={"key": "(to choose)", "vault": "(to choose)"}, risk=ctx.check.risk)
+            continue
+        chosen = cmk.choose(ctx, p["keyVaultId"], p["keyName"], p["identity"], acct)
+        if isinstance(chosen, str):
+            ctx.finding(acct["id"], "error", prop, source, "Microsoft.Keyvault", chosen)
+            continue
+        vault, key, principal = chosen
+        if principal is None:
+            # a system identity's principal id exists only once ARM has created it: grant and switch next run
+            ctx.finding(acct["id"], "fail", prop, source, "Microsoft.Keyvault",
+                        f"{acct['name']} is encrypted with Microsoft-managed keys and has no managed identity to "
+                        f"unwrap key {key['name']} of {vault['name']}: this plan gives it a system-assigned identity; "
+                        "re-run the plan afterwards to grant it key access and switch to the key (or choose a "
+                        "user-assigned identity with --param CHANGE.identity=<id> to do it in one run).")
+            ctx.patch(acct, _identity_values(acct, "SystemAssigned"), params=p,
+                      title=f"Give {acct['name']} a system-assigned identity (for its customer-managed key)",
+                      risk="None by itself: the new identity holds no access until it is granted key access.")
+            continue
+        who = f"{acct['name']}'s " + ("system identity" if p["identity"] == "SystemAssigned"
+                                      else f"identity {rid.parse(p['identity']).name}")
+        deps = [] if cmk.has_key_access(inv, vault, principal) else [grants.need(vault, principal, who)]
+        values: dict[str, Any] = {"properties.encryption": _key_encryption(acct, vault, key, p["identity"])}
+        if not _has_identity(acct, p["identity"]):
+            values.update(_identity_values(acct, p["identity"]))
+        ctx.finding(acct["id"], "fail", prop, source, "Microsoft.Keyvault",
+                    f"{acct['name']} is encrypted with Microsoft-managed keys; key {key['name']} of {vault['name']} "
+                    "(soft delete and purge protection on) is proposed.")
+        ctx.patch(acct, values, params=p, depends_on=deps, fields={"key": key["name"], "vault": vault["name"]},
+                  risk=ctx.check.risk)
+    grants.emit()
+
+
 # ---- step 2: least-privilege access -----------------------------------------------------------
 
 @check("storage-2a")
@@ -148,7 +276,16 @@ def sas_policy_ok(v: Any) -> bool:
         v.get("expirationAction", "Log") in ("Log", "Block")
 
 
-def sas_policy_fix(acct: dict[str, Any], inv: Inventory) -> dict[str, Any]:
+def keys_rotated(acct: dict[str, Any]) -> bool:
+    """Both account keys carry a creation time, which ARM sets only once a key has been regenerated
+    (or the account was created after key tracking began)."""
+    created = get_path(acct, "properties.keyCreationTime") or {}
+    return bool(created.get("key1") and created.get("key2"))
+
+
+def sas_policy_fix(acct: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
+    if not keys_rotated(acct):
+        return None  # ARM refuses a SAS expiration policy (400) until the keys have a creation time
     cur = copy.deepcopy(get_path(acct, "properties.sasPolicy") or {})
     cur.setdefault("sasExpirationPeriod", "1.00:00:00")
     if not cur["sasExpirationPeriod"]:
@@ -163,8 +300,7 @@ def positive_days(v: Any) -> bool:
 
 
 def key_policy_fix(acct: dict[str, Any], inv: Inventory) -> dict[str, Any] | None:
-    created = get_path(acct, "properties.keyCreationTime") or {}
-    if not (created.get("key1") and created.get("key2")):
+    if not keys_rotated(acct):
         return None  # ARM rejects a key policy until both keys have a creation time
     return {"properties.keyPolicy": {"keyExpirationPeriodInDays": 90}}
 
@@ -243,17 +379,34 @@ def endpoint_subnet(acct: dict[str, Any], inv: Inventory) -> dict[str, Any] | No
     where = ((acct.get("location") or "").lower(), (rid.subscription_of(acct["id"]) or "").lower())
 
     def choose() -> dict[str, Any] | None:
+        # the best of each (region, subscription) of VNets, then the best of those for this one:
+        # the same choice as scoring every subnet (ties go to the first, as they did), but
+        # linear in the estate instead of once per region and subscription
         best: tuple[tuple[Any, ...], dict[str, Any]] | None = None
-        for vnet in inv.of_type(VNET):
-            for subnet in inv.children(vnet["id"], SUBNET):
-                score = _subnet_score(subnet, vnet, acct)
-                if score is None:
-                    continue
-                if best is None or score < best[0]:
-                    best = (score, subnet)
+        for (region, sub), (score, order, subnet) in _best_subnet_per_place(inv).items():
+            key = (score[0], region != where[0], sub != where[1], *score[3:], order)
+            if best is None or key < best[0]:
+                best = (key, subnet)
         return best[1] if best else None
 
     return memo(inv, ("endpoint_subnet", where), choose)
+
+
+def _best_subnet_per_place(inv: Inventory) -> dict[tuple[str, str], tuple[tuple[Any, ...], int, dict[str, Any]]]:
+    """(VNet region, VNet subscription) -> its best subnet by the place-independent score."""
+    def build() -> dict[tuple[str, str], tuple[tuple[Any, ...], int, dict[str, Any]]]:
+        out: dict[tuple[str, str], tuple[tuple[Any, ...], int, dict[str, Any]]] = {}
+        order = 0
+        for vnet in inv.of_type(VNET):
+            place = ((vnet.get("location") or "").lower(), (rid.subscription_of(vnet["id"]) or "").lower())
+            for subnet in inv.children(vnet["id"], SUBNET):
+                order += 1
+                score = _subnet_score(subnet, vnet, vnet)  # the VNet's own place: both place terms False
+                if score is not None and (place not in out or score < out[place][0]):
+                    out[place] = (score, order, subnet)
+        return out
+
+    return memo(inv, "best_subnet_per_place", build)  # type: ignore[no-any-return]
 
 
 NO_SUBNET = ("No spoke subnet can take a private endpoint: add a subnet (a /28 is enough, "

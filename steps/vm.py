@@ -4,7 +4,6 @@ helpers the data in vm.toml names. Titles, risks, labels and single-property che
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,7 +13,7 @@ from ztwizard.armjson import get_path
 from ztwizard.inventory import Inventory
 from ztwizard.model import Change, Remediation
 
-from . import exposure
+from . import cmk, exposure
 from ._base import Context, memo
 from .catalog import article_steps, check
 from .common import (
@@ -37,6 +36,7 @@ from .common import (
     VNET_GATEWAY,
     broad_user_assignments,
     is_true,
+    one_custom_role,
     pricing,
 )
 
@@ -330,44 +330,19 @@ def _join_role_ok(role: dict[str, Any]) -> bool:
     return not any("*" in a or a.lower().endswith(("/write", "/delete")) for a in actions)
 
 
-def _covers(assignable: str, scope: str) -> bool:
-    """A role assignable at a scope can be assigned at that scope and below it."""
-    a, s = assignable.rstrip("/").lower(), scope.rstrip("/").lower()
-    return a == "" or a == s or s.startswith(a + "/")
-
-
 JOIN_ROLE_NAME = "Virtual Network Subnet Joiner"
 
 
 @check("vm-2b")
 def _join_role(ctx: Context) -> None:
-    inv = ctx.inv
     if ctx.unreadable(VM, ROLE_DEFINITION):
         return
     subs = sorted({rid.subscription_of(vm["id"]) or "" for vm in _vms(ctx)})
-    for sub in subs:
-        scope = f"/subscriptions/{sub}"
-        roles = [r for r in inv.of_type(ROLE_DEFINITION) if _join_role_ok(r) and any(
-            _covers(s, scope) for s in get_path(r, "properties.assignableScopes") or [])]
-        if roles:
-            ctx.finding(scope, "pass", "properties.permissions", None, JOIN_ACTION,
-                        f"Custom role {get_path(roles[0], 'properties.roleName')} grants subnet join only.")
-            continue
-        # the definition's GUID comes from the subscription, so a renamed role keeps its id
-        guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ztwizard/vnet-join/{sub.lower()}"))
-        p = ctx.params(scope, roleName=JOIN_ROLE_NAME)
-        body = {"name": guid, "type": ROLE_DEFINITION, "properties": {
-            "roleName": p["roleName"], "type": "CustomRole",
-            "description": "Join NICs to existing subnets without the right to change the network.",
-            "permissions": [{"actions": ["Microsoft.Network/virtualNetworks/read",
-                                         "Microsoft.Network/virtualNetworks/subnets/read", JOIN_ACTION],
-                             "notActions": [], "dataActions": [], "notDataActions": []}],
-            "assignableScopes": [scope]}}
-        ctx.finding(scope, "fail", "properties.permissions", None, JOIN_ACTION,
-                    "No custom role grants subnet join without broader network rights.")
-        ctx.create(f"{scope}/providers/{ROLE_DEFINITION}/{guid}", body, anchor=scope, params=p,
-                   fields={"roleName": p["roleName"], "sub": sub},
-                   risk="None until it is assigned: a definition grants nothing by itself.")
+    one_custom_role(ctx, subs, _join_role_ok, default_name=JOIN_ROLE_NAME, seed="vnet-join",
+                    description="Join NICs to existing subnets without the right to change the network.",
+                    actions=["Microsoft.Network/virtualNetworks/read", "Microsoft.Network/virtualNetworks/subnets/read",
+                             JOIN_ACTION],
+                    subject="subnet join only", where_field="sub")
 
 
 def system_assigned(identity_type: Any) -> bool:
@@ -514,32 +489,101 @@ def double_sets(inv: Inventory, location: str | None) -> list[dict[str, Any]]:
             and (d.get("location") or "").lower() == (location or "").lower()]
 
 
+def des_principal(d: dict[str, Any], inv: Inventory) -> str | None:
+    """The principal id that unwraps the set's key: its user-assigned identity's, else its own."""
+    ident = d.get("identity") or {}
+    for uai_id, held in (ident.get("userAssignedIdentities") or {}).items():
+        principal = (held or {}).get("principalId") or get_path(inv.get(uai_id) or {}, "properties.principalId")
+        if principal:
+            return str(principal)
+    return str(ident["principalId"]) if ident.get("principalId") else None
+
+
+def _des_access(ctx: Context, grants: cmk.Grants, d: dict[str, Any]) -> list[str]:
+    """The grant an existing set still needs on its key's vault ([] when it has access or the vault
+    is out of scope)."""
+    vault = ctx.inv.get(get_path(d, "properties.activeKey.sourceVault.id"))
+    principal = des_principal(d, ctx.inv)
+    if vault is None or principal is None or cmk.has_key_access(ctx.inv, vault, principal):
+        return []
+    return [grants.need(vault, principal, f"disk encryption set {d['name']}")]
+
+
+def _des_identity(identity: str) -> dict[str, Any]:
+    if identity == "SystemAssigned":
+        return {"type": "SystemAssigned"}
+    return {"type": "UserAssigned", "userAssignedIdentities": {identity: {}}}
+
+
 @check("vm-4a")
 def _des(ctx: Context) -> None:
     inv = ctx.inv
-    if ctx.unreadable(VM, DES):
+    if ctx.unreadable(VM, DES, cmk.VAULT, cmk.KEY):
         return
     vms = _vms(ctx)
     prop = "properties.encryptionType"
+    grants = cmk.Grants(ctx)
     for d in inv.of_type(DES):
         actual = get_path(d, prop)
-        if actual == DOUBLE:
-            ctx.finding(d["id"], "pass", prop, actual, DOUBLE, "The set double-encrypts with platform and customer keys.")
-        else:
+        if actual != DOUBLE:
             ctx.fail_by_hand(
                 d["id"], prop, actual, DOUBLE,
                 f"Disk encryption set {d['name']} uses {actual}: set its encryption type to "
                 f"{DOUBLE} (Disk encryption sets > {d['name']} > Encryption type) or create a new set "
                 "with it, then move the disks to that set.")
-    for region in sorted({(vm.get("location") or "").lower() for vm in vms}):
+            continue
+        if _des_access(ctx, grants, d):
+            ctx.finding(d["id"], "fail", "identity.principalId", None, "key access",
+                        f"Disk encryption set {d['name']} double-encrypts, but its identity cannot get, wrap and "
+                        "unwrap its key yet, so no disk can use it: the grant is proposed.")
+            continue
+        ctx.finding(d["id"], "pass", prop, actual, DOUBLE, "The set double-encrypts with platform and customer keys.")
+    regions: dict[tuple[str, str], dict[str, Any]] = {}
+    for vm in vms:
+        regions.setdefault(((rid.subscription_of(vm["id"]) or "").lower(), (vm.get("location") or "").lower()), vm)
+    for (sub, region), vm in sorted(regions.items()):
         if double_sets(inv, region):
             continue
-        ctx.fail_by_hand(
-            ctx.scope(), prop, None, DOUBLE,
-            f"No double-encryption disk encryption set in {region}. Create a Key Vault key (purge protection "
-            f"on), then a disk encryption set in {region} with encryption type {DOUBLE} using that key, and "
-            "grant the set's identity 'Key Vault Crypto Service Encryption User' on the vault: the key is "
-            "yours to choose, so the wizard does not pick one.")
+        anchor = f"/subscriptions/{sub}|disk-encryption-set|{region}"  # one set per subscription and region
+        vault_id, key_name = cmk.default_key(inv, region)
+        p = ctx.params(anchor, name=f"des-double-{region}", keyVaultId=vault_id, keyName=key_name,
+                       identity="SystemAssigned")
+        rg = rid.resource_group_id(vm["id"]) or ""
+        des_id = f"{rg}/providers/{DES}/{p['name']}"
+        scope = f"/subscriptions/{sub}"
+        flags: dict[str, Any] = dict(anchor=anchor, params=p, disruptive=True, risk=ctx.check.risk)
+        if not (p["keyVaultId"] and p["keyName"]):
+            ctx.finding(scope, "fail", prop, None, DOUBLE,
+                        f"No double-encryption disk encryption set in {region}, and no single Key Vault key with soft "
+                        f"delete and purge protection in {region} to default to. {ctx.check.instruction}")
+            ctx.create(des_id, {"name": p["name"], "type": DES, "location": vm.get("location"),
+                                "identity": _des_identity(p["identity"]), "properties": {"encryptionType": DOUBLE}},
+                       fields={"region": region, "key": "(to choose)", "vault": "(to choose)"}, **flags)
+            continue
+        chosen = cmk.choose(ctx, p["keyVaultId"], p["keyName"], p["identity"], None)
+        if isinstance(chosen, str):
+            ctx.finding(scope, "error", prop, None, DOUBLE, chosen)
+            continue
+        vault, key, principal = chosen
+        if (vault.get("location") or "").replace(" ", "").lower() != region:
+            ctx.finding(scope, "error", prop, None, DOUBLE,
+                        f"Key Vault {vault['name']} is in {vault.get('location')}; a disk encryption set in {region} "
+                        "needs a vault in its own region.")
+            continue
+        deps = []
+        if principal is not None and not cmk.has_key_access(inv, vault, principal):
+            deps.append(grants.need(vault, principal, f"identity {rid.parse(p['identity']).name}"))
+        then = ("" if principal is not None else
+                " Its system identity exists once the set does: re-run the plan to grant it key access.")
+        ctx.finding(scope, "fail", prop, None, DOUBLE,
+                    f"No double-encryption disk encryption set in {region}: one with key {key['name']} of "
+                    f"{vault['name']} is proposed, then disks move to it (vm-4b).{then}")
+        ctx.create(des_id, {
+            "name": p["name"], "type": DES, "location": vm.get("location"), "identity": _des_identity(p["identity"]),
+            "properties": {"encryptionType": DOUBLE, "rotationToLatestKeyVersionEnabled": True,
+                           "activeKey": {"keyUrl": cmk.key_url(vault, key), "sourceVault": {"id": vault["id"]}}}},
+            fields={"region": region, "key": key["name"], "vault": vault["name"]}, depends_on=deps, **flags)
+    grants.emit()
 
 
 def _disks(ctx: Context) -> list[dict[str, Any]]:
@@ -568,8 +612,14 @@ def _disk_cmk(ctx: Context) -> None:
                 f"{disk.get('location')} yet: create one (vm-4a), then re-run to move the disk to it.")
             continue
         ctx.finding(disk["id"], "fail", f"{prop}.type", actual, DOUBLE, f"Disk {disk['name']} uses {actual}.")
+        vault = ctx.inv.get(get_path(sets[0], "properties.activeKey.sourceVault.id"))
+        principal = des_principal(sets[0], ctx.inv)
+        # a set whose identity cannot reach its key yet takes no disk: wait for vm-4a's grant
+        waits = [cmk.grant_id("vm-4a", vault, principal)] if vault and principal and \
+            not cmk.has_key_access(ctx.inv, vault, principal) else []
         ctx.patch(disk, {prop: {"type": DOUBLE, "diskEncryptionSetId": sets[0]["id"]}}, fields={"set": sets[0]["name"]},
-                  disruptive=True, risk="The disk's VM must be deallocated; revoking the key makes the disk unusable.")
+                  disruptive=True, depends_on=waits,
+                  risk="The disk's VM must be deallocated; revoking the key makes the disk unusable.")
 
 
 @check("vm-4d")
@@ -890,29 +940,51 @@ def _patch_mode(ctx: Context) -> None:
                    {"Windows": "AutomaticByOS", "Linux": "ImageDefault"}, _windows_updates_on)
 
 
+def power_state(vm: dict[str, Any]) -> str | None:
+    """`running`, `deallocated`, … from the instance view's PowerState status; None when unread."""
+    for st in get_path(vm, "properties.instanceView.statuses") or []:
+        code = str(st.get("code") or "")
+        if code.lower().startswith("powerstate/"):
+            return code.split("/", 1)[1].lower()
+    return None
+
+
 @check("vm-7d")
 def _vm_agent(ctx: Context) -> None:
+    """Judged from what the guest agent reports in `GET {vm}/instanceView` (the inventory attaches it
+    as properties.instanceView): a missing property is no evidence either way."""
     for vm in _vms(ctx):
         cfg = os_config_path(vm)
-        provision = get_path(vm, f"{cfg}.provisionVMAgent")
-        statuses = (get_path(vm, "properties.instanceView.vmAgent.statuses")
-                    or get_path(vm, "properties.extended.instanceView.vmAgent.statuses") or [])
+        view = get_path(vm, "properties.instanceView")
+        statuses = get_path(view or {}, "vmAgent.statuses") or []
         shown = [s.get("displayStatus") for s in statuses]
-        if provision is False:
+        prop = "properties.instanceView.vmAgent.statuses"
+        if get_path(vm, f"{cfg}.provisionVMAgent") is False:
             ctx.fail_by_hand(
                 vm["id"], f"{cfg}.provisionVMAgent", False, True,
                 f"{vm['name']} was deployed without the VM agent, so extensions and platform patching cannot "
                 "run: install the Azure VM agent inside the guest (the Windows MSI or the walinuxagent package), "
                 "then set osProfile provisionVMAgent = true.")
-        elif statuses and "Ready" not in shown:
+        elif statuses and "Ready" in shown:
+            version = get_path(view, "vmAgent.vmAgentVersion")
+            ctx.finding(vm["id"], "pass", prop, shown, ["Ready"],
+                        "The VM agent reports Ready" + (f" (version {version})." if version else "."))
+        elif statuses:
             ctx.fail_by_hand(
-                vm["id"], "properties.instanceView.vmAgent.statuses", shown, ["Ready"],
+                vm["id"], prop, shown, ["Ready"],
                 f"The VM agent on {vm['name']} reports {', '.join(map(str, shown))}: check that the guest is "
                 "running, that the agent service (WindowsAzureGuestAgent / walinuxagent) is started, and that "
                 "it can reach 168.63.129.16; update the agent if it is old.")
         else:
-            ctx.finding(vm["id"], "pass", f"{cfg}.provisionVMAgent", True, True,
-                        "The VM agent is provisioned" + (" and Ready." if statuses else "."))
+            power = power_state(vm)
+            why = (f"{vm['name']} is {power}, so its agent reports nothing: start it and re-run the plan"
+                   if power and power != "running" else
+                   f"The instance view of {vm['name']} carries no VM agent status"
+                   + (" (it could not be read)" if view is None else "")
+                   + ": open the VM's Properties > Agent status (or `az vm get-instance-view`) and check it "
+                     "says Ready")
+            ctx.finding(vm["id"], "manual", prop, None, ["Ready"],
+                        f"{why}; an agent that is not Ready blocks extensions and platform patching.")
 
 
 # ---- step 8: Defender for Servers --------------------------------------------------------------
@@ -993,6 +1065,12 @@ def _jit_by_rg(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
     return index
 
 
+def _rule_names(hits: list[tuple[dict[str, Any], list[int]]]) -> str:
+    """`nsg/rule` of each rule that admits the traffic, for the finding."""
+    names = [f"{rid.parse(rid.parse(r['id']).parent or '').name}/{r['name']}" for r, _p in hits]
+    return ("rule " if len(names) == 1 else "rules ") + ", ".join(names)
+
+
 @check("vm-8c")
 def _jit(ctx: Context) -> None:
     inv = ctx.inv
@@ -1001,16 +1079,23 @@ def _jit(ctx: Context) -> None:
     prop = "properties.virtualMachines"
     groups: dict[tuple[str, str], list[tuple[dict[str, Any], list[int]]]] = {}
     for vm in _vms(ctx):
-        ports = sorted({p for _r, ps in open_rules(vm, inv) for p in ps})
+        hits = open_rules(vm, inv)
+        ports = sorted({p for _r, ps in hits for p in ps})
         rg = rid.resource_group_id(vm["id"]) or ""
         policies = memo(inv, "jit_by_rg", lambda: _jit_by_rg(inv)).get(rg.lower(), [])
         if not ports:
             ctx.finding(vm["id"], "pass", prop, None, None, "No management port is exposed to the internet.")
         elif any(_jit_covers(p, vm["id"], ports) for p in policies):
-            ctx.finding(vm["id"], "pass", prop, ports, ports, "Just-in-time access covers the exposed management ports.")
+            # JIT adds its deny rules below the allow rules already there: they keep winning. The fix
+            # is vm-6c's (closing the rule), so a person is pointed there
+            ctx.fail_by_hand(vm["id"], prop, ports, ports,
+                        f"Just-in-time access covers ports {', '.join(map(str, ports))}, but {_rule_names(hits)} "
+                        "still allows them from the internet, and JIT does not override existing allow rules: "
+                        "close those rules (vm-6c) so only approved JIT requests open the ports.")
         else:
             ctx.finding(vm["id"], "fail", prop, None, ports,
-                        f"Ports {', '.join(map(str, ports))} are exposed without just-in-time access.")
+                        f"Ports {', '.join(map(str, ports))} are exposed without just-in-time access "
+                        f"({_rule_names(hits)} allows them from the internet).")
             groups.setdefault((rg, (vm.get("location") or "").lower()), []).append((vm, ports))
     for (rg, location), members in groups.items():
         plan = pricing(inv, rid.subscription_of(rg) or "", "VirtualMachines")
@@ -1018,7 +1103,7 @@ def _jit(ctx: Context) -> None:
                          if (p.get("location") or rid.parse(rid.parse(p["id"]).parent or "").name).lower() == location),
                         None)
         flags: dict[str, Any] = dict(disruptive=True, fields={"vms": ", ".join(vm["name"] for vm, _ in members)},
-                                     risk="Direct RDP/SSH stops until someone requests access through JIT.")
+                                     risk=ctx.check.risk)
         if existing is not None:
             def mutate(body: dict[str, Any], members: list[tuple[dict[str, Any], list[int]]] = members) -> None:
                 lst = body.setdefault("properties", {}).setdefault("virtualMachines", [])

@@ -95,6 +95,19 @@ def test_a_new_single_property_check_is_pure_data():
     assert result.changes[0].body == {"properties": {"x": True}} and result.changes[0].check == "fake-1a"
 
 
+def test_a_check_declares_the_child_reads_it_needs_and_when():
+    def shared(acct: dict[str, Any], inv: Inventory) -> bool:
+        return acct["properties"].get("x") is not False
+
+    data = article(prop_check(reads=[{"child": "Microsoft.Storage/storageAccounts/fileServices",
+                                      "of": "Microsoft.Storage/storageAccounts", "when": "shared"}]))
+    (step,) = build_steps(data, "steps/fake.toml", module(shared=shared), {})
+    (read,) = step.checks[0].reads
+    assert (read.child, read.of) == ("Microsoft.Storage/storageAccounts/fileServices", "Microsoft.Storage/storageAccounts")
+    inv = Inventory()
+    assert read.needed({"properties": {}}, inv) and not read.needed({"properties": {"x": False}}, inv)
+
+
 @pytest.mark.parametrize("data, evaluators, message", [
     (article(prop_check(colour="red")), {}, "steps/fake.toml: check fake-1a: unknown key 'colour'"),
     (article(prop_check(remediation="autopatch")), {}, "check fake-1a: remediation = 'autopatch' is not one of"),
@@ -114,6 +127,15 @@ def test_a_new_single_property_check_is_pure_data():
     (article(prop_check(), prop_check()), {}, "check fake-1a is declared twice"),
     (article(prop_check(creates_by_choice=True)), {}, "creates_by_choice is for an auto check whose parameter"),
     ({"article": "fake", "title": "Fake"}, {}, "steps/fake.toml: missing order"),
+    (article(prop_check(reads=[{"child": "Microsoft.Storage/storageAccounts/fileServices"}])), {},
+     "check fake-1a: reads: missing of"),
+    (article(prop_check(reads=[{"child": "X/y/z", "of": "X/y", "if": "always"}])), {},
+     "check fake-1a: reads: unknown key 'if'"),
+    (article(prop_check(reads=[{"child": "fileServices", "of": "Microsoft.Storage/storageAccounts"}])), {},
+     "must be two full resource types"),
+    (article(prop_check(reads=[{"child": "X/y/z", "of": "X/y", "when": "nowhere"}])), {},
+     "check fake-1a: reads: ztwizard.steps.fake has no function 'nowhere'"),
+    (article(prop_check(reads={"child": "X/y/z", "of": "X/y"})), {}, "reads = {"),
 ])
 def test_bad_data_is_refused_naming_file_and_check(data, evaluators, message):
     with pytest.raises(CatalogError) as err:

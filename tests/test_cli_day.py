@@ -69,11 +69,15 @@ def test_text_plan_shows_markers_parents_attribute_diff_and_the_tally(capsys, st
 
 
 def test_plan_says_what_apply_will_skip_and_why(capsys, state):
-    code, out, _ = _run(capsys, "--sandbox", "--state-dir", state, "plan", "--check", "hub-3b", "--check", "storage-1g")
+    code, out, _ = _run(capsys, "--sandbox", "--state-dir", state, "plan", "--check", "hub-3b", "--check", "storage-1h",
+                        "--check", "storage-1g")
     assert code == 0
     assert "[disruptive]" in out
     assert re.search(r"^Apply skips \d+ disruptive change\(s\) unless --allow-disruptive", out, re.M)
     assert re.search(r"^Not proposed: \d+ failing finding\(s\) need a person to fix them", out, re.M)
+    # no Key Vault key in the reference estate to default to: storage-1g's switch waits for one
+    assert re.search(r"^Apply skips 3 change\(s\) waiting for a parameter \(keyName, keyVaultId\) until "
+                     r"--param CHANGE.NAME=VALUE sets it, e.g. --param storage-1g-\w+\.keyName=", out, re.M)
 
 
 def test_markdown_report_shows_the_same_diff_and_names_the_target(capsys, state):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ztwizard.errors import Conflict, EtagMismatch, NotFound, PermissionDenied, Throttled, ZtwError
-from ztwizard.gateway import API_VERSIONS, GRAPH_TYPES, Gateway, api_version_for
+from ztwizard.gateway import API_VERSIONS, GRAPH_TYPES, SUBSCRIPTION_WIDE, Gateway, api_version_for
 from ztwizard.sandbox import Sandbox
 from ztwizard.sandbox.estates import reference as ref
 from ztwizard.target import in_process_target, sandbox_target
@@ -156,8 +156,11 @@ def test_graph_inventory_pages_and_matches_list_calls(reference_estate):
 def test_resource_group_scope_narrows_the_inventory(reference_estate):
     gw, _ = gateway(reference_estate)
     inv = gw.inventory(resource_groups=["rg-storage"])
-    groups = {r["id"].split("/")[4].lower() for r in inv.all() if "/resourcegroups/" in r["id"].lower()}
+    groups = {r["id"].split("/")[4].lower() for r in inv.all() if "/resourcegroups/" in r["id"].lower()
+              and r["type"] not in SUBSCRIPTION_WIDE}
     assert groups == {"rg-storage"}
+    # Network Watchers are the exception: one per region, a create must see them wherever they are
+    assert {r["type"] for r in inv.all() if "networkwatcherrg" in r["id"].lower()} <= set(SUBSCRIPTION_WIDE)
 
 
 def test_api_versions_match_what_the_typed_clients_send(reference_estate):

@@ -396,6 +396,9 @@ def test_the_jit_duration_edit_reaches_every_port_of_every_vm():
     with pytest.raises(ParamError, match="ISO 8601 duration"):
         edit_change(inv, plan, change.id, {"maxRequestAccessDuration": "1 hour"})
     fixed = apply_all(inv, [edited])
+    # JIT does not override the allow rules still there; closing them (vm-6c) completes the fix
+    assert {f.status for f in make_plan(fixed, check_ids=["vm-8c"]).step("vm-8").findings} == {"fail"}
+    fixed = apply_all(fixed, make_plan(fixed, check_ids=["vm-6c"]).changes())
     assert {f.status for f in make_plan(fixed, check_ids=["vm-8c"]).step("vm-8").findings} == {"pass"}
 
 
@@ -418,7 +421,7 @@ def test_every_vm_create_declares_its_parameters():
 
     plan = make_plan(Inventory.from_resources(reference.build()))
     creates = [c for s in plan.steps for c in s.changes if c.check.startswith("vm-") and c.action == "create"]
-    assert {c.check for c in creates} == {"vm-2b", "vm-3d", "vm-6a", "vm-6d", "vm-7a", "vm-8c"}
+    assert {c.check for c in creates} == {"vm-2b", "vm-3d", "vm-4a", "vm-6a", "vm-6d", "vm-7a", "vm-8c"}
     for c in creates:
         assert c.params and all(CHECK_BY_ID[c.check].param(k) for k in c.params), (c.id, c.params)
 

@@ -123,10 +123,15 @@ def test_detailed_exitcode_2_on_reference_and_0_once_compliant(capsys, tmp_path)
         assert code == 0, out + err
         code, out, _ = run_cli(capsys, "--state-dir", state, "--sandbox", "plan", "--format", "json")
         plan = json.loads(out)
-        changes = plan["summary"]["changes"]
+        # a change waiting for a parameter (which Key Vault key) is not one apply can make alone
+        changes = sum(1 for st in plan["steps"] for c in st["changes"] if "" not in c["params"].values())
     assert changes == 0 and rounds <= 3
     assert plan["summary"]["error"] == 0  # what is left is a person's work or passing, never an error
-    left = [f for s in plan["steps"] for f in s["findings"] if f["status"] == "fail"]
+    waiting = [c for st in plan["steps"] for c in st["changes"]]
+    assert {c["check"] for c in waiting} == {"storage-1g", "vm-4a"}
+    assert all(c["params"]["keyVaultId"] == "" and c["params"]["keyName"] == "" for c in waiting)
+    left = [f for s in plan["steps"] for f in s["findings"] if f["status"] == "fail"
+            and f["check"] not in ("storage-1g", "vm-4a")]
     assert left and all(f["remediation"] == "manual" and f["message"] for f in left)
     code, _, _ = run_cli(capsys, "--state-dir", state, "--sandbox", "plan", "--detailed-exitcode")
     assert code == 2  # a failure a person must fix is pending work, not "nothing to change"

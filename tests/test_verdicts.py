@@ -141,7 +141,6 @@ def findings_of(plan: dict[str, Any], check: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("check, why", [
-    ("storage-1g", "platform keys"),
     ("storage-1h", "no infrastructure encryption"),
     ("hub-2c", "public IPs inheriting from an unprotected VNet"),
     ("vm-2a", "standing Contributor for a user"),
@@ -167,6 +166,9 @@ def test_failures_the_wizard_fixes_name_auto_or_create(reference_plan):
     assert {(f["status"], f["remediation"]) for f in tls} >= {("fail", "auto")}
     nsg = findings_of(reference_plan, "spoke-3a")
     assert ("fail", "create") in {(f["status"], f["remediation"]) for f in nsg}
+    # platform keys: the wizard switches to a customer-managed key once a person names it (--param)
+    cmk = findings_of(reference_plan, "storage-1g")
+    assert cmk and {(f["status"], f["remediation"]) for f in cmk} == {("fail", "create")}
     # every step of the lift-and-shift estate fails now: none is only "manual"
     assert {s["status"] for s in reference_plan["steps"]} == {"fail"}
 
@@ -175,26 +177,26 @@ def test_failures_the_wizard_fixes_name_auto_or_create(reference_plan):
 
 def test_sarif_level_follows_status_and_remediation_is_a_property(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "--state-dir", str(tmp_path), "--sandbox", "plan", "--format", "sarif",
-                           "--check", "storage-1g", "--check", "storage-1b", "--check", "vm-6e")
+                           "--check", "storage-1h", "--check", "storage-1b", "--check", "vm-6e")
     assert code == 0
     results = json.loads(out)["runs"][0]["results"]
     by_rule: dict[str, set[tuple[str, str]]] = {}
     for r in results:
         by_rule.setdefault(r["ruleId"], set()).add((r["level"], r["properties"]["remediation"]))
-    assert by_rule == {"storage-1g": {("error", "manual")}, "storage-1b": {("error", "auto")},
+    assert by_rule == {"storage-1h": {("error", "manual")}, "storage-1b": {("error", "auto")},
                        "vm-6e": {("warning", "manual")}}
 
 
 def test_markdown_and_text_say_who_fixes_each_failure(capsys, tmp_path):
-    args = ["--state-dir", str(tmp_path), "--sandbox", "plan", "--check", "storage-1g", "--check", "storage-1b"]
+    args = ["--state-dir", str(tmp_path), "--sandbox", "plan", "--check", "storage-1h", "--check", "storage-1b"]
     code, md, _ = run_cli(capsys, *args, "--format", "markdown")
     assert code == 0
     assert "| Check | Resource | Status | Fix |" in md
-    assert "| storage-1g | `stcontosofiles` (storageAccounts, rg-storage) | fail | manual fix |" in md
+    assert "| storage-1h | `stcontosofiles` (storageAccounts, rg-storage) | fail | manual fix |" in md
     assert "| fail | auto fix |" in md
     code, text, _ = run_cli(capsys, *args)
     assert code == 0
-    g = [line for line in text.splitlines() if "storage-1g" in line and "stcontosofiles" in line]
+    g = [line for line in text.splitlines() if "storage-1h" in line and "stcontosofiles" in line]
     assert g and g[0].rstrip().endswith("[manual fix]")
     assert "failing finding(s) need a person to fix them" in text
 
@@ -202,7 +204,7 @@ def test_markdown_and_text_say_who_fixes_each_failure(capsys, tmp_path):
 def test_detailed_exitcode_counts_a_failure_left_to_a_person(capsys, tmp_path):
     state = str(tmp_path)
     code, _, _ = run_cli(capsys, "--state-dir", state, "--sandbox", "plan", "--detailed-exitcode",
-                         "--check", "storage-1g")
+                         "--check", "storage-1h")
     assert code == 2  # no change proposed, but the accounts do not comply
     code, _, _ = run_cli(capsys, "--state-dir", state, "--sandbox", "plan", "--detailed-exitcode",
                          "--check", "vm-6e")

@@ -36,7 +36,7 @@ from .ports import ArmGateway
 log = logging.getLogger(__name__)
 
 __all__ = ["ApplyInterrupted", "ApplyReport", "Confirm", "Event", "Outcome", "apply_changes",
-           "refuse_if_read_only", "start_session", "step_of"]
+           "refuse_if_read_only", "start_session", "step_of", "unset_params"]
 
 Confirm = Callable[[str, list[Change]], bool]
 
@@ -134,6 +134,10 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
         if ch.billable and not allow_cost:
             skip(ch, step, "billable (creates a paid resource); pass --allow-cost")
             continue
+        unset = unset_params(ch)
+        if unset:  # a choice no default could be made for (e.g. which Key Vault key): never send a guess
+            skip(ch, step, f"waiting for parameter {', '.join(unset)}; pass --param {ch.id}.{unset[0]}=VALUE")
+            continue
         blocked = [d for d in ch.depends_on if d in not_done]
         if blocked:
             skip(ch, step, f"{BLOCKED_PREFIXES[0]} {', '.join(blocked)}, which was not applied")
@@ -178,6 +182,11 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     if verify:
         _verify(gateway, journal, session_id, report)
     return report
+
+
+def unset_params(ch: Change) -> list[str]:
+    """The parameters of `ch` no default could fill: until a person sets them it is not sent."""
+    return [name for name, value in ch.params.items() if value in ("", None)]
 
 
 def _power_prerequisites(gateway: ArmGateway, offline: list[Change]) -> tuple[dict[str, str], dict[str, str]]:

@@ -323,6 +323,7 @@ PLATFORM_DEFAULTS: dict[str, dict[Path, Any]] = {
     },
     # As the catalog judges an absent property (steps/storage.toml `default`s).
     "microsoft.storage/storageaccounts": {
+        ("identity", "type"): "None",  # storage-1g gives an account a system identity for its key
         ("properties", "allowSharedKeyAccess"): True,
         ("properties", "allowBlobPublicAccess"): True,
         ("properties", "defaultToOAuthAuthentication"): False,

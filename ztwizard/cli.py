@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,7 @@ def make_target(args: argparse.Namespace) -> Any:
                               auth_timeout=getattr(args, "auth_timeout", None))
     target.subscriptions = subs
     target.resource_groups = list(args.resource_group or [])
+    target.management_groups = list(getattr(args, "management_group", None) or [])
     return target
 
 
@@ -64,6 +66,10 @@ def make_gateway(args: argparse.Namespace) -> Any:
     from .gateway import Gateway
 
     target = make_target(args)
+    if target.kind == "estate":  # offline: the file goes straight into the inventory
+        from .offline import EstateGateway
+
+        return EstateGateway(target)
     target.sign_in()  # no credential, or a refused one: one sentence now, within --auth-timeout
     return Gateway(target, lro_timeout=getattr(args, "lro_timeout", None))
 
@@ -85,7 +91,7 @@ def dry_run(args: argparse.Namespace) -> bool:
     return bool(args.dry_run or args.estate)
 
 
-def write_output(text: str, output: str | None) -> None:
+def write_output(text: str | Iterable[str], output: str | None) -> None:
     """stdout, or FILE written atomically: a failed run leaves no partial file (files.write_output)."""
     from .files import write_output as write
 
@@ -110,6 +116,7 @@ def invocation_flags(args: argparse.Namespace) -> list[tuple[str, ...]]:
         flags.append(("--auth", args.auth))
     if getattr(args, "state_dir", None):
         flags.append(("--state-dir", args.state_dir))
+    flags += [("--management-group", mg) for mg in getattr(args, "management_group", None) or []]
     flags += [("-s", sub) for sub in getattr(args, "subscription", None) or []]
     flags += [("-g", rg) for rg in getattr(args, "resource_group", None) or []]
     return flags
@@ -238,7 +245,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
             sys.stderr.write("\r\033[K")
         # Glyphs only where the terminal can show them (an SSH session may be plain ASCII); files are UTF-8.
         ascii_only = args.output in (None, "-") and not can_show_glyphs(sys.stdout)
-        write_output(render(plan, args.format, ascii_only=ascii_only), args.output)
+        if args.format == "json":  # streamed: a 50,000-resource plan is never one string
+            from .report import json_chunks
+
+            write_output(json_chunks(plan), args.output)
+        else:
+            write_output(render(plan, args.format, ascii_only=ascii_only), args.output)
         if args.out:  # the appliable plan, beside the report for people
             from .planfile import build, save
 
@@ -486,9 +498,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                              f"connection details in {server.connection_path(sdir)}. Ctrl-C stops it.\n")
             sys.stderr.flush()
 
-        server.serve(sdir, port=args.port, estate=args.estate_spec, latency_ms=args.latency_ms,
-                     faults=args.faults, seed=args.seed, ready=ready, lro_hang_seconds=args.lro_hang_seconds,
-                     graph_lag_ms=args.graph_lag_ms)
+        served = server.serve(sdir, port=args.port, estate=args.estate_spec, latency_ms=args.latency_ms,
+                              faults=args.faults, seed=args.seed, ready=ready, lro_hang_seconds=args.lro_hang_seconds,
+                              graph_lag_ms=args.graph_lag_ms, throttle=args.throttle)
+        sys.stderr.write(served + "\n")
         return 0
     if args.sandbox_command == "reset":
         info = server.reset(sdir, estate=args.estate_spec)
@@ -532,6 +545,8 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool, sandbox_command:
                    help="how to sign in to Azure (default: DefaultAzureCredential without the browser)")
     g.add_argument("--auth-timeout", metavar="SECONDS", default=d(None),
                    help="give up signing in after this long (default 20)")
+    g.add_argument("--management-group", action="append", metavar="ID", default=d(None),
+                   help="every enabled subscription under this management group; repeatable (-s, -g narrow it)")
     g.add_argument("-s", "--subscription", action="append", metavar="ID", default=d(None),
                    help="subscription in scope; repeatable")
     g.add_argument("-g", "--resource-group", action="append", metavar="NAME", default=d(None),
@@ -610,6 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--faults", metavar="SPEC", default=None, help="e.g. 429:0.1,500:0.05,reset:0.01")
     s.add_argument("--lro-hang-seconds", metavar="SECONDS", type=inputs.lro_timeout, default=None,
                    help="an injected lro-hang finishes after this long (default: never)")
+    s.add_argument("--throttle", choices=("arm", "off"), default="arm",
+                   help="arm: ARM's token buckets, provider limits and Resource Graph quota, with 429s (default); "
+                        "off: no throttling")
     s.add_argument("--graph-lag-ms", metavar="MS", type=inputs.latency_ms, default=300,
                    help="how long a write takes to show in Resource Graph queries (default 300)")
     s = sbsub.add_parser("reset", help="reset the sandbox state to an estate")

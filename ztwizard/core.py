@@ -9,6 +9,7 @@ blocking call may run in a worker thread."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,6 +161,7 @@ class UndoResult:
     drift: dict[str, list[DriftRow]] = field(default_factory=dict)  # change id -> three-way rows
     session_id: str = ""
     report: UndoReport | None = field(default=None, repr=False)
+    interrupted: bool = False  # cancelled between two undos; the journal says what was done
 
     def of(self, state: ChangeState) -> list[ApplyOutcome]:
         return [o for o in self.outcomes if o.state == state]
@@ -255,6 +257,24 @@ class Core:
         engine.validate_subscriptions(subscriptions or [])
         self.subscriptions = list(subscriptions) if subscriptions is not None else None
 
+    @property
+    def resource_groups(self) -> list[str]:
+        """The resource groups in scope (-g); empty: every group of the subscriptions in scope."""
+        return list(getattr(self.gateway.target, "resource_groups", None) or [])
+
+    def list_resource_groups(self, subscriptions: Sequence[str] | None = None) -> list[tuple[str, str]]:
+        """(subscription id, group name) of every resource group in those subscriptions (the scope's)."""
+        subs = list(subscriptions or self.subscriptions or self.gateway.target.subscriptions
+                    or [s.id for s in self.list_subscriptions()])
+        gateway: Any = self.gateway  # the scope check's lister (scope.py), not part of the Protocol
+        found = [(sub, str(g.get("name", ""))) for sub in subs for g in gateway.list_resource_groups(sub)]
+        return sorted(found, key=lambda x: (x[1].lower(), x[0]))
+
+    def set_resource_groups(self, groups: Sequence[str]) -> None:
+        """Scope the next inspection to these resource groups (as -g does); empty: all of them.
+        A name no subscription in scope holds is refused when inspecting."""
+        self.gateway.target.resource_groups = [g for g in groups if g]
+
     # ---- inspect and plan ----------------------------------------------------------------
     def inspect(self, step_ids: Sequence[str] | None = None, check_ids: Sequence[str] | None = None, *,
                 on_event: Callable[[InspectEvent], None] | None = None) -> Plan:
@@ -299,6 +319,98 @@ class Core:
                 raise UsageError("There is no plan to edit yet.", "Inspect first.")
             self._plan = engine.edit_change(self._inventory, self._plan, change_id, dict(values))
             return self._plan
+
+    def waive(self, check: str, resource_id: str, *, reason: str, expires: str | None = None,
+              by: str = "") -> waivers.Waiver:
+        """Accept the risk of one finding on purpose: a waiver in the waivers file (as `ztwizard
+        waive CHECK --resource ID` writes it). A missing reason or a bad date is a UsageError."""
+        if self.waivers_file is None:
+            raise UsageError("No state directory: there is no waivers file to write.",
+                             "Pass --state-dir DIR or --waivers FILE.")
+        w = waivers.new_waiver(check, reason=reason, resource=resource_id, expires=expires or None, by=by)
+        waivers.add(self.waivers_file, w)
+        return w
+
+    def export_report(self, path: str, fmt: str) -> Path:
+        """Write the current plan as `fmt` (markdown, sarif, json) to the file `path`, with the
+        report code the command line uses: checked, atomic, 0600 (a bad path is a UsageError)."""
+        from .files import output_target, write_output
+        from .report import render
+
+        if fmt not in ("markdown", "sarif", "json"):
+            raise UsageError(f"Report format {fmt!r} is not one of markdown, sarif, json.", "Choose one of those.")
+        if self._plan is None:
+            raise UsageError("There is no plan to export yet.", "Inspect first.")
+        if not path.strip() or path.strip() == "-":
+            raise UsageError("The report needs a file path.", "Type a path such as ~/ztwizard-report.md.")
+        dest = output_target(path.strip(), "Report file")
+        write_output(str(dest), render(self._plan, fmt), "Report file")
+        return dest
+
+    # ---- what goes together ----------------------------------------------------------------
+    def requires(self, change_ids: Sequence[str]) -> list[Change]:
+        """The changes of the current plan that `change_ids` need applied with them: what they depend
+        on (transitively) and the companions their risk says to apply with ("apply with hub-3b")."""
+        return self._closure(change_ids, lambda c, by_id, all_: [by_id[d] for d in c.depends_on if d in by_id]
+                             + _companions(c, all_))
+
+    def required_by(self, change_ids: Sequence[str]) -> list[Change]:
+        """The changes of the current plan that cannot go without `change_ids` (their dependents,
+        transitively, and companions): what leaves the selection when these do."""
+        return self._closure(change_ids, lambda c, by_id, all_: [d for d in all_ if c.id in d.depends_on]
+                             + _companions(c, all_))
+
+    def _closure(self, change_ids: Sequence[str],
+                 step: Callable[[Change, dict[str, Change], list[Change]], list[Change]]) -> list[Change]:
+        every = self._plan.changes() if self._plan else []
+        by_id = {c.id: c for c in every}
+        seen: dict[str, Change] = {}
+        todo = [by_id[i] for i in change_ids if i in by_id]
+        while todo:
+            c = todo.pop()
+            for nxt in step(c, by_id, every):
+                if nxt.id not in seen and nxt.id not in change_ids:
+                    seen[nxt.id] = nxt
+                    todo.append(nxt)
+        return [c for c in every if c.id in seen]
+
+    def change(self, change_id: str) -> Change | None:
+        """A change of the current plan by id."""
+        return next((c for c in (self._plan.changes() if self._plan else []) if c.id == change_id), None)
+
+    def region_of(self, resource_id: str) -> str:
+        """The region of a resource as the last inspection read it (or of its parent), else ''."""
+        from . import resource_id as rid
+
+        inv, current = self._inventory, resource_id
+        for _ in range(4):  # a subnet's region is its VNet's
+            res = inv.get(current) if inv is not None else None
+            if res is not None and res.get("location"):
+                return str(res["location"])
+            try:
+                current = rid.parse(current).parent or ""
+            except Exception:  # noqa: BLE001 - not a resource id: no region
+                return ""
+            if not current:
+                return ""
+        return ""
+
+    def live_drift(self, change_id: str) -> list[DriftRow]:
+        """Re-read the resource of a journalled change now and compare it with what the wizard
+        wrote: the three-way rows where they differ (empty when ARM still holds the change)."""
+        def load(j: J.Journal) -> J.ChangeRecord:
+            sid = self.session_id or self._shown_session
+            if sid is None:
+                raise UsageError("There is no session to read.", "Apply a change first.")
+            return j.change(sid, change_id)
+
+        rec: J.ChangeRecord = self._read(load)
+        if rec.action != "update":
+            return []
+        now = self.gateway.read(rec.resource_id)
+        if now is None or not mismatches(now, rec.plan_after):
+            return []
+        return [DriftRow(*r) for r in three_way(rec, now).rows]
 
     # ---- journal -------------------------------------------------------------------------
     def lock_journal(self) -> None:
@@ -465,7 +577,8 @@ class Core:
 
     def undo(self, change_ids: Sequence[str] | None = None, *, session_id: str | None = None,
              step_ids: Sequence[str] | None = None, override: bool = False,
-             on_event: Callable[[ChangeEvent], None] | None = None) -> UndoResult:
+             on_event: Callable[[ChangeEvent], None] | None = None,
+             cancelled: Callable[[], bool] | None = None) -> UndoResult:
         """Undo those changes (or those steps'), or with neither the whole session (which then
         counts as undone). The session defaults to the current one, else the one last shown.
         A change someone altered since is refused with its three-way rows unless `override`."""
@@ -477,12 +590,23 @@ class Core:
         j = self._writer()
         j.hold(sid)
 
+        seen: list[Outcome] = []
+
         def hook(o: Outcome) -> None:
+            seen.append(o)
             if on_event:
                 on_event(ChangeEvent(o.change_id, o.result, o.message, o.step_id))  # type: ignore[arg-type]
+            if cancelled is not None and cancelled():
+                raise _Cancelled()  # after an undo is journalled, before the next one is sent
 
-        report = undo_changes(self.gateway, j, sid, change_ids=list(change_ids) if change_ids is not None else None,
-                              step_ids=list(step_ids) if step_ids else None, override=override, on_event=hook)
+        try:
+            report = undo_changes(self.gateway, j, sid, change_ids=list(change_ids) if change_ids is not None else None,
+                                  step_ids=list(step_ids) if step_ids else None, override=override, on_event=hook)
+        except _Cancelled:
+            j.log(sid, "interrupted", "the front end cancelled during undo")
+            return UndoResult([ApplyOutcome(o.change_id, o.result == "undone",
+                                            "drift" if o.result == "refused" else o.result, o.message)  # type: ignore[arg-type]
+                               for o in seen], {}, sid, None, interrupted=True)
         outcomes = [ApplyOutcome(o.change_id, o.result == "undone",
                                  "drift" if o.result == "refused" else o.result, o.message)  # type: ignore[arg-type]
                     for o in report.outcomes]
@@ -511,6 +635,21 @@ class Core:
             self._journal = None
         if self._gateway is not None:
             self._gateway.close()
+
+
+_APPLY_WITH = re.compile(r"apply\s+(?:it\s+)?with\s+([a-z]+-\d+[a-z])\b", re.IGNORECASE)
+
+
+def _companions(c: Change, every: list[Change]) -> list[Change]:
+    """The changes that say to be applied with `c` and that `c` says to be applied with: both risks
+    carry "apply with <check>", one naming the other's check (hub-3a's association and hub-3b's)."""
+    def named(x: Change) -> set[str]:
+        return {m.lower() for m in _APPLY_WITH.findall(x.risk or "")}
+
+    mine = named(c)
+    if not mine:
+        return []
+    return [o for o in every if o.id != c.id and named(o) and (o.check in mine or c.check in named(o))]
 
 
 def _merged(old: Plan, fresh: Plan) -> Plan:

@@ -5,6 +5,7 @@ Pure and synchronous; the CLI and the TUI both call it, the TUI from a worker th
 from __future__ import annotations
 
 import difflib
+import gc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from .ports import ArmGateway
 from .resource_id import is_guid
 from .resource_id import type_of as rid_type
 from .steps import CHECK_BY_ID, STEP_BY_ID, STEP_OF_CHECK, STEPS, Step
-from .steps._base import Overrides
+from .steps._base import Overrides, Read
 from .steps.params import RuleError
 
 Progress = Callable[[int, int, str], None]
@@ -66,9 +67,10 @@ class Plan:
         (`--detailed-exitcode` 0)."""
         return not self.has_changes() and not self.failing()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        """The plan as JSON data; `copy=False` shares the change bodies (for reports that only read)."""
         out = {"schema": "ztwizard.plan/v1", "target": self.target, "generated_at": self.generated_at,
-               "summary": self.summary(), "notes": self.notes, "steps": [s.to_dict() for s in self.steps]}
+               "summary": self.summary(), "notes": self.notes, "steps": [s.to_dict(copy=copy) for s in self.steps]}
         if self.overrides:
             out["overrides"] = self.overrides
         return out
@@ -247,6 +249,12 @@ class Survey:
     plan: Plan
 
 
+def needed_reads(step_ids: Iterable[str] = (), check_ids: Iterable[str] = ()) -> list[Read]:
+    """The child reads the selected checks declare (`[[step.check.reads]]` in the catalog)."""
+    return [r for step, ids in selected_steps(step_ids, check_ids)
+            for c in step.checks if c.id in ids for r in c.reads]
+
+
 def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iterable[str] = (),
            subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
            progress: Progress | None = None, on_step: OnStep | None = None,
@@ -267,12 +275,23 @@ def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iter
             progress(INVENTORY_PHASES + done, total, label)
 
     inv = gateway.inventory(subscriptions=subscriptions, resource_groups=resource_groups,
-                            progress=inventory_progress, use_graph=use_graph)
+                            progress=inventory_progress, use_graph=use_graph,
+                            reads=needed_reads(step_ids, check_ids))
     target = gateway.target.describe()
     target["subscriptions"] = list(inv.subscriptions)
-    plan = make_plan(inv, target=target, step_ids=step_ids, check_ids=check_ids,
-                     api_version_for=gateway.api_version_for, progress=step_progress, on_step=on_step,
-                     overrides=overrides)
+    # The inventory lives as long as the plan and holds no cycles: keep the cyclic collector
+    # from walking it again and again while the plan is built (at 50,000 resources that walk
+    # took a third of the planning time). Reference counting still frees it.
+    gc.freeze()
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        plan = make_plan(inv, target=target, step_ids=step_ids, check_ids=check_ids,
+                         api_version_for=gateway.api_version_for, progress=step_progress, on_step=on_step,
+                         overrides=overrides)
+    finally:
+        if paused:
+            gc.enable()
     return Survey(inv, plan)
 
 

@@ -13,20 +13,23 @@ import os
 import stat
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import UsageError, from_os_error
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, parents: bool = True) -> None:
-    """Write `data` so that a crash leaves either the old file or the new one, never a mix."""
+def atomic_write(path: Path, data: bytes | Iterable[bytes], mode: int = 0o600, *, parents: bool = True) -> None:
+    """Write `data` (bytes, or chunks of them as they are produced) so that a crash leaves
+    either the old file or the new one, never a mix."""
     if parents:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for chunk in (data,) if isinstance(data, bytes) else data:
+                fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -96,14 +99,17 @@ def refuse_existing(output: str | None, force: bool, what: str = "Output file") 
                          "Pass --force to replace it, or name another file.")
 
 
-def write_output(output: str | None, text: str, what: str = "Output file") -> None:
-    """stdout for None or `-`; else the file, checked and written atomically, 0600."""
+def write_output(output: str | None, text: str | Iterable[str], what: str = "Output file") -> None:
+    """stdout for None or `-`; else the file, checked and written atomically, 0600. `text` may
+    come in chunks (a large report streams instead of being held whole)."""
+    chunks = (text,) if isinstance(text, str) else text
     if output is None or output == "-":
-        sys.stdout.write(text)
+        for chunk in chunks:
+            sys.stdout.write(chunk)
         sys.stdout.flush()
         return
     dest = output_target(output, what)
     try:
-        atomic_write(dest, text.encode(), 0o600, parents=False)
+        atomic_write(dest, (c.encode() for c in chunks), 0o600, parents=False)
     except OSError as e:  # named after the file asked for, not the temporary one beside it
         raise from_os_error(OSError(e.errno, e.strerror, str(dest)), what) from None

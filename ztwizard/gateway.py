@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -40,10 +42,13 @@ from .errors import (
     OperationTimedOut,
     PermissionDenied,
     Throttled,
+    UsageError,
     ZtwError,
 )
 from .inputs import DEFAULT_LRO_TIMEOUT
 from .inventory import Inventory
+from .pacing import Pacer, buckets_for, describe
+from .ports import ChildRead
 
 log = logging.getLogger("ztwizard.gateway")
 
@@ -52,6 +57,12 @@ log = logging.getLogger("ztwizard.gateway")
 ARM_ERRORS = (HttpResponseError, ServiceRequestError, ServiceResponseError)
 
 Progress = Callable[[int, int, str], None]
+# The region a thread's current read draws budget from (set around each paced read).
+_pacing = threading.local()
+# Subscriptions per Resource Graph request: bounded, well under az's 1,000 (notes §6).
+GRAPH_BATCH = 100
+# Concurrent reads: many, since each waits mostly on the network; the budgets pace them.
+READ_WORKERS = 32
 
 # api-version per resource type (lower-cased), pinned to the installed SDKs' defaults
 # (tests/test_gateway.py checks them against the clients, so an SDK upgrade shows up).
@@ -125,6 +136,19 @@ GRAPH_TYPES: dict[str, list[str]] = {
         "Microsoft.Authorization/roleDefinitions",
     ],
 }
+
+# Types read across the whole subscription even when -g narrows the scope: the platform allows one
+# Network Watcher per region and subscription (conventionally in NetworkWatcherRG, with the flow
+# logs under it), so a create must see the existing one wherever it lives.
+SUBSCRIPTION_WIDE = ("Microsoft.Network/networkWatchers", "Microsoft.Network/networkWatchers/flowLogs")
+_WIDE = {t.lower() for t in SUBSCRIPTION_WIDE}
+
+
+def _in_scope(res: dict[str, Any], rgs: list[str]) -> bool:
+    """In the -g resource groups (or no -g), or a type read across the subscription."""
+    p = rid.parse(res["id"])
+    return not rgs or (p.resource_group or "").lower() in rgs or p.type.lower() in _WIDE
+
 
 _ACTION_RE = re.compile(r"perform action '([^']+)' over scope '([^']+)'")
 
@@ -238,6 +262,12 @@ RETRY = {"retry_total": 8, "retry_connect": 3, "retry_read": 3, "retry_status": 
          "retry_backoff_factor": 0.8, "retry_backoff_max": 60}
 _GRAPH_PATH = "/providers/microsoft.resourcegraph/"
 SETTLE_SECONDS = 120.0
+MANAGEMENT_GROUPS_API = "2020-05-01"
+# Environment variables requests honours when trust_env is on (proxies, CA bundles).
+_ENV_SETTINGS = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle",
+                           "curl_ca_bundle"})
+# Subscription states in which ARM refuses reads: such subscriptions are left out of a scope.
+SKIPPED_STATES = frozenset({"disabled", "deleted"})
 # provisioningState values of a resource whose last write is still being carried out.
 BUSY_STATES = frozenset({"accepted", "creating", "updating", "deleting", "provisioning"})
 
@@ -347,16 +377,24 @@ class Gateway:
     """All ARM traffic for one target. Thread-safe: clients are built once per subscription."""
 
     def __init__(self, target: Any, *, polling_interval: float | None = None, retry_total: int | None = None,
-                 max_workers: int = 8, lro_timeout: float | None = None) -> None:
+                 max_workers: int = 8, lro_timeout: float | None = None, read_workers: int = READ_WORKERS,
+                 graph_batch: int = GRAPH_BATCH, pacer: Pacer | None = None) -> None:
         self.target = target
         self.lro_timeout = LRO_TIMEOUT_SECONDS if lro_timeout is None else float(lro_timeout)
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
         self._skus: dict[tuple[str, str], dict[str, dict[str, str]]] = {}  # per subscription and region
         self.max_workers = max_workers
+        self.read_workers = max(1, read_workers)
+        self.graph_batch = max(1, graph_batch)
+        self.pacer = pacer or Pacer()
+        self.skipped_subscriptions: list[tuple[str, str, str]] = []  # (id, name, state) left out
         kwargs: dict[str, Any] = {"base_url": target.endpoint}
+        self._session: Any = None
         if target.transport is not None:
             kwargs["transport"] = target.transport
+        else:
+            kwargs["transport"] = self._shared_transport(target.ca_bundle)
         if target.ca_bundle:
             kwargs["connection_verify"] = target.ca_bundle
         if target.credential_scopes:
@@ -368,10 +406,29 @@ class Gateway:
         if retry_total is not None:
             retry.update(retry_total=retry_total, retry_status=min(retry["retry_status"], retry_total))
         kwargs["retry_policy"] = ArmRetryPolicy(**retry)
-        kwargs["raw_response_hook"] = _log_response
+        kwargs["raw_request_hook"] = self._before_send
+        kwargs["raw_response_hook"] = self._after_send
         self._kwargs = kwargs
 
     # ---- clients ---------------------------------------------------------------------------
+    def _shared_transport(self, ca_bundle: str | None) -> Any:
+        """One connection pool for every client, as large as the reads in flight: a pool per
+        client (one per subscription and kind) meant a TLS handshake for almost every read."""
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+        from requests.adapters import HTTPAdapter
+
+        self._session = requests.Session()
+        # Without proxy or CA variables there is nothing in the environment for requests to look
+        # up, yet it scans os.environ twice per request (~1.4 ms): skip that, keep it otherwise.
+        if not any(k.lower() in _ENV_SETTINGS for k in os.environ):
+            self._session.trust_env = False
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.read_workers + 8)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        return RequestsTransport(session=self._session, session_owner=False,
+                                 **({"connection_verify": ca_bundle} if ca_bundle else {}))
+
     def client(self, kind: str, subscription: str = "") -> Any:
         key = (kind, subscription.lower())
         with self._lock:
@@ -425,6 +482,8 @@ class Gateway:
             clients, self._clients = list(self._clients.values()), {}
         for c in clients:
             c.close()
+        if self._session is not None:
+            self._session.close()  # drops the pooled connections; the session opens new ones if used again
 
     # ---- single resources ------------------------------------------------------------------
     def api_version_for(self, resource_id: str) -> str:
@@ -584,13 +643,70 @@ class Gateway:
         return [sid for sid, _name in self.subscription_names()]
 
     def subscription_names(self) -> list[tuple[str, str]]:
-        """(id, display name) of every subscription the credential can see, by id."""
+        """(id, display name) of every enabled subscription the credential can see, by id. A
+        disabled or deleted one refuses reads, so it is skipped, and said so (`skipped`)."""
         try:
-            subs = [(s.subscription_id, s.display_name or s.subscription_id)
-                    for s in self.client("subscriptions").subscriptions.list()]
+            listed = list(self.client("subscriptions").subscriptions.list())
         except ARM_ERRORS as exc:
             raise translate(exc, "", "listing subscriptions") from exc
+        subs: list[tuple[str, str]] = []
+        skipped: list[tuple[str, str, str]] = []
+        for s in listed:
+            raw = getattr(s, "state", None) or "Enabled"
+            state = str(getattr(raw, "value", raw))  # an SDK enum, or its text
+            name = s.display_name or s.subscription_id
+            if state.lower() in SKIPPED_STATES:
+                skipped.append((s.subscription_id, name, state))
+            else:
+                subs.append((s.subscription_id, name))
+        self.skipped_subscriptions = sorted(skipped)
+        for sid, name, state in self.skipped_subscriptions:
+            log.warning("Skipping subscription %s (%s): it is %s.", name, sid, state)
         return sorted(subs)
+
+    def management_group_subscriptions(self, group: str) -> list[str]:
+        """Every subscription below management group `group` (ARM's descendants list)."""
+        from azure.core.rest import HttpRequest
+
+        client = self.client("resources", "")
+        next_url: str | None = (f"/providers/Microsoft.Management/managementGroups/{group}/descendants"
+                                f"?api-version={MANAGEMENT_GROUPS_API}")
+        out: list[str] = []
+        while next_url:
+            try:
+                resp = client.send_request(HttpRequest("GET", next_url))
+            except ARM_ERRORS as exc:
+                raise translate(exc, "", f"listing management group {group}") from exc
+            if resp.status_code in (403, 404):
+                raise UsageError(f"Management group {group!r} was not found, or this sign-in may not read it.",
+                                 hint="Check the --management-group id (its name, not its display name) and the "
+                                      "sign-in's role on it.")
+            if resp.status_code >= 400:
+                raise translate(HttpResponseError(response=resp), "", f"listing management group {group}")
+            page = resp.json()
+            out += [str(d["name"]) for d in page.get("value", [])
+                    if str(d.get("type", "")).lower() == "microsoft.management/managementgroups/subscriptions"]
+            next_url = page.get("nextLink")
+        return out
+
+    def scope_subscriptions(self, groups: list[str], narrowed: list[str]) -> tuple[list[str], bool]:
+        """The enabled subscriptions under `groups`, or those of `narrowed` (-s), which must be
+        under them; and whether they are all the groups hold. Disabled ones are skipped (and
+        said so, see subscription_names)."""
+        under: dict[str, str] = {}
+        for group in groups:
+            for sub in self.management_group_subscriptions(group):
+                under.setdefault(sub.lower(), sub)
+        if narrowed:
+            outside = [s for s in narrowed if s.lower() not in under]
+            if outside:
+                raise UsageError(f"Subscription {outside[0]} is not under management group "
+                                 f"{' or '.join(groups)}.", hint="-s narrows --management-group: name a "
+                                 "subscription under it, or drop -s.")
+            return narrowed, False
+        enabled = {s.lower() for s in self.list_subscriptions()}
+        subs = [sub for key, sub in sorted(under.items()) if key in enabled]
+        return subs, len(subs) == len(under)
 
     def list_resource_groups(self, subscription: str) -> list[dict[str, Any]]:
         try:
@@ -600,88 +716,190 @@ class Gateway:
 
     # ---- inventory -------------------------------------------------------------------------
     def inventory(self, subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
-                  progress: Progress | None = None, use_graph: bool = True) -> Inventory:
+                  progress: Progress | None = None, use_graph: bool = True,
+                  reads: Sequence[ChildRead] | None = None) -> Inventory:
         """Everything the catalog reads in the scope. Types the credential cannot read are
-        recorded in `Inventory.unreadable` (checks then report `error`) instead of failing."""
-        subs = list(subscriptions or self.target.subscriptions or self.list_subscriptions())
+        recorded in `Inventory.unreadable` (checks then report `error`) instead of failing.
+        `reads` are the child reads the selected checks need (None: every child the catalog
+        knows); a child is read only for a resource some check needs it for."""
+        groups = list(getattr(self.target, "management_groups", None) or [])
+        narrowed = list(subscriptions or self.target.subscriptions or [])
+        subs, whole_groups = self.scope_subscriptions(groups, narrowed) if groups else \
+            (narrowed or self.list_subscriptions(), False)
         rgs = [g.lower() for g in (resource_groups or self.target.resource_groups or [])]
         resources: list[dict[str, Any]] = []
         unreadable: dict[str, str] = {}
         report = progress or (lambda done, total, label: None)
         total_phases = 4
-        report(0, total_phases, "Resource groups")
+        report(0, total_phases, f"Resource groups of {len(subs)} subscription(s)")
         read_ok, first_failure = False, None
-        for sub in subs:
-            try:
-                for g in self.list_resource_groups(sub):
-                    if not rgs or g["name"].lower() in rgs:
-                        resources.append(g)
-                read_ok = True
-            except SignInError:
-                raise  # a refused sign-in refuses every read: stop, not 23 `error` steps
-            except ZtwError as exc:
-                unreadable["microsoft.resources/resourcegroups"] = exc.message
-                first_failure = first_failure or exc
+        for listed in self._parallel([functools.partial(self._try_resource_groups, s) for s in subs]):
+            if isinstance(listed, SignInError):
+                raise listed  # a refused sign-in refuses every read: stop, not 23 `error` steps
+            if isinstance(listed, ZtwError):
+                unreadable["microsoft.resources/resourcegroups"] = listed.message
+                first_failure = first_failure or listed
+                continue
+            read_ok = True
+            resources.extend(g for g in listed if not rgs or g["name"].lower() in rgs)
         report(1, total_phases, "Resource Graph")
         graph_ok = False
         if use_graph:
             try:
-                resources.extend(self._graph_inventory(subs, rgs))
+                # the groups' own scope when it is exactly the scope; else bounded subscription batches
+                resources.extend(self._graph_inventory(subs, rgs, groups if whole_groups else None))
                 graph_ok = True
+            except SignInError:
+                raise
+            except Throttled:
+                raise  # a throttle is waited out, never answered with thousands of list calls
             except ZtwError as exc:
                 log.info("Resource Graph unavailable (%s); falling back to list calls", exc.message)
         if not graph_ok:
             report(1, total_phases, "List calls")
             groups = [r for r in resources if rid.type_of(r["id"]).lower() == "microsoft.resources/resourcegroups"]
             resources.extend(self._list_inventory(subs, rgs, groups, unreadable))
-        report(2, total_phases, "Child and extension resources")
-        resources.extend(self._child_inventory(subs, resources, unreadable))
-        report(3, total_phases, "Subscription settings")
-        resources.extend(self._subscription_inventory(subs, unreadable))
-        resources.extend(self._jit_inventory(subs, unreadable))
-        if rgs:  # subscription-scope resources stay; everything in another resource group goes
-            resources = [r for r in resources
-                         if (rid.parse(r["id"]).resource_group or "").lower() in rgs
-                         or rid.parse(r["id"]).resource_group is None]
         if not (read_ok or graph_ok or resources) and unreadable:  # nothing was inspected: an error, exit 1
             raise first_failure or ZtwError(f"No read succeeded: {next(iter(unreadable.values()))}",
                                             hint="Check the sign-in and its roles on the scope, then try again.")
-        inv = Inventory.from_resources(resources, subscriptions=subs)
+        if rgs:  # subscription-scope resources stay; everything in another resource group goes
+            resources = [r for r in resources if _in_scope(r, rgs) or rid.parse(r["id"]).resource_group is None]
+        inv = Inventory()
+        for res in resources:
+            inv.add(res)
+        del resources
+        report(2, total_phases, "Child resources")
+        self._child_inventory(inv, unreadable, reads, lambda label: report(2, total_phases, label))
+        report(3, total_phases, "Subscription settings")
+        for res in self._subscription_inventory(subs, unreadable):
+            inv.add(res)
+        for res in self._jit_inventory(subs, unreadable):
+            inv.add(res)
+        inv.finish(subscriptions=subs)
         inv.unreadable.update(unreadable)
         report(4, total_phases, "Done")
         return inv
 
-    def graph_query(self, subscriptions: list[str], query: str, page_size: int = 1000) -> list[dict[str, Any]]:
-        """All rows of a Resource Graph query, following $skipToken."""
-        from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+    # ---- pacing and parallel reads --------------------------------------------------------
+    def _before_send(self, request: Any) -> None:
+        """Every attempt of every request waits for its budgets (raw_request_hook)."""
+        http = request.http_request
+        path = urlsplit(str(http.url)).path
+        if _is_graph(http):
+            self.pacer.acquire([("", "", "graph")])
+            return
+        sub = (rid.subscription_of(path) or "").lower() if path.lower().startswith("/subscriptions/") else ""
+        if not sub:
+            return
+        region = getattr(_pacing, "region", "")
+        self.pacer.acquire([(sub, region, b) for b in buckets_for(http.method, path)])
+
+    def _after_send(self, response: Any) -> None:
+        _log_response(response)
+        http = response.http_request
+        path = urlsplit(str(http.url)).path
+        sub = (rid.subscription_of(path) or "") if path.lower().startswith("/subscriptions/") else ""
+        self.pacer.observe_headers(sub, getattr(_pacing, "region", ""), http.method, path,
+                                   response.http_response.headers)
+
+    def _parallel(self, jobs: Sequence[Callable[[], Any]], region_of: Sequence[str] | None = None,
+                  on_done: Callable[[int], None] | None = None) -> list[Any]:
+        """Run independent reads concurrently (results in job order); each may name the region
+        its requests draw budget from."""
+        if not jobs:
+            return []
+
+        def run(i: int) -> Any:
+            _pacing.region = (region_of[i] if region_of else "") or ""
+            try:
+                return jobs[i]()
+            finally:
+                _pacing.region = ""
+
+        if len(jobs) == 1:
+            return [run(0)]
+        out: list[Any] = [None] * len(jobs)
+        with ThreadPoolExecutor(max_workers=min(self.read_workers, len(jobs))) as pool:
+            futures = {pool.submit(run, i): i for i in range(len(jobs))}
+            for n, fut in enumerate(as_completed(futures), 1):
+                out[futures[fut]] = fut.result()
+                if on_done:
+                    on_done(n)
+        return out
+
+    def _try_resource_groups(self, sub: str) -> list[dict[str, Any]] | ZtwError:
+        try:
+            return self.list_resource_groups(sub)
+        except ZtwError as exc:
+            return exc
+
+    # ---- Resource Graph -------------------------------------------------------------------
+    def graph_query(self, subscriptions: list[str] | None, query: str, page_size: int = 1000,
+                    management_groups: list[str] | None = None) -> list[dict[str, Any]]:
+        """All rows of a Resource Graph query, following $skipToken, one bounded batch of
+        subscriptions per request (batches concurrently, pages of a batch in order)."""
+        if management_groups:
+            return self._graph_pages(None, management_groups, query, page_size)
+        subs = list(subscriptions or [])
+        batches = [subs[i:i + self.graph_batch] for i in range(0, len(subs), self.graph_batch)] or [[]]
+        pages = self._parallel([functools.partial(self._graph_pages, b, None, query, page_size) for b in batches])
+        return [row for rows in pages for row in rows]
+
+    def _graph_pages(self, subscriptions: list[str] | None, management_groups: list[str] | None, query: str,
+                     page_size: int) -> list[dict[str, Any]]:
+        """One query's pages in order. Sent through the graph client's pipeline (retries,
+        pacing, logging) as plain JSON: the SDK's model would deserialize every row's every
+        property into objects only for the gateway to turn them back into JSON."""
+        from azure.core.rest import HttpRequest
 
         graph = self.client("graph")
-        options = QueryRequestOptions(top=page_size, result_format="objectArray")
-        req = QueryRequest(subscriptions=subscriptions, query=query, options=options)
+        body: dict[str, Any] = {"query": query, "options": {"$top": page_size, "resultFormat": "objectArray"}}
+        if subscriptions:
+            body["subscriptions"] = subscriptions
+        if management_groups:
+            body["managementGroups"] = management_groups
+        url = f"/providers/Microsoft.ResourceGraph/resources?api-version={graph._config.api_version}"
         rows: list[dict[str, Any]] = []
         try:
             while True:
-                resp = graph.resources(req)
-                rows.extend(resp.data or [])
-                if not resp.skip_token:
+                resp = graph._send_request(HttpRequest("POST", url, json=body))  # this SDK names it so
+                if resp.status_code >= 400:
+                    raise HttpResponseError(response=resp)
+                page = resp.json()
+                rows.extend(page.get("data") or [])
+                token = page.get("$skipToken")
+                if not token:
                     return rows
-                options.skip_token = resp.skip_token
+                body["options"]["$skipToken"] = token
         except ARM_ERRORS as exc:
             raise translate(exc, "", "querying Resource Graph") from exc
 
-    def _graph_inventory(self, subs: list[str], rgs: list[str]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def _graph_inventory(self, subs: list[str], rgs: list[str],
+                         management_groups: list[str] | None = None) -> list[dict[str, Any]]:
+        all_queries: list[str] = []
         for table, types in GRAPH_TYPES.items():
             # Every resource (resource-group checks judge what else a group holds); the other
             # tables only for the types the catalog reads.
             query = table
             if table != "resources":
                 query += " | where type in~ (" + ", ".join(f"'{t.lower()}'" for t in types) + ")"
+            queries = [query]
             if rgs and table == "resources":
-                query += " | where resourceGroup in~ (" + ", ".join(f"'{g}'" for g in rgs) + ")"
-            query += " | order by id asc"
-            for row in self.graph_query(subs, query):
-                out.append({k: v for k, v in row.items() if k not in ("subscriptionId", "resourceGroup", "tenantId")})
+                queries = [query + " | where resourceGroup in~ (" + ", ".join(f"'{g}'" for g in rgs) + ")",
+                           query + " | where type in~ (" + ", ".join(f"'{t}'" for t in sorted(_WIDE)) + ")"]
+            all_queries.extend(q + " | order by id asc" for q in queries)
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        jobs = [functools.partial(self.graph_query, subs, q, management_groups=management_groups)
+                for q in all_queries]
+        for rows in self._parallel(jobs):
+            for row in rows:
+                if row["id"].lower() in seen:  # a watcher inside -g comes back from both queries
+                    continue
+                seen.add(row["id"].lower())
+                for column in ("subscriptionId", "resourceGroup", "tenantId"):
+                    row.pop(column, None)
+                out.append(row)
         return out
 
     def _list_inventory(self, subs: list[str], rgs: list[str], groups: list[dict[str, Any]],
@@ -698,7 +916,7 @@ class Gateway:
                 except ARM_ERRORS as exc:
                     unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
                     continue
-                out.extend(i for i in items if not rgs or (rid.parse(i["id"]).resource_group or "").lower() in rgs)
+                out.extend(i for i in items if _in_scope(i, rgs))
         for sub in subs:  # everything else, by ARM's generic list (no properties, but ids and types)
             try:
                 known = {r["id"].lower() for r in out}
@@ -749,32 +967,57 @@ class Gateway:
                     out[i] = res
         return out
 
-    def _child_inventory(self, subs: list[str], resources: list[dict[str, Any]],
-                         unreadable: dict[str, str]) -> list[dict[str, Any]]:
+    def _child_inventory(self, inv: Inventory, unreadable: dict[str, str], reads: Sequence[ChildRead] | None,
+                         say: Callable[[str], None]) -> None:
         """Children and extension resources that Resource Graph does not index, read per parent
-        in a small thread pool (they are independent GETs)."""
-        jobs: list[tuple[str, str, Callable[[], list[dict[str, Any]]]]] = []
-        for res in resources:
-            rtype = rid.type_of(res["id"]).lower()
-            for child_type, reader in _CHILD_READS.get(rtype, []):
-                if not _has_service(res, child_type):
-                    continue
-                jobs.append((child_type, res["id"], functools.partial(reader, self, res)))
-        out: list[dict[str, Any]] = []
-        if not jobs:
-            return out
-        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
-            futures = [(t, parent, pool.submit(job)) for t, parent, job in jobs]
-            for child_type, parent, fut in futures:
-                try:
-                    out.extend(fut.result())
-                except HttpResponseError as exc:
-                    if exc.status_code == 404:
+        concurrently within the budgets, and only where a selected check needs them (and the
+        parent's kind has such a child). Reads run in rounds: a check may need one child only
+        once another read says so."""
+        wanted: dict[tuple[str, str], list[ChildRead | None]] = {}
+        for parent_type, pairs in _CHILD_READS.items():
+            for child_type, _reader in pairs:
+                if reads is None:
+                    wanted[(parent_type, child_type.lower())] = [None]
+        for r in reads or []:
+            key = (r.of.lower(), r.child.lower())
+            if any(c.lower() == key[1] for c, _ in _CHILD_READS.get(key[0], [])):
+                wanted.setdefault(key, []).append(r)
+        readers = {(p, c.lower()): (c, fn) for p, pairs in _CHILD_READS.items() for c, fn in pairs}
+        done: set[tuple[str, str]] = set()
+        sent = 0
+        while True:
+            jobs: list[tuple[str, str, Callable[[], list[dict[str, Any]]], str]] = []
+            for (parent_type, child_type), needs in wanted.items():
+                child_name, reader = readers[(parent_type, child_type)]
+                for parent in inv.of_type(parent_type):
+                    k = (parent["id"].lower(), child_type)
+                    if k in done or not _has_service(parent, child_name) \
+                            or not any(n is None or n.needed(parent, inv) for n in needs):
                         continue
-                    unreadable[child_type.lower()] = translate(exc, parent, "reading").message
-                except ARM_ERRORS as exc:
-                    unreadable[child_type.lower()] = translate(exc, parent, "reading").message
-        return out
+                    done.add(k)
+                    jobs.append((child_name, parent["id"], functools.partial(reader, self, parent),
+                                 str(parent.get("location") or "")))
+            if not jobs:
+                return
+            total = sent + len(jobs)
+
+            def tick(n: int, base: int = sent, total: int = total) -> None:
+                if n % 50 == 0 or n == total - base:
+                    low = self.pacer.lowest()
+                    budget = f"; lowest budget: {describe(*low)}" if low else ""
+                    say(f"Child resources: {base + n}/{total} read{budget}")
+
+            results = self._parallel([functools.partial(_guarded, job) for _t, _p, job, _r in jobs],
+                                     [region for *_x, region in jobs], tick)
+            sent = total
+            for (child_type, parent_id, _job, _region), result in zip(jobs, results, strict=True):
+                if isinstance(result, HttpResponseError) and result.status_code == 404:
+                    continue
+                if isinstance(result, Exception):
+                    unreadable[child_type.lower()] = translate(result, parent_id, "reading").message
+                    continue
+                for child in result:
+                    inv.add(child)
 
     def _jit_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
         """JIT access policies by the provider's own list call (every region of the subscription
@@ -795,18 +1038,26 @@ class Gateway:
         return out
 
     def _subscription_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+        jobs = [(sub, rtype, functools.partial(_guarded, functools.partial(reader, self, sub)))
+                for sub in subs for rtype, reader in _SUBSCRIPTION_READS.items()]
         out: list[dict[str, Any]] = []
-        for sub in subs:
-            for rtype, reader in _SUBSCRIPTION_READS.items():
-                try:
-                    out.extend(wire(x) for x in reader(self, sub))
-                except HttpResponseError as exc:
-                    if exc.status_code == 404:
-                        continue
-                    unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
-                except ARM_ERRORS as exc:
-                    unreadable[rtype.lower()] = translate(exc, f"/subscriptions/{sub}").message
+        for (sub, rtype, _job), result in zip(jobs, self._parallel([j for *_x, j in jobs]), strict=True):
+            if isinstance(result, HttpResponseError) and result.status_code == 404:
+                continue
+            if isinstance(result, Exception):
+                unreadable[rtype.lower()] = translate(result, f"/subscriptions/{sub}").message
+                continue
+            out.extend(wire(x) for x in result)
         return out
+
+
+def _guarded(job: Callable[[], Any]) -> Any:
+    """The job's result, or the ARM error it raised (a bug still propagates)."""
+    try:
+        result = job()
+        return list(result) if not isinstance(result, list) else result
+    except ARM_ERRORS as exc:
+        return exc
 
 
 # ---- per-type readers ----------------------------------------------------------------------
@@ -849,6 +1100,37 @@ def _diagnostic_settings(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any
     return [wire(x) for x in (items if items is not None else listed)]
 
 
+def _vm_instance_view(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """GET {vm}/instanceView: the agent's and extensions' own status, which neither Resource Graph
+    nor a VM GET carries. It is not a resource of its own, so it goes where ARM's
+    `$expand=instanceView` puts it, the VM's properties.instanceView."""
+    sub, rg, name = _rg_name(res)
+    view = wire(gw.client("compute", sub).virtual_machines.instance_view(rg, name))
+    res.setdefault("properties", {})["instanceView"] = view
+    return []
+
+
+def _vault_keys(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The vault's keys (management plane: names, type, URIs, enabled; never key material), which
+    Resource Graph does not index. A vault from the generic list has no properties: read it too."""
+    from azure.core.rest import HttpRequest
+
+    sub = rid.subscription_of(res["id"]) or ""
+    client = gw.client("resources", sub)
+    if not res.get("properties"):  # ARM's errors propagate as such: the pool records them as unreadable
+        res.update(wire(client.resources.get_by_id(res["id"], api_version=API_VERSIONS["microsoft.keyvault"])))
+    out: list[dict[str, Any]] = []
+    next_url: str | None = f"{res['id']}/keys?api-version={API_VERSIONS['microsoft.keyvault']}"
+    while next_url:
+        resp = client.send_request(HttpRequest("GET", next_url))
+        if resp.status_code >= 400:
+            raise HttpResponseError(response=resp)
+        page = resp.json()
+        out.extend(page.get("value", []))
+        next_url = page.get("nextLink")
+    return out
+
+
 def _rule_collection_groups(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     sub, rg, name = _rg_name(res)
     return [wire(x) for x in gw.client("network", sub).firewall_policy_rule_collection_groups.list(rg, name)]
@@ -874,6 +1156,8 @@ _CHILD_READS: dict[str, list[tuple[str, Callable[[Gateway, dict[str, Any]], list
         ("Microsoft.Storage/storageAccounts/fileServices/shares", _file_shares),
         ("Microsoft.Security/defenderForStorageSettings", _defender_for_storage),
     ],
+    "microsoft.compute/virtualmachines": [("Microsoft.Compute/virtualMachines/instanceView", _vm_instance_view)],
+    "microsoft.keyvault/vaults": [("Microsoft.KeyVault/vaults/keys", _vault_keys)],
     "microsoft.network/azurefirewalls": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
     "microsoft.network/publicipaddresses": [("Microsoft.Insights/diagnosticSettings", _diagnostic_settings)],
     "microsoft.network/firewallpolicies": [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 Status = Literal["pass", "fail", "manual", "error", "not_applicable"]
@@ -34,8 +34,8 @@ class Finding:
     remediation: Remediation = "manual"  # set from the check's label by the catalog's Context
     waiver: dict[str, Any] | None = None  # set by waivers.apply_waivers: {id, reason, expires, by}
 
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        out = asdict(self) if copy else view(self)
         if out.get("waiver") is None:  # the key appears only on waived findings (product.md §4)
             out.pop("waiver", None)
         return out
@@ -73,12 +73,18 @@ class Change:
         if not self.id:
             self.id = change_id(self.check, self.resource_id, self.method)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        return asdict(self) if copy else view(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Change:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def view(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict whose values are the object's own (no copy): for a report
+    that only reads them (`to_dict(copy=False)`)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def change_id(check: str, resource_id: str, method: str) -> str:
@@ -110,10 +116,10 @@ class StepResult:
             out["waived" if f.waiver else f.status] += 1  # a waived finding counts as waived only
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
         return {
             "id": self.id, "article": self.article, "number": self.number, "title": self.title,
             "status": self.status,
-            "findings": [f.to_dict() for f in self.findings],
-            "changes": [c.to_dict() for c in self.changes],
+            "findings": [f.to_dict(copy=copy) for f in self.findings],
+            "changes": [c.to_dict(copy=copy) for c in self.changes],
         }

@@ -5,13 +5,25 @@ protocol here keeps those modules typed without importing the SDK."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from .inventory import Inventory
 from .target import Target
 
 Progress = Callable[[int, int, str], None]
+
+
+class ChildRead(Protocol):
+    """A child read a check declares (steps' `Read`): `child` of each `of` resource it is needed for."""
+
+    @property
+    def child(self) -> str: ...
+
+    @property
+    def of(self) -> str: ...
+
+    def needed(self, parent: dict[str, Any], inv: Inventory) -> bool: ...
 
 
 class ArmGateway(Protocol):
@@ -36,9 +48,11 @@ class ArmGateway(Protocol):
         ...
 
     def inventory(self, subscriptions: Iterable[str] | None = None, resource_groups: Iterable[str] | None = None,
-                  progress: Progress | None = None, use_graph: bool = True) -> Inventory:
+                  progress: Progress | None = None, use_graph: bool = True, *,
+                  reads: Sequence[ChildRead] | None = None) -> Inventory:
         """Everything the catalog reads in the scope; `use_graph=False` reads ARM itself (list
-        calls and GETs), never Resource Graph, which lags writes."""
+        calls and GETs), never Resource Graph, which lags writes. Children only where `reads`
+        says a selected check needs them (None: every child the catalog knows)."""
         ...
 
     def power_state(self, vm_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from . import __version__, plandiff
@@ -22,13 +23,44 @@ def render(plan: Plan, fmt: str, *, ascii_only: bool = False) -> str:
     shared (CI artefacts, tickets), so nothing in it may be a credential. `ascii_only` is for a
     terminal that cannot show the glyphs (an SSH session in a latin-1 or C locale)."""
     if fmt == "json":
-        return json.dumps(scrub(plan.to_dict()), indent=2, sort_keys=False) + "\n"
+        return "".join(json_chunks(plan))
     if fmt == "markdown":
         out = scrub_text(markdown(plan))
         return to_ascii(out) if ascii_only else out
     if fmt == "sarif":
         return json.dumps(scrub(sarif(plan)), indent=2) + "\n"
     return scrub_text(text(plan, ascii_only=ascii_only))
+
+
+def json_chunks(plan: Plan) -> Iterator[str]:
+    """The JSON plan, one step at a time: each finding and change is scrubbed and encoded on
+    its own, from a view of the plan (no copy of the change bodies), so the plan is never held
+    twice. The plan's own keys are indented; each finding and change is one compact line (at
+    50,000 resources, indenting every body took longer than planning)."""
+    data = plan.to_dict(copy=False)
+    yield "{"
+    for n, key in enumerate(data):
+        yield ("," if n else "") + f"\n  {json.dumps(key)}: "
+        if key != "steps":
+            yield json.dumps(scrub(data[key]), indent=2).replace("\n", "\n  ")
+            continue
+        steps = data["steps"]
+        yield "[" if steps else "[]"
+        for i, step in enumerate(steps):
+            head = {k: v for k, v in step.items() if k not in ("findings", "changes")}
+            yield ("," if i else "") + "\n    " + json.dumps(scrub(head))[:-1]
+            for part in ("findings", "changes"):
+                items = step.get(part) or []
+                yield f", {json.dumps(part)}: [" + ("" if items else "]")
+                for j, item in enumerate(items):
+                    yield ("," if j else "") + "\n      " + json.dumps(scrub(item))
+                if items:
+                    yield "\n    ]"
+            yield "}"
+            steps[i] = None  # done with it: let the view go step by step
+        if steps:
+            yield "\n  ]"
+    yield "\n}\n"
 
 
 # What the reports' own glyphs become in ASCII; anything else outside ASCII (a name from the
@@ -78,6 +110,11 @@ def skipped_lines(plan: Plan, where: str = "above") -> list[str]:
         held.append(f"{billable} billable change(s) unless --allow-cost")
     if held:
         out.append("Apply skips " + " and ".join(held) + ", and whatever depends on them.")
+    waiting = [c for c in changes if any(v in ("", None) for v in c.params.values())]
+    if waiting:  # no default could be chosen (e.g. which Key Vault key): a person names it
+        names = sorted({k for c in waiting for k, v in c.params.items() if v in ("", None)})
+        out.append(f"Apply skips {len(waiting)} change(s) waiting for a parameter ({', '.join(names)}) until "
+                   f"--param CHANGE.NAME=VALUE sets it, e.g. --param {waiting[0].id}.{names[0]}=….")
     return out
 
 

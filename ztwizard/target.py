@@ -48,6 +48,8 @@ class Target:
     label: str = ""  # what people see instead of the endpoint (the in-process host is internal)
     subscriptions: list[str] = field(default_factory=list)
     resource_groups: list[str] = field(default_factory=list)
+    estate: list[dict[str, Any]] | None = None  # an offline audit's resources, loaded from its file
+    management_groups: list[str] = field(default_factory=list)  # scope: every subscription under these
 
     def sign_in(self) -> None:
         """Get the first token now (Azure only), within the credential's deadline: no credential
@@ -107,12 +109,13 @@ def in_process_target(sandbox: Any, *, reader: bool = False, read_only: bool = F
 
 
 def estate_target(path: str) -> Target:
-    """Offline audit of an estate export: a throw-away in-process sandbox, read-only."""
-    from .sandbox import Sandbox
+    """Offline audit of an estate export (or `reference`, `scale:N`): its resources, read and
+    normalised once, for offline.EstateGateway to put straight into the inventory."""
     from .sandbox.estates import load_estate
 
     resources = load_estate(path)
-    return in_process_target(Sandbox(None, estate=resources), read_only=True, kind="estate")
+    return Target(kind="estate", endpoint="", credential=None, read_only=True, estate=resources,
+                  label="file (read-only, in-process)")
 
 
 def _alive_connection(state_dir: Path) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from ztwizard import journal as J
 from ztwizard import power
-from ztwizard.apply import apply_changes, start_session
+from ztwizard.apply import apply_changes, start_session, unset_params
 from ztwizard.engine import inspect
 from ztwizard.resume import reconcile
 from ztwizard.undo import undo_changes
@@ -241,7 +241,8 @@ def test_reference_estate_converges_in_three_rounds_with_every_vm_running(world)
     w = world(estate="reference")
     rounds = []
     for _ in range(4):
-        changes = inspect(w.gw).changes()
+        # a change waiting for a person's parameter (which Key Vault key) is not pending auto work
+        changes = [c for c in inspect(w.gw).changes() if not unset_params(c)]
         rounds.append(len(changes))
         if not changes:
             break

@@ -164,6 +164,35 @@ def test_hub_1h_firewall_logs():
     assert statuses(run("hub-1h", inv)) == ["error"]
 
 
+def storage_settings(scope: str, n: int, with_workspace: int = 0) -> list[dict[str, Any]]:
+    """`n` diagnostic settings on `scope` sending to a storage account (the first `with_workspace`
+    of them also to a workspace)."""
+    sa = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/starchive"
+    return [{"id": f"{scope}/providers/Microsoft.Insights/diagnosticSettings/archive-{i}",
+             "properties": {"storageAccountId": sa, **({"workspaceId": workspace()["id"]} if i < with_workspace else {}),
+                            "logs": [{"category": "AZFWNetworkRule", "enabled": i < with_workspace}]}}
+            for i in range(n)]
+
+
+def test_hub_1h_extends_a_setting_when_five_exist():
+    """ARM allows at most 5 diagnostic settings per resource: the sixth is not created, the
+    workspace joins an existing one (its storage destination kept)."""
+    res = [firewall(), workspace(), *storage_settings(firewall()["id"], 5)]
+    result = assert_fixed("hub-1h", res)
+    (c,) = result.changes
+    assert c.action == "update" and c.resource_id.endswith("/diagnosticSettings/archive-0")
+    assert c.body["properties"]["workspaceId"] == workspace()["id"]
+    assert c.body["properties"]["storageAccountId"].endswith("/starchive")
+    assert c.params == {"workspaceId": workspace()["id"]}
+    # four settings: a fifth is still created
+    (c,) = run("hub-1h", [firewall(), workspace(), *storage_settings(firewall()["id"], 4)]).changes
+    assert c.action == "create"
+    # five that all already have a workspace (but miss categories): the first is completed, none created
+    full = storage_settings(firewall()["id"], 5, with_workspace=5)
+    (c,) = run("hub-1h", [firewall(), workspace(), *full]).changes
+    assert c.action == "update"
+
+
 def test_hub_1i_policy_analytics():
     assert verdicts(run("hub-1i", [policy()])) == ["fail/manual"]  # needs a workspace
     result = assert_fixed("hub-1i", [policy(), workspace()])
@@ -531,3 +560,66 @@ def test_every_parameter_a_person_may_edit_appears_in_what_is_sent():
             assert str(value) in sent, (c.id, key, value)
             seen += 1
     assert seen > 20
+
+
+def test_network_watcher_outside_the_g_scope_is_found_and_not_created_again():
+    """One Network Watcher per region and subscription: with -g naming the spoke's group, the
+    watcher in NetworkWatcherRG is still read (through the real clients), so hub-4d passes and
+    spoke-5d's flow log goes under it instead of waiting for a second watcher."""
+    from ztwizard.engine import inspect
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.sandbox.estates import reference as ref
+    from ztwizard.target import in_process_target
+
+    watcher_id = f"{ref.RG_NETWORK_WATCHER}/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope"
+    estate = [*load_estate("reference"), {"id": watcher_id, "type": "Microsoft.Network/networkWatchers",
+                                          "location": "westeurope", "properties": {}}]
+    gw = Gateway(in_process_target(Sandbox(None, estate=estate, lro_seconds=0)))
+    for use_graph in (True, False):
+        inv = gw.inventory(resource_groups=["rg-spoke-network"], use_graph=use_graph)
+        assert inv.get(watcher_id) is not None, use_graph
+        assert inv.get(ref.VM_WEB_01) is None  # the rest of the subscription stays out of scope
+    plan = inspect(gw, check_ids=["hub-4d", "spoke-5d"], resource_groups=["rg-spoke-network", "rg-storage"])
+    findings = {(f.check, f.resource_id.lower()): f for s in plan.steps for f in s.findings}
+    assert findings[("hub-4d", ref.SPOKE_VNET.lower())].status == "pass"
+    assert not [c for c in plan.changes() if c.check == "hub-4d"]
+    logs = [c for c in plan.changes() if c.check == "spoke-5d"]
+    assert logs and all(c.resource_id.lower().startswith(watcher_id.lower() + "/flowlogs/") and not c.depends_on
+                        for c in logs)
+    # with no watcher in the region, -g puts the new one in the scope, not in NetworkWatcherRG
+    gw = Gateway(in_process_target(Sandbox(None, estate=load_estate("reference"), lro_seconds=0)))
+    scoped = inspect(gw, check_ids=["hub-4d"], resource_groups=["rg-spoke-network"]).changes()
+    assert [c.resource_id for c in scoped] == [
+        f"{ref.RG_SPOKE}/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope"]
+    wide = [c for c in inspect(gw, check_ids=["hub-4d"]).changes()
+            if c.resource_id.lower().startswith(f"/subscriptions/{ref.WORKLOAD_SUB}".lower())]
+    assert [c.resource_id for c in wide] == [
+        f"{ref.RG_NETWORK_WATCHER}/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westeurope"]
+
+
+def test_hub_3a_rerouting_on_premises_traffic_is_disruptive_and_says_who_loses_access():
+    """Routing GatewaySubnet through the firewall cuts on-premises users off every spoke workload
+    the firewall does not allow: the association and the route update are disruptive."""
+    assert CHECK_BY_ID["hub-3a"].disruptive
+    result = run("hub-3a", estate())
+    assoc = next(c for c in result.changes if c.action == "update")
+    assert assoc.disruptive and "on-premises users lose access" in assoc.risk
+    table = next(c for c in result.changes if c.action == "create")
+    assert not table.disruptive  # a route table nobody uses yet changes nothing
+    # an existing table that gains the spoke routes re-routes the same traffic
+    rt = route_table("rt-gateway", [("10.9.0.0/16", "VirtualAppliance", FW_IP)], rg=HUB_RG)
+    hv = hub_vnet()
+    hv["properties"]["subnets"][1] = subnet("GatewaySubnet", "10.0.2.0/27", rt=rt["id"])
+    res = [r for r in estate() if r["id"] != hv["id"]] + [hv, rt]
+    (update,) = run("hub-3a", res).changes
+    assert update.resource_id == rt["id"] and update.disruptive and "on-premises users lose access" in update.risk
+
+
+@pytest.mark.parametrize("check_id, who", [
+    ("hub-1e", "lose access"), ("storage-1b", "lose access"), ("storage-1c", "loses access"),
+    ("spoke-5e", "get\n403".replace("\n", " ")), ("vm-8c", "does not override existing allow rules")])
+def test_risk_text_says_who_loses_access(check_id, who):
+    risk = " ".join(CHECK_BY_ID[check_id].risk.split())
+    assert who in risk, risk

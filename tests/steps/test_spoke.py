@@ -221,6 +221,61 @@ def test_spoke_1b_proposes_the_netops_role_and_recognises_one():
     assert run("spoke-1b", estate()).changes[0].id == result.changes[0].id
 
 
+OTHER = "33333333-3333-3333-3333-333333333333"  # a second workload subscription
+OTHER_SPOKE_RG = f"/subscriptions/{OTHER}/resourceGroups/rg-spoke2"
+
+
+def second_spoke() -> dict[str, Any]:
+    return vnet(OTHER_SPOKE_RG, "vnet-spoke2", ["10.2.0.0/16"], [subnet("snet-web", "10.2.1.0/24")], peer_to=HUB)
+
+
+def netops_role(scopes: list[str], name: str = "Network management (NetOps)",
+                guid: str = "44444444-4444-4444-4444-444444444444", listed_in: str = WL) -> dict[str, Any]:
+    return {"id": f"/subscriptions/{listed_in}/providers/Microsoft.Authorization/roleDefinitions/{guid}",
+            "name": guid, "type": "Microsoft.Authorization/roleDefinitions",
+            "properties": {"roleName": name, "type": "CustomRole", "assignableScopes": scopes,
+                           "permissions": [{"actions": list(spoke.NETOPS_ACTIONS), "notActions": []}]}}
+
+
+def test_spoke_1b_creates_one_role_assignable_in_every_spoke_subscription():
+    """Role names are unique in the tenant: two subscriptions get ONE definition listing both."""
+    res = [*estate(), second_spoke()]
+    result = assert_fixed("spoke-1b", res)
+    (create,) = result.changes
+    assert create.action == "create"
+    assert create.body["properties"]["assignableScopes"] == [f"/subscriptions/{WL}", f"/subscriptions/{OTHER}"]
+    assert sorted(f.resource_id for f in result.findings if f.status == "fail") == sorted(
+        [f"/subscriptions/{WL}", f"/subscriptions/{OTHER}"])
+
+
+def test_spoke_1b_extends_the_existing_role_instead_of_creating_a_second():
+    # the same definition listed under both subscriptions counts once
+    res = [*estate(), second_spoke(), netops_role([f"/subscriptions/{WL}"]),
+           netops_role([f"/subscriptions/{WL}"], listed_in=CN)]
+    result = run("spoke-1b", res)
+    assert by_id(result) == {f"/subscriptions/{WL}".lower(): "pass", f"/subscriptions/{OTHER}".lower(): "fail"}
+    (update,) = result.changes
+    assert update.action == "update" and update.method == "PUT"
+    assert update.body["properties"]["assignableScopes"] == [f"/subscriptions/{WL}", f"/subscriptions/{OTHER}"]
+    assert update.body["properties"]["roleName"] == "Network management (NetOps)"
+    assert_fixed("spoke-1b", res)
+
+
+def test_spoke_1b_does_not_reuse_a_role_name_another_role_holds():
+    other = netops_role([f"/subscriptions/{WL}"])
+    other["properties"]["permissions"] = [{"actions": ["*/read"], "notActions": []}]  # not a NetOps role
+    inv = Inventory.from_resources([*estate(), other])
+    (create,) = run("spoke-1b", inv).changes
+    assert create.body["properties"]["roleName"] == "Network management (NetOps) (2)"
+    # choosing the taken name is refused before anything is sent
+    from ztwizard.engine import edit_change, make_plan
+    from ztwizard.errors import ParamError
+
+    plan = make_plan(inv, check_ids=["spoke-1b"])
+    with pytest.raises(ParamError, match="already exists in the tenant"):
+        edit_change(inv, plan, create.id, {"roleName": "Network management (NetOps)"})
+
+
 # ---- step 2 --------------------------------------------------------------------------------------------
 def test_spoke_2a_flags_non_network_resources_in_the_spoke_group():
     assert statuses(run("spoke-2a", estate())) == ["pass"]
@@ -260,6 +315,21 @@ def test_spoke_2c_activity_log_export():
     result = assert_fixed("spoke-2c", [*estate(), workspace(), activity_setting(["Administrative"])])
     assert result.changes[0].method == "PUT" and result.changes[0].action == "update"
     assert statuses(run("spoke-2c", [*estate(), activity_setting(list(spoke.ACTIVITY_LOG_CATEGORIES))])) == ["pass"]
+
+
+def test_spoke_2c_extends_a_subscription_setting_when_five_exist():
+    archive = [{"id": f"/subscriptions/{WL}/providers/Microsoft.Insights/diagnosticSettings/eh-{i}",
+                "properties": {"eventHubName": "ops", "logs": [{"category": "Administrative", "enabled": True}]}}
+               for i in range(5)]
+    result = assert_fixed("spoke-2c", [*estate(), workspace(), *archive])
+    (c,) = result.changes
+    assert c.action == "update" and c.resource_id.endswith("/diagnosticSettings/eh-0")
+    assert c.body["properties"]["eventHubName"] == "ops" and c.body["properties"]["workspaceId"]
+    # five settings that cannot take it, none with a workspace to extend: not a sixth, a person decides
+    with_ws = [{**a, "properties": {**a["properties"], "workspaceId": "/subscriptions/x/resourceGroups/r/providers/"
+                                    "Microsoft.OperationalInsights/workspaces/other"}} for a in archive]
+    result = run("spoke-2c", [*estate(), workspace(), *with_ws])
+    assert all(c.action != "create" for c in result.changes)
 
 
 # ---- step 3 --------------------------------------------------------------------------------------------
@@ -378,6 +448,37 @@ def test_spoke_4b_nic_joins_its_role_asg_after_the_asg_is_created():
     # an existing ASG is used directly, with no dependency
     res = run("spoke-4b", [*estate(), asg("asg-web")])
     assert next(c for c in res.changes if c.resource_id.endswith("nic-vm-web-01")).depends_on == []
+
+
+def test_asgs_are_per_vnet_an_asg_with_members_elsewhere_is_not_reused():
+    """All NICs in an ASG must sit in one VNet: a second spoke's web VMs get an ASG of their own,
+    even in the same resource group, and their NICs join that one."""
+    spoke2 = vnet(SPOKE_RG, "vnet-spoke2", ["10.2.0.0/16"], [subnet("snet-web", "10.2.1.0/24")], peer_to=HUB)
+    spoke2["location"] = "northeurope"  # a lone spoke in its region: the name alone would be asg-web
+    spoke2_vm = vm_with_nic("vm-web-02", f"{spoke2['id']}/subnets/snet-web")
+    for r in spoke2_vm:
+        r["location"] = "northeurope"
+    used = asg("asg-web")
+    used["location"] = "northeurope"  # same region and role, but its member NIC is in vnet-spoke
+    res = [hub_vnet(), firewall(), spoke_vnet(), nsg("nsg-web"), used,
+           *vm_with_nic("vm-web-01", f"{SPOKE}/subnets/snet-web", asgs=[ASG_WEB]), spoke2, *spoke2_vm]
+    inv = Inventory.from_resources(res)
+    plan = spoke.role_asgs(inv)
+    asg_id, existing, _vnet = plan[(spoke2["id"].lower(), "web")]
+    assert existing is None and asg_id.endswith("/asg-web-vnet-spoke2")  # the plain name is taken
+    result = assert_fixed("spoke-4b", res, also=("spoke-4a",))
+    join = next(c for c in result.changes if c.resource_id.endswith("nic-vm-web-02"))
+    assert join.body["properties"]["ipConfigurations"][0]["properties"]["applicationSecurityGroups"] == [
+        {"id": asg_id}]
+    # an ASG no NIC uses yet serves the first VNet that needs it, and only that one
+    free = asg("asg-web")
+    res = [hub_vnet(), firewall(), spoke_vnet(), nsg("nsg-web"), free,
+           *vm_with_nic("vm-web-01", f"{SPOKE}/subnets/snet-web"),
+           vnet(SPOKE_RG, "vnet-spoke2", ["10.2.0.0/16"], [subnet("snet-web", "10.2.1.0/24")], peer_to=HUB),
+           *vm_with_nic("vm-web-02", rid(SPOKE_RG, f"{N}/virtualNetworks", "vnet-spoke2") + "/subnets/snet-web")]
+    plan = spoke.role_asgs(Inventory.from_resources(res))
+    chosen = [v[0] for k, v in plan.items() if k[1] == "web"]
+    assert len(chosen) == 2 and len(set(c.lower() for c in chosen)) == 2 and ASG_WEB in chosen
 
 
 def test_spoke_4b_unknown_role_is_manual_and_members_pass():

@@ -10,6 +10,7 @@ import pytest
 
 from ztwizard.inventory import Inventory
 from ztwizard.model import change_id
+from ztwizard.resource_id import parse
 from ztwizard.steps import CHECK_BY_ID, STEP_BY_ID, storage
 from ztwizard.steps._base import Check
 
@@ -178,11 +179,164 @@ def test_smb_unreadable_child_is_an_error_while_others_run():
     assert statuses(CHECK_BY_ID["storage-1b"].run(inv)) == ["fail"]
 
 
-def test_cmk_is_manual_with_instruction():
-    assert statuses(run("storage-1g", account())[0]) == ["pass"]
-    res, _ = run("storage-1g", account(encryption={"keySource": "Microsoft.Storage"}))
-    assert verdicts(res) == ["fail/manual"] and not res.changes
-    assert "Key Vault" in res.findings[0].message and "purge protection" in res.findings[0].message
+KV_RG = f"/subscriptions/{SUB}/resourceGroups/rg-keys"
+VAULT_ID = f"{KV_RG}/providers/Microsoft.KeyVault/vaults/kv-cmk"
+UAI_ID = f"{KV_RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-cmk"
+ACCT_PRINCIPAL = "aaaaaaaa-0000-0000-0000-000000000001"
+UAI_PRINCIPAL = "aaaaaaaa-0000-0000-0000-000000000002"
+
+
+def vault(name: str = "kv-cmk", *, purge: bool | None = True, soft: bool | None = True, rbac: bool = False,
+          policies: list[dict[str, Any]] | None = None, location: str = "westeurope") -> dict[str, Any]:
+    props: dict[str, Any] = {"tenantId": "tenant-1", "sku": {"family": "A", "name": "standard"},
+                             "vaultUri": f"https://{name}.vault.azure.net/", "enableRbacAuthorization": rbac,
+                             "accessPolicies": policies or []}
+    if purge is not None:
+        props["enablePurgeProtection"] = purge
+    if soft is not None:
+        props["enableSoftDelete"] = soft
+    return {"id": f"{KV_RG}/providers/Microsoft.KeyVault/vaults/{name}", "name": name,
+            "type": "Microsoft.KeyVault/vaults", "location": location, "properties": props}
+
+
+def key(name: str = "cmk", vault_name: str = "kv-cmk", kty: str = "RSA", enabled: bool = True) -> dict[str, Any]:
+    vid = f"{KV_RG}/providers/Microsoft.KeyVault/vaults/{vault_name}"
+    uri = f"https://{vault_name}.vault.azure.net/keys/{name}"
+    return {"id": f"{vid}/keys/{name}", "name": name, "type": "Microsoft.KeyVault/vaults/keys",
+            "properties": {"kty": kty, "keyUri": uri, "keyUriWithVersion": f"{uri}/0123456789abcdef",
+                           "attributes": {"enabled": enabled}}}
+
+
+def uai() -> dict[str, Any]:
+    return {"id": UAI_ID, "name": "id-cmk", "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
+            "location": "westeurope", "properties": {"principalId": UAI_PRINCIPAL, "tenantId": "tenant-1"}}
+
+
+def platform_keys(identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    acct = account(encryption={"keySource": "Microsoft.Storage", "requireInfrastructureEncryption": True,
+                               "services": {"blob": {"keyType": "Account", "enabled": True,
+                                                     "lastEnabledTime": "2026-01-01T00:00:00Z"}}})
+    if identity is not None:
+        acct["identity"] = identity
+    return acct
+
+
+SYSTEM = {"type": "SystemAssigned", "principalId": ACCT_PRINCIPAL, "tenantId": "tenant-1"}
+
+
+def test_cmk_defaults_to_the_one_fit_key_and_grants_access_first():
+    inv = Inventory.from_resources([platform_keys(SYSTEM), vault(), key()])
+    res = CHECK_BY_ID["storage-1g"].run(inv)
+    assert statuses(res) == ["fail"]
+    grant, switch = sorted(res.changes, key=lambda c: c.resource_id != VAULT_ID)
+    # the access policy: get/wrapKey/unwrapKey for the account's own identity, on the vault
+    assert grant.resource_id == VAULT_ID and grant.method == "PUT"
+    (policy,) = grant.body["properties"]["accessPolicies"]
+    assert policy["objectId"] == ACCT_PRINCIPAL and policy["permissions"]["keys"] == ["get", "wrapKey", "unwrapKey"]
+    assert switch.method == "PATCH" and switch.depends_on == [grant.id]
+    enc = switch.body["properties"]["encryption"]
+    assert enc["keySource"] == "Microsoft.Keyvault" and enc["requireInfrastructureEncryption"] is True
+    assert enc["keyvaultproperties"] == {"keyname": "cmk", "keyvaulturi": "https://kv-cmk.vault.azure.net/"}
+    assert "lastEnabledTime" not in enc["services"]["blob"]  # read-only: not sent
+    assert "identity" not in switch.body  # the system identity is there already
+    assert switch.params == {"keyVaultId": VAULT_ID, "keyName": "cmk", "identity": "SystemAssigned"}
+    assert "unreadable" in switch.risk and "Undo switches back" in switch.risk
+    assert_fix_passes("storage-1g", inv)
+
+
+def test_cmk_on_an_rbac_vault_assigns_the_crypto_service_encryption_user_role():
+    inv = Inventory.from_resources([platform_keys(SYSTEM), vault(rbac=True), key()])
+    res = CHECK_BY_ID["storage-1g"].run(inv)
+    grant = next(c for c in res.changes if c.action == "create")
+    assert grant.resource_id.startswith(VAULT_ID + "/providers/Microsoft.Authorization/roleAssignments/")
+    assert grant.body["properties"]["roleDefinitionId"].endswith("/e147488a-f6f5-4113-8e2d-b22465e65bf6")
+    assert grant.body["properties"]["principalId"] == ACCT_PRINCIPAL
+    switch = next(c for c in res.changes if c.method == "PATCH")
+    assert switch.depends_on == [grant.id]
+    assert_fix_passes("storage-1g", inv)
+    # an existing grant is recognised: only the switch is proposed
+    granted = apply_all(inv, [grant])
+    (only,) = CHECK_BY_ID["storage-1g"].run(granted).changes
+    assert only.method == "PATCH" and only.depends_on == []
+
+
+@pytest.mark.parametrize("resources", [
+    [],                                                                    # no vault at all
+    [vault(purge=None), key()],                                            # purge protection off (absent)
+    [vault(soft=False), key()],                                            # soft delete off
+    [vault(), key(), key("cmk2")],                                         # two keys: a person chooses
+    [vault(), key(), vault("kv-two"), key("cmk", "kv-two")],               # two vaults
+    [vault(), key(kty="EC")],                                              # not an RSA key
+    [vault(), key(enabled=False)],                                         # a disabled key
+])
+def test_cmk_asks_for_the_key_when_no_single_fit_one_exists(resources):
+    inv = Inventory.from_resources([platform_keys(SYSTEM), *resources])
+    res = CHECK_BY_ID["storage-1g"].run(inv)
+    (f,) = res.findings
+    assert f.status == "fail" and "--param CHANGE.keyVaultId" in f.message
+    (change,) = res.changes  # proposed so that --param can fill it, skipped by apply until then
+    assert change.params["keyVaultId"] == "" and change.params["keyName"] == ""
+
+
+def test_cmk_parameters_are_validated_and_fill_the_change():
+    from ztwizard.engine import edit_change, make_plan
+    from ztwizard.errors import ParamError
+
+    inv = Inventory.from_resources([platform_keys(SYSTEM), vault(), key(), key("cmk2"), vault("kv-soft", purge=False),
+                                    key("k", "kv-soft")])
+    plan = make_plan(inv, check_ids=["storage-1g"])
+    (change,) = plan.step("storage-1").changes
+    for values, error in (({"keyVaultId": "kv-cmk"}, "the id of a"), ({"keyName": "no spaces"}, "Key Vault key name"),
+                          ({"identity": "mine"}, "SystemAssigned or the id"),
+                          ({"keyVaultId": vault("kv-soft")["id"], "keyName": "k"}, "purge protection"),
+                          ({"keyVaultId": VAULT_ID, "keyName": "nope"}, "no enabled RSA key named nope")):
+        with pytest.raises(ParamError, match=error):
+            edit_change(inv, plan, change.id, values)
+    edit_change(inv, plan, change.id, {"keyVaultId": VAULT_ID, "keyName": "cmk2"})
+    switch = next(c for c in plan.step("storage-1").changes if c.id == change.id)
+    assert switch.body["properties"]["encryption"]["keyvaultproperties"]["keyname"] == "cmk2"
+    assert any(c.resource_id == VAULT_ID for c in plan.step("storage-1").changes)  # its grant followed
+
+
+def test_cmk_without_an_identity_adds_one_first_and_switches_next_run():
+    """A system identity's principal id exists only once ARM made it: the first run adds the
+    identity; the re-plan grants it access and switches the key."""
+    inv = Inventory.from_resources([platform_keys(), vault(), key()])
+    res = CHECK_BY_ID["storage-1g"].run(inv)
+    (first,) = res.changes
+    assert first.body == {"identity": {"type": "SystemAssigned"}} and "re-run the plan" in res.findings[0].message
+    after = apply_all(inv, [first])
+    acct = after.get(ACCT_ID)
+    acct["identity"]["principalId"] = ACCT_PRINCIPAL  # what ARM answers with
+    second = CHECK_BY_ID["storage-1g"].run(Inventory.from_resources(after.all()))
+    assert {c.method for c in second.changes} == {"PUT", "PATCH"}
+
+
+def test_cmk_with_a_user_assigned_identity_attaches_it_in_the_same_patch():
+    from ztwizard.engine import edit_change, make_plan
+
+    inv = Inventory.from_resources([platform_keys(), vault(), key(), uai()])
+    plan = make_plan(inv, check_ids=["storage-1g"])
+    (change,) = plan.step("storage-1").changes
+    edit_change(inv, plan, change.id, {"identity": UAI_ID})
+    changes = plan.step("storage-1").changes
+    grant = next(c for c in changes if c.resource_id == VAULT_ID)
+    assert grant.body["properties"]["accessPolicies"][0]["objectId"] == UAI_PRINCIPAL
+    switch = next(c for c in changes if c.method == "PATCH")
+    assert switch.body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {UAI_ID: {}}}
+    assert switch.body["properties"]["encryption"]["identity"] == {"userAssignedIdentity": UAI_ID}
+    fixed = apply_all(inv, changes)
+    assert statuses(CHECK_BY_ID["storage-1g"].run(fixed)) == ["pass"]
+
+
+def test_one_access_policy_change_per_vault_for_many_accounts():
+    other = platform_keys(SYSTEM | {"principalId": "aaaaaaaa-0000-0000-0000-000000000009"})
+    other["id"], other["name"] = ACCT_ID.replace("stdata01", "stdata02"), "stdata02"
+    inv = Inventory.from_resources([platform_keys(SYSTEM), other, vault(), key()])
+    res = CHECK_BY_ID["storage-1g"].run(inv)
+    (grant,) = [c for c in res.changes if c.resource_id == VAULT_ID]
+    assert len(grant.body["properties"]["accessPolicies"]) == 2
+    assert all(c.depends_on == [grant.id] for c in res.changes if c.method == "PATCH")
 
 
 def test_infrastructure_encryption_is_advisory():
@@ -243,6 +397,16 @@ def test_key_policy_needs_key_creation_time():
     assert_fix_passes("storage-2c", inv)
     res, _ = run("storage-2c", account(keyPolicy=None, keyCreationTime={"key1": None, "key2": None}))
     assert verdicts(res) == ["fail/manual"] and "regenerate" in res.findings[0].message
+
+
+@pytest.mark.parametrize("created", [None, {"key1": "2026-01-01T00:00:00Z"}])
+def test_sas_policy_waits_for_rotated_keys(created):
+    """ARM refuses a SAS expiration policy until both keys have a creation time: no change is
+    proposed, and the finding says to rotate the keys first."""
+    res, _ = run("storage-2b", account(sasPolicy=None, keyCreationTime=created))
+    assert not res.changes
+    (f,) = res.findings
+    assert f.status != "pass" and f.message.count("Rotate keys first") == 1 and "key1 and key2" in f.message
 
 
 def test_user_delegation_sas_advisory():
@@ -525,11 +689,14 @@ def test_storage_proposals_apply_through_the_sandbox(tmp_path):
     """Every storage proposal is accepted by ARM's API shape and turns its failure into a pass."""
     before, after, report = sandbox_round_trip([s.id for s in storage.STEPS], tmp_path)
     assert not report.failed, [o.line() for o in report.failed]
-    failed = [k for k, v in before.items() if v == "fail"]
+    # the reference estate has no Key Vault key fit for a CMK: storage-1g's switch waits for --param
+    waiting = {o.check for o in report.skipped if o.message.startswith("waiting for parameter")}
+    assert waiting == {"storage-1g"} and not [o for o in report.applied if o.check == "storage-1g"]
+    failed = [k for k, v in before.items() if v == "fail" and k[0] not in waiting]
     assert len(failed) > 20
     still = {k: after.get(k) for k in failed if after.get(k) != "pass"}
     assert not still
-    assert not [k for k, v in after.items() if v == "fail"]
+    assert not [k for k, v in after.items() if v == "fail" and k[0] not in waiting]
 
 
 def test_public_access_names_the_containers_that_go_dark():
@@ -556,3 +723,169 @@ def test_private_endpoint_goes_in_the_subnets_subscription_and_region():
     assert c.resource_id.startswith(f"{other_rg}/providers/Microsoft.Network/privateEndpoints/")
     assert c.body["location"] == "northeurope"
     assert_fix_passes("storage-3a", inv)
+
+
+# ---- storage-1g through the sandbox: apply -> pass -> undo --------------------------------------
+
+def _cmk_sandbox(rbac: bool = False) -> Any:
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.sandbox.estates import reference as ref
+    from ztwizard.target import in_process_target
+
+    kv = f"{ref.RG_STORAGE}/providers/Microsoft.KeyVault/vaults/kv-contoso-cmk"
+    estate = [*load_estate("reference"),
+              {"id": kv, "type": "Microsoft.KeyVault/vaults", "location": "westeurope", "properties": {
+                  "tenantId": ref.TENANT_ID, "sku": {"family": "A", "name": "premium"}, "accessPolicies": [],
+                  "enableSoftDelete": True, "softDeleteRetentionInDays": 90, "enablePurgeProtection": True,
+                  "enableRbacAuthorization": rbac}},
+              {"id": f"{kv}/keys/cmk-storage", "type": "Microsoft.KeyVault/vaults/keys",
+               "properties": {"kty": "RSA", "keySize": 3072, "attributes": {"enabled": True},
+                              "keyUri": "https://kv-contoso-cmk.vault.azure.net/keys/cmk-storage"}}]
+    sb = Sandbox(None, estate=estate, lro_seconds=0)
+    return Gateway(in_process_target(sb)), kv
+
+
+def _apply_plan(gw: Any, journal: Any, check: str) -> Any:
+    from ztwizard.apply import apply_changes, start_session
+    from ztwizard.engine import inspect
+
+    changes = inspect(gw, check_ids=[check]).changes()
+    session = start_session(journal, gw, changes)
+    report = apply_changes(gw, journal, session, changes, allow_disruptive=True, allow_cost=True)
+    assert not report.failed and not report.skipped, [o.line() for o in report.outcomes]
+    return session, changes
+
+
+def _cmk_verdicts(gw: Any) -> dict[str, str]:
+    from ztwizard.engine import inspect
+
+    return {f.resource_id.lower(): f.status for s in inspect(gw, check_ids=["storage-1g"]).steps for f in s.findings}
+
+
+@pytest.mark.parametrize("rbac", [False, True])
+def test_cmk_round_trip_through_the_sandbox(tmp_path, rbac):
+    """Round 1 gives each account a system identity (its principal exists only then); round 2
+    grants it key access and switches the account to the key; every account then passes, and
+    undo, newest session first, gives back Microsoft-managed keys and the vault as it was."""
+    from ztwizard.journal import Journal
+    from ztwizard.undo import undo_changes
+
+    gw, kv = _cmk_sandbox(rbac)
+    vault_before = gw.read(kv)
+    accounts = [a for a, v in _cmk_verdicts(gw).items() if v == "fail"]
+    assert len(accounts) == 3
+    with Journal(tmp_path) as journal:
+        first, changes = _apply_plan(gw, journal, "storage-1g")
+        assert {c.method for c in changes} == {"PATCH"} and all("identity" in (c.body or {}) for c in changes)
+        assert all(v == "fail" for v in _cmk_verdicts(gw).values())
+        second, changes = _apply_plan(gw, journal, "storage-1g")
+        grants = [c for c in changes if c.method == "PUT"]
+        assert len(grants) == (3 if rbac else 1)  # one access-policy change for the vault, or a role each
+        if not rbac:  # what the vault PUT sends: the tenant, on the vault and on every policy
+            (grant,) = grants
+            assert grant.after["properties"]["tenantId"] == vault_before["properties"]["tenantId"]
+            assert all(p["tenantId"] for p in grant.after["properties"]["accessPolicies"])
+        assert _cmk_verdicts(gw) == {a: "pass" for a in accounts}
+        for a in accounts:
+            enc = gw.read(a)["properties"]["encryption"]
+            assert enc["keySource"] == "Microsoft.Keyvault" and enc["keyvaultproperties"]["keyname"] == "cmk-storage"
+        for session in (second, first):
+            report = undo_changes(gw, journal, session)
+            assert report.ok, report.lines()
+    assert _cmk_verdicts(gw) == {a: "fail" for a in accounts}
+    for a in accounts:
+        assert gw.read(a)["properties"]["encryption"]["keySource"] == "Microsoft.Storage"
+    assert gw.read(kv)["properties"]["accessPolicies"] == vault_before["properties"]["accessPolicies"]
+
+
+def test_sandbox_refuses_a_customer_managed_key_the_account_cannot_reach():
+    """The account's identity without key access, a vault without purge protection, a missing key:
+    each switch is refused with 400, through the real storage client."""
+    from azure.core.exceptions import HttpResponseError
+
+    from ztwizard.sandbox.estates import reference as ref
+
+    gw, kv = _cmk_sandbox()
+    name = ref.BLOB_ACCOUNT.rsplit("/", 1)[-1]
+    client = gw.client("storage", parse(ref.BLOB_ACCOUNT).subscription)
+    rg = parse(ref.BLOB_ACCOUNT).resource_group
+    client.storage_accounts.update(rg, name, {"identity": {"type": "SystemAssigned"}})
+    principal = gw.read(ref.BLOB_ACCOUNT)["identity"]["principalId"]
+    assert principal  # ARM gave the new identity a principal
+
+    def switch(key_name: str = "cmk-storage") -> None:
+        client.storage_accounts.update(rg, name, {"properties": {"encryption": {  # the wire shape, as sent
+            "keySource": "Microsoft.Keyvault", "services": {"blob": {"enabled": True, "keyType": "Account"}},
+            "keyvaultproperties": {"keyname": key_name, "keyvaulturi": "https://kv-contoso-cmk.vault.azure.net/"}}}})
+
+    with pytest.raises(HttpResponseError, match="KeyVaultAuthenticationFailure"):
+        switch()
+    vault = gw.read(kv)
+    vault["properties"]["accessPolicies"] = [{"tenantId": ref.TENANT_ID, "objectId": principal,
+                                              "permissions": {"keys": ["get", "wrapKey"]}}]  # no unwrapKey
+    gw.write("PUT", kv, {k: vault[k] for k in ("location", "properties")})
+    with pytest.raises(HttpResponseError, match="KeyVaultAuthenticationFailure"):
+        switch()
+    vault["properties"]["accessPolicies"][0]["permissions"]["keys"].append("unwrapKey")
+    gw.write("PUT", kv, {k: vault[k] for k in ("location", "properties")})
+    with pytest.raises(HttpResponseError, match="KeyVaultKeyNotFound"):
+        switch("no-such-key")
+    switch()
+    assert gw.read(ref.BLOB_ACCOUNT)["properties"]["encryption"]["keySource"] == "Microsoft.Keyvault"
+    vault["properties"]["enablePurgeProtection"] = False
+    other = ref.FILES_ACCOUNT.rsplit("/", 1)[-1]
+    gw.write("PUT", kv, {k: vault[k] for k in ("location", "properties")})
+    client.storage_accounts.update(rg, other, {"identity": {"type": "SystemAssigned"}})
+    with pytest.raises(HttpResponseError, match="purge protection"):
+        client.storage_accounts.update(rg, other, {"properties": {"encryption": {
+            "keySource": "Microsoft.Keyvault",
+            "keyvaultproperties": {"keyname": "cmk-storage", "keyvaulturi": "https://kv-contoso-cmk.vault.azure.net/"}}}})
+
+
+def test_cli_plan_asks_for_the_key_and_apply_param_fills_it(capsys, tmp_path, monkeypatch):
+    """Two keys in the one fit vault: the plan shows the switch waiting for keyName; `apply --param`
+    names the key (and a user-assigned identity, so it is one run) and the account passes."""
+    import json
+
+    from ztwizard.cli import main
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import reference as ref
+    from ztwizard.target import in_process_target
+
+    monkeypatch.setenv("ZTWIZARD_SANDBOX_IN_PROCESS", "1")
+    monkeypatch.delenv("ZTWIZARD_STATE_DIR", raising=False)
+    state = tmp_path / "state"
+    gw = Gateway(in_process_target(Sandbox(state, estate="reference")))
+    kv = f"{ref.RG_STORAGE}/providers/Microsoft.KeyVault/vaults/kv-contoso-cmk"
+    gw.write("PUT", kv, {"location": "westeurope", "properties": {
+        "tenantId": ref.TENANT_ID, "sku": {"family": "A", "name": "standard"}, "accessPolicies": [],
+        "enableSoftDelete": True, "enablePurgeProtection": True}})
+    for name in ("cmk-a", "cmk-b"):
+        gw.write("PUT", f"{kv}/keys/{name}", {"properties": {"kty": "RSA", "keySize": 3072}})
+    gw.close()
+
+    def cli(*argv: str) -> tuple[int, str]:
+        code = main(["--sandbox", "--state-dir", str(state), *argv])
+        out, err = capsys.readouterr()
+        return code, out + err
+
+    code, out = cli("plan", "--check", "storage-1g", "--format", "json")
+    assert code == 0
+    changes = json.loads(out)["steps"][0]["changes"]
+    blob = next(c for c in changes if c["resource_id"].lower() == ref.BLOB_ACCOUNT.lower())
+    assert blob["params"] == {"keyVaultId": "", "keyName": "", "identity": "SystemAssigned"}
+    code, out = cli("plan", "--check", "storage-1g", "--detailed-exitcode")
+    assert code == 2 and "waiting for a parameter" in out  # the accounts still fail: work is pending
+    code, out = cli("apply", "--yes", "--check", "storage-1g", "--param", f"{blob['id']}.keyVaultId={kv}",
+                    "--param", f"{blob['id']}.keyName=cmk-b", "--param", f"{blob['id']}.identity={ref.APPGW_IDENTITY}")
+    assert code == 0, out
+    assert "waiting for parameter" in out  # the other two accounts still wait
+    code, out = cli("plan", "--check", "storage-1g", "--format", "json")
+    verdicts = {f["resource_id"].lower(): f["status"] for f in json.loads(out)["steps"][0]["findings"]}
+    assert verdicts[ref.BLOB_ACCOUNT.lower()] == "pass"
+    files = next(c for c in changes if c["resource_id"].lower() == ref.FILES_ACCOUNT.lower())
+    code, out = cli("apply", "--yes", "--check", "storage-1g", "--param", f"{files['id']}.keyName=no such key")
+    assert code == 2 and "Key Vault key name" in out and "Traceback" not in out

@@ -10,7 +10,8 @@ import pytest
 
 from ztwizard.inventory import Inventory
 from ztwizard.model import change_id
-from ztwizard.steps import CHECK_BY_ID
+from ztwizard.resource_id import parse
+from ztwizard.steps import CHECK_BY_ID, common
 from ztwizard.steps import vm as vm_article
 
 from .conftest import RG, SUB, apply_all, sandbox_round_trip, statuses, verdicts
@@ -367,9 +368,13 @@ def test_guest_attestation():
 def test_disk_encryption_set():
     assert statuses(run("vm-4a", inv_of(make_vm(), des()))) == ["pass"]
     res = run("vm-4a", inv_of(make_vm(), des("EncryptionAtRestWithCustomerKey")))
-    assert verdicts(res) == ["fail/manual", "fail/manual"] and not res.changes  # the set, and the region lacking one
+    # the set that does not double-encrypt (a person changes it), and the region that lacks one
+    assert verdicts(res) == ["fail/manual", "fail/create"]
+    (wanted,) = res.changes
+    assert wanted.action == "create" and wanted.params["keyVaultId"] == "" and wanted.disruptive
+    assert "deallocated" in wanted.risk
     res = run("vm-4a", inv_of(make_vm()))
-    assert verdicts(res) == ["fail/manual"] and "Key Vault key" in res.findings[0].message
+    assert verdicts(res) == ["fail/create"] and "Key Vault key" in res.findings[0].message
 
 
 def test_disk_customer_key():
@@ -571,17 +576,53 @@ def test_patch_assessment_and_mode(os):
     assert_fix_passes("vm-7c", inv)
 
 
-def test_vm_agent():
-    assert statuses(run("vm-7d", inv_of(make_vm()))) == ["pass"]
-    ready = make_vm(instanceView={"vmAgent": {"statuses": [{"code": "ProvisioningState/succeeded",
-                                                            "displayStatus": "Ready"}]}})
-    assert statuses(run("vm-7d", inv_of(ready))) == ["pass"]
-    down = make_vm(instanceView={"vmAgent": {"statuses": [{"displayStatus": "Not Ready"}]}})
-    res = run("vm-7d", inv_of(down))
+def agent_view(*shown: str, power: str = "running", version: str = "2.7.41491.1102") -> dict[str, Any]:
+    """What GET {vm}/instanceView answers (the inventory attaches it as properties.instanceView)."""
+    view: dict[str, Any] = {"statuses": [{"code": "ProvisioningState/succeeded"},
+                                         {"code": f"PowerState/{power}", "displayStatus": f"VM {power}"}]}
+    if shown:
+        view["vmAgent"] = {"vmAgentVersion": version, "statuses": [
+            {"code": "ProvisioningState/succeeded", "displayStatus": s} for s in shown]}
+    return view
+
+
+def test_vm_agent_is_judged_from_the_instance_view():
+    ready = run("vm-7d", inv_of(make_vm(instanceView=agent_view("Ready"))))
+    assert statuses(ready) == ["pass"] and "2.7.41491.1102" in ready.findings[0].message
+    res = run("vm-7d", inv_of(make_vm(instanceView=agent_view("Not Ready"))))
     assert verdicts(res) == ["fail/manual"] and "168.63.129.16" in res.findings[0].message
-    off = make_vm()
+    off = make_vm(instanceView=agent_view("Ready"))
     off["properties"]["osProfile"]["windowsConfiguration"]["provisionVMAgent"] = False
     assert verdicts(run("vm-7d", inv_of(off))) == ["fail/manual"]
+
+
+def test_vm_agent_without_evidence_is_manual_not_pass():
+    """provisionVMAgent = true with no agent status is no evidence: the person looks."""
+    res = run("vm-7d", inv_of(make_vm()))
+    assert statuses(res) == ["manual"] and "could not be read" in res.findings[0].message
+    res = run("vm-7d", inv_of(make_vm(instanceView=agent_view(power="deallocated"))))
+    assert statuses(res) == ["manual"] and "deallocated" in res.findings[0].message
+
+
+def test_vm_agent_status_comes_from_instance_view_through_the_sandbox():
+    """The gateway reads GET {vm}/instanceView for every VM; the sandbox reports the agent of a
+    running VM and nothing for a deallocated one, as ARM does."""
+    from ztwizard.engine import inspect
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.target import in_process_target
+
+    sb = Sandbox(None, estate=load_estate("reference"), lro_seconds=0)
+    gw = Gateway(in_process_target(sb))
+    vms = [f for s in inspect(gw, check_ids=["vm-7d"]).steps for f in s.findings]
+    assert vms and {f.status for f in vms} == {"pass"}
+    victim = vms[0].resource_id
+    p = parse(victim)
+    gw.client("compute", p.subscription).virtual_machines.begin_deallocate(p.resource_group, p.name).result()
+    after = {f.resource_id: f for s in inspect(gw, check_ids=["vm-7d"]).steps for f in s.findings}
+    assert after[victim].status == "manual" and "deallocated" in after[victim].message
+    assert {f.status for rid_, f in after.items() if rid_ != victim} == {"pass"}
 
 
 # ---- step 8 -------------------------------------------------------------------------------------
@@ -641,16 +682,28 @@ def jit(vms: list[tuple[str, list[int]]]) -> dict[str, Any]:
 def test_jit_covers_exposed_vms():
     exposed = nsg([rule("AllowRdp", port="3389"), rule("AllowSsh", port="22", priority=110)])
     base = [make_vm(), nic(), network(bastion=True), exposed, servers_pricing()]
-    assert statuses(run("vm-8c", inv_of(*base, jit([(VM_ID, [22, 3389])])))) == ["pass"]
+    # JIT's deny rules go below the allow rules already there: a covered VM with an allow rule left open fails
+    covered = inv_of(*base, jit([(VM_ID, [22, 3389])]))
+    res = run("vm-8c", covered)
+    assert statuses(res) == ["fail"] and not res.changes
+    assert "does not override existing allow rules" in res.findings[0].message
+    assert "nsg-web/AllowRdp" in res.findings[0].message and "vm-6c" in res.findings[0].message
+    closed = apply_all(covered, run("vm-6c", covered).changes)
+    assert statuses(run("vm-8c", closed)) == ["pass"]
     assert statuses(run("vm-8c", inv_of(make_vm(), nic(), network(), nsg([rule("Web", port="443")])))) == ["pass"]
     inv = inv_of(*base)
     res = run("vm-8c", inv)
     assert statuses(res) == ["fail"]
     (c,) = res.changes
     assert c.action == "create" and c.disruptive and c.depends_on == []
+    assert "does not override existing allow rules" in c.risk and "vm-6c" in c.risk
     assert c.resource_id.endswith("/locations/westeurope/jitNetworkAccessPolicies/default")
     assert [p["number"] for p in c.body["properties"]["virtualMachines"][0]["ports"]] == [22, 3389]
-    assert_fix_passes("vm-8c", inv)
+    # the JIT policy alone leaves the allow rules winning; with vm-6c's narrowing it passes
+    jit_only = apply_all(inv, res.changes)
+    assert statuses(run("vm-8c", jit_only)) == ["fail"]
+    both = apply_all(jit_only, run("vm-6c", jit_only).changes)
+    assert statuses(run("vm-8c", both)) == ["pass"]
     # an existing policy that covers other VMs is extended, not replaced
     other = f"{RG}/providers/Microsoft.Compute/virtualMachines/vm-other"
     inv = inv_of(*base, jit([(other, [22]), (VM_ID, [3389])]))
@@ -659,7 +712,6 @@ def test_jit_covers_exposed_vms():
     assert c.action == "update" and c.method == "PUT"
     ids = [v["id"] for v in c.body["properties"]["virtualMachines"]]
     assert ids == [other, VM_ID]
-    assert_fix_passes("vm-8c", inv)
 
 
 def test_jit_waits_for_servers_plan_2():
@@ -707,18 +759,25 @@ def test_vm_proposals_apply_through_the_sandbox(tmp_path):
     """Every VM proposal is accepted by ARM's API shape and turns its failure into a pass."""
     before, after, report = sandbox_round_trip([s.id for s in vm_article.STEPS], tmp_path)
     assert not report.failed, [o.line() for o in report.failed]
-    failed = [k for k, v in before.items() if v == "fail"]
+    # no Key Vault key in the reference estate is fit for a CMK: vm-4a's set waits for --param
+    waiting = {o.check for o in report.skipped if o.message.startswith("waiting for parameter")}
+    assert waiting == {"vm-4a"}
+    failed = [k for k, v in before.items() if v == "fail" and k[0] not in waiting]
     assert len(failed) > 30
     still = {k: after.get(k) for k in failed if after.get(k) != "pass"}
     assert not still
 
 
-def test_jit_policy_applies_through_the_sandbox(tmp_path):
-    """With the ports still open (vm-6c not applied), the JIT policy itself is what makes vm-8c pass.
-    JIT needs Defender for Servers Plan 2, so vm-8a (its prerequisite) goes in with it."""
+def test_jit_policy_alone_does_not_pass_through_the_sandbox(tmp_path):
+    """With the ports still open (vm-6c not applied), the JIT policy lands but does not override the
+    allow rules, so vm-8c still fails, now naming the rules to close. JIT needs Defender for Servers
+    Plan 2, so vm-8a (its prerequisite) goes in with it."""
     before, after, report = sandbox_round_trip(["vm-8"], tmp_path, skip_checks=["vm-8b"])
     assert not report.failed, [o.line() for o in report.failed]
-    assert all(after.get(k) == "pass" for k, v in before.items() if v == "fail" and k[0] == "vm-8c")
+    assert any(o.check == "vm-8c" for o in report.applied)
+    jit_failed = [k for k, v in before.items() if v == "fail" and k[0] == "vm-8c"]
+    # still failing, now for a person to close the rules (vm-6c): JIT does not override them
+    assert jit_failed and all(after.get(k) == "fail/manual" for k in jit_failed)
 
 
 def test_cross_resource_checks_report_error_for_any_type_they_need():
@@ -730,6 +789,8 @@ def test_cross_resource_checks_report_error_for_any_type_they_need():
         "microsoft.compute/disks": ["vm-3a", "vm-3b", "vm-3c", "vm-4b", "vm-4d"],
         "microsoft.security/locations/jitnetworkaccesspolicies": ["vm-8c"],
         "microsoft.network/networkinterfaces": ["vm-6a", "vm-6b", "vm-6c", "vm-8c"],
+        "microsoft.keyvault/vaults": ["vm-4a", "storage-1g"],
+        "microsoft.keyvault/vaults/keys": ["vm-4a", "storage-1g"],  # unread keys are not "no key to pick"
     }.items():
         broken = inv_of(make_vm(), nic(), network(), nsg([rule("AllowRdp")]), disk())
         broken.unreadable[rtype] = "403 AuthorizationFailed"
@@ -760,6 +821,8 @@ def test_reference_plan_changes_are_unique_serialisable_and_dependencies_resolve
         # an editable parameter is substituted by value, so it must appear in what is sent
         text = json.dumps([c.resource_id, c.body])
         for k, v in c.params.items():
+            if v == "":  # not chosen yet: apply skips the change until --param fills it
+                continue
             if k == "fix" and CHECK_BY_ID[c.check].creates_by_choice:
                 continue  # picks which change is proposed, not a value inside it
             assert json.dumps(v) in text or str(v) in text, (c.id, k)
@@ -768,10 +831,10 @@ def test_reference_plan_changes_are_unique_serialisable_and_dependencies_resolve
 def test_malformed_ports_open_nothing_and_assignable_scopes_nest():
     assert open_ports(rule("bad", port="ssh")) == []
     assert open_ports(rule("any", port="Any")) == [22, 3389]
-    assert vm_article._covers(f"/subscriptions/{SUB}", f"/subscriptions/{SUB}")
-    assert vm_article._covers("/", f"/subscriptions/{SUB}")
-    assert not vm_article._covers(f"/subscriptions/{SUB[:-1]}", f"/subscriptions/{SUB}")
-    assert not vm_article._covers(f"{RG}", f"/subscriptions/{SUB}")
+    assert common.covers_scope(f"/subscriptions/{SUB}", f"/subscriptions/{SUB}")
+    assert common.covers_scope("/", f"/subscriptions/{SUB}")
+    assert not common.covers_scope(f"/subscriptions/{SUB[:-1]}", f"/subscriptions/{SUB}")
+    assert not common.covers_scope(f"{RG}", f"/subscriptions/{SUB}")
 
 
 @pytest.mark.slow
@@ -787,3 +850,152 @@ def test_storage_and_vm_checks_stay_linear_on_a_large_estate():
         for check in step.checks:
             check.run(inv)
     assert time.monotonic() - started < 60  # was minutes before the per-inventory indexes
+
+
+# ---- vm-4a: the double-encryption set and its key access ------------------------------------------
+
+def _fit_key(location: str = "westeurope") -> list[dict[str, Any]]:
+    from .test_storage import key, vault
+
+    return [vault(location=location), key()]
+
+
+def test_des_is_created_with_the_one_fit_key_and_its_access_follows_next_run():
+    from .test_storage import VAULT_ID
+
+    inv = inv_of(make_vm(), *_fit_key())
+    res = run("vm-4a", inv)
+    assert statuses(res) == ["fail"] and "re-run the plan" in res.findings[0].message
+    (create,) = res.changes
+    assert create.action == "create" and create.disruptive and create.depends_on == []
+    assert create.body["identity"] == {"type": "SystemAssigned"}
+    assert create.body["properties"]["encryptionType"] == "EncryptionAtRestWithPlatformAndCustomerKeys"
+    assert create.body["properties"]["activeKey"] == {
+        "keyUrl": "https://kv-cmk.vault.azure.net/keys/cmk/0123456789abcdef", "sourceVault": {"id": VAULT_ID}}
+    assert create.params == {"name": "des-double-westeurope", "keyVaultId": VAULT_ID, "keyName": "cmk",
+                             "identity": "SystemAssigned"}
+    # ARM gives the new set its principal: the next run grants it key access, then it passes
+    made = apply_all(inv, [create])
+    des_entry = made.get(create.resource_id)
+    des_entry["identity"]["principalId"] = "dddddddd-0000-0000-0000-000000000001"
+    made = Inventory.from_resources(made.all())
+    res = run("vm-4a", made)
+    assert statuses(res) == ["fail"]
+    (grant,) = res.changes
+    assert grant.resource_id == VAULT_ID
+    assert grant.body["properties"]["accessPolicies"][0]["objectId"] == "dddddddd-0000-0000-0000-000000000001"
+    assert statuses(run("vm-4a", apply_all(made, [grant]))) == ["pass"]
+
+
+def test_des_with_a_user_assigned_identity_is_granted_before_it_is_created():
+    from ztwizard.engine import edit_change, make_plan
+
+    from .test_storage import UAI_ID, UAI_PRINCIPAL, uai
+
+    inv = inv_of(make_vm(), *_fit_key(), uai())
+    plan = make_plan(inv, check_ids=["vm-4a"])
+    (create,) = plan.step("vm-4").changes
+    edit_change(inv, plan, create.id, {"identity": UAI_ID})
+    changes = plan.step("vm-4").changes
+    grant = next(c for c in changes if c.action == "update")
+    des_create = next(c for c in changes if c.id == create.id)
+    assert des_create.depends_on == [grant.id]
+    assert des_create.body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {UAI_ID: {}}}
+    assert grant.body["properties"]["accessPolicies"][0]["objectId"] == UAI_PRINCIPAL
+    fixed = apply_all(inv, changes)
+    assert statuses(run("vm-4a", fixed)) == ["pass"]
+
+
+def test_des_needs_a_vault_in_its_own_region():
+    res = run("vm-4a", inv_of(make_vm(), *_fit_key("northeurope")))
+    (change,) = res.changes
+    assert change.params["keyVaultId"] == "" and "--param CHANGE.keyVaultId" in res.findings[0].message
+
+
+def test_disks_wait_for_the_sets_key_access():
+    from .test_storage import key, vault
+
+    unreachable = des()
+    unreachable["identity"]["principalId"] = "dddddddd-0000-0000-0000-000000000002"
+    unreachable["properties"]["activeKey"]["sourceVault"] = {"id": vault()["id"]}
+    inv = inv_of(make_vm(), unreachable, vault(), key(),
+                 disk(encryption={"type": "EncryptionAtRestWithPlatformKey"}))
+    grants = run("vm-4a", inv)
+    assert statuses(grants) == ["fail"]
+    (grant,) = grants.changes
+    (move,) = run("vm-4b", inv).changes
+    assert move.depends_on == [grant.id]
+
+
+def test_des_round_trip_through_the_sandbox(tmp_path):
+    """Round 1 creates the set (disruptive: disks move to it only on deallocated VMs); ARM gives it
+    a principal, so round 2 grants that principal key access; the set then passes, and undo,
+    newest first, restores the vault's policies and deletes the set."""
+    from ztwizard.apply import apply_changes, start_session
+    from ztwizard.engine import inspect
+    from ztwizard.gateway import Gateway
+    from ztwizard.journal import Journal
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.sandbox.estates import reference as ref
+    from ztwizard.target import in_process_target
+    from ztwizard.undo import undo_changes
+
+    kv = f"{ref.RG_VMS}/providers/Microsoft.KeyVault/vaults/kv-contoso-disks"
+    estate = [*load_estate("reference"),
+              {"id": kv, "type": "Microsoft.KeyVault/vaults", "location": "westeurope", "properties": {
+                  "tenantId": ref.TENANT_ID, "sku": {"family": "A", "name": "premium"}, "accessPolicies": [],
+                  "enableSoftDelete": True, "enablePurgeProtection": True,
+                  "vaultUri": "https://kv-contoso-disks.vault.azure.net/"}},
+              {"id": f"{kv}/keys/cmk-disks", "type": "Microsoft.KeyVault/vaults/keys",
+               "properties": {"kty": "RSA-HSM", "attributes": {"enabled": True},
+                              "keyUri": "https://kv-contoso-disks.vault.azure.net/keys/cmk-disks",
+                              "keyUriWithVersion": "https://kv-contoso-disks.vault.azure.net/keys/cmk-disks/abc123"}}]
+    gw = Gateway(in_process_target(Sandbox(None, estate=estate, lro_seconds=0)))
+    vault_before = gw.read(kv)
+
+    def verdicts() -> dict[str, str]:
+        return {f.resource_id.lower(): f.status for s in inspect(gw, check_ids=["vm-4a"]).steps for f in s.findings}
+
+    def apply_round(journal: Journal) -> tuple[str, list[Any]]:
+        changes = inspect(gw, check_ids=["vm-4a"]).changes()
+        session = start_session(journal, gw, changes)
+        report = apply_changes(gw, journal, session, changes, allow_disruptive=True, allow_cost=True)
+        assert not report.failed and not report.skipped, [o.line() for o in report.outcomes]
+        return session, changes
+
+    with Journal(tmp_path) as journal:
+        first, (create,) = apply_round(journal)
+        assert create.action == "create" and create.disruptive
+        des_id = create.resource_id
+        assert gw.read(des_id)["identity"]["principalId"]
+        assert verdicts()[des_id.lower()] == "fail"  # it cannot reach its key yet
+        second, (grant,) = apply_round(journal)
+        assert grant.resource_id == kv
+        assert verdicts()[des_id.lower()] == "pass"
+        for session in (second, first):
+            report = undo_changes(gw, journal, session)
+            assert report.ok, report.lines()
+    assert gw.read(des_id) is None
+    assert gw.read(kv)["properties"]["accessPolicies"] == vault_before["properties"]["accessPolicies"]
+
+
+def test_sandbox_refuses_a_des_whose_vault_cannot_hold_a_customer_key():
+    from azure.core.exceptions import HttpResponseError
+
+    from ztwizard.gateway import Gateway
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.sandbox.estates import reference as ref
+    from ztwizard.target import in_process_target
+
+    gw = Gateway(in_process_target(Sandbox(None, estate=load_estate("reference"), lro_seconds=0)))
+    des_id = f"{ref.RG_VMS}/providers/Microsoft.Compute/diskEncryptionSets/des-x"
+    body = {"location": "westeurope", "identity": {"type": "SystemAssigned"}, "properties": {
+        "encryptionType": "EncryptionAtRestWithPlatformAndCustomerKeys",
+        "activeKey": {"keyUrl": "https://kv-contoso-agw-prod.vault.azure.net/keys/k/1",
+                      "sourceVault": {"id": ref.KEY_VAULT}}}}
+    compute = gw.client("compute", ref.WORKLOAD_SUB)
+    with pytest.raises(HttpResponseError, match="purge protection"):  # the App Gateway's vault has none
+        compute.disk_encryption_sets.begin_create_or_update(ref.RG_VMS.rsplit("/", 1)[-1], "des-x", body).result()
+    assert gw.read(des_id) is None

@@ -66,6 +66,11 @@ async def test_palette_jumps_to_a_step_by_id(make_app):
         assert isinstance(app.screen, StepScreen) and app.screen.step_id == "hub-3"
 
 
+def footer_keys(app) -> list[str]:
+    """The descriptions the footer shows for the active screen's enabled bindings."""
+    return [b.binding.description for b in app.active_bindings.values() if b.binding.show and b.enabled]
+
+
 async def test_dry_run_disables_apply_and_undo_visibly(make_app, messages):
     app = make_app(dry_run=True)
     async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
@@ -76,17 +81,24 @@ async def test_dry_run_disables_apply_and_undo_visibly(make_app, messages):
         assert isinstance(step, StepScreen)
         banner = step.query_one("#banner")
         assert banner.display and "apply is disabled" in str(banner.render())
-        assert step.check_action("apply", ()) is None  # shown greyed out in the footer
+        assert step.check_action("apply", ()) is False  # absent from the footer
+        assert "Apply" not in footer_keys(app)
         await pilot.press("c")
         detail = str(step.query_one("#detail").render())
         assert "PATCH" in detail and "api-version=" in detail  # the preview still works
-        await pilot.press("a")
+        app.clear_notifications()
+        await pilot.press("a")  # says why when pressed anyway
         assert app.screen is step and not any(isinstance(m, ApplyFinished) for m in messages)
+        assert any("--dry-run" in n.message for n in app._notifications)
         await pilot.press("j")
         await settle(pilot)
         assert isinstance(app.screen, JournalScreen)
-        assert app.screen.check_action("undo_session", ()) is None
+        assert app.screen.check_action("undo_session", ()) is False
+        assert "Undo" not in footer_keys(app)
         assert "undo is disabled" in str(app.screen.query_one("#journal-title").render())
+        app.clear_notifications()
+        await pilot.press("u")
+        assert any("--dry-run" in n.message for n in app._notifications)
 
 
 async def test_failure_is_shown_in_place_with_arms_message(make_app, messages):
@@ -128,7 +140,7 @@ async def test_edit_params_of_a_create_change(make_app):
         await pilot.press("end")
         for _ in range(len(str(old))):
             await pilot.press("backspace")
-        await pilot.press(*"750", "ctrl+s")
+        await pilot.press(*"750", "ctrl+y")
         await pilot.pause()
         assert isinstance(app.screen, StepScreen)
         edited = app.results["storage-4"].changes[idx]
@@ -165,7 +177,7 @@ async def test_drift_is_shown_three_way_and_not_clobbered(make_app, messages):
         undo = [m for m in messages if isinstance(m, UndoFinished)][-1]
         assert undo.result is not None and drifted[0].change_id in undo.result.drift
         assert isinstance(app.screen, DriftScreen)  # offered, not applied
-        await pilot.press("ctrl+o")  # override without typing the word: refused
+        await pilot.press("ctrl+y")  # override without typing the word: refused
         assert isinstance(app.screen, DriftScreen)
         await pilot.press("escape")
         await settle(pilot)
@@ -226,14 +238,17 @@ async def test_renamed_route_table_is_created_and_associated_under_its_new_name(
         old = create.params["name"]
         for _ in range(len(old)):
             await pilot.press("backspace")
-        await pilot.press(*"rt-gw-wizard", "ctrl+s")
+        await pilot.press(*"rt-gw-wizard", "ctrl+y")
         await pilot.pause()
         renamed = next(c for c in app.results["hub-3"].changes if c.id == create.id)
         assert renamed.resource_id.endswith("/routeTables/rt-gw-wizard")
         assoc = [c for c in app.results["hub-3"].changes if create.id in c.depends_on]
         assert assoc and "rt-gw-wizard" in str(assoc[0].body) and old not in str(assoc[0].body)
         app.selected["hub-3"] = {create.id, assoc[0].id}
-        await pilot.press("a", "ctrl+y")
+        # the association re-routes on-premises traffic through the firewall: disruptive, so typed
+        await pilot.press("a")
+        assert isinstance(app.screen, ConfirmApplyScreen) and app.screen.needs_typing
+        await pilot.press(*"hub-3", "enter")
         await settle(pilot)
         gateway = app.core.gateway
         assert gateway.read(renamed.resource_id) is not None

@@ -73,13 +73,25 @@ def test_confirmation(make_app, snap_compare, size):
     assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
 
 
+def pin_session_ids(monkeypatch) -> None:
+    """Session ids carry the clock and a random suffix: pinned, the journal's title is the same each run."""
+    from unittest import mock
+
+    import ztwizard.journal as journal
+
+    monkeypatch.setattr(journal.uuid, "uuid4", lambda: mock.Mock(hex="5c4ee75b0000"))
+    fixed = journal.datetime(2026, 6, 1, 9, 30, tzinfo=journal.UTC)
+    monkeypatch.setattr(journal, "datetime", mock.Mock(now=lambda tz=None: fixed))
+
+
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
-def test_journal(make_app, snap_compare, size):
+def test_journal(make_app, snap_compare, size, monkeypatch):
+    pin_session_ids(monkeypatch)
+
     async def run_before(pilot):
         await inspected(pilot)
         await pilot.press("enter", "a", "ctrl+y")
         await settle(pilot)
-        pilot.app.core.session_id = "20261128-100000-snap01"  # session ids carry the clock
         await pilot.press("j")
         await settle(pilot)
         await quiet(pilot)
@@ -127,6 +139,68 @@ def test_diff_without_colour(make_app, snap_compare, monkeypatch, size):
     async def run_before(pilot):
         await inspected(pilot)
         await pilot.press("enter", "c", "down")
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_params_form(make_app, snap_compare, size):
+    """The parameter form: each field's type, help and rule, wrapped inside the dialog."""
+    async def run_before(pilot):
+        await inspected(pilot)
+        pilot.app.action_open_step("storage-4")
+        await pilot.pause()
+        await pilot.press("c")
+        step = pilot.app.screen
+        step.query_one("#changes").highlighted = next(i for i, c in enumerate(step.changes) if c.params)
+        await pilot.press("e")
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_waive_dialog(make_app, snap_compare, size):
+    async def run_before(pilot):
+        await inspected(pilot)
+        await pilot.press("enter", "w")
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_groups_dialog(make_app, snap_compare, size):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("g")
+        await settle(pilot)
+        await quiet(pilot)
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_live_drift(make_app, snap_compare, size, monkeypatch):
+    """d on the journal: the resource read again, before / wizard wrote / now."""
+    from .conftest import ACCOUNT
+
+    pin_session_ids(monkeypatch)  # the session id shows above the dialog
+
+    async def run_before(pilot):
+        await inspected(pilot)
+        await pilot.press("enter", "a", "ctrl+y")
+        await settle(pilot)
+        pilot.app.core.gateway.write("PATCH", ACCOUNT, {"properties": {"minimumTlsVersion": "TLS1_1"}})
+        await pilot.press("j")
+        await settle(pilot)
+        rows = pilot.app.journal_rows
+        pilot.app.screen.query_one("#journal").move_cursor(row=[r.check for r in rows].index("storage-1b"))
+        await settle(pilot)
+        await pilot.pause(0.3)  # the detail pane below follows the cursor before the dialog covers it
+        await pilot.press("d")
+        await settle(pilot)
         await quiet(pilot)
 
     assert snap_compare(make_app(), terminal_size=size, run_before=run_before)

@@ -106,10 +106,15 @@ async def test_quit_mid_apply_then_resume(make_app, messages):
         assert isinstance(app.screen, ConfirmApplyScreen)
         await pilot.press("ctrl+y")
         await until(pilot, wrote.is_set)
-        await pilot.press("q")
+        await pilot.press("q")  # asks first: an apply is running
+        assert isinstance(app.screen, ConfirmScreen) and "Stop an apply" in app.screen.title_text
+        await pilot.press("ctrl+y")
         assert app.is_running  # still finishing the change in flight
         release.set()
         await until(pilot, lambda: not app.is_running, timeout=20)
+    # what was done and how to resume, printed as the wizard leaves
+    assert "1 applied" in app.farewell and "nothing after it was sent" in app.farewell
+    assert f"resume {app.core.session_id}" in app.farewell
     first = [m for m in messages if isinstance(m, ApplyFinished)]
     assert first and first[-1].interrupted
     done = {m.change_id for m in messages if isinstance(m, ChangeProgress) and m.state == "applied"}
@@ -128,9 +133,18 @@ async def test_quit_mid_apply_then_resume(make_app, messages):
         await settle(pilot)
         resumed = [m for m in messages if isinstance(m, Resumed)][-1]
         assert not resumed.error and resumed.result is not None
-        assert isinstance(again.screen, StepScreen) and again.screen.step_id == "storage-1"
+        # it lands on that session's journal, current, summing up what it found per change
+        assert isinstance(again.screen, JournalScreen)
+        assert again.journal_session == resumed.session_id
+        title = str(again.screen.query_one("#journal-title").render())
+        applied = sum(1 for r in again.journal_rows if r.state == "applied")
+        waiting = sum(1 for r in again.journal_rows if r.state in ("planned", "not_applied"))
+        assert f"{applied} applied, {waiting} not applied, 0 changed by someone else" in title
+        assert applied == 1 and waiting >= 1
         remaining = set(resumed.result.remaining)
         assert remaining and not (remaining & done)
+        await pilot.press("escape")  # under it: the step where the session stopped
+        assert isinstance(again.screen, StepScreen) and again.screen.step_id == "storage-1"
         assert again.selection("storage-1") == remaining
         await pilot.press("j")
         await settle(pilot)
@@ -157,6 +171,8 @@ async def test_resume_a_named_session_from_the_command_line(make_app, messages):
         assert again.core.session_id == session
         # everything chosen had been applied: nothing remains; it lands on the last step
         assert resumed[-1].result.remaining == []
+        assert isinstance(again.screen, JournalScreen) and again.journal_session == session
+        await pilot.press("escape")
         assert isinstance(again.screen, StepScreen) and again.screen.step_id == "storage-1"
         assert again.results["storage-1"].status == "fail"  # storage-1d, disruptive, was left out
 

@@ -38,6 +38,7 @@ from .power import FEATURES, take_platform_state
 from .request import JSON, Reply, Request, arm_error
 from .routing import Router
 from .store import clone, ingest, parse, strip_composed
+from .throttle import ArmThrottle, Tally
 
 
 class Sandbox(Router, GraphService):
@@ -52,9 +53,10 @@ class Sandbox(Router, GraphService):
     def __init__(self, state_dir: Path | None = None, estate: str | list[dict[str, Any]] | None = "reference", *,
                  latency_ms: int = 0, faults: str | None = None, read_only: bool = False, seed: int = 0,
                  page_size: int = 100, lro_polls: int = 1, lro_seconds: float = 1.0, retry_after: int = 0,
-                 lro_hang_seconds: float | None = None, fault_retry_after: int = 1, reads_per_hour: int = 12000, writes_per_hour: int = 1200,
+                 lro_hang_seconds: float | None = None, fault_retry_after: int = 1, reads_per_hour: int | None = None, writes_per_hour: int | None = None,
                  throttle_window: float = 3600.0, clock: Callable[[], float] = time.monotonic,
-                 snapshot_threshold: int = 5000, compact_every: int = 1000, graph_lag_ms: int = 0) -> None:
+                 snapshot_threshold: int = 5000, compact_every: int = 1000, graph_lag_ms: int = 0,
+                 throttle: str = "off") -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.latency_ms = max(0, int(latency_ms))
         self.faults = Faults.parse(faults, seed)
@@ -65,7 +67,11 @@ class Sandbox(Router, GraphService):
         self.lro_hang_seconds = lro_hang_seconds
         self.retry_after = retry_after
         self.fault_retry_after = fault_retry_after
-        self.throttle = Throttle(reads_per_hour, writes_per_hour, throttle_window, clock)
+        # the classic hourly buckets, only when a test sets them (None: unlimited)
+        self.throttle = Throttle(reads_per_hour or 10**12, writes_per_hour or 10**12, throttle_window, clock)
+        # `throttle="arm"`: ARM's 2024 buckets and provider limits (throttle.py) answer instead
+        self.arm_throttle = ArmThrottle(self._region_of, clock) if throttle == "arm" else None
+        self.tally = Tally()  # what `serve` reports on exit
         # (method, path, status) of recent requests, for tests; never headers, bodies or tokens
         self.request_log: deque[tuple[str, str, int]] = deque(maxlen=100_000)
         self._lock = threading.RLock()
@@ -161,6 +167,7 @@ class Sandbox(Router, GraphService):
                 self.request_log.append((ctx.method, ctx.path, 0))
                 raise
             self.request_log.append((ctx.method, ctx.path, status))
+            self.tally.count(ctx.method, ctx.path, status)
         if reset_after:
             raise ConnectionReset("fault injection: connection reset after the write")
         return status, out_headers, payload
@@ -238,7 +245,24 @@ class Sandbox(Router, GraphService):
                else "Authentication failed. The access token is invalid.")
         raise arm_error(401, "AuthenticationFailed", msg, {"WWW-Authenticate": challenge})
 
+    def _region_of(self, path: str) -> str:
+        """The location of the top-level resource a request addresses ('' when none)."""
+        segs = [s for s in path.split("/") if s]
+        low = [s.lower() for s in segs]
+        if "providers" not in low:
+            return ""
+        at = low.index("providers")
+        entry = self.store.get("/" + "/".join(segs[:at + 4])) if len(segs) >= at + 4 else None
+        return str((entry or {}).get("location") or "").lower()
+
     def _admit(self, ctx: Request) -> dict[str, str]:
+        if self.arm_throttle is not None:
+            verdict = self.arm_throttle.admit(ctx.method, ctx.path, ctx.principal)
+            if verdict.retry_after is not None:
+                extra = {"Retry-After": str(verdict.retry_after)} if verdict.retry_after else {}
+                raise arm_error(429, "TooManyRequests" if extra else "RateLimiting", verdict.message,
+                                {**verdict.headers, **extra})
+            return verdict.headers
         reads = ctx.method in ("GET", "HEAD") or ctx.path.lower() == "/providers/microsoft.resourcegraph/resources"
         sub = parse(ctx.path).subscription if ctx.path.lower().startswith("/subscriptions/") else None
         wait, headers = self.throttle.admit(sub, ctx.principal, "reads" if reads else "writes")

@@ -12,7 +12,7 @@ import bisect
 import time
 from typing import Any
 
-from . import graph
+from . import graph, management
 from .model import clone
 from .reads import Reads
 from .request import Reply, Request, arm_error
@@ -95,6 +95,9 @@ class GraphService(Reads):
         skip = int(opts.get("$skip") or 0)
         subs = req.get("subscriptions")
         wanted_subs = {s.lower() for s in subs} if subs else set(self.store.subscriptions)
+        if req.get("managementGroups") and not subs:  # the scope of a query without subscriptions
+            wanted_subs = management.subscriptions_under(management.groups_of(self),
+                                                         [str(g) for g in req["managementGroups"]])
         ids = self._graph_ids(q, wanted_subs)
         total = len(ids)
         if after is not None:
@@ -118,4 +121,6 @@ class GraphService(Reads):
                             "rows": [[r[c] for c in graph.COLUMNS] for r in data]}
         else:
             body["data"] = data
-        return Reply(200, body, {"x-ms-user-quota-remaining": "14", "x-ms-user-quota-resets-after": "00:00:05"})
+        quota = {} if getattr(self, "arm_throttle", None) else {"x-ms-user-quota-remaining": "14",
+                                                                 "x-ms-user-quota-resets-after": "00:00:05"}
+        return Reply(200, body, quota)  # under throttle="arm", throttle.py sends the real quota

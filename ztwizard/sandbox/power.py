@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import guest
 from .filters import parse_filter
 from .lro import Operations
 from .model import clone
@@ -55,6 +56,9 @@ def instance_view(entry: dict[str, Any], power: str, hyperv: str | None = None) 
                                           "displayStatus": "VM " + power.split("/")[1]}]}
     if hyperv:
         view["hyperVGeneration"] = hyperv
+    agent = guest.vm_agent(entry, power)
+    if agent is not None:
+        view["vmAgent"] = agent
     return view
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import deployments, policy
+from . import deployments, management, policy
 from .request import Reply, Request, arm_error, method_not_allowed, not_found, require_rg
 from .store import RG_TYPE, parse
 from .writes import Writes
@@ -101,7 +101,8 @@ class Router(Writes):
         low = ctx.low
         if len(low) >= 2 and low[0] == "subscriptions" and low[1] not in self.store.subscriptions:
             raise arm_error(404, "SubscriptionNotFound", f"The subscription '{ctx.segs[1]}' could not be found.")
-        answer = policy.route(self, ctx) or deployments.route(self, ctx)  # APIs in modules of their own
+        answer = (management.route(self, ctx) or policy.route(self, ctx)  # APIs in modules of their own
+                  or deployments.route(self, ctx))
         if answer is not None:
             return answer
         for route in self.routes:

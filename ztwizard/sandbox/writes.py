@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from . import schema
+from . import keyvault, schema
 from .defender import Defender
 from .limits import Limits
 from .model import (
@@ -67,6 +67,7 @@ class Writes(Reads, Defender, Limits):
     what the provider adds to the resource (and may answer another status)."""
 
     schema_stats: schema.Stats
+    tenant_id: str
     write_rules: dict[str, tuple[str, ...]] = {
         "*": ("_name_rule",),
         "microsoft.compute/virtualmachines": ("_vm_rules",),
@@ -233,6 +234,10 @@ class Writes(Reads, Defender, Limits):
         new = normalize_entry(new)
         if prof.normalises and isinstance(new.get("location"), str):
             new["location"] = new["location"].replace(" ", "").lower()  # "West Europe" -> "westeurope"
+        keyvault.stamp(new, existing, self.tenant_id, self.store)
+        cmk_refusal = keyvault.refusal(self.store, new, existing)
+        if cmk_refusal:  # a customer-managed key the resource cannot reach (sandbox/keyvault.py)
+            raise arm_error(*cmk_refusal)
         self._apply_write_rules(ctx, existing, new)
         status = self._apply_write_effects(ctx, existing, new)
         new["etag"] = new_etag()

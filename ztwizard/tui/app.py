@@ -8,13 +8,16 @@ message back, so no screen ever waits on ARM."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
+from rich.text import Text
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.worker import get_current_worker
 
+from ..apply import step_of
 from ..core import (
     ApplyOutcome,
     ChangeEvent,
@@ -27,12 +30,14 @@ from ..core import (
     Subscription,
 )
 from ..errors import ZtwError
-from ..model import Change, StepResult
+from ..model import Change, Finding, StepResult
+from ..outcomes import BLOCKED_PREFIXES
 from ..steps import STEP_BY_ID, STEPS
 from .commands import WizardCommands
 from .messages import (
     ApplyFinished,
     ChangeProgress,
+    DriftRead,
     InspectProgress,
     JournalLoaded,
     Resumed,
@@ -60,6 +65,8 @@ class WizardApp(App[int]):
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
+        # ctrl+c does what the footer's q does (Textual would only say "press ctrl+q")
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(self, core: Core, *, resume_session: str | None = None, ascii_only: bool | None = None) -> None:
@@ -87,6 +94,11 @@ class WizardApp(App[int]):
         self.resumed_remaining: set[str] = set()  # change ids a resumed session had yet to apply
         self._cancel_apply = threading.Event()
         self._quit_after_apply = False
+        self._asking_quit = False
+        self.farewell = ""  # what quitting mid-apply printed: what was done, how to resume
+        self.resumed: str | None = None  # the session a resume reconciled (the journal sums it up)
+        self._land_on_journal = False
+        self.edited: dict[str, dict[str, object]] = {}  # change id -> parameters a person set
         self.undoing = False
         self.sub_title = core.target_label() + (f"  {SYM['dot']}  DRY-RUN" if self.dry_run else "")
 
@@ -129,13 +141,44 @@ class WizardApp(App[int]):
 
     # ---- actions --------------------------------------------------------------------------
     async def action_quit(self) -> None:
-        """Quit; during an apply, stop after the change in flight so the journal stays exact."""
-        if self.applying or self.undoing:
-            self._cancel_apply.set()
-            self._quit_after_apply = True
-            self.notify("Finishing what ARM is doing (the journal stays exact), then quitting…")
+        """Quit; during an apply or undo, ask first, then stop after the change in flight so the
+        journal stays exact, and say what was done and how to resume."""
+        if not (self.applying or self.undoing):
+            self.exit(0)
             return
-        self.exit(0)
+        if self._asking_quit or self._quit_after_apply:
+            return
+        from .screens.confirm import ConfirmScreen
+
+        what = "an undo" if self.undoing else "an apply"
+        body = Text(f"{what.capitalize()} is running. Quitting lets the change ARM is writing now finish "
+                    "(so the journal stays exact) and sends nothing after it.\n\nThe session stays open: "
+                    "restart the wizard and press r to resume it.")
+
+        def decided(ok: bool | None) -> None:
+            self._asking_quit = False
+            if ok and (self.applying or self.undoing):
+                self._cancel_apply.set()
+                self._quit_after_apply = True
+                self.notify(f"Finishing the change in flight, then quitting{SYM['ellipsis']}")
+            elif ok:
+                self.exit(0)
+
+        self._asking_quit = True
+        self.push_screen(ConfirmScreen(f"Stop {what} and quit?", body), decided)
+
+    def quit_with_summary(self, outcomes: list[ApplyOutcome], verb: str) -> None:
+        """Leave after an interrupted apply or undo, printing what was done and how to go on."""
+        sid = self.core.session_id or self.journal_session or ""
+        by: dict[str, int] = {}
+        for o in outcomes:
+            by[o.state] = by.get(o.state, 0) + 1
+        done = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(by.items())) or "nothing"
+        where = f" --state-dir {self.core.state_dir}" if self.core.state_dir else ""
+        self.farewell = (f"Stopped the {verb} after the change in flight: {done}; nothing after it was sent.\n"
+                         f"Session {sid} stays open. Resume it with `ztwizard{where} resume {sid}` "
+                         "(with this run's target flags), or restart the wizard and press r.")
+        self.exit(0, message=self.farewell)
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen
@@ -170,6 +213,41 @@ class WizardApp(App[int]):
         if not isinstance(self.screen, JournalScreen):
             self.push_screen(JournalScreen())
         self.load_journal()
+
+    def action_export(self) -> None:
+        from .screens.export import ExportScreen
+
+        if self.core.plan is None:
+            self.notify("Inspect first: there is no plan to export yet.", severity="warning")
+            return
+
+        def submit(path: str, fmt: str) -> str:
+            try:
+                dest = self.core.export_report(path, fmt)
+            except ZtwError as exc:
+                return _why(exc)
+            self.notify(f"Report written to {dest}.")
+            return ""
+
+        self.push_screen(ExportScreen(submit))
+
+    def screenshot_dir(self) -> Path:
+        """~/Downloads when it exists, else the state directory (else the working directory)."""
+        downloads = Path("~/Downloads").expanduser()
+        if downloads.is_dir():
+            return downloads
+        return self.core.state_dir if self.core.state_dir is not None else Path.cwd()
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        where = Path(path) if path else self.screenshot_dir()
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            saved = self.save_screenshot(filename, str(where))
+        except OSError as exc:
+            self.notify(f"The screenshot could not be saved in {where}: {exc.strerror or exc}.",
+                        severity="error")
+            return
+        self.notify(f"Screenshot saved to {saved}.")
 
     def action_reinspect(self) -> None:
         self.run_inspect()
@@ -210,34 +288,119 @@ class WizardApp(App[int]):
 
     # ---- selection ------------------------------------------------------------------------
     def selection(self, step_id: str) -> set[str]:
-        """Changes chosen for apply; by default every change that is neither disruptive nor billable."""
+        """Changes chosen for apply; by default every change that is neither disruptive nor billable
+        and needs nothing that is (it would only be skipped)."""
         if step_id not in self.selected:
             res = self.results.get(step_id)
-            self.selected[step_id] = {c.id for c in (res.changes if res else [])
-                                      if not c.disruptive and not c.billable}
+            easy = {c.id for c in (res.changes if res else []) if not c.disruptive and not c.billable}
+            self.selected[step_id] = {i for i in easy if all(r.id in easy for r in self.core.requires([i]))}
         return self.selected[step_id]
 
-    def edit_params(self, step_id: str, change_id: str, values: dict[str, str]) -> None:
-        """Rebuild a create change from the edited parameters (the core re-plans it)."""
+    def step_of_change(self, change_id: str) -> str:
+        for sid, res in self.results.items():
+            if any(c.id == change_id for c in res.changes):
+                return sid
+        return step_of(change_id.rsplit("-", 1)[0])
+
+    def toggle_change(self, step_id: str, change_id: str) -> str:
+        """Select or deselect one change; what it needs comes with it, what needs it goes with it.
+        Returns a sentence naming the other changes that followed (empty when none did)."""
+        chosen = self.selection(step_id)
+        if change_id in chosen:
+            chosen.discard(change_id)
+            followed = [c for c in self.core.required_by([change_id])
+                        if c.id in self.selection(self.step_of_change(c.id))]
+            for c in followed:
+                self.selection(self.step_of_change(c.id)).discard(c.id)
+            verb = "Also deselected (they cannot go without it)"
+        else:
+            chosen.add(change_id)
+            followed = [c for c in self.core.requires([change_id])
+                        if c.id not in self.selection(self.step_of_change(c.id))]
+            for c in followed:
+                self.selection(self.step_of_change(c.id)).add(c.id)
+            verb = "Also selected (it needs them)"
+        if not followed:
+            return ""
+        return f"{verb}: " + "; ".join(self.describe_change(c) for c in followed) + "."
+
+    def describe_change(self, change: Change) -> str:
+        """`hub-2 Protect the hub with DDoS: Create DDoS plan ddos-hub`: the step and title, in words."""
+        step = self.step_of_change(change.id)
+        title = STEP_BY_ID[step].title if step in STEP_BY_ID else ""
+        return f"{step} {title}: {change.title or change.check}".strip()
+
+    def skip_reason(self, change_id: str, message: str) -> str:
+        """A skip in words: a change waiting for another names that change's step and title, never
+        its internal id or a command-line flag."""
+        if message.startswith("still needed by "):  # an undo that other applied changes rest on
+            ids = message[len("still needed by "):].split(";", 1)[0].split(", ")
+            rows = {r.change_id: r for r in self.journal_rows}
+            named = [f"{rows[i].step} {rows[i].title or rows[i].check}" if i in rows else "another change"
+                     for i in ids]
+            return "still needed by " + "; ".join(named) + ": undo that first."
+        change = self.core.change(change_id)
+        if change is None or not message.startswith(BLOCKED_PREFIXES) or not change.depends_on:
+            return message
+        waits = [self.core.change(d) for d in change.depends_on]
+        named = [self.describe_change(c) for c in waits if c is not None
+                 and self.change_state.get(c.id, ("", ""))[0] not in ("applied", "adopted")]
+        if not named:
+            return "waits for a change that was not applied."
+        return "waits for " + "; ".join(named) + ", which was not applied. Select it too (space) and apply again."
+
+    def edit_params(self, step_id: str, change_id: str, values: dict[str, str]) -> str:
+        """Rebuild a change from edited parameters (the core re-plans it). Returns "" when done,
+        else the core's one sentence and hint saying which rule a value breaks (nothing changed)."""
         if step_id not in self.results:
-            return
+            return "Inspect first."
         try:
             plan = self.core.edit_params(change_id, values)
         except ZtwError as exc:
-            self.notify(_why(exc), title="Parameters refused", severity="error")
-            return
+            return _why(exc)
         for s in plan.steps:  # the change and those that build on it (an association naming it)
             if s.id in self.results:
                 self.results[s.id] = s
         change = next((c for c in self.results[step_id].changes if c.id == change_id), None)
         if change is not None:
+            self.edited[change_id] = dict(change.params)
             self.notify(f"Parameters of {change.title or change.check} updated.")
         self.state_changed()
+        return ""
+
+    def waive(self, step_id: str, finding: Finding, reason: str, expires: str, by: str) -> str:
+        """Write a waiver for one finding and judge its step again (it shows waived, its change
+        leaves the plan). Returns "" when written, else the sentence and hint saying why not."""
+        try:
+            w = self.core.waive(finding.check, finding.resource_id, reason=reason, expires=expires, by=by)
+        except ZtwError as exc:
+            return _why(exc)
+        self.notify(f"Waived {finding.check} on {finding.resource_id.rsplit('/', 1)[-1]} ({w.id}): {reason}")
+        self.run_inspect([step_id])
+        return ""
+
+    def check_edits(self) -> None:
+        """After a re-inspection: each edit is still in its change, or the person is told it was dropped."""
+        for cid, params in list(self.edited.items()):
+            change = self.core.change(cid)
+            if change is not None and all(change.params.get(k) == v for k, v in params.items()):
+                continue
+            del self.edited[cid]
+            shown = ", ".join(f"{k}={v}" for k, v in params.items())
+            why = ("the check no longer proposes that change" if change is None
+                   else "the check now proposes other values")
+            self.notify(f"Your edit ({shown}) was dropped: {why}.", title="Edit dropped",
+                        severity="warning", timeout=10)
 
     def chosen_changes(self, step_id: str) -> list[Change]:
+        """The step's chosen changes, with those of other steps they need that are chosen too."""
         res = self.results.get(step_id)
         chosen = self.selection(step_id)
-        return [c for c in (res.changes if res else []) if c.id in chosen]
+        mine = [c for c in (res.changes if res else []) if c.id in chosen]
+        ids = {c.id for c in mine}
+        extra = [c for c in self.core.requires(list(ids)) if c.id not in ids
+                 and c.id in self.selection(self.step_of_change(c.id))]
+        return extra + mine
 
     # ---- workers --------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="start")
@@ -295,7 +458,7 @@ class WizardApp(App[int]):
         interrupted = cancelled()
         if not interrupted:
             try:
-                plan = self.core.inspect([step_id])
+                plan = self.core.inspect(sorted({step_id, *(self.step_of_change(c.id) for c in changes)}))
                 self.post_message(StepsInspected(plan.steps))
             except Exception as exc:  # noqa: BLE001
                 error = error or _why(exc)
@@ -310,7 +473,25 @@ class WizardApp(App[int]):
             return
         self.post_message(JournalLoaded(view))
 
+    @work(thread=True, exclusive=True, group="drift")
+    def read_drift(self, change_id: str) -> None:
+        try:
+            rows = self.core.live_drift(change_id)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(DriftRead(change_id, [], _why(exc)))
+            return
+        self.post_message(DriftRead(change_id, rows))
+
+    def on_drift_read(self, msg: DriftRead) -> None:
+        from .screens.journal import JournalScreen
+
+        if msg.error:
+            self.notify(msg.error, title="Drift", severity="error")
+        elif isinstance(self.screen, JournalScreen):
+            self.screen.show_drift(msg.change_id, msg.rows)
+
     def start_undo(self, change_ids: list[str], override: bool = False, whole: bool = False) -> None:
+        self._cancel_apply.clear()
         self.undoing = True
         self.refresh_bindings()
         self.run_undo(change_ids, override, whole)
@@ -321,9 +502,13 @@ class WizardApp(App[int]):
             self.post_message(ChangeProgress(ev.change_id, ev.state, ev.message))
 
         try:
-            result = self.core.undo(None if whole else change_ids, override=override, on_event=on_event)
+            result = self.core.undo(None if whole else change_ids, override=override, on_event=on_event,
+                                    cancelled=self._cancel_apply.is_set)
         except Exception as exc:  # noqa: BLE001
             self.post_message(UndoFinished(None, change_ids, _why(exc)))
+            return
+        if result.interrupted:
+            self.post_message(UndoFinished(result, change_ids))
             return
         steps = sorted({r.step for r in self.journal_rows if r.change_id in change_ids and r.step})
         try:
@@ -373,6 +558,8 @@ class WizardApp(App[int]):
                 self.selected[r.id] &= ids
         if msg.final and self.applying is None:
             self.inspecting = False
+        if msg.final and self.edited:
+            self.check_edits()
         self.inspect_error = msg.error
         if msg.error and msg.final and not self.results:  # nothing inspected: back to the start screen
             from .screens.start import StartScreen
@@ -385,20 +572,27 @@ class WizardApp(App[int]):
         if msg.final and self.pending_step and not self.inspecting:
             step, self.pending_step = self.pending_step, None
             self.action_open_step(step)
+        if msg.final and self._land_on_journal and not self.inspecting:
+            self._land_on_journal = False  # a resume lands on its session's journal (over its step)
+            self.action_journal()
 
     def on_change_progress(self, msg: ChangeProgress) -> None:
-        self.change_state[msg.change_id] = (msg.state, msg.message)
+        message = self.skip_reason(msg.change_id, msg.message) if msg.state == "skipped" else msg.message
+        self.change_state[msg.change_id] = (msg.state, message)
         self.state_changed()
+        if msg.state not in ("in_flight", "pending"):
+            self.refresh_journal()  # the journal view follows a running session
 
     def on_apply_finished(self, msg: ApplyFinished) -> None:
         self.applying = None
         self.refresh_bindings()
         if self._quit_after_apply:
-            self.exit(0)
+            self.quit_with_summary(msg.outcomes, "apply")
             return
         self.inspecting = False
         for o in msg.outcomes:
-            self.change_state[o.change_id] = (o.state, o.message)
+            self.change_state[o.change_id] = (o.state, self.skip_reason(o.change_id, o.message)
+                                              if o.state == "skipped" else o.message)
         applied = [o for o in msg.outcomes if o.state == "applied"]
         failed = [o for o in msg.outcomes if o.state == "failed"]
         skipped = [o for o in msg.outcomes if o.state == "skipped"]
@@ -432,13 +626,17 @@ class WizardApp(App[int]):
     def on_undo_finished(self, msg: UndoFinished) -> None:
         self.undoing = False
         if self._quit_after_apply:
-            self.exit(0)
+            self.quit_with_summary(msg.result.outcomes if msg.result else [], "undo")
             return
         if msg.error:
             self.notify(msg.error, title="Undo failed", severity="error", timeout=10)
         if msg.result is not None:
             for o in msg.result.outcomes:
-                self.change_state[o.change_id] = (o.state, o.message)
+                self.change_state[o.change_id] = (o.state, self.skip_reason(o.change_id, o.message)
+                                                  if o.state == "skipped" else o.message)
+            kept = [self.change_state[o.change_id][1] for o in msg.result.outcomes if o.state == "skipped"]
+            if kept and not msg.result.drift:
+                self.notify("Not undone: " + " ".join(kept), severity="warning", timeout=10)
             if msg.result.drift:
                 from .screens.drift import DriftScreen
 
@@ -447,7 +645,7 @@ class WizardApp(App[int]):
                         self.start_undo(list(msg.result.drift), override=True)  # type: ignore[union-attr]
 
                 self.push_screen(DriftScreen(msg.result.drift, self.journal_rows), decided)
-            elif not msg.error:
+            elif not msg.error and not kept:
                 done = sum(1 for o in msg.result.outcomes if o.ok)
                 self.notify(f"Undid {done} change(s).")
         self.state_changed()
@@ -461,9 +659,29 @@ class WizardApp(App[int]):
         for o in result.settled:
             self.change_state[o.change_id] = (o.state, o.message)
         self.resumed_remaining = set(result.remaining)
-        self.notify(f"Resumed session {msg.session_id}: reconciled {len(result.settled)} change(s) in "
-                    f"flight; {len(result.remaining)} still to apply.")
+        self.resumed = msg.session_id
+        self._land_on_journal = True
         self.pending_step = result.step
         self.session = None
         self.run_inspect()
+
+    def resume_summary(self) -> str:
+        """Per change what a resume found, with counts: applied, not applied, changed by someone else."""
+        words = {"applied": "applied", "adopted": "applied", "not_applied": "not applied", "planned": "not applied",
+                 "skipped": "not applied", "failed": "not applied", "drifted": "changed by someone else",
+                 "undone": "undone"}
+        counts: dict[str, int] = {}
+        for r in self.journal_rows:
+            word = words.get(r.state, r.state.replace("_", " "))
+            counts[word] = counts.get(word, 0) + 1
+        order = ["applied", "not applied", "changed by someone else"]
+        parts = [f"{counts.pop(w, 0)} {w}" for w in order] + [f"{n} {w}" for w, n in sorted(counts.items())]
+        return f"Resumed session {self.resumed}: " + ", ".join(parts) + "."
+
+    def refresh_journal(self) -> None:
+        """Reload the journal if its view is on the stack (shown now or under a dialog)."""
+        from .screens.journal import JournalScreen
+
+        if any(isinstance(s, JournalScreen) for s in self.screen_stack):
+            self.load_journal()
 

@@ -16,6 +16,8 @@ ACTIONS = [
     ("Checklist", "Show the checklist of all steps", "checklist"),
     ("Journal", "Show the session's changes, undo them", "journal"),
     ("Re-inspect", "Read the estate again and refresh every step", "reinspect"),
+    ("Export report", "Write the plan as Markdown, SARIF or JSON to a file you name", "export"),
+    ("Screenshot", "Save an SVG of the screen (to ~/Downloads, else the state directory)", "screenshot"),
     ("Help", "Keys and glyphs", "help"),
 ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from ..core import ApplyOutcome, JournalView, ResumeResult, SessionInfo, Subscription, UndoResult
+from ..core import ApplyOutcome, DriftRow, JournalView, ResumeResult, SessionInfo, Subscription, UndoResult
 from ..model import StepResult
 
 
@@ -71,4 +71,14 @@ class Resumed(Message):
         super().__init__()
         self.session_id = session_id
         self.result = result
+        self.error = error
+
+
+class DriftRead(Message):
+    """A journalled change's resource was read again: the three-way rows where it differs."""
+
+    def __init__(self, change_id: str, rows: list[DriftRow], error: str = "") -> None:
+        super().__init__()
+        self.change_id = change_id
+        self.rows = rows
         self.error = error

@@ -102,6 +102,14 @@ def findings_text(findings: Iterable[Finding]) -> Text:
         t.append("\n")
         for f in items:
             t.append("  ")
+            if f.waiver:  # accepted on purpose: dimmed, with who accepted it and why
+                t.append(f"{GLYPH.get(f.status, '?')} {f.check} [{WORD.get(f.status, f.status)}, waived] ", style="dim")
+                w = f.waiver
+                t.append(f"{w.get('reason', '')}", style="dim italic")
+                extra = [f"until {w['expires']}" if w.get("expires") else "", f"by {w['by']}" if w.get("by") else "",
+                         str(w.get("id", ""))]
+                t.append(f" ({', '.join(x for x in extra if x)})\n", style="dim")
+                continue
             t.append_text(glyph(f.status))
             t.append(f" {f.check} ", style="bold")
             by_hand = f.status == "fail" and f.remediation == "manual"  # fails, and a person fixes it
@@ -132,10 +140,49 @@ def badges(change: Change) -> Text:
     return t
 
 
-def change_label(change: Change) -> Text:
+def where_bits(resource_id: str, subscription_names: dict[str, str], region: str = "") -> list[str]:
+    """[what it is on, subscription display name, resource group, region]: the scope a resource
+    sits in, in words (an entry is "" when it does not apply)."""
+    try:
+        p = rid.parse(resource_id)
+    except Exception:  # noqa: BLE001 - a display helper must not fail on odd ids
+        return ["", "", "", region]
+    on = ""
+    if p.parent and "/providers/" in p.parent and p.type.count("/") == 1:  # an extension resource
+        try:
+            on = "on " + (rid.parse(p.parent).name or p.parent)
+        except Exception:  # noqa: BLE001
+            on = ""
+    sub = p.subscription or ""
+    names = {k.lower(): v for k, v in subscription_names.items()}
+    return [on, names.get(sub.lower(), sub) if sub else "",
+            p.resource_group or ("subscription-wide" if sub else "tenant-wide"), region]
+
+
+def where(resource_id: str, subscription_names: dict[str, str], region: str = "") -> str:
+    """`on pip-web · Contoso Prod · rg-hub · westeurope`."""
+    return f" {SYM['dot']} ".join(b for b in where_bits(resource_id, subscription_names, region) if b)
+
+
+def telling_apart(bits: list[list[str]]) -> list[str]:
+    """For rows that read the same, the one part of their scope that differs for each (what it is
+    on, else subscription, group, region), or all the parts that differ when none does alone."""
+    width = len(bits[0]) if bits else 0
+    alone = next((i for i in range(width) if len({b[i] for b in bits}) == len(bits) and all(b[i] for b in bits)), None)
+    keep = [alone] if alone is not None else [i for i in range(width) if len({b[i] for b in bits}) > 1]
+    return [f" {SYM['dot']} ".join(b[i] for i in keep if b[i]) for b in bits]
+
+
+def change_label(change: Change, context: str = "") -> Text:
+    """Method, resource and check; `context` (subscription, group, region) when the name alone
+    would not tell two rows apart."""
     t = Text()
     t.append(f"{change.method:<6} ", style="bold")
-    t.append(short_name(change.resource_id))
+    if context:  # the bare name: the context says the rest, and the row stays one line
+        name = short_name(change.resource_id).split(" (", 1)[0]
+        t.append(f"{name} {context}" if context.startswith("on ") else f"{name} ({context})")
+    else:
+        t.append(short_name(change.resource_id))
     t.append(f"  {change.check}", style="dim")
     if change.disruptive:
         t.append(" [disruptive]", style="red")
@@ -196,10 +243,17 @@ def request_text(change: Change, endpoint: str, width: int | None = None) -> Tex
     return t
 
 
-def change_detail(change: Change, endpoint: str, width: int | None = None) -> Text:
+def change_detail(change: Change, endpoint: str, width: int | None = None, context: str = "",
+                  needs: Iterable[str] = ()) -> Text:
     t = Text()
     t.append(change.title or change.check, style="bold")
     t.append(f"  ({change.action} {SYM['dot']} {change.check})\n", style="dim")
+    if context:
+        t.append("Where: ", style="bold")
+        t.append(context + "\n")
+    for need in needs:
+        t.append("Needs: ", style="bold")
+        t.append(need + " (selected with it)\n")
     t.append_text(badges(change))
     if change.risk:
         t.append("Risk: ", style="bold")

@@ -1,8 +1,9 @@
 """`scale:N`: a generated estate of exactly N resources, for benchmarks and paging tests.
 
 Resources come in small application blocks (an NSG with rules, a VNet with subnets, a public IP,
-a NIC, a disk, a VM with an extension, a storage account), spread round-robin over several
-subscriptions and resource groups. Every reference points backwards in the stream, so any prefix
+a NIC, a disk, a VM with an extension, a storage account, now and then with containers or file
+shares), spread round-robin over at least 20 subscriptions, each with a home region and a few
+secondary ones, the way a management group of landing zones looks. Every reference points backwards in the stream, so any prefix
 is self-consistent and N can be cut anywhere. Settings vary with the block number, so checks see
 a mix of passes and failures; nothing is random, so the same N always gives the same estate."""
 
@@ -18,7 +19,7 @@ from .reference import _nsg, _public_ip, _resource, _rule, _subnet, _vnet, guid
 Resource = dict[str, Any]
 
 _NS = uuid.UUID("9d7c2b1e-4f3a-4e8d-b6a5-1c0f2e3d4b5a")
-REGIONS = ("westeurope", "northeurope", "eastus2", "swedencentral")
+REGIONS = ("westeurope", "northeurope", "eastus2", "swedencentral", "centralus", "uksouth")
 BLOCKS_PER_GROUP = 4
 
 
@@ -27,8 +28,8 @@ def subscription_ids(count: int) -> list[str]:
 
 
 def subscription_count(n: int) -> int:
-    """Several subscriptions, more for bigger estates (2 up to 16)."""
-    return max(2, min(16, n // 2500 + 1))
+    """At least 20 subscriptions, more for bigger estates (up to 40)."""
+    return max(20, min(40, n // 2500))
 
 
 def build(n: int) -> list[Resource]:
@@ -44,7 +45,9 @@ def _stream(n_subs: int) -> Iterator[Resource]:
         if local == 0:
             yield from _subscription_scope(sub)
         group_no = local // BLOCKS_PER_GROUP
-        region = REGIONS[group_no % len(REGIONS)]
+        # two groups in three in the subscription's home region, the others in one of two more
+        offset = (0, 0, 1 + group_no % 2)[group_no % 3]
+        region = REGIONS[(block % n_subs + offset) % len(REGIONS)]
         rg = f"/subscriptions/{sub}/resourceGroups/rg-app{group_no:04d}"
         if local % BLOCKS_PER_GROUP == 0:
             yield _resource(rg, "Microsoft.Resources/resourceGroups", {}, location=region,
@@ -165,3 +168,14 @@ def _block(rg: str, region: str, block: int, local: int) -> Iterator[Resource]:
     yield _resource(f"{account}/blobServices/default", "Microsoft.Storage/storageAccounts/blobServices",
                     {"deleteRetentionPolicy": {"enabled": False}, "cors": {"corsRules": []}},
                     location=None, etag=False, provisioning=False)
+    if block % 3 == 0:  # anonymous access allowed: some accounts really serve a public container
+        yield _resource(f"{account}/blobServices/default/containers/assets",
+                        "Microsoft.Storage/storageAccounts/blobServices/containers",
+                        {"publicAccess": "Blob" if block % 6 == 0 else "None"}, location=None, provisioning=False)
+    if block % 5 == 2:  # an Azure Files user
+        files = f"{account}/fileServices/default"
+        yield _resource(files, "Microsoft.Storage/storageAccounts/fileServices",
+                        {"shareDeleteRetentionPolicy": {"enabled": True, "days": 7}}, location=None, etag=False,
+                        provisioning=False)
+        yield _resource(f"{files}/shares/profiles", "Microsoft.Storage/storageAccounts/fileServices/shares",
+                        {"shareQuota": 100, "enabledProtocols": "SMB"}, location=None, provisioning=False)

@@ -60,9 +60,9 @@ def scope_line(app: WizardApp, width: int) -> Text:
 class ChecklistScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "open", "Open", priority=True),
-        Binding("f", "failing", "Failing only"),
+        Binding("f", "failing", "Failing"),
         Binding("t", "article", "Article"),
-        Binding("s", "app.scope", "Scope"),
+        Binding("s", "app.scope", "Scope", show=False),  # the scope line says "s changes": q Quit keeps its room
         Binding("j", "app.journal", "Journal"),
         Binding("r", "app.reinspect", "Re-inspect"),
     ]

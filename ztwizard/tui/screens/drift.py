@@ -16,7 +16,7 @@ from ..render import short_name, value
 class DriftScreen(ModalScreen[bool]):
     """Dismisses True only when the person types `override` to clobber the later change."""
 
-    BINDINGS = [Binding("escape", "cancel", "Keep theirs"), Binding("ctrl+o", "override", "Override")]
+    BINDINGS = [Binding("escape", "cancel", "Keep theirs"), Binding("ctrl+y", "override", "Override")]
 
     def __init__(self, drift: dict[str, list[DriftRow]], rows: list[JournalRow]) -> None:
         super().__init__()
@@ -31,7 +31,11 @@ class DriftScreen(ModalScreen[bool]):
                 for cid, diffs in self.drift.items():
                     row = self.rows.get(cid)
                     table = Table(title=short_name(row.resource_id) if row else cid, expand=True)
-                    for col in ("property", "before", "wizard wrote", "now"):
+                    # a property path is never cut mid-word: its column is as wide as the longest
+                    # one; values fold (a long JSON value still shows whole)
+                    longest = max((len(d.path) for d in diffs), default=8)
+                    table.add_column("property", no_wrap=True, min_width=min(longest, 48), overflow="ellipsis")
+                    for col in ("before", "wizard wrote", "now"):
                         table.add_column(col, overflow="fold")
                     for d in diffs:
                         table.add_row(d.path, value(d.before), value(d.wrote), value(d.now))
@@ -39,7 +43,7 @@ class DriftScreen(ModalScreen[bool]):
             yield Static("Type override to restore the before values anyway; esc keeps theirs.")
             yield Input(placeholder="override", id="typed")
             with Horizontal(classes="buttons"):
-                yield Button("Override (ctrl+o)", id="yes", variant="error")
+                yield Button("Override (ctrl+y)", id="yes", variant="error")
                 yield Button("Keep theirs (esc)", id="no")
 
     def on_mount(self) -> None:

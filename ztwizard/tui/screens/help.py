@@ -12,18 +12,20 @@ from textual.widgets import Static
 from ..render import GLYPH, WORD
 
 KEYS = [
-    ("Everywhere", [("?", "this help"), ("ctrl+p", "command palette: actions, jump to a step by id"),
-                    ("q", "quit (an apply in progress stops after the current change)")]),
-    ("Start", [("space", "toggle a subscription"), ("/", "filter subscriptions"), ("a", "all / none"),
-               ("ctrl+s", "inspect the chosen scope"), ("r", "resume the unfinished session")]),
+    ("Everywhere", [("?", "this help"), ("ctrl+p", "command palette: actions, export report, jump to a step"),
+                    ("q ctrl+c", "quit (during an apply or undo it asks, then stops after the change in flight)"),
+                    ("ctrl+y", "confirm any dialog (apply, undo, save, waive, override)"), ("esc", "cancel, back")]),
+    ("Start", [("space", "toggle a subscription"), ("/", "filter subscriptions (esc leaves the box)"),
+               ("*", "all / none"), ("g", "choose resource groups"), ("ctrl+s", "inspect the chosen scope"),
+               ("r", "resume the unfinished session")]),
     ("Checklist", [("↑ ↓", "move"), ("enter", "open the step"), ("f", "only failing steps"),
-                   ("a", "cycle articles"), ("r", "re-inspect"), ("j", "journal")]),
-    ("Step", [("c", "switch between findings and changes"), ("space", "select a change (changes tab)"),
-              ("e", "edit a change's parameters (names, prefixes, caps)"),
-              ("a", "apply the selected changes, after a confirmation"),
+                   ("t", "cycle articles"), ("s", "back to the scope"), ("r", "re-inspect"), ("j", "journal")]),
+    ("Step", [("c", "switch between findings and changes"), ("space", "select a change (changes tab); what it needs "
+              "comes with it"), ("e", "edit a change's parameters (names, prefixes, caps)"),
+              ("a", "apply the selected changes, after a confirmation"), ("w", "waive a finding, with a reason"),
               ("n / p", "next / previous step"), ("j", "journal"), ("esc", "back to the checklist")]),
     ("Journal", [("u", "undo the change"), ("s", "undo the change's step"), ("S", "undo the session"),
-                 ("d", "drift: before / wizard wrote / now"), ("o", "open the change's step"),
+                 ("d", "drift: re-read the resource; before / wizard wrote / now"), ("o", "open the change's step"),
                  ("r", "reload"), ("esc", "back")]),
 ]
 
@@ -36,7 +38,7 @@ class HelpScreen(ModalScreen[None]):
         for section, keys in KEYS:
             t.append(section + "\n", style="bold underline")
             for key, what in keys:
-                t.append(f"  {key:<8}", style="bold")
+                t.append(f"  {key:<9}", style="bold")
                 t.append(what + "\n")
         t.append("Apply and undo are disabled in --dry-run; disruptive and billable changes are\n"
                  "never preselected and need the step id typed.\n", style="italic")

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ...core import JournalRow
+from ...core import DriftRow, JournalRow
 from ..render import SYM, short_name
 
 if TYPE_CHECKING:
@@ -20,6 +20,15 @@ STATE_STYLE = {"applied": "green", "failed": "red", "in_flight": "yellow", "undo
                "undone": "dim", "drifted": "magenta", "undo_failed": "red", "planned": "dim",
                "not_applied": "dim", "skipped": "dim"}
 UNDOABLE = ("applied", "undo_failed", "drifted")
+# what undoing each kind of change sends: an undone create is a delete
+UNDO_VERB = {"create": "delete", "update": "restore", "delete": "re-create"}
+STATE_WORD = {"in_flight": "in flight", "undo_in_flight": "undoing", "not_applied": "not applied",
+              "undo_failed": "undo failed", "drifted": "changed since"}
+
+
+def cut(text: str, width: int) -> str:
+    """`text` in `width` columns: whole, or cut with an ellipsis (a cell never wraps or overflows)."""
+    return text if len(text) <= width else text[: max(width - len(SYM["ellipsis"]), 1)] + SYM["ellipsis"]
 
 
 class JournalScreen(Screen[None]):
@@ -28,6 +37,8 @@ class JournalScreen(Screen[None]):
         Binding("u", "undo_change", "Undo"),
         Binding("s", "undo_step", "Undo step"),
         Binding("S", "undo_session", "Undo all", key_display="S"),
+        # dry-run: the undo keys leave the footer and say why when pressed
+        Binding("u,s,S", "undo_disabled", "Undo", show=False),
         Binding("d", "drift", "Drift"),
         Binding("o", "open_step", "Step"),
         Binding("r", "reload", "Reload", show=False),
@@ -46,10 +57,23 @@ class JournalScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._ready = True
-        table = self.query_one("#journal", DataTable)
-        table.add_columns("state", "step", "check", "resource", "action")
+        self.query_one("#journal", DataTable).focus()
         self.refresh_state()
-        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.app.load_journal()  # shown again: read the journal now, not what it held before
+
+    def on_resize(self) -> None:
+        self._columns = None
+        self.refresh_state()
+
+    _columns: tuple[int, ...] | None = None
+
+    def _widths(self) -> tuple[int, ...]:
+        """state, check, action, undo, resource: the resource takes what the others leave."""
+        fixed = (13, 11, 6, 9)
+        room = max(self.size.width - sum(fixed) - 2 * (len(fixed) + 1) - 2, 12)
+        return (*fixed, room)
 
     @property
     def rows(self) -> list[JournalRow]:
@@ -62,17 +86,26 @@ class JournalScreen(Screen[None]):
         sid = app.core.session_id or app.journal_session or "none yet"
         status = app.journal_status
         title = f"Session {sid}{f' ({status})' if status else ''} {SYM['dot']} {len(self.rows)} change(s)"
+        if app.resumed and app.resumed == app.journal_session:
+            title += "\n" + app.resume_summary()
         if app.dry_run:
             title += "\nDRY-RUN: undo is disabled (started with --dry-run)."
         self.query_one("#journal-title", Static).update(title)
         table = self.query_one("#journal", DataTable)
+        widths = self._widths()
+        if widths != self._columns:
+            table.clear(columns=True)
+            for name, w in zip(("state", "check", "action", "undo", "resource"), widths, strict=True):
+                table.add_column(name, width=w)
+            self._columns = widths
         keep = table.cursor_row
         table.clear()
         for r in self.rows:
             state = app.change_state.get(r.change_id, (r.state, ""))[0] if r.state in (
                 "applied", "in_flight") else r.state
-            table.add_row(Text(state, style=STATE_STYLE.get(state, "")), r.step, r.check,
-                          short_name(r.resource_id), r.action, key=r.change_id)
+            table.add_row(Text(cut(STATE_WORD.get(state, state), widths[0]), style=STATE_STYLE.get(state, "")),
+                          r.check, r.action, UNDO_VERB.get(r.action, ""),
+                          cut(short_name(r.resource_id), widths[4]), key=r.change_id)
         if self.rows:
             table.move_cursor(row=min(keep, len(self.rows) - 1))
         self._detail()
@@ -95,6 +128,9 @@ class JournalScreen(Screen[None]):
         t.append(f"  {row.method} {row.resource_id}\n", style="dim")
         if row.message:
             t.append(row.message + "\n")
+        if row.state in UNDOABLE:
+            t.append(f"Undo (u) would {UNDO_VERB.get(row.action, 'restore')} it"
+                     + (" (the wizard created it)" if row.action == "create" else "") + ".\n")
         if row.drift:
             t.append("Changed by someone else since; press d for the three-way view.", style="magenta")
         detail.update(t)
@@ -103,9 +139,15 @@ class JournalScreen(Screen[None]):
         self._detail()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action.startswith("undo_") and (self.app.dry_run or self.app.applying or self.app.undoing):
-            return None
+        if action == "undo_disabled":
+            return self.app.dry_run
+        if action.startswith("undo_"):
+            return not self.app.dry_run
         return True
+
+    def action_undo_disabled(self) -> None:
+        self.notify("Dry-run: undo is disabled (the wizard was started with --dry-run); nothing is "
+                    "written to Azure.", severity="warning")
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -123,7 +165,10 @@ class JournalScreen(Screen[None]):
         from .confirm import ConfirmScreen
 
         if self.app.dry_run:
-            self.notify("Dry-run: undo is disabled.", severity="warning")
+            self.action_undo_disabled()
+            return
+        if self.app.applying or self.app.undoing:
+            self.notify("An apply or undo is running: wait until it finishes.", severity="warning")
             return
         ids = [r.change_id for r in self.rows if r.change_id in ids and r.state in UNDOABLE]
         if not ids:
@@ -132,7 +177,8 @@ class JournalScreen(Screen[None]):
         body = Text()
         for r in self.rows:
             if r.change_id in ids:
-                body.append(f"{r.method} {short_name(r.resource_id)}  {r.check}\n")
+                body.append(f"{UNDO_VERB.get(r.action, 'restore')} ", style="bold")
+                body.append(f"{short_name(r.resource_id)}  {r.check}\n")
 
         def decided(ok: bool | None) -> None:
             if ok:
@@ -154,15 +200,25 @@ class JournalScreen(Screen[None]):
         self._undo([r.change_id for r in self.rows], "the whole session", word="undo", whole=True)
 
     def action_drift(self) -> None:
+        """Re-read the resource now and show before / wizard wrote / now where they differ."""
+        row = self.current()
+        if row is None:
+            return
+        if row.action != "update" or row.state not in UNDOABLE:
+            self.notify(f"Nothing to compare: drift is read for applied updates; this change is "
+                        f"{STATE_WORD.get(row.state, row.state)} ({row.action}).")
+            return
+        self.app.read_drift(row.change_id)
+
+    def show_drift(self, change_id: str, rows: list[DriftRow]) -> None:
         from .drift import DriftScreen
 
-        row = self.current()
-        if row is None or not row.drift:
-            self.notify("No drift recorded for this change.")
+        if not rows:
+            self.notify("Read just now: the resource still holds what the wizard wrote.")
             return
 
         def decided(override: bool | None) -> None:
             if override:
-                self.app.start_undo([row.change_id], override=True)
+                self.app.start_undo([change_id], override=True)
 
-        self.app.push_screen(DriftScreen({row.change_id: row.drift}, self.rows), decided)
+        self.app.push_screen(DriftScreen({change_id: rows}, self.rows), decided)

@@ -24,6 +24,7 @@ class StartScreen(Screen[None]):
         Binding("r", "resume", "Resume"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("asterisk", "toggle_all", "All/none", key_display="*"),
+        Binding("g", "groups", "Groups"),
     ]
 
     app: WizardApp  # type: ignore[assignment]
@@ -36,6 +37,7 @@ class StartScreen(Screen[None]):
             yield Static("Subscriptions in scope ([x] inspected; space toggles, enter inspects):", classes="label", markup=False)
             yield Input(placeholder="filter subscriptions…", id="sub-filter")
             yield OptionList(id="subs")
+            yield Static(id="groups-line", markup=False)
             with Horizontal(id="start-buttons"):
                 yield Button("Inspect (ctrl+s)", id="inspect", variant="primary")
                 yield Button("Resume (r)", id="resume", classes="hidden")
@@ -43,6 +45,7 @@ class StartScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._show_target()
+        self._show_groups()
         if self.app.subscriptions:  # back here after an inspection that read nothing
             self.refresh_state()
         self.query_one("#subs").focus()
@@ -54,10 +57,19 @@ class StartScreen(Screen[None]):
             text.append(f"\n\n{self.app.start_error}", style="bold red")
         self.query_one("#target", Static).update(text)
 
+    groups: list[str] | None = None  # chosen resource groups; None: the core's (-g), empty: all
+
+    def _show_groups(self) -> None:
+        if self.groups is None:
+            self.groups = self.app.core.resource_groups
+        self.query_one("#groups-line", Static).update(
+            f"Resource groups: {', '.join(self.groups) if self.groups else 'all'}  (g chooses)")
+
     def refresh_state(self) -> None:
         if not self.query("#target"):  # not composed yet (a fresh screen): on_mount shows it
             return
         self._show_target()
+        self._show_groups()
         self._fill(self.query_one("#sub-filter", Input).value)
         session = self.app.session
         offer = self.query_one("#resume-offer", Static)
@@ -136,12 +148,24 @@ class StartScreen(Screen[None]):
         self.chosen = set() if self.chosen == everything else everything
         self._fill(self.query_one("#sub-filter", Input).value)
 
+    def action_groups(self) -> None:
+        from .groups import GroupsScreen
+
+        def chosen(groups: list[str] | None) -> None:
+            if groups is not None:
+                self.groups = groups
+                self._show_groups()
+
+        subs = sorted(self.chosen) if self.chosen else None
+        self.app.push_screen(GroupsScreen(subs, self.groups or []), chosen)
+
     def action_inspect(self) -> None:
         chosen = sorted(self.chosen or ())
         if self.app.subscriptions and not chosen:
             self.notify("Choose at least one subscription (space toggles).", severity="warning")
             return
         everything = len(chosen) == len(self.app.subscriptions)
+        self.app.core.set_resource_groups(self.groups or [])
         self.app.start_inspection(None if everything else chosen)
 
     def action_resume(self) -> None:

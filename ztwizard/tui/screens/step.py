@@ -24,7 +24,10 @@ from ..render import (
     change_label,
     counts_text,
     findings_text,
+    telling_apart,
     value,
+    where,
+    where_bits,
 )
 
 if TYPE_CHECKING:
@@ -37,13 +40,14 @@ class StepScreen(Screen[None]):
         Binding("escape", "back", "Back"),
         Binding("space", "toggle_change", "Select"),
         Binding("a", "apply", "Apply"),
+        Binding("a", "apply_disabled", "Apply", show=False),  # dry-run: absent, and says why when pressed
         Binding("e", "edit_params", "Params"),
         # c switches tabs; the footer names the tab it leads to
         Binding("c", "show_changes", "Changes"),
         Binding("c", "show_findings", "Findings"),
-        Binding("w", "show_findings", "Findings", show=False),
+        Binding("w", "waive", "Waive"),
         Binding("n", "next_step", "Next"),
-        Binding("p", "prev_step", "Prev"),
+        Binding("p", "prev_step", "Prev", show=False),  # n, p in help: the footer keeps q Quit at 80 columns
         Binding("j", "journal", "Journal"),
         # the same keys keep working on the changes tab, without taking footer room there
         Binding("n", "next_step_any", "Next", show=False),
@@ -152,11 +156,11 @@ class StepScreen(Screen[None]):
         if key != getattr(self, "_changes_key", None):
             keep = sl.highlighted
             sl.clear_options()
-            for c in changes:
+            for c, context in zip(changes, self.row_contexts(changes), strict=True):
                 state = self.app.change_state.get(c.id, ("pending", ""))[0]
                 label = Text("[x] " if c.id in chosen else "[ ] ")
                 label.append(STATE_GLYPH.get(state, " ") + " ")
-                label.append_text(change_label(c))
+                label.append_text(change_label(c, context))
                 sl.add_option(Option(label, id=c.id))
             if changes:
                 sl.highlighted = min(keep or 0, len(changes) - 1)
@@ -198,8 +202,27 @@ class StepScreen(Screen[None]):
             t.append(f"{state.replace('_', ' ')}", style="bold")
             t.append(f"{': ' + message if message else ''}\n\n")
         room = self.query_one("#detail-scroll").scrollable_content_region.width
-        t.append_text(change_detail(change, self.app.core.endpoint(), room - 1 if room > 20 else None))
+        needs = [self.app.describe_change(c) for c in self.app.core.requires([change.id])]
+        t.append_text(change_detail(change, self.app.core.endpoint(), room - 1 if room > 20 else None,
+                                    context=self.context(change), needs=needs))
         detail.update(t)
+
+    def row_contexts(self, changes: list[Change]) -> list[str]:
+        """Rows that would read the same say what sets each apart (what it is on, subscription,
+        group, region), and only that, so a row stays one line at 80 columns."""
+        names = [change_label(c).plain for c in changes]
+        out = [""] * len(changes)
+        for name in {n for n in names if names.count(n) > 1}:
+            idx = [i for i, n in enumerate(names) if n == name]
+            bits = [where_bits(changes[i].resource_id, dict(self.app.subscriptions),
+                               self.app.core.region_of(changes[i].resource_id)) for i in idx]
+            for i, text in zip(idx, telling_apart(bits), strict=True):
+                out[i] = text
+        return out
+
+    def context(self, change: Change) -> str:
+        """Subscription display name, resource group (or subscription-wide) and region."""
+        return where(change.resource_id, dict(self.app.subscriptions), self.app.core.region_of(change.resource_id))
 
     def on_resize(self) -> None:
         self._refresh_detail()  # the diff is wrapped to the pane's width
@@ -217,8 +240,9 @@ class StepScreen(Screen[None]):
         opt = sl.highlighted_option
         if opt is None or not opt.id:
             return
-        chosen = self.app.selection(self.step_id)
-        chosen.symmetric_difference_update({opt.id})
+        followed = self.app.toggle_change(self.step_id, opt.id)
+        if followed:
+            self.notify(followed, timeout=8)
         self._refresh_changes()
 
     # ---- actions --------------------------------------------------------------------------
@@ -233,14 +257,15 @@ class StepScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Per tab, only the keys that act there are shown, so the footer fits 80 columns."""
         if action == "apply":
-            if self.app.dry_run or self.app.applying or self.app.undoing:
-                return None  # shown, greyed out: the banner says why
+            return not self.app.dry_run  # in dry-run absent from the footer; the banner says why
+        if action == "apply_disabled":
+            return self.app.dry_run
         if action in ("toggle_change", "edit_params", "show_findings"):
             if not self.on_changes:
                 return False
             if action == "edit_params":
                 return True if any(c.params for c in self.changes) else None
-        if action in ("show_changes", "next_step", "prev_step", "journal"):
+        if action in ("show_changes", "next_step", "prev_step", "journal", "waive"):
             return not self.on_changes
         return True
 
@@ -277,11 +302,18 @@ class StepScreen(Screen[None]):
     def action_prev_step(self) -> None:
         self._step_offset(-1)
 
+    def action_apply_disabled(self) -> None:
+        self.notify("Dry-run: apply is disabled (the wizard was started with --dry-run); nothing is "
+                    "written to Azure.", severity="warning")
+
     def action_apply(self) -> None:
         from .confirm import ConfirmApplyScreen
 
         if self.app.dry_run:
-            self.notify("Dry-run: apply is disabled.", severity="warning")
+            self.action_apply_disabled()
+            return
+        if self.app.applying or self.app.undoing:
+            self.notify("An apply or undo is running: wait until it finishes.", severity="warning")
             return
         chosen = self.app.chosen_changes(self.step_id)
         if not chosen:
@@ -299,6 +331,18 @@ class StepScreen(Screen[None]):
 
         self.app.push_screen(ConfirmApplyScreen(self.step_id, chosen), confirmed)
 
+    def action_waive(self) -> None:
+        from .waive import WaiveScreen
+
+        res = self.app.results.get(self.step_id)
+        open_findings = [f for f in (res.findings if res else [])
+                         if f.status in ("fail", "manual", "error") and not f.waiver]
+        if not open_findings:
+            self.notify("Nothing to waive here: no failing or manual finding without a waiver.")
+            return
+        self.app.push_screen(WaiveScreen(open_findings, lambda f, reason, expires, by:
+                                         self.app.waive(self.step_id, f, reason, expires, by)))
+
     def action_edit_params(self) -> None:
         from .params import ParamsScreen
 
@@ -311,11 +355,7 @@ class StepScreen(Screen[None]):
             self.notify("This change has no parameters to edit.")
             return
 
-        def edited(params: dict[str, str] | None) -> None:
-            if params:
-                self.app.edit_params(self.step_id, change.id, params)
-
-        self.app.push_screen(ParamsScreen(change), edited)
+        self.app.push_screen(ParamsScreen(change, lambda values: self.app.edit_params(self.step_id, change.id, values)))
 
 
 def _leaves(obj: object, prefix: str = "") -> dict[str, object]:
