@@ -441,7 +441,7 @@ GAPS: dict[str, set[str]] = {
     # the sandbox's instance view is the power and provisioning state the wizard reads
     "compute/VirtualMachine_Get_InstanceView.json": {"bootDiagnostics", "computerName", "disks", "extensions",
         "hyperVGeneration", "isVMInStandbyPool", "osName", "osVersion", "patchStatus", "platformFaultDomain",
-        "platformUpdateDomain", "statuses[].time", "vmAgent"},
+        "platformUpdateDomain", "statuses[].time", "vmAgent.extensionHandlers", "vmAgent.statuses[].time"},
     "compute/VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty.json": {
         "properties.osProfile.secrets", "properties.osProfile.windowsConfiguration",
         "properties.storageProfile.dataDisks[].caching",
