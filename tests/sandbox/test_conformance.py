@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from rest_examples import DATA, MISSING, Replayer, at, leaves, load, localise, operation_of, shape_gaps
 
-from ztwizard.gateway import API_VERSIONS, api_version_for
+from ztwizard.gateway import API_VERSIONS, MANAGEMENT_GROUPS_API, api_version_for
 from ztwizard.sandbox import Sandbox
 
 SUB = "00000000-0000-0000-0000-0000000000c3"
@@ -421,6 +421,9 @@ CASES: dict[str, Case] = {
         Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/policyAssignments", seed=True),
     # ---- ARM itself and Resource Graph --------------------------------------------------------
     "resources/GetSubscriptions.json": Case("GET", "/subscriptions", version="2022-12-01"),
+    "managementgroups/GetDescendants.json":  # --management-group: a group the sandbox's hierarchy has
+        Case("GET", "/providers/Microsoft.Management/managementGroups/{groupId}/descendants",
+             version=MANAGEMENT_GROUPS_API, params={"groupId": "mg-platform"}),
     "resourcegraph/ResourcesBasicQuery.json":
         Case("POST", "/providers/Microsoft.ResourceGraph/resources", "query", version="2021-03-01",
              example_sub="cfbbd179-59d2-4052-aa06-9270a38aa9d6",
@@ -446,6 +449,7 @@ GAPS: dict[str, set[str]] = {
         "properties.osProfile.secrets", "properties.osProfile.windowsConfiguration",
         "properties.storageProfile.dataDisks[].caching",
         "properties.storageProfile.dataDisks[].managedDisk", "properties.vmId"},
+    "managementgroups/GetDescendants.json": {"nextLink"},
     "network/BastionHostPut.json": {"location", "properties.disableCopyPaste", "properties.dnsName",
         "properties.enableIpConnect", "properties.enableKerberos", "properties.enablePrivateOnlyBastion",
         "properties.enableSessionRecording", "properties.enableShareableLink",
