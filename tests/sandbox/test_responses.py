@@ -4,6 +4,8 @@ compute), provider-added fields, partial success, casing, and what a null in a P
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
@@ -71,6 +73,21 @@ def test_a_plan_comes_back_with_what_the_provider_adds(sandbox, arm_client):
     assert again.enablement_time == got.enablement_time  # still on since the first write
     free = sec.pricings.update(SCOPE, "VirtualMachines", {"properties": {"pricingTier": "Free"}})
     assert free.extensions is None and free.sub_plan is None
+
+
+def test_a_plan_seeded_without_its_trial_time_reads_back_as_arm_answers_it(sandbox, arm_client, small_estate):
+    # The small estate spells its VirtualMachines plan as {"pricingTier": "Free"} only; ARM answers
+    # every plan with the read-only freeTrialRemainingTime, before a write as after one.
+    plan = f"{SCOPE}/providers/Microsoft.Security/pricings/VirtualMachines"
+    assert "freeTrialRemainingTime" not in next(r for r in small_estate if r["id"] == plan)["properties"]
+    given = small_estate + [{"id": f"{SCOPE}/providers/Microsoft.Security/pricings/StorageAccounts",
+                             "properties": {"pricingTier": "Free", "freeTrialRemainingTime": "P29DT23H"}}]
+    sec = arm_client(SecurityCenter, sandbox(estate=given), SUB)
+    before = sec.pricings.get(SCOPE, "VirtualMachines")
+    assert before.free_trial_remaining_time == dt.timedelta(0) and before.pricing_tier == "Free"
+    assert sec.pricings.get(SCOPE, "StorageAccounts").free_trial_remaining_time == dt.timedelta(days=29, hours=23)  # kept
+    after = sec.pricings.update(SCOPE, "VirtualMachines", {"properties": {"pricingTier": "Free"}})
+    assert after.free_trial_remaining_time == before.free_trial_remaining_time
 
 
 def test_partial_success_answers_201_with_the_failed_part(sandbox, arm_client):

@@ -75,6 +75,11 @@ SERVER_COMPUTED = ("resourceGuid", "creationTime", "timeCreated", "uniqueId", "v
 DEFENDER_PLANS = ("VirtualMachines", "StorageAccounts", "CloudPosture", "Arm", "AppServices", "SqlServers",
                   "SqlServerVirtualMachines", "OpenSourceRelationalDatabases", "CosmosDbs", "Containers",
                   "KeyVaults", "Dns", "Api", "AI")
+# Read-only properties a provider answers on every resource of the type (a plan's trial time,
+# none left once it ran out): an estate seeded without them still reads back as ARM shows it.
+PROVIDER_ANSWERED: dict[str, dict[str, Any]] = {
+    "microsoft.security/pricings": {"freeTrialRemainingTime": "PT0S"},
+}
 
 DEFAULT_RULES = [
     ("AllowVnetInBound", 65000, "Inbound", "Allow", "VirtualNetwork", "VirtualNetwork",
@@ -144,7 +149,7 @@ def platform_default(path: str) -> dict[str, Any] | None:
         if name:
             return {"id": f"/subscriptions/{p.subscription}/providers/Microsoft.Security/pricings/{name}",
                     "name": name, "type": "Microsoft.Security/pricings",
-                    "properties": {"pricingTier": "Free", "freeTrialRemainingTime": "PT0S"}}
+                    "properties": {"pricingTier": "Free", **PROVIDER_ANSWERED["microsoft.security/pricings"]}}
     return None
 
 

@@ -20,6 +20,7 @@ from .model import (
     BACK_REFERENCES,
     COMPUTED_PROPERTIES,
     INLINE_CHILDREN,
+    PROVIDER_ANSWERED,
     READ_ONLY_INLINE,
     RG_TYPE,
     SUB_TYPE,
@@ -201,6 +202,11 @@ def ingest(resources: Iterable[Any], tenant_id: str) -> Store:
                 lifted.append(child)
     for res in pending + lifted:
         entry = normalize_entry(res, copy=False)
+        answered = PROVIDER_ANSWERED.get(entry["type"].lower())
+        if answered and isinstance(entry.setdefault("properties", {}), dict):
+            props = entry["properties"]
+            for prop, value in answered.items():
+                props.setdefault(prop, clone(value))
         store.put(entry)
         store.ensure_subscription(parse(entry["id"]).subscription or "", tenant_id)
         rg = rid.resource_group_id(entry["id"])
