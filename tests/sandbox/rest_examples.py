@@ -86,9 +86,12 @@ class Replayer:
         self.client = ResourceManagementClient(_Token(sb.token), sub, transport=sb.transport(),
                                                polling_interval=0, retry_total=0)
 
-    def send(self, method: str, path: str, version: str | None, body: Any = None) -> tuple[int, dict[str, str], Any]:
+    def send(self, method: str, path: str, version: str | None, body: Any = None,
+             query: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
         url = HOST + path + (f"?api-version={version}" if version else "")
-        req = HttpRequest(method, url, json=body) if body is not None else HttpRequest(method, url)
+        params = dict(query or {})
+        req = (HttpRequest(method, url, json=body, params=params) if body is not None
+               else HttpRequest(method, url, params=params))
         resp = self.client.send_request(req)
         text = resp.text()
         return resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, json.loads(text) if text else None

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from rest_examples import DATA, MISSING, Replayer, at, leaves, load, localise, operation_of, shape_gaps
 
-from ztwizard.gateway import API_VERSIONS, api_version_for
+from ztwizard.gateway import API_VERSIONS, MANAGEMENT_GROUPS_API, api_version_for
 from ztwizard.sandbox import Sandbox
 
 SUB = "00000000-0000-0000-0000-0000000000c3"
@@ -60,6 +60,7 @@ class Case:
     example_sub: str | None = None  # the example's subscription when it has no subscriptionId
     exists: bool = False  # ARM answers for it although no one created it (a Defender plan)
     items: str | None = None  # where the documented items of a list are placed ({item}: the name)
+    query: tuple[str, ...] = ()  # example parameters that go in the query string ($filter)
 
 
 def _vm(location: str = "westus") -> dict[str, Any]:
@@ -103,6 +104,29 @@ CASES: dict[str, Case] = {
         Case("POST", f"{VM}/start", needs=((VM, {**_vm(), "properties": {
             **_vm()["properties"], "instanceView": {"statuses": [{"code": "PowerState/deallocated"}]}}}),)),
     "compute/VirtualMachine_PowerOff_MinimumSet_Gen.json": Case("POST", f"{VM}/powerOff", needs=((VM, _vm()),)),
+    "compute/VirtualMachine_Get_InstanceView.json": Case("GET", f"{VM}/instanceView", needs=((VM, _vm()),)),
+    "compute/VirtualMachine_Create_WithEncryptionAtHost.json":  # the feature registered, the NIC it names in place
+        Case("PUT", VM, "parameters", needs=(
+            (f"{NET}/networkInterfaces/{{existing-nic-name}}", _loc()),
+            ("/subscriptions/{subscriptionId}/providers/Microsoft.Features/providers/Microsoft.Compute/features/"
+             "EncryptionAtHost", {"properties": {"state": "Registered"}}))),
+    "compute/ListAvailableResourceSkusForARegion.json":  # the wizard filters by the VM's region
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Compute/skus", query=("$filter",),
+             version="2021-07-01"),  # the compute client's ResourceSkus api-version
+    "resources/getFeature.json":  # the example's namespace is a placeholder: the feature the wizard reads
+        Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Features/providers/"
+                    "{resourceProviderNamespace}/features/{featureName}", seed=True,
+             version=API_VERSIONS["microsoft.features"],
+             params={"resourceProviderNamespace": "Microsoft.Compute", "featureName": "EncryptionAtHost"}),
+    "keyvault/getVault.json": Case("GET", f"{RGP}/Microsoft.KeyVault/vaults/{{vaultName}}", seed=True),
+    "keyvault/listKeys.json":
+        Case("GET", f"{RGP}/Microsoft.KeyVault/vaults/{{vaultName}}/keys", seed=True,
+             needs=((f"{RGP}/Microsoft.KeyVault/vaults/{{vaultName}}", {"location": "westus", "properties": {
+                 "tenantId": "00000000-0000-0000-0000-000000000000", "sku": {"family": "A", "name": "standard"}}}),)),
+    "operationalinsights/WorkspacesGet.json":
+        Case("GET", f"{RGP}/Microsoft.OperationalInsights/workspaces/{{workspaceName}}", seed=True),
+    "network/VirtualNetworkGatewayGet.json":
+        Case("GET", f"{NET}/virtualNetworkGateways/{{virtualNetworkGatewayName}}", seed=True),
     "compute/VirtualMachineExtension_Get_MinimumSet_Gen.json":
         Case("GET", f"{VM}/extensions/{{vmExtensionName}}", seed=True, needs=((VM, _vm()),)),
     "compute/VirtualMachineExtension_CreateOrUpdate_MinimumSet_Gen.json":
@@ -397,6 +421,9 @@ CASES: dict[str, Case] = {
         Case("GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/policyAssignments", seed=True),
     # ---- ARM itself and Resource Graph --------------------------------------------------------
     "resources/GetSubscriptions.json": Case("GET", "/subscriptions", version="2022-12-01"),
+    "managementgroups/GetDescendants.json":  # --management-group: a group the sandbox's hierarchy has
+        Case("GET", "/providers/Microsoft.Management/managementGroups/{groupId}/descendants",
+             version=MANAGEMENT_GROUPS_API, params={"groupId": "mg-platform"}),
     "resourcegraph/ResourcesBasicQuery.json":
         Case("POST", "/providers/Microsoft.ResourceGraph/resources", "query", version="2021-03-01",
              example_sub="cfbbd179-59d2-4052-aa06-9270a38aa9d6",
@@ -409,11 +436,20 @@ CASES: dict[str, Case] = {
 GAPS: dict[str, set[str]] = {
     "compute/DiskEncryptionSet_ListBySubscription.json": {"nextLink"},
     "compute/Disk_ListBySubscription.json": {"nextLink"},
+    "compute/ListAvailableResourceSkusForARegion.json": {"nextLink", "value[].locationInfo[].zoneDetails"},
     "compute/Disk_Update_AddDiskControllerTypes.json": {"sku.tier"},
+    "compute/VirtualMachine_Create_WithEncryptionAtHost.json": {"properties.osProfile.secrets",
+        "properties.osProfile.windowsConfiguration", "properties.storageProfile.dataDisks",
+        "properties.storageProfile.osDisk.osType"},
+    # the sandbox's instance view is the power and provisioning state the wizard reads
+    "compute/VirtualMachine_Get_InstanceView.json": {"bootDiagnostics", "computerName", "disks", "extensions",
+        "hyperVGeneration", "isVMInStandbyPool", "osName", "osVersion", "patchStatus", "platformFaultDomain",
+        "platformUpdateDomain", "statuses[].time", "vmAgent.extensionHandlers", "vmAgent.statuses[].time"},
     "compute/VirtualMachine_Update_DetachDataDiskUsingToBeDetachedProperty.json": {
         "properties.osProfile.secrets", "properties.osProfile.windowsConfiguration",
         "properties.storageProfile.dataDisks[].caching",
         "properties.storageProfile.dataDisks[].managedDisk", "properties.vmId"},
+    "managementgroups/GetDescendants.json": {"nextLink"},
     "network/BastionHostPut.json": {"location", "properties.disableCopyPaste", "properties.dnsName",
         "properties.enableIpConnect", "properties.enableKerberos", "properties.enablePrivateOnlyBastion",
         "properties.enableSessionRecording", "properties.enableShareableLink",
@@ -571,7 +607,7 @@ def _replay(name: str) -> None:
     version = _version(case, path)
     body = params[case.body] if case.body else None
 
-    status, headers, answer = arm.send(case.method, path, version, body)
+    status, headers, answer = arm.send(case.method, path, version, body, {q: params[q] for q in case.query})
 
     assert status in documented, (status, answer)
     if case.method == "PUT" and 201 in documented and not case.exists and not any(

@@ -244,6 +244,8 @@ class Writes(Reads, Defender, Limits):
         created = existing is None
         if created and t.startswith("microsoft.network/") and t.count("/") == 1:
             new.setdefault("properties", {}).setdefault("resourceGuid", str(uuid.uuid4()))
+        if created and t == "microsoft.compute/virtualmachines":  # Compute names every VM it creates
+            new.setdefault("properties", {}).setdefault("vmId", str(uuid.uuid4()))
         lro = prof.lro(ctx.method, created)
         if prof.provisioning_state:
             state = ("Creating" if created else "Updating") if lro else "Succeeded"
