@@ -176,8 +176,11 @@ def test_plan_at_scale_throttled_has_no_429_and_few_requests_per_resource(scale_
     assert sb.tally.throttled == 0
     # about three reads per storage account (fileServices, shares, Defender setting) plus five per
     # subscription (resource groups, settings, activity log, policy, JIT); at 1,500 resources over
-    # 20 subscriptions that is under 0.32 per resource
-    assert sb.tally.requests / len(scale_estate) < 0.32, sb.tally.summary()
+    # 20 subscriptions that is under 0.32 per resource. On top, one instance view per VM (vm-7d:
+    # the agent's status is in no index) and one key list per vault (storage-1g, vm-4a).
+    per_resource = {"microsoft.compute/virtualmachines", "microsoft.keyvault/vaults"}
+    extra = sum(1 for r in scale_estate if r["type"].lower() in per_resource)
+    assert (sb.tally.requests - extra) / len(scale_estate) < 0.32, sb.tally.summary()
     assert any(lbl.startswith("Child resources: ") and "left" in lbl for lbl in labels), labels
 
 
