@@ -1116,17 +1116,12 @@ def _vm_instance_view(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def _vault_keys(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
-    """The vault's keys (management plane: names, type, URIs, enabled; never key material), which
-    Resource Graph does not index. A vault from the generic list has no properties: read it too."""
+def _all_pages(client: Any, url: str) -> list[dict[str, Any]]:
+    """Every `value` of a raw ARM list, following `nextLink` (no typed client for these lists)."""
     from azure.core.rest import HttpRequest
 
-    sub = rid.subscription_of(res["id"]) or ""
-    client = gw.client("resources", sub)
-    if not res.get("properties"):  # ARM's errors propagate as such: the pool records them as unreadable
-        res.update(wire(client.resources.get_by_id(res["id"], api_version=API_VERSIONS["microsoft.keyvault"])))
     out: list[dict[str, Any]] = []
-    next_url: str | None = f"{res['id']}/keys?api-version={API_VERSIONS['microsoft.keyvault']}"
+    next_url: str | None = url
     while next_url:
         resp = client.send_request(HttpRequest("GET", next_url))
         if resp.status_code >= 400:
@@ -1135,6 +1130,17 @@ def _vault_keys(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
         out.extend(page.get("value", []))
         next_url = page.get("nextLink")
     return out
+
+
+def _vault_keys(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The vault's keys (management plane: names, type, URIs, enabled; never key material), which
+    Resource Graph does not index. A vault from the generic list has no properties: read it too."""
+
+    sub = rid.subscription_of(res["id"]) or ""
+    client = gw.client("resources", sub)
+    if not res.get("properties"):  # ARM's errors propagate as such: the pool records them as unreadable
+        res.update(wire(client.resources.get_by_id(res["id"], api_version=API_VERSIONS["microsoft.keyvault"])))
+    return _all_pages(client, f"{res['id']}/keys?api-version={API_VERSIONS['microsoft.keyvault']}")
 
 
 def _rule_collection_groups(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1183,20 +1189,10 @@ def _activity_log(gw: Gateway, sub: str) -> Iterable[Any]:
 
 def _policy_assignments(gw: Gateway, sub: str) -> Iterable[Any]:
     # No typed policy client is installed; ARM's generic list is enough for assignments.
-    from azure.core.rest import HttpRequest
 
     client = gw.client("resources", sub)
     url = f"/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments"
-    out: list[dict[str, Any]] = []
-    next_url: str | None = f"{url}?api-version={API_VERSIONS['microsoft.authorization/policyassignments']}"
-    while next_url:
-        resp = client.send_request(HttpRequest("GET", next_url))
-        if resp.status_code >= 400:
-            raise HttpResponseError(response=resp)
-        page = resp.json()
-        out.extend(page.get("value", []))
-        next_url = page.get("nextLink")
-    return out
+    return _all_pages(client, f"{url}?api-version={API_VERSIONS['microsoft.authorization/policyassignments']}")
 
 
 _SUBSCRIPTION_READS: dict[str, Callable[[Gateway, str], Iterable[Any]]] = {
