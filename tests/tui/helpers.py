@@ -22,3 +22,24 @@ async def until(pilot: Pilot, cond: Callable[[], bool], timeout: float = 10.0) -
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)  # not pilot.pause: that also waits for the screen to go idle
+
+
+async def steady(pilot: Pilot, interval: float = 0.1, timeout: float = 20.0) -> None:
+    """Wait until two screenshots `interval` apart are the same.
+
+    Layout and repaint run on the screen's update timer, not through the message queue, so on a
+    loaded machine `pilot.pause()` can return before a changed pane is laid out again; a snapshot
+    taken then shows half of the old frame."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    await settle(pilot, rounds=1)
+    last = pilot.app.export_screenshot()
+    while True:
+        await pilot.pause(interval)
+        await settle(pilot, rounds=1)
+        shot = pilot.app.export_screenshot()
+        if shot == last:
+            return
+        if loop.time() > deadline:
+            raise AssertionError("the screen kept changing")
+        last = shot

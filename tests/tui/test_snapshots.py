@@ -7,9 +7,21 @@ import pytest
 from ztwizard.tui.screens.checklist import ChecklistScreen
 from ztwizard.tui.screens.step import StepScreen
 
-from .helpers import settle
+from .helpers import settle, steady
 
 SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.fixture
+def make_app(make_app):
+    """The snapshot plugin runs the app with toasts on; switched off as `run_test` does, since a
+    toast posted by a worker that finishes late lands on the frame at a time no test controls."""
+    def make(**kwargs):
+        app = make_app(**kwargs)
+        app._disable_notifications = True
+        return app
+
+    return make
 
 
 async def inspected(pilot) -> None:
@@ -20,15 +32,13 @@ async def inspected(pilot) -> None:
 
 
 async def quiet(pilot) -> None:
-    """No toasts in snapshots: they come and go with time."""
-    pilot.app.clear_notifications()
-    await pilot.pause()
+    await steady(pilot)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
 def test_start(make_app, snap_compare, size):
     async def run_before(pilot):
-        await settle(pilot)
+        await steady(pilot)
 
     assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
 
@@ -126,7 +136,7 @@ def test_checklist_without_colour(make_app, snap_compare, monkeypatch):
 def test_too_small(make_app, snap_compare, size):
     """Below 80x24: one plain request for room, nothing overlapping."""
     async def run_before(pilot):
-        await settle(pilot)
+        await steady(pilot)
 
     assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
 
@@ -197,8 +207,7 @@ def test_live_drift(make_app, snap_compare, size, monkeypatch):
         await settle(pilot)
         rows = pilot.app.journal_rows
         pilot.app.screen.query_one("#journal").move_cursor(row=[r.check for r in rows].index("storage-1b"))
-        await settle(pilot)
-        await pilot.pause(0.3)  # the detail pane below follows the cursor before the dialog covers it
+        await steady(pilot)  # the detail pane below follows the cursor before the dialog covers it
         await pilot.press("d")
         await settle(pilot)
         await quiet(pilot)
