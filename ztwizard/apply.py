@@ -90,10 +90,14 @@ def refuse_if_read_only(gateway: ArmGateway, dry_run: bool, what: str) -> None:
 @dataclass
 class _Unit:
     """Changes that run one after another on one worker: those of one resource, or of one VM and
-    its disks (one deallocation covers them). `after` are the change ids it waits for."""
+    its disks (one deallocation covers them). `after` are the change ids it waits for; `behind`
+    the earlier unit of the same resource, which must have finished, not only settled its
+    changes: it may still be starting its VM again, and ARM refuses a write to a VM mid-start."""
     key: str
     changes: list[Change]
     after: set[str] = field(default_factory=set)
+    behind: _Unit | None = None
+    finished: bool = False
 
 
 def _units(batch: list[Change], key_of: Callable[[Change], str]) -> list[_Unit]:
@@ -107,6 +111,7 @@ def _units(batch: list[Change], key_of: Callable[[Change], str]) -> list[_Unit]:
         unit = _Unit(key, [ch])
         if key in last_of:  # changes to one resource stay in plan order
             unit.after |= {c.id for c in last_of[key].changes}
+            unit.behind = last_of[key]
         last_of[key] = unit
         units.append(unit)
     batch_ids = {c.id for c in batch}
@@ -247,6 +252,7 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
                 _apply_one(gateway, journal, session_id, ch, step, written, replan, outcome, skip)
             ch = None
             guard.release()
+            unit.finished = True
         except (ZtwError, KeyboardInterrupt) as exc:
             # ARM is unreachable or stuck: what is in flight stays recorded, and a VM held
             # deallocated stays so (its guard is journaled); resume settles both.
@@ -319,7 +325,7 @@ def _dispatch(waiting: deque[_Unit], running: dict[Future[None], _Unit], pool: T
         if len(running) >= budget:
             return
         with lock:
-            ready = unit.after <= settled
+            ready = unit.after <= settled and (unit.behind is None or unit.behind.finished)
         if not ready:
             continue
         if barrier and running and any(step_of(c.check) not in decided for c in unit.changes):
@@ -328,6 +334,8 @@ def _dispatch(waiting: deque[_Unit], running: dict[Future[None], _Unit], pool: T
         todo = [c for c in unit.changes if admitted(c)]
         if todo:
             running[pool.submit(run, unit, todo)] = unit
+        else:
+            unit.finished = True
 
 
 def _stopped(journal: J.Journal, session_id: str, report: ApplyReport,
