@@ -8,18 +8,20 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
+
+from .dialog import FormDialog
 
 FORMATS = [("markdown", "Markdown (for a ticket or a review)", ".md"),
            ("sarif", "SARIF (for a code-scanning dashboard)", ".sarif"),
            ("json", "JSON (the plan as data)", ".json")]
 
 
-class ExportScreen(ModalScreen[bool]):
+class ExportScreen(FormDialog):
     """`submit(path, format)` writes the report and returns "" or why it could not."""
 
+    ERROR_ID = "export-error"
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+y", "save", "Export")]
 
     def __init__(self, submit: Callable[[str, str], str], default_path: str = "ztwizard-report") -> None:
@@ -58,23 +60,10 @@ class ExportScreen(ModalScreen[bool]):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.query_one("#export-path").focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.action_save()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.action_save() if event.button.id == "yes" else self.action_cancel()
-
-    @property
-    def error(self) -> str:
-        return str(self.query_one("#export-error", Static).render())
-
     def action_save(self) -> None:
         why = self.submit(self.query_one("#export-path", Input).value, self.fmt)
         if why:
-            self.query_one("#export-error", Static).update(Text(why, style="bold red"))
+            self.refuse(why)
             self.query_one("#export-path").focus()
             return
         self.dismiss(True)
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)

@@ -8,18 +8,19 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ...model import Finding
 from ..render import glyph, short_name
+from .dialog import FormDialog
 
 
-class WaiveScreen(ModalScreen[bool]):
+class WaiveScreen(FormDialog):
     """Pick a finding, say why (required), optionally until when and by whom. `submit` writes the
     waiver and returns "" or the one sentence saying what is wrong; a refusal keeps the dialog."""
 
+    ERROR_ID = "waive-error"
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+y", "save", "Waive")]
 
     def __init__(self, findings: list[Finding], submit: Callable[[Finding, str, str, str], str]) -> None:
@@ -58,36 +59,23 @@ class WaiveScreen(ModalScreen[bool]):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.query_one("#waive-reason").focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.action_save()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.action_save() if event.button.id == "yes" else self.action_cancel()
-
-    @property
-    def error(self) -> str:
-        return str(self.query_one("#waive-error", Static).render())
-
     def action_save(self) -> None:
         ol = self.query_one("#waive-findings", OptionList)
         if ol.highlighted is None:
-            self._refuse("Choose the finding to waive (arrows).")
+            self.refuse("Choose the finding to waive (arrows).")
             return
         finding = self.findings[ol.highlighted]
         reason = self.query_one("#waive-reason", Input).value.strip()
         if not reason:
-            self._refuse("A waiver needs a reason: say why this risk is accepted.")
+            self.refuse("A waiver needs a reason: say why this risk is accepted.")
             self.query_one("#waive-reason").focus()
             return
         why = self.submit(finding, reason, self.query_one("#waive-expires", Input).value.strip(),
                           self.query_one("#waive-by", Input).value.strip())
         if why:
-            self._refuse(why)
+            self.refuse(why)
             return
         self.dismiss(True)
 
     def _refuse(self, why: str) -> None:
         self.query_one("#waive-error", Static).update(Text(why, style="bold red"))
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)
