@@ -3,8 +3,12 @@ screenshots go."""
 
 from __future__ import annotations
 
+import io
 import json
 import stat
+
+from rich.console import Console
+from textual.widgets import Static
 
 from ztwizard import waivers
 from ztwizard.tui.render import findings_text
@@ -57,8 +61,9 @@ async def test_waive_a_finding_needs_a_reason_and_dims_it_with_the_reason(make_a
         tls = next(f for f in app.results["storage-1"].findings if f.check == "storage-1b")
         assert tls.waiver and tls.waiver["reason"] == "legacy client until June"
         assert tls_change.id not in {c.id for c in app.results["storage-1"].changes}  # not proposed
-        text = step.query_one("#findings").render()
-        line = next(ln for ln in str(text).splitlines() if "storage-1b" in ln)
+        shown = Console(width=400, file=io.StringIO(), record=True)  # wide: the lines, not their wrapping
+        shown.print(step.query_one("#findings", Static).content)
+        line = next(ln for ln in shown.export_text().splitlines() if "storage-1b" in ln)
         assert "waived" in line and "legacy client until June" in line
         rich = findings_text(app.results["storage-1"].findings)  # what the pane shows, with its styles
         start = rich.plain.index(line.strip())

@@ -10,6 +10,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from rich.console import Group
+from rich.padding import Padding
 from rich.text import Text
 
 from .. import resource_id as rid
@@ -129,6 +131,16 @@ def findings_text(findings: Iterable[Finding]) -> Text:
     return t
 
 
+def hanging(text: Text) -> Group:
+    """Each line of `text` as a block indented by its own leading spaces, so a line that wraps in a
+    narrow pane continues under itself instead of at the pane's left edge."""
+    blocks = []
+    for line in text.split("\n"):
+        n = len(line.plain) - len(line.plain.lstrip(" "))
+        blocks.append(Padding(line[n:], (0, 0, 0, n)))
+    return Group(*blocks)
+
+
 def badges(change: Change) -> Text:
     t = Text()
     if change.disruptive:
@@ -173,21 +185,37 @@ def telling_apart(bits: list[list[str]]) -> list[str]:
     return [f" {SYM['dot']} ".join(b[i] for i in keep if b[i]) for b in bits]
 
 
-def change_label(change: Change, context: str = "") -> Text:
+def cut(text: str, width: int) -> str:
+    """`text` in `width` columns: whole, or cut with an ellipsis (a cell never wraps or overflows)."""
+    return text if len(text) <= width else text[: max(width - len(SYM["ellipsis"]), 1)] + SYM["ellipsis"]
+
+
+def change_label(change: Change, context: str = "", width: int | None = None) -> Text:
     """Method, resource and check; `context` (subscription, group, region) when the name alone
-    would not tell two rows apart."""
-    t = Text()
-    t.append(f"{change.method:<6} ", style="bold")
+    would not tell two rows apart. Given `width`, the name is cut with "…" so the check and the
+    [disruptive]/[billable] badges stay on the row instead of wrapping below it."""
+    method = f"{change.method:<6} "
+    badges = [(f"  {change.check}", "dim")]
+    if change.disruptive:
+        badges.append((" [disruptive]", "red"))
+    if change.billable:
+        badges.append((" [billable]", "yellow"))
+    room = width - len(method) - sum(len(b) for b, _ in badges) if width else None
     if context:  # the bare name: the context says the rest, and the row stays one line
         name = short_name(change.resource_id).split(" (", 1)[0]
-        t.append(f"{name} {context}" if context.startswith("on ") else f"{name} ({context})")
+        told = f" {context}" if context.startswith("on ") else f" ({context})"
+        if room is not None and len(name) + len(told) > room:  # the context tells rows apart: cut the name
+            name = cut(name, max(room - len(told), 8))
+        name += told
     else:
-        t.append(short_name(change.resource_id))
-    t.append(f"  {change.check}", style="dim")
-    if change.disruptive:
-        t.append(" [disruptive]", style="red")
-    if change.billable:
-        t.append(" [billable]", style="yellow")
+        name = short_name(change.resource_id)
+    if room is not None and len(name) > room:
+        name = cut(name, max(room, 8))
+    t = Text()
+    t.append(method, style="bold")
+    t.append(name)
+    for text, style in badges:
+        t.append(text, style=style)
     return t
 
 

@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ...core import DriftRow, JournalRow
-from ..render import SYM, short_name
+from ..render import SYM, cut, short_name
 
 if TYPE_CHECKING:
     from ..app import WizardApp
@@ -24,11 +24,6 @@ UNDOABLE = ("applied", "undo_failed", "drifted")
 UNDO_VERB = {"create": "delete", "update": "restore", "delete": "re-create"}
 STATE_WORD = {"in_flight": "in flight", "undo_in_flight": "undoing", "not_applied": "not applied",
               "undo_failed": "undo failed", "drifted": "changed since"}
-
-
-def cut(text: str, width: int) -> str:
-    """`text` in `width` columns: whole, or cut with an ellipsis (a cell never wraps or overflows)."""
-    return text if len(text) <= width else text[: max(width - len(SYM["ellipsis"]), 1)] + SYM["ellipsis"]
 
 
 class JournalScreen(Screen[None]):

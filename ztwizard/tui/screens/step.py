@@ -24,6 +24,7 @@ from ..render import (
     change_label,
     counts_text,
     findings_text,
+    hanging,
     telling_apart,
     value,
     where,
@@ -89,7 +90,7 @@ class StepScreen(Screen[None]):
     # ---- state ----------------------------------------------------------------------------
     def show_step(self, step_id: str) -> None:
         self.step_id = step_id
-        self._changes_key: tuple[str, ...] | None = None
+        self._changes_key: tuple[int | str | None, ...] | None = None
         self.refresh_state()
         self.query_one("#findings-scroll").scroll_home(animate=False)
 
@@ -127,7 +128,7 @@ class StepScreen(Screen[None]):
             self._shown = shown
             self.query_one("#why", Static).update(Text(step.why + "\n", style="italic"))
             self.query_one("#findings", Static).update(
-                findings_text(res.findings) if res else Text("Not inspected yet" + SYM["ellipsis"], style="dim"))
+                hanging(findings_text(res.findings)) if res else Text("Not inspected yet" + SYM["ellipsis"], style="dim"))
         self._refresh_apply_row()
         self._refresh_changes()
         self.refresh_bindings()
@@ -151,8 +152,10 @@ class StepScreen(Screen[None]):
         changes = self.changes
         chosen = self.app.selection(self.step_id)
         # the resource id too: an edited parameter renames what a change creates, keeping its id
-        key = tuple(f"{c.id}:{c.resource_id}:{self.app.change_state.get(c.id, ('', ''))[0]}:{c.id in chosen}"
-                    for c in changes)
+        # "[x] " and the state glyph before the label, the list's padding and scrollbar after it
+        width = sl.size.width - 8 if sl.size.width else None
+        key = (width, *(f"{c.id}:{c.resource_id}:{self.app.change_state.get(c.id, ('', ''))[0]}:{c.id in chosen}"
+                        for c in changes))
         if key != getattr(self, "_changes_key", None):
             keep = sl.highlighted
             sl.clear_options()
@@ -160,7 +163,7 @@ class StepScreen(Screen[None]):
                 state = self.app.change_state.get(c.id, ("pending", ""))[0]
                 label = Text("[x] " if c.id in chosen else "[ ] ")
                 label.append(STATE_GLYPH.get(state, " ") + " ")
-                label.append_text(change_label(c, context))
+                label.append_text(change_label(c, context, width))
                 sl.add_option(Option(label, id=c.id))
             if changes:
                 sl.highlighted = min(keep or 0, len(changes) - 1)
@@ -225,6 +228,7 @@ class StepScreen(Screen[None]):
         return where(change.resource_id, dict(self.app.subscriptions), self.app.core.region_of(change.resource_id))
 
     def on_resize(self) -> None:
+        self._refresh_changes()  # rows are cut to the list's width
         self._refresh_detail()  # the diff is wrapped to the pane's width
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -248,7 +252,8 @@ class StepScreen(Screen[None]):
     # ---- actions --------------------------------------------------------------------------
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()
-        self.call_after_refresh(self._refresh_detail)  # the pane has its width only once shown
+        self.call_after_refresh(self._refresh_changes)  # the list and the pane have their width
+        self.call_after_refresh(self._refresh_detail)  # only once shown
 
     @property
     def on_changes(self) -> bool:
