@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import re
 import threading
+import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -18,6 +20,7 @@ from ztwizard.journal import Journal
 from ztwizard.outcomes import ApplyInterrupted
 from ztwizard.sandbox import Sandbox
 from ztwizard.sandbox.faults import Faults
+from ztwizard.sandbox.transport import make_transport
 from ztwizard.target import in_process_target
 
 from .conftest import World, comparable
@@ -135,6 +138,50 @@ def test_no_write_reaches_a_vm_while_the_wizard_is_still_starting_it_again(world
     assert busy == []
     starts = [p for (m, p, status) in w.sb.request_log if m == "POST" and p.lower().endswith("/start")]
     assert starts, "some VM was deallocated and started again, or this test would prove nothing"
+
+
+def _slow_starts(handle, seconds, monitors):
+    """The sandbox behind a VM start that takes a while, as on Azure (a minute there): each poll of
+    a start's operation is answered `seconds` late. Writes meanwhile meet the running start.
+    `monitors` gets {VM path (lower): its start's operation path}."""
+
+    def slow(method, url, headers, body):
+        path = urlsplit(url).path
+        if method == "GET" and path in monitors.values():
+            time.sleep(seconds)
+        status, out, data = handle(method, url, headers, body)
+        if method == "POST" and path.lower().endswith("/start") and status == 202:
+            monitors[path.lower()[:-len("/start")]] = urlsplit(out["Location"]).path
+        return status, out, data
+
+    return slow
+
+
+def test_a_vms_next_unit_is_sent_only_after_its_start_has_finished(world):
+    """Deterministic form of the race above. Each VM's guarded change (encryption at host) and its
+    extension are units of their own, with the other VMs' changes between them in plan order. A
+    start takes 1.6 s here, longer than apply's dispatch tick (0.5 s): were an extension's unit let
+    go once the guarded change had its outcome, its PUT would land mid-start, meet 409
+    AnotherOperationInProgress and spend its retries at once in-process (the transport does not
+    sleep), and the change would fail. Operations settle by their polls only (not by age), as
+    a start that is still being polled is still running."""
+    w = world(estate="reference", lro_seconds=60)
+    changes = inspect(w.gw, check_ids=["vm-4c", "vm-7a"], use_graph=False).changes()
+    target = in_process_target(w.sb)
+    monitors: dict[str, str] = {}
+    target.transport = make_transport(_slow_starts(w.sb.handle, 0.8, monitors))
+    gw = Gateway(target)
+    sid = start_session(w.journal, gw, changes)
+    report = apply_changes(gw, w.journal, sid, changes, allow_disruptive=True, parallel=8, verify=False)
+    assert not report.failed and not report.skipped, "\n".join(report.lines())
+    log = list(w.sb.request_log)
+    assert [(m, p) for (m, p, s) in log if s == 409] == []
+    puts = [(i, p.lower().split("/extensions/")[0]) for i, (m, p, s) in enumerate(log)
+            if m == "PUT" and "/extensions/" in p]
+    assert len(puts) == 2, "two VMs had an extension to install after their guarded change"
+    for put, vm in puts:
+        done = max(i for i, (m, p, s) in enumerate(log) if p == monitors[vm] and s == 200)
+        assert done < put, f"the extension of {vm.rsplit('/', 1)[-1]} was sent while it was starting"
 
 
 def test_a_dependent_is_skipped_when_its_prerequisite_was_not_applied(world):
