@@ -112,3 +112,35 @@ def test_apply_param_naming_an_unknown_change_or_parameter_writes_nothing(refere
     with J.Journal(reference_state, write=False) as journal:
         assert journal.sessions() == []  # refused before a session began
     assert _read(reference_state, create["resource_id"]) is None
+
+
+# ---- apply meets someone else's operation ------------------------------------------------------
+
+def test_a_resource_busy_with_someone_elses_operation_fails_its_change_saying_so(reference_state, capsys,
+                                                                                  arm_client):
+    """Someone else's operation on vm-web-02 is still running (a PATCH that does not finish), so
+    ARM answers the extension's PUT with 409 AnotherOperationInProgress through every retry: that
+    change fails with ARM's message, the others apply, and the run says why in one sentence with
+    what to do (exit 1, no traceback)."""
+    from azure.mgmt.compute import ComputeManagementClient
+
+    from ztwizard.sandbox import Sandbox
+    from ztwizard.sandbox.estates.reference import WORKLOAD_SUB
+
+    sb = Sandbox(reference_state, faults="lro-hang:1")  # its operations never finish
+    compute = arm_client(ComputeManagementClient, sb, WORKLOAD_SUB)
+    compute.virtual_machines.begin_update("rg-vms", "vm-web-02", {"tags": {"backup": "running"}}, polling=False)
+    del sb, compute  # the wizard's own in-process sandbox loads the state, the operation still running
+
+    code = main(["--sandbox", "--state-dir", str(reference_state), "apply", "--yes", "--check", "vm-7a"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.startswith("ztwizard: error: 1 change(s) failed because another operation, not one this run "
+                          "started, was still running on the resource (ARM's AnotherOperationInProgress); "
+                          "1 applied and 0 skipped"), err
+    assert "hint: Wait until the other operation has finished" in err and "Traceback" not in err
+    (failed,) = [line for line in out.splitlines() if line.strip().startswith("failed")]
+    assert "vm-web-02" in failed and "IaaSAntimalware" in failed
+    assert "another operation was still running on it after the retries" in failed
+    assert "is still in progress" in failed, "ARM's own message is kept"
+    assert any(line.strip().startswith("applied") and "vm-sql-01" in line for line in out.splitlines())

@@ -102,7 +102,9 @@ def test_write_during_running_operation_is_a_conflict(reference_estate):
     net.network_security_groups.begin_create_or_update("rg-spoke-network", "nsg-spoke-prod", nsg, polling=False)
     with pytest.raises(Conflict) as exc:
         gw.write("PUT", ref.NSG_SPOKE, {"location": "westeurope", "properties": {}})
-    assert "wait and retry" in exc.value.hint
+    assert "another operation was still running on it after the retries" in exc.value.message
+    assert "is still in progress" in exc.value.message, "ARM's own message is kept"
+    assert exc.value.hint.startswith("Wait until that operation has finished")
 
 
 def test_429_retry_after_is_honoured_without_sleeping(reference_estate):

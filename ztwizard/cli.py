@@ -384,11 +384,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     say(f"Undo with `ztwizard undo --session {result.session_id}`.", args)
     failed, applied, skipped = result.of("failed"), result.of("applied"), result.of("skipped")
     adopted = f", {len(result.of('adopted'))} adopted" if result.of("adopted") else ""
+    from .outcomes import BLOCKED_PREFIXES, BUSY_HINT
+
     if failed:
-        raise ZtwError(f"{len(failed)} change(s) failed; {len(applied)} applied{adopted} and "
+        because = result.report.failed_because() if result.report else ""
+        raise ZtwError(f"{len(failed)} change(s) failed{because}; {len(applied)} applied{adopted} and "
                        f"{len(skipped)} skipped (listed above); nothing else was changed.",
-                       hint="Fix the cause ARM gave, then run apply again; applied changes are journaled for undo.")
-    from .outcomes import BLOCKED_PREFIXES
+                       hint=f"{BUSY_HINT if because else 'Fix the cause ARM gave, then run apply again'}; "
+                            "applied changes are journaled for undo.")
 
     blocked = [o for o in skipped if o.message.startswith(BLOCKED_PREFIXES)]
     if blocked:  # product.md §3: changes left skipped for unmet dependencies exit 1

@@ -111,7 +111,7 @@ def cmd_apply_planfile(args: argparse.Namespace, term: Terminal) -> int:
     from . import planfile
     from .apply import apply_changes, refuse_if_read_only, start_session
     from .journal import Journal
-    from .outcomes import ApplyInterrupted, Outcome
+    from .outcomes import BUSY_HINT, ApplyInterrupted, Outcome
 
     saved = planfile.load(args.planfile)
     if args.step or args.check:
@@ -168,9 +168,10 @@ def cmd_apply_planfile(args: argparse.Namespace, term: Terminal) -> int:
     print("\n".join(report.lines()))
     print(f"Undo with `ztwizard undo --session {sid}`.")
     if report.failed:
-        raise ZtwError(f"{len(report.failed)} change(s) failed; {len(report.applied)} applied and "
+        because = report.failed_because()
+        raise ZtwError(f"{len(report.failed)} change(s) failed{because}; {len(report.applied)} applied and "
                        f"{len(report.skipped)} skipped (listed above); nothing else was changed.",
-                       hint="Fix the cause ARM gave, then make and apply a new plan.")
+                       hint=f"{BUSY_HINT}." if because else "Fix the cause ARM gave, then make and apply a new plan.")
     if refused:
         names = ", ".join(f"{c.check} on {c.resource_id.rsplit('/', 1)[-1]}" for c in saved.changes
                           if c.id in refused)

@@ -46,6 +46,12 @@ class Conflict(ArmError):
     """409: the resource is busy or in a state that forbids the write."""
 
 
+# In the message of a write ARM kept answering 409 AnotherOperationInProgress through the
+# retries: an operation this run did not start (a deployment, a backup, an extension install)
+# holds the resource. Reports pick such failures out by it.
+BUSY_NOTE = "another operation was still running on it"
+
+
 class EtagMismatch(ArmError):
     """412 PreconditionFailed: someone else changed the resource since it was read."""
 

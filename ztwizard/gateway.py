@@ -35,6 +35,7 @@ from . import resource_id as rid
 from .armjson import get_path
 from .credentials import SignInError, describe_failure
 from .errors import (
+    BUSY_NOTE,
     ArmError,
     Conflict,
     EtagMismatch,
@@ -212,6 +213,11 @@ def translate(exc: Exception, resource_id: str = "", doing: str = "") -> ZtwErro
             return EtagMismatch(f"{what[0].upper()}{what[1:]} was changed by someone else since it was read.",
                                 hint="Re-run the plan to see its current state; nothing was overwritten.",
                                 status=412, code=code or "PreconditionFailed", resource_id=resource_id)
+        if status == 409 and code.lower() in BUSY_CODES:
+            return Conflict(f"ARM refused the write to {what}: {BUSY_NOTE} after the retries ({message})",
+                            hint="Wait until that operation has finished (the resource's Activity log shows who "
+                                 "started it), then try again.",
+                            status=409, code=code, resource_id=resource_id)
         if status == 409:
             return Conflict(f"ARM refused the write to {what}: {message}",
                             hint="Another operation may be running on it; wait and retry.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ZtwError
+from .errors import BUSY_NOTE, ZtwError
 from .model import Change, StepResult
 
 
@@ -25,6 +25,9 @@ class Outcome:
         return f"{text}: {self.message}" if self.message else text
 
 
+# What to do about a failure ApplyReport.busy lists.
+BUSY_HINT = ("Wait until the other operation has finished (the resource's Activity log shows who started it), "
+             "then run apply again")
 # How the skip notes of changes waiting for an unapplied prerequisite begin (ApplyReport.blocked).
 BLOCKED_PREFIXES = ("depends on", "needs")
 # Writes an apply keeps in flight at most (fewer when ARM says fewer remain): ARM refills a
@@ -63,6 +66,21 @@ class ApplyReport:
     def blocked(self) -> list[Outcome]:
         """Skipped because a change they depend on was not applied (the contract's exit 1)."""
         return [o for o in self.skipped if o.message.startswith(BLOCKED_PREFIXES)]
+
+    @property
+    def busy(self) -> list[Outcome]:
+        """Failed because another operation held the resource through the retries (409)."""
+        return [o for o in self.failed if BUSY_NOTE in o.message]
+
+    def failed_because(self) -> str:
+        """Why changes failed, when ARM said another operation held their resource: ' because …'
+        when that is every failure, ' (N because …)' when some; '' otherwise."""
+        n = len(self.busy)
+        if not n:
+            return ""
+        why = ("another operation, not one this run started, was still running on the resource "
+               "(ARM's AnotherOperationInProgress)")
+        return f" because {why}" if n == len(self.failed) else f" ({n} because {why})"
 
     @property
     def ok(self) -> bool:
