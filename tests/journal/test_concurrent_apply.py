@@ -124,22 +124,6 @@ def test_changes_to_one_resource_keep_plan_order_and_prerequisites_come_first(wo
             assert ids == same, f"changes to {key} ran out of plan order"
 
 
-def test_no_write_reaches_a_vm_while_the_wizard_is_still_starting_it_again(world):
-    """A VM's unit settles its last change before its guard starts the VM again; the next unit of
-    that VM (an extension, say) waits for the start to finish instead of meeting ARM's 409 and
-    burning its retries (on a loaded machine they ran out: 'giving up ... after 409')."""
-    w = world(estate="reference", lro_seconds=0.3)
-    changes = inspect(w.gw).changes()
-    sid = start_session(w.journal, w.gw, changes)
-    report = apply_changes(w.gw, w.journal, sid, changes, allow_disruptive=True, allow_cost=True,
-                           parallel=8, verify=False)
-    assert not report.failed, "\n".join(report.lines())
-    busy = [(m, p) for (m, p, status) in w.sb.request_log if status == 409]
-    assert busy == []
-    starts = [p for (m, p, status) in w.sb.request_log if m == "POST" and p.lower().endswith("/start")]
-    assert starts, "some VM was deallocated and started again, or this test would prove nothing"
-
-
 def _slow_starts(handle, seconds, monitors):
     """The sandbox behind a VM start that takes a while, as on Azure (a minute there): each poll of
     a start's operation is answered `seconds` late. Writes meanwhile meet the running start.
