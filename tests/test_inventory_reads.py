@@ -167,6 +167,26 @@ def test_pacing_follows_the_remaining_headers(scale_estate):
     assert 429 not in {s for _, _, s in sb.request_log}
 
 
+def test_a_storage_write_spends_the_write_budget_not_the_read_budget(scale_estate):
+    """ARM reports a Storage write's remaining provider budget in `resource-requests`, the header
+    a read's comes in: taken as the read budget, every write left reads waiting ~13 s (Storage
+    refills 800 reads per 5 minutes). Twenty read-then-write rounds wait only for write tokens."""
+    clock = Clock()
+    sb = Sandbox(None, estate=scale_estate, throttle="arm", clock=clock, lro_seconds=0)
+    gw = Gateway(in_process_target(sb), retry_total=0, pacer=Pacer(clock=clock, sleep=clock.sleep))
+    account = next(r["id"] for r in scale_estate if r["type"] == "Microsoft.Storage/storageAccounts")
+    start = clock.now
+    for i in range(20):
+        res = gw.read(account)
+        assert res is not None
+        gw.write("PATCH", account, {"tags": {"round": str(i)}}, etag=res.get("etag"))
+    assert 429 not in {s for _, _, s in sb.request_log}
+    # 20 writes: a burst of 10 (less the reserve), then 10 per second
+    assert clock.now - start < 3.0, f"waited {clock.now - start:.1f} s of budget"
+    key, tokens, rate = gw.write_headroom(account)
+    assert key[2] == "storage-writes" and key[1] == "westeurope" and rate == pytest.approx(9.5)
+
+
 def test_plan_at_scale_throttled_has_no_429_and_few_requests_per_resource(scale_estate):
     clock = Clock()
     sb = Sandbox(None, estate=scale_estate, throttle="arm", clock=clock, page_size=1000)

@@ -29,13 +29,15 @@ LIMITS: dict[str, tuple[float, float]] = {
     "network-writes": (1_000, 1_000 / 300),
     "graph": (15, 15 / 5),
 }
-# response header -> the bucket of the request it reports on ("{provider}" filled per request)
+# response header -> the bucket of the request it reports on. "{provider}" is the provider bucket
+# this request drew on: ARM reports a write's provider budget in `resource-requests` too, so
+# reading that header as the provider's reads would drain the read budget with every write.
 HEADERS: dict[str, str] = {
     "x-ms-ratelimit-remaining-subscription-reads": "reads",
     "x-ms-ratelimit-remaining-subscription-writes": "writes",
     "x-ms-ratelimit-remaining-subscription-deletes": "deletes",
-    "x-ms-ratelimit-remaining-subscription-resource-requests": "{provider}-reads",
-    "x-ms-ratelimit-remaining-subscription-resource-entities-read": "{provider}-lists",
+    "x-ms-ratelimit-remaining-subscription-resource-requests": "{provider}",
+    "x-ms-ratelimit-remaining-subscription-resource-entities-read": "{provider}",
     "x-ms-user-quota-remaining": "graph",
 }
 PROVIDERS = {"microsoft.storage": "storage", "microsoft.network": "network"}
@@ -130,6 +132,19 @@ class Pacer:
                 self.waited += wait
             self.sleep(wait)
 
+    def headroom(self, keys: Iterable[Key]) -> tuple[Key, float, float]:
+        """Of `keys`, the budget with the fewest tokens now: (key, tokens, refill per second);
+        unlimited when none of them is paced."""
+        keys = list(keys)
+        paced = [k for k in keys if k[2] in self.limits]
+        if not paced:
+            return (keys[0] if keys else ("", "", "")), float("inf"), float("inf")
+        with self._lock:
+            now = self.clock()
+            budgets = {k: self._budget(k, now) for k in paced}
+            key = min(budgets, key=lambda k: budgets[k].tokens)
+            return key, budgets[key].tokens, budgets[key].rate
+
     def observe(self, key: Key, remaining: float, resets_after: float | None = None) -> None:
         """ARM says `remaining` requests are left in this bucket: never count on more."""
         if key[2] not in self.limits:
@@ -145,7 +160,8 @@ class Pacer:
 
     def observe_headers(self, subscription: str, region: str, method: str, path: str,
                         headers: Any) -> None:
-        provider = provider_of(path) or ""
+        drawn = buckets_for(method, path)
+        provider = drawn[1] if len(drawn) > 1 else ""
         for name, bucket in HEADERS.items():
             value = headers.get(name)
             if value is None:
@@ -155,6 +171,8 @@ class Pacer:
             except ValueError:
                 continue
             bucket = bucket.format(provider=provider)
+            if not bucket:
+                continue  # a provider header on a request that drew on no provider bucket
             resets = None
             if bucket == "graph":
                 m = _RESETS.fullmatch(str(headers.get("x-ms-user-quota-resets-after") or "").strip())
