@@ -98,6 +98,7 @@ class _Unit:
     after: set[str] = field(default_factory=set)
     behind: _Unit | None = None
     finished: bool = False
+    budget: Any = None  # the write budget it draws on while it runs (see _dispatch)
 
 
 def _units(batch: list[Change], key_of: Callable[[Change], str]) -> list[_Unit]:
@@ -142,10 +143,13 @@ def unit_key(resource_id: str) -> str:
     return m.group(1) if m else resource_id
 
 
-def write_budget(gateway: ArmGateway, parallel: int) -> int:
-    """How many writes may be in flight: `parallel`, fewer when ARM says fewer remain."""
-    remaining = getattr(gateway, "remaining_writes", None)
-    return max(1, min(parallel, remaining if isinstance(remaining, int) else parallel))
+Headroom = Callable[[str], tuple[Any, float, float]]
+
+
+def _headroom_of(gateway: ArmGateway) -> Headroom:
+    """The gateway's per-(subscription, region, bucket) write budgets; unlimited without a pacer."""
+    room = getattr(gateway, "write_headroom", None)
+    return room if callable(room) else (lambda _rid: (None, float("inf"), float("inf")))
 
 
 def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, changes: Iterable[Change], *,
@@ -154,8 +158,8 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
                   verify: bool = True, replan: bool = True, parallel: int = DEFAULT_PARALLEL) -> ApplyReport:
     """Apply `changes` in dependency order within `session_id`; see the module docstring.
 
-    Independent changes run on up to `parallel` workers (fewer when ARM's remaining-writes header
-    says so); each unit (one resource, or one VM and its disks) runs in plan order on one worker,
+    Independent changes run on up to `parallel` workers, given to subscriptions (and regions and
+    provider buckets) whose write budget has room, so a throttled one does not hold them; each unit (one resource, or one VM and its disks) runs in plan order on one worker,
     and a unit starts only once every change it depends on has its outcome. `confirm`, when given,
     is asked with the previous steps finished, as in a sequential apply."""
     refuse_if_read_only(gateway, dry_run, "apply")
@@ -268,13 +272,15 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     waiting = deque(units)
     running: dict[Future[None], _Unit] = {}
     interrupted: BaseException | None = None
+    headroom = _headroom_of(gateway)
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="apply")
     try:
         while waiting or running:
+            soonest = 0.5
             if interrupted is None and not stopping.is_set():
                 try:
-                    _dispatch(waiting, running, pool, settled, lock, admitted, run,
-                              write_budget(gateway, parallel), barrier=confirm is not None, decided=decided)
+                    soonest = _dispatch(waiting, running, pool, settled, lock, admitted, run, parallel,
+                                        barrier=confirm is not None, decided=decided, headroom=headroom)
                 except KeyboardInterrupt as exc:  # Ctrl-C at a confirmation or between dispatches
                     interrupted = exc
                     stopping.set()
@@ -283,7 +289,7 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
                 break
             if running:
                 try:
-                    done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                    done, _ = wait(list(running), timeout=soonest, return_when=FIRST_COMPLETED)
                 except KeyboardInterrupt as exc:  # stop dispatching; in-flight changes finish and are journaled
                     interrupted = exc
                     stopping.set()
@@ -316,26 +322,46 @@ def unset_params(ch: Change) -> list[str]:
 
 def _dispatch(waiting: deque[_Unit], running: dict[Future[None], _Unit], pool: ThreadPoolExecutor,
               settled: set[str], lock: threading.RLock, admitted: Callable[[Change], bool],
-              run: Callable[[_Unit, list[Change]], None], budget: int, *, barrier: bool,
-              decided: dict[str, bool]) -> None:
-    """Start every waiting unit whose prerequisites have their outcome, in plan order, while the
-    budget allows. With a confirmation, a unit of a step not yet asked about waits for the
-    running ones (the person answers with the earlier steps done)."""
-    for unit in list(waiting):
-        if len(running) >= budget:
-            return
-        with lock:
-            ready = unit.after <= settled and (unit.behind is None or unit.behind.finished)
-        if not ready:
-            continue
-        if barrier and running and any(step_of(c.check) not in decided for c in unit.changes):
-            return
+              run: Callable[[_Unit, list[Change]], None], workers: int, *, barrier: bool,
+              decided: dict[str, bool], headroom: Headroom) -> float:
+    """Start every waiting unit whose prerequisites have their outcome, in plan order, while
+    workers are free. A unit whose write budget has fewer tokens than units already running
+    on it waits (the worker goes to another subscription); returns how soon one of
+    those has a token (at most 0.5 s). With a confirmation, a unit of a step not yet asked
+    about waits for the running ones (the person answers with the earlier steps done)."""
+    soonest = 0.5
+    spent: _Unit | None = None  # the first ready unit held back for its budget
+
+    def start(unit: _Unit) -> None:
         waiting.remove(unit)
         todo = [c for c in unit.changes if admitted(c)]
         if todo:
             running[pool.submit(run, unit, todo)] = unit
         else:
             unit.finished = True
+
+    for unit in list(waiting):
+        if len(running) >= workers:
+            return soonest
+        with lock:
+            ready = unit.after <= settled and (unit.behind is None or unit.behind.finished)
+        if not ready:
+            continue
+        if barrier and running and any(step_of(c.check) not in decided for c in unit.changes):
+            return soonest
+        key, tokens, rate = headroom(unit.changes[0].resource_id)
+        busy = sum(1 for u in running.values() if key is not None and u.budget == key)
+        if busy > tokens:  # one unit beyond the tokens may wait in the pacer: the bucket stays fed
+            soonest = min(soonest, max(0.01, (busy - tokens) / rate))
+            spent = spent or unit
+            continue
+        unit.budget = key
+        start(unit)
+    if not running and spent is not None:
+        # every ready unit's budget is spent: one waits in the gateway's pacer for its token
+        spent.budget = headroom(spent.changes[0].resource_id)[0]
+        start(spent)
+    return soonest
 
 
 def _stopped(journal: J.Journal, session_id: str, report: ApplyReport,

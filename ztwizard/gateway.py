@@ -48,7 +48,7 @@ from .errors import (
 )
 from .inputs import DEFAULT_LRO_TIMEOUT
 from .inventory import Inventory
-from .pacing import Pacer, buckets_for, describe
+from .pacing import Key, Pacer, buckets_for, describe
 from .ports import ChildRead
 
 log = logging.getLogger("ztwizard.gateway")
@@ -60,6 +60,9 @@ ARM_ERRORS = (HttpResponseError, ServiceRequestError, ServiceResponseError)
 Progress = Callable[[int, int, str], None]
 # The region a thread's current read draws budget from (set around each paced read).
 _pacing = threading.local()
+# A resource id's top-level resource (a storage account of its blob service): what ARM's region is of.
+_TOP_LEVEL = re.compile(r"^(/subscriptions/[^/]+(?:/resourcegroups/[^/]+)?/providers/[^/]+/[^/]+/[^/]+)",
+                        re.IGNORECASE)
 # Subscriptions per Resource Graph request: bounded, well under az's 1,000 (notes §6).
 GRAPH_BATCH = 100
 # Concurrent reads: many, since each waits mostly on the network; the budgets pace them.
@@ -415,9 +418,9 @@ class Gateway:
         kwargs["raw_request_hook"] = self._before_send
         kwargs["raw_response_hook"] = self._after_send
         self._kwargs = kwargs
-        # ARM's x-ms-ratelimit-remaining-subscription-writes on the latest write answer: apply
-        # keeps no more writes in flight than this (None until ARM has said).
-        self.remaining_writes: int | None = None
+        # top-level resource id (lower) -> its region, as reads showed it: ARM's budgets are per
+        # subscription and region, so a write draws on its resource's region's budget.
+        self._regions: dict[str, str] = {}
 
     # ---- clients ---------------------------------------------------------------------------
     def _shared_transport(self, ca_bundle: str | None) -> Any:
@@ -510,7 +513,9 @@ class Gateway:
             raise translate(exc, resource_id, "reading") from exc
         except ARM_ERRORS as exc:
             raise translate(exc, resource_id, "reading") from exc
-        return wire(res)
+        out = wire(res)
+        self._remember_region(resource_id, out)
+        return out
 
     def read_settled(self, resource_id: str, timeout: float = SETTLE_SECONDS) -> dict[str, Any] | None:
         """The resource once no operation is running on it (an interrupted run may have left an LRO
@@ -776,6 +781,7 @@ class Gateway:
         inv = Inventory()
         for res in resources:
             inv.add(res)
+            self._remember_region(res["id"], res)
         del resources
         report(2, total_phases, "Child resources")
         self._child_inventory(inv, unreadable, reads, lambda label: report(2, total_phases, label))
@@ -800,19 +806,35 @@ class Gateway:
         sub = (rid.subscription_of(path) or "").lower() if path.lower().startswith("/subscriptions/") else ""
         if not sub:
             return
-        region = getattr(_pacing, "region", "")
-        self.pacer.acquire([(sub, region, b) for b in buckets_for(http.method, path)])
+        self.pacer.acquire([(sub, self._region_for(path), b) for b in buckets_for(http.method, path)])
 
     def _after_send(self, response: Any) -> None:
         _log_response(response)
         http = response.http_request
         path = urlsplit(str(http.url)).path
         sub = (rid.subscription_of(path) or "") if path.lower().startswith("/subscriptions/") else ""
-        self.pacer.observe_headers(sub, getattr(_pacing, "region", ""), http.method, path,
-                                   response.http_response.headers)
-        remaining = str(response.http_response.headers.get("x-ms-ratelimit-remaining-subscription-writes") or "")
-        if remaining.strip().isdigit():
-            self.remaining_writes = int(remaining.strip())
+        self.pacer.observe_headers(sub, self._region_for(path), http.method, path, response.http_response.headers)
+
+    def _region_for(self, path: str) -> str:
+        """The region a request draws budget from: the one its caller named (inventory reads),
+        else the region of the top-level resource it addresses once a read has shown it."""
+        named = getattr(_pacing, "region", "")
+        if named:
+            return str(named)
+        m = _TOP_LEVEL.match(path)
+        return self._regions.get(m.group(1).lower(), "") if m else ""
+
+    def _remember_region(self, resource_id: str, res: dict[str, Any] | None) -> None:
+        m = _TOP_LEVEL.match(resource_id)
+        location = str((res or {}).get("location") or "").lower().replace(" ", "")
+        if m and location and m.group(1).lower() == resource_id.lower():
+            self._regions[m.group(1).lower()] = location
+
+    def write_headroom(self, resource_id: str) -> tuple[Key, float, float]:
+        """The tightest write budget a write to `resource_id` draws on: (its key, tokens left
+        now, refill per second). Apply gives a worker to a subscription whose budget has room."""
+        sub = (rid.subscription_of(resource_id) or "").lower()
+        return self.pacer.headroom([(sub, self._region_for(resource_id), b) for b in buckets_for("PUT", resource_id)])
 
     def _parallel(self, jobs: Sequence[Callable[[], Any]], region_of: Sequence[str] | None = None,
                   on_done: Callable[[int], None] | None = None) -> list[Any]:

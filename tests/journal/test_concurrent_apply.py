@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from ztwizard import journal as J
-from ztwizard.apply import apply_changes, start_session, unit_key, write_budget
+from ztwizard.apply import apply_changes, start_session, unit_key
 from ztwizard.engine import inspect
 from ztwizard.gateway import Gateway
 from ztwizard.journal import Journal
@@ -270,17 +270,42 @@ def test_cancelling_stops_dispatching_and_lets_in_flight_changes_finish_journale
     assert not w.journal.power_guards(sid), "no VM left deallocated"
 
 
-def test_the_write_budget_follows_arms_remaining_writes(world):
-    w = world(writes_per_hour=5)
-    gw = w.gateway()
-    assert gw.remaining_writes is None and write_budget(gw, 8) == 8, "until ARM says, the worker pool decides"
-    changes = inspect(gw, step_ids=["storage-1"]).changes()
-    sid = start_session(w.journal, gw, changes[:1])
-    apply_changes(gw, w.journal, sid, changes[:1], parallel=8, verify=False)
-    assert gw.remaining_writes == 4, "the header of the write's answer"
-    assert write_budget(gw, 8) == 4 and write_budget(gw, 2) == 2
-    gw.remaining_writes = 0
-    assert write_budget(gw, 8) == 1, "an exhausted budget still lets one write through (ARM answers 429 and Retry-After)"
+def _accounts(sub: str, n: int) -> list[dict]:
+    """`n` storage accounts in one subscription, each allowing plain HTTP (one change each)."""
+    rg = f"/subscriptions/{sub}/resourceGroups/rg-{sub[:4]}"
+    out: list[dict] = [{"id": rg, "name": rg.rsplit("/", 1)[1], "type": "Microsoft.Resources/resourceGroups",
+                        "location": "westeurope", "properties": {"provisioningState": "Succeeded"}}]
+    for i in range(n):
+        name = f"st{sub[:4]}{i:04d}"
+        out.append({"id": f"{rg}/providers/Microsoft.Storage/storageAccounts/{name}", "name": name,
+                    "type": "Microsoft.Storage/storageAccounts", "location": "westeurope",
+                    "sku": {"name": "Standard_LRS", "tier": "Standard"}, "kind": "StorageV2",
+                    "properties": {"provisioningState": "Succeeded", "supportsHttpsTrafficOnly": False,
+                                   "allowBlobPublicAccess": False, "minimumTlsVersion": "TLS1_2",
+                                   "publicNetworkAccess": "Enabled", "allowSharedKeyAccess": False,
+                                   "networkAcls": {"bypass": "AzureServices", "virtualNetworkRules": [],
+                                                   "ipRules": [], "defaultAction": "Deny"}}})
+    return out
+
+
+def test_a_throttled_subscription_does_not_hold_the_workers_of_another(world):
+    """Under ARM's buckets, subscription A has 30 writes to make and Storage allows 10 per second
+    per subscription and region; B has 4. B's writes go out while A waits for its budget, not
+    after every one of A's: the workers go where the budget is. And still no 429."""
+    busy, quiet = "0000aaaa-0000-0000-0000-000000000000", "ffffbbbb-0000-0000-0000-000000000000"
+    w = world(estate=_accounts(busy, 30) + _accounts(quiet, 4), throttle="arm")
+    changes = [c for c in inspect(w.gw, step_ids=["storage-1"]).changes()
+               if "supportsHttpsTrafficOnly" in str(c.after)]
+    assert len(changes) == 34
+    sid = start_session(w.journal, w.gw, changes)
+    report = apply_changes(w.gw, w.journal, sid, changes, parallel=4, verify=False)
+    assert len(report.applied) == 34 and not report.failed
+    writes = [p.lower() for m, p, s in w.sb.request_log if m in ("PUT", "PATCH") and s < 300]
+    in_busy = [i for i, p in enumerate(writes) if busy in p]
+    in_quiet = [i for i, p in enumerate(writes) if quiet in p]
+    assert len(in_busy) == 30 and len(in_quiet) == 4
+    assert max(in_quiet) < in_busy[15], "the quiet subscription's writes went out while the busy one waited"
+    assert 429 not in {s for _m, _p, s in w.sb.request_log}, "paced, not throttled"
 
 
 @pytest.mark.parametrize("n", ["0", "-3"])
