@@ -376,10 +376,11 @@ def _stopped(journal: J.Journal, session_id: str, report: ApplyReport,
     for cid in flight or [""]:
         journal.log(session_id, "interrupted", why, cid or None)
     where = (f"{', '.join(flight)} may be in flight" if flight else "no change was in flight")
-    vms = f" {', '.join(down)} {'is' if len(down) == 1 else 'are'} deallocated until then." if down else ""
+    vms = f", and {', '.join(down)} {'is' if len(down) == 1 else 'are'} deallocated until then" if down else ""
+    # Ctrl-C is said in one sentence; ARM's own reason comes first as the sentence it is.
+    lead = f"{why} Apply stopped with" if isinstance(exc, ZtwError) else "Interrupted: apply stopped with"
     raise ApplyInterrupted(
-        f"{why} Apply stopped: {len(report.applied)} change(s) applied (listed above), {where}, "
-        f"the rest not attempted.{vms}",
+        f"{lead} {len(report.applied)} change(s) applied (listed above), {where}, the rest not attempted{vms}.",
         "Run `ztwizard resume` to reconcile it (and start again any VM it deallocated).", report) from exc
 
 

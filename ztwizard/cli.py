@@ -465,6 +465,15 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     with make_core(args, lazy=True) as core:
         sid = core.pick_session(args.session_id)
+        if args.yes and not dry_run(args):
+            settled, report = core.continue_session(sid)
+            say("\n".join(settled.lines()), args)
+            if report is not None:
+                say("\n".join(report.lines()), args)
+                if report.failed:
+                    raise ZtwError(f"{len(report.failed)} change(s) failed on resume; {len(report.applied)} applied "
+                                   "(listed above).", hint="Fix the cause ARM gave, then run `ztwizard resume --yes` again.")
+            return 0
         if _interactive() and not dry_run(args):
             _ = core.gateway  # built now: bad input fails before the screen is taken
             return run_wizard(core, resume_session=sid)  # reconciles and opens the step where it stopped
@@ -622,6 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("resume", "reopen the wizard where a session stopped")
     p.add_argument("session_id", nargs="?", metavar="SESSION_ID")
+    p.add_argument("--yes", action="store_true",
+                   help="reconcile, then apply the rest of the session without the wizard")
 
     sb = command("sandbox", "the embedded ARM stand-in")
     sbsub = sb.add_subparsers(dest="sandbox_command", metavar="serve|reset|export")

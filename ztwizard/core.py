@@ -630,6 +630,16 @@ class Core:
                    for s in report.settled]
         return ResumeResult(sid, report.next_step or info.step, settled, list(report.remaining), report)
 
+    def continue_session(self, session_id: str | None = None) -> tuple[ResumeReport, ApplyReport | None]:
+        """Settle the session, then apply what it had not yet applied, without the wizard: a
+        fresh plan of its remaining steps (never a stale body), with the session's allow flags."""
+        from .resume import continue_session
+
+        j = self._writer()
+        sid = pick_session(j, session_id)
+        self.session_id = sid
+        return continue_session(self.gateway, j, sid)
+
     def close(self) -> None:
         """Release the journal's writer lock and the gateway's connections."""
         if self._journal is not None:
