@@ -569,8 +569,9 @@ class Gateway:
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise translate(exc, resource_id, f"writing ({method})") from exc
         out = wire(result)
-        if not out or "etag" not in out:
-            # Some LRO shapes return no body; read back what ARM now holds.
+        if not out or ("etag" not in out and etag):
+            # Some LRO shapes return no body, or one without the etag the resource has: read back
+            # what ARM now holds. A resource without etags (a storage account) has nothing to add.
             return self.read(resource_id) or out
         return out
 
