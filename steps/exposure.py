@@ -139,9 +139,10 @@ def inbound_rules(nsg: dict[str, Any], inv: Inventory) -> list[dict[str, Any]]:
 
 
 def decide(nsg: dict[str, Any], inv: Inventory, target: Target, port: int,
-           protocol: str) -> dict[str, Any]:
-    """The rule of `nsg` that decides internet traffic to `port`: the first that matches it."""
-    for rule in inbound_rules(nsg, inv):
+           protocol: str, rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The rule of `nsg` that decides internet traffic to `port`: the first that matches it
+    (`rules`: the NSG's inbound_rules, when the caller has them already)."""
+    for rule in inbound_rules(nsg, inv) if rules is None else rules:
         if not (from_internet(rule) and _covers_port(rule, port) and _covers_protocol(rule, protocol)):
             continue
         allow = str(get_path(rule, "properties.access") or "").lower() == "allow"
@@ -177,9 +178,10 @@ def openings(nics: Iterable[dict[str, Any]], inv: Inventory, ports: Iterable[int
         path = target.nsgs()
         if not path:
             continue
+        ordered = [(nsg, inbound_rules(nsg, inv)) for nsg in path]  # once per NSG, not per port
         for port in ports:
             for protocol in PROTOCOLS:
-                decided = [(nsg, decide(nsg, inv, target, port, protocol)) for nsg in path]
+                decided = [(nsg, decide(nsg, inv, target, port, protocol, rules)) for nsg, rules in ordered]
                 if all(allows(rule) for _nsg, rule in decided):
                     out.append(Opening(port, protocol, target.nic, tuple(decided)))
     return out

@@ -999,8 +999,11 @@ def _flow_logs(ctx: Context) -> None:
     risk = "Flow-log storage and traffic analytics are billed."
     by_target = linked(inv, FLOWLOG, "properties.targetResourceId")
     by_region: dict[str, list[dict[str, Any]]] = {}
+    # the first account of each (region, subscription): found once, not by a scan per VNet
+    first_in_sub: dict[tuple[str, str], dict[str, Any]] = {}
     for sa in of(inv, STORAGE):
         by_region.setdefault(loc(sa), []).append(sa)
+        first_in_sub.setdefault((loc(sa), low(rid.subscription_of(sa["id"]))), sa)
     for vnet in vnets:
         mine = by_target.get(low(vnet["id"]), [])
         on = [f for f in mine if get_path(f, "properties.enabled") is True]
@@ -1024,7 +1027,7 @@ def _flow_logs(ctx: Context) -> None:
                 f"targeting {vnet['name']}, so traffic can be audited and fed to traffic analytics.")
             continue
         watcher, deps = network_watcher(inv, sub, region, vnet)
-        sa = next((a for a in accounts if low(rid.subscription_of(a["id"])) == low(sub)), accounts[0])
+        sa = first_in_sub.get((region, low(sub)), accounts[0])
         ws = workspace_for(inv, sub, region)
         # the VNet's flow log: its id stays when its account, retention or workspace is edited
         p = ctx.params(vnet["id"], storageId=sa["id"], retentionDays=90,

@@ -156,3 +156,25 @@ def test_inline_holder_matches_case_insensitively():
     assert A.inline_holder({"properties": {}}, "properties.subnets") == (None, "subnets")
     holder, key = A.inline_holder({}, "properties.subnets", create=True)
     assert holder == {} and key == "subnets"
+
+
+def test_clone_is_a_deep_copy_of_json_and_of_anything_else():
+    from ztwizard.armjson import clone
+
+    value = {"a": [1, 2.5, {"b": None, "c": True}], "d": "x", "e": {}, "t": (1, [2])}
+    copied = clone(value)
+    assert copied == copy.deepcopy(value)
+    copied["a"][2]["b"] = "changed"
+    copied["t"][1].append(3)  # a tuple goes through deepcopy: its list is a copy too
+    assert value == {"a": [1, 2.5, {"b": None, "c": True}], "d": "x", "e": {}, "t": (1, [2])}
+
+
+def test_writable_shares_no_object_with_the_resource():
+    res = {"id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkSecurityGroups/n",
+           "type": "Microsoft.Network/networkSecurityGroups", "etag": "W/1",
+           "properties": {"provisioningState": "Succeeded", "securityRules": [{"name": "r", "properties": {"x": [1]}}]}}
+    out = A.writable(res)
+    out["properties"]["securityRules"][0]["properties"]["x"].append(2)
+    out["properties"]["securityRules"].append({})
+    assert res["properties"]["securityRules"] == [{"name": "r", "properties": {"x": [1]}}]
+    assert "provisioningState" not in out["properties"]

@@ -132,6 +132,13 @@ def test_utf8_bom_is_accepted(tmp_path):
     assert load_estate_file(path) == load_estate_file(DATA / "array.json")
 
 
+@pytest.mark.parametrize("name", ["array.json", "arm-list.json", "resource-graph.json", "resource-graph-table.json"])
+def test_parsing_data_of_its_own_gives_what_parsing_a_copy_gives(name):
+    """load_estate_file hands parse_estate the decoded file to keep (no copy): same result."""
+    text = (DATA / name).read_text()
+    assert parse_estate(json.loads(text), name, owned=True) == parse_estate(json.loads(text), name)
+
+
 def test_parsing_does_not_touch_the_caller_data():
     data = json.loads((DATA / "array.json").read_text())
     before = json.dumps(data, sort_keys=True)

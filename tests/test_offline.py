@@ -125,3 +125,44 @@ def test_cli_offline_json_to_a_file_is_whole_and_0600(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["summary"]["changes"] == sum(len(s["changes"]) for s in data["steps"]) > 0
     assert os.stat(out).st_mode & 0o777 == 0o600
+
+
+def test_flow_log_account_is_the_first_of_the_vnets_subscription_in_its_region():
+    """spoke-5d's indexed choice equals scanning the region's accounts for each VNet."""
+    from ztwizard.steps import spoke as sp
+
+    inv = EstateGateway(estate_target("scale:3000")).inventory()
+    plan = engine.make_plan(inv, check_ids=["spoke-5d"])
+    creates = {c.body["properties"]["targetResourceId"].lower(): c.params["storageId"]
+               for s in plan.steps for c in s.changes if c.action == "create"}
+    assert creates
+    accounts = inv.of_type(sp.STORAGE)
+    for vnet in inv.of_type(sp.VNET):
+        if vnet["id"].lower() not in creates:
+            continue
+        here = [a for a in accounts if sp.loc(a) == sp.loc(vnet)]
+        same_sub = [a for a in here if a["id"].split("/")[2].lower() == vnet["id"].split("/")[2].lower()]
+        assert creates[vnet["id"].lower()] == (same_sub or here)[0]["id"]
+
+
+def test_openings_with_each_nsgs_rules_read_once_decide_as_rule_by_rule():
+    """The exposure walk reads each NSG's rules once per NIC; its openings are those of asking
+    `decide` (which reads the rules itself) for every NSG, port and protocol."""
+    from ztwizard.steps import exposure
+    from ztwizard.steps import vm as vmsteps
+
+    inv = EstateGateway(estate_target("scale:1500")).inventory()
+    found = 0
+    for vm in inv.of_type(vmsteps.VM):
+        nics = vmsteps.vm_nics(vm, inv)
+        want = []
+        for target in exposure.targets(nics, inv):
+            for port in vmsteps.MANAGEMENT_PORTS:
+                for protocol in exposure.PROTOCOLS:
+                    decided = tuple((nsg, exposure.decide(nsg, inv, target, port, protocol)) for nsg in target.nsgs())
+                    if decided and all(exposure.allows(rule) for _nsg, rule in decided):
+                        want.append(exposure.Opening(port, protocol, target.nic, decided))
+        got = exposure.openings(nics, inv, vmsteps.MANAGEMENT_PORTS)
+        assert got == want
+        found += len(got)
+    assert found  # the scale estate has VMs open to the internet

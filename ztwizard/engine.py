@@ -67,10 +67,12 @@ class Plan:
         (`--detailed-exitcode` 0)."""
         return not self.has_changes() and not self.failing()
 
-    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
-        """The plan as JSON data; `copy=False` shares the change bodies (for reports that only read)."""
+    def to_dict(self, *, copy: bool = True, steps: bool = True) -> dict[str, Any]:
+        """The plan as JSON data; `copy=False` shares the change bodies (for reports that only read);
+        `steps=False` leaves "steps" empty, for a report that renders them one at a time."""
         out = {"schema": "ztwizard.plan/v1", "target": self.target, "generated_at": self.generated_at,
-               "summary": self.summary(), "notes": self.notes, "steps": [s.to_dict(copy=copy) for s in self.steps]}
+               "summary": self.summary(), "notes": self.notes,
+               "steps": [s.to_dict(copy=copy) for s in self.steps] if steps else []}
         if self.overrides:
             out["overrides"] = self.overrides
         return out

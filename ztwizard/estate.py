@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,16 +98,18 @@ def load_estate_file(path: str | os.PathLike[str], max_bytes: int | None = None)
                          f"column {exc.colno}).", _HINT) from None
     except RecursionError:
         raise UsageError(f"Estate file {name} is nested too deeply to be an ARM export.", _HINT) from None
-    return parse_estate(data, name)
+    return parse_estate(data, name, owned=True)
 
 
-def parse_estate(data: Any, source_name: str = "the estate") -> list[dict[str, Any]]:
-    """Validate decoded JSON and normalise it: types cased as ARM does, children as own entries."""
+def parse_estate(data: Any, source_name: str = "the estate", *, owned: bool = False) -> list[dict[str, Any]]:
+    """Validate decoded JSON and normalise it: types cased as ARM does, children as own entries.
+    The caller's data is copied first unless `owned` (decoded here and used by nobody else: at
+    50,000 resources the copy was a fifth of the load)."""
     entries, graph = _entries(data, source_name)
     seen: dict[str, int] = {}
     parents: list[dict[str, Any]] = []
     for index, raw in enumerate(entries):
-        res = _validate(raw, index, source_name, graph)
+        res = _validate(raw, index, source_name, graph, owned)
         key = res["id"].rstrip("/").lower()
         if key in seen:
             raise UsageError(
@@ -171,11 +174,11 @@ def _table_rows(table: dict[str, Any], source: str) -> list[Any]:
 
 
 # ---- one entry -------------------------------------------------------------------------------
-def _validate(raw: Any, index: int, source: str, graph: bool) -> dict[str, Any]:
+def _validate(raw: Any, index: int, source: str, graph: bool, owned: bool) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise UsageError(f"Entry {index} in {source} is a JSON {_json_kind(raw)}, not a resource object.",
                          "Every entry must be an object with at least an \"id\".")
-    res = copy.deepcopy(raw)
+    res = raw if owned else copy.deepcopy(raw)
     label = _label(res, index)
     _check_id(res.get("id"), f"Entry {index}{label} in {source}")
     resource_id = "/" + res["id"].strip().strip("/")
@@ -204,6 +207,9 @@ def _validate(raw: Any, index: int, source: str, graph: bool) -> dict[str, Any]:
     return res
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
 def _check_id(value: Any, where: str) -> None:
     if value is None:
         raise UsageError(f"{where} has no \"id\".",
@@ -212,7 +218,7 @@ def _check_id(value: Any, where: str) -> None:
         raise UsageError(f"{where} has an \"id\" that is not a string.", "Fix or remove that entry.")
     rid_text = "/" + value.strip().strip("/")
     low = rid_text.lower()
-    if "//" in value.strip().strip("/") or any(ord(c) < 32 for c in value):
+    if "//" in value.strip().strip("/") or _CONTROL.search(value):
         raise UsageError(f"{where} has a malformed id {value!r} (an empty segment or a control character).",
                          "Use the id exactly as ARM returns it.")
     if low.startswith("/subscriptions/"):
@@ -271,7 +277,7 @@ def _lift_children(res: dict[str, Any], index: int, source: str) -> Iterator[dic
                                  "Fix or remove that entry.")
             if set(kid) <= {"id"}:
                 continue  # a bare reference (ARM lists some children by id only)
-            kid = copy.deepcopy(kid)
+            # `res` is the parse's own copy and the list was taken out of it: no copy needed
             if not kid.get("id"):
                 kid["id"] = child_id(res["id"], seg, {"name": kid.get("name")})
                 if kid["id"] is None:

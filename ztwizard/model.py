@@ -84,7 +84,13 @@ class Change:
 def view(obj: Any) -> dict[str, Any]:
     """A dataclass's fields as a dict whose values are the object's own (no copy): for a report
     that only reads them (`to_dict(copy=False)`)."""
-    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:  # `fields()` on every call was most of a report's cost
+        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
+    return {name: getattr(obj, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def change_id(check: str, resource_id: str, method: str) -> str:

@@ -8,6 +8,7 @@ read. `EstateGateway` is the ArmGateway of such a target: it reads, it never wri
 from __future__ import annotations
 
 import copy
+import gc
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -66,6 +67,9 @@ class EstateGateway:
             chosen = [r for r in self.resources if _in_scope(r["id"], subs, rgs)]
         inv = Inventory.from_resources(chosen, subscriptions=sorted(subs) if subs else self._subscriptions,
                                        handed_over=True)
+        # The estate is held until the process ends: the collector need not walk its millions of
+        # objects on every full collection while the checks run (a sixth of a 50,000 plan).
+        gc.freeze()
         report(4, 4, "Done")
         return inv
 

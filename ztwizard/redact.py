@@ -85,18 +85,26 @@ def _permission_names(value: Any) -> bool:
 
 
 def _scrub(obj: Any) -> Any:
+    # Leaves are handled in the loop, not by a call each: a 50,000-resource plan has millions.
     if isinstance(obj, dict):
         out: dict[str, Any] = {}
         for k, v in obj.items():
-            if str(k).lower() == "keys" and _permission_names(v):
-                out[k] = list(v)
-            elif is_secret_key(str(k)) and v is not None and not isinstance(v, bool) and v != {} and v != []:
-                out[k] = REDACTED
-            else:
+            if is_secret_key(str(k)):  # "keys" is one: its permission names are kept
+                if str(k).lower() == "keys" and _permission_names(v):
+                    out[k] = list(v)
+                elif v is not None and not isinstance(v, bool) and v != {} and v != []:
+                    out[k] = REDACTED
+                else:
+                    out[k] = _scrub(v)
+            elif isinstance(v, str):
+                out[k] = REDACTED if is_secret_value(v) else v
+            elif isinstance(v, (dict, list)):
                 out[k] = _scrub(v)
+            else:
+                out[k] = v
         return out
     if isinstance(obj, list):
-        return [_scrub(v) for v in obj]
+        return [_scrub(v) if isinstance(v, (dict, list, str)) else v for v in obj]
     if isinstance(obj, str) and is_secret_value(obj):
         return REDACTED
     return obj

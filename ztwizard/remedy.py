@@ -6,11 +6,10 @@ properties the change sets: the diff a person reads shows nothing else."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
-from .armjson import get_path, nested, set_path, writable
+from .armjson import clone, get_path, nested, set_path, writable
 from .model import Change
 
 
@@ -32,7 +31,7 @@ def put(check: str, res: dict[str, Any], values: dict[str, Any], **flags: Any) -
     """Full-body PUT: the resource as read, with `values` set."""
     body = writable(res)
     for p, v in values.items():
-        set_path(body, p, copy.deepcopy(v))
+        set_path(body, p, clone(v))
     before, after = _diff(res, values)
     return Change(check=check, resource_id=res["id"], action="update", method="PUT",
                   body=body, before=before, after=after, etag=res.get("etag"), **flags)
@@ -54,7 +53,7 @@ def create(check: str, resource_id: str, body: dict[str, Any], *, params: dict[s
            **flags: Any) -> Change:
     """Create a new resource (undo deletes it). `params` are the choices a person may edit."""
     return Change(check=check, resource_id=resource_id, action="create", method="PUT",
-                  body=copy.deepcopy(body), before={}, after=copy.deepcopy(body),
+                  body=clone(body), before={}, after=clone(body),
                   params=dict(params or {}), **flags)
 
 
