@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from ztwizard import engine
+from ztwizard import gateway as gateway_module
 from ztwizard.gateway import _CHILD_READS, Gateway
 from ztwizard.pacing import Pacer
 from ztwizard.sandbox import Sandbox
@@ -194,11 +195,11 @@ def test_plan_at_scale_throttled_has_no_429_and_few_requests_per_resource(scale_
     gw = Gateway(in_process_target(sb), pacer=Pacer(clock=clock, sleep=clock.sleep))
     engine.survey(gw, progress=lambda done, total, label: labels.append(label))
     assert sb.tally.throttled == 0
-    # about three reads per storage account (fileServices, shares, Defender setting) plus five per
-    # subscription (resource groups, settings, activity log, policy, JIT); at 1,500 resources over
-    # 20 subscriptions that is under 0.32 per resource. On top, one instance view per VM (vm-7d:
-    # the agent's status is in no index) and one key list per vault (storage-1g, vm-4a).
-    per_resource = {"microsoft.compute/virtualmachines", "microsoft.keyvault/vaults"}
+    # about three reads per storage account (fileServices, shares, Defender setting) plus six per
+    # subscription (resource groups, settings, activity log, policy, JIT, the VMs' instance views);
+    # at 1,500 resources over 20 subscriptions that is under 0.32 per resource. On top, one key
+    # list per vault (storage-1g, vm-4a).
+    per_resource = {"microsoft.keyvault/vaults"}
     extra = sum(1 for r in scale_estate if r["type"].lower() in per_resource)
     assert (sb.tally.requests - extra) / len(scale_estate) < 0.32, sb.tally.summary()
     assert any(lbl.startswith("Child resources: ") and "left" in lbl for lbl in labels), labels
@@ -302,3 +303,30 @@ def test_management_group_is_narrowed_by_s_and_refuses_what_is_outside(tmp_path,
     target.subscriptions, target.management_groups = [], ["mg-nowhere"]
     with pytest.raises(UsageError, match="Management group 'mg-nowhere' was not found"):
         Gateway(target).inventory(reads=[])
+
+
+def _vm_7d(estate):
+    gw, sb = _gateway(estate)
+    plan = engine.inspect(gw, check_ids=["vm-7d"])
+    findings = sorted((f.resource_id, f.status, f.message) for s in plan.steps for f in s.findings)
+    return findings, [p for _, p, _ in sb.request_log]
+
+
+def test_instance_views_come_from_one_list_per_subscription_with_the_verdicts_of_a_get_per_vm(
+        scale_estate, monkeypatch):
+    """vm-7d needs every VM's agent status: one `virtualMachines?statusOnly=true` list per
+    subscription gives it, instead of a GET {vm}/instanceView per VM, with the same findings."""
+    estate = [dict(r) for r in scale_estate]
+    vms = [r for r in estate if r["type"] == "Microsoft.Compute/virtualMachines"]
+    stopped = vms[0]
+    stopped["properties"] = {**stopped["properties"], "instanceView": {
+        "statuses": [{"code": "ProvisioningState/succeeded"}, {"code": "PowerState/deallocated"}]}}
+    listed, sent = _vm_7d(estate)
+    assert not [p for p in sent if p.lower().endswith("/instanceview")]
+    lists = [p for p in sent if p.lower().endswith("/providers/microsoft.compute/virtualmachines")]
+    assert len(lists) == len({r["id"].split("/")[2].lower() for r in vms})
+    monkeypatch.delitem(gateway_module._BULK_READS, "microsoft.compute/virtualmachines/instanceview")
+    one_by_one, sent = _vm_7d(estate)
+    assert len([p for p in sent if p.lower().endswith("/instanceview")]) == len(vms)
+    assert listed == one_by_one
+    assert {s for _, s, _ in listed} == {"pass", "manual"}  # the deallocated VM's agent says nothing

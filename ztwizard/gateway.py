@@ -1024,12 +1024,14 @@ class Gateway:
             jobs: list[tuple[str, str, Callable[[], list[dict[str, Any]]], str]] = []
             for (parent_type, child_type), needs in wanted.items():
                 child_name, reader = readers[(parent_type, child_type)]
-                for parent in inv.of_type(parent_type):
-                    k = (parent["id"].lower(), child_type)
-                    if k in done or not _has_service(parent, child_name) \
-                            or not any(n is None or n.needed(parent, inv) for n in needs):
-                        continue
-                    done.add(k)
+                parents = [parent for parent in inv.of_type(parent_type)
+                           if (parent["id"].lower(), child_type) not in done and _has_service(parent, child_name)
+                           and any(n is None or n.needed(parent, inv) for n in needs)]
+                for parent in parents:
+                    done.add((parent["id"].lower(), child_type))
+                if child_type in _BULK_READS:  # one paged list per subscription, per parent only where it falls short
+                    parents = _BULK_READS[child_type](self, parents, unreadable)
+                for parent in parents:
                     jobs.append((child_name, parent["id"], functools.partial(reader, self, parent),
                                  str(parent.get("location") or "")))
             if not jobs:
@@ -1143,6 +1145,54 @@ def _vm_instance_view(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     view = wire(gw.client("compute", sub).virtual_machines.instance_view(rg, name))
     res.setdefault("properties", {})["instanceView"] = view
     return []
+
+
+def _vm_instance_views(gw: Gateway, vms: list[dict[str, Any]], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+    """Every VM's instance view from one paged `virtualMachines?statusOnly=true` list per
+    subscription (VirtualMachines_ListAll) instead of a GET per VM. Returns the VMs still to read
+    one by one: those the list left out, and running ones deployed with the agent whose listed
+    view has no agent status (a stopped VM's agent, or one deployed without it, reports nothing
+    either way)."""
+    by_sub: dict[str, list[dict[str, Any]]] = {}
+    for vm in vms:
+        by_sub.setdefault((rid.subscription_of(vm["id"]) or "").lower(), []).append(vm)
+    if not by_sub:
+        return []
+    version = API_VERSIONS["microsoft.compute"]
+    subs = list(by_sub)
+    jobs = [functools.partial(_guarded, functools.partial(
+        _all_pages, gw.client("compute", sub),
+        f"/subscriptions/{sub}/providers/Microsoft.Compute/virtualMachines?api-version={version}&statusOnly=true"))
+        for sub in subs]
+    views: dict[str, dict[str, Any]] = {}
+    for result in gw._parallel(jobs):
+        if isinstance(result, Exception):  # the per-VM reads below then say what is unreadable
+            log.info("instance views by list unreadable: %s", _first_line(result))
+            continue
+        for item in result:
+            view = get_path(item, ("properties", "instanceView"))
+            if isinstance(item.get("id"), str) and isinstance(view, dict):
+                views[item["id"].lower()] = view
+    rest = []
+    for vm in vms:
+        view = views.get(vm["id"].lower())
+        if view is None:
+            rest.append(vm)
+            continue
+        vm.setdefault("properties", {})["instanceView"] = view
+        running = any(str(s.get("code") or "").lower() == "powerstate/running" for s in view.get("statuses") or [])
+        no_agent = any(get_path(vm, ("properties", "osProfile", cfg, "provisionVMAgent")) is False
+                       for cfg in ("windowsConfiguration", "linuxConfiguration"))
+        if running and "vmAgent" not in view and not no_agent:
+            rest.append(vm)
+    return rest
+
+
+# Child reads that also have a list form across a subscription: (gateway, parents, unreadable)
+# -> the parents still to read one by one.
+_BULK_READS: dict[str, Callable[[Gateway, list[dict[str, Any]], dict[str, str]], list[dict[str, Any]]]] = {
+    "microsoft.compute/virtualmachines/instanceview": _vm_instance_views,
+}
 
 
 def _all_pages(client: Any, url: str) -> list[dict[str, Any]]:

@@ -230,3 +230,19 @@ def clients_for(sandbox, arm_client):
     sb = sandbox(estate=_estate())
     cmp = arm_client(ComputeManagementClient, sb, SUB)
     return sb, cmp, FeatureClient(cmp._config.credential, SUB, transport=sb.transport())
+
+
+def test_status_only_lists_every_vm_with_its_instance_view_and_nothing_else(clients):
+    """VirtualMachines_ListAll with statusOnly=true: one list carries each VM's run-time status,
+    the instance view GET {vm}/instanceView returns, and none of its model."""
+    _sb, cmp, _ = clients(**{"vm-gen1": "PowerState/deallocated"})
+    listed = {vm.name: vm for vm in cmp.virtual_machines.list_all(status_only="true")}
+    assert sorted(listed) == ["vm-gen1", "vm-gen2", "vm-small"]
+    for name, vm in listed.items():
+        assert vm.instance_view.as_dict() == cmp.virtual_machines.instance_view("rg-vm", name).as_dict()
+        assert vm.hardware_profile is None and vm.storage_profile is None
+    assert "PowerState/deallocated" in [s.code for s in listed["vm-gen1"].instance_view.statuses]
+    assert listed["vm-gen2"].instance_view.vm_agent is not None and listed["vm-gen1"].instance_view.vm_agent is None
+    full = next(iter(cmp.virtual_machines.list_all()))  # without it: the model, no status
+    assert full.storage_profile is not None and full.instance_view is None
+    _refused(lambda: list(cmp.virtual_machines.list_all(status_only="yes")), 400, "InvalidParameter")

@@ -25,6 +25,7 @@ from .store import key, parse
 
 # Collections ARM answers in one piece (their SDK models have no nextLink).
 UNPAGED = {"microsoft.security/pricings", "microsoft.insights/diagnosticsettings"}
+VM_LIST_TYPE = "microsoft.compute/virtualmachines"
 
 
 class Reads(Power):
@@ -90,8 +91,34 @@ class Reads(Power):
                     entries.append(e)
         else:
             entries = self.store.children(parent, rtype)
-        items = sorted((self.compose(e) for e in entries if keep(e)), key=lambda e: e["id"].lower())
+        if t == VM_LIST_TYPE and p.type == SUB_TYPE and not child and self._status_only(ctx):
+            items = sorted((self._vm_status(e) for e in entries if keep(e)), key=lambda e: e["id"].lower())
+        else:
+            items = sorted((self.compose(e) for e in entries if keep(e)), key=lambda e: e["id"].lower())
         return self._page(ctx, items, key_of=lambda e: e["id"].lower(), paged=t not in UNPAGED)
+
+    @staticmethod
+    def _status_only(ctx: Request) -> bool:
+        """VirtualMachines_ListAll's `statusOnly`: a boolean, anything else is a bad request."""
+        value = ctx.query.get("statusonly")  # the query's names arrive lower-cased
+        if value is None or value.lower() == "false":
+            return False
+        if value.lower() != "true":
+            raise arm_error(400, "InvalidParameter",
+                            f"The value '{value}' of parameter 'statusOnly' is not valid: use true or false.")
+        return True
+
+    def _vm_status(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """A VM as `statusOnly=true` lists it: its identity and run-time status (the instance view a
+        GET {vm}/instanceView returns), none of its model."""
+        out: dict[str, Any] = {k: clone(entry[k]) for k in ("id", "name", "type", "location") if k in entry}
+        props: dict[str, Any] = {}
+        vm_id = (entry.get("properties") or {}).get("vmId")
+        if vm_id:
+            props["vmId"] = vm_id
+        props["instanceView"] = self.vm_instance_view(entry)
+        out["properties"] = props
+        return out
 
     def _role_assignments(self, scope: str, *, at_scope: bool) -> list[dict[str, Any]]:
         s = key(scope)
