@@ -248,3 +248,26 @@ def test_gateway_inventory_sees_what_the_estate_holds(reference_estate):
     for a, b in zip(plan_live, plan_direct, strict=True):
         assert (a["id"], a["status"], len(a["findings"]), len(a["changes"])) == \
                (b["id"], b["status"], len(b["findings"]), len(b["changes"]))
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", None])
+def test_the_environment_ca_bundle_is_honoured_though_read_once(tmp_path, monkeypatch, variable):
+    """The gateway reads requests' environment settings once instead of per request: a CA bundle
+    named there still verifies the endpoint, and without one the endpoint's certificate is refused."""
+    from ztwizard.sandbox.server import running
+    from ztwizard.target import StaticTokenCredential, Target
+
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    with running(tmp_path / "sb", estate="reference") as srv:
+        conn = srv.connection
+        if variable:
+            monkeypatch.setenv(variable, conn["ca_bundle"])
+        target = Target(kind="sandbox", endpoint=conn["endpoint"], credential=StaticTokenCredential(conn["token"]))
+        gw = Gateway(target)
+        if variable:
+            assert len(gw.list_subscriptions()) == 2
+        else:
+            with pytest.raises(ZtwError):
+                gw.list_subscriptions()
+        gw.close()
