@@ -73,6 +73,9 @@ def test_a_plan_comes_back_with_what_the_provider_adds(sandbox, arm_client):
     assert again.enablement_time == got.enablement_time  # still on since the first write
     free = sec.pricings.update(SCOPE, "VirtualMachines", {"properties": {"pricingTier": "Free"}})
     assert free.extensions is None and free.sub_plan is None
+    # a Free plan still reports coverage and enforce (ListPricings_example.json, 2024-01-01)
+    assert (free.resources_coverage_status, free.enforce) == ("NotCovered", "False")
+    assert sec.pricings.get(SCOPE, "VirtualMachines").resources_coverage_status == "NotCovered"
 
 
 def test_a_plan_seeded_without_its_trial_time_reads_back_as_arm_answers_it(sandbox, arm_client, small_estate):
@@ -88,6 +91,9 @@ def test_a_plan_seeded_without_its_trial_time_reads_back_as_arm_answers_it(sandb
     assert sec.pricings.get(SCOPE, "StorageAccounts").free_trial_remaining_time == dt.timedelta(days=29, hours=23)  # kept
     after = sec.pricings.update(SCOPE, "VirtualMachines", {"properties": {"pricingTier": "Free"}})
     assert after.free_trial_remaining_time == before.free_trial_remaining_time
+    # seeded or implicit, a Free plan reads back with the coverage ARM reports for it
+    assert (before.resources_coverage_status, before.enforce) == ("NotCovered", "False")
+    assert sec.pricings.get(SCOPE, "Dns").resources_coverage_status == "NotCovered"
 
 
 def test_partial_success_answers_201_with_the_failed_part(sandbox, arm_client):

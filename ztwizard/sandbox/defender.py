@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any
 
 from .faults import Faults
-from .model import clone
+from .model import COVERAGE_BY_TIER, clone
 from .persistence import Persistence
 from .request import Request
 
@@ -52,13 +52,16 @@ class Defender(Persistence):
         if str(props.get("pricingTier") or "").lower() != "standard":
             for computed in ("subPlan", "extensions", "enablementTime", "resourcesCoverageStatus"):
                 props.pop(computed, None)
+            # a Free plan still reports these (ListPricings_example.json, 2024-01-01: AppServices)
             props["freeTrialRemainingTime"] = "PT0S"
+            props.setdefault("enforce", "False")
+            props["resourcesCoverageStatus"] = COVERAGE_BY_TIER["free"]
             return None
         props.setdefault("freeTrialRemainingTime", "PT0S")
         was_on = str(old.get("pricingTier") or "").lower() == "standard"
         props["enablementTime"] = old.get("enablementTime") if was_on and old.get("enablementTime") else _now()
         props.setdefault("enforce", "False")
-        props["resourcesCoverageStatus"] = "FullyCovered"
+        props["resourcesCoverageStatus"] = COVERAGE_BY_TIER["standard"]
         plan = PLAN_EXTENSIONS.get(new["name"].lower(), {})
         defaults = plan.get(str(props.get("subPlan") or "").lower(), plan.get("", []))
         sent = [e for e in props.get("extensions") or [] if isinstance(e, dict) and isinstance(e.get("name"), str)]

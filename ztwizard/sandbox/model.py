@@ -78,8 +78,11 @@ DEFENDER_PLANS = ("VirtualMachines", "StorageAccounts", "CloudPosture", "Arm", "
 # Read-only properties a provider answers on every resource of the type (a plan's trial time,
 # none left once it ran out): an estate seeded without them still reads back as ARM shows it.
 PROVIDER_ANSWERED: dict[str, dict[str, Any]] = {
-    "microsoft.security/pricings": {"freeTrialRemainingTime": "PT0S"},
+    "microsoft.security/pricings": {"freeTrialRemainingTime": "PT0S", "enforce": "False"},
 }
+# What a plan reports on coverage by tier (ListPricings_example.json, 2024-01-01: Free plans
+# answer NotCovered, Standard ones FullyCovered or PartiallyCovered).
+COVERAGE_BY_TIER = {"free": "NotCovered", "standard": "FullyCovered"}
 
 DEFAULT_RULES = [
     ("AllowVnetInBound", 65000, "Inbound", "Allow", "VirtualNetwork", "VirtualNetwork",
@@ -149,7 +152,8 @@ def platform_default(path: str) -> dict[str, Any] | None:
         if name:
             return {"id": f"/subscriptions/{p.subscription}/providers/Microsoft.Security/pricings/{name}",
                     "name": name, "type": "Microsoft.Security/pricings",
-                    "properties": {"pricingTier": "Free", **PROVIDER_ANSWERED["microsoft.security/pricings"]}}
+                    "properties": {"pricingTier": "Free", **PROVIDER_ANSWERED["microsoft.security/pricings"],
+                                   "resourcesCoverageStatus": COVERAGE_BY_TIER["free"]}}
     return None
 
 

@@ -19,6 +19,7 @@ from ..files import atomic_write
 from .model import (
     BACK_REFERENCES,
     COMPUTED_PROPERTIES,
+    COVERAGE_BY_TIER,
     INLINE_CHILDREN,
     PROVIDER_ANSWERED,
     READ_ONLY_INLINE,
@@ -207,6 +208,9 @@ def ingest(resources: Iterable[Any], tenant_id: str) -> Store:
             props = entry["properties"]
             for prop, value in answered.items():
                 props.setdefault(prop, clone(value))
+            if entry["type"].lower() == "microsoft.security/pricings":
+                tier = str(props.get("pricingTier") or "").lower()
+                props.setdefault("resourcesCoverageStatus", COVERAGE_BY_TIER.get(tier, "NotCovered"))
         store.put(entry)
         store.ensure_subscription(parse(entry["id"]).subscription or "", tenant_id)
         rg = rid.resource_group_id(entry["id"])
