@@ -113,3 +113,25 @@ def arm_client() -> Callable[..., Any]:
         return cls(StaticCredential(token), *args, transport=transport or sb.transport(), **kw)
 
     return make
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """`figure("bad inputs clean: 87/87")`: a line for the run's summary. Printing from a test
+    shows nothing under xdist (a worker's output is not the terminal); a test's user_properties
+    travel with its report to the process that writes the summary."""
+
+    def record(line: str) -> None:
+        request.node.user_properties.append(("figure", line))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    lines = [value for reports in terminalreporter.stats.values() for r in reports
+             if getattr(r, "when", None) == "call"
+             for name, value in getattr(r, "user_properties", ()) if name == "figure"]
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)

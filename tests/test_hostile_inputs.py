@@ -602,11 +602,10 @@ def test_bad_input_is_refused_cleanly(campaign, case):
         assert r.seconds < 10, f"the lock wait is bounded ({r.seconds:.1f} s)"
 
 
-def test_the_campaign_is_at_least_sixty_inputs_and_reports_its_figure(campaign, capsys):
+def test_the_campaign_is_at_least_sixty_inputs_and_reports_its_figure(campaign, figure):
     tried = len(campaign)
     ok = sum(1 for r in campaign.values() if not clean(r))
-    with capsys.disabled():
-        print(f"\nbad inputs clean: {ok}/{tried}")
+    figure(f"bad inputs clean: {ok}/{tried}")
     assert tried >= 60
     assert ok == tried
 

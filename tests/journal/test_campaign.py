@@ -128,7 +128,7 @@ def _commits_of_a_full_apply(srv: Server) -> int:
 
 
 @pytest.mark.slow
-def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(server, capsys):
+def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(server, figure):
     srv = server("--latency-ms", "5")
     original = srv.view()
     total = _commits_of_a_full_apply(srv)
@@ -171,9 +171,8 @@ def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(server, capsys
         tally["undo"][1] += len(chain)
         tally["undo"][0] += len(chain) if restored else 0
         assert restored, f"estate not restored after undo kills {chain}"
-    with capsys.disabled():
-        print(f"\nkill restores: apply {tally['apply'][0]}/{tally['apply'][1]}, "
-              f"undo {tally['undo'][0]}/{tally['undo'][1]}")
+    figure(f"kill restores: apply {tally['apply'][0]}/{tally['apply'][1]}, "
+           f"undo {tally['undo'][0]}/{tally['undo'][1]}")
     assert tally["apply"][1] + tally["undo"][1] >= 100
 
 
@@ -253,7 +252,7 @@ def clean_baseline(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fault_matrix_converges_without_lost_or_duplicated_changes(server, clean_baseline, seed, capsys):
+def test_fault_matrix_converges_without_lost_or_duplicated_changes(server, clean_baseline, seed, figure):
     """Under faults, repeated applies reach the same fixpoint as without them (the same estate,
     the same changes left skipped), with no change lost or recorded twice; undo restores."""
     original, clean_converged, clean_left = clean_baseline
@@ -267,10 +266,9 @@ def test_fault_matrix_converges_without_lost_or_duplicated_changes(server, clean
     converged = srv2.view() == clean_converged
     _settle_and_undo_all(srv2)
     restored = srv2.view() == original
-    with capsys.disabled():
-        print(f"\nfault seed {seed}: fixpoint after {runs} applies; same as without faults: {converged}; "
-              f"lost {lost}, duplicated {dup}; hung operations waited out: {hung}; restored by undo: {restored}; "
-              f"left skipped: {sorted(left)}")
+    figure(f"fault seed {seed}: fixpoint after {runs} applies; same as without faults: {converged}; "
+           f"lost {lost}, duplicated {dup}; hung operations waited out: {hung}; restored by undo: {restored}; "
+           f"left skipped: {sorted(left)}")
     assert left == clean_left
     assert converged and restored
     assert (lost, dup) == (0, 0)
