@@ -24,6 +24,15 @@ async def until(pilot: Pilot, cond: Callable[[], bool], timeout: float = 10.0) -
         await asyncio.sleep(0.02)  # not pilot.pause: that also waits for the screen to go idle
 
 
+def cursors_shown(pilot: Pilot) -> None:
+    """Stop the text cursors blinking, shown: a cursor toggles every half second, so a frame
+    taken later on a loaded machine would show it hidden."""
+    from textual.widgets import Input
+
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False  # Textual then shows a focused field's cursor steadily
+
+
 async def steady(pilot: Pilot, interval: float = 0.1, timeout: float = 20.0) -> None:
     """Wait until two screenshots `interval` apart are the same.
 
@@ -33,6 +42,7 @@ async def steady(pilot: Pilot, interval: float = 0.1, timeout: float = 20.0) -> 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     await settle(pilot, rounds=1)
+    cursors_shown(pilot)
     last = pilot.app.export_screenshot()
     while True:
         await pilot.pause(interval)
@@ -43,3 +53,21 @@ async def steady(pilot: Pilot, interval: float = 0.1, timeout: float = 20.0) -> 
         if loop.time() > deadline:
             raise AssertionError("the screen kept changing")
         last = shot
+
+
+async def palette_offers(pilot: Pilot, text: str, timeout: float = 10.0) -> None:
+    """Wait until the command palette's first (highlighted) hit mentions `text`.
+
+    The palette searches in a worker and shows its hits in batches a quarter of a second apart,
+    so a fixed pause is a guess; on a loaded machine Enter then picks nothing or a stale hit."""
+    from textual.command import CommandList, CommandPalette
+
+    def offered() -> bool:
+        screen = pilot.app.screen
+        if not isinstance(screen, CommandPalette):
+            return False
+        hits = screen.query_one(CommandList)
+        first = hits.highlighted_option
+        return first is not None and text.lower() in str(first.prompt).lower()
+
+    await until(pilot, offered, timeout)

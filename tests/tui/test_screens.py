@@ -14,7 +14,7 @@ from ztwizard.tui.screens.params import ParamsScreen
 from ztwizard.tui.screens.step import StepScreen
 
 from .conftest import ACCOUNT
-from .helpers import settle
+from .helpers import palette_offers, settle
 
 SIZE = (80, 24)
 
@@ -60,7 +60,7 @@ async def test_palette_jumps_to_a_step_by_id(make_app):
         await checklist(pilot)
         await pilot.press("ctrl+p")
         await pilot.press(*"hub-3")
-        await pilot.pause(0.3)
+        await palette_offers(pilot, "hub-3")
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, StepScreen) and app.screen.step_id == "hub-3"
@@ -261,7 +261,7 @@ async def test_palette_runs_wizard_actions(make_app):
     async with app.run_test(size=SIZE) as pilot:
         await checklist(pilot)
         await pilot.press("ctrl+p", *"Journal")
-        await pilot.pause(0.3)
+        await palette_offers(pilot, "Journal")
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, JournalScreen)

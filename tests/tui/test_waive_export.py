@@ -17,7 +17,7 @@ from ztwizard.tui.screens.step import StepScreen
 from ztwizard.tui.screens.waive import WaiveScreen
 
 from .conftest import ACCOUNT
-from .helpers import settle
+from .helpers import palette_offers, settle
 
 SIZE = (80, 24)
 
@@ -107,7 +107,7 @@ async def test_palette_lists_export_report(make_app):
     async with app.run_test(size=SIZE) as pilot:
         await inspected(pilot)
         await pilot.press("ctrl+p", *"export report")
-        await pilot.pause(0.3)
+        await palette_offers(pilot, "export report")
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, ExportScreen)
