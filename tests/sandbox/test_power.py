@@ -65,14 +65,16 @@ def _refused(call, status: int, code: str) -> str:
 
 
 def test_power_state_moves_with_the_lro_actions(clients):
-    sb, cmp, _ = clients({"lro_seconds": 0.2})
+    sb, cmp, _ = clients({"lro_seconds": 1.0})  # long enough to be seen running on a loaded machine
     assert _power(cmp, "vm-gen2") == "PowerState/running"  # the default
     view = cmp.virtual_machines.instance_view("rg-vm", "vm-gen2")
     assert view.hyper_v_generation == "V2"  # read from the OS disk, as ARM reports it
     cmp.virtual_machines.begin_deallocate("rg-vm", "vm-gen2", polling=False).result()
     assert sb.request_log[-1][0] == "POST" and sb.request_log[-1][2] == 202
     assert _power(cmp, "vm-gen2") == "PowerState/deallocating"  # while the operation runs
-    time.sleep(0.25)  # the operation settles after lro_seconds
+    deadline = time.monotonic() + 30
+    while _power(cmp, "vm-gen2") == "PowerState/deallocating" and time.monotonic() < deadline:
+        time.sleep(0.05)  # the operation settles once lro_seconds have passed
     assert _power(cmp, "vm-gen2") == "PowerState/deallocated"
     got = cmp.virtual_machines.get("rg-vm", "vm-gen2", expand="instanceView")
     assert "PowerState/deallocated" in [s.code for s in got.instance_view.statuses]

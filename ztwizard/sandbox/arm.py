@@ -67,6 +67,7 @@ class Sandbox(Router, GraphService):
         self.lro_hang_seconds = lro_hang_seconds
         self.retry_after = retry_after
         self.fault_retry_after = fault_retry_after
+        self.clock = clock  # the throttle buckets' and Resource Graph's lag; a test may pass its own
         # the classic hourly buckets, only when a test sets them (None: unlimited)
         self.throttle = Throttle(reads_per_hour or 10**12, writes_per_hour or 10**12, throttle_window, clock)
         # `throttle="arm"`: ARM's 2024 buckets and provider limits (throttle.py) answer instead

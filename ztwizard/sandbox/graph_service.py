@@ -9,7 +9,7 @@ restart the index has caught up."""
 from __future__ import annotations
 
 import bisect
-import time
+from collections.abc import Callable
 from typing import Any
 
 from . import graph, management
@@ -22,7 +22,8 @@ from .store import key, parse
 class GraphService(Reads):
     tenant_id: str
     graph_lag: float  # seconds
-    # key -> (monotonic time of a write, the entry before it), oldest first, while within the lag
+    clock: Callable[[], float]  # monotonic seconds
+    # key -> (clock time of a write, the entry before it), oldest first, while within the lag
     _graph_shadow: dict[str, list[tuple[float, dict[str, Any] | None]]]
 
     def _store_replaced(self) -> None:
@@ -30,7 +31,7 @@ class GraphService(Reads):
         self.store.observer = self._graph_observe if self.graph_lag > 0 else None
 
     def _graph_observe(self, k: str, before: dict[str, Any] | None) -> None:
-        self._graph_shadow.setdefault(k, []).append((time.monotonic(), clone(before) if before else None))
+        self._graph_shadow.setdefault(k, []).append((self.clock(), clone(before) if before else None))
 
     def _graph_entry(self, k: str) -> dict[str, Any] | None:
         """The entry as the index shows it now: the before-image of the oldest write still within
@@ -39,7 +40,7 @@ class GraphService(Reads):
         return hist[0][1] if hist else self.store.entries.get(k)
 
     def _graph_catch_up(self) -> None:
-        cutoff = time.monotonic() - self.graph_lag
+        cutoff = self.clock() - self.graph_lag
         for k in list(self._graph_shadow):
             pending = [(t, b) for t, b in self._graph_shadow[k] if t > cutoff]
             if pending:
