@@ -4,7 +4,6 @@ same estate is read back through the real clients, and the catalog run over it."
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -633,12 +632,10 @@ def _refs(obj: Any):
             yield from _refs(v)
 
 
-def test_scale_is_fast_and_the_sandbox_takes_it():
-    started = time.perf_counter()
+def test_scale_has_its_size_and_the_sandbox_takes_it():
+    # how fast it is built is benchmarks/bench_plan.py's to measure, not a timed assertion's
     res = load_estate("scale:10000")
-    elapsed = time.perf_counter() - started
     assert len(res) == 10000
-    assert elapsed < 3.0, f"scale:10000 took {elapsed:.2f}s"  # about 0.2 s on an idle core
     from ztwizard.sandbox.store import ingest
 
     store = ingest(res[:3000], ref.TENANT_ID)
@@ -646,12 +643,9 @@ def test_scale_is_fast_and_the_sandbox_takes_it():
 
 
 @pytest.mark.slow
-def test_scale_50k_in_a_few_seconds():
-    started = time.perf_counter()
+def test_scale_50k_has_50k_distinct_ids():
     res = load_estate("scale:50000")
-    elapsed = time.perf_counter() - started
     assert len(res) == 50000 and len({r["id"].lower() for r in res}) == 50000
-    assert elapsed < 5.0, f"scale:50000 took {elapsed:.2f}s"  # about 1 s on an idle core
 
 
 def test_scale_mixes_passing_and_failing_settings():

@@ -203,9 +203,9 @@ SILENT = {
 @pytest.mark.parametrize("endpoint", sorted(SILENT))
 def test_silent_identity_endpoint_fails_within_the_deadline(world, auth, endpoint):
     spec, env = SILENT[endpoint]
-    run = world.run(*SUB_ARG, "--auth", auth, "--auth-timeout", "3", "plan", env=env, silent=(spec,), timeout=60)
-    assert_sign_in_error(run, 3, f"Signing in (--auth {auth}) got no answer", "within 3 s")
-    assert run.elapsed >= 3
+    run = world.run(*SUB_ARG, "--auth", auth, "--auth-timeout", "1", "plan", env=env, silent=(spec,), timeout=60)
+    assert_sign_in_error(run, 1, f"Signing in (--auth {auth}) got no answer", "within 1 s")
+    assert run.elapsed >= 1
 
 
 @pytest.mark.slow
@@ -231,7 +231,7 @@ def test_silent_endpoint_in_process_deadline_is_exact(monkeypatch):
     with pytest.raises(SignInError) as err:
         cred.sign_in("https://management.azure.com/.default")
     elapsed = time.monotonic() - start
-    assert 1.5 <= elapsed < 2.5
+    assert 1.5 <= elapsed < 1.5 + SLACK  # the deadline, not azure-core's 300 s read timeout and its retries
     assert "within 1.5 s" in err.value.message
     start = time.monotonic()  # remembered for the run: the next client fails at once
     with pytest.raises(SignInError):
