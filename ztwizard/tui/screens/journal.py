@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -75,6 +76,11 @@ class JournalScreen(Screen[None]):
         return self.app.journal_rows
 
     def refresh_state(self) -> None:
+        try:
+            heading = self.query_one("#journal-title", Static)
+            table = self.query_one("#journal", DataTable)
+        except NoMatches:  # a journal load that lands while the app exits and takes the screen down
+            return
         if not self._ready:
             return
         app = self.app
@@ -85,8 +91,7 @@ class JournalScreen(Screen[None]):
             title += "\n" + app.resume_summary()
         if app.dry_run:
             title += "\nDRY-RUN: undo is disabled (started with --dry-run)."
-        self.query_one("#journal-title", Static).update(title)
-        table = self.query_one("#journal", DataTable)
+        heading.update(title)
         widths = self._widths()
         if widths != self._columns:
             table.clear(columns=True)
