@@ -6,12 +6,26 @@ import asyncio
 from collections.abc import Callable
 
 from textual.pilot import Pilot
+from textual.worker import WorkerCancelled, WorkerState
+
+
+async def workers_done(pilot: Pilot) -> None:
+    """Wait until every worker has finished. An exclusive worker that a newer one cancelled is
+    finished too (Textual's wait_for_complete raises WorkerCancelled for it, which on a loaded
+    machine depends on when the wait began); a worker's error still fails the test."""
+    while pending := [w for w in pilot.app.workers if not w.is_finished]:
+        if any(w.state == WorkerState.PENDING for w in pending):
+            await asyncio.sleep(0.01)  # not started yet: wait() refuses it
+            continue
+        for outcome in await asyncio.gather(*(w.wait() for w in pending), return_exceptions=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, WorkerCancelled):
+                raise outcome
 
 
 async def settle(pilot: Pilot, rounds: int = 4) -> None:
     """Wait until no worker runs and the message queue is drained, a few times over."""
     for _ in range(rounds):
-        await pilot.app.workers.wait_for_complete()
+        await workers_done(pilot)
         await pilot.pause()
 
 
