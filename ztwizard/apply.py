@@ -159,8 +159,9 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     """Apply `changes` in dependency order within `session_id`; see the module docstring.
 
     Independent changes run on up to `parallel` workers, given to subscriptions (and regions and
-    provider buckets) whose write budget has room, so a throttled one does not hold them; each unit (one resource, or one VM and its disks) runs in plan order on one worker,
-    and a unit starts only once every change it depends on has its outcome. `confirm`, when given,
+    provider buckets) whose write budget has room, so a throttled one does not hold them; each
+    unit (one resource, or one VM and its disks) runs in plan order on one worker, and a unit
+    starts only once every change it depends on has its outcome. `confirm`, when given,
     is asked with the previous steps finished, as in a sequential apply."""
     refuse_if_read_only(gateway, dry_run, "apply")
     if parallel < 1:

@@ -30,8 +30,9 @@ BUSY_HINT = ("Wait until the other operation has finished (the resource's Activi
              "then run apply again")
 # How the skip notes of changes waiting for an unapplied prerequisite begin (ApplyReport.blocked).
 BLOCKED_PREFIXES = ("depends on", "needs")
-# Writes an apply keeps in flight at most (fewer when ARM says fewer remain): ARM refills a
-# subscription's write bucket at 10/s, which a handful of ~0.1-1 s writes at once already uses.
+# Writes an apply keeps in flight at most (each also waits for its subscription's and region's
+# write budget): ARM refills a write bucket at 10/s, which a handful of ~0.1-1 s writes at once
+# already uses.
 DEFAULT_PARALLEL = 8
 
 
