@@ -60,9 +60,22 @@ def is_secret_key(key: str) -> bool:
 
 def is_secret_value(value: str) -> bool:
     # every pattern needs "=", "eyJ", "-----BEGIN" or a leading "Bearer": most values have none
-    if "=" not in value and "eyJ" not in value and "-----BEGIN" not in value and value[:6].lower() != "bearer":
+    if "=" not in value and "eyJ" not in value and "-----BEGIN" not in value \
+            and not (value[:1] in "bB" and value[:6].lower() == "bearer"):
         return False
     return _ANY_SECRET_VALUE.search(value) is not None
+
+
+# is_secret_key's verdict on each key met (keys of any type: a number is never a secret). A plan
+# asks about the same few hundred keys millions of times; a dict lookup is the cheapest answer.
+_KEY_VERDICT: dict[Any, bool] = {}
+
+
+def _secret_key(key: Any) -> bool:
+    if len(_KEY_VERDICT) >= 65536:  # an estate's tags may bring any number of keys: stay bounded
+        _KEY_VERDICT.clear()
+    verdict = _KEY_VERDICT[key] = is_secret_key(str(key))
+    return verdict
 
 
 def scrub(obj: Any) -> Any:
@@ -88,8 +101,12 @@ def _scrub(obj: Any) -> Any:
     # Leaves are handled in the loop, not by a call each: a 50,000-resource plan has millions.
     if isinstance(obj, dict):
         out: dict[str, Any] = {}
+        verdicts = _KEY_VERDICT
         for k, v in obj.items():
-            if is_secret_key(str(k)):  # "keys" is one: its permission names are kept
+            secret = verdicts.get(k)
+            if secret is None:
+                secret = _secret_key(k)
+            if secret:  # "keys" is one: its permission names are kept
                 if str(k).lower() == "keys" and _permission_names(v):
                     out[k] = list(v)
                 elif v is not None and not isinstance(v, bool) and v != {} and v != []:
@@ -97,7 +114,12 @@ def _scrub(obj: Any) -> Any:
                 else:
                     out[k] = _scrub(v)
             elif isinstance(v, str):
-                out[k] = REDACTED if is_secret_value(v) else v
+                # is_secret_value's cheap test inline: millions of values, nearly all plain
+                if ("=" in v or "eyJ" in v or "-----BEGIN" in v or (v[:1] in "bB" and v[:6].lower() == "bearer")) \
+                        and _ANY_SECRET_VALUE.search(v) is not None:
+                    out[k] = REDACTED
+                else:
+                    out[k] = v
             elif isinstance(v, (dict, list)):
                 out[k] = _scrub(v)
             else:
