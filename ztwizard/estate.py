@@ -10,6 +10,7 @@ would make every later verdict wrong."""
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import re
@@ -91,14 +92,22 @@ def load_estate_file(path: str | os.PathLike[str], max_bytes: int | None = None)
     except OSError as exc:
         raise UsageError(f"Estate file {name} cannot be read ({exc.strerror or exc}).",
                          "Check the path.") from None
+    # Decoded JSON holds no cycles: the cyclic collector would only walk the millions of new
+    # objects again and again as they pile up (a third of loading 50,000 resources).
+    paused = gc.isenabled()
+    gc.disable()
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"Estate file {name} is not valid JSON ({exc.msg} at line {exc.lineno}, "
-                         f"column {exc.colno}).", _HINT) from None
-    except RecursionError:
-        raise UsageError(f"Estate file {name} is nested too deeply to be an ARM export.", _HINT) from None
-    return parse_estate(data, name, owned=True)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"Estate file {name} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+                             f"column {exc.colno}).", _HINT) from None
+        except RecursionError:
+            raise UsageError(f"Estate file {name} is nested too deeply to be an ARM export.", _HINT) from None
+        return parse_estate(data, name, owned=True)
+    finally:
+        if paused:
+            gc.enable()
 
 
 def parse_estate(data: Any, source_name: str = "the estate", *, owned: bool = False) -> list[dict[str, Any]]:
