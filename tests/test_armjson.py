@@ -36,6 +36,10 @@ def test_reads_are_case_insensitive_and_exact_first():
     assert A.get_path(res, "properties.criteria.odata.type", "absent") == "absent"  # dots split keys
     assert A.get_path({"a": 1, "A": 2}, "A") == 2
     assert A.get_path(res, "properties.minimumTlsVersion.deeper") is None
+    # a dict built in code may hold a key that is not a string: the case-folded lookup still works
+    mixed = {7: "seven", "Name": "vm-1"}
+    assert A.get_path(mixed, "name") == "vm-1"
+    assert A.get_path(mixed, "absent", "none") == "none"
 
 
 def test_a_write_updates_the_existing_key_whatever_its_case():

@@ -13,7 +13,7 @@ from ztwizard import engine, report
 from ztwizard.cli import main
 from ztwizard.gateway import Gateway
 from ztwizard.offline import EstateGateway
-from ztwizard.redact import SECRET_VALUES, is_secret_value, scrub
+from ztwizard.redact import REDACTED, SECRET_VALUES, is_secret_value, scrub
 from ztwizard.sandbox import Sandbox
 from ztwizard.steps import storage as st
 from ztwizard.target import estate_target, in_process_target
@@ -101,7 +101,17 @@ def test_streamed_report_still_redacts():
     "SharedAccessSignature=sv", "Server=tcp;Password=x", "keyeyJ", "Bearerless",
 ])
 def test_one_pass_secret_test_agrees_with_every_pattern(value):
-    assert is_secret_value(value) == any(p.search(value) for p in SECRET_VALUES)
+    secret = any(p.search(value) for p in SECRET_VALUES)
+    assert is_secret_value(value) == secret
+    assert (scrub({"note": value})["note"] == REDACTED) == secret  # the walk's own inline test too
+
+
+def test_secret_keys_are_redacted_however_many_keys_came_before():
+    tags = {f"team{i}": "x" for i in range(70_000)}  # more distinct keys than the verdicts kept
+    out = scrub({"tags": tags, "properties": {"adminPassword": "hunter2", "Keys": ["get", "list"]}})
+    assert out["tags"] == tags
+    assert out["properties"] == {"adminPassword": REDACTED, "Keys": ["get", "list"]}
+    assert scrub({"Password": "again"}) == {"Password": REDACTED}
 
 
 def test_endpoint_subnet_is_the_best_scored_subnet():
