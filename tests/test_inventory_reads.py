@@ -66,6 +66,23 @@ def test_need_driven_reads_give_the_same_plan_as_reading_every_child(estate_name
     assert _comparable(needed) == _comparable(full)
 
 
+def test_resource_groups_come_from_resource_graph_as_arm_lists_them():
+    gw, sb = _gateway(load_estate("reference"))
+    by_graph = gw.inventory()
+    graph_paths = [p.lower() for _, p, _ in sb.request_log]
+    assert not [p for p in graph_paths if p.endswith("/resourcegroups")]  # no list per subscription
+    sb.request_log.clear()
+    by_lists = gw.inventory(use_graph=False)  # without Graph: ARM's list, once per subscription
+    listed = [p.lower() for _, p, _ in sb.request_log if p.lower().endswith("/resourcegroups")]
+    assert len(listed) == len(by_lists.subscriptions)
+
+    def groups(inv):
+        # etag left out: ARM's ResourceGroup schema has none, and Graph shows none
+        return [{k: v for k, v in g.items() if k != "etag"} for g in inv.of_type("Microsoft.Resources/resourceGroups")]
+
+    assert groups(by_graph) == groups(by_lists) and len(groups(by_graph)) > 3
+
+
 def test_plan_of_storage_1_sends_fewer_requests_than_plan(scale_estate):
     gw, sb = _gateway(scale_estate)
     engine.survey(gw)

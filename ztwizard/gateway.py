@@ -139,7 +139,16 @@ GRAPH_TYPES: dict[str, list[str]] = {
         "Microsoft.Authorization/roleAssignments",
         "Microsoft.Authorization/roleDefinitions",
     ],
+    # Resource groups, by Graph's own name for them ("Azure Resource Graph table and resource type
+    # reference", resourcecontainers): one query instead of a list call per subscription.
+    "resourcecontainers": [
+        "Microsoft.Resources/subscriptions/resourceGroups",
+    ],
 }
+# Resource Graph's name of a type -> ARM's, for the rows the inventory keeps.
+GRAPH_TYPE_ALIASES = {"microsoft.resources/subscriptions/resourcegroups": "Microsoft.Resources/resourceGroups"}
+# Columns Graph fills with null or "" where ARM's own answer leaves them out.
+_GRAPH_EMPTY_COLUMNS = ("kind", "managedBy", "sku", "plan", "identity", "zones", "extendedLocation")
 
 # Types read across the whole subscription even when -g narrows the scope: the platform allows one
 # Network Watcher per region and subscription (conventionally in NetworkWatcherRG, with the flow
@@ -745,31 +754,40 @@ class Gateway:
         unreadable: dict[str, str] = {}
         report = progress or (lambda done, total, label: None)
         total_phases = 4
-        report(0, total_phases, f"Resource groups of {len(subs)} subscription(s)")
         read_ok, first_failure = False, None
-        for listed in self._parallel([functools.partial(self._try_resource_groups, s) for s in subs]):
-            if isinstance(listed, SignInError):
-                raise listed  # a refused sign-in refuses every read: stop, not 23 `error` steps
-            if isinstance(listed, ZtwError):
-                unreadable["microsoft.resources/resourcegroups"] = listed.message
-                first_failure = first_failure or listed
-                continue
-            read_ok = True
-            resources.extend(g for g in listed if not rgs or g["name"].lower() in rgs)
-        report(1, total_phases, "Resource Graph")
-        graph_ok = False
+        graph_rows: list[dict[str, Any]] | None = None
         if use_graph:
+            report(0, total_phases, "Resource Graph")
             try:
                 # the groups' own scope when it is exactly the scope; else bounded subscription batches
-                resources.extend(self._graph_inventory(subs, rgs, groups if whole_groups else None))
-                graph_ok = True
+                graph_rows = self._graph_inventory(subs, rgs, groups if whole_groups else None)
             except SignInError:
                 raise
             except Throttled:
                 raise  # a throttle is waited out, never answered with thousands of list calls
             except ZtwError as exc:
                 log.info("Resource Graph unavailable (%s); falling back to list calls", exc.message)
-        if not graph_ok:
+        graph_ok = graph_rows is not None
+        if graph_rows is not None:
+            # resource groups first, by subscription in scope order, as the lists below give them
+            order = {s.lower(): i for i, s in enumerate(subs)}
+            listed_groups = sorted((r for r in graph_rows if r["type"] == "Microsoft.Resources/resourceGroups"),
+                                   key=lambda g: (order.get((rid.subscription_of(g["id"]) or "").lower(), len(order)),
+                                                  g["id"].lower()))
+            resources.extend(g for g in listed_groups if not rgs or g["name"].lower() in rgs)
+            resources.extend(r for r in graph_rows if r["type"] != "Microsoft.Resources/resourceGroups")
+            del graph_rows
+        else:
+            report(0, total_phases, f"Resource groups of {len(subs)} subscription(s)")
+            for listed in self._parallel([functools.partial(self._try_resource_groups, s) for s in subs]):
+                if isinstance(listed, SignInError):
+                    raise listed  # a refused sign-in refuses every read: stop, not 23 `error` steps
+                if isinstance(listed, ZtwError):
+                    unreadable["microsoft.resources/resourcegroups"] = listed.message
+                    first_failure = first_failure or listed
+                    continue
+                read_ok = True
+                resources.extend(g for g in listed if not rgs or g["name"].lower() in rgs)
             report(1, total_phases, "List calls")
             groups = [r for r in resources if rid.type_of(r["id"]).lower() == "microsoft.resources/resourcegroups"]
             resources.extend(self._list_inventory(subs, rgs, groups, unreadable))
@@ -933,6 +951,12 @@ class Gateway:
                 seen.add(row["id"].lower())
                 for column in ("subscriptionId", "resourceGroup", "tenantId"):
                     row.pop(column, None)
+                alias = GRAPH_TYPE_ALIASES.get(str(row.get("type") or "").lower())
+                if alias:  # a resource group as ARM's list shows it
+                    row["type"] = alias
+                    for column in _GRAPH_EMPTY_COLUMNS:
+                        if row.get(column) in (None, ""):
+                            row.pop(column, None)
                 out.append(row)
         return out
 
