@@ -72,6 +72,11 @@ def hub_subs(inv: Inventory) -> list[str]:
     return list(seen.values())
 
 
+def holds_hub(sub: dict[str, Any], inv: Inventory) -> bool:
+    """hub-4b reads a subscription's policy assignments only when a hub VNet is in it."""
+    return low(sub["name"]) in {low(s) for s in hub_subs(inv)}
+
+
 def _tier(pol: dict[str, Any]) -> str:
     return str(get_path(pol, "properties.sku.tier") or "Standard")
 

@@ -801,12 +801,11 @@ class Gateway:
             inv.add(res)
             self._remember_region(res["id"], res)
         del resources
+        inv.normalize()  # a read's `when` sees inline children (subnets, rules) as the checks do
         report(2, total_phases, "Child resources")
         self._child_inventory(inv, unreadable, reads, lambda label: report(2, total_phases, label))
         report(3, total_phases, "Subscription settings")
-        for res in self._subscription_inventory(subs, unreadable):
-            inv.add(res)
-        for res in self._jit_inventory(subs, unreadable):
+        for res in self._subscription_inventory(subs, unreadable, reads, inv):
             inv.add(res)
         inv.finish(subscriptions=subs)
         inv.unreadable.update(unreadable)
@@ -1079,27 +1078,19 @@ class Gateway:
                 for child in result:
                     inv.add(child)
 
-    def _jit_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
-        """JIT access policies by the provider's own list call (every region of the subscription
-        at once: a policy may sit in a region no VM in scope is in); Resource Graph does not
-        index them."""
-        out: list[dict[str, Any]] = []
-        for sub in subs:
-            try:
-                out.extend(wire(x) for x in self.client("security", sub).jit_network_access_policies.list())
-            except HttpResponseError as exc:
-                if exc.status_code == 404:
-                    continue
-                unreadable["microsoft.security/locations/jitnetworkaccesspolicies"] = translate(
-                    exc, f"/subscriptions/{sub}").message
-            except ARM_ERRORS as exc:
-                unreadable["microsoft.security/locations/jitnetworkaccesspolicies"] = translate(
-                    exc, f"/subscriptions/{sub}").message
-        return out
+    def _subscription_inventory(self, subs: list[str], unreadable: dict[str, str],
+                                reads: Sequence[ChildRead] | None, inv: Inventory) -> list[dict[str, Any]]:
+        """Settings listed per subscription, each only for the subscriptions a selected check
+        needs it for (`of = "Microsoft.Resources/subscriptions"` in the catalog; None: all)."""
+        def needed(sub: str, rtype: str) -> bool:
+            if reads is None:
+                return True
+            scope = {"id": f"/subscriptions/{sub}", "name": sub, "type": SUBSCRIPTION}
+            return any(r.needed(scope, inv) for r in reads
+                       if r.of.lower() == SUBSCRIPTION.lower() and r.child.lower() == rtype.lower())
 
-    def _subscription_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
         jobs = [(sub, rtype, functools.partial(_guarded, functools.partial(reader, self, sub)))
-                for sub in subs for rtype, reader in _SUBSCRIPTION_READS.items()]
+                for sub in subs for rtype, reader in _SUBSCRIPTION_READS.items() if needed(sub, rtype)]
         out: list[dict[str, Any]] = []
         for (sub, rtype, _job), result in zip(jobs, self._parallel([j for *_x, j in jobs]), strict=True):
             if isinstance(result, HttpResponseError) and result.status_code == 404:
@@ -1297,10 +1288,19 @@ def _policy_assignments(gw: Gateway, sub: str) -> Iterable[Any]:
     return _all_pages(client, f"{url}?api-version={API_VERSIONS['microsoft.authorization/policyassignments']}")
 
 
+def _jit_policies(gw: Gateway, sub: str) -> Iterable[Any]:
+    """JIT access policies by the provider's own list call (every region of the subscription at
+    once: a policy may sit in a region no VM in scope is in); Resource Graph does not index them."""
+    return gw.client("security", sub).jit_network_access_policies.list()
+
+
+# Lists per subscription, by the type they hold; a catalog read `of` SUBSCRIPTION asks for one.
+SUBSCRIPTION = "Microsoft.Resources/subscriptions"
 _SUBSCRIPTION_READS: dict[str, Callable[[Gateway, str], Iterable[Any]]] = {
     "Microsoft.Security/settings": _settings,
     "Microsoft.Insights/diagnosticSettings": _activity_log,
     "Microsoft.Authorization/policyAssignments": _policy_assignments,
+    "Microsoft.Security/locations/jitNetworkAccessPolicies": _jit_policies,
 }
 
 
