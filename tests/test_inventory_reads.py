@@ -138,8 +138,11 @@ def test_plan_of_storage_1_sends_fewer_requests_than_plan(scale_estate):
     accounts = [r for r in scale_estate if r["type"] == "Microsoft.Storage/storageAccounts"]
     open_ones = {a["id"].lower() for a in accounts if a["properties"].get("allowBlobPublicAccess") is not False}
     assert listed == open_ones and 0 < len(listed) < len(accounts)
-    # no Defender-for-Storage setting is read for storage-1 (storage-4c needs those)
-    assert not [p for _, p, _ in list(sb.request_log)[-storage_1:] if "defenderforstoragesettings" in p.lower()]
+    # no Defender-for-Storage setting is read for storage-1 (storage-4c needs those), nor any list
+    # per subscription (only VM and hub/spoke checks need them)
+    storage_1_paths = [p.lower() for _, p, _ in list(sb.request_log)[-storage_1:]]
+    assert not [p for p in storage_1_paths if "defenderforstoragesettings" in p]
+    assert not [p for p in storage_1_paths if p.startswith("/subscriptions/") and p.count("/") == 5]
 
 
 def test_a_read_may_wait_for_another_read_in_a_second_round(scale_estate):
