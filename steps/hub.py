@@ -12,7 +12,7 @@ from ztwizard import resource_id as rid
 from ztwizard.armjson import get_path, set_path
 from ztwizard.inventory import Inventory
 
-from ._base import Context
+from ._base import Context, memo
 from .catalog import article_steps, check
 from .common import ASSESSMENT, BASTION, NIC, VNET_GATEWAY, defender_plans, watcher_anchor
 from .spoke import (
@@ -70,6 +70,11 @@ def hub_subs(inv: Inventory) -> list[str]:
         s = rid.subscription_of(v["id"]) or ""
         seen.setdefault(s.lower(), s)
     return list(seen.values())
+
+
+def holds_hub(sub: dict[str, Any], inv: Inventory) -> bool:
+    """hub-4b reads a subscription's policy assignments only when a hub VNet is in it."""
+    return low(sub["name"]) in memo(inv, "hub_sub_keys", lambda: {low(s) for s in hub_subs(inv)})
 
 
 def _tier(pol: dict[str, Any]) -> str:

@@ -268,6 +268,11 @@ def spoke_subs(inv: Inventory) -> list[str]:
     return list(seen.values())
 
 
+def holds_spoke(sub: dict[str, Any], inv: Inventory) -> bool:
+    """spoke-2c reads a subscription's activity-log settings only when a spoke VNet is in it."""
+    return low(sub["name"]) in memo(inv, "spoke_sub_keys", lambda: {low(s) for s in spoke_subs(inv)})
+
+
 def diag_of(inv: Inventory, scope_id: str) -> list[dict[str, Any]]:
     return kids(inv, scope_id, DIAG)
 

@@ -310,8 +310,7 @@ def key_policy_fix(acct: dict[str, Any], inv: Inventory) -> dict[str, Any] | Non
 def services_in_use(acct: dict[str, Any], inv: Inventory) -> list[str]:
     """The private-link group ids an account needs an endpoint for. Every general-purpose account
     lists a fileServices/default whether or not shares exist, so "file" needs FileStorage or shares."""
-    kind = acct.get("kind") or "StorageV2"
-    if kind == "FileStorage":
+    if _file_storage(acct):
         return ["file"]
     groups = ["blob"]
     if get_path(acct, "properties.isHnsEnabled") is True:
@@ -319,6 +318,16 @@ def services_in_use(acct: dict[str, Any], inv: Inventory) -> list[str]:
     if inv.children(f"{acct['id']}/fileServices/default", SHARES):
         groups.append("file")
     return groups
+
+
+def _file_storage(acct: dict[str, Any]) -> bool:
+    return (acct.get("kind") or "StorageV2") == "FileStorage"
+
+
+def shares_decide_file_endpoint(acct: dict[str, Any], inv: Inventory) -> bool:
+    """storage-3a lists an account's shares only where they decide whether it needs a `file`
+    endpoint: a FileStorage account needs one whatever it holds."""
+    return not _file_storage(acct)
 
 
 def approved_groups(acct: dict[str, Any], inv: Inventory) -> tuple[set[str], bool]:

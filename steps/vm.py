@@ -1058,6 +1058,20 @@ def _jit_entry(vm_id: str, ports: Iterable[int], duration: str = JIT_DURATION) -
                                     "maxRequestAccessDuration": duration} for p in sorted(set(ports))]}
 
 
+def exposes_management_ports(sub: dict[str, Any], inv: Inventory) -> bool:
+    """vm-8c reads a subscription's JIT policies only when one of its VMs has a management port
+    open to the internet (the only VMs whose verdict or change looks at a policy)."""
+    by_sub = memo(inv, "vms_by_subscription", lambda: _vms_by_subscription(inv))
+    return any(open_rules(vm, inv) for vm in by_sub.get(str(sub["name"]).lower(), []))
+
+
+def _vms_by_subscription(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
+    index: dict[str, list[dict[str, Any]]] = {}
+    for vm in inv.of_type(VM):
+        index.setdefault((rid.subscription_of(vm["id"]) or "").lower(), []).append(vm)
+    return index
+
+
 def _jit_by_rg(inv: Inventory) -> dict[str, list[dict[str, Any]]]:
     index: dict[str, list[dict[str, Any]]] = {}
     for p in inv.of_type(JIT):

@@ -10,7 +10,7 @@ import pytest
 
 from ztwizard import engine
 from ztwizard import gateway as gateway_module
-from ztwizard.gateway import _CHILD_READS, Gateway
+from ztwizard.gateway import _CHILD_READS, _SUBSCRIPTION_READS, SUBSCRIPTION, Gateway
 from ztwizard.pacing import Pacer
 from ztwizard.sandbox import Sandbox
 from ztwizard.sandbox.estates import load_estate
@@ -66,6 +66,66 @@ def test_need_driven_reads_give_the_same_plan_as_reading_every_child(estate_name
     assert _comparable(needed) == _comparable(full)
 
 
+def _mixed_estate():
+    """The reference estate (a hub, a VM with an open management port) beside a scale estate
+    (neither), with one account made FileStorage: each catalog `when` holds for some parent and
+    not for another."""
+    scale = [dict(r) for r in load_estate("scale:300")]
+    account = next(r for r in scale if r["type"] == "Microsoft.Storage/storageAccounts")
+    account.update(kind="FileStorage", sku={"name": "Premium_LRS", "tier": "Premium"})
+    estate = load_estate("reference") + scale
+    return estate, account["id"]
+
+
+def test_each_condition_skips_exactly_the_reads_it_rules_out_and_no_verdict_changes():
+    from ztwizard.steps import hub, spoke, storage, vm
+
+    estate, file_storage = _mixed_estate()
+    gw, sb = _gateway(estate)
+    everything = gw.inventory(reads=None)
+    full = engine.make_plan(everything, target=gw.target.describe(), api_version_for=gw.api_version_for)
+    subs = {s.lower(): {"id": f"/subscriptions/{s}", "name": s, "type": SUBSCRIPTION} for s in everything.subscriptions}
+    holding = {f.__name__: {k for k, s in subs.items() if f(s, everything)}
+               for f in (hub.holds_hub, spoke.holds_spoke, vm.exposes_management_ports)}
+    for name, where in holding.items():  # each holds somewhere and not everywhere
+        assert where and where != set(subs), name
+    accounts = everything.of_type("Microsoft.Storage/storageAccounts")
+    assert {storage.shares_decide_file_endpoint(a, everything) for a in accounts} == {True, False}
+
+    sb.request_log.clear()
+    needed = engine.survey(gw).plan
+    needed.target = full.target
+    assert _comparable(needed) == _comparable(full)
+    paths = [p.lower() for _, p, _ in sb.request_log]
+
+    def subs_listing(tail):
+        return {p.split("/")[2] for p in paths if p.startswith("/subscriptions/") and p.split("/", 3)[3] == tail[1:]}
+
+    assert subs_listing("/providers/microsoft.authorization/policyassignments") == holding["holds_hub"]
+    assert subs_listing("/providers/microsoft.insights/diagnosticsettings") == holding["holds_spoke"]
+    assert subs_listing("/providers/microsoft.security/jitnetworkaccesspolicies") == \
+        holding["exposes_management_ports"]
+    shares = {p.split("/fileservices")[0] for p in paths if p.endswith("/shares")}
+    assert file_storage.lower() not in shares and len(shares) == len(accounts) - 1
+
+
+def test_resource_groups_come_from_resource_graph_as_arm_lists_them():
+    gw, sb = _gateway(load_estate("reference"))
+    by_graph = gw.inventory()
+    graph_paths = [p.lower() for _, p, _ in sb.request_log]
+    assert not [p for p in graph_paths if p.endswith("/resourcegroups")]  # no list per subscription
+    sb.request_log.clear()
+    by_lists = gw.inventory(use_graph=False)  # without Graph: ARM's list, once per subscription
+    listed = [p.lower() for _, p, _ in sb.request_log if p.lower().endswith("/resourcegroups")]
+    assert len(listed) == len(by_lists.subscriptions)
+
+    def groups(inv):
+        # etag left out: ARM's ResourceGroup schema has none, and Graph shows none
+        return [{k: v for k, v in g.items() if k != "etag"} for g in inv.of_type("Microsoft.Resources/resourceGroups")]
+
+    assert groups(by_graph) == groups(by_lists) and len(groups(by_graph)) > 3
+
+
 def test_plan_of_storage_1_sends_fewer_requests_than_plan(scale_estate):
     gw, sb = _gateway(scale_estate)
     engine.survey(gw)
@@ -78,8 +138,11 @@ def test_plan_of_storage_1_sends_fewer_requests_than_plan(scale_estate):
     accounts = [r for r in scale_estate if r["type"] == "Microsoft.Storage/storageAccounts"]
     open_ones = {a["id"].lower() for a in accounts if a["properties"].get("allowBlobPublicAccess") is not False}
     assert listed == open_ones and 0 < len(listed) < len(accounts)
-    # no Defender-for-Storage setting is read for storage-1 (storage-4c needs those)
-    assert not [p for _, p, _ in list(sb.request_log)[-storage_1:] if "defenderforstoragesettings" in p.lower()]
+    # no Defender-for-Storage setting is read for storage-1 (storage-4c needs those), nor any list
+    # per subscription (only VM and hub/spoke checks need them)
+    storage_1_paths = [p.lower() for _, p, _ in list(sb.request_log)[-storage_1:]]
+    assert not [p for p in storage_1_paths if "defenderforstoragesettings" in p]
+    assert not [p for p in storage_1_paths if p.startswith("/subscriptions/") and p.count("/") == 5]
 
 
 def test_a_read_may_wait_for_another_read_in_a_second_round(scale_estate):
@@ -120,6 +183,9 @@ def test_every_child_the_gateway_can_read_is_declared_by_a_check():
     unused = readable - declared
     # blobServices: no check judges them today; everything else must be declared to be read
     assert unused == {("microsoft.storage/storageaccounts", "microsoft.storage/storageaccounts/blobservices")}
+    # and every list per subscription too
+    listed = {(SUBSCRIPTION.lower(), t.lower()) for t in _SUBSCRIPTION_READS}
+    assert listed <= declared
 
 
 def test_each_resource_is_held_once():

@@ -139,7 +139,16 @@ GRAPH_TYPES: dict[str, list[str]] = {
         "Microsoft.Authorization/roleAssignments",
         "Microsoft.Authorization/roleDefinitions",
     ],
+    # Resource groups, by Graph's own name for them ("Azure Resource Graph table and resource type
+    # reference", resourcecontainers): one query instead of a list call per subscription.
+    "resourcecontainers": [
+        "Microsoft.Resources/subscriptions/resourceGroups",
+    ],
 }
+# Resource Graph's name of a type -> ARM's, for the rows the inventory keeps.
+GRAPH_TYPE_ALIASES = {"microsoft.resources/subscriptions/resourcegroups": "Microsoft.Resources/resourceGroups"}
+# Columns Graph fills with null or "" where ARM's own answer leaves them out.
+_GRAPH_EMPTY_COLUMNS = ("kind", "managedBy", "sku", "plan", "identity", "zones", "extendedLocation")
 
 # Types read across the whole subscription even when -g narrows the scope: the platform allows one
 # Network Watcher per region and subscription (conventionally in NetworkWatcherRG, with the flow
@@ -745,31 +754,40 @@ class Gateway:
         unreadable: dict[str, str] = {}
         report = progress or (lambda done, total, label: None)
         total_phases = 4
-        report(0, total_phases, f"Resource groups of {len(subs)} subscription(s)")
         read_ok, first_failure = False, None
-        for listed in self._parallel([functools.partial(self._try_resource_groups, s) for s in subs]):
-            if isinstance(listed, SignInError):
-                raise listed  # a refused sign-in refuses every read: stop, not 23 `error` steps
-            if isinstance(listed, ZtwError):
-                unreadable["microsoft.resources/resourcegroups"] = listed.message
-                first_failure = first_failure or listed
-                continue
-            read_ok = True
-            resources.extend(g for g in listed if not rgs or g["name"].lower() in rgs)
-        report(1, total_phases, "Resource Graph")
-        graph_ok = False
+        graph_rows: list[dict[str, Any]] | None = None
         if use_graph:
+            report(0, total_phases, "Resource Graph")
             try:
                 # the groups' own scope when it is exactly the scope; else bounded subscription batches
-                resources.extend(self._graph_inventory(subs, rgs, groups if whole_groups else None))
-                graph_ok = True
+                graph_rows = self._graph_inventory(subs, rgs, groups if whole_groups else None)
             except SignInError:
                 raise
             except Throttled:
                 raise  # a throttle is waited out, never answered with thousands of list calls
             except ZtwError as exc:
                 log.info("Resource Graph unavailable (%s); falling back to list calls", exc.message)
-        if not graph_ok:
+        graph_ok = graph_rows is not None
+        if graph_rows is not None:
+            # resource groups first, by subscription in scope order, as the lists below give them
+            order = {s.lower(): i for i, s in enumerate(subs)}
+            listed_groups = sorted((r for r in graph_rows if r["type"] == "Microsoft.Resources/resourceGroups"),
+                                   key=lambda g: (order.get((rid.subscription_of(g["id"]) or "").lower(), len(order)),
+                                                  g["id"].lower()))
+            resources.extend(g for g in listed_groups if not rgs or g["name"].lower() in rgs)
+            resources.extend(r for r in graph_rows if r["type"] != "Microsoft.Resources/resourceGroups")
+            del graph_rows
+        else:
+            report(0, total_phases, f"Resource groups of {len(subs)} subscription(s)")
+            for listed in self._parallel([functools.partial(self._try_resource_groups, s) for s in subs]):
+                if isinstance(listed, SignInError):
+                    raise listed  # a refused sign-in refuses every read: stop, not 23 `error` steps
+                if isinstance(listed, ZtwError):
+                    unreadable["microsoft.resources/resourcegroups"] = listed.message
+                    first_failure = first_failure or listed
+                    continue
+                read_ok = True
+                resources.extend(g for g in listed if not rgs or g["name"].lower() in rgs)
             report(1, total_phases, "List calls")
             groups = [r for r in resources if rid.type_of(r["id"]).lower() == "microsoft.resources/resourcegroups"]
             resources.extend(self._list_inventory(subs, rgs, groups, unreadable))
@@ -783,12 +801,11 @@ class Gateway:
             inv.add(res)
             self._remember_region(res["id"], res)
         del resources
+        inv.normalize()  # a read's `when` sees inline children (subnets, rules) as the checks do
         report(2, total_phases, "Child resources")
         self._child_inventory(inv, unreadable, reads, lambda label: report(2, total_phases, label))
         report(3, total_phases, "Subscription settings")
-        for res in self._subscription_inventory(subs, unreadable):
-            inv.add(res)
-        for res in self._jit_inventory(subs, unreadable):
+        for res in self._subscription_inventory(subs, unreadable, reads, inv):
             inv.add(res)
         inv.finish(subscriptions=subs)
         inv.unreadable.update(unreadable)
@@ -933,6 +950,12 @@ class Gateway:
                 seen.add(row["id"].lower())
                 for column in ("subscriptionId", "resourceGroup", "tenantId"):
                     row.pop(column, None)
+                alias = GRAPH_TYPE_ALIASES.get(str(row.get("type") or "").lower())
+                if alias:  # a resource group as ARM's list shows it
+                    row["type"] = alias
+                    for column in _GRAPH_EMPTY_COLUMNS:
+                        if row.get(column) in (None, ""):
+                            row.pop(column, None)
                 out.append(row)
         return out
 
@@ -1055,27 +1078,19 @@ class Gateway:
                 for child in result:
                     inv.add(child)
 
-    def _jit_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
-        """JIT access policies by the provider's own list call (every region of the subscription
-        at once: a policy may sit in a region no VM in scope is in); Resource Graph does not
-        index them."""
-        out: list[dict[str, Any]] = []
-        for sub in subs:
-            try:
-                out.extend(wire(x) for x in self.client("security", sub).jit_network_access_policies.list())
-            except HttpResponseError as exc:
-                if exc.status_code == 404:
-                    continue
-                unreadable["microsoft.security/locations/jitnetworkaccesspolicies"] = translate(
-                    exc, f"/subscriptions/{sub}").message
-            except ARM_ERRORS as exc:
-                unreadable["microsoft.security/locations/jitnetworkaccesspolicies"] = translate(
-                    exc, f"/subscriptions/{sub}").message
-        return out
+    def _subscription_inventory(self, subs: list[str], unreadable: dict[str, str],
+                                reads: Sequence[ChildRead] | None, inv: Inventory) -> list[dict[str, Any]]:
+        """Settings listed per subscription, each only for the subscriptions a selected check
+        needs it for (`of = "Microsoft.Resources/subscriptions"` in the catalog; None: all)."""
+        def needed(sub: str, rtype: str) -> bool:
+            if reads is None:
+                return True
+            scope = {"id": f"/subscriptions/{sub}", "name": sub, "type": SUBSCRIPTION}
+            return any(r.needed(scope, inv) for r in reads
+                       if r.of.lower() == SUBSCRIPTION.lower() and r.child.lower() == rtype.lower())
 
-    def _subscription_inventory(self, subs: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
         jobs = [(sub, rtype, functools.partial(_guarded, functools.partial(reader, self, sub)))
-                for sub in subs for rtype, reader in _SUBSCRIPTION_READS.items()]
+                for sub in subs for rtype, reader in _SUBSCRIPTION_READS.items() if needed(sub, rtype)]
         out: list[dict[str, Any]] = []
         for (sub, rtype, _job), result in zip(jobs, self._parallel([j for *_x, j in jobs]), strict=True):
             if isinstance(result, HttpResponseError) and result.status_code == 404:
@@ -1273,10 +1288,19 @@ def _policy_assignments(gw: Gateway, sub: str) -> Iterable[Any]:
     return _all_pages(client, f"{url}?api-version={API_VERSIONS['microsoft.authorization/policyassignments']}")
 
 
+def _jit_policies(gw: Gateway, sub: str) -> Iterable[Any]:
+    """JIT access policies by the provider's own list call (every region of the subscription at
+    once: a policy may sit in a region no VM in scope is in); Resource Graph does not index them."""
+    return gw.client("security", sub).jit_network_access_policies.list()
+
+
+# Lists per subscription, by the type they hold; a catalog read `of` SUBSCRIPTION asks for one.
+SUBSCRIPTION = "Microsoft.Resources/subscriptions"
 _SUBSCRIPTION_READS: dict[str, Callable[[Gateway, str], Iterable[Any]]] = {
     "Microsoft.Security/settings": _settings,
     "Microsoft.Insights/diagnosticSettings": _activity_log,
     "Microsoft.Authorization/policyAssignments": _policy_assignments,
+    "Microsoft.Security/locations/jitNetworkAccessPolicies": _jit_policies,
 }
 
 

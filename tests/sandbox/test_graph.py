@@ -35,6 +35,21 @@ def test_jit_policies_are_not_in_resource_graph_but_in_their_list(sandbox, arm_c
     assert [p.name for p in sec.jit_network_access_policies.list()] == ["default"]
 
 
+def test_resource_groups_are_in_resourcecontainers_under_graphs_own_type_name(sandbox, arm_client):
+    sb = sandbox()
+    graph = arm_client(ResourceGraphClient, sb)
+    listed = arm_client(ResourceManagementClient, sb, SUB).resource_groups.list()
+    rows = _rows(graph, "resourcecontainers | where type in~ ('microsoft.resources/subscriptions/resourcegroups') "
+                        "| order by id asc")
+    assert [r["id"] for r in rows] == sorted((g.id for g in listed), key=str.lower)
+    assert {r["type"] for r in rows} == {"microsoft.resources/subscriptions/resourcegroups"}
+    assert all(r["resourceGroup"] == r["name"].lower() for r in rows)
+    # ARM's type name is not Graph's: nothing answers to it, in either table
+    for table in ("resourcecontainers", "resources"):
+        assert _rows(graph, f"{table} | where type =~ 'microsoft.resources/resourcegroups'") == []
+    assert not [r for r in _rows(graph, "resources") if "resourcegroups" in r["type"]]
+
+
 def test_a_write_shows_in_resource_graph_only_after_the_lag(sandbox, arm_client):
     now = [0.0]  # the sandbox's clock, moved by hand: a slow machine cannot outrun the lag
     sb = sandbox(graph_lag_ms=300, clock=lambda: now[0])

@@ -14,7 +14,13 @@ from typing import Any
 
 from .store import parse
 
-TABLES = ("resources", "securityresources", "authorizationresources")
+TABLES = ("resources", "resourcecontainers", "securityresources", "authorizationresources")
+
+# Resource Graph names resource groups by their place under the subscription, in the
+# resourcecontainers table ("Azure Resource Graph table and resource type reference":
+# microsoft.resources/subscriptions/resourcegroups). Store type -> the type Graph shows.
+GRAPH_TYPE_NAMES = {"microsoft.resources/resourcegroups": "microsoft.resources/subscriptions/resourcegroups"}
+STORE_TYPE_NAMES = {v: k for k, v in GRAPH_TYPE_NAMES.items()}
 
 # Child types Resource Graph does not index as rows of their own (lower case).
 NOT_INDEXED = {
@@ -27,7 +33,6 @@ NOT_INDEXED = {
     "microsoft.insights/diagnosticsettings",
     "microsoft.security/defenderforstoragesettings",
     "microsoft.network/firewallpolicies/rulecollectiongroups",
-    "microsoft.resources/resourcegroups",
     # not in Resource Graph's supported-tables reference: read with the provider's list call
     "microsoft.security/locations/jitnetworkaccesspolicies",
     "microsoft.security/jitnetworkaccesspolicies",
@@ -92,10 +97,18 @@ def parse_query(text: str) -> Query:
     return q
 
 
+def graph_type(rtype: str) -> str:
+    """The lower-cased type Resource Graph shows (and filters on) for a stored type."""
+    t = rtype.lower()
+    return GRAPH_TYPE_NAMES.get(t, t)
+
+
 def table_of(rtype: str) -> str | None:
     t = rtype.lower()
     if t in NOT_INDEXED:
         return None
+    if t in GRAPH_TYPE_NAMES:
+        return "resourcecontainers"
     if t.startswith("microsoft.security/"):
         return "securityresources"
     if t.startswith("microsoft.authorization/"):
@@ -107,7 +120,7 @@ def row(res: dict[str, Any], tenant_id: str) -> dict[str, Any]:
     """A resource as Resource Graph shows it: lower-cased type and resource group, every column."""
     p = parse(res["id"])
     out: dict[str, Any] = {c: res.get(c) for c in COLUMNS}
-    out["type"] = res["type"].lower()
+    out["type"] = graph_type(res["type"])
     out["subscriptionId"] = p.subscription or ""
     out["resourceGroup"] = (p.resource_group or "").lower()
     out["tenantId"] = tenant_id
@@ -133,7 +146,7 @@ def decode_token(token: str) -> str:
 
 def matches(res: dict[str, Any], q: Query) -> bool:
     p = parse(res["id"])
-    values = {"type": res["type"].lower(), "subscriptionId": (p.subscription or "").lower(),
+    values = {"type": graph_type(res["type"]), "subscriptionId": (p.subscription or "").lower(),
               "resourceGroup": (p.resource_group or "").lower(), "name": (res.get("name") or "").lower(),
               "id": res["id"].lower()}
     return all(values[col] in wanted for col, wanted in q.filters)

@@ -56,14 +56,14 @@ class GraphService(Reads):
         if hit is not None and hit[0] == self.store.version and not self._graph_shadow:
             return hit[1]
         type_filter = next((vals for col, vals in q.filters if col == "type"), None)
-        keys = [k for t in type_filter for k in self.store.of_type(t)] if type_filter is not None \
-            else list(self.store.entries)
+        keys = [k for t in type_filter for k in self.store.of_type(graph.STORE_TYPE_NAMES.get(t, t))] \
+            if type_filter is not None else list(self.store.entries)
         if self._graph_shadow:
             keys = sorted(set(keys) | set(self._graph_shadow))
         out = []
         for k in keys:
             e = self._graph_entry(k)
-            if e is None or (type_filter is not None and e["type"].lower() not in type_filter):
+            if e is None or (type_filter is not None and graph.graph_type(e["type"]) not in type_filter):
                 continue
             if graph.table_of(e["type"]) != q.table:
                 continue
