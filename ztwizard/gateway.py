@@ -21,14 +21,19 @@ from urllib.parse import urlsplit
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceExistsError,
     ResourceModifiedError,
+    ResourceNotFoundError,
+    ResourceNotModifiedError,
     ResponseNotReadError,
     ServiceRequestError,
     ServiceResponseError,
     StreamClosedError,
     StreamConsumedError,
+    map_error,
 )
 from azure.core.pipeline.policies import RetryPolicy
+from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from . import resource_id as rid
@@ -1118,25 +1123,27 @@ def _rg_name(res: dict[str, Any]) -> tuple[str, str, str]:
     return p.subscription or "", p.resource_group or "", p.name
 
 
+def _storage_children(gw: Gateway, res: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    """A storage account's child list as ARM's JSON, through the storage client's pipeline: the
+    typed list built an SDK model per item only for `wire` to turn it back into this JSON."""
+    sub = rid.subscription_of(res["id"]) or ""
+    return _all_pages(gw.client("storage", sub), f"{res['id']}/{path}?api-version={API_VERSIONS['microsoft.storage']}")
+
+
 def _blob_services(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
-    sub, rg, name = _rg_name(res)
-    return [wire(x) for x in gw.client("storage", sub).blob_services.list(rg, name)]
+    return _storage_children(gw, res, "blobServices")
 
 
 def _file_services(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
-    sub, rg, name = _rg_name(res)
-    listed = gw.client("storage", sub).file_services.list(rg, name)
-    return [wire(x) for x in (getattr(listed, "value", None) or [])]
+    return _storage_children(gw, res, "fileServices")
 
 
 def _blob_containers(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
-    sub, rg, name = _rg_name(res)
-    return [wire(x) for x in gw.client("storage", sub).blob_containers.list(rg, name)]
+    return _storage_children(gw, res, "blobServices/default/containers")
 
 
 def _file_shares(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
-    sub, rg, name = _rg_name(res)
-    return [wire(x) for x in gw.client("storage", sub).file_shares.list(rg, name)]
+    return _storage_children(gw, res, "fileServices/default/shares")
 
 
 def _defender_for_storage(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1209,17 +1216,32 @@ _BULK_READS: dict[str, Callable[[Gateway, list[dict[str, Any]], dict[str, str]],
 }
 
 
-def _all_pages(client: Any, url: str) -> list[dict[str, Any]]:
-    """Every `value` of a raw ARM list, following `nextLink` (no typed client for these lists)."""
+# The typed operations' error map: a raw read raises what they raise (translate() tells a
+# refused sign-in by ClientAuthenticationError).
+_ERROR_MAP: dict[int, type[HttpResponseError]] = {
+    401: ClientAuthenticationError, 404: ResourceNotFoundError, 409: ResourceExistsError,
+    304: ResourceNotModifiedError}
+
+
+def _raw_json(client: Any, url: str) -> dict[str, Any]:
+    """ARM's JSON for one GET through the client's own pipeline (retry, auth, pacing hooks),
+    with no SDK model in between."""
     from azure.core.rest import HttpRequest
 
+    resp = client.send_request(HttpRequest("GET", url, headers={"Accept": "application/json"}))
+    if resp.status_code >= 400 or resp.status_code == 304:
+        map_error(status_code=resp.status_code, response=resp, error_map=_ERROR_MAP)
+        raise HttpResponseError(response=resp, error_format=ARMErrorFormat)
+    return resp.json() if resp.content else {}  # type: ignore[no-any-return]
+
+
+def _all_pages(client: Any, url: str) -> list[dict[str, Any]]:
+    """Every `value` of a raw ARM list, following `nextLink` (no typed client for these lists,
+    or none worth a model per item)."""
     out: list[dict[str, Any]] = []
     next_url: str | None = url
     while next_url:
-        resp = client.send_request(HttpRequest("GET", next_url))
-        if resp.status_code >= 400:
-            raise HttpResponseError(response=resp)
-        page = resp.json()
+        page = _raw_json(client, next_url)
         out.extend(page.get("value", []))
         next_url = page.get("nextLink")
     return out
