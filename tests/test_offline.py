@@ -13,7 +13,7 @@ from ztwizard import engine, report
 from ztwizard.cli import main
 from ztwizard.gateway import Gateway
 from ztwizard.offline import EstateGateway
-from ztwizard.redact import REDACTED, SECRET_VALUES, is_secret_value, scrub
+from ztwizard.redact import REDACTED, SECRET_VALUES, holds_secret, is_secret_value, scrub, scrub_for_output
 from ztwizard.sandbox import Sandbox
 from ztwizard.steps import storage as st
 from ztwizard.target import estate_target, in_process_target
@@ -112,6 +112,28 @@ def test_secret_keys_are_redacted_however_many_keys_came_before():
     assert out["tags"] == tags
     assert out["properties"] == {"adminPassword": REDACTED, "Keys": ["get", "list"]}
     assert scrub({"Password": "again"}) == {"Password": REDACTED}
+
+
+@pytest.mark.parametrize(("value", "secret"), [
+    ({"properties": {"settings": {"password": "hunter2"}}}, True),
+    ({"properties": {"Password": None, "adminPassword": False, "secret": {}, "keys": []}}, False),
+    ({"keys": [{"value": "abc"}]}, True),
+    ({"note": "Server=tcp;Password=x"}, True),
+    ({"tags": ["a", ["Bearer abc"]]}, True),
+    ([{"name": "x"}, "AccountKey=abc"], True),
+    ({"properties": {"minimumTlsVersion": "TLS1_2", "rules": [{"port": 22, "ok": True}]}, "id": "/subscriptions/x"},
+     False),
+    ({"a": {"b": {"c": [{"d": "eyJabcdefghij.abcdefghijk"}]}}}, True),
+    ({1: "x", "nested": [[], {}, None, 3.5], "url": "https://x/?a=b"}, False),
+])
+def test_the_reports_no_copy_path_scrubs_exactly_what_scrub_does(value, secret):
+    """The JSON report encodes a finding or change itself when it holds no secret: only where
+    scrub would change nothing."""
+    assert holds_secret(value) is secret
+    out = scrub_for_output(value)
+    assert out == scrub(value)
+    assert (out is value) is not secret
+    assert (scrub(value) != value) is secret
 
 
 def test_endpoint_subnet_is_the_best_scored_subnet():

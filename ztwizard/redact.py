@@ -85,6 +85,14 @@ def scrub(obj: Any) -> Any:
     return _scrub(obj)
 
 
+def scrub_for_output(obj: Any) -> Any:
+    """`scrub(obj)` for a value about to be encoded and dropped: `obj` itself when it holds no
+    secret (no copy), else the scrubbed copy."""
+    if isinstance(obj, (dict, list)) and not holds_secret(obj):
+        return obj
+    return scrub(obj)
+
+
 # A Key Vault access policy's `permissions.keys` lists operation names, not key material: kept, so
 # a journaled grant can be compared and undone. Anything else under `keys` stays a secret.
 KEY_PERMISSION_NAMES = frozenset({
@@ -130,6 +138,31 @@ def _scrub(obj: Any) -> Any:
     if isinstance(obj, str) and is_secret_value(obj):
         return REDACTED
     return obj
+
+
+def holds_secret(obj: Any) -> bool:
+    """Whether `scrub` would change anything in `obj` (a JSON value): most of a plan holds no
+    secret, and telling so without building a copy is about twice as cheap as the copy."""
+    if isinstance(obj, dict):
+        verdicts = _KEY_VERDICT
+        for k, v in obj.items():
+            secret = verdicts.get(k)
+            if secret is None:
+                secret = _secret_key(k)
+            if secret:  # permission names under "keys" count too: scrub copies them as a list
+                if not (v is None or isinstance(v, bool) or v == {} or v == []) or holds_secret(v):
+                    return True
+            elif isinstance(v, str):
+                if is_secret_value(v):
+                    return True
+            elif isinstance(v, (dict, list)) and holds_secret(v):
+                return True
+        return False
+    if isinstance(obj, list):
+        return any(holds_secret(v) for v in obj if isinstance(v, (dict, list, str)))
+    if isinstance(obj, str):
+        return is_secret_value(obj)
+    return False
 
 
 def scrub_text(text: str) -> str:

@@ -10,7 +10,7 @@ from . import __version__, plandiff
 from .armjson import literal
 from .engine import Plan
 from .model import Finding
-from .redact import scrub, scrub_text
+from .redact import scrub, scrub_for_output, scrub_text
 from .steps import ARTICLES, CHECK_BY_ID, STEP_BY_ID
 from .steps._base import FIXED_BY
 
@@ -42,19 +42,19 @@ def json_chunks(plan: Plan) -> Iterator[str]:
     for n, key in enumerate(data):
         yield ("," if n else "") + f"\n  {json.dumps(key)}: "
         if key != "steps":
-            yield json.dumps(scrub(data[key]), indent=2).replace("\n", "\n  ")
+            yield json.dumps(scrub_for_output(data[key]), indent=2).replace("\n", "\n  ")
             continue
         steps = plan.steps
         yield "[" if steps else "[]"
         for i, result in enumerate(steps):
             step = result.to_dict(copy=False)
             head = {k: v for k, v in step.items() if k not in ("findings", "changes")}
-            yield ("," if i else "") + "\n    " + json.dumps(scrub(head))[:-1]
+            yield ("," if i else "") + "\n    " + json.dumps(scrub_for_output(head))[:-1]
             for part in ("findings", "changes"):
                 items = step.get(part) or []
                 yield f", {json.dumps(part)}: [" + ("" if items else "]")
                 for j, item in enumerate(items):
-                    yield ("," if j else "") + "\n      " + json.dumps(scrub(item))
+                    yield ("," if j else "") + "\n      " + json.dumps(scrub_for_output(item))
                 if items:
                     yield "\n    ]"
             yield "}"
