@@ -10,6 +10,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.storage import StorageManagementClient
 
+from ztwizard import gateway
 from ztwizard.apply import apply_changes, start_session
 from ztwizard.engine import inspect
 from ztwizard.gateway import Gateway
@@ -47,6 +48,31 @@ def test_a_blob_only_account_has_no_file_service(estate, name):
         assert err.value.status_code == 400 and err.value.error.code == "FeatureNotSupportedForAccount"
         assert "File is not supported for the account" in err.value.message
     assert st.blob_services.list("rg-st", name) is not None  # blobs are what it has
+
+
+@pytest.mark.parametrize(("name", "status", "code"), [
+    ("stblobonly01", 400, "FeatureNotSupportedForAccount"), ("stnosuch01", 404, "ResourceNotFound")])
+def test_the_inventorys_raw_share_list_fails_as_the_typed_list_does(estate, name, status, code):
+    """The inventory lists shares as ARM's JSON, not through the typed list: ARM's refusal still
+    reaches it as the typed list's error (class, status and code), which is what it reports."""
+    sb, st = estate
+    acct = {"id": f"/subscriptions/{SUB}/resourceGroups/rg-st/providers/Microsoft.Storage/storageAccounts/{name}"}
+    with pytest.raises(HttpResponseError) as typed:
+        list(st.file_shares.list("rg-st", name))
+    with pytest.raises(HttpResponseError) as raw:
+        gateway._file_shares(Gateway(in_process_target(sb)), acct)
+    assert type(raw.value) is type(typed.value)
+    assert (raw.value.status_code, raw.value.error.code) == (typed.value.status_code, typed.value.error.code)
+    assert (raw.value.status_code, raw.value.error.code) == (status, code)
+
+
+def test_the_inventorys_raw_share_list_is_the_typed_list_as_json(estate):
+    sb, st = estate
+    st.file_shares.create("rg-st", "stfiles01", "share1", {"properties": {"shareQuota": 100}})
+    acct = {"id": f"/subscriptions/{SUB}/resourceGroups/rg-st/providers/Microsoft.Storage/storageAccounts/stfiles01"}
+    raw = gateway._file_shares(Gateway(in_process_target(sb)), acct)
+    assert raw == [x.as_dict() for x in st.file_shares.list("rg-st", "stfiles01")]
+    assert [x["name"] for x in raw] == ["share1"]
 
 
 def test_a_file_storage_account_has_no_blob_service(estate):
