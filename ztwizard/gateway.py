@@ -403,6 +403,7 @@ class Gateway:
         self.lro_timeout = LRO_TIMEOUT_SECONDS if lro_timeout is None else float(lro_timeout)
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
+        self._building: dict[tuple[str, str], threading.Lock] = {}  # one per client being built
         self._skus: dict[tuple[str, str], dict[str, dict[str, str]]] = {}  # per subscription and region
         self.max_workers = max_workers
         self.read_workers = max(1, read_workers)
@@ -456,10 +457,22 @@ class Gateway:
 
     def client(self, kind: str, subscription: str = "") -> Any:
         key = (kind, subscription.lower())
+        built = self._clients.get(key)  # every read asks: a built client needs no lock
+        if built is not None:
+            return built
         with self._lock:
-            if key not in self._clients:
-                self._clients[key] = self._build(kind, subscription)
-            return self._clients[key]
+            building = self._building.setdefault(key, threading.Lock())
+        # Built under its own lock, not the gateway's: a first build imports an SDK package
+        # (seconds for compute or network on a loaded machine), and reads through clients
+        # already built must not wait for it.
+        with building:
+            with self._lock:
+                built = self._clients.get(key)
+            if built is None:
+                built = self._build(kind, subscription)
+                with self._lock:
+                    self._clients[key] = built
+            return built
 
     def _build(self, kind: str, sub: str) -> Any:
         cred, kw = self.target.credential, self._kwargs
