@@ -1084,8 +1084,14 @@ class Gateway:
                     budget = f"; lowest budget: {describe(*low)}" if low else ""
                     say(f"Child resources: {base + n}/{total} read{budget}")
 
-            results = self._parallel([functools.partial(_guarded, job) for _t, _p, job, _r in jobs],
-                                     [region for *_x, region in jobs], tick)
+            # interleaved across (subscription, region): in job order, every worker would wait on
+            # the one budget that ran out while the others' budgets sat unused
+            order = _interleaved([(rid.subscription_of(p) or "").lower() + "|" + r.lower() for _t, p, _j, r in jobs])
+            ran = self._parallel([functools.partial(_guarded, jobs[i][2]) for i in order],
+                                 [jobs[i][3] for i in order], tick)
+            results: list[Any] = [None] * len(jobs)
+            for i, result in zip(order, ran, strict=True):
+                results[i] = result
             sent = total
             for (child_type, parent_id, _job, _region), result in zip(jobs, results, strict=True):
                 if isinstance(result, HttpResponseError) and result.status_code == 404:
@@ -1118,6 +1124,15 @@ class Gateway:
                 continue
             out.extend(wire(x) for x in result)
         return out
+
+
+def _interleaved(keys: Sequence[str]) -> list[int]:
+    """Indexes of `keys` taking one of each key in turn (round robin), each key's own in order."""
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    queues = list(groups.values())
+    return [q[depth] for depth in range(max(map(len, queues), default=0)) for q in queues if depth < len(q)]
 
 
 def _guarded(job: Callable[[], Any]) -> Any:
