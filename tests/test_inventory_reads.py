@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 
 import pytest
 
 from ztwizard import engine
 from ztwizard import gateway as gateway_module
 from ztwizard.gateway import _CHILD_READS, _SUBSCRIPTION_READS, SUBSCRIPTION, Gateway
-from ztwizard.pacing import Pacer
+from ztwizard.pacing import LIMITS, RESERVE, Pacer, buckets_for
+from ztwizard.resource_id import subscription_of
 from ztwizard.sandbox import Sandbox
 from ztwizard.sandbox.estates import load_estate
 from ztwizard.steps import STEPS
@@ -217,6 +219,26 @@ def test_pacing_keeps_reads_within_the_bucket_with_zero_429s(scale_estate):
     with pytest.raises(Throttled):
         for _ in range(300):
             unpaced.read(account)
+
+
+def test_child_reads_wait_only_as_long_as_the_tightest_budget_needs(scale_estate):
+    """Storage lists spread over 20 (subscription, region) budgets, each too small for its
+    share: the budgets refill side by side, so the inventory waits about as long as the busiest
+    one needs, not for each in turn (in parent order it waited about six times as long)."""
+    clock = Clock()
+    sb = Sandbox(None, estate=scale_estate, throttle="arm", clock=clock)
+    capacity, rate = 4, 0.1
+    pacer = Pacer(clock=clock, sleep=clock.sleep, limits={**LIMITS, "storage-lists": (capacity, rate)})
+    gw = Gateway(in_process_target(sb), pacer=pacer, read_workers=1)
+    start = clock.now
+    gw.inventory()
+    per_budget = Counter((subscription_of(p).lower(), sb._region_of(p)) for m, p, _ in sb.request_log
+                         if p.lower().startswith("/subscriptions/") and "storage-lists" in buckets_for(m, p))
+    usable = 1 - RESERVE
+    busiest = max((n - capacity * usable) / (rate * usable) for n in per_budget.values())
+    assert len(per_budget) >= 20 and busiest > 0
+    assert clock.now - start <= busiest + 1 / (rate * usable)
+    assert 429 not in {s for _, _, s in sb.request_log}
 
 
 def test_pacing_follows_the_remaining_headers(scale_estate):
