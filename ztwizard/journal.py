@@ -4,7 +4,7 @@ Before a write reaches ARM its before-image, body and etag are committed; after 
 outcome is committed. A crash at any instant therefore leaves each touched resource recorded as
 changed, or as in flight with what it held before, which is what resume and undo need.
 
-Durability: WAL with synchronous=FULL. Privacy: the file is created 0600 (no window) and bodies
+Durability: WAL with synchronous=FULL; concurrent writers share a commit (one fsync). Privacy: the file is created 0600 (no window) and bodies
 are scrubbed of secrets before they are stored. Exclusivity: a writer holds an flock on a
 sidecar lock file, which dies with its process, and records its PID there for the error message.
 """
@@ -343,6 +343,16 @@ class Journal:
         self.write = write
         self._lock: _Lock | None = None
         self._mutex = threading.RLock()
+        # Group commit: writers arriving while one transaction is open join it (each in its own
+        # savepoint), and the last to finish its statements commits for all with one fsync.
+        self._arrival = threading.Lock()
+        self._arriving = 0  # writers waiting for the mutex to join the open transaction
+        self._batch = 0  # the open (or last) transaction's number
+        self._durable = 0  # the last transaction committed (or failed)
+        self._failures: dict[int, sqlite3.Error] = {}
+        self._settled = threading.Condition(self._mutex)
+        self._open = False
+        self._inside = 0  # blocks running in the open transaction (nested in this thread's)
         self._commits = 0
         # Crash tests: "N" dies right after the Nth commit; "N+MS" dies MS milliseconds later
         # (in the middle of the request that follows).
@@ -484,23 +494,55 @@ class Journal:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One durable transaction. The mutex lets a UI share the journal between threads."""
+        """One durable transaction: when this returns, what the block wrote is committed
+        (synchronous=FULL). Concurrent writers share one commit: each runs its block in a
+        savepoint of the open transaction, and the one that finds nobody else arriving commits
+        them all; the others wait for that commit, and fail with it."""
         if not self.write:
             raise ZtwError("The journal was opened read-only.", "Open it with write=True.")
-        with self._mutex:
+        with self._arrival:
+            self._arriving += 1
+        joined = False
+        try:
+            self._mutex.acquire()
+            joined = True
+        finally:
+            with self._arrival:
+                self._arriving -= 1
+            if not joined:  # interrupted while waiting: a writer that counted on this one must not wait for ever
+                with self._mutex:
+                    self._commit_unless_joined()
+        try:
             try:
-                self.db.execute("BEGIN IMMEDIATE")
+                if not self._open:
+                    self.db.execute("BEGIN IMMEDIATE")
+                    self._open = True
+                    self._batch += 1
+                batch = self._batch
+                self.db.execute("SAVEPOINT joined")
+                self._inside += 1
                 try:
                     yield self.db
                 except BaseException:
+                    self._inside -= 1
                     with contextlib.suppress(sqlite3.Error):
-                        self.db.execute("ROLLBACK")
+                        self.db.execute("ROLLBACK TO joined")
+                        self.db.execute("RELEASE joined")
+                    self._commit_unless_joined()
                     raise
-                self.db.execute("COMMIT")
+                self._inside -= 1
+                self.db.execute("RELEASE joined")
             except sqlite3.Error as e:
-                with contextlib.suppress(sqlite3.Error):
-                    self.db.execute("ROLLBACK")
+                self._commit_unless_joined()
                 raise self._sqlite_error(e) from None
+            self._commit_unless_joined()
+            while self._durable < batch and not self._inside:  # nested: the outer block's commit covers it
+                self._settled.wait()
+            failed = self._failures.get(batch)
+        finally:
+            self._mutex.release()
+        if failed is not None:
+            raise self._sqlite_error(failed)
         self._commits += 1
         if self._kill_after and self._commits == self._kill_after:
             _die(self._kill_delay)
@@ -508,6 +550,24 @@ class Journal:
             delay = self._kill_event[2]
             self._kill_armed, self._kill_event = False, None
             _die(delay)
+
+    def _commit_unless_joined(self) -> None:
+        """With the mutex held: commit the open transaction unless another writer is about to
+        join it (that one commits, or the next after it)."""
+        if not self._open or self._inside:  # a block still running (this thread's own, nested) commits later
+            return
+        with self._arrival:
+            if self._arriving:
+                return
+        batch, self._open = self._batch, False
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            self._failures[batch] = e
+        self._durable = batch
+        self._settled.notify_all()
 
     def _event(self, db: sqlite3.Connection, session_id: str, change_id: str | None, kind: str,
                message: str = "") -> None:

@@ -235,3 +235,43 @@ def test_one_journal_shared_by_threads(tmp_path):
         rows = j.changes(sid)
         assert {r.state for r in rows} == {J.APPLIED}
         assert sorted(r.seq for r in rows) == sorted(set(r.seq for r in rows))  # write order is unique
+
+
+def test_concurrent_writers_share_commits_without_losing_or_mixing_rows(tmp_path):
+    """Writers in many threads (apply's workers) share commits: every row lands with its own
+    seq, and one writer's failure rolls back only its own update, not the others' in its commit."""
+    import threading
+
+    changes = [Change(check="storage-1b", resource_id=f"{RID}{i}", action="update", method="PATCH",
+                      body={}, before={}, after={}) for i in range(16)]
+    errors: list[BaseException] = []
+    with J.Journal(tmp_path) as j:
+        sid = j.create_session("sandbox")
+        j.record_plan(sid, [("storage-1", c) for c in changes])
+        start = threading.Barrier(len(changes) + 1)
+
+        def work(ch: Change | None) -> None:
+            start.wait()
+            try:
+                if ch is None:
+                    j.update_change(sid, "not-in-the-plan", state=J.APPLIED)
+                    return
+                j.update_change(sid, ch.id, state=J.IN_FLIGHT, event="PATCH sent")
+                j.update_change(sid, ch.id, state=J.APPLIED, result_etag="e", event="applied")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(c,)) for c in [*changes, None]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(errors) == 1 and isinstance(errors[0], ZtwError) and "not-in-the-plan" in str(errors[0])
+    # What another process reads from the file once the writer is gone:
+    db = sqlite3.connect(tmp_path / J.DB_NAME)
+    rows = db.execute("SELECT state, seq FROM changes WHERE session_id=?", (sid,)).fetchall()
+    assert sorted(r[0] for r in rows) == [J.APPLIED] * len(changes)
+    assert sorted(r[1] for r in rows) == list(range(1, len(changes) + 1))
+    kinds = [r[0] for r in db.execute("SELECT kind FROM events WHERE session_id=? AND change_id IS NOT NULL", (sid,))]
+    assert sorted(kinds) == sorted([J.IN_FLIGHT, J.APPLIED] * len(changes))
+    db.close()
