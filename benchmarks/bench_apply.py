@@ -116,9 +116,12 @@ def run(label: str, args: argparse.Namespace, changes: list[Change], parallel: i
     throttled = sum(1 for (m, _p, s) in sb.request_log if s == 429)
     requests = len(sb.request_log)
     rate = len(report.applied) / elapsed if elapsed else 0.0
+    # What the requests actually sent take at the latency, `parallel` at a time: an LRO create
+    # sends four (read, PUT, poll, final GET), so this lies above the two-per-change floor.
+    sent = requests * args.latency_ms / 1000 / parallel
     print(f"{label:<11} {elapsed:8.1f} s wall  {cpu:6.1f} s CPU  {len(report.applied):5d} applied  "
           f"{len(report.failed):3d} failed  {rate:7.1f} changes/s  {requests / max(1, len(changes)):.2f} requests/change  "
-          f"{throttled:5d} 429s  lost {lost}  duplicated {duplicated}")
+          f"{throttled:5d} 429s  lost {lost}  duplicated {duplicated}  (the requests sent take {sent:.1f} s)")
     return {"elapsed": elapsed, "cpu": cpu, "rate": rate, "applied": len(report.applied), "lost": lost,
             "dup": duplicated, "429": throttled}
 
