@@ -1,9 +1,11 @@
 """A world for journal tests: an in-process sandbox, a gateway on it through the real azure-mgmt
-clients, and a journal in a temporary state dir."""
+clients, and a journal in a temporary state dir; or (`served`) a sandbox served in its own process."""
 
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from ztwizard.gateway import Gateway
 from ztwizard.journal import Journal
 from ztwizard.sandbox import Sandbox
 from ztwizard.target import in_process_target
+
+from .served import Served
 
 # What ARM changes on every write. resourceGuid is server-assigned and kept by real ARM across a
 # PUT; the sandbox drops it when a PUT body omits it, so it is left out of comparisons too.
@@ -149,3 +153,20 @@ def world(tmp_path, small_estate):
     yield make
     for w in made:
         w.journal.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path, small_estate: list[dict[str, Any]]) -> Iterator[Callable[..., Served]]:
+    """start(*serve options, name=state dir under tmp_path) -> a running Served on the small estate."""
+    estate = tmp_path / "estate.json"
+    estate.write_text(json.dumps(small_estate))
+    started: list[Served] = []
+
+    def start(*extra: str, name: str = "state") -> Served:
+        s = Served(tmp_path / name, estate, *extra)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -28,61 +27,13 @@ from ztwizard.resume import continue_session, reconcile
 from ztwizard.target import sandbox_target
 from ztwizard.undo import undo_changes
 
-from .conftest import estate_view
-from .test_crash import APPLY, CLI, _run
+from .served import APPLY, CLI, Served, run_cli
 
 APPLY_KILLS = 60
 UNDO_KILLS = 40
 
 
-class Server:
-    def __init__(self, state: Path, estate_file: Path, *extra: str) -> None:
-        self.state = state
-        conn = state / "sandbox" / "connection.json"
-        self.proc = subprocess.Popen([*CLI, "sandbox", "serve", "--state-dir", str(state), "--estate",
-                                      str(estate_file), *extra], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while not conn.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"serve did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
-            time.sleep(0.05)
-
-    def gateway(self) -> Gateway:
-        return Gateway(sandbox_target(self.state))
-
-    def view(self) -> dict:
-        gw = self.gateway()
-        out = _run(["sandbox", "export"], self.state)
-        assert out.returncode == 0, out.stderr
-        return estate_view(json.loads(out.stdout), gw)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def server(tmp_path, small_estate):
-    estate = tmp_path / "estate.json"
-    estate.write_text(json.dumps(small_estate))
-    made: list[Server] = []
-
-    def start(*extra: str, name: str = "state") -> Server:
-        s = Server(tmp_path / name, estate, *extra)
-        made.append(s)
-        return s
-
-    yield start
-    for s in made:
-        s.stop()
-
-
-def _settle_and_undo_all(srv: Server) -> None:
+def _settle_and_undo_all(srv: Served) -> None:
     """Every session settled, then undone newest first (the library, over HTTPS)."""
     gw = srv.gateway()
     J.wait_unlocked(srv.state, timeout=30)
@@ -118,8 +69,8 @@ def _points(total: int, n: int, offset: int) -> list[str]:
     return out
 
 
-def _commits_of_a_full_apply(srv: Server) -> int:
-    run = _run(APPLY, srv.state)
+def _commits_of_a_full_apply(srv: Served) -> int:
+    run = run_cli(APPLY, srv.state)
     assert run.returncode == 0, run.stdout + run.stderr
     with J.Journal(srv.state, write=False) as j:
         n = len(j.events(j.latest_session().id))
@@ -128,11 +79,11 @@ def _commits_of_a_full_apply(srv: Server) -> int:
 
 
 @pytest.mark.slow
-def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(server, figure):
-    srv = server("--latency-ms", "5")
-    original = srv.view()
+def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(served, figure):
+    srv = served("--latency-ms", "5")
+    original = srv.export()
     total = _commits_of_a_full_apply(srv)
-    assert srv.view() == original
+    assert srv.export() == original
     assert total > 20
 
     tally = {"apply": [0, 0], "undo": [0, 0]}  # restored, tried
@@ -141,11 +92,11 @@ def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(server, figure
     for start in range(0, len(specs), 6):
         chain = specs[start:start + 6]
         for kill in chain:
-            run = _run(APPLY, srv.state, {J.KILL_ENV: kill})
+            run = run_cli(APPLY, srv.state, {J.KILL_ENV: kill})
             assert run.returncode in (-9, 0, 1), run.stdout + run.stderr  # killed, or done before the point
             _invariants(srv.state)
         _settle_and_undo_all(srv)
-        restored = srv.view() == original
+        restored = srv.export() == original
         tally["apply"][1] += len(chain)
         tally["apply"][0] += len(chain) if restored else 0
         assert restored, f"estate not restored after apply kills {chain}"
@@ -154,12 +105,12 @@ def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(server, figure
     specs = _points(12, UNDO_KILLS, 3)
     i = 0
     while i < len(specs):
-        run = _run(APPLY, srv.state)
+        run = run_cli(APPLY, srv.state)
         assert run.returncode == 0, run.stdout + run.stderr
         chain = []
         while i < len(specs):
             kill = specs[i]
-            undo = _run(["--sandbox", "undo", "--yes"], srv.state, {J.KILL_ENV: kill})
+            undo = run_cli(["--sandbox", "undo", "--yes"], srv.state, {J.KILL_ENV: kill})
             assert undo.returncode in (-9, 0, 2), undo.stdout + undo.stderr
             chain.append(kill)
             i += 1
@@ -167,7 +118,7 @@ def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(server, figure
             if undo.returncode != -9:
                 break  # the undo finished before the kill point: this chain is done
         _settle_and_undo_all(srv)
-        restored = srv.view() == original
+        restored = srv.export() == original
         tally["undo"][1] += len(chain)
         tally["undo"][0] += len(chain) if restored else 0
         assert restored, f"estate not restored after undo kills {chain}"
@@ -201,7 +152,7 @@ def _deadline_stops(state: Path) -> int:
                    if "Outcome unknown; resume reconciles it" in (e["message"] or ""))
 
 
-def _resume_until_done(srv: Server, limit: int = 8) -> None:
+def _resume_until_done(srv: Served, limit: int = 8) -> None:
     """The wizard's resume (reconcile, then apply the rest) until the session completes; a hung
     operation may interrupt it again, as it interrupted the apply."""
     gw = Gateway(sandbox_target(srv.state), lro_timeout=1)
@@ -218,10 +169,10 @@ def _resume_until_done(srv: Server, limit: int = 8) -> None:
     raise AssertionError(f"session {info.id} did not complete after {limit} resumes")
 
 
-def _to_fixpoint(srv: Server, limit: int = 8) -> tuple[int, set[str]]:
+def _to_fixpoint(srv: Served, limit: int = 8) -> tuple[int, set[str]]:
     """Apply until a run applies nothing and fails nothing; (runs, what such a run still skips)."""
     for runs in range(1, limit + 1):
-        run = _run(APPLY_WITH_DEADLINE, srv.state, timeout=300)
+        run = run_cli(APPLY_WITH_DEADLINE, srv.state, timeout=300)
         assert "Traceback" not in run.stderr and "unexpected" not in run.stderr.lower(), run.stderr
         assert run.returncode in (0, 1), run.stdout + run.stderr
         if "Nothing to apply" in run.stdout:
@@ -241,31 +192,31 @@ def clean_baseline(tmp_path_factory):
     root = tmp_path_factory.mktemp("clean")
     estate = root / "estate.json"
     estate.write_text(json.dumps(_small_estate()))
-    clean = Server(root / "state", estate)
+    clean = Served(root / "state", estate)
     try:
-        original = clean.view()
+        original = clean.export()
         _, left = _to_fixpoint(clean)
-        return original, clean.view(), left
+        return original, clean.export(), left
     finally:
         clean.stop()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fault_matrix_converges_without_lost_or_duplicated_changes(server, clean_baseline, seed, figure):
+def test_fault_matrix_converges_without_lost_or_duplicated_changes(served, clean_baseline, seed, figure):
     """Under faults, repeated applies reach the same fixpoint as without them (the same estate,
     the same changes left skipped), with no change lost or recorded twice; undo restores."""
     original, clean_converged, clean_left = clean_baseline
     # Retry-After comes with the injected 429s; throttling with no header comes from the token bucket
-    srv = server("--latency-ms", "2", "--faults", FAULTS, "--seed", str(seed), *HANG, name=f"faulty-{seed}")
+    srv = served("--latency-ms", "2", "--faults", FAULTS, "--seed", str(seed), *HANG, name=f"faulty-{seed}")
     runs, left = _to_fixpoint(srv)
     lost, dup = _accounted(srv.state)
     hung = _deadline_stops(srv.state)  # seeded: 1, 0 and 2 for seeds 1-3 (test_lro_timeout covers it always)
     srv.stop()
-    srv2 = server("--latency-ms", "2", name=f"faulty-{seed}")  # the same state, faults off, to compare
-    converged = srv2.view() == clean_converged
+    srv2 = served("--latency-ms", "2", name=f"faulty-{seed}")  # the same state, faults off, to compare
+    converged = srv2.export() == clean_converged
     _settle_and_undo_all(srv2)
-    restored = srv2.view() == original
+    restored = srv2.export() == original
     figure(f"fault seed {seed}: fixpoint after {runs} applies; same as without faults: {converged}; "
            f"lost {lost}, duplicated {dup}; hung operations waited out: {hung}; restored by undo: {restored}; "
            f"left skipped: {sorted(left)}")

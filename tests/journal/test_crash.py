@@ -7,93 +7,22 @@ commit, "N+MS" dies MS milliseconds later, in the middle of the request that fol
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
 from ztwizard import journal as J
 from ztwizard.apply import DEFAULT_PARALLEL
 from ztwizard.undo import one_way_of
 
-from .conftest import estate_view, without_one_way
+from .conftest import without_one_way
+from .served import APPLY, Served, run_cli
 
-CLI = [sys.executable, "-m", "ztwizard.cli"]
 SETTLED = {J.PLANNED, J.SKIPPED, J.APPLIED, J.FAILED, J.NOT_APPLIED, J.DRIFTED, J.UNDONE}
-
-
-def _run(args: list[str], state: Path, env: dict[str, str] | None = None, timeout: float = 120):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ZTWIZARD_")}
-    full_env.update(env or {})
-    return subprocess.run([*CLI, "--state-dir", str(state), *args], env=full_env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def _serve_command(state: Path, estate_file: Path, latency_ms: int) -> list[str]:
-    return [*CLI, "sandbox", "serve", "--state-dir", str(state), "--estate", str(estate_file),
-            "--latency-ms", str(latency_ms)]
-
-
-class Served:
-    """`ztwizard sandbox serve` in its own process, on an estate file."""
-
-    def __init__(self, state: Path, estate_file: Path, latency_ms: int) -> None:
-        self.state = state
-        conn = state / "sandbox" / "connection.json"
-        self.proc = subprocess.Popen(_serve_command(state, estate_file, latency_ms),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while not conn.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"sandbox serve did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
-            time.sleep(0.05)
-
-    def export(self) -> dict:
-        """The estate as ARM shows it: `sandbox export`, and service children read through ARM."""
-        from ztwizard.gateway import Gateway
-        from ztwizard.target import sandbox_target
-
-        out = _run(["sandbox", "export"], self.state)
-        assert out.returncode == 0, out.stderr
-        exported = json.loads(out.stdout)
-        return estate_view(exported, Gateway(sandbox_target(self.state)))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def served(tmp_path, small_estate):
-    estate = tmp_path / "estate.json"
-    estate.write_text(json.dumps(small_estate))
-    servers: list[Served] = []
-
-    def start(latency_ms: int = 5) -> Served:
-        s = Served(tmp_path / "state", estate, latency_ms)
-        servers.append(s)
-        return s
-
-    yield start
-    for s in servers:
-        s.stop()
-
-
-APPLY = ["--sandbox", "apply", "--yes", "--allow-disruptive", "--allow-cost"]
 
 
 def _crash_resume_undo(sb: Served, kill: str, original: dict, resume: bool = True) -> str:
     """One kill point. Without `resume`, undo settles the in-flight changes itself."""
     state = sb.state
-    run = _run(APPLY, state, {J.KILL_ENV: kill})
+    run = run_cli(APPLY, state, {J.KILL_ENV: kill})
     assert run.returncode == -9, run.stdout + run.stderr  # killed mid-apply
     with J.Journal(state, write=False) as j:
         session = j.latest_session()
@@ -107,7 +36,7 @@ def _crash_resume_undo(sb: Served, kill: str, original: dict, resume: bool = Tru
     applied: list = []
     settled = ""
     if resume:
-        resumed = _run(["--sandbox", "resume", sid], state)
+        resumed = run_cli(["--sandbox", "resume", sid], state)
         assert resumed.returncode == 0, resumed.stderr
         settled = " ".join(line.split(": ", 1)[1].split(" (")[0] for line in resumed.stdout.splitlines()
                            if " -> " in line)
@@ -117,7 +46,7 @@ def _crash_resume_undo(sb: Served, kill: str, original: dict, resume: bool = Tru
             assert len({r.change_id for r in rows}) == len(rows)
             applied = [r for r in rows if r.state == J.APPLIED]
             assert all(r.before_image is not None or r.action == "create" for r in applied)
-    undone = _run(["--sandbox", "undo", "--yes", "--session", sid], state)
+    undone = run_cli(["--sandbox", "undo", "--yes", "--session", sid], state)
     assert undone.returncode == 0, undone.stdout + undone.stderr
     with J.Journal(state, write=False) as j:
         left = [r for r in j.changes(sid) if r.state in (*J.UNDOABLE, *J.UNSETTLED) and not one_way_of(r)]
@@ -138,12 +67,12 @@ def _crash_resume_undo(sb: Served, kill: str, original: dict, resume: bool = Tru
 
 def _commits_in_a_full_apply(sb: Served, original: dict) -> int:
     """Run the apply once to the end, count its journal commits, then undo it."""
-    run = _run(APPLY, sb.state)
+    run = run_cli(APPLY, sb.state)
     assert run.returncode == 0, run.stdout + run.stderr
     with J.Journal(sb.state, write=False) as j:
         sid = j.latest_session().id
         n = len(j.events(sid))  # one event per commit that journaled a step of the work (a floor)
-    undo = _run(["--sandbox", "undo", "--yes", "--session", sid], sb.state)
+    undo = run_cli(["--sandbox", "undo", "--yes", "--session", sid], sb.state)
     assert undo.returncode == 0, undo.stdout + undo.stderr
     with J.Journal(sb.state, write=False) as j:
         assert without_one_way(sb.export(), j, sid) == without_one_way(original, j, sid)
@@ -151,7 +80,7 @@ def _commits_in_a_full_apply(sb: Served, original: dict) -> int:
 
 
 def test_kill_apply_at_a_few_points_then_resume_and_undo(served):
-    sb = served(latency_ms=5)
+    sb = served("--latency-ms", "5")
     original = sb.export()
     _crash_resume_undo(sb, "9+15", original)  # mid-request, then resume, then undo
     _crash_resume_undo(sb, "30", original, resume=False)  # right after a commit; undo settles it itself
@@ -159,7 +88,7 @@ def test_kill_apply_at_a_few_points_then_resume_and_undo(served):
 
 @pytest.mark.slow
 def test_kill_apply_at_twenty_points_spread_over_the_run(served):
-    sb = served(latency_ms=10)
+    sb = served("--latency-ms", "10")
     original = sb.export()
     total = _commits_in_a_full_apply(sb, original)
     assert total > 40

@@ -5,29 +5,17 @@ an error that left the session resumable), and `resume --yes` completes the sess
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
-
-import pytest
 
 from ztwizard import journal as J
 from ztwizard.armjson import side
 from ztwizard.gateway import Gateway
 from ztwizard.target import sandbox_target
 
-from .test_crash import APPLY, CLI, Served, _run
-
-
-@pytest.fixture
-def served(tmp_path, small_estate):
-    estate = tmp_path / "estate.json"
-    estate.write_text(json.dumps(small_estate))
-    server = Served(tmp_path / "state", estate, latency_ms=20)
-    yield server
-    server.stop()
+from .served import APPLY, CLI, run_cli
 
 
 def _applied_so_far(state) -> int:
@@ -42,7 +30,7 @@ def _applied_so_far(state) -> int:
 
 
 def test_sigint_mid_apply_stops_journaled_and_resume_completes_it(served):
-    sb = served
+    sb = served("--latency-ms", "20")
     state = sb.state
     gw = Gateway(sandbox_target(state))
     vms = [r["id"] for r in gw.inventory().of_type("microsoft.compute/virtualmachines")]
@@ -86,7 +74,7 @@ def test_sigint_mid_apply_stops_journaled_and_resume_completes_it(served):
         if gw.power_state(vm) != was:
             assert vm in guards, f"{vm} left {gw.power_state(vm)} with no journal record"
 
-    resumed = _run(["--sandbox", "resume", "--yes", sid], state, timeout=300)
+    resumed = run_cli(["--sandbox", "resume", "--yes", sid], state, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     with J.Journal(state, write=False) as j:
         rows = j.changes(sid)

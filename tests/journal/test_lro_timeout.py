@@ -17,7 +17,7 @@ from ztwizard.resume import continue_session
 from ztwizard.sandbox.faults import Faults
 from ztwizard.target import in_process_target
 
-from .test_crash import _run
+from .served import run_cli
 
 
 def _writes_to(sb, resource_id: str) -> int:
@@ -60,7 +60,7 @@ def test_a_hung_operation_stays_in_flight_and_resume_settles_it_once(world):
 
 
 def test_cli_lro_timeout_is_range_checked(tmp_path):
-    out = _run(["--sandbox", "--lro-timeout", "0", "plan"], tmp_path / "state")
+    out = run_cli(["--sandbox", "--lro-timeout", "0", "plan"], tmp_path / "state")
     assert out.returncode == 2
     assert "--lro-timeout" in out.stderr and "seconds from 1 to 86400" in out.stderr
     assert "Traceback" not in out.stderr

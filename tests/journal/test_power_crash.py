@@ -17,7 +17,7 @@ from ztwizard.gateway import Gateway
 from ztwizard.target import sandbox_target
 
 from .conftest import register_feature
-from .test_crash import Served, _run
+from .served import Served, run_cli
 
 APPLY = ["--sandbox", "apply", "--yes", "--allow-disruptive", "--allow-cost", "--step", "vm-3", "--step", "vm-4"]
 KILLS = ["power-was", "deallocating+40", "deallocated", "in_flight@vm-3a", "in_flight@vm-4c+10",
@@ -31,7 +31,7 @@ def _vm_power(gw: Gateway, export: list[dict]) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_sigkill_in_the_power_sequence_then_resume_and_undo_restore_power_and_properties(tmp_path):
-    sb = Served(tmp_path / "state", Path("reference"), latency_ms=5)  # the built-in reference estate
+    sb = Served(tmp_path / "state", Path("reference"), "--latency-ms", "5")  # the built-in reference estate
     try:
         gw = Gateway(sandbox_target(sb.state))
         register_feature(gw, "Microsoft.Compute", "UseStandardSecurityType")  # undo leaves Trusted Launch
@@ -40,19 +40,19 @@ def test_sigkill_in_the_power_sequence_then_resume_and_undo_restore_power_and_pr
         assert was and set(was.values()) == {"running"}
         log = []
         for kill in KILLS:
-            run = _run(APPLY, sb.state, {J.KILL_AT_EVENT_ENV: kill})
+            run = run_cli(APPLY, sb.state, {J.KILL_AT_EVENT_ENV: kill})
             assert run.returncode == -9, f"{kill}: {run.stdout}{run.stderr}"
             with J.Journal(sb.state, write=False) as j:
                 sid = j.latest_session().id
                 stage = [g.stage for g in j.power_guards(sid)]
-            resumed = _run(["--sandbox", "resume", sid], sb.state)
+            resumed = run_cli(["--sandbox", "resume", sid], sb.state)
             assert resumed.returncode == 0, f"{kill}: {resumed.stdout}{resumed.stderr}"
             with J.Journal(sb.state, write=False) as j:
                 assert not j.power_guards(sid), f"{kill}: a guard is still open after resume"
                 assert not j.changes(sid, states=J.UNSETTLED)
             now = sb.export()
             assert {k: now[k] for k in was} == was, f"{kill}: power after resume {now}"
-            undone = _run(["--sandbox", "undo", "--yes", "--session", sid], sb.state)
+            undone = run_cli(["--sandbox", "undo", "--yes", "--session", sid], sb.state)
             assert undone.returncode == 0, f"{kill}: {undone.stdout}{undone.stderr}"
             after = sb.export()
             changed = sorted(k for k in set(after) | set(original) if after.get(k) != original.get(k))

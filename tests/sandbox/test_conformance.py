@@ -505,15 +505,10 @@ GAPS: dict[str, set[str]] = {
         "properties.primaryLocation", "properties.secondaryLocation", "properties.statusOfPrimary",
         "properties.statusOfSecondary", "tags"},
 }
-# Documented LRO headers the sandbox does not send (it sends one monitor: Location on a 202
-# DELETE or action, Azure-AsyncOperation on a 200/201 PUT).
+# Documented LRO headers the sandbox does not send (it sends Location on a 202 DELETE or action,
+# both monitors on a Network 202 DELETE, Azure-AsyncOperation on a 200/201 PUT).
 LRO_GAPS: dict[str, set[str]] = {
     "compute/VirtualMachineExtension_CreateOrUpdate_MinimumSet_Gen.json": {"location"},
-    "network/ApplicationSecurityGroupDelete.json": {"azure-asyncoperation"},
-    "network/NetworkSecurityGroupDelete.json": {"azure-asyncoperation"},
-    "network/NetworkSecurityGroupRuleDelete.json": {"azure-asyncoperation"},
-    "network/PrivateEndpointDelete.json": {"azure-asyncoperation"},
-    "network/RouteTableDelete.json": {"azure-asyncoperation"},
 }
 # Properties of a published request body that the sandbox ignores as read-only or unknown.
 IGNORED: dict[str, set[str]] = {

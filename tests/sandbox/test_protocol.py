@@ -12,6 +12,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
     ServiceRequestError,
 )
+from azure.mgmt.core.polling.arm_polling import ARMPolling
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
@@ -107,6 +108,38 @@ def test_write_during_a_running_operation_is_409(sandbox, arm_client):
     assert answers == ["InProgress", "InProgress", "InProgress", "Succeeded"]
     got = net.network_security_groups.get("rg-net", "nsg-new")
     assert got.location == "westeurope" and got.provisioning_state == "Succeeded"
+
+
+def test_a_network_delete_answers_202_with_both_monitors_as_documented(sandbox, arm_client):
+    # NetworkSecurityGroupDelete.json: 202 with Azure-AsyncOperation and Location; the status
+    # monitor reports the operation, the Location one (final-state-via: location) ends in 204
+    sb = sandbox(lro_polls=2, lro_seconds=60)
+    auth = {"Authorization": f"Bearer {sb.token}"}
+    status, headers, body = call(sb, "DELETE", f"{NSG}/securityRules/allow-ssh")
+    assert status == 202 and body is None and headers["Retry-After"] == "0"
+    status_url, result_url = headers["Azure-AsyncOperation"], headers["Location"]
+    assert status_url != result_url and all(u.startswith(HOST + "/") for u in (status_url, result_url))
+    pending = sb.handle("GET", result_url, auth, b"")
+    assert pending[0] == 202 and pending[1]["Location"] and "Retry-After" in pending[1]
+    answers = [json.loads(sb.handle("GET", status_url, auth, b"")[2])["status"] for _ in range(2)]
+    assert answers == ["InProgress", "Succeeded"]
+    assert sb.handle("GET", result_url, auth, b"")[:1] == (204,)
+    assert call(sb, "GET", f"{NSG}/securityRules/allow-ssh")[0] == 404
+
+
+@pytest.mark.parametrize("final_state_via", [None, "location", "azure-async-operation"])
+def test_a_network_delete_ends_through_the_sdk_poller(sandbox, arm_client, final_state_via):
+    sb = sandbox(lro_polls=2, lro_seconds=60)
+    net = arm_client(NetworkManagementClient, sb, SUB)
+    polling = ARMPolling(0, lro_options={"final-state-via": final_state_via}) if final_state_via else True
+    poller = net.route_tables.begin_delete("rg-net", "rt-app", polling=polling)
+    assert poller.result() is None and poller.status() == "Succeeded"
+    with pytest.raises(ResourceNotFoundError):
+        net.route_tables.get("rg-net", "rt-app")
+    results = [s for m, p, s in sb.request_log if "/sandbox/operationresults/" in p.lower()]
+    assert results == ([204] if final_state_via == "location" else [])  # the final GET only where asked
+    statuses = [s for m, p, s in sb.request_log if "/sandbox/operations/" in p.lower()]
+    assert statuses and set(statuses) == {200}
 
 
 def test_operation_settles_without_polls_after_lro_seconds(sandbox, arm_client):

@@ -33,6 +33,51 @@ def test_a_rule_without_a_required_property_is_refused_and_nothing_changes(sandb
     assert [r.name for r in net.security_rules.list("rg-net", "nsg-app")] == ["allow-ssh"]
 
 
+def test_a_rule_without_properties_is_refused_and_nothing_changes(sandbox, arm_client):
+    sb = sandbox()
+    net = arm_client(NetworkManagementClient, sb, SUB)
+    for body in ({}, {"name": "bare"}, {"properties": None}):
+        with pytest.raises(HttpResponseError) as err:
+            net.security_rules.begin_create_or_update("rg-net", "nsg-app", "bare", body).result()
+        assert err.value.status_code == 400 and err.value.error.code == "InvalidRequestFormat", body
+        assert "'properties' is missing" in err.value.error.message
+    assert [r.name for r in net.security_rules.list("rg-net", "nsg-app")] == ["allow-ssh"]
+
+
+_COMPLETE = {"priority": 210, "direction": "Inbound", "access": "Allow", "protocol": "Tcp",
+             "sourcePortRange": "*", "destinationPortRange": "443", "sourceAddressPrefix": "10.0.0.0/24",
+             "destinationAddressPrefix": "*"}
+
+
+@pytest.mark.parametrize("left_out, code", [
+    (("sourceAddressPrefix",), "SecurityRuleInvalidAddressPrefix"),
+    (("destinationAddressPrefix",), "SecurityRuleInvalidAddressPrefix"),
+    (("sourcePortRange",), "SecurityRuleInvalidPortRange"),
+    (("destinationPortRange",), "SecurityRuleInvalidPortRange"),
+])
+def test_a_rule_without_a_source_destination_or_ports_is_refused(sandbox, arm_client, left_out, code):
+    sb = sandbox()
+    net = arm_client(NetworkManagementClient, sb, SUB)
+    props = {k: v for k, v in _COMPLETE.items() if k not in left_out}
+    with pytest.raises(HttpResponseError) as err:
+        net.security_rules.begin_create_or_update("rg-net", "nsg-app", "partial", {"properties": props}).result()
+    assert err.value.status_code == 400 and err.value.error.code == code
+    assert left_out[0] in err.value.error.message
+    # inline in the group's PUT it is refused the same way, and the group keeps its rules
+    nsg = net.network_security_groups.get("rg-net", "nsg-app").as_dict()
+    with pytest.raises(HttpResponseError) as err:
+        net.network_security_groups.begin_create_or_update("rg-net", "nsg-app", {
+            "location": nsg["location"], "properties": {"securityRules": [
+                {"name": "partial", "properties": props}]}}).result()
+    assert err.value.status_code == 400 and err.value.error.code == code
+    assert [r.name for r in net.security_rules.list("rg-net", "nsg-app")] == ["allow-ssh"]
+    # the alternatives count: a list of prefixes or of ranges names the side as well
+    plural = {f"{k}es" if k.endswith("Prefix") else f"{k}s": [_COMPLETE[k]] for k in left_out}
+    made = net.security_rules.begin_create_or_update("rg-net", "nsg-app", "partial",
+                                                     {"properties": {**props, **plural}}).result()
+    assert made.provisioning_state == "Succeeded"
+
+
 def test_a_value_outside_the_enum_is_refused(sandbox, arm_client):
     sb = sandbox()
     st = arm_client(StorageManagementClient, sb, SUB)

@@ -39,6 +39,33 @@ def _references(obj: Any, out: list[str]) -> list[str]:
     return out
 
 
+# What a security rule must name besides the members the spec marks required: a source and a
+# destination (a prefix, a list of prefixes or application security groups) and their ports (a
+# range or a list). The swagger leaves each alternative optional; Network refuses a rule with none.
+_RULE_ENDPOINTS = (
+    ("SecurityRuleInvalidAddressPrefix", "Address prefix", "Source",
+     ("sourceAddressPrefix", "sourceAddressPrefixes", "sourceApplicationSecurityGroups")),
+    ("SecurityRuleInvalidAddressPrefix", "Address prefix", "Destination",
+     ("destinationAddressPrefix", "destinationAddressPrefixes", "destinationApplicationSecurityGroups")),
+    ("SecurityRuleInvalidPortRange", "Port range", "Source", ("sourcePortRange", "sourcePortRanges")),
+    ("SecurityRuleInvalidPortRange", "Port range", "Destination", ("destinationPortRange", "destinationPortRanges")),
+)
+
+
+def security_rule_refusal(rule: Any) -> tuple[int, str, str] | None:
+    """Network's 400 for a security rule (standalone or inline in its group) that leaves out its
+    source, destination or either side's ports; None when it names them all."""
+    props = rule.get("properties") if isinstance(rule, dict) else None
+    if not isinstance(props, dict):
+        return None  # the body's schema check answers for a rule without properties
+    name = rule.get("name") or ""
+    for code, what, side, fields in _RULE_ENDPOINTS:
+        if not any(props.get(f) not in (None, "", []) for f in fields):
+            return (400, code, f"Security rule {name} has invalid {what}. Value provided: . {side} must be given "
+                               f"as one of {', '.join(fields)}.")
+    return None
+
+
 def _location(entry: dict[str, Any] | None) -> str:
     return str((entry or {}).get("location") or "").replace(" ", "").lower()
 
@@ -53,6 +80,11 @@ class Limits(Persistence):
         if rule is not None and not rule.accepts(new["name"]):
             raise arm_error(400, "InvalidResourceName",
                             f"Resource name {new['name']} is invalid. {rule.text}")
+
+    def _security_rule_complete(self, ctx: Request, existing: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        refusal = security_rule_refusal(new)
+        if refusal:
+            raise arm_error(*refusal)
 
     def _check_references(self, ctx: Request, rtype: str, body: Any) -> None:
         """A network write that names a resource that does not exist is refused (400)."""

@@ -1,4 +1,4 @@
-"""Long-running operations: the monitor a write answers with, how it settles (after `lro_polls`
+"""Long-running operations: the monitors a write answers with, how it settles (after `lro_polls`
 InProgress answers or `lro_seconds`, whichever is first), and injected outcomes: `lro-fail`
 rolls the write back when the operation settles (the resource is as it was before the request,
 etag included) and reports Failed; `lro-hang` never settles, or settles after `lro_hang_seconds`,
@@ -34,10 +34,15 @@ class Operations(Persistence):
               "status": "InProgress", "before": before, "error": None, **(extra or {})}
         self.ops[op_id] = op
         self._ops_changed.add(op_id)
-        monitor = f"{ctx.host}/sandbox/operations/{op_id}?api-version={quote(ctx.api_version, safe='')}"
+        version = quote(ctx.api_version, safe='')
+        monitor = f"{ctx.host}/sandbox/operations/{op_id}?api-version={version}"
         headers = {"Retry-After": str(self.retry_after)}
         if kind == "location":
             headers["Location"] = monitor
+            return Reply(202, None, headers)
+        if kind == "async-location":  # both monitors: the status, and the result (final-state-via location)
+            headers["Azure-AsyncOperation"] = monitor
+            headers["Location"] = f"{ctx.host}/sandbox/operationResults/{op_id}?api-version={version}"
             return Reply(202, None, headers)
         headers["Azure-AsyncOperation"] = monitor
         entry = self.store.entries.get(rkey)
@@ -112,7 +117,9 @@ class Operations(Persistence):
             if op["polls_left"] < 0:
                 self._finish(op)
         retry = {"Retry-After": str(self.retry_after)}
-        if op["kind"] == "async":
+        # an operation with both monitors answers its status at operations/, its result at operationResults/
+        status_view = op["kind"] == "async" or (op["kind"] == "async-location" and ctx.low[1] == "operations")
+        if status_view:
             body: dict[str, Any] = {"id": f"{ctx.path}", "name": op_id, "status": op["status"]}
             if op["error"]:
                 body["error"] = op["error"]

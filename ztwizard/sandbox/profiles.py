@@ -4,7 +4,8 @@ operation pattern per method, the status of a synchronous create, whether it kee
 
 LRO kinds (azure-sdk.md §2): "async" answers 200/201 with the body and an Azure-AsyncOperation
 monitor; "location" answers 202 with a Location monitor that ends in the resource (or 204 for a
-delete); None is synchronous."""
+delete); "async-location" answers 202 with both, the Azure-AsyncOperation status and the Location
+result (204 for a delete), as Network's deletes do (final-state-via: location); None is synchronous."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ class Profile:
         return self.create_lro if created else self.update_lro
 
 
-_NETWORK = Profile(create_lro="async", update_lro="async", delete_lro="location", provisioning_state=True,
+# Network's DELETE examples document 202 with Azure-AsyncOperation and Location (NetworkSecurityGroupDelete)
+_NETWORK = Profile(create_lro="async", update_lro="async", delete_lro="async-location", provisioning_state=True,
                    normalises=True)
 # compute: `encryptionAtHost: null` leaves it on; only an explicit false turns it off
 _COMPUTE = Profile(create_lro="async", update_lro="async", patch_lro="async", delete_lro="location",

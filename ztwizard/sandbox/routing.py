@@ -45,6 +45,7 @@ def _get(*pattern: str, handler: str) -> Route:
 # First match wins; a matching path with another method is 405.
 ROUTES: list[Route] = [
     _get("sandbox", "operations", "*", handler="_monitor"),
+    _get("sandbox", "operationresults", "*", handler="_monitor"),
     Route(("providers", "microsoft.resourcegraph", "resources"), frozenset({"POST"}), "_graph"),
     _get("subscriptions", handler="_list_subscriptions"),
     _get("subscriptions", "*", handler="_get_subscription"),

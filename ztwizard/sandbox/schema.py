@@ -141,9 +141,18 @@ def api_version_refusal(method: str, path: str, api_version: str) -> Refusal | N
             f"for type '{shown}'. The supported api-versions are '{listed}'.")
 
 
+# Required members the swagger leaves optional but the provider does not: a security rule's
+# `properties` is flattened by the clients and not marked required, yet a rule without it has no
+# protocol, access, priority or direction (required inside it), and Network refuses it.
+_REQUIRED_BEYOND_SPEC: dict[str, tuple[str, ...]] = {"network.SecurityRule": ("properties",)}
+
+
 @cache
 def _schemas() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(resources.files(__package__).joinpath("specs/schemas.json").read_text())
+    for name, extra in _REQUIRED_BEYOND_SPEC.items():
+        node = data["defs"][name]
+        node["req"] = [*node.get("req", []), *(e for e in extra if e not in node.get("req", []))]
     return data
 
 
@@ -225,7 +234,7 @@ class _Walk:
                 value[k] = canon  # the provider answers with the spec's spelling ("tcp" -> "Tcp")
         if not self.patch:
             for name in spec.get("req") or []:
-                if name not in value and not (props.get(name) or {}).get("ro"):
+                if value.get(name) is None and not (props.get(name) or {}).get("ro"):  # null is not given
                     where = f"{path}.{name}" if path else name
                     self.problems.append(f"the required property '{where}' is missing")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import keyvault, schema
 from .defender import Defender
-from .limits import Limits
+from .limits import Limits, security_rule_refusal
 from .model import (
     BACK_LINK_PROP,
     INLINE_CHILDREN,
@@ -73,6 +73,7 @@ class Writes(Reads, Defender, Limits):
         "microsoft.compute/virtualmachines": ("_vm_rules",),
         "microsoft.compute/disks": ("_disk_rules",),
         "microsoft.network/networkwatchers": ("_network_watcher_limit",),
+        "microsoft.network/networksecuritygroups/securityrules": ("_security_rule_complete",),
         "microsoft.network/networkinterfaces": ("_asg_one_vnet",),
         "microsoft.authorization/roledefinitions": ("_role_name_unique",),
         "microsoft.storage/storageaccounts": ("_sas_policy_needs_rotated_keys",),
@@ -216,6 +217,11 @@ class Writes(Reads, Defender, Limits):
             kids = holder.pop(prop)
             if (t, path) not in READ_ONLY_INLINE and isinstance(kids, list):
                 child_sets.append((seg, kids))
+                if t == "microsoft.network/networksecuritygroups" and seg == "securityRules":
+                    for kid in kids:  # inline rules are held to what a rule's own PUT is
+                        refusal = security_rule_refusal(kid)
+                        if refusal:
+                            raise arm_error(*refusal)
         if ctx.method == "PATCH":
             assert existing is not None
             new = merge_patch(clone(existing), body, null_removes=prof.patch_null == "removes")
