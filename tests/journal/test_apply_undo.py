@@ -248,6 +248,25 @@ def test_resume_settles_in_flight_changes_and_continues(world):
     assert w.journal.session(sid).status == J.DONE
 
 
+def test_a_jit_policy_whose_create_a_crash_cut_off_is_settled_as_applied_and_undo_deletes_it(world):
+    """A JIT policy's location is read-only, its address's region: ARM answers with it, so the
+    write that landed holds the change, resume says applied and undo takes the policy away."""
+    w = world()
+    plan = inspect(w.gw, check_ids=["vm-8c"])
+    (jit,) = [c for c in plan.changes() if c.check == "vm-8c"]
+    assert jit.action == "create" and jit.after["location"] == "westeurope"
+    sid = start_session(w.journal, w.gw, [jit])
+    w.journal.update_change(sid, jit.id, state=J.IN_FLIGHT, before_image=None, body=jit.body)
+    w.gw.write("PUT", jit.resource_id, jit.body)  # the PUT reached ARM; the crash lost its answer
+    report = reconcile(w.gw, w.journal, sid)
+    assert [(s.change_id, s.now) for s in report.settled] == [(jit.id, J.APPLIED)]
+    assert w.gw.read(jit.resource_id)["location"] == "westeurope"
+    undo = undo_changes(w.gw, w.journal, sid)
+    assert undo.ok, "\n".join(undo.lines())
+    assert w.gw.read(jit.resource_id) is None
+    assert w.journal.change(sid, jit.id).state == J.UNDONE
+
+
 def test_journal_is_private_and_holds_no_secret(world, small_estate):
     estate = _with_secrets(json.loads(json.dumps(small_estate)))
     w = world(estate=estate)

@@ -161,6 +161,14 @@ def covered_types() -> dict[str, str]:
     return {t: e["api_version"] for t, e in _schemas()["types"].items()}
 
 
+@cache
+def location_is_read_only(rtype: str) -> bool:
+    """The spec marks the type's `location` read-only: the provider answers with its own."""
+    ref = ((_schemas()["types"].get(rtype.lower()) or {}).get("PUT") or {}).get("ref")
+    node = _schemas()["defs"].get(ref) if ref else None
+    return bool(((node or {}).get("p", {}).get("location") or {}).get("ro"))
+
+
 class _Walk:
     def __init__(self, defs: dict[str, Any], method: str, normalise: bool = False) -> None:
         self.defs = defs

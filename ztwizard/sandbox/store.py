@@ -32,6 +32,7 @@ from .model import (
     new_etag,
     parse,
 )
+from .schema import location_is_read_only
 
 __all__ = ["READ_ONLY_INLINE", "RG_TYPE", "Store", "atomic_write_json", "clone", "ingest", "key", "new_etag",
            "normalize_entry", "parse", "strip_composed"]
@@ -248,6 +249,11 @@ def normalize_entry(res: dict[str, Any], copy: bool = True) -> dict[str, Any]:
     parsed = parse(entry["id"])
     entry["type"] = parsed.type
     entry["name"] = parsed.name or entry.get("name", "")
+    region = _path_region(entry["id"]) if location_is_read_only(parsed.type) else None
+    if region:
+        # a JIT policy's location is read-only, its address's region: ARM answers with it,
+        # whatever the body said (the schema drops a sent one)
+        entry["location"] = region
     for col in ("subscriptionId", "resourceGroup", "tenantId"):
         if col in entry and parsed.type != RG_TYPE:
             entry.pop(col)
@@ -260,6 +266,18 @@ def normalize_entry(res: dict[str, Any], copy: bool = True) -> dict[str, Any]:
         if isinstance(holder, dict):
             holder.pop(path[-1], None)
     return entry
+
+
+def _path_region(resource_id: str) -> str | None:
+    """The region of a resource addressed under `providers/{ns}/locations/{region}/...`."""
+    parts = resource_id.strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    if "providers" not in lowered:
+        return None
+    i = len(lowered) - 1 - lowered[::-1].index("providers")
+    if len(parts) > i + 5 and lowered[i + 2] == "locations":
+        return parts[i + 3]
+    return None
 
 
 def strip_composed(entry: dict[str, Any]) -> None:
