@@ -22,7 +22,7 @@ def worst(statuses: list[Status]) -> Status:
     return max(statuses, key=lambda s: SEVERITY[s])
 
 
-@dataclass
+@dataclass(slots=True)  # a plan holds several per resource: no instance dict each
 class Finding:
     check: str
     resource_id: str
@@ -41,7 +41,7 @@ class Finding:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     """One ARM write that brings a finding in line.
 

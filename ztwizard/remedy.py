@@ -2,7 +2,11 @@
 
 PATCH bodies carry only what changes. PUT bodies are a read-modify-write of the resource as
 read (read-only fields stripped), so nothing else is touched. `before`/`after` hold only the
-properties the change sets: the diff a person reads shows nothing else."""
+properties the change sets: the diff a person reads shows nothing else.
+
+Where the body and `after` are the same tree (a PATCH, a create) the change holds it once:
+nothing changes a planned change's body or after (apply sends a copy), and at 10,000 resources
+the second tree was a sixth of the plan's memory."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ def patch(check: str, res: dict[str, Any], values: dict[str, Any], **flags: Any)
     `properties.networkAcls` must be given whole: PATCH replaces sub-objects."""
     before, after = _diff(res, values)
     return Change(check=check, resource_id=res["id"], action="update", method="PATCH",
-                  body=nested(values), before=before, after=after, etag=res.get("etag"), **flags)
+                  body=after, before=before, after=after, etag=res.get("etag"), **flags)
 
 
 def put(check: str, res: dict[str, Any], values: dict[str, Any], **flags: Any) -> Change:
@@ -52,8 +56,9 @@ def put_mutated(check: str, res: dict[str, Any], mutate: Callable[[dict[str, Any
 def create(check: str, resource_id: str, body: dict[str, Any], *, params: dict[str, Any] | None = None,
            **flags: Any) -> Change:
     """Create a new resource (undo deletes it). `params` are the choices a person may edit."""
+    after = clone(body)
     return Change(check=check, resource_id=resource_id, action="create", method="PUT",
-                  body=clone(body), before={}, after=clone(body),
+                  body=after, before={}, after=after,
                   params=dict(params or {}), **flags)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from . import __version__, plandiff
@@ -47,15 +48,17 @@ def json_chunks(plan: Plan) -> Iterator[str]:
         steps = plan.steps
         yield "[" if steps else "[]"
         for i, result in enumerate(steps):
-            step = result.to_dict(copy=False)
+            # the step without its findings and changes: those are viewed one at a time below,
+            # not all of a 50,000-resource step's at once
+            step = replace(result, findings=[], changes=[]).to_dict(copy=False)
             head = {k: v for k, v in step.items() if k not in ("findings", "changes")}
             yield ("," if i else "") + "\n    " + json.dumps(scrub_for_output(head))[:-1]
-            for part in ("findings", "changes"):
-                items = step.get(part) or []
-                yield f", {json.dumps(part)}: [" + ("" if items else "]")
-                for j, item in enumerate(items):
-                    yield ("," if j else "") + "\n      " + json.dumps(scrub_for_output(item))
-                if items:
+            parts: tuple[tuple[str, list[Any]], ...] = (("findings", result.findings), ("changes", result.changes))
+            for part, objs in parts:
+                yield f", {json.dumps(part)}: [" + ("" if objs else "]")
+                for j, obj in enumerate(objs):
+                    yield ("," if j else "") + "\n      " + json.dumps(scrub_for_output(obj.to_dict(copy=False)))
+                if objs:
                     yield "\n    ]"
             yield "}"
         if steps:

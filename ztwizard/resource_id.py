@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -13,7 +14,7 @@ def is_guid(value: str) -> bool:
     return bool(_GUID.match(value or ""))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: the cache below holds one per id in the estate
 class ResourceId:
     """A parsed ARM id. `type` is the full type of the last resource, e.g.
     Microsoft.Network/virtualNetworks/subnets, or Microsoft.Security/pricings for
@@ -29,13 +30,17 @@ class ResourceId:
 
 @lru_cache(maxsize=131072)  # ids repeat constantly while checks cross-reference resources
 def parse(resource_id: str) -> ResourceId:
-    rid = "/" + resource_id.strip("/")
-    parts = rid.strip("/").split("/")
+    # The cache holds an entry per id at scale: reuse the id itself when it is already in
+    # shape, and share the few distinct subscriptions, groups and types (interned) instead of
+    # holding a copy of each in every entry.
+    stripped = resource_id.strip("/")
+    rid = resource_id if len(resource_id) == len(stripped) + 1 and resource_id[0] == "/" else "/" + stripped
+    parts = stripped.split("/")
     sub = rg = None
     if len(parts) >= 2 and parts[0].lower() == "subscriptions":
-        sub = parts[1]
+        sub = sys.intern(parts[1])
     if len(parts) >= 4 and parts[2].lower() == "resourcegroups":
-        rg = parts[3]
+        rg = sys.intern(parts[3])
     # find the last "providers" segment: what follows is namespace/type/name[/type/name...]
     last_prov = None
     for i, p in enumerate(parts):
@@ -51,14 +56,14 @@ def parse(resource_id: str) -> ResourceId:
     rest = parts[last_prov + 2:]
     types = rest[0::2]
     names = rest[1::2]
-    rtype = "/".join([ns, *types])
+    rtype = sys.intern("/".join([ns, *types]))
     name = names[-1] if names and len(names) == len(types) else ""
     parent: str | None
     if len(types) > 1:
         parent = "/" + "/".join(parts[: len(parts) - 2])
     else:
         scope = "/" + "/".join(parts[:last_prov])
-        parent = scope if scope != "/" else None
+        parent = sys.intern(scope) if scope != "/" else None  # a group's id, shared by its resources
     return ResourceId(rid, sub, rg, rtype, name, parent)
 
 
