@@ -382,14 +382,17 @@ def test_refused_token_exits_1_not_a_plan_of_errors(world, small_estate, command
     with running(world.state / "sb", estate=small_estate) as srv:
         conn = srv.connection
         _token_az(world, "not-the-sandbox-token")
-        start_writes = sum(1 for method, _path, _status in srv.sandbox.request_log if method != "GET")
+        start = len(srv.sandbox.request_log)
         run = world.run("--endpoint", conn["endpoint"], "--ca-bundle", conn["ca_bundle"], "--auth", "cli",
                         "-s", SUB, *command, isolated=False)
-        writes = sum(1 for method, _path, _status in srv.sandbox.request_log if method != "GET") - start_writes
+        sent = list(srv.sandbox.request_log)[start:]
     assert_sign_in_error(run, 20, "ARM rejected the credential (401)")
     assert "Nothing to apply" not in run.out and run.out == ""
     assert not (world.state.parent / "zt.sarif").exists()
-    assert writes == 0
+    # Resource Graph queries are reads sent by POST; anything else not a GET would be a write
+    writes = [(m, p) for m, p, _s in sent if m != "GET" and "/microsoft.resourcegraph/" not in p.lower()]
+    assert sent and writes == []
+    assert {status for _m, _p, status in sent} == {401}
 
 
 # ---- exit codes of a plan with failed reads (product.md §3), on the sandbox ------------------------
