@@ -160,7 +160,7 @@ def test_a_read_may_wait_for_another_read_in_a_second_round(scale_estate):
     gw, sb = _gateway(scale_estate)
     gw.inventory(reads=reads)
     paths = [p.lower() for _, p, _ in sb.request_log]
-    files = [i for i, p in enumerate(paths) if p.endswith("/fileservices")]
+    files = [i for i, p in enumerate(paths) if p.endswith("/fileservices/default")]
     blobs = [i for i, p in enumerate(paths) if p.endswith("/blobservices")]
     accounts = [r for r in scale_estate if r["type"] == acct_t]
     assert len(files) == len(accounts) and 0 < len(blobs) <= len(files)
@@ -174,9 +174,29 @@ def test_storage_1f_reads_file_services_only_of_kinds_that_have_one(scale_estate
         r["kind"] = "BlockBlobStorage"
     gw, sb = _gateway(estate)
     engine.survey(gw, check_ids=["storage-1f"])
-    read = {p.lower().rsplit("/fileservices", 1)[0] for _, p, _ in sb.request_log if p.lower().endswith("/fileservices")}
+    read = {p.lower().rsplit("/fileservices", 1)[0] for _, p, _ in sb.request_log
+            if p.lower().endswith("/fileservices/default")}
     assert read == {a["id"].lower() for a in accounts[5:]}
     assert not [p for _, p, _ in sb.request_log if p.lower().endswith(("/shares", "/containers"))]
+
+
+def test_an_account_s_file_service_is_a_storage_read_its_lists_are_storage_lists(scale_estate):
+    """fileServices/default by GET draws on Storage's 800 reads per 5 minutes; only the share and
+    container lists draw on its 100 lists, the budget that binds at scale (notes §7). The
+    sandbox's own throttle counts them alike: its `x-ms-ratelimit-remaining-…` headers say so."""
+    gw, sb = _gateway(scale_estate)
+    engine.survey(gw, check_ids=["storage-1f", "storage-1c", "storage-3a"])
+    storage = [(m, p) for m, p, _ in sb.request_log if "/microsoft.storage/" in p.lower()]
+    drawn = Counter(buckets_for(m, p)[-1] for m, p in storage)
+    accounts = [r for r in scale_estate if r["type"] == "Microsoft.Storage/storageAccounts"]
+    services = [p for _, p in storage if p.lower().endswith("/fileservices/default")]
+    lists = [p for _, p in storage if p.lower().endswith(("/shares", "/containers"))]
+    assert len(services) == len(accounts) and lists
+    assert drawn == {"storage-reads": len(services), "storage-lists": len(lists)}
+    from ztwizard.sandbox.throttle import provider_bucket
+
+    assert {provider_bucket("GET", p) for p in services} == {"reads"}
+    assert {provider_bucket("GET", p) for p in lists} == {"lists"}
 
 
 def test_every_child_the_gateway_can_read_is_declared_by_a_check():
