@@ -16,6 +16,7 @@ from ztwizard.pacing import LIMITS, RESERVE, Pacer, buckets_for
 from ztwizard.resource_id import subscription_of
 from ztwizard.sandbox import Sandbox
 from ztwizard.sandbox.estates import load_estate
+from ztwizard.sandbox.throttle import provider_bucket
 from ztwizard.steps import STEPS
 from ztwizard.target import in_process_target
 
@@ -183,7 +184,7 @@ def test_storage_1f_reads_file_services_only_of_kinds_that_have_one(scale_estate
 def test_an_account_s_file_service_is_a_storage_read_its_lists_are_storage_lists(scale_estate):
     """fileServices/default by GET draws on Storage's 800 reads per 5 minutes; only the share and
     container lists draw on its 100 lists, the budget that binds at scale (notes §7). The
-    sandbox's own throttle counts them alike: its `x-ms-ratelimit-remaining-…` headers say so."""
+    sandbox's throttle, with its own classification, sorts them the same way."""
     gw, sb = _gateway(scale_estate)
     engine.survey(gw, check_ids=["storage-1f", "storage-1c", "storage-3a"])
     storage = [(m, p) for m, p, _ in sb.request_log if "/microsoft.storage/" in p.lower()]
@@ -193,8 +194,6 @@ def test_an_account_s_file_service_is_a_storage_read_its_lists_are_storage_lists
     lists = [p for _, p in storage if p.lower().endswith(("/shares", "/containers"))]
     assert len(services) == len(accounts) and lists
     assert drawn == {"storage-reads": len(services), "storage-lists": len(lists)}
-    from ztwizard.sandbox.throttle import provider_bucket
-
     assert {provider_bucket("GET", p) for p in services} == {"reads"}
     assert {provider_bucket("GET", p) for p in lists} == {"lists"}
 
