@@ -1151,11 +1151,16 @@ def _rg_name(res: dict[str, Any]) -> tuple[str, str, str]:
     return p.subscription or "", p.resource_group or "", p.name
 
 
+def _storage_request(gw: Gateway, res: dict[str, Any], path: str) -> tuple[Any, str]:
+    """The storage client of the account's subscription and the URL of `path` under the account."""
+    sub = rid.subscription_of(res["id"]) or ""
+    return gw.client("storage", sub), f"{res['id']}/{path}?api-version={API_VERSIONS['microsoft.storage']}"
+
+
 def _storage_children(gw: Gateway, res: dict[str, Any], path: str) -> list[dict[str, Any]]:
     """A storage account's child list as ARM's JSON, through the storage client's pipeline: the
     typed list built an SDK model per item only for `wire` to turn it back into this JSON."""
-    sub = rid.subscription_of(res["id"]) or ""
-    return _all_pages(gw.client("storage", sub), f"{res['id']}/{path}?api-version={API_VERSIONS['microsoft.storage']}")
+    return _all_pages(*_storage_request(gw, res, path))
 
 
 def _blob_services(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1166,9 +1171,7 @@ def _file_services(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     """The account's one fileServices/default, by GET rather than by listing fileServices: the
     same JSON, but Storage counts a GET against its 800 reads per 5 minutes and a list against
     its 100 lists, the budget that binds at scale (notes §7)."""
-    sub = rid.subscription_of(res["id"]) or ""
-    url = f"{res['id']}/fileServices/default?api-version={API_VERSIONS['microsoft.storage']}"
-    return [_raw_json(gw.client("storage", sub), url)]
+    return [_raw_json(*_storage_request(gw, res, "fileServices/default"))]
 
 
 def _blob_containers(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
