@@ -198,6 +198,78 @@ def test_api_versions_match_what_the_typed_clients_send(reference_estate):
     assert len(API_VERSIONS) > 10
 
 
+
+def test_raw_reads_send_the_requests_of_the_typed_operations_they_replace(reference_estate):
+    """The plan reads these children and subscription lists as raw JSON through the resources
+    client; each sends the path and api-version the typed operation sends (an SDK upgrade that
+    moves one shows up here), and returns the JSON the typed model was built from."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.monitor import MonitorManagementClient
+    from azure.mgmt.security import SecurityCenter
+
+    from ztwizard import gateway as gm
+
+    class Recording(Gateway):
+        sent: list[str]
+
+        def _before_send(self, request):
+            self.sent.append(request.http_request.url)
+            super()._before_send(request)
+
+    jit_example = ROOT / "tests" / "data" / "rest-examples" / "security" / "GetJitNetworkAccessPolicy_example.json"
+    jit = json.loads(jit_example.read_text().replace("20ff7fc3-e762-44dd-bd96-b71116dcdc23", ref.WORKLOAD_SUB)
+                     .replace("myRg1", "rg-vms"))["responses"]["200"]["body"]  # the reference estate has none
+    sb = Sandbox(None, estate=[*reference_estate, jit])
+    t = in_process_target(sb)
+    kw = {"base_url": t.endpoint, "transport": t.transport}
+    typed: list[str] = []
+
+    def hook(request):
+        typed.append(request.http_request.url)
+
+    def request_of(url):
+        parts = urlsplit(url)
+        return parts.path.replace("//", "/"), parse_qs(parts.query)
+
+    gw = Recording(t)
+    gw.sent = []
+    work, hub = ref.WORKLOAD_SUB, ref.CONNECTIVITY_SUB
+    vm = {"id": ref.VM_WEB_01}
+    cases = [
+        (lambda: SecurityCenter(t.credential, work, **kw).defender_for_storage.get(
+            ref.FILES_ACCOUNT, "current", raw_request_hook=hook),
+         lambda: gm._defender_for_storage(gw, {"id": ref.FILES_ACCOUNT})),
+        (lambda: list(MonitorManagementClient(t.credential, hub, **kw).diagnostic_settings.list(
+            ref.FIREWALL, raw_request_hook=hook)),
+         lambda: gm._diagnostic_settings(gw, {"id": ref.FIREWALL})),
+        (lambda: list(MonitorManagementClient(t.credential, hub, **kw).subscription_diagnostic_settings.list(
+            raw_request_hook=hook)),
+         lambda: gm._activity_log(gw, hub)),
+        (lambda: list(SecurityCenter(t.credential, work, **kw).settings.list(raw_request_hook=hook)),
+         lambda: list(gm._settings(gw, work))),
+        (lambda: list(SecurityCenter(t.credential, work, **kw).jit_network_access_policies.list(
+            raw_request_hook=hook)),
+         lambda: list(gm._jit_policies(gw, work))),
+        (lambda: ComputeManagementClient(t.credential, work, **kw).virtual_machines.instance_view(
+            "rg-vms", ref.VM_WEB_01.rsplit("/", 1)[1], raw_request_hook=hook),
+         lambda: gm._vm_instance_view(gw, vm) or [vm["properties"]["instanceView"]]),
+    ]
+    for typed_read, raw_read in cases:
+        typed.clear()
+        gw.sent.clear()
+        items = typed_read()
+        raw = raw_read()
+        assert [request_of(u) for u in gw.sent] == [request_of(u) for u in typed], typed
+        assert raw, typed  # each read finds something in the reference estate
+        if not isinstance(items, list):
+            items = [items]
+        # every field the typed model kept, the raw JSON carries with the same value
+        for model, item in zip(items, raw, strict=True):
+            kept = {k: v for k, v in gm.wire(model).items() if k != "properties"}
+            assert kept.items() <= item.items(), (kept, item)
+
 def test_https_serve_and_an_independent_sdk_script(tmp_path):
     """`ztwizard sandbox serve` in its own process; examples/sandbox_client.py (SDK only) lists the
     estate, PATCHes a storage account, gets 412 on a stale If-Match and completes a VM LRO."""

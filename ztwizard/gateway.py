@@ -1151,15 +1151,21 @@ def _rg_name(res: dict[str, Any]) -> tuple[str, str, str]:
     return p.subscription or "", p.resource_group or "", p.name
 
 
+def _arm(gw: Gateway, resource_id: str) -> Any:
+    """The client whose pipeline carries a raw read: every client is built from the same gateway
+    kwargs (transport, retry, auth, pacing hooks), and this one is built for every plan anyway,
+    so a raw read imports no SDK package (storage, security, monitor, compute: ~0.2 s each)."""
+    return gw.client("resources", rid.subscription_of(resource_id) or "")
+
+
 def _storage_request(gw: Gateway, res: dict[str, Any], path: str) -> tuple[Any, str]:
-    """The storage client of the account's subscription and the URL of `path` under the account."""
-    sub = rid.subscription_of(res["id"]) or ""
-    return gw.client("storage", sub), f"{res['id']}/{path}?api-version={API_VERSIONS['microsoft.storage']}"
+    """The client to send a read of `path` under the account through, and its URL."""
+    return _arm(gw, res["id"]), f"{res['id']}/{path}?api-version={API_VERSIONS['microsoft.storage']}"
 
 
 def _storage_children(gw: Gateway, res: dict[str, Any], path: str) -> list[dict[str, Any]]:
-    """A storage account's child list as ARM's JSON, through the storage client's pipeline: the
-    typed list built an SDK model per item only for `wire` to turn it back into this JSON."""
+    """A storage account's child list as ARM's JSON: the typed list built an SDK model per item
+    only for `wire` to turn it back into this JSON."""
     return _all_pages(*_storage_request(gw, res, path))
 
 
@@ -1183,23 +1189,29 @@ def _file_shares(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _defender_for_storage(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
-    sub, _rg, _name = _rg_name(res)
-    return [wire(gw.client("security", sub).defender_for_storage.get(res["id"], "current"))]
+    """The account's Defender setting (404, ResourceNotFoundError, where it has none)."""
+    version = API_VERSIONS["microsoft.security/defenderforstoragesettings"]
+    url = f"{res['id']}/providers/Microsoft.Security/defenderForStorageSettings/current?api-version={version}"
+    return [_raw_json(_arm(gw, res["id"]), url)]
+
+
+def _diagnostic_settings_of(gw: Gateway, scope: str) -> list[dict[str, Any]]:
+    """A resource's or subscription's diagnostic settings: one GET, as the typed list sent (the
+    collection has no nextLink)."""
+    version = API_VERSIONS["microsoft.insights/diagnosticsettings"]
+    page = _raw_json(_arm(gw, scope), f"{scope}/providers/Microsoft.Insights/diagnosticSettings?api-version={version}")
+    return list(page.get("value") or [])
 
 
 def _diagnostic_settings(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
-    sub, _rg, _name = _rg_name(res)
-    listed = gw.client("monitor", sub).diagnostic_settings.list(res["id"])
-    items = getattr(listed, "value", None)
-    return [wire(x) for x in (items if items is not None else listed)]
+    return _diagnostic_settings_of(gw, res["id"])
 
 
 def _vm_instance_view(gw: Gateway, res: dict[str, Any]) -> list[dict[str, Any]]:
     """GET {vm}/instanceView: the agent's and extensions' own status, which neither Resource Graph
     nor a VM GET carries. It is not a resource of its own, so it goes where ARM's
     `$expand=instanceView` puts it, the VM's properties.instanceView."""
-    sub, rg, name = _rg_name(res)
-    view = wire(gw.client("compute", sub).virtual_machines.instance_view(rg, name))
+    view = _raw_json(_arm(gw, res["id"]), f"{res['id']}/instanceView?api-version={API_VERSIONS['microsoft.compute']}")
     res.setdefault("properties", {})["instanceView"] = view
     return []
 
@@ -1218,7 +1230,7 @@ def _vm_instance_views(gw: Gateway, vms: list[dict[str, Any]], unreadable: dict[
     version = API_VERSIONS["microsoft.compute"]
     subs = list(by_sub)
     jobs = [functools.partial(_guarded, functools.partial(
-        _all_pages, gw.client("compute", sub),
+        _all_pages, gw.client("resources", sub),
         f"/subscriptions/{sub}/providers/Microsoft.Compute/virtualMachines?api-version={version}&statusOnly=true"))
         for sub in subs]
     views: dict[str, dict[str, Any]] = {}
@@ -1329,13 +1341,12 @@ _CHILD_READS: dict[str, list[tuple[str, Callable[[Gateway, dict[str, Any]], list
 
 
 def _settings(gw: Gateway, sub: str) -> Iterable[Any]:
-    return gw.client("security", sub).settings.list()
+    url = f"/subscriptions/{sub}/providers/Microsoft.Security/settings"
+    return _all_pages(gw.client("resources", sub), f"{url}?api-version={API_VERSIONS['microsoft.security/settings']}")
 
 
 def _activity_log(gw: Gateway, sub: str) -> Iterable[Any]:
-    listed = gw.client("monitor", sub).subscription_diagnostic_settings.list()
-    items = getattr(listed, "value", None)
-    return items if items is not None else listed
+    return _diagnostic_settings_of(gw, f"/subscriptions/{sub}")
 
 
 def _policy_assignments(gw: Gateway, sub: str) -> Iterable[Any]:
@@ -1349,7 +1360,9 @@ def _policy_assignments(gw: Gateway, sub: str) -> Iterable[Any]:
 def _jit_policies(gw: Gateway, sub: str) -> Iterable[Any]:
     """JIT access policies by the provider's own list call (every region of the subscription at
     once: a policy may sit in a region no VM in scope is in); Resource Graph does not index them."""
-    return gw.client("security", sub).jit_network_access_policies.list()
+    url = f"/subscriptions/{sub}/providers/Microsoft.Security/jitNetworkAccessPolicies"
+    version = API_VERSIONS["microsoft.security/locations/jitnetworkaccesspolicies"]
+    return _all_pages(gw.client("resources", sub), f"{url}?api-version={version}")
 
 
 # Lists per subscription, by the type they hold; a catalog read `of` SUBSCRIPTION asks for one.
