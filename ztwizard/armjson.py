@@ -532,9 +532,10 @@ def child_id(parent_id: str, seg: str, child: dict[str, Any]) -> str | None:
 
 
 def lift_children(res: dict[str, Any], table: Mapping[str, list[tuple[str, str]]] = INLINE_CHILDREN, *,
-                  remove: bool = False) -> list[dict[str, Any]]:
+                  remove: bool = False, deep: bool = True) -> list[dict[str, Any]]:
     """Copies of the inline children of `res`, each with its full id, leniently: entries that are
-    not objects, or have neither id nor name, are left out."""
+    not objects, or have neither id nor name, are left out. `deep=False` shares their values: for
+    a caller that puts the lifted entries in place of the inline ones (nothing else keeps those)."""
     out: list[dict[str, Any]] = []
     for _path, seg, kids in inline_lists(res, table, remove=remove):
         for kid in kids if isinstance(kids, list) else []:
@@ -543,5 +544,5 @@ def lift_children(res: dict[str, Any], table: Mapping[str, list[tuple[str, str]]
             cid = child_id(str(res["id"]), seg, kid)
             if cid is None:
                 continue
-            out.append({**copy.deepcopy(kid), "id": cid})
+            out.append({**(copy.deepcopy(kid) if deep else kid), "id": cid})
     return out

@@ -88,7 +88,7 @@ class Inventory:
     def normalize(self) -> None:
         """Lift inline children into entries of their own, then rebuild each inline list."""
         for res in list(self.resources.values()):
-            for child in lift_children(res):
+            for child in lift_children(res, deep=False):  # the inline entries are replaced below
                 if _key(child["id"]) not in self.resources:
                     self.add(child)
         for res in self.resources.values():
