@@ -202,7 +202,10 @@ def test_a_dependent_is_skipped_when_its_prerequisite_was_not_applied(world):
 
 
 def test_faults_under_concurrency_lose_or_duplicate_no_change(world, twin):
-    w = world(estate="reference", faults="429:0.15,500:0.05,503:0.05,reset-after:0.03", seed=7,
+    # Faults every retry budget overcomes: a status fault on one request in five, so seven in a row
+    # (retry_status 6) is about 1 in 80,000 requests; at one in four it failed a full run now and then
+    # (8 workers draw the seeded faults in no fixed order).
+    w = world(estate="reference", faults="429:0.10,500:0.05,503:0.05,reset-after:0.03", seed=7,
               fault_retry_after=2)
     sid, changes, report = _apply(w, 8)
     assert sorted(o.change_id for o in report.outcomes) == sorted(c.id for c in changes)

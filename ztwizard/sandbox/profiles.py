@@ -64,13 +64,16 @@ PROFILES: dict[str, Profile] = {
     # containers and shares do carry an etag (BlobContainersList, FileSharesList examples)
     "microsoft.storage/storageaccounts/blobservices/containers": _STORAGE,
     "microsoft.storage/storageaccounts/fileservices/shares": _STORAGE,
-    "microsoft.security": Profile(sync_create_status=200),
-    "microsoft.security/pricings": Profile(sync_create_status=200, etag=False),
-    "microsoft.insights": Profile(sync_create_status=200),
-    "microsoft.insights/diagnosticsettings": Profile(sync_create_status=200, max_per_parent=5),
+    # Security, Insights and Authorization resources carry no etag (their REST examples and
+    # models have none): If-Match means nothing there
+    "microsoft.security": Profile(sync_create_status=200, etag=False),
+    "microsoft.insights": Profile(sync_create_status=200, etag=False),
+    "microsoft.insights/diagnosticsettings": Profile(sync_create_status=200, etag=False, max_per_parent=5),
+    "microsoft.authorization": Profile(etag=False),
     # Authorization answers a DELETE with the deleted definition or assignment (RoleDefinitions_Delete)
-    "microsoft.authorization/roledefinitions": Profile(sync_update_status=201, delete_returns_body=True),
-    "microsoft.authorization/roleassignments": Profile(delete_returns_body=True),
+    "microsoft.authorization/roledefinitions": Profile(sync_update_status=201, delete_returns_body=True,
+                                                       etag=False),
+    "microsoft.authorization/roleassignments": Profile(delete_returns_body=True, etag=False),
 }
 DEFAULT = Profile()
 
