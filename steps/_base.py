@@ -4,6 +4,7 @@ evaluator of single-property checks (which are pure data in the article's TOML f
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,7 +171,9 @@ class Context:
         a person must do). `manual` and `error` findings are always a person's to resolve."""
         if remediation is None:
             remediation = "manual" if status in ("manual", "error") else FIXED_BY[self.check.remediation]
-        f = Finding(self.check.id, resource_id, status, property, actual, expected, message, remediation)
+        # one string per distinct message: a 10,000-resource plan has 36,000 findings and 3,800
+        # messages, and held each finding's own copy (about 0.5 MB per 1,000 resources)
+        f = Finding(self.check.id, resource_id, status, property, actual, expected, sys.intern(message), remediation)
         self.result.findings.append(f)
         return f
 
@@ -213,7 +216,7 @@ class Context:
         if title is not None:
             return title
         if self.check.change_title:
-            return self.check.change_title.format(**{"name": rid.parse(resource_id).name, **(fields or {})})
+            return sys.intern(self.check.change_title.format(**{"name": rid.parse(resource_id).name, **(fields or {})}))
         return ""
 
     def patch(self, res: dict[str, Any], values: dict[str, Any], *, title: str | None = None,

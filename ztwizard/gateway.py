@@ -971,9 +971,11 @@ class Gateway:
                 alias = GRAPH_TYPE_ALIASES.get(str(row.get("type") or "").lower())
                 if alias:  # a resource group as ARM's list shows it
                     row["type"] = alias
-                    for column in _GRAPH_EMPTY_COLUMNS:
-                        if row.get(column) in (None, ""):
-                            row.pop(column, None)
+                # as ARM's own answer: without the columns it leaves out (and 10,000 rows hold
+                # 70,000 fewer keys)
+                for column in _GRAPH_EMPTY_COLUMNS:
+                    if row.get(column, 0) in (None, ""):
+                        del row[column]
                 out.append(row)
         return out
 

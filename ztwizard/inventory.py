@@ -12,6 +12,7 @@ not copies. At 50,000 resources a copy per add and per inline child doubled the 
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +71,9 @@ class Inventory:
         # Resource Graph lower-cases `type`; the id keeps ARM's casing, so derive type from it.
         parsed = rid.parse(res["id"])
         if parsed.type:
-            res["type"] = parsed.type
+            res["type"] = sys.intern(parsed.type)  # a few dozen types and regions among thousands
+        if isinstance(res.get("location"), str):
+            res["location"] = sys.intern(res["location"])
         res.setdefault("name", parsed.name)
         self.resources[_key(res["id"])] = res
         self._by_type = self._by_parent = None
