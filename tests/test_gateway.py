@@ -277,6 +277,35 @@ def test_raw_reads_send_the_requests_of_the_typed_operations_they_replace(refere
         for model, item in zip(items, raw, strict=True):
             kept = {k: v for k, v in gm.wire(model).items() if k != "properties"}
             assert kept.items() <= item.items(), (kept, item)
+    # an account without a Defender for Storage setting: 404 both ways, and the inventory holds
+    # none for it without calling the type unreadable
+    from azure.core.exceptions import ResourceNotFoundError
+
+    with pytest.raises(ResourceNotFoundError):
+        SecurityCenter(t.credential, work, **kw).defender_for_storage.get(ref.DIAG_ACCOUNT, "current")
+    with pytest.raises(ResourceNotFoundError):
+        gm._defender_for_storage(gw, {"id": ref.DIAG_ACCOUNT})
+    inv = gw.inventory()
+    assert not inv.children(ref.DIAG_ACCOUNT, "Microsoft.Security/defenderForStorageSettings")
+    assert inv.children(ref.FILES_ACCOUNT, "Microsoft.Security/defenderForStorageSettings")
+    assert "microsoft.security/defenderforstoragesettings" not in inv.unreadable
+
+
+@pytest.mark.parametrize(("link", "want"), [
+    # ARM's link as given when it carries the first request's api-version
+    ("https://m/x?api-version=2020-01-01&$skipToken=a%3D", "https://m/x?api-version=2020-01-01&$skipToken=a%3D"),
+    # a link without one, or with another, gets the first request's (the typed operations' rule)
+    ("https://m/x?$skipToken=a%3D", "https://m/x?%24skipToken=a%3D&api-version=2020-01-01"),
+    ("https://m/x?api-version=2019-01-01&$skipToken=b", "https://m/x?%24skipToken=b&api-version=2020-01-01"),
+])
+def test_a_next_page_is_asked_for_with_the_first_pages_api_version(link, want):
+    from urllib.parse import parse_qs, urlsplit
+
+    from ztwizard.gateway import next_page_url
+
+    got = next_page_url(link, "/subscriptions/s/providers/Microsoft.Security/settings?api-version=2020-01-01")
+    assert got == want
+    assert parse_qs(urlsplit(got).query)["$skipToken"] == parse_qs(urlsplit(link).query)["$skipToken"]
 
 def test_https_serve_and_an_independent_sdk_script(tmp_path):
     """`ztwizard sandbox serve` in its own process; examples/sandbox_client.py (SDK only) lists the

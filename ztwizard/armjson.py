@@ -533,7 +533,7 @@ def child_id(parent_id: str, seg: str, child: dict[str, Any]) -> str | None:
 
 def lift_children(res: dict[str, Any], table: Mapping[str, list[tuple[str, str]]] = INLINE_CHILDREN, *,
                   remove: bool = False, deep: bool = True) -> list[dict[str, Any]]:
-    """Copies of the inline children of `res`, each with its full id, leniently: entries that are
+    """The inline children of `res`, each a copy with its full id, leniently: entries that are
     not objects, or have neither id nor name, are left out. `deep=False` shares their values: for
     a caller that puts the lifted entries in place of the inline ones (nothing else keeps those)."""
     out: list[dict[str, Any]] = []

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -1279,10 +1279,23 @@ def _raw_json(client: Any, url: str) -> dict[str, Any]:
     from azure.core.rest import HttpRequest
 
     resp = client.send_request(HttpRequest("GET", url, headers={"Accept": "application/json"}))
-    if resp.status_code >= 400 or resp.status_code == 304:
+    if resp.status_code != 200:  # the typed GETs accept nothing else: a 204 is no resource to hold
         map_error(status_code=resp.status_code, response=resp, error_map=_ERROR_MAP)
         raise HttpResponseError(response=resp, error_format=ARMErrorFormat)
     return resp.json() if resp.content else {}  # type: ignore[no-any-return]
+
+
+def next_page_url(next_link: str, first_url: str) -> str:
+    """ARM's `nextLink` with the first request's api-version, as the typed operations send it:
+    a provider may leave it out of the link or give another one."""
+    version = parse_qs(urlsplit(first_url).query).get("api-version")
+    if not version:
+        return next_link
+    parts = urlsplit(next_link)
+    if parse_qs(parts.query).get("api-version") == version:
+        return next_link  # as ARM gave it, byte for byte
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "api-version"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("api-version", version[0])])))
 
 
 def _all_pages(client: Any, url: str) -> list[dict[str, Any]]:
@@ -1293,7 +1306,7 @@ def _all_pages(client: Any, url: str) -> list[dict[str, Any]]:
     while next_url:
         page = _raw_json(client, next_url)
         out.extend(page.get("value", []))
-        next_url = page.get("nextLink")
+        next_url = next_page_url(page["nextLink"], url) if page.get("nextLink") else None
     return out
 
 
