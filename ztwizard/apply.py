@@ -23,7 +23,7 @@ from . import journal as J
 from . import power
 from . import resource_id as rid
 from .adopt import own_creation
-from .armjson import apply_values, dotted, get_path, holds, mismatches, side, writable
+from .armjson import apply_values, dotted, get_path, holds, leaves, mismatches, nested, side, writable
 from .engine import order_changes
 from .errors import (
     ArmError,
@@ -180,7 +180,7 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     not_done: set[str] = set()  # failed or skipped in this run: their dependents wait
     settled: set[str] = set()  # every change with an outcome in this run
     decided: dict[str, bool] = {}
-    written: dict[str, str | None] = {}  # resource id (lower) -> etag this run left on it
+    written: dict[str, Written] = {}  # resource id (lower) -> what this run's last write left on it
     by_step: dict[str, list[Change]] = {}
     for c in batch:
         by_step.setdefault(step_of(c.check), []).append(c)
@@ -445,7 +445,7 @@ def _lost_answer(exc: ZtwError) -> bool:
 
 
 def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Change, step: str,
-               written: dict[str, str | None], replan: bool,
+               written: dict[str, Written], replan: bool,
                outcome: Callable[..., None], skip: Callable[..., None]) -> None:
     try:
         cur = gateway.read_settled(ch.resource_id)
@@ -462,8 +462,7 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
     if reason.startswith("already holds") and ch.resource_id.lower() in written:
         skip(ch, step, "already in place after an earlier change in this session")
         return
-    if reason and replan and ch.resource_id.lower() in written and cur is not None \
-            and cur.get("etag") == written[ch.resource_id.lower()]:
+    if reason and replan and cur is not None and _moved_by_us(ch, cur, written.get(ch.resource_id.lower())):
         # Our own earlier write in this run moved the resource: plan this change afresh.
         fresh = _replan(gateway, ch)
         if fresh is None:
@@ -516,7 +515,7 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
         msg = "ARM applied it only in part: " + "; ".join(failed_parts)
         journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=(after or {}).get("etag"),
                               after_image=after, error=msg, note=msg, event=msg)
-        written[ch.resource_id.lower()] = (after or {}).get("etag")
+        written[ch.resource_id.lower()] = Written.of(after)
         outcome(ch, step, "failed", msg)
         return
     if ch.method != "DELETE" and (after is None or not _landed(ch, after)):
@@ -551,11 +550,37 @@ def failed_extensions(res: dict[str, Any] | None) -> list[str]:
 
 
 def _applied(journal: J.Journal, session_id: str, ch: Change, step: str, after: dict[str, Any] | None,
-             written: dict[str, str | None], outcome: Callable[..., None], note: str) -> None:
+             written: dict[str, Written], outcome: Callable[..., None], note: str) -> None:
     journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=(after or {}).get("etag"),
                           after_image=after, note=note or None, event="applied")
-    written[ch.resource_id.lower()] = (after or {}).get("etag")
+    written[ch.resource_id.lower()] = Written.of(after)
     outcome(ch, step, "applied", note)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What this run's last write left on a resource: ARM's etag, and the resource as the write
+    answered (None for a delete)."""
+    etag: str | None
+    image: dict[str, Any] | None
+
+    @staticmethod
+    def of(after: dict[str, Any] | None) -> Written:
+        return Written((after or {}).get("etag"), after)
+
+
+def _moved_by_us(ch: Change, cur: dict[str, Any], mark: Written | None) -> bool:
+    """Whether what moved the resource off the plan is this run's own earlier write, so the change
+    may be planned afresh. By etag where the type has one; a type without (storage accounts,
+    Defender and diagnostic settings) must still hold, on this change's paths, what that write
+    left there: an edit by someone else in between is theirs, and the change is skipped."""
+    if mark is None:
+        return False
+    if mark.etag is not None or cur.get("etag") is not None:
+        return cur.get("etag") == mark.etag
+    if mark.image is None:
+        return False
+    return holds(cur, nested({path: get_path(mark.image, path) for path in leaves(ch.before)}))
 
 
 def _stale(ch: Change, cur: dict[str, Any] | None) -> str:

@@ -10,9 +10,10 @@ import pytest
 from conftest import SUB
 
 from ztwizard import journal as J
-from ztwizard.apply import apply_changes, start_session
+from ztwizard.apply import Written, _moved_by_us, apply_changes, start_session
 from ztwizard.engine import inspect
 from ztwizard.errors import UsageError
+from ztwizard.model import Change
 from ztwizard.resume import continue_session, reconcile
 from ztwizard.undo import reapply, undo_changes
 
@@ -132,6 +133,57 @@ def test_change_between_plan_and_apply_is_not_clobbered(world):
     assert "changed since the plan" in report.outcomes[0].message
     assert w.gw.read(ST)["properties"]["minimumTlsVersion"] == "TLS1_1"
     assert w.journal.changes(sid)[0].state == J.SKIPPED
+
+
+def test_someone_elses_edit_between_two_of_our_writes_to_an_etagless_account_is_kept(world):
+    # Storage accounts carry no etag, so "did our own write move it?" cannot be an etag check:
+    # after the wizard's first PATCH to the account, someone else sets the TLS floor the next
+    # change was planned on. That change must be skipped, not planned afresh over their edit.
+    w = world()
+    other = w.gateway()  # built before the hook: its requests bypass it
+    original = w.sb.handle
+    raced = []
+
+    def racing_handle(method, url, headers, body):
+        answer = original(method, url, headers, body)
+        if method == "PATCH" and ST.lower() in url.lower() and b"minimumTlsVersion" not in (body or b"") \
+                and not raced:
+            raced.append(url)
+            other.write("PATCH", ST, {"properties": {"minimumTlsVersion": "TLS1_1"}})
+        return answer
+
+    w.sb.handle = racing_handle
+    gw = w.gateway()
+    plan = inspect(gw, check_ids=["storage-1a", "storage-1b"])
+    changes = [c for c in plan.changes() if c.resource_id.lower() == ST.lower()]
+    assert [c.check for c in changes] == ["storage-1a", "storage-1b"]
+    sid = start_session(w.journal, gw, changes)
+    report = apply_changes(gw, w.journal, sid, changes)
+    assert raced
+    by_check = {c.check: o for c in changes for o in report.outcomes if o.change_id == c.id}
+    assert by_check["storage-1a"].result == "applied"
+    assert by_check["storage-1b"].result == "skipped"
+    assert "changed since the plan" in by_check["storage-1b"].message
+    assert other.read(ST)["properties"]["minimumTlsVersion"] == "TLS1_1"  # their edit stands
+    assert not any(e["message"].startswith("re-planned") for e in w.journal.events(sid))
+
+
+def test_a_change_is_planned_afresh_only_over_the_runs_own_write():
+    # What the replan decision sees: the resource now, and what this run's last write left on it.
+    tls = Change("storage-1b", ST, "update", "PATCH", {"properties": {"minimumTlsVersion": "TLS1_2"}},
+                 before={"properties": {"minimumTlsVersion": "TLS1_0"}},
+                 after={"properties": {"minimumTlsVersion": "TLS1_2"}})
+    ours = {"id": ST, "type": "Microsoft.Storage/storageAccounts",
+            "properties": {"minimumTlsVersion": "TLS1_1", "supportsHttpsTrafficOnly": True}}
+    # etag-less: the change's paths still hold what our write left (another path may differ)
+    assert _moved_by_us(tls, {**ours, "properties": {**ours["properties"], "accessTier": "Cool"}},
+                        Written.of(ours))
+    assert not _moved_by_us(tls, {**ours, "properties": {"minimumTlsVersion": "TLS1_0"}}, Written.of(ours))
+    assert not _moved_by_us(tls, ours, None)  # no write of ours to it this run
+    assert not _moved_by_us(tls, ours, Written.of(None))  # we deleted it: nothing to compare
+    # with an etag, the etag decides
+    assert _moved_by_us(tls, {**ours, "etag": 'W/"2"'}, Written.of({**ours, "etag": 'W/"2"'}))
+    assert not _moved_by_us(tls, {**ours, "etag": 'W/"3"'}, Written.of({**ours, "etag": 'W/"2"'}))
 
 
 def test_write_between_read_and_write_gets_412_and_nothing_is_overwritten(world):
