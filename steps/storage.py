@@ -315,7 +315,8 @@ def services_in_use(acct: dict[str, Any], inv: Inventory) -> list[str]:
     groups = ["blob"]
     if get_path(acct, "properties.isHnsEnabled") is True:
         groups.append("dfs")
-    if inv.children(f"{acct['id']}/fileServices/default", SHARES):
+    # an approved endpoint for `file` says it is in use too (and spares the share list)
+    if "file" in approved_groups(acct, inv)[0] or inv.children(f"{acct['id']}/fileServices/default", SHARES):
         groups.append("file")
     return groups
 
@@ -326,8 +327,10 @@ def _file_storage(acct: dict[str, Any]) -> bool:
 
 def shares_decide_file_endpoint(acct: dict[str, Any], inv: Inventory) -> bool:
     """storage-3a lists an account's shares only where they decide whether it needs a `file`
-    endpoint: a FileStorage account needs one whatever it holds."""
-    return not _file_storage(acct)
+    endpoint: not for a FileStorage account (it needs one whatever it holds), nor where an
+    approved endpoint covers `file` already (a hardened account, on every plan after the first).
+    Private endpoints come from the first inventory round, before any child read."""
+    return not _file_storage(acct) and "file" not in approved_groups(acct, inv)[0]
 
 
 def approved_groups(acct: dict[str, Any], inv: Inventory) -> tuple[set[str], bool]:

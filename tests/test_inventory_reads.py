@@ -71,19 +71,31 @@ def test_need_driven_reads_give_the_same_plan_as_reading_every_child(estate_name
 
 def _mixed_estate():
     """The reference estate (a hub, a VM with an open management port) beside a scale estate
-    (neither), with one account made FileStorage: each catalog `when` holds for some parent and
-    not for another."""
+    (neither), with one account made FileStorage and one with shares given an approved `file`
+    private endpoint: each catalog `when` holds for some parent and not for another."""
+    from ztwizard.sandbox.estates.reference import _resource
+
     scale = [dict(r) for r in load_estate("scale:300")]
-    account = next(r for r in scale if r["type"] == "Microsoft.Storage/storageAccounts")
-    account.update(kind="FileStorage", sku={"name": "Premium_LRS", "tier": "Premium"})
+    accounts = [r for r in scale if r["type"] == "Microsoft.Storage/storageAccounts"]
+    accounts[0].update(kind="FileStorage", sku={"name": "Premium_LRS", "tier": "Premium"})
+    sharing = next(a for a in accounts[1:] if any(r["id"].startswith(a["id"] + "/fileServices/") for r in scale))
+    subnet = next(r for r in scale if r["type"] == "Microsoft.Network/virtualNetworks/subnets")
+    pe = sharing["id"].split("/providers/")[0] + "/providers/Microsoft.Network/privateEndpoints/pe-files"
+    scale.append(_resource(pe, "Microsoft.Network/privateEndpoints", {
+        "subnet": {"id": subnet["id"]},
+        "privateLinkServiceConnections": [{"name": "files", "id": f"{pe}/privateLinkServiceConnections/files",
+                                           "properties": {"privateLinkServiceId": sharing["id"], "groupIds": ["file"],
+                                                          "privateLinkServiceConnectionState": {
+                                                              "status": "Approved", "actionsRequired": "None"}}}]},
+        location=sharing["location"]))
     estate = load_estate("reference") + scale
-    return estate, account["id"]
+    return estate, accounts[0]["id"], sharing["id"]
 
 
 def test_each_condition_skips_exactly_the_reads_it_rules_out_and_no_verdict_changes():
     from ztwizard.steps import hub, spoke, storage, vm
 
-    estate, file_storage = _mixed_estate()
+    estate, file_storage, file_endpoint = _mixed_estate()
     gw, sb = _gateway(estate)
     everything = gw.inventory(reads=None)
     full = engine.make_plan(everything, target=gw.target.describe(), api_version_for=gw.api_version_for)
@@ -109,7 +121,13 @@ def test_each_condition_skips_exactly_the_reads_it_rules_out_and_no_verdict_chan
     assert subs_listing("/providers/microsoft.security/jitnetworkaccesspolicies") == \
         holding["exposes_management_ports"]
     shares = {p.split("/fileservices")[0] for p in paths if p.endswith("/shares")}
-    assert file_storage.lower() not in shares and len(shares) == len(accounts) - 1
+    assert file_storage.lower() not in shares and file_endpoint.lower() not in shares
+    assert len(shares) == len(accounts) - 2
+    # the account whose shares went unread still needs (and has) its file endpoint
+    covered = next(f for f in needed.step("storage-3").findings
+                   if f.check == "storage-3a" and f.resource_id.lower() == file_endpoint.lower())
+    assert "file" in covered.expected and everything.children(f"{file_endpoint}/fileServices/default",
+                                                               "Microsoft.Storage/storageAccounts/fileServices/shares")
 
 
 def test_resource_groups_come_from_resource_graph_as_arm_lists_them():
