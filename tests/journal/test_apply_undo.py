@@ -135,24 +135,38 @@ def test_change_between_plan_and_apply_is_not_clobbered(world):
     assert w.journal.changes(sid)[0].state == J.SKIPPED
 
 
+def _race_once(w, matches, edit, *, after=False):
+    """Someone else's `edit` raced against the first request `matches(method, url, body)` accepts:
+    just before the sandbox handles it, or with `after` once it has. Returns (their gateway, built
+    before the hook so its own requests bypass it; the list the raced URL goes into)."""
+    other = w.gateway()
+    original = w.sb.handle
+    raced: list[str] = []
+
+    def racing_handle(method, url, headers, body):
+        hit = not raced and matches(method, url, body)
+        if hit:
+            raced.append(url)
+            if not after:
+                edit(other)
+        answer = original(method, url, headers, body)
+        if hit and after:
+            edit(other)
+        return answer
+
+    w.sb.handle = racing_handle
+    return other, raced
+
+
 def test_someone_elses_edit_between_two_of_our_writes_to_an_etagless_account_is_kept(world):
     # Storage accounts carry no etag, so "did our own write move it?" cannot be an etag check:
     # after the wizard's first PATCH to the account, someone else sets the TLS floor the next
     # change was planned on. That change must be skipped, not planned afresh over their edit.
     w = world()
-    other = w.gateway()  # built before the hook: its requests bypass it
-    original = w.sb.handle
-    raced = []
-
-    def racing_handle(method, url, headers, body):
-        answer = original(method, url, headers, body)
-        if method == "PATCH" and ST.lower() in url.lower() and b"minimumTlsVersion" not in (body or b"") \
-                and not raced:
-            raced.append(url)
-            other.write("PATCH", ST, {"properties": {"minimumTlsVersion": "TLS1_1"}})
-        return answer
-
-    w.sb.handle = racing_handle
+    other, raced = _race_once(
+        w, lambda method, url, body: method == "PATCH" and ST.lower() in url.lower()
+        and b"minimumTlsVersion" not in (body or b""),
+        lambda other: other.write("PATCH", ST, {"properties": {"minimumTlsVersion": "TLS1_1"}}), after=True)
     gw = w.gateway()
     plan = inspect(gw, check_ids=["storage-1a", "storage-1b"])
     changes = [c for c in plan.changes() if c.resource_id.lower() == ST.lower()]
@@ -188,19 +202,14 @@ def test_a_change_is_planned_afresh_only_over_the_runs_own_write():
 
 def test_write_between_read_and_write_gets_412_and_nothing_is_overwritten(world):
     w = world()
-    other = w.gateway()  # built before the hook: its requests bypass it
-    original = w.sb.handle
-    raced = []
 
-    def racing_handle(method, url, headers, body):
-        if method == "PUT" and SUBNET.lower() in url.lower() and not raced:
-            raced.append(url)
-            cur = other.read(SUBNET)
-            cur["properties"]["privateEndpointNetworkPolicies"] = "Enabled"
-            other.write("PUT", SUBNET, {"properties": cur["properties"]})
-        return original(method, url, headers, body)
+    def their_edit(other):
+        cur = other.read(SUBNET)
+        cur["properties"]["privateEndpointNetworkPolicies"] = "Enabled"
+        other.write("PUT", SUBNET, {"properties": cur["properties"]})
 
-    w.sb.handle = racing_handle
+    other, raced = _race_once(w, lambda method, url, _body: method == "PUT" and SUBNET.lower() in url.lower(),
+                              their_edit)
     gw = w.gateway()
     plan = inspect(gw, check_ids=["spoke-3a"])
     sid = start_session(w.journal, gw, plan.changes())
