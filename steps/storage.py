@@ -328,7 +328,7 @@ def _file_storage(acct: dict[str, Any]) -> bool:
 def shares_decide_file_endpoint(acct: dict[str, Any], inv: Inventory) -> bool:
     """storage-3a lists an account's shares only where they decide whether it needs a `file`
     endpoint: not for a FileStorage account (it needs one whatever it holds), nor where an
-    approved endpoint covers `file` already (a hardened account, on every plan after the first).
+    approved endpoint covers `file` already (an account whose storage-3a endpoints exist).
     Private endpoints come from the first inventory round, before any child read."""
     return not _file_storage(acct) and "file" not in approved_groups(acct, inv)[0]
 
