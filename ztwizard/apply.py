@@ -23,7 +23,7 @@ from . import journal as J
 from . import power
 from . import resource_id as rid
 from .adopt import own_creation
-from .armjson import apply_values, dotted, get_path, holds, leaves, mismatches, nested, side, writable
+from .armjson import apply_values, dotted, get_path, holds, mismatches, side, writable
 from .engine import order_changes
 from .errors import (
     ArmError,
@@ -36,6 +36,7 @@ from .errors import (
 )
 from .model import Change
 from .outcomes import BLOCKED_PREFIXES, DEFAULT_PARALLEL, ApplyInterrupted, ApplyReport, Event, Outcome
+from .planfile import fingerprint
 from .ports import ArmGateway
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     not_done: set[str] = set()  # failed or skipped in this run: their dependents wait
     settled: set[str] = set()  # every change with an outcome in this run
     decided: dict[str, bool] = {}
-    written: dict[str, Written] = {}  # resource id (lower) -> what this run's last write left on it
+    written: dict[str, dict[str, Any] | None] = {}  # resource id (lower) -> as this run's last write left it
     by_step: dict[str, list[Change]] = {}
     for c in batch:
         by_step.setdefault(step_of(c.check), []).append(c)
@@ -445,7 +446,7 @@ def _lost_answer(exc: ZtwError) -> bool:
 
 
 def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Change, step: str,
-               written: dict[str, Written], replan: bool,
+               written: dict[str, dict[str, Any] | None], replan: bool,
                outcome: Callable[..., None], skip: Callable[..., None]) -> None:
     try:
         cur = gateway.read_settled(ch.resource_id)
@@ -515,7 +516,7 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
         msg = "ARM applied it only in part: " + "; ".join(failed_parts)
         journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=(after or {}).get("etag"),
                               after_image=after, error=msg, note=msg, event=msg)
-        written[ch.resource_id.lower()] = Written.of(after)
+        written[ch.resource_id.lower()] = after
         outcome(ch, step, "failed", msg)
         return
     if ch.method != "DELETE" and (after is None or not _landed(ch, after)):
@@ -550,37 +551,21 @@ def failed_extensions(res: dict[str, Any] | None) -> list[str]:
 
 
 def _applied(journal: J.Journal, session_id: str, ch: Change, step: str, after: dict[str, Any] | None,
-             written: dict[str, Written], outcome: Callable[..., None], note: str) -> None:
+             written: dict[str, dict[str, Any] | None], outcome: Callable[..., None], note: str) -> None:
     journal.update_change(session_id, ch.id, state=J.APPLIED, result_etag=(after or {}).get("etag"),
                           after_image=after, note=note or None, event="applied")
-    written[ch.resource_id.lower()] = Written.of(after)
+    written[ch.resource_id.lower()] = after
     outcome(ch, step, "applied", note)
 
 
-@dataclass(frozen=True)
-class Written:
-    """What this run's last write left on a resource: ARM's etag, and the resource as the write
-    answered (None for a delete)."""
-    etag: str | None
-    image: dict[str, Any] | None
-
-    @staticmethod
-    def of(after: dict[str, Any] | None) -> Written:
-        return Written((after or {}).get("etag"), after)
-
-
-def _moved_by_us(ch: Change, cur: dict[str, Any], mark: Written | None) -> bool:
-    """Whether what moved the resource off the plan is this run's own earlier write, so the change
-    may be planned afresh. By etag where the type has one; a type without (storage accounts,
-    Defender and diagnostic settings) must still hold, on this change's paths, what that write
-    left there: an edit by someone else in between is theirs, and the change is skipped."""
-    if mark is None:
-        return False
-    if mark.etag is not None or cur.get("etag") is not None:
-        return cur.get("etag") == mark.etag
-    if mark.image is None:
-        return False
-    return holds(cur, nested({path: get_path(mark.image, path) for path in leaves(ch.before)}))
+def _moved_by_us(ch: Change, cur: dict[str, Any], ours: dict[str, Any] | None) -> bool:
+    """Whether what moved the resource off the plan is this run's own earlier write (`ours`, the
+    resource as that write answered; None if none or a delete), so the change may be planned
+    afresh: the resource's fingerprint, as a saved plan takes it, is still the one our write left.
+    That is ARM's etag where the type has one; a type without (storage accounts, Defender and
+    diagnostic settings) must still hold, on this change's paths, what our write left there: an
+    edit by someone else in between is theirs, and the change is skipped."""
+    return fingerprint(ch, cur) == fingerprint(ch, ours)
 
 
 def _stale(ch: Change, cur: dict[str, Any] | None) -> str:
