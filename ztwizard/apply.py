@@ -38,29 +38,14 @@ from .model import Change
 from .outcomes import BLOCKED_PREFIXES, DEFAULT_PARALLEL, ApplyInterrupted, ApplyReport, Event, Outcome
 from .planfile import fingerprint
 from .ports import ArmGateway
+from .steps import step_of
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_PARALLEL", "ApplyInterrupted", "ApplyReport", "Confirm", "Event", "Outcome", "apply_changes",
-           "refuse_if_read_only", "start_session", "step_of", "unset_params"]
+           "refuse_if_read_only", "start_session", "unset_params"]
 
 Confirm = Callable[[str, list[Change]], bool]
-
-
-_STEP_RE = re.compile(r"^([a-z]+-\d+)")
-
-
-def step_of(check_id: str) -> str:
-    """The step a check belongs to (catalog first, then the id's shape: storage-1b -> storage-1)."""
-    try:
-        from .steps import STEP_OF_CHECK
-
-        if check_id in STEP_OF_CHECK:
-            return STEP_OF_CHECK[check_id].id
-    except Exception:  # pragma: no cover - the catalog always imports
-        pass
-    m = _STEP_RE.match(check_id)
-    return m.group(1) if m else check_id
 
 
 # ---- sessions ------------------------------------------------------------------------------

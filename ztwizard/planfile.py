@@ -23,6 +23,7 @@ from .errors import UsageError
 from .files import atomic_write
 from .journal import scrub
 from .model import Change
+from .steps import step_of
 
 SCHEMA = "ztwizard.planfile/v1"
 ALREADY = "already holds this change (applied since the plan was saved)"  # skipped, not refused
@@ -106,8 +107,6 @@ def target_of(gateway: Any, plan: Any) -> dict[str, Any]:
 
 def build(plan: Any, gateway: Any, selection: dict[str, Any]) -> dict[str, Any]:
     """The saved plan: scope, selection, and every change with its resource's fingerprint."""
-    from .apply import step_of
-
     changes = plan.changes()
     read = _read_all(gateway, [c.resource_id for c in changes])
     rows = []

@@ -14,11 +14,12 @@ from typing import Any
 
 from . import journal as J
 from . import power
-from .apply import Confirm, apply_changes, step_of
+from .apply import Confirm, apply_changes
 from .armjson import holds, side
 from .errors import UsageError
 from .outcomes import ApplyReport, Event
 from .ports import ArmGateway
+from .steps import step_of
 
 log = logging.getLogger(__name__)
 

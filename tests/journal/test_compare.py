@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 
 from ztwizard import journal as J
-from ztwizard.apply import step_of
 from ztwizard.armjson import apply_values, holds, inverse, leaves, mismatches, same, side
 from ztwizard.resume import classify
+from ztwizard.steps import step_of
 from ztwizard.undo import three_way
 
 RID = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg"

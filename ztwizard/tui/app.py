@@ -17,7 +17,6 @@ from textual.binding import Binding
 from textual.geometry import Size
 from textual.worker import get_current_worker
 
-from ..apply import step_of
 from ..core import (
     ApplyOutcome,
     ChangeEvent,
@@ -32,7 +31,7 @@ from ..core import (
 from ..errors import ZtwError
 from ..model import Change, Finding, StepResult
 from ..outcomes import BLOCKED_PREFIXES
-from ..steps import STEP_BY_ID, STEPS
+from ..steps import STEP_BY_ID, STEPS, step_of
 from .commands import WizardCommands
 from .messages import (
     ApplyFinished,
