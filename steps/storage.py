@@ -668,7 +668,8 @@ def _account_defender(ctx: Context) -> None:
         return
     for acct in accounts:
         sub = rid.subscription_of(acct["id"]) or ""
-        plan_on = _storage_plan_on(pricing(inv, sub, "StorageAccounts"))
+        plan = pricing(inv, sub, "StorageAccounts")
+        plan_on = _storage_plan_on(plan)
         kids = inv.children(acct["id"], DEFENDER_SETTINGS)
         setting = kids[0] if kids else None
         override = is_true(get_path(setting or {}, "properties.overrideSubscriptionLevelSettings"))
@@ -680,17 +681,26 @@ def _account_defender(ctx: Context) -> None:
                         + (" (account-level setting)." if setting and override else
                            " (inherited from the subscription plan)."))
             continue
-        if setting and override and not enabled:
+        opted_out = bool(setting and override and not enabled)
+        if opted_out:
             msg = "An account-level override switches Defender for Storage off."
         else:
-            msg = "Defender for Storage is off: the subscription plan is not on and no account setting enables it."
+            msg = ("Defender for Storage is off: the subscription plan is not on and no account setting enables it "
+                   "(storage-4a turns the plan on; without that, the account gets its own setting).")
         ctx.finding(acct["id"], "fail", prop, enabled, True, msg)
         values = {"properties.isEnabled": True, "properties.overrideSubscriptionLevelSettings": not plan_on,
                   "properties.malwareScanning.onUpload.isEnabled": True,
                   "properties.malwareScanning.onUpload.capGBPerMonth": DEFAULT_CAP_GB,
                   "properties.sensitiveDataDiscovery.isEnabled": True}
-        flags: dict[str, Any] = dict(fields={"account": acct["name"]}, billable=True,
-                                     risk="Billed per account and per GB scanned for malware (capped).")
+        risk = "Billed per account and per GB scanned for malware (capped)."
+        flags: dict[str, Any] = dict(fields={"account": acct["name"]}, billable=True, risk=risk)
+        if not opted_out:
+            # The account only inherits an off plan, which storage-4a turns on: its own override
+            # is for an apply without that change (-g, or storage-4a left out), else it would pin
+            # every account to settings of its own (and end states would differ by which failed).
+            flags.update(instead_of=ctx.change_id_of(plan, "storage-4a"),
+                         risk=risk + " Sent only if storage-4a's change to the subscription plan is not applied "
+                                     "with it: that plan covers the account.")
         if setting:
             ctx.put(setting, values, **flags)
             continue

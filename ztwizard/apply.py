@@ -104,7 +104,7 @@ def _units(batch: list[Change], key_of: Callable[[Change], str]) -> list[_Unit]:
     batch_ids = {c.id for c in batch}
     for unit in units:
         own = {c.id for c in unit.changes}
-        unit.after |= {d for c in unit.changes for d in c.depends_on if d in batch_ids and d not in own}
+        unit.after |= {d for c in unit.changes for d in [*c.depends_on, c.instead_of] if d in batch_ids and d not in own}
     return units
 
 
@@ -164,6 +164,7 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
     report = ApplyReport(session_id)
     lock = threading.RLock()  # report, outcome sets and on_event are shared by the workers
     not_done: set[str] = set()  # failed or skipped in this run: their dependents wait
+    in_place: set[str] = set()  # applied, adopted, or found already holding: what stands in for them is needless
     settled: set[str] = set()  # every change with an outcome in this run
     decided: dict[str, bool] = {}
     written: dict[str, dict[str, Any] | None] = {}  # resource id (lower) -> as this run's last write left it
@@ -184,12 +185,27 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
             log.info("%s %s on %s%s", result, ch.id, ch.resource_id, f": {msg}" if msg else "")
             if result not in ("applied", "adopted"):  # an adopted creation is done: dependents proceed
                 not_done.add(ch.id)
+            else:
+                in_place.add(ch.id)
             settled.add(ch.id)
             emit(result, ch, step, msg)
 
-    def skip(ch: Change, step: str, reason: str, state: str = J.SKIPPED) -> None:
+    def skip(ch: Change, step: str, reason: str, state: str = J.SKIPPED, holds: bool = False) -> None:
         journal.update_change(session_id, ch.id, state=state, note=reason, event=reason)
         outcome(ch, step, "skipped", reason)
+        if holds:  # the resource already holds the change: as good as applied for what stands in for it
+            with lock:
+                in_place.add(ch.id)
+
+    def stood_in(change_id: str) -> str:
+        """How the change a stand-in replaces went: 'in place', 'not applied', or '' (not in this
+        apply and not applied before: the stand-in is the change to send)."""
+        with lock:
+            if change_id in in_place:
+                return "in place"
+            if change_id in not_done:
+                return "not applied"
+        return "in place" if change_id not in batch_ids and _applied_before(journal, session_id, change_id) else ""
 
     def admitted(ch: Change) -> bool:
         """The checks that need no ARM call (in the dispatching thread: `confirm` is interactive)."""
@@ -207,6 +223,13 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
         elif unset_params(ch):  # a choice no default could be made for (e.g. which Key Vault key): never send a guess
             unset = unset_params(ch)
             skip(ch, step, f"waiting for parameter {', '.join(unset)}; pass --param {ch.id}.{unset[0]}=VALUE")
+        elif ch.instead_of and stood_in(ch.instead_of) == "in place":
+            skip(ch, step, f"not needed: {ch.instead_of} is in place and covers it")
+        elif ch.instead_of and stood_in(ch.instead_of) == "not applied":
+            # The broader change was meant to cover this resource and did not: sending the stand-in
+            # now would make the end state depend on which of the two happened to fail.
+            skip(ch, step, f"{BLOCKED_PREFIXES[0]} {ch.instead_of}, which was not applied and was to cover it; "
+                           "re-run the apply")
         else:
             absent = [d for d in ch.depends_on if d not in batch_ids and not _applied_before(journal, session_id, d)]
             if absent:
@@ -445,21 +468,21 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
         outcome(ch, step, "adopted", mine.reason)
         return
     reason = "" if mine is not None else _stale(ch, cur)
-    if reason.startswith("already holds") and ch.resource_id.lower() in written:
-        skip(ch, step, "already in place after an earlier change in this session")
+    if reason == _HOLDS and ch.resource_id.lower() in written:
+        skip(ch, step, "already in place after an earlier change in this session", holds=True)
         return
     if reason and replan and cur is not None and _moved_by_us(ch, cur, written.get(ch.resource_id.lower())):
         # Our own earlier write in this run moved the resource: plan this change afresh.
         fresh = _replan(gateway, ch)
         if fresh is None:
-            skip(ch, step, "already in place after an earlier change in this session")
+            skip(ch, step, "already in place after an earlier change in this session", holds=True)
             return
         ch = fresh
         journal.update_change(session_id, ch.id, plan_before=ch.before, plan_after=ch.after, body=ch.body,
                               etag_before=ch.etag, event="re-planned after an earlier change to the same resource")
         reason = _stale(ch, cur)
     if reason:
-        skip(ch, step, reason)
+        skip(ch, step, reason, holds=reason == _HOLDS)
         return
     body = _body(ch, cur)
     etag = (cur or {}).get("etag")
@@ -553,6 +576,9 @@ def _moved_by_us(ch: Change, cur: dict[str, Any], ours: dict[str, Any] | None) -
     return fingerprint(ch, cur) == fingerprint(ch, ours)
 
 
+_HOLDS = "already holds the change (set since the plan)"
+
+
 def _stale(ch: Change, cur: dict[str, Any] | None) -> str:
     """Why the resource no longer matches the plan ('' when it does)."""
     if ch.action == "create":
@@ -567,7 +593,7 @@ def _stale(ch: Change, cur: dict[str, Any] | None) -> str:
     if where == "before":
         return ""
     if where == "after":
-        return "already holds the change (set since the plan)"
+        return _HOLDS
     return "changed since the plan (" + ", ".join(map(dotted, mismatches(cur, ch.before))) + "); re-run the plan"
 
 

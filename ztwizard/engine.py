@@ -222,7 +222,8 @@ def edit_change(inventory: Inventory, plan: Plan, change_id: str, values: dict[s
 
 
 def order_changes(changes: list[Change]) -> list[Change]:
-    """Topological order on depends_on, otherwise keeping the given order (stable)."""
+    """Topological order on depends_on (and instead_of: the broader change goes first),
+    otherwise keeping the given order (stable)."""
     by_id = {c.id: c for c in changes}
     done: set[str] = set()
     out: list[Change] = []
@@ -231,7 +232,7 @@ def order_changes(changes: list[Change]) -> list[Change]:
         if c.id in done or c.id in stack:
             return
         stack.add(c.id)
-        for dep in c.depends_on:
+        for dep in [*c.depends_on, *([c.instead_of] if c.instead_of else [])]:
             if dep in by_id:
                 visit(by_id[dep], stack)
         stack.discard(c.id)

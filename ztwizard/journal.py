@@ -252,6 +252,10 @@ class ChangeRecord:
         return list(self.flags.get("depends_on") or [])
 
     @property
+    def instead_of(self) -> str:
+        return str(self.flags.get("instead_of") or "")
+
+    @property
     def title(self) -> str:
         return str(self.flags.get("title") or self.check_id)
 
@@ -261,7 +265,8 @@ class ChangeRecord:
                       after=copy.deepcopy(self.plan_after), api_version=self.api_version,
                       disruptive=bool(self.flags.get("disruptive")), billable=bool(self.flags.get("billable")),
                       risk=str(self.flags.get("risk") or ""), title=str(self.flags.get("title") or ""),
-                      etag=self.etag_before, depends_on=self.depends_on, id=self.change_id)
+                      etag=self.etag_before, depends_on=self.depends_on, id=self.change_id,
+                      instead_of=self.instead_of)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -763,7 +768,8 @@ def _die(delay: float) -> None:
 
 def _flags(ch: Change) -> dict[str, Any]:
     return {"disruptive": ch.disruptive, "billable": ch.billable, "risk": ch.risk, "title": ch.title,
-            "depends_on": list(ch.depends_on), "params": ch.params}
+            "depends_on": list(ch.depends_on), "params": ch.params,
+            **({"instead_of": ch.instead_of} if ch.instead_of else {})}
 
 
 def _record(row: sqlite3.Row) -> ChangeRecord:

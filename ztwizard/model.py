@@ -49,7 +49,9 @@ class Change:
     read-modify-write of the current resource. `before`/`after` hold only the properties the
     change sets, for a noise-free diff. `etag` is the one read at plan time (If-Match on apply).
     `params` are the choices a person may edit for create-resource changes. `one_way` says why
-    undo could not take the change back (ARM keeps what it sets), before anyone applies it."""
+    undo could not take the change back (ARM keeps what it sets), before anyone applies it.
+    `instead_of` names a broader change this one stands in for (an account's own Defender setting
+    for the subscription's plan): sent only when that change is not part of the apply."""
 
     check: str
     resource_id: str
@@ -68,6 +70,7 @@ class Change:
     params: dict[str, Any] = field(default_factory=dict)
     id: str = ""
     one_way: str = ""  # why undo cannot take it back ('' when it can), shown before apply
+    instead_of: str = ""  # the change whose applying makes this one needless ('' for none)
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -187,6 +187,8 @@ def load(path: str | Path) -> SavedPlan:
         if row["check"] not in CHECK_BY_ID:
             raise UsageError(f"{where}: unknown check {row['check']!r} (saved by another ztwizard version?).",
                              hint="Make the plan again with this version.")
+        if not isinstance(row.get("instead_of", ""), str):
+            raise UsageError(f"{where}: instead_of must be a change id.", hint=hint)
         if row.get("body") is not None and not isinstance(row["body"], dict):
             raise UsageError(f"{where}: body must be an object.", hint=hint)
         if row["id"] in fps:
@@ -244,7 +246,8 @@ def blocked_by(saved: SavedPlan, refused: dict[str, str]) -> dict[str, str]:
         for ch in saved.changes:
             if ch.id in refused or ch.id in out:
                 continue
-            dep = next((d for d in ch.depends_on if d in refused or d in out), None)
+            # a stand-in waits for the broader change it replaces, as the apply would have it
+            dep = next((d for d in [*ch.depends_on, ch.instead_of] if d in refused or d in out), None)
             if dep:
                 out[ch.id] = f"depends on {dep}, which was not applied"
                 moved = True

@@ -154,6 +154,8 @@ def text(plan: Plan, *, ascii_only: bool = False) -> str:
             lines += [f"        {row}" for row in plandiff.lines(ch, arrow=arrow)]
             if ch.one_way:
                 lines.append(f"        one-way: {ch.one_way}")
+            if ch.instead_of:
+                lines.append(f"        stands in for {ch.instead_of}: not sent when that change is applied")
         lines.append("")
     lines.append(plandiff.summary_line(plan.changes()))
     lines += skipped_lines(plan)

@@ -339,9 +339,10 @@ class WizardApp(App[int]):
                      for i in ids]
             return "still needed by " + "; ".join(named) + ": undo that first."
         change = self.core.change(change_id)
-        if change is None or not message.startswith(BLOCKED_PREFIXES) or not change.depends_on:
+        needs = [*change.depends_on, *([change.instead_of] if change.instead_of else [])] if change else []
+        if change is None or not message.startswith(BLOCKED_PREFIXES) or not needs:
             return message
-        waits = [self.core.change(d) for d in change.depends_on]
+        waits = [self.core.change(d) for d in needs]
         named = [self.describe_change(c) for c in waits if c is not None
                  and self.change_state.get(c.id, ("", ""))[0] not in ("applied", "adopted")]
         if not named:
