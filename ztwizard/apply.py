@@ -224,7 +224,7 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
             unset = unset_params(ch)
             skip(ch, step, f"waiting for parameter {', '.join(unset)}; pass --param {ch.id}.{unset[0]}=VALUE")
         elif ch.instead_of and stood_in(ch.instead_of) == "in place":
-            skip(ch, step, f"not needed: {ch.instead_of} is in place and covers it")
+            skip(ch, step, f"not needed: {ch.instead_of}, the broader change it stands in for, is in place and covers it")
         elif ch.instead_of and stood_in(ch.instead_of) == "not applied":
             # The broader change was meant to cover this resource and did not: sending the stand-in
             # now would make the end state depend on which of the two happened to fail.
