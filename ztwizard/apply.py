@@ -179,23 +179,22 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
             with lock:
                 on_event(Event(kind, ch, step, msg))
 
-    def outcome(ch: Change, step: str, result: str, msg: str = "") -> None:
+    def outcome(ch: Change, step: str, result: str, msg: str = "", holds: bool = False) -> None:
         with lock:
             report.outcomes.append(Outcome(ch.id, ch.check, step, ch.resource_id, ch.title, result, msg))
             log.info("%s %s on %s%s", result, ch.id, ch.resource_id, f": {msg}" if msg else "")
-            if result not in ("applied", "adopted"):  # an adopted creation is done: dependents proceed
-                not_done.add(ch.id)
-            else:
+            # An adopted creation is done, and a skip because the resource already holds the
+            # change leaves it as applied would: dependents proceed, stand-ins are needless.
+            if result in ("applied", "adopted") or holds:
                 in_place.add(ch.id)
+            else:
+                not_done.add(ch.id)
             settled.add(ch.id)
             emit(result, ch, step, msg)
 
     def skip(ch: Change, step: str, reason: str, state: str = J.SKIPPED, holds: bool = False) -> None:
         journal.update_change(session_id, ch.id, state=state, note=reason, event=reason)
-        outcome(ch, step, "skipped", reason)
-        if holds:  # the resource already holds the change: as good as applied for what stands in for it
-            with lock:
-                in_place.add(ch.id)
+        outcome(ch, step, "skipped", reason, holds)
 
     def stood_in(change_id: str) -> str:
         """How the change a stand-in replaces went: 'in place', 'not applied', or '' (not in this

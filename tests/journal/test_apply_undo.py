@@ -11,6 +11,7 @@ from conftest import SUB
 
 from ztwizard import journal as J
 from ztwizard.apply import _moved_by_us, apply_changes, start_session
+from ztwizard.armjson import apply_values
 from ztwizard.engine import inspect
 from ztwizard.errors import UsageError
 from ztwizard.model import Change
@@ -440,3 +441,22 @@ def test_a_delete_is_undone_by_re_creating_the_resource_as_it_was(world):
     undo = undo_changes(w.gw, w.journal, sid)
     assert undo.ok, "\n".join(undo.lines())
     assert w.view() == original
+
+
+def test_a_prerequisite_someone_else_already_made_lets_its_dependents_proceed(world):
+    # vm-8c's JIT policy waits for vm-8a's Defender for Servers plan. Someone turns that plan on
+    # between the plan and the apply: vm-8a is skipped as already holding, and JIT still goes in
+    # (it used to be held back as if its prerequisite had failed).
+    w = world(estate="reference")
+    changes = inspect(w.gw, check_ids=["vm-8a", "vm-8c"]).changes()
+    plans = {c.id: c for c in changes if c.check == "vm-8a"}
+    waiting = [c for c in changes if c.check == "vm-8c" and set(c.depends_on) & set(plans)]
+    assert waiting, "the reference estate's JIT policies wait for the Servers plan"
+    for plan in plans.values():
+        w.gw.write("PUT", plan.resource_id, apply_values({"properties": {}}, plan.after))
+    sid = start_session(w.journal, w.gw, changes)
+    report = apply_changes(w.gw, w.journal, sid, changes, allow_cost=True, allow_disruptive=True, verify=False)
+    by_id = {o.change_id: o for o in report.outcomes}
+    assert all(by_id[p].message.startswith("already holds the change") for p in plans), "\n".join(report.lines())
+    assert [by_id[c.id].result for c in waiting] == ["applied"] * len(waiting), "\n".join(report.lines())
+    assert not report.blocked
