@@ -439,11 +439,13 @@ def _hold(guard: power.PowerGuard, vm: str, journal: J.Journal, session_id: str,
 
 
 def _applied_before(journal: J.Journal, session_id: str, change_id: str) -> bool:
-    """A prerequisite the same session already applied (a resumed session continues here)."""
+    """A prerequisite the same session already applied, or skipped because its resource already
+    held it (a resumed session continues here)."""
     try:
-        return journal.change(session_id, change_id).state == J.APPLIED
+        row = journal.change(session_id, change_id)
     except UsageError:
         return False
+    return row.state == J.APPLIED or (row.state == J.SKIPPED and row.note in (_HOLDS, _IN_PLACE))
 
 
 def _lost_answer(exc: ZtwError) -> bool:
@@ -468,13 +470,13 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
         return
     reason = "" if mine is not None else _stale(ch, cur)
     if reason == _HOLDS and ch.resource_id.lower() in written:
-        skip(ch, step, "already in place after an earlier change in this session", holds=True)
+        skip(ch, step, _IN_PLACE, holds=True)
         return
     if reason and replan and cur is not None and _moved_by_us(ch, cur, written.get(ch.resource_id.lower())):
         # Our own earlier write in this run moved the resource: plan this change afresh.
         fresh = _replan(gateway, ch)
         if fresh is None:
-            skip(ch, step, "already in place after an earlier change in this session", holds=True)
+            skip(ch, step, _IN_PLACE, holds=True)
             return
         ch = fresh
         journal.update_change(session_id, ch.id, plan_before=ch.before, plan_after=ch.after, body=ch.body,
@@ -576,6 +578,7 @@ def _moved_by_us(ch: Change, cur: dict[str, Any], ours: dict[str, Any] | None) -
 
 
 _HOLDS = "already holds the change (set since the plan)"
+_IN_PLACE = "already in place after an earlier change in this session"
 
 
 def _stale(ch: Change, cur: dict[str, Any] | None) -> str:

@@ -460,3 +460,20 @@ def test_a_prerequisite_someone_else_already_made_lets_its_dependents_proceed(wo
     assert all(by_id[p].message.startswith("already holds the change") for p in plans), "\n".join(report.lines())
     assert [by_id[c.id].result for c in waiting] == ["applied"] * len(waiting), "\n".join(report.lines())
     assert not report.blocked
+
+
+def test_a_session_continued_after_its_prerequisite_was_found_in_place_sends_the_dependents(world):
+    # The same, with the session stopped after vm-8a's skip: continuing with the rest alone (as
+    # resume does) sends the JIT policies instead of asking for vm-8a's step again.
+    w = world(estate="reference")
+    changes = inspect(w.gw, check_ids=["vm-8a", "vm-8c"]).changes()
+    plans = [c for c in changes if c.check == "vm-8a"]
+    waiting = [c for c in changes if c.check == "vm-8c" and {p.id for p in plans} & set(c.depends_on)]
+    assert waiting
+    for plan in plans:
+        w.gw.write("PUT", plan.resource_id, apply_values({"properties": {}}, plan.after))
+    sid = start_session(w.journal, w.gw, changes)
+    first = apply_changes(w.gw, w.journal, sid, plans, allow_cost=True, verify=False)
+    assert {o.result for o in first.outcomes} == {"skipped"}
+    rest = apply_changes(w.gw, w.journal, sid, waiting, allow_cost=True, allow_disruptive=True, verify=False)
+    assert [o.result for o in rest.outcomes] == ["applied"] * len(waiting), "\n".join(rest.lines())
