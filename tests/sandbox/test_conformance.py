@@ -482,7 +482,6 @@ GAPS: dict[str, set[str]] = {
         "properties.publicIPAllocationMethod", "sku"},
     "network/RouteTableCreate.json": {"properties.disableBgpRoutePropagation"},
     "resources/GetSubscriptions.json": {"nextLink", "value[].managedByTenants", "value[].tags"},
-    "security/CreateJitNetworkAccessPolicy_example.json": {"properties.provisioningState"},
     "security/GetPricingByNameDns_example.json": {"properties.enablementTime"},
     "security/PutDefenderForStorageSettings_example.json": {"properties.malwareScanning.operationStatus",
         "properties.sensitiveDataDiscovery.operationStatus"},

@@ -67,6 +67,9 @@ PROFILES: dict[str, Profile] = {
     # Security, Insights and Authorization resources carry no etag (their REST examples and
     # models have none): If-Match means nothing there
     "microsoft.security": Profile(sync_create_status=200, etag=False),
+    # a JIT policy comes back with provisioningState (CreateJitNetworkAccessPolicy_example)
+    "microsoft.security/locations/jitnetworkaccesspolicies": Profile(sync_create_status=200, etag=False,
+                                                                     provisioning_state=True),
     "microsoft.insights": Profile(sync_create_status=200, etag=False),
     "microsoft.insights/diagnosticsettings": Profile(sync_create_status=200, etag=False, max_per_parent=5),
     "microsoft.authorization": Profile(etag=False),
