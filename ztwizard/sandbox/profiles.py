@@ -73,6 +73,7 @@ PROFILES: dict[str, Profile] = {
     "microsoft.insights": Profile(sync_create_status=200, etag=False),
     "microsoft.insights/diagnosticsettings": Profile(sync_create_status=200, etag=False, max_per_parent=5),
     "microsoft.authorization": Profile(etag=False),
+    "microsoft.resources/resourcegroups": Profile(etag=False),  # the ResourceGroup model has no etag
     # Authorization answers a DELETE with the deleted definition or assignment (RoleDefinitions_Delete)
     "microsoft.authorization/roledefinitions": Profile(sync_update_status=201, delete_returns_body=True,
                                                        etag=False),

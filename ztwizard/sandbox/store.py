@@ -218,7 +218,7 @@ def ingest(resources: Iterable[Any], tenant_id: str) -> Store:
         if rg and entry["type"] != RG_TYPE and store.get(rg) is None:
             name = parse(rg).resource_group
             store.put({"id": rg, "name": name, "type": RG_TYPE, "location": entry.get("location") or "westeurope",
-                       "properties": {"provisioningState": "Succeeded"}, "etag": new_etag()})
+                       "properties": {"provisioningState": "Succeeded"}})
     # a resource group entry that came after its resources replaces the inferred one: fine.
     return store
 
@@ -257,7 +257,10 @@ def normalize_entry(res: dict[str, Any], copy: bool = True) -> dict[str, Any]:
     for col in ("subscriptionId", "resourceGroup", "tenantId"):
         if col in entry and parsed.type != RG_TYPE:
             entry.pop(col)
-    entry.setdefault("etag", new_etag())
+    if parsed.type == RG_TYPE:
+        entry.pop("etag", None)  # ARM's resource groups carry none (the ResourceGroup model has no etag)
+    else:
+        entry.setdefault("etag", new_etag())
     strip_composed(entry)
     for path in WRITE_ONLY.get(entry["type"].lower(), []):
         holder: Any = entry

@@ -162,7 +162,7 @@ class Writes(Reads, Defender, Limits):
         if ctx.method == "DELETE":
             if entry is None:
                 raise arm_error(404, "ResourceGroupNotFound", f"Resource group '{segs[3]}' could not be found.")
-            self._check_conditions(ctx, entry)
+            self._check_conditions(ctx, entry, RG_TYPE)
             before = self._snapshot([key(rg_id), *self.store.descendants(rg_id)])
             for k in list(before):
                 self.store.delete(k)
@@ -184,7 +184,7 @@ class Writes(Reads, Defender, Limits):
             new = clone(body)
         new.update({"id": entry["id"] if entry else rg_id, "name": segs[3], "type": RG_TYPE})
         new.setdefault("properties", {})["provisioningState"] = "Succeeded"
-        new["etag"] = new_etag()
+        new.pop("etag", None)  # ARM's resource groups carry no etag (the ResourceGroup model has none)
         self.store.put(new)
         ctx.dirty = True
         return Reply(201 if entry is None else 200, clone(new))
