@@ -1,5 +1,5 @@
 """Concurrency tokens and answers per provider (notes §2, §4, §5), through the real SDK clients:
-no etag on storage accounts or Defender plans (If-Match ignored there, honoured on network and
+no etag on storage accounts, Defender plans or resource groups (If-Match ignored there, honoured on network and
 compute), provider-added fields, partial success, casing, and what a null in a PATCH does."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.features import FeatureClient
+from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.security import SecurityCenter
 from azure.mgmt.storage import StorageManagementClient
 
@@ -38,6 +39,16 @@ def test_defender_plans_have_no_etag_and_ignore_if_match(sandbox, arm_client):
     done = sec.pricings.update(SCOPE, "VirtualMachines", {"properties": {"pricingTier": "Standard", "subPlan": "P2"}},
                                headers={"If-Match": STALE})
     assert done.pricing_tier == "Standard" and "etag" not in done.as_dict()
+
+
+def test_resource_groups_have_no_etag_and_ignore_if_match(sandbox, arm_client):
+    sb = sandbox()
+    res = arm_client(ResourceManagementClient, sb, SUB)
+    assert "etag" not in res.resource_groups.get("rg-st").as_dict()
+    assert all("etag" not in g.as_dict() for g in res.resource_groups.list())
+    made = res.resource_groups.create_or_update("rg-new", {"location": "westeurope", "tags": {"owner": "x"}},
+                                                headers={"If-Match": STALE})
+    assert made.tags == {"owner": "x"} and "etag" not in made.as_dict()
 
 
 def test_network_and_compute_honour_if_match(sandbox, arm_client):
