@@ -225,3 +225,29 @@ def test_what_depends_on_a_refused_change_waits_and_the_rest_applies(capsys, sta
     assert all(states[c["id"]] == "applied" for c in others)
     subnet = net.subnets.get("rg-spoke-network", "vnet-spoke-prod-weu", "snet-data")
     assert subnet.network_security_group is None
+
+
+def test_a_saved_plan_whose_defender_plan_someone_turned_on_sends_no_stand_in(capsys, state, tmp_path, arm_client):
+    """storage-4c's own settings stand in for storage-4a's plan. Someone turns the plan on after
+    the review: storage-4a is skipped as already holding, and so are the settings it covers."""
+    saved = tmp_path / "plan.json"
+    assert run(capsys, state, "plan", "--step", "storage-4", "--out", str(saved))[0] == 0
+    rows = json.loads(saved.read_text())["changes"]
+    plans = {c["id"]: c for c in rows if c["check"] == "storage-4a"}
+    stand_ins = [c for c in rows if c.get("instead_of") in plans]
+    assert stand_ins
+    sec = arm_client(SecurityCenter, Sandbox(state), WORKLOAD_SUB)
+    for plan in plans.values():
+        if f"/subscriptions/{WORKLOAD_SUB}/" in plan["resource_id"]:
+            sec.pricings.update(f"/subscriptions/{WORKLOAD_SUB}", "StorageAccounts",
+                                {"properties": {"pricingTier": "Standard", "subPlan": "DefenderForStorageV2"}})
+    covered = [c for c in stand_ins if f"/subscriptions/{WORKLOAD_SUB}/" in plans[c["instead_of"]]["resource_id"]]
+    assert covered
+
+    code, out, err = run(capsys, state, "apply", str(saved), "--yes", "--allow-cost")
+    assert code == 0, err
+    code, out, _ = run(capsys, state, "sessions", "--format", "json")
+    changes = {c["id"]: c for c in json.loads(out)[0]["changes"]}
+    for c in covered:
+        assert changes[c["id"]]["state"] == "skipped", changes[c["id"]]
+        assert (changes[c["id"]].get("note") or "").startswith("not needed"), changes[c["id"]]

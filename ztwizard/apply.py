@@ -36,7 +36,7 @@ from .errors import (
 )
 from .model import Change
 from .outcomes import BLOCKED_PREFIXES, DEFAULT_PARALLEL, ApplyInterrupted, ApplyReport, Event, Outcome
-from .planfile import fingerprint
+from .planfile import ALREADY, fingerprint
 from .ports import ArmGateway
 from .steps import step_of
 
@@ -440,12 +440,12 @@ def _hold(guard: power.PowerGuard, vm: str, journal: J.Journal, session_id: str,
 
 def _applied_before(journal: J.Journal, session_id: str, change_id: str) -> bool:
     """A prerequisite the same session already applied, or skipped because its resource already
-    held it (a resumed session continues here)."""
+    held it (a resumed session continues here; a saved plan's apply skips those before it starts)."""
     try:
         row = journal.change(session_id, change_id)
     except UsageError:
         return False
-    return row.state == J.APPLIED or (row.state == J.SKIPPED and row.note in (_HOLDS, _IN_PLACE))
+    return row.state == J.APPLIED or (row.state == J.SKIPPED and row.note in (_HOLDS, _IN_PLACE, ALREADY))
 
 
 def _lost_answer(exc: ZtwError) -> bool:
