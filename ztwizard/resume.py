@@ -62,12 +62,21 @@ class ResumeReport:
 PENDING = (J.PLANNED, J.NOT_APPLIED)
 
 
+def _evidence(body: Any) -> Any:
+    """What of a create's body shows the resource is the one it made: not its empty collections
+    (an NSG created with `securityRules: []` that a later change of ours gave a rule is still
+    the NSG we created, and left as drifted its undo would never delete it)."""
+    if isinstance(body, dict):
+        return {k: _evidence(v) for k, v in body.items() if v not in ([], {})}
+    return body
+
+
 def classify(rec: J.ChangeRecord, res: dict[str, Any] | None) -> tuple[str, str]:
     """(new state, why) for an unsettled change, from what ARM holds now."""
     if rec.action == "delete":
         wrote, prior = res is None, res is not None and holds(res, rec.plan_before)
     elif rec.action == "create":
-        wrote, prior = res is not None and holds(res, rec.plan_after), res is None
+        wrote, prior = res is not None and holds(res, _evidence(rec.plan_after)), res is None
     else:
         where = side(res, rec.plan_before, rec.plan_after) if res is not None else "neither"
         wrote, prior = where == "after", where == "before"

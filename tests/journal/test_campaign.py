@@ -62,6 +62,12 @@ def _invariants(state: Path) -> None:
             assert all(r.before_image is not None for r in unsettled if r.action != "create")
 
 
+def _differing(now: dict, was: dict) -> dict:
+    """The first few resources whose views differ: (now, was)."""
+    keys = sorted(k for k in now.keys() | was.keys() if now.get(k) != was.get(k))
+    return {k: (now.get(k), was.get(k)) for k in keys[:3]}
+
+
 def _points(total: int, n: int, offset: int) -> list[str]:
     """`n` kill specs spread over `total` commits: right after a commit, or 15/30 ms into the next request."""
     out = []
@@ -98,10 +104,11 @@ def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(served, figure
             assert run.returncode in (-9, 0, 1), run.stdout + run.stderr  # killed, or done before the point
             _invariants(srv.state)
         _settle_and_undo_all(srv)
-        restored = srv.export() == original
+        now = srv.export()
+        restored = now == original
         tally["apply"][1] += len(chain)
         tally["apply"][0] += len(chain) if restored else 0
-        assert restored, f"estate not restored after apply kills {chain}"
+        assert restored, f"estate not restored after apply kills {chain}: {_differing(now, original)}"
 
     # undo: one full apply, then undo killed again and again until it completes
     specs = _points(12, UNDO_KILLS, 3)
@@ -120,10 +127,11 @@ def test_one_hundred_kills_over_apply_and_undo_restore_the_estate(served, figure
             if undo.returncode != -9:
                 break  # the undo finished before the kill point: this chain is done
         _settle_and_undo_all(srv)
-        restored = srv.export() == original
+        now = srv.export()
+        restored = now == original
         tally["undo"][1] += len(chain)
         tally["undo"][0] += len(chain) if restored else 0
-        assert restored, f"estate not restored after undo kills {chain}"
+        assert restored, f"estate not restored after undo kills {chain}: {_differing(now, original)}"
     figure(f"kill restores: apply {tally['apply'][0]}/{tally['apply'][1]}, "
            f"undo {tally['undo'][0]}/{tally['undo'][1]}")
     assert tally["apply"][1] + tally["undo"][1] >= 100

@@ -97,6 +97,16 @@ def test_classify_create_delete_and_undo():
     assert classify(undo, {"id": RID, **body})[0] == J.APPLIED
 
 
+
+def test_classify_create_whose_empty_list_later_gained_an_entry():
+    # an NSG created with no rules that a later change of ours gave one is still the one we made:
+    # judged drifted, its undo would never delete it
+    body = {"location": "westeurope", "properties": {"securityRules": []}}
+    create = _rec("create", J.IN_FLIGHT, {}, body)
+    grown = {"id": RID, "location": "westeurope", "properties": {"securityRules": [{"name": "deny-all"}]}}
+    assert classify(create, grown)[0] == J.APPLIED
+    assert classify(create, {"id": RID, "location": "eastus", "properties": {}})[0] == J.DRIFTED
+
 def test_three_way_names_each_side():
     rec = _rec("update", J.APPLIED, {"properties": {"x": "old", "y": 1}}, {"properties": {"x": "new", "y": 2}})
     drift = three_way(rec, {"properties": {"x": "theirs", "y": 2}})
