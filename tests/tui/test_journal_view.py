@@ -119,5 +119,12 @@ async def test_columns_fit_and_an_undone_create_says_delete(make_app):
         await pilot.press("ctrl+y")
         await settle(pilot)
         assert app.core.gateway.read(create.resource_id) is None
+        if app.screen is not journal:
+            await pilot.press("j")
+            await settle(pilot)
+        journal = app.screen
+        assert isinstance(journal, JournalScreen)
+        await until(pilot, lambda: table_text(journal)[0][0] == "undone")
+        assert table_text(journal)[0][3] == ""  # nothing left to take back
     assert cut("a-very-long-resource-name (virtualNetworks)", 12) == "a-very-long…"
     assert cut("short", 12) == "short"

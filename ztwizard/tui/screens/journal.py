@@ -21,7 +21,8 @@ STATE_STYLE = {"applied": "green", "failed": "red", "in_flight": "yellow", "undo
                "undone": "dim", "drifted": "magenta", "undo_failed": "red", "planned": "dim",
                "not_applied": "dim", "skipped": "dim"}
 UNDOABLE = ("applied", "undo_failed", "drifted")
-# what undoing each kind of change sends: an undone create is a delete
+# what undoing each kind of change sends: an undone create is a delete; shown only where an undo
+# would send something (a skipped, failed or undone row has nothing to take back)
 UNDO_VERB = {"create": "delete", "update": "restore", "delete": "re-create"}
 STATE_WORD = {"in_flight": "in flight", "undo_in_flight": "undoing", "not_applied": "not applied",
               "undo_failed": "undo failed", "drifted": "changed since"}
@@ -104,7 +105,7 @@ class JournalScreen(Screen[None]):
             state = app.change_state.get(r.change_id, (r.state, ""))[0] if r.state in (
                 "applied", "in_flight") else r.state
             table.add_row(Text(cut(STATE_WORD.get(state, state), widths[0]), style=STATE_STYLE.get(state, "")),
-                          r.check, r.action, UNDO_VERB.get(r.action, ""),
+                          r.check, r.action, UNDO_VERB.get(r.action, "") if state in UNDOABLE else "",
                           cut(short_name(r.resource_id), widths[4]), key=r.change_id)
         if self.rows:
             table.move_cursor(row=min(keep, len(self.rows) - 1))
