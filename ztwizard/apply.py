@@ -193,7 +193,8 @@ def apply_changes(gateway: ArmGateway, journal: J.Journal, session_id: str, chan
             emit(result, ch, step, msg)
 
     def skip(ch: Change, step: str, reason: str, state: str = J.SKIPPED, holds: bool = False) -> None:
-        journal.update_change(session_id, ch.id, state=state, note=reason, event=reason)
+        journal.update_change(session_id, ch.id, state=state, note=reason, event=reason,
+                              set_flags={"in_place": True} if holds else None)
         outcome(ch, step, "skipped", reason, holds)
 
     def stood_in(change_id: str) -> str:
@@ -439,13 +440,15 @@ def _hold(guard: power.PowerGuard, vm: str, journal: J.Journal, session_id: str,
 
 
 def _applied_before(journal: J.Journal, session_id: str, change_id: str) -> bool:
-    """A prerequisite the same session already applied, or skipped because its resource already
-    held it (a resumed session continues here; a saved plan's apply skips those before it starts)."""
+    """A prerequisite the same session already applied, adopted, or skipped because its resource
+    already held it (a resumed session continues here; a saved plan's apply skips those before it
+    starts)."""
     try:
         row = journal.change(session_id, change_id)
     except UsageError:
         return False
-    return row.state == J.APPLIED or (row.state == J.SKIPPED and row.note in (_HOLDS, _IN_PLACE, ALREADY))
+    # The notes: sessions journalled before the in_place flag existed said so only in words.
+    return row.in_place or (row.state == J.SKIPPED and row.note in (_HOLDS, _IN_PLACE, ALREADY))
 
 
 def _lost_answer(exc: ZtwError) -> bool:
@@ -465,7 +468,8 @@ def _apply_one(gateway: ArmGateway, journal: J.Journal, session_id: str, ch: Cha
         return
     mine = own_creation(journal, session_id, ch, cur)  # a create whose resource is the wizard's own
     if mine is not None and mine.complete:
-        journal.update_change(session_id, ch.id, state=J.SKIPPED, note=mine.reason, event=mine.reason)
+        journal.update_change(session_id, ch.id, state=J.SKIPPED, note=mine.reason, event=mine.reason,
+                              set_flags={"in_place": True})
         outcome(ch, step, "adopted", mine.reason)
         return
     reason = "" if mine is not None else _stale(ch, cur)

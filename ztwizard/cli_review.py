@@ -153,7 +153,8 @@ def cmd_apply_planfile(args: argparse.Namespace, term: Terminal) -> int:
         early = []
         for ch in saved.changes:
             if ch.id in held:
-                journal.update_change(sid, ch.id, state=J.SKIPPED, note=held[ch.id], event=held[ch.id])
+                journal.update_change(sid, ch.id, state=J.SKIPPED, note=held[ch.id], event=held[ch.id],
+                                      set_flags={"in_place": True} if ch.id in done else None)
                 early.append(Outcome(ch.id, ch.check, saved.steps[ch.id], ch.resource_id, ch.title, "skipped",
                                      held[ch.id]))
         try:

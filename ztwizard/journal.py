@@ -259,6 +259,12 @@ class ChangeRecord:
     def title(self) -> str:
         return str(self.flags.get("title") or self.check_id)
 
+    @property
+    def in_place(self) -> bool:
+        """Applied, or skipped because ARM already held it (adopted, set by someone else, or by an
+        earlier change): either way what it writes is there, and what waits for it may go."""
+        return self.state == APPLIED or (self.state == SKIPPED and bool(self.flags.get("in_place")))
+
     def to_change(self) -> Change:
         return Change(check=self.check_id, resource_id=self.resource_id, action=self.action,
                       method=self.method, body=copy.deepcopy(self.body), before=copy.deepcopy(self.plan_before),
@@ -667,8 +673,10 @@ class Journal:
                      ch.api_version, _dump(ch.body), _dump(ch.before) or "{}", _dump(ch.after) or "{}",
                      ch.etag, PLANNED, now, now, _dump(_flags(ch))))
 
-    def update_change(self, session_id: str, change_id: str, *, event: str = "", **fields: Any) -> None:
-        """Set columns of one change and commit durably (JSON columns are scrubbed)."""
+    def update_change(self, session_id: str, change_id: str, *, event: str = "",
+                      set_flags: dict[str, Any] | None = None, **fields: Any) -> None:
+        """Set columns of one change and commit durably (JSON columns are scrubbed); `set_flags`
+        merges keys into its flags instead of replacing them."""
         cols = dict(fields)
         cols["updated_at"] = _now()
         with self._tx() as db:
@@ -677,7 +685,11 @@ class Journal:
                                          (session_id,)).fetchone()[0]
             names = list(cols)
             values = [_dump(cols[n]) if n in _JSON_COLS else scrub(cols[n]) for n in names]
-            cur = db.execute(f"UPDATE changes SET {', '.join(f'{n}=?' for n in names)} "
+            assigns = [f"{n}=?" for n in names]
+            if set_flags:
+                assigns.append("flags=json_patch(flags, ?)")
+                values.append(_dump(set_flags))
+            cur = db.execute(f"UPDATE changes SET {', '.join(assigns)} "
                              "WHERE session_id=? AND change_id=?", (*values, session_id, change_id))
             if cur.rowcount != 1:
                 raise ZtwError(f"Change {change_id} is not in session {session_id}.")

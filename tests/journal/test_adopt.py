@@ -110,3 +110,27 @@ def test_an_adopted_creation_is_its_own_kind_through_the_core(tmp_path):
     assert second.lines()[0].endswith(", 1 adopted."), second.lines()[0]
     assert not second.of("failed"), second.lines()
     core.close()
+
+
+def test_a_session_continued_after_an_adoption_sends_what_waited_for_it(world):
+    """The adopted public IP settles the session's first run; continuing with the Bastion alone (as
+    resume does after a stop) sends it instead of asking for the public IP's step again."""
+    w = world(estate="reference")
+
+    def fail_the_bastion(ev):
+        if ev.kind == "applied" and _type(ev.change.resource_id) == PIPS:
+            w.sb.faults = Faults.parse("lro-fail:1.0")
+        elif ev.kind == "failed" and _type(ev.change.resource_id) == BASTIONS:
+            w.sb.faults = Faults.parse("")
+
+    _apply(w, fail_the_bastion)
+    changes = inspect(w.gw, step_ids=["vm-6"]).changes()
+    pips = [c for c in changes if _type(c.resource_id) == PIPS]
+    bastions = [c for c in changes if _type(c.resource_id) == BASTIONS]
+    assert pips and bastions and {p.id for p in pips} & set(bastions[0].depends_on), "the Bastion waits for its IP"
+    sid = start_session(w.journal, w.gw, changes)
+    first = apply_changes(w.gw, w.journal, sid, pips, allow_cost=True, parallel=1)
+    assert [o.result for o in first.outcomes] == ["adopted"], first.lines()
+    rest = apply_changes(w.gw, w.journal, sid, bastions, allow_disruptive=True, allow_cost=True, parallel=1)
+    assert [o.result for o in rest.outcomes] == ["applied"], rest.lines()
+    assert [r.state for r in w.journal.changes(sid, change_ids=[p.id for p in pips])] == [J.SKIPPED]

@@ -477,3 +477,22 @@ def test_a_session_continued_after_its_prerequisite_was_found_in_place_sends_the
     assert {o.result for o in first.outcomes} == {"skipped"}
     rest = apply_changes(w.gw, w.journal, sid, waiting, allow_cost=True, allow_disruptive=True, verify=False)
     assert [o.result for o in rest.outcomes] == ["applied"] * len(waiting), "\n".join(rest.lines())
+
+
+def test_a_session_journalled_before_the_in_place_flag_still_sends_the_dependents(world):
+    # A session an earlier ztwizard paused said "already holds" only in the note: continuing it
+    # with this one still counts the prerequisite as in place.
+    w = world(estate="reference")
+    changes = inspect(w.gw, check_ids=["vm-8a", "vm-8c"]).changes()
+    plans = [c for c in changes if c.check == "vm-8a"]
+    waiting = [c for c in changes if c.check == "vm-8c" and {p.id for p in plans} & set(c.depends_on)]
+    for plan in plans:
+        w.gw.write("PUT", plan.resource_id, apply_values({"properties": {}}, plan.after))
+    sid = start_session(w.journal, w.gw, changes)
+    apply_changes(w.gw, w.journal, sid, plans, allow_cost=True, verify=False)
+    for rec in w.journal.changes(sid, change_ids=[p.id for p in plans]):
+        assert rec.in_place
+        w.journal.update_change(sid, rec.change_id, flags={k: v for k, v in rec.flags.items() if k != "in_place"})
+    assert not any(r.in_place for r in w.journal.changes(sid, change_ids=[p.id for p in plans]))
+    rest = apply_changes(w.gw, w.journal, sid, waiting, allow_cost=True, allow_disruptive=True, verify=False)
+    assert [o.result for o in rest.outcomes] == ["applied"] * len(waiting), "\n".join(rest.lines())
