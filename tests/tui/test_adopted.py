@@ -35,5 +35,5 @@ async def test_adopted_change_is_shown_as_done_with_its_reason(make_app):
         app.post_message(ApplyFinished(step.step_id, [ApplyOutcome(change.id, True, "adopted", NOTE)]))
         await settle(pilot)
         said = [n.message for n in app._notifications]
-        assert any("0 applied, 0 failed, 0 skipped, 1 adopted" in m for m in said), said
+        assert any("0 applied, 0 failed, 0 skipped, 1 adopted; the step still fails." in m for m in said), said
         assert app.change_state[change.id] == ("adopted", NOTE)

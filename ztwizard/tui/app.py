@@ -46,6 +46,11 @@ from .messages import (
 )
 from .render import SYM, ascii_locale, use_ascii
 
+# What the step's re-inspection says after an apply, as the end of the summary sentence.
+AFTER_APPLY = {"pass": "the step now passes", "fail": "the step still fails",
+               "manual": "the step now needs a manual check", "error": "the step could not be read again",
+               "not_applicable": "the step no longer applies"}
+
 DRY_RUN_REASON = "dry-run: the wizard was started with --dry-run, so nothing is written to Azure"
 
 
@@ -600,7 +605,7 @@ class WizardApp(App[int]):
         status = self.results.get(msg.step_id)
         summary = (f"{len(applied)} applied, {len(failed)} failed, {len(skipped)} skipped"
                    f"{f', {len(adopted)} adopted' if adopted else ''}; "
-                   f"the step is now {status.status if status else 'unknown'}")
+                   f"{AFTER_APPLY.get(status.status if status else '', 'the step was not inspected again')}")
         if msg.error:
             self.apply_error[msg.step_id] = msg.error
             self.notify(msg.error, title="Apply failed", severity="error", timeout=10)
