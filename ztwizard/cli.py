@@ -343,6 +343,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                          hint="Pass --yes to apply without asking (scripts, CI).")
     with make_core(args) as core:
         core.lock_journal()  # taken first: a second wizard stops here
+        _mention_unfinished(core, args)
         plan = core.inspect(args.step or [], args.check or [])
         for change_id, values in params.items():
             plan = core.edit_params(change_id, values)
@@ -460,6 +461,20 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         print(f"{s.id:24} {s.created_at[:19].replace('T', ' '):20} {s.status:8} {s.step or '-':10} "
               f"{s.target_kind:8} {counts or 'none'}")
     return 0
+
+
+def _mention_unfinished(core: Core, args: argparse.Namespace) -> None:
+    """A new apply beside an interrupted session is allowed (its pre-reads see what landed), but
+    the person coming back after a dropped connection should know the old one is still open."""
+    left = core.unfinished_session()
+    if left is None:
+        return
+    what = (f"{left.in_flight} change(s) in flight" if left.in_flight
+            else f"{left.changes} change(s) planned")
+    sys.stderr.write(with_flags(
+        f"Note: session {left.id} stopped unfinished ({what}); this apply starts a new session. "
+        f"`ztwizard resume {left.id} --yes` settles the old one, `ztwizard undo --session {left.id}` "
+        "takes it back.\n", args))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -97,3 +97,29 @@ def test_kill_apply_at_twenty_points_spread_over_the_run(served):
     assert len(kills) >= 20
     log = [_crash_resume_undo(sb, kill, original, resume=i % 4 != 3) for i, kill in enumerate(kills)]
     assert any("in_flight ->" in line for line in log), "\n".join(log)  # some kills caught a write under way
+
+
+def test_a_new_apply_beside_a_killed_session_says_it_is_still_open(served):
+    """The admin back after a dropped connection runs apply again instead of resume: it goes
+    ahead as a new session, and says the old one is open with the commands that settle it."""
+    sb = served()
+    killed = run_cli(APPLY, sb.state, {J.KILL_ENV: "10+30"})
+    assert killed.returncode == -9
+    with J.Journal(sb.state, write=False) as j:
+        old = j.latest_session().id
+        in_flight = len(j.changes(old, states=J.UNSETTLED))
+    assert in_flight, "the kill point leaves writes in flight"
+
+    again = run_cli(APPLY, sb.state)
+    assert again.returncode == 0, again.stdout + again.stderr
+    note = [line for line in again.stderr.splitlines() if line.startswith("Note: ")]
+    assert note == [f"Note: session {old} stopped unfinished ({in_flight} change(s) in flight); this apply "
+                    f"starts a new session. `ztwizard --sandbox --state-dir {sb.state} resume {old} --yes` settles the old "
+                    f"one, `ztwizard --sandbox --state-dir {sb.state} undo --session {old}` takes it back."], again.stderr
+    with J.Journal(sb.state, write=False) as j:
+        assert j.latest_session().id != old
+
+    assert run_cli(["--sandbox", "resume", old, "--yes"], sb.state).returncode == 0
+    quiet = run_cli(APPLY, sb.state)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "stopped unfinished" not in quiet.stderr, "a settled session is not mentioned"
