@@ -8,8 +8,16 @@ import subprocess
 import sys
 
 from ztwizard import remedy
-from ztwizard.model import Change, Finding
-from ztwizard.tui.render import GLYPH, diff_text, findings_text, request_text, short_name
+from ztwizard.model import Change, Finding, StepResult
+from ztwizard.tui.render import (
+    GLYPH,
+    count_widths,
+    counts_text,
+    diff_text,
+    findings_text,
+    request_text,
+    short_name,
+)
 
 ACCOUNT = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st1"
 RES = {"id": ACCOUNT, "etag": '"e1"', "location": "westeurope",
@@ -76,3 +84,17 @@ def test_engine_core_and_the_app_factory_import_without_textual():
 def test_change_round_trips_through_the_plan_json():
     change = remedy.patch("storage-1b", RES, {"properties.minimumTlsVersion": "TLS1_2"})
     assert Change.from_dict(json.loads(json.dumps(change.to_dict()))) == change
+
+
+def _result(step: str, fail: int, passing: int) -> StepResult:
+    findings = ([Finding("x", f"{ACCOUNT}{i}", "fail") for i in range(fail)]
+                + [Finding("x", f"{ACCOUNT}{i}", "pass") for i in range(passing)])
+    return StepResult(step, "storage", 1, "t", "fail" if fail else "pass", findings, [])
+
+
+def test_checklist_counts_line_up_when_some_steps_count_hundreds():
+    results = [_result("storage-1", 772, 324), _result("storage-3", 5, 35), _result("vm-1", 40, 0)]
+    widths = count_widths(results)
+    rows = [counts_text(r, widths).plain for r in results]
+    assert rows == ["772✗  0! 324✓", "  5✗  0!  35✓", " 40✗  0!   0✓"]
+    assert counts_text(results[1]).plain == " 5✗  0! 35✓", "a lone row keeps the narrow columns"

@@ -74,14 +74,27 @@ def short_name(resource_id: str) -> str:
     return f"{name} ({kind})" if kind else name
 
 
-def counts_text(result: StepResult | None) -> Text:
+COUNTED = ("fail", "manual", "pass")
+
+
+def count_widths(results: Iterable[StepResult]) -> dict[str, int]:
+    """Digits per count column, so that rows of hundreds and rows of units line up."""
+    widths = dict.fromkeys(COUNTED, 2)
+    for r in results:
+        c = r.counts()
+        for k in COUNTED:
+            widths[k] = max(widths[k], len(str(c[k])))
+    return widths
+
+
+def counts_text(result: StepResult | None, widths: dict[str, int] | None = None) -> Text:
     if result is None:
         return Text("not inspected", style="dim")
     c = result.counts()
+    w = widths or dict.fromkeys(COUNTED, 2)
     t = Text()
-    t.append(f"{c['fail']:>2}{GLYPH['fail']}", style=STYLE["fail"] if c["fail"] else "dim")
-    t.append(f" {c['manual']:>2}{GLYPH['manual']}", style=STYLE["manual"] if c["manual"] else "dim")
-    t.append(f" {c['pass']:>2}{GLYPH['pass']}", style=STYLE["pass"] if c["pass"] else "dim")
+    for i, k in enumerate(COUNTED):
+        t.append(f"{' ' if i else ''}{c[k]:>{w[k]}}{GLYPH[k]}", style=STYLE[k] if c[k] else "dim")
     if c["error"]:
         t.append(f" {c['error']}E", style=STYLE["error"])
     return t

@@ -14,7 +14,7 @@ from textual.widgets.option_list import Option
 
 from ...model import Status
 from ...steps import ARTICLES, STEPS
-from ..render import GLYPH, STYLE, SYM, counts_text
+from ..render import GLYPH, STYLE, SYM, count_widths, counts_text
 
 if TYPE_CHECKING:
     from ..app import WizardApp
@@ -145,7 +145,7 @@ class ChecklistScreen(Screen[None]):
         step = STEP_BY_ID[step_id]
         res = self.app.results.get(step_id)
         status = res.status if res else "pending"
-        counts = counts_text(res) if res else Text(SYM["ellipsis"], style="dim")
+        counts = counts_text(res, count_widths(self.app.results.values())) if res else Text(SYM["ellipsis"], style="dim")
         width = max(self.checklist.size.width - 4, 40)
         title_room = max(width - 10 - len(counts.plain) - 2, 8)
         title = step.title if len(step.title) <= title_room else step.title[: title_room - len(SYM["ellipsis"])] + SYM["ellipsis"]
