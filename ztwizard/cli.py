@@ -464,17 +464,11 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def _mention_unfinished(core: Core, args: argparse.Namespace) -> None:
-    """A new apply beside an interrupted session is allowed (its pre-reads see what landed), but
-    the person coming back after a dropped connection should know the old one is still open."""
+    from .resume import unfinished_note
+
     left = core.unfinished_session()
-    if left is None:
-        return
-    what = (f"{left.in_flight} change(s) in flight" if left.in_flight
-            else f"{left.changes} change(s) planned")
-    sys.stderr.write(with_flags(
-        f"Note: session {left.id} stopped unfinished ({what}); this apply starts a new session. "
-        f"`ztwizard resume {left.id} --yes` settles the old one, `ztwizard undo --session {left.id}` "
-        "takes it back.\n", args))
+    if left is not None:
+        sys.stderr.write(with_flags(unfinished_note(left.id, left.changes, left.in_flight), args) + "\n")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -112,6 +112,7 @@ def cmd_apply_planfile(args: argparse.Namespace, term: Terminal) -> int:
     from .apply import apply_changes, refuse_if_read_only, start_session
     from .journal import Journal
     from .outcomes import BUSY_HINT, ApplyInterrupted, Outcome
+    from .resume import unfinished_note
 
     saved = planfile.load(args.planfile)
     if args.step or args.check:
@@ -132,6 +133,10 @@ def cmd_apply_planfile(args: argparse.Namespace, term: Terminal) -> int:
         print(f"Nothing to apply: {saved.path} proposes no change.")
         return 0
     with Journal(term.state_dir(args)) as journal:
+        left = journal.open_session_on(gateway.target.endpoint or "")
+        if left is not None:
+            sys.stderr.write(unfinished_note(left.id, sum(left.counts.values()),
+                                             sum(left.counts.get(s, 0) for s in J.UNSETTLED)) + "\n")
         refused = planfile.drift(saved, gateway)
         done = {cid: why for cid, why in refused.items() if why == planfile.ALREADY}
         refused = {cid: why for cid, why in refused.items() if cid not in done}

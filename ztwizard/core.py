@@ -457,9 +457,7 @@ class Core:
             here = (self.gateway.target.endpoint or "").rstrip("/")
         except Exception:  # noqa: BLE001 - no target, no filter
             here = ""
-        # sessions on another target (another endpoint) are not this wizard's to resume
-        info = next((x for x in self.sessions() if x.status == J.OPEN
-                     and (not here or not x.endpoint or x.endpoint.rstrip("/") == here)), None)
+        info: J.SessionInfo | None = self._read(lambda j: j.open_session_on(here))
         if info is None:
             return None
         counts = info.counts

@@ -647,6 +647,13 @@ class Journal:
         rows = self._q("SELECT * FROM sessions ORDER BY created_at DESC, id DESC")
         return [self._session_row(r) for r in rows]
 
+    def open_session_on(self, endpoint: str) -> SessionInfo | None:
+        """The newest open (interrupted) session on this endpoint: sessions on another target
+        are not this wizard's to resume."""
+        here = (endpoint or "").rstrip("/")
+        return next((s for s in self.sessions() if s.status == OPEN
+                     and (not here or not s.endpoint or s.endpoint.rstrip("/") == here)), None)
+
     def latest_session(self, *, unfinished: bool = False) -> SessionInfo | None:
         for s in self.sessions():
             if not unfinished or s.status == OPEN:

@@ -117,6 +117,15 @@ def reconcile(gateway: ArmGateway, journal: J.Journal, session_id: str) -> Resum
     return report
 
 
+def unfinished_note(session_id: str, changes: int, in_flight: int) -> str:
+    """What a new apply says beside an interrupted session: it may go ahead (its pre-reads see
+    what landed), but the person back after a dropped connection should know the old one is open."""
+    what = f"{in_flight} change(s) in flight" if in_flight else f"{changes} change(s) planned"
+    return (f"Note: session {session_id} stopped unfinished ({what}); this apply starts a new session. "
+            f"`ztwizard resume {session_id} --yes` settles the old one, `ztwizard undo --session {session_id}` "
+            "takes it back.")
+
+
 def pick_session(journal: J.Journal, session_id: str | None) -> str:
     """The given session, or the newest unfinished one."""
     if session_id:

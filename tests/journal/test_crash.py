@@ -118,6 +118,11 @@ def test_a_new_apply_beside_a_killed_session_says_it_is_still_open(served):
                     f"one, `ztwizard --sandbox --state-dir {sb.state} undo --session {old}` takes it back."], again.stderr
     with J.Journal(sb.state, write=False) as j:
         assert j.latest_session().id != old
+    saved = sb.state / "plan.json"
+    assert run_cli(["--sandbox", "plan", "--out", str(saved)], sb.state).returncode == 0
+    from_file = run_cli(["--sandbox", "apply", str(saved), "--yes"], sb.state)
+    assert f"Note: session {old} stopped unfinished ({in_flight} change(s) in flight)" in from_file.stderr, \
+        "a saved plan's apply says so too"
 
     assert run_cli(["--sandbox", "resume", old, "--yes"], sb.state).returncode == 0
     quiet = run_cli(APPLY, sb.state)
