@@ -90,7 +90,9 @@ class StepScreen(Screen[None]):
     # ---- state ----------------------------------------------------------------------------
     def show_step(self, step_id: str) -> None:
         self.step_id = step_id
-        self._changes_key: tuple[int | str | None, ...] | None = None
+        self._changes_layout: tuple[int | str | None, ...] | None = None  # the next refresh rebuilds the rows
+        self._contexts: list[str] = []
+        self._rows: list[tuple[str, bool]] = []
         self.refresh_state()
         self.query_one("#findings-scroll").scroll_home(animate=False)
 
@@ -154,20 +156,29 @@ class StepScreen(Screen[None]):
         # the resource id too: an edited parameter renames what a change creates, keeping its id
         # "[x] " and the state glyph before the label, the list's padding and scrollbar after it
         width = sl.size.width - 8 if sl.size.width else None
-        key = (width, *(f"{c.id}:{c.resource_id}:{self.app.change_state.get(c.id, ('', ''))[0]}:{c.id in chosen}"
-                        for c in changes))
-        if key != getattr(self, "_changes_key", None):
+        layout = (width, *(f"{c.id}:{c.resource_id}" for c in changes))
+        rows = [(self.app.change_state.get(c.id, ("pending", ""))[0], c.id in chosen) for c in changes]
+
+        def label(c: Change, context: str, row: tuple[str, bool]) -> Text:
+            t = Text("[x] " if row[1] else "[ ] ")
+            t.append(STATE_GLYPH.get(row[0], " ") + " ")
+            t.append_text(change_label(c, context, width))
+            return t
+
+        if layout != getattr(self, "_changes_layout", None):
             keep = sl.highlighted
+            self._contexts = self.row_contexts(changes)
             sl.clear_options()
-            for c, context in zip(changes, self.row_contexts(changes), strict=True):
-                state = self.app.change_state.get(c.id, ("pending", ""))[0]
-                label = Text("[x] " if c.id in chosen else "[ ] ")
-                label.append(STATE_GLYPH.get(state, " ") + " ")
-                label.append_text(change_label(c, context, width))
-                sl.add_option(Option(label, id=c.id))
+            sl.add_options(Option(label(c, context, row), id=c.id)
+                           for c, context, row in zip(changes, self._contexts, rows, strict=True))
             if changes:
                 sl.highlighted = min(keep or 0, len(changes) - 1)
-            self._changes_key = key
+            self._changes_layout = layout
+        else:  # the same rows: during an apply only a state glyph or a box moves, so only its row is redrawn
+            for c, context, row, was in zip(changes, self._contexts, rows, self._rows, strict=True):
+                if row != was:
+                    sl.replace_option_prompt(c.id, label(c, context, row))
+        self._rows = rows
         tabs = self.query_one("#tabs", TabbedContent)
         tabs.get_tab("changes-tab").label = f"Changes ({len(chosen & {c.id for c in changes})}/{len(changes)})"
         self._refresh_detail()

@@ -1,0 +1,41 @@
+"""During an apply each progress event redraws only the row whose state moved: rebuilding the
+whole change list per event froze the wizard for minutes on a step of 544 changes."""
+
+from __future__ import annotations
+
+from ztwizard.tui.messages import ChangeProgress
+from ztwizard.tui.screens.step import STATE_GLYPH, StepScreen
+
+from .helpers import settle
+from .test_screens import SIZE, checklist
+
+
+async def test_a_progress_event_redraws_its_own_row_and_keeps_the_others(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await checklist(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        step = app.screen
+        assert isinstance(step, StepScreen)
+        await pilot.press("c")
+        await settle(pilot)
+        rows = step.query_one("#changes")
+        changes = step.changes
+        assert len(changes) >= 3, "a step with several changes"
+        rows.highlighted = len(changes) - 1  # the person is reading the last one
+        await settle(pilot)
+        before = [rows.get_option_at_index(i) for i in range(len(changes))]
+
+        app.applying = step.step_id
+        app.selected[step.step_id] = {c.id for c in changes}
+        app.post_message(ChangeProgress(changes[0].id, "in_flight", ""))
+        app.post_message(ChangeProgress(changes[0].id, "applied", ""))
+        await settle(pilot)
+
+        after = [rows.get_option_at_index(i) for i in range(len(changes))]
+        assert all(a is b for a, b in zip(after, before, strict=True)), "no row was rebuilt"
+        assert str(after[0].prompt).startswith(f"[x] {STATE_GLYPH['applied']} ")
+        assert all(str(o.prompt).startswith("[x]   ") for o in after[1:]), "the others: chosen, not yet sent"
+        assert rows.highlighted == len(changes) - 1, "the reader's row stays highlighted"
+        assert f"Applying 1/{len(changes)}" in str(step.query_one("#apply-label").render())
