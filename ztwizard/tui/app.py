@@ -98,6 +98,8 @@ class WizardApp(App[int]):
         self.resumed_remaining: set[str] = set()  # change ids a resumed session had yet to apply
         self._cancel_apply = threading.Event()
         self._quit_after_apply = False
+        self._progress_queued = False  # a screen refresh for progress events is already queued
+        self._journal_moved = False
         self._asking_quit = False
         self.farewell = ""  # what quitting mid-apply printed: what was done, how to resume
         self.resumed: str | None = None  # the session a resume reconciled (the journal sums it up)
@@ -584,8 +586,18 @@ class WizardApp(App[int]):
     def on_change_progress(self, msg: ChangeProgress) -> None:
         message = self.skip_reason(msg.change_id, msg.message) if msg.state == "skipped" else msg.message
         self.change_state[msg.change_id] = (msg.state, message)
+        self._journal_moved |= msg.state not in ("in_flight", "pending")
+        if not self._progress_queued:
+            # one refresh for every event already queued behind this one: eight workers send
+            # events faster than the screens redraw a step of hundreds of changes
+            self._progress_queued = True
+            self.call_later(self._show_progress)
+
+    def _show_progress(self) -> None:
+        self._progress_queued = False
         self.state_changed()
-        if msg.state not in ("in_flight", "pending"):
+        if self._journal_moved:
+            self._journal_moved = False
             self.refresh_journal()  # the journal view follows a running session
 
     def on_apply_finished(self, msg: ApplyFinished) -> None:
