@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +41,8 @@ UndoKind = Literal["undone", "failed", "skipped", "refused"]
 
 
 # ---- events --------------------------------------------------------------------------------------
+
+DRIFT_READERS = 8  # the journal's drift reads in flight at once (each waits on the read budgets too)
 
 @dataclass(frozen=True)
 class ProgressEvent:
@@ -465,9 +468,10 @@ class Core:
                            changes=sum(counts.values()),
                            in_flight=sum(counts.get(s, 0) for s in J.UNSETTLED))
 
-    def journal(self, session_id: str | None = None) -> JournalView:
+    def journal(self, session_id: str | None = None, *, drift: bool = True) -> JournalView:
         """A session's changes (by default the current one, else the newest), with drift where a
-        resource no longer holds what the wizard wrote."""
+        resource no longer holds what the wizard wrote. Drift is one GET per applied update, read
+        concurrently (and paced); `drift=False` reads only the journal."""
         if self.state_dir is None:
             return JournalView(None, "", [])
 
@@ -485,14 +489,17 @@ class Core:
             return JournalView(None, "", [])
         sid, status, records = found
         self._shown_session = sid
-        return JournalView(sid, status, [self._row(rec, drift=True) for rec in records])
+        compared = [rec for rec in records if drift and rec.state in J.UNDOABLE and rec.action == "update"]
+        with ThreadPoolExecutor(max_workers=max(1, min(DRIFT_READERS, len(compared)))) as pool:
+            now = dict(zip((rec.change_id for rec in compared),
+                           pool.map(lambda rec: self.gateway.read(rec.resource_id), compared), strict=True))
+        return JournalView(sid, status, [self._row(rec, now) for rec in records])
 
-    def _row(self, rec: J.ChangeRecord, *, drift: bool) -> JournalRow:
+    def _row(self, rec: J.ChangeRecord, now: Mapping[str, dict[str, Any] | None] | None = None) -> JournalRow:
+        """A journal row; with `now` (change id -> the resource read just now), its drift."""
         rows: list[DriftRow] = []
-        if drift and rec.state in J.UNDOABLE and rec.action == "update":
-            now = self.gateway.read(rec.resource_id)
-            if mismatches(now, rec.plan_after):
-                rows = [DriftRow(*r) for r in three_way(rec, now).rows]
+        if now is not None and rec.change_id in now and mismatches(now[rec.change_id], rec.plan_after):
+            rows = [DriftRow(*r) for r in three_way(rec, now[rec.change_id]).rows]
         return JournalRow(change_id=rec.change_id, step=rec.step_id, check=rec.check_id,
                           resource_id=rec.resource_id, action=rec.action, method=rec.method,
                           state=rec.state, title=rec.title, message=rec.error or rec.note or "",
@@ -572,7 +579,7 @@ class Core:
         for cid in change_ids or []:
             j.change(sid, cid)  # an unknown id is a usage error
         refuse_if_read_only(self.gateway, self.dry_run, "undo")
-        rows = [self._row(rec, drift=False) for rec in records if not one_way_of(rec)]
+        rows = [self._row(rec) for rec in records if not one_way_of(rec)]
         return sid, sorted(rows, key=lambda r: r.seq, reverse=True)
 
     def undo(self, change_ids: Sequence[str] | None = None, *, session_id: str | None = None,

@@ -39,3 +39,35 @@ async def test_a_progress_event_redraws_its_own_row_and_keeps_the_others(make_ap
         assert all(str(o.prompt).startswith("[x]   ") for o in after[1:]), "the others: chosen, not yet sent"
         assert rows.highlighted == len(changes) - 1, "the reader's row stays highlighted"
         assert f"Applying 1/{len(changes)}" in str(step.query_one("#apply-label").render())
+
+
+async def test_the_journal_follows_a_run_without_reading_every_applied_resource_again(make_app):
+    """Opening the journal reads each applied update once for its drift; the refreshes that follow
+    a running apply or undo read the journal only, and keep the drift already found."""
+    from ztwizard.tui.screens.journal import JournalScreen
+
+    from .conftest import ACCOUNT
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await checklist(pilot)
+        await pilot.press("enter", "a", "ctrl+y")
+        await settle(pilot)
+        gateway = app.core.gateway
+        gateway.write("PATCH", ACCOUNT, {"properties": {"minimumTlsVersion": "TLS1_1"}})  # someone else
+        log = gateway.target.sandbox.request_log
+        sent = len(log)
+        await pilot.press("j")
+        await settle(pilot)
+        assert isinstance(app.screen, JournalScreen)
+        applied = [r for r in app.journal_rows if r.state == "applied" and r.action == "update"]
+        reads = [path for method, path, _status in list(log)[sent:] if method == "GET"]
+        assert len(reads) == len(applied) >= 2, "one drift read per applied update on opening"
+        drifted = {r.change_id for r in app.journal_rows if r.drift}
+        assert len(drifted) == 1
+
+        sent = len(log)
+        app.post_message(ChangeProgress(applied[0].change_id, "applied", ""))  # as a running undo sends
+        await settle(pilot)
+        assert [m for m, _p, _s in list(log)[sent:] if m == "GET"] == [], "a progress refresh reads no resource"
+        assert {r.change_id for r in app.journal_rows if r.drift} == drifted, "the drift found stays shown"

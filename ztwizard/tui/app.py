@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.geometry import Size
 from textual.worker import get_current_worker
 
+from .. import journal as J
 from ..core import (
     ApplyOutcome,
     ChangeEvent,
@@ -217,8 +218,9 @@ class WizardApp(App[int]):
         from .screens.journal import JournalScreen
 
         if not isinstance(self.screen, JournalScreen):
-            self.push_screen(JournalScreen())
-        self.load_journal()
+            self.push_screen(JournalScreen())  # its screen-resume reads the journal (once)
+        else:
+            self.load_journal()
 
     def action_export(self) -> None:
         from .screens.export import ExportScreen
@@ -472,13 +474,13 @@ class WizardApp(App[int]):
         self.post_message(ApplyFinished(step_id, outcomes, error, interrupted))
 
     @work(thread=True, exclusive=True, group="journal")
-    def load_journal(self) -> None:
+    def load_journal(self, drift: bool = True) -> None:
         try:
-            view = self.core.journal()
+            view = self.core.journal(drift=drift)
         except Exception as exc:  # noqa: BLE001
             self.post_message(JournalLoaded(None, _why(exc)))
             return
-        self.post_message(JournalLoaded(view))
+        self.post_message(JournalLoaded(view, drift_read=drift))
 
     @work(thread=True, exclusive=True, group="drift")
     def read_drift(self, change_id: str) -> None:
@@ -632,6 +634,11 @@ class WizardApp(App[int]):
 
     def on_journal_loaded(self, msg: JournalLoaded) -> None:
         if msg.view is not None:
+            if not msg.drift_read:  # what the last reading found still stands for rows still applied
+                known = {r.change_id: r.drift for r in self.journal_rows}
+                for row in msg.view.rows:
+                    if row.state in J.UNDOABLE:
+                        row.drift = known.get(row.change_id, [])
             self.journal_rows = msg.view.rows
             self.journal_session, self.journal_status = msg.view.session_id, msg.view.status
         else:
@@ -700,5 +707,7 @@ class WizardApp(App[int]):
         from .screens.journal import JournalScreen
 
         if any(isinstance(s, JournalScreen) for s in self.screen_stack):
-            self.load_journal()
+            # following a running apply or undo: the journal only, not a GET per applied change
+            # per event (that spent Storage's read budget hundreds of times over at scale)
+            self.load_journal(drift=False)
 

@@ -52,10 +52,11 @@ class ApplyFinished(Message):
 
 
 class JournalLoaded(Message):
-    def __init__(self, view: JournalView | None, error: str = "") -> None:
+    def __init__(self, view: JournalView | None, error: str = "", *, drift_read: bool = True) -> None:
         super().__init__()
         self.view = view
         self.error = error
+        self.drift_read = drift_read  # False: the rows carry no drift; keep what was known
 
 
 class UndoFinished(Message):
