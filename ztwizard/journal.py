@@ -344,6 +344,15 @@ class _Lock:
 
 # ---- the journal ----------------------------------------------------------------------------
 
+# Journal files this process holds an SQLite connection to, and how many. POSIX drops every
+# lock a process holds on a file when it closes any descriptor of that file, so reading the
+# header again with open() would release the writer's WAL locks: another process's reader would
+# then take itself for the last user, checkpoint and delete the -wal file, and the writer's later
+# commits would go to an unlinked file (invisible to others, lost in a crash).
+_HELD: dict[str, int] = {}
+_HELD_LOCK = threading.Lock()
+
+
 class Journal:
     """The journal under `state_dir`. `write=True` takes the writer lock (apply, undo, resume);
     readers (`sessions`, the TUI's journal view) may open it alongside a writer."""
@@ -375,6 +384,7 @@ class Journal:
         self._kill_armed = False
         self._ensure_dir()
         self._fresh = False  # this writer created the file (close() removes it if nothing was committed)
+        self._held = False  # counted in _HELD: this journal's connection is open
         if write:
             self._lock = _Lock(self.path.with_name(DB_NAME + ".lock"))
             self._lock.acquire()
@@ -407,6 +417,9 @@ class Journal:
                                  "Remove what is at that path, or pass another --state-dir.")
             if st.st_size == 0:
                 return True
+            with _HELD_LOCK:
+                if _HELD.get(self._held_key()):  # checked when first opened, and open since (see _HELD)
+                    return True
             with open(self.path, "rb") as f:
                 head = f.read(16)
         except FileNotFoundError:
@@ -460,6 +473,10 @@ class Journal:
                                "Run any writing command (apply, undo, resume) once to upgrade it.")
             with contextlib.suppress(OSError):
                 os.chmod(self.path, 0o600)
+            with _HELD_LOCK:
+                key = self._held_key()
+                _HELD[key] = _HELD.get(key, 0) + 1
+            self._held = True
             return db
         except sqlite3.Error as e:
             if not existed:  # a journal this call began (a full disk): leave nothing half-made behind
@@ -467,6 +484,9 @@ class Journal:
                     with contextlib.suppress(OSError):
                         leftover.unlink()
             raise self._sqlite_error(e) from None
+
+    def _held_key(self) -> str:
+        return os.path.realpath(self.path)
 
     def _sqlite_error(self, e: sqlite3.Error) -> ZtwError:
         err = from_sqlite_error(e, self.path)
@@ -480,6 +500,13 @@ class Journal:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.db.close()
+        if self._held:
+            self._held = False
+            with _HELD_LOCK:
+                key = self._held_key()
+                _HELD[key] -= 1
+                if not _HELD[key]:
+                    del _HELD[key]
         if self._fresh and not self._commits:  # a writer that recorded nothing leaves no journal behind
             for leftover in (self.path, self.path.with_name(DB_NAME + "-wal"), self.path.with_name(DB_NAME + "-shm")):
                 with contextlib.suppress(OSError):

@@ -275,3 +275,30 @@ def test_concurrent_writers_share_commits_without_losing_or_mixing_rows(tmp_path
     kinds = [r[0] for r in db.execute("SELECT kind FROM events WHERE session_id=? AND change_id IS NOT NULL", (sid,))]
     assert sorted(kinds) == sorted([J.IN_FLIGHT, J.APPLIED] * len(changes))
     db.close()
+
+
+def _events_seen_elsewhere(state, session_id: str) -> int:
+    """How many of the session's events another process reads (`ztwizard sessions` in a second
+    terminal, an auditor's export)."""
+    code = (f"from ztwizard import journal as J; import sys; "
+            f"print(len(J.Journal(sys.argv[1], write=False).events({session_id!r})))")
+    out = subprocess.run([sys.executable, "-c", code, str(state)], capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_a_reader_opened_beside_the_writer_keeps_its_commits_durable_and_visible(tmp_path):
+    """The wizard reads its own journal through a second handle while it writes (the TUI's
+    resume offer, the sessions list). Re-reading the file's header then closed a descriptor of
+    the database, which drops every POSIX lock the process held on it: the next reader in
+    another process took itself for the last user and deleted the -wal file, and the writer's
+    later commits went to the unlinked file, seen by no one else and lost in a crash."""
+    writer = J.Journal(tmp_path, write=True)
+    try:
+        sid = writer.create_session("sandbox", "https://127.0.0.1:1")
+        J.Journal(tmp_path, write=False).close()  # a second handle in this process
+        seen = _events_seen_elsewhere(tmp_path, sid)
+        assert (tmp_path / (J.DB_NAME + "-wal")).exists(), "the writer's write-ahead log is still there"
+        writer.log(sid, "note", "committed after another process read")
+        assert _events_seen_elsewhere(tmp_path, sid) == seen + 1 == len(writer.events(sid))
+    finally:
+        writer.close()
