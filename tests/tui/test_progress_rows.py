@@ -71,3 +71,30 @@ async def test_the_journal_follows_a_run_without_reading_every_applied_resource_
         await settle(pilot)
         assert [m for m, _p, _s in list(log)[sent:] if m == "GET"] == [], "a progress refresh reads no resource"
         assert {r.change_id for r in app.journal_rows if r.drift} == drifted, "the drift found stays shown"
+
+
+async def test_the_journal_table_redraws_the_cells_a_running_undo_moves(make_app):
+    """The journal's rows stay where they are while an undo runs; a row's state and undo
+    columns follow its change (the table is not rebuilt per event)."""
+    from ztwizard.tui.screens.journal import JournalScreen
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await checklist(pilot)
+        await pilot.press("enter", "a", "ctrl+y")
+        await settle(pilot)
+        await pilot.press("j")
+        await settle(pilot)
+        assert isinstance(app.screen, JournalScreen)
+        table = app.screen.query_one("#journal")
+        last = len(app.journal_rows) - 1
+        table.move_cursor(row=last)
+        first = app.journal_rows[0]
+        assert str(table.get_cell(first.change_id, "state")) == "applied"
+        assert table.get_cell(first.change_id, "undo") in ("restore", "delete")
+
+        app.post_message(ChangeProgress(first.change_id, "undone", ""))
+        await settle(pilot)
+        assert str(table.get_cell(first.change_id, "state")) == "undone"
+        assert table.get_cell(first.change_id, "undo") == "", "nothing left to take back"
+        assert table.row_count == len(app.journal_rows) and table.cursor_row == last

@@ -101,6 +101,8 @@ class WizardApp(App[int]):
         self._quit_after_apply = False
         self._progress_queued = False  # a screen refresh for progress events is already queued
         self._journal_moved = False
+        self._journal_following = False  # a load that follows a run is under way
+        self._journal_behind = False  # the journal moved again while it was
         self._asking_quit = False
         self.farewell = ""  # what quitting mid-apply printed: what was done, how to resume
         self.resumed: str | None = None  # the session a resume reconciled (the journal sums it up)
@@ -633,6 +635,10 @@ class WizardApp(App[int]):
         self.state_changed()
 
     def on_journal_loaded(self, msg: JournalLoaded) -> None:
+        self._journal_following = False  # any load that lands (one an exclusive newer load replaced never does)
+        if self._journal_behind:
+            self._journal_behind = False
+            self.call_later(self.refresh_journal)
         if msg.view is not None:
             if not msg.drift_read:  # what the last reading found still stands for rows still applied
                 known = {r.change_id: r.drift for r in self.journal_rows}
@@ -707,7 +713,11 @@ class WizardApp(App[int]):
         from .screens.journal import JournalScreen
 
         if any(isinstance(s, JournalScreen) for s in self.screen_stack):
+            if self._journal_following:  # one load at a time; the next starts when it lands
+                self._journal_behind = True
+                return
             # following a running apply or undo: the journal only, not a GET per applied change
             # per event (that spent Storage's read budget hundreds of times over at scale)
+            self._journal_following = True
             self.load_journal(drift=False)
 

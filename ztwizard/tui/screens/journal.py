@@ -21,6 +21,7 @@ STATE_STYLE = {"applied": "green", "failed": "red", "in_flight": "yellow", "undo
                "undone": "dim", "drifted": "magenta", "undo_failed": "red", "planned": "dim",
                "not_applied": "dim", "skipped": "dim"}
 UNDOABLE = ("applied", "undo_failed", "drifted")
+COLUMNS = ("state", "check", "action", "undo", "resource")
 # what undoing each kind of change sends: an undone create is a delete; shown only where an undo
 # would send something (a skipped, failed or undone row has nothing to take back)
 UNDO_VERB = {"create": "delete", "update": "restore", "delete": "re-create"}
@@ -72,6 +73,15 @@ class JournalScreen(Screen[None]):
         room = max(self.size.width - sum(fixed) - 2 * (len(fixed) + 1) - 2, 12)
         return (*fixed, room)
 
+    _shown: list[tuple[str, tuple[Text | str, ...]]] = []  # (change id, cells) as the table shows them
+
+    def _cells(self, r: JournalRow, widths: tuple[int, ...]) -> tuple[Text | str, ...]:
+        state = self.app.change_state.get(r.change_id, (r.state, ""))[0] if r.state in (
+            "applied", "in_flight") else r.state
+        return (Text(cut(STATE_WORD.get(state, state), widths[0]), style=STATE_STYLE.get(state, "")),
+                r.check, r.action, UNDO_VERB.get(r.action, "") if state in UNDOABLE else "",
+                cut(short_name(r.resource_id), widths[4]))
+
     @property
     def rows(self) -> list[JournalRow]:
         return self.app.journal_rows
@@ -96,19 +106,25 @@ class JournalScreen(Screen[None]):
         widths = self._widths()
         if widths != self._columns:
             table.clear(columns=True)
-            for name, w in zip(("state", "check", "action", "undo", "resource"), widths, strict=True):
-                table.add_column(name, width=w)
+            for name, w in zip(COLUMNS, widths, strict=True):
+                table.add_column(name, width=w, key=name)
             self._columns = widths
-        keep = table.cursor_row
-        table.clear()
-        for r in self.rows:
-            state = app.change_state.get(r.change_id, (r.state, ""))[0] if r.state in (
-                "applied", "in_flight") else r.state
-            table.add_row(Text(cut(STATE_WORD.get(state, state), widths[0]), style=STATE_STYLE.get(state, "")),
-                          r.check, r.action, UNDO_VERB.get(r.action, "") if state in UNDOABLE else "",
-                          cut(short_name(r.resource_id), widths[4]), key=r.change_id)
-        if self.rows:
-            table.move_cursor(row=min(keep, len(self.rows) - 1))
+            self._shown = []
+        cells = [self._cells(r, widths) for r in self.rows]
+        ids = [r.change_id for r in self.rows]
+        if ids == [i for i, _c in self._shown]:  # the same rows (a run moving on): redraw what moved
+            for (cid, was), now in zip(self._shown, cells, strict=True):
+                for name, before, after in zip(COLUMNS, was, now, strict=True):
+                    if before != after:
+                        table.update_cell(cid, name, after)
+        else:
+            keep = table.cursor_row
+            table.clear()
+            for cid, row in zip(ids, cells, strict=True):
+                table.add_row(*row, key=cid)
+            if self.rows:
+                table.move_cursor(row=min(keep, len(self.rows) - 1))
+        self._shown = list(zip(ids, cells, strict=True))
         self._detail()
         self.refresh_bindings()
 
