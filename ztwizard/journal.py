@@ -417,9 +417,8 @@ class Journal:
                                  "Remove what is at that path, or pass another --state-dir.")
             if st.st_size == 0:
                 return True
-            with _HELD_LOCK:
-                if _HELD.get(self._held_key()):  # checked when first opened, and open since (see _HELD)
-                    return True
+            if _HELD.get(self._held_key()):  # checked when first opened, and open since (see _HELD)
+                return True
             with open(self.path, "rb") as f:
                 head = f.read(16)
         except FileNotFoundError:
@@ -433,13 +432,27 @@ class Journal:
         return True
 
     def _connect(self) -> sqlite3.Connection:
-        existed = self._check_file()
+        # The header is read, and this handle counted, under one lock: a header read closes its
+        # descriptor only while no other thread of this process has the file open or is opening it.
+        with _HELD_LOCK:
+            existed = self._check_file()
+            key = self._held_key()
+            _HELD[key] = _HELD.get(key, 0) + 1
+            self._held = True
+        try:
+            return self._open_db(existed)
+        except BaseException:
+            self._release_held()
+            raise
+
+    def _open_db(self, existed: bool) -> sqlite3.Connection:
         if not existed:
             if not self.write:
                 # A reader never creates the file; an empty in-memory journal answers its queries.
                 db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
                 migrate(db)
                 db.row_factory = sqlite3.Row
+                self._release_held()  # no file is held open
                 return db
             # Created 0600 before SQLite touches it, so there is no window with wider rights.
             try:
@@ -473,10 +486,6 @@ class Journal:
                                "Run any writing command (apply, undo, resume) once to upgrade it.")
             with contextlib.suppress(OSError):
                 os.chmod(self.path, 0o600)
-            with _HELD_LOCK:
-                key = self._held_key()
-                _HELD[key] = _HELD.get(key, 0) + 1
-            self._held = True
             return db
         except sqlite3.Error as e:
             if not existed:  # a journal this call began (a full disk): leave nothing half-made behind
@@ -487,6 +496,16 @@ class Journal:
 
     def _held_key(self) -> str:
         return os.path.realpath(self.path)
+
+    def _release_held(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        with _HELD_LOCK:
+            key = self._held_key()
+            _HELD[key] -= 1
+            if not _HELD[key]:
+                del _HELD[key]
 
     def _sqlite_error(self, e: sqlite3.Error) -> ZtwError:
         err = from_sqlite_error(e, self.path)
@@ -500,13 +519,7 @@ class Journal:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.db.close()
-        if self._held:
-            self._held = False
-            with _HELD_LOCK:
-                key = self._held_key()
-                _HELD[key] -= 1
-                if not _HELD[key]:
-                    del _HELD[key]
+        self._release_held()
         if self._fresh and not self._commits:  # a writer that recorded nothing leaves no journal behind
             for leftover in (self.path, self.path.with_name(DB_NAME + "-wal"), self.path.with_name(DB_NAME + "-shm")):
                 with contextlib.suppress(OSError):

@@ -302,3 +302,31 @@ def test_a_reader_opened_beside_the_writer_keeps_its_commits_durable_and_visible
         assert _events_seen_elsewhere(tmp_path, sid) == seen + 1 == len(writer.events(sid))
     finally:
         writer.close()
+
+
+def test_readers_opened_while_the_writer_opens_leave_its_locks_alone(tmp_path):
+    """The same, with the second handle opened in another thread at the moment the writer opens
+    (the TUI's journal view loading as an undo starts): many rounds, none may lose the log."""
+    import threading
+
+    with J.Journal(tmp_path, write=True) as first:
+        first.create_session("sandbox", "")  # the file exists, closed again
+    for _ in range(30):
+        go = threading.Barrier(2)
+
+        def read(go: threading.Barrier = go) -> None:
+            go.wait()
+            J.Journal(tmp_path, write=False).close()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        go.wait()
+        writer = J.Journal(tmp_path, write=True)
+        reader.join()
+        try:
+            sid = writer.create_session("sandbox", "")
+            _events_seen_elsewhere(tmp_path, sid)
+            writer.log(sid, "note", "after")
+            assert _events_seen_elsewhere(tmp_path, sid) == len(writer.events(sid))
+        finally:
+            writer.close()
