@@ -110,3 +110,34 @@ def test_g_naming_no_existing_group_is_exit_2_with_a_hint(capsys, state, tmp_pat
     assert _pricings(arm_client, state) == before
     if "-s" in args:
         assert f"subscription {CONNECTIVITY_SUB}" in err
+
+
+# ---- --management-group and -g: bad input is refused before anything is read ---------------------
+
+@pytest.mark.parametrize("args, needle", [
+    (["--management-group", ""], "Management group id '' is not valid"),
+    (["--management-group", "mg-corp?x=1"], "Management group id 'mg-corp?x=1' is not valid"),
+    (["--management-group", "mg/../../subscriptions"], "is not valid"),
+    (["--management-group", "mg corp"], "is not valid"),
+    (["--management-group", "mg-corp."], "is not valid"),                  # may not end in a period
+    (["--management-group", "m" * 91], "is not valid"),                    # at most 90 characters
+    (["-g", ""], "Resource group name '' is not valid"),
+    (["-g", "rg-vms", "-g", ""], "Resource group name '' is not valid"),
+])
+@pytest.mark.parametrize("command", [["plan", "--out", "PLANFILE"], ["apply", "--yes"]])
+def test_a_malformed_management_group_or_empty_g_is_exit_2_before_any_read(capsys, state, tmp_path, arm_client,
+                                                                          args, needle, command):
+    command = [str(tmp_path / "p.json") if c == "PLANFILE" else c for c in command]
+    before = _pricings(arm_client, state)
+    code, out, err = run(capsys, state, *args, *command)
+    assert code == 2, out + err
+    assert needle in err and "hint:" in err and "Traceback" not in err and not out
+    assert len(err.strip().splitlines()) == 2  # one sentence, one hint
+    assert not (tmp_path / "p.json").exists()
+    assert _pricings(arm_client, state) == before
+
+
+def test_an_estate_file_has_no_management_groups(capsys, tmp_path):
+    code = main(["--estate", "reference", "--management-group", "mg-platform", "plan"])
+    out = capsys.readouterr()
+    assert code == 2 and "--management-group" in out.err and "hint:" in out.err and not out.out
