@@ -141,3 +141,57 @@ def test_an_estate_file_has_no_management_groups(capsys, tmp_path):
     code = main(["--estate", "reference", "--management-group", "mg-platform", "plan"])
     out = capsys.readouterr()
     assert code == 2 and "--management-group" in out.err and "hint:" in out.err and not out.out
+
+
+# ---- -g and an empty scope under --management-group -----------------------------------------------
+
+@pytest.fixture
+def scale_state(tmp_path: Any, monkeypatch: Any) -> Any:
+    """scale:600 (mg-platform: 2 subscriptions, mg-corp and mg-online under mg-landingzones), with
+    a resource group only one platform subscription holds."""
+    from ztwizard.sandbox import management
+    from ztwizard.sandbox.estates import load_estate
+    from ztwizard.sandbox.estates.reference import _resource
+
+    monkeypatch.setenv("ZTWIZARD_SANDBOX_IN_PROCESS", "1")
+    monkeypatch.delenv("ZTWIZARD_STATE_DIR", raising=False)
+    estate = list(load_estate("scale:600"))
+    subs = sorted({r["id"].split("/")[2] for r in estate}, key=str.lower)
+    groups = management.hierarchy("t", subs)
+    platform = groups["mg-platform"][1][0]
+    estate.append(_resource(f"/subscriptions/{platform}/resourceGroups/rg-platform-only",
+                            "Microsoft.Resources/resourceGroups", {}, location="westeurope", etag=False))
+    sb = Sandbox(tmp_path / "s", estate=estate)
+    return tmp_path / "s", sb, groups
+
+
+def test_g_is_checked_against_the_subscriptions_under_the_management_group(capsys, scale_state, tmp_path):
+    state, _sb, groups = scale_state
+    assert plan_json(capsys, state, "--management-group", "mg-platform", "-g", "rg-platform-only")["steps"]
+    code, out, err = run(capsys, state, "--management-group", "mg-corp", "-g", "rg-platform-only",
+                         "plan", "--out", str(tmp_path / "p.json"))
+    assert code == 2, out + err
+    assert "Resource group 'rg-platform-only' does not exist" in err and "mg-corp" in err and "hint:" in err
+    assert not out and "Traceback" not in err and not (tmp_path / "p.json").exists()
+
+
+def test_a_management_group_without_subscriptions_is_exit_2(capsys, state, tmp_path):
+    # the reference estate's two subscriptions are both in mg-platform: mg-landingzones is empty
+    code, out, err = run(capsys, state, "--management-group", "mg-landingzones", "plan", "--out",
+                         str(tmp_path / "p.json"))
+    assert code == 2, out + err
+    assert "Management group mg-landingzones holds no subscription" in err and "hint:" in err
+    assert not out and not (tmp_path / "p.json").exists()
+    code, out, err = run(capsys, state, "--management-group", "mg-landingzones", "apply", "--yes")
+    assert code == 2 and "holds no subscription" in err and not out
+
+
+def test_a_management_group_whose_subscriptions_are_all_disabled_is_exit_2_naming_them(capsys, scale_state):
+    state, sb, groups = scale_state
+    for sub in groups["mg-platform"][1]:
+        sb.store.subscriptions[sub.lower()]["state"] = "Disabled"
+    sb._save(full=True)
+    code, out, err = run(capsys, state, "--management-group", "mg-platform", "plan")
+    assert code == 2, out + err
+    assert "holds no enabled subscription" in err and all(s in err for s in groups["mg-platform"][1])
+    assert "Disabled" in err and "hint:" in err and not out

@@ -738,15 +738,26 @@ class Gateway:
         for group in groups:
             for sub in self.management_group_subscriptions(group):
                 under.setdefault(sub.lower(), sub)
+        named = " or ".join(dict.fromkeys(groups))
+        if not under:
+            raise UsageError(f"Management group {named} holds no subscription.",
+                             hint="Name a group with subscriptions below it, or the subscriptions themselves with -s.")
         if narrowed:
             outside = [s for s in narrowed if s.lower() not in under]
             if outside:
                 raise UsageError(f"Subscription {outside[0]} is not under management group "
-                                 f"{' or '.join(groups)}.", hint="-s narrows --management-group: name a "
+                                 f"{named}.", hint="-s narrows --management-group: name a "
                                  "subscription under it, or drop -s.")
             return narrowed, False
         enabled = {s.lower() for s in self.list_subscriptions()}
+        # only the groups' own subscriptions are said to be skipped
+        self.skipped_subscriptions = [s for s in self.skipped_subscriptions if s[0].lower() in under]
         subs = [sub for key, sub in sorted(under.items()) if key in enabled]
+        if not subs:
+            skipped = ", ".join(f"{sid} ({state})" for sid, _name, state in self.skipped_subscriptions)
+            raise UsageError(f"Management group {named} holds no enabled subscription"
+                             + (f": {skipped} are skipped." if skipped else " this sign-in can see."),
+                             hint="Name another group, or check the subscriptions' state and the sign-in's roles.")
         return subs, len(subs) == len(under)
 
     def list_resource_groups(self, subscription: str) -> list[dict[str, Any]]:
