@@ -195,3 +195,33 @@ def test_a_management_group_whose_subscriptions_are_all_disabled_is_exit_2_namin
     assert code == 2, out + err
     assert "holds no enabled subscription" in err and all(s in err for s in groups["mg-platform"][1])
     assert "Disabled" in err and "hint:" in err and not out
+
+
+def test_skipped_subscriptions_are_said_in_the_plan_and_by_apply(capsys, scale_state):
+    """Disabled and deleted subscriptions are left out and the person is told (the log, off by
+    default, was the only place that said so); Warned and PastDue ones still work, and are read."""
+    state, sb, groups = scale_state
+    corp, platform = groups["mg-corp"][1], groups["mg-platform"][1]
+    states = {corp[0]: "Disabled", corp[1]: "Deleted", corp[2]: "Warned", corp[3]: "PastDue",
+              platform[0]: "Disabled"}
+    for sub, st in states.items():
+        sb.store.subscriptions[sub.lower()]["state"] = st
+    sb._save(full=True)
+
+    plan = plan_json(capsys, state, "--management-group", "mg-corp")
+    assert sorted(s.lower() for s in plan["target"]["subscriptions"]) == sorted(s.lower() for s in corp[2:])
+    skipped = {n["subscription"]: n["message"] for n in plan["notes"] if n["kind"] == "subscription_skipped"}
+    assert set(skipped) == {corp[0], corp[1]}  # not the platform one: it is outside mg-corp
+    assert "it is Disabled" in skipped[corp[0]] and "it is Deleted" in skipped[corp[1]]
+
+    plan = plan_json(capsys, state)  # every subscription the sign-in sees
+    assert {n["subscription"] for n in plan["notes"] if n["kind"] == "subscription_skipped"} == \
+        {corp[0], corp[1], platform[0]}
+    code, text, _ = run(capsys, state, "plan", "--step", "vm-1")
+    assert code == 0 and f"({platform[0]}) is skipped: it is Disabled" in text
+    code, out, err = run(capsys, state, "--management-group", "mg-corp", "apply", "--yes", "--step", "vm-1")
+    assert code == 0, out + err
+    assert f"({corp[0]}) is skipped: it is Disabled" in out + err
+    # -s names the subscriptions: nothing is listed, nothing said skipped
+    plan = plan_json(capsys, state, "-s", corp[2])
+    assert not [n for n in plan["notes"] if n["kind"] == "subscription_skipped"]

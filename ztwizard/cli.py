@@ -351,6 +351,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
         core.lock_journal()  # taken first: a second wizard stops here
         _mention_unfinished(core, args)
         plan = core.inspect(args.step or [], args.check or [])
+        for note in plan.notes:
+            if note["kind"] == "subscription_skipped":
+                say(f"note: {note['message']}")
         for change_id, values in params.items():
             plan = core.edit_params(change_id, values)
         changes = plan.changes()

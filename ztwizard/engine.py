@@ -323,6 +323,9 @@ def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iter
     finally:
         if paused:
             gc.enable()
+    for sid, name, state in getattr(gateway, "skipped_subscriptions", None) or []:
+        plan.notes.append({"kind": "subscription_skipped", "subscription": sid, "state": state,
+                           "message": f"Subscription {name} ({sid}) is skipped: it is {state}."})
     return Survey(inv, plan)
 
 

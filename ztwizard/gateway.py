@@ -776,6 +776,7 @@ class Gateway:
         knows); a child is read only for a resource some check needs it for."""
         groups = list(getattr(self.target, "management_groups", None) or [])
         narrowed = list(subscriptions or self.target.subscriptions or [])
+        self.skipped_subscriptions = []  # this scope's, as listing it finds them
         subs, whole_groups = self.scope_subscriptions(groups, narrowed) if groups else \
             (narrowed or self.list_subscriptions(), False)
         rgs = [g.lower() for g in (resource_groups or self.target.resource_groups or [])]
