@@ -941,6 +941,7 @@ class Gateway:
             body["managementGroups"] = management_groups
         url = f"/providers/Microsoft.ResourceGraph/resources?api-version={graph._config.api_version}"
         rows: list[dict[str, Any]] = []
+        followed: set[str] = set()
         try:
             while True:
                 resp = graph._send_request(HttpRequest("POST", url, json=body))  # this SDK names it so
@@ -950,7 +951,16 @@ class Gateway:
                 rows.extend(page.get("data") or [])
                 token = page.get("$skipToken")
                 if not token:
+                    # ARG says "true" (a string in its API) when it left rows out with no token to
+                    # page on: what came back is not the scope, and checks must not pass on it
+                    if str(page.get("resultTruncated") or "false").lower() == "true":
+                        raise ZtwError("Resource Graph truncated the result of a query and gave no $skipToken "
+                                       "to page on.", hint="The inventory is read by list calls instead.")
                     return rows
+                if token in followed:  # the same rows again and again: a page loop, not more rows
+                    raise ZtwError("Resource Graph answered a $skipToken it had given before.",
+                                   hint="The inventory is read by list calls instead.")
+                followed.add(token)
                 body["options"]["$skipToken"] = token
         except ARM_ERRORS as exc:
             raise translate(exc, "", "querying Resource Graph") from exc
