@@ -313,6 +313,22 @@ def test_a_storage_write_spends_the_write_budget_not_the_read_budget(scale_estat
     assert key[2] == "storage-writes" and key[1] == "westeurope" and rate == pytest.approx(9.5)
 
 
+def test_storage_writes_are_paced_on_the_hourly_window_too(scale_estate):
+    """Storage allows 10 writes per second but only 1,200 per hour (notes §7): paced on the
+    per-second bucket alone, the 1,241st write of a steady run met a 429; the hourly window is
+    a budget of its own, so a long apply to one subscription-region waits instead."""
+    clock = Clock()
+    sb = Sandbox(None, estate=scale_estate, throttle="arm", clock=clock, lro_seconds=0)
+    gw = Gateway(in_process_target(sb), retry_total=0, pacer=Pacer(clock=clock, sleep=clock.sleep))
+    account = next(r["id"] for r in scale_estate if r["type"] == "Microsoft.Storage/storageAccounts")
+    assert gw.read(account)
+    for i in range(1300):
+        gw.write("PATCH", account, {"tags": {"round": str(i)}})
+    assert 429 not in {s for _, _, s in sb.request_log}
+    key, _tokens, rate = gw.write_headroom(account)
+    assert key[2] == "storage-writes-hour" and rate == pytest.approx(1200 / 3600 * (1 - RESERVE))
+
+
 def test_plan_at_scale_throttled_has_no_429_and_few_requests_per_resource(scale_estate):
     clock = Clock()
     sb = Sandbox(None, estate=scale_estate, throttle="arm", clock=clock, page_size=1000)

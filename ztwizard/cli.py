@@ -41,15 +41,21 @@ def state_dir(args: argparse.Namespace) -> Path:
 
 
 def make_target(args: argparse.Namespace) -> Any:
-    from .engine import validate_subscriptions
+    from .engine import validate_management_groups, validate_resource_groups, validate_subscriptions
     from .target import azure_target, estate_target, sandbox_target
 
     subs = list(args.subscription or [])
     validate_subscriptions(subs)
+    groups = list(getattr(args, "management_group", None) or [])
+    validate_management_groups(groups)
+    validate_resource_groups(args.resource_group or [])
     if args.estate:
         if args.sandbox:
             raise UsageError("--estate and --sandbox cannot be combined.",
                              hint="--estate audits a file offline; --sandbox talks to the sandbox.")
+        if groups:
+            raise UsageError("--management-group needs Azure or the sandbox: an estate file has no management groups.",
+                             hint="Narrow an estate file with -s and -g.")
         target = estate_target(args.estate)
     elif args.sandbox:
         target = sandbox_target(state_dir(args))
@@ -58,7 +64,7 @@ def make_target(args: argparse.Namespace) -> Any:
                               auth_timeout=getattr(args, "auth_timeout", None))
     target.subscriptions = subs
     target.resource_groups = list(args.resource_group or [])
-    target.management_groups = list(getattr(args, "management_group", None) or [])
+    target.management_groups = groups
     return target
 
 
@@ -345,6 +351,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
         core.lock_journal()  # taken first: a second wizard stops here
         _mention_unfinished(core, args)
         plan = core.inspect(args.step or [], args.check or [])
+        for note in plan.notes:
+            if note["kind"] == "subscription_skipped":
+                say(f"note: {note['message']}")
         for change_id, values in params.items():
             plan = core.edit_params(change_id, values)
         changes = plan.changes()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import gc
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -93,6 +94,29 @@ def validate_subscriptions(subscriptions: Iterable[str]) -> None:
         if not is_guid(sub):
             raise UsageError(f"Subscription id {sub!r} is not a GUID.",
                              hint="Pass the subscription's id (e.g. 00000000-0000-0000-0000-000000000000), not its name.")
+
+
+# Azure's naming rules (Learn, "Naming rules and restrictions for Azure resources"): a management
+# group id is 1-90 letters, digits, hyphens, underscores, periods and parentheses; a resource group
+# name 1-90 of those with Unicode letters and digits; neither ends in a period. The id goes into a
+# URL path, so one outside the rule is refused before it is sent.
+_MANAGEMENT_GROUP_ID = re.compile(r"[A-Za-z0-9_.()-]{1,90}")
+
+
+def validate_management_groups(groups: Iterable[str]) -> None:
+    for group in groups:
+        if not _MANAGEMENT_GROUP_ID.fullmatch(group) or group.endswith("."):
+            raise UsageError(f"Management group id {group!r} is not valid: 1-90 letters, digits, '-', '_', '.', "
+                             "'(' or ')', not ending in a period.",
+                             hint="Pass the group's id (its name, e.g. mg-corp), not its display name.")
+
+
+def validate_resource_groups(groups: Iterable[str]) -> None:
+    for group in groups:
+        if not (0 < len(group) <= 90 and all(c.isalnum() or c in "_-.()" for c in group)) or group.endswith("."):
+            raise UsageError(f"Resource group name {group!r} is not valid: 1-90 letters, digits, '-', '_', '.', "
+                             "'(' or ')', not ending in a period.",
+                             hint="Pass the resource group's name (e.g. rg-vms) to -g, not its id.")
 
 
 def _suggest(value: str, known: Iterable[str], listing: str) -> str:
@@ -299,6 +323,9 @@ def survey(gateway: ArmGateway, *, step_ids: Iterable[str] = (), check_ids: Iter
     finally:
         if paused:
             gc.enable()
+    for sid, name, state in getattr(gateway, "skipped_subscriptions", None) or []:
+        plan.notes.append({"kind": "subscription_skipped", "subscription": sid, "state": state,
+                           "message": f"Subscription {name} ({sid}) is skipped: it is {state}."})
     return Survey(inv, plan)
 
 

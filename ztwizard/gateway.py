@@ -738,15 +738,26 @@ class Gateway:
         for group in groups:
             for sub in self.management_group_subscriptions(group):
                 under.setdefault(sub.lower(), sub)
+        named = " or ".join(dict.fromkeys(groups))
+        if not under:
+            raise UsageError(f"Management group {named} holds no subscription.",
+                             hint="Name a group with subscriptions below it, or the subscriptions themselves with -s.")
         if narrowed:
             outside = [s for s in narrowed if s.lower() not in under]
             if outside:
                 raise UsageError(f"Subscription {outside[0]} is not under management group "
-                                 f"{' or '.join(groups)}.", hint="-s narrows --management-group: name a "
+                                 f"{named}.", hint="-s narrows --management-group: name a "
                                  "subscription under it, or drop -s.")
             return narrowed, False
         enabled = {s.lower() for s in self.list_subscriptions()}
+        # only the groups' own subscriptions are said to be skipped
+        self.skipped_subscriptions = [s for s in self.skipped_subscriptions if s[0].lower() in under]
         subs = [sub for key, sub in sorted(under.items()) if key in enabled]
+        if not subs:
+            skipped = ", ".join(f"{sid} ({state})" for sid, _name, state in self.skipped_subscriptions)
+            raise UsageError(f"Management group {named} holds no enabled subscription"
+                             + (f": {skipped} are skipped." if skipped else " this sign-in can see."),
+                             hint="Name another group, or check the subscriptions' state and the sign-in's roles.")
         return subs, len(subs) == len(under)
 
     def list_resource_groups(self, subscription: str) -> list[dict[str, Any]]:
@@ -765,6 +776,7 @@ class Gateway:
         knows); a child is read only for a resource some check needs it for."""
         groups = list(getattr(self.target, "management_groups", None) or [])
         narrowed = list(subscriptions or self.target.subscriptions or [])
+        self.skipped_subscriptions = []  # this scope's, as listing it finds them
         subs, whole_groups = self.scope_subscriptions(groups, narrowed) if groups else \
             (narrowed or self.list_subscriptions(), False)
         rgs = [g.lower() for g in (resource_groups or self.target.resource_groups or [])]
@@ -929,6 +941,7 @@ class Gateway:
             body["managementGroups"] = management_groups
         url = f"/providers/Microsoft.ResourceGraph/resources?api-version={graph._config.api_version}"
         rows: list[dict[str, Any]] = []
+        followed: set[str] = set()
         try:
             while True:
                 resp = graph._send_request(HttpRequest("POST", url, json=body))  # this SDK names it so
@@ -938,7 +951,16 @@ class Gateway:
                 rows.extend(page.get("data") or [])
                 token = page.get("$skipToken")
                 if not token:
+                    # ARG says "true" (a string in its API) when it left rows out with no token to
+                    # page on: what came back is not the scope, and checks must not pass on it
+                    if str(page.get("resultTruncated") or "false").lower() == "true":
+                        raise ZtwError("Resource Graph truncated the result of a query and gave no $skipToken "
+                                       "to page on.", hint="The inventory is read by list calls instead.")
                     return rows
+                if token in followed:  # the same rows again and again: a page loop, not more rows
+                    raise ZtwError("Resource Graph answered a $skipToken it had given before.",
+                                   hint="The inventory is read by list calls instead.")
+                followed.add(token)
                 body["options"]["$skipToken"] = token
         except ARM_ERRORS as exc:
             raise translate(exc, "", "querying Resource Graph") from exc

@@ -25,13 +25,16 @@ LIMITS: dict[str, tuple[float, float]] = {
     "storage-reads": (800, 800 / 300),
     "storage-lists": (100, 100 / 300),
     "storage-writes": (10, 10.0),
+    "storage-writes-hour": (1200, 1200 / 3600),  # Storage writes: 10 per second and 1,200 per hour
     "network-reads": (10_000, 10_000 / 300),
     "network-writes": (1_000, 1_000 / 300),
     "graph": (15, 15 / 5),
 }
 # response header -> the bucket of the request it reports on. "{provider}" is the provider bucket
 # this request drew on: ARM reports a write's provider budget in `resource-requests` too, so
-# reading that header as the provider's reads would drain the read budget with every write.
+# reading that header as the provider's reads would drain the read budget with every write. (A
+# provider's hourly window, paced beside it, is counted here: one header cannot say which
+# window it reports, and lowering the hour to a second's count would stall every write.)
 HEADERS: dict[str, str] = {
     "x-ms-ratelimit-remaining-subscription-reads": "reads",
     "x-ms-ratelimit-remaining-subscription-writes": "writes",
@@ -88,6 +91,8 @@ def buckets_for(method: str, path: str) -> list[str]:
         if f"{provider}-{kind}" not in LIMITS:
             kind = "reads"  # Network counts every GET, lists included
         out.append(f"{provider}-{kind}")
+        if f"{provider}-{kind}-hour" in LIMITS:  # a second window on the same requests
+            out.append(f"{provider}-{kind}-hour")
     return out
 
 

@@ -19,13 +19,20 @@ def check_resource_groups(gateway: Any, resource_groups: Iterable[str],
     wanted = [g for g in resource_groups if g]
     if not wanted:
         return
-    subs = list(subscriptions or gateway.target.subscriptions or gateway.list_subscriptions())
+    subs = list(subscriptions or gateway.target.subscriptions or [])
+    management_groups = list(getattr(gateway.target, "management_groups", None) or [])
+    if management_groups:  # the subscriptions the groups hold, as the inventory will read them
+        subs, _whole = gateway.scope_subscriptions(management_groups, subs)
+    elif not subs:
+        subs = gateway.list_subscriptions()
     existing: set[str] = set()
     for sub in subs:
         existing |= {str(g.get("name", "")).lower() for g in gateway.list_resource_groups(sub)}
     missing = [g for g in wanted if g.lower() not in existing]
     if missing:
         where = f"subscription {subs[0]}" if len(subs) == 1 else f"the {len(subs)} subscriptions in scope"
+        if management_groups:
+            where += f" under management group {' or '.join(dict.fromkeys(management_groups))}"
         raise UsageError(f"Resource group {missing[0]!r} does not exist in {where}.",
                          hint="Check the -g name (resource group names, not ids), or the -s subscriptions.")
 

@@ -182,3 +182,30 @@ def test_every_route_kind_is_admitted_or_refused_never_a_failure(sandbox, arm_cl
     assert list(net.virtual_networks.list(p.resource_group))
     st.storage_accounts.update(p.resource_group, p.name, {"minimum_tls_version": "TLS1_2"})
     assert {s for _, _, s in sb.request_log} == {200}
+
+
+def test_storage_writes_are_1200_per_hour_on_top_of_10_per_second(sandbox, arm_client, estate):
+    """Writes at Storage's 10 per second never meet that bucket, but its hourly window of 1,200
+    (notes §7) runs out after about two minutes of them: 429 with the Retry-After of one token."""
+    clock = Clock()
+    sb = sandbox(estate=estate, throttle="arm", clock=clock, lro_seconds=0)
+    sub, account, _ = _two_regions(estate)
+    p = parse(account)
+    st = _storage(sb, arm_client, sub, sb.transport())
+    left: list[int] = []
+    sent = 0
+
+    def hook(response):
+        if response.http_response.status_code == 200:
+            left.append(int(response.http_response.headers["x-ms-ratelimit-remaining-subscription-resource-requests"]))
+
+    with pytest.raises(HttpResponseError) as err:
+        while sent < 1400:
+            st.storage_accounts.update(p.resource_group, p.name, {"tags": {"n": str(sent)}}, raw_response_hook=hook)
+            sent += 1
+            clock.now += 0.1  # 10 per second: the per-second bucket is never short
+    assert err.value.status_code == 429 and 1200 < sent < 1300, sent
+    assert 1 <= int(err.value.response.headers["Retry-After"]) <= 3  # one token in 3 s
+    assert left[0] == 9 and left[-1] == 0  # the tighter window's count: first the second's, then the hour's
+    clock.now += 3
+    st.storage_accounts.update(p.resource_group, p.name, {"tags": {"n": "again"}})

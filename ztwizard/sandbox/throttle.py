@@ -4,8 +4,8 @@ top, and Resource Graph's per-user quota. Each answer carries the headers real A
 refusal is a 429 with `Retry-After` (Resource Graph's quota answer has none, as on Azure).
 
 Sources (notes §6, §7): reads 250 + 25/s, writes 200 + 10/s, deletes 200 + 10/s per bucket;
-Storage management 800 reads and 100 lists per 5 minutes, 10 writes/s, per region and
-subscription; Network 10,000 GETs and 1,000 PUT/DELETE per 5 minutes; Resource Graph 15
+Storage management 800 reads and 100 lists per 5 minutes, 10 writes/s and 1,200 per hour, per
+region and subscription; Network 10,000 GETs and 1,000 PUT/DELETE per 5 minutes; Resource Graph 15
 queries per 5 seconds per user. A refusal takes no token from any bucket."""
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ STORAGE_LIMITS: dict[str, tuple[int, float]] = {"reads": (800, 800 / 300), "list
                                                 "writes": (10, 10.0)}
 NETWORK_LIMITS: dict[str, tuple[int, float]] = {"reads": (10_000, 10_000 / 300), "writes": (1_000, 1_000 / 300)}
 PROVIDER_LIMITS = {"microsoft.storage": STORAGE_LIMITS, "microsoft.network": NETWORK_LIMITS}
+# A provider's second window on the same requests: Storage writes are 10 per second *and* 1,200
+# per hour (Learn, "Scalability and performance targets for the Azure Storage resource provider").
+PROVIDER_HOURLY: dict[str, dict[str, tuple[int, float]]] = {"microsoft.storage": {"writes": (1200, 1200 / 3600)}}
 GRAPH_QUOTA, GRAPH_WINDOW = 15, 5.0
 GRAPH_PATH = "/providers/microsoft.resourcegraph/resources"
 # Headers a provider's own limit is reported in (ARM's names for "resource type requests").
@@ -125,9 +128,13 @@ class ArmThrottle:
             arm = self._bucket(("arm", sub, region, principal, kind), ARM_LIMITS[kind], now)
             prov = (self._bucket(("provider", namespace or "", sub, region, pkind), limits[pkind], now)
                     if limits and pkind else None)
-            wait = max(arm.wait(), prov.wait() if prov else 0.0)
+            hourly_limit = PROVIDER_HOURLY.get(namespace or "", {}).get(pkind or "") if prov else None
+            hourly = (self._bucket(("provider-hour", namespace or "", sub, region, pkind or ""), hourly_limit, now)
+                      if hourly_limit else None)
+            provider_wait = max(prov.wait() if prov else 0.0, hourly.wait() if hourly else 0.0)
+            wait = max(arm.wait(), provider_wait)
             if wait > 0:
-                what = (f"{namespace} {pkind}" if prov and prov.wait() > 0 else f"subscription {kind}")
+                what = (f"{namespace} {pkind}" if provider_wait > 0 else f"subscription {kind}")
                 return Admission(retry_after=max(1, math.ceil(wait)),
                                  message=f"Number of {what} requests for subscription '{sub}' in region "
                                          f"'{region}' exceeded the limit. Retry after {max(1, math.ceil(wait))} seconds.")
@@ -135,7 +142,11 @@ class ArmThrottle:
             headers = {f"x-ms-ratelimit-remaining-subscription-{kind}": str(int(arm.tokens))}
             if prov is not None and pkind:
                 prov.tokens -= 1.0
-                headers[PROVIDER_HEADER[pkind]] = str(int(prov.tokens))
+                left = prov.tokens
+                if hourly is not None:  # what is left is what the tighter window leaves
+                    hourly.tokens -= 1.0
+                    left = min(left, hourly.tokens)
+                headers[PROVIDER_HEADER[pkind]] = str(int(left))
             return Admission(headers)
 
     def _admit_graph(self, principal: str) -> Admission:
