@@ -98,3 +98,4 @@ async def test_the_journal_table_redraws_the_cells_a_running_undo_moves(make_app
         assert str(table.get_cell(first.change_id, "state")) == "undone"
         assert table.get_cell(first.change_id, "undo") == "", "nothing left to take back"
         assert table.row_count == len(app.journal_rows) and table.cursor_row == last
+

@@ -9,6 +9,7 @@ from ztwizard.tui.screens.start import StartScreen
 
 from .conftest import SUB, storage_estate
 from .helpers import settle
+from .test_screens import checklist
 
 SIZE = (80, 24)
 OTHER = "00000000-0000-0000-0000-0000000000ff"
@@ -77,3 +78,17 @@ async def test_a_group_that_does_not_exist_is_said_on_the_scope_screen(make_app)
         target = str(app.screen.query_one("#target").render())
         assert "Resource group 'rg-nope' does not exist" in target
         assert not app.results
+
+
+async def test_a_subscription_left_out_of_the_scope_is_said_and_kept_on_the_scope_line(make_app):
+    """A disabled subscription is skipped by the inventory; the wizard says so (the plan's note,
+    which the CLI's reports carry) instead of quietly showing a smaller estate."""
+    app = make_app(estate="reference")
+    store = app.core.gateway.target.sandbox.store
+    disabled = sorted(store.subscriptions)[0]
+    store.subscriptions[disabled]["state"] = "Disabled"
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await checklist(pilot)
+        said = [n.message for n in app._notifications]
+        assert any(f"({disabled}) is skipped: it is Disabled" in m for m in said), said
+        assert "1 skipped" in str(screen.query_one("#scope").render())

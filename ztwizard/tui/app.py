@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import events, work
@@ -101,6 +102,7 @@ class WizardApp(App[int]):
         self._quit_after_apply = False
         self._progress_queued = False  # a screen refresh for progress events is already queued
         self._journal_moved = False
+        self.plan_notes: list[dict[str, Any]] = []  # what the last whole inspection said of its scope
         self._journal_following = False  # a load that follows a run is under way
         self._journal_behind = False  # the journal moved again while it was
         self._asking_quit = False
@@ -444,7 +446,7 @@ class WizardApp(App[int]):
         except Exception as exc:  # noqa: BLE001
             self.post_message(StepsInspected([], error=_why(exc)))
             return
-        self.post_message(StepsInspected(plan.steps))
+        self.post_message(StepsInspected(plan.steps, notes=[dict(n) for n in plan.notes]))
 
     @work(thread=True, exclusive=True, group="apply")
     def run_apply(self, step_id: str, changes: list[Change]) -> None:
@@ -572,6 +574,11 @@ class WizardApp(App[int]):
         if msg.final and self.edited:
             self.check_edits()
         self.inspect_error = msg.error
+        if msg.notes is not None:
+            self.plan_notes = msg.notes
+            if self.plan_notes:  # said once, and kept on the checklist's scope line
+                self.notify("\n".join(str(n.get("message") or n.get("kind")) for n in self.plan_notes),
+                            title="Scope", severity="warning", timeout=10)
         if msg.error and msg.final and not self.results:  # nothing inspected: back to the start screen
             from .screens.start import StartScreen
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.message import Message
 
 from ..core import ApplyOutcome, DriftRow, JournalView, ResumeResult, SessionInfo, Subscription, UndoResult
@@ -26,11 +28,13 @@ class InspectProgress(Message):
 class StepsInspected(Message):
     """Results for some or all steps; `final` closes an inspection run."""
 
-    def __init__(self, results: list[StepResult], *, final: bool = True, error: str = "") -> None:
+    def __init__(self, results: list[StepResult], *, final: bool = True, error: str = "",
+                 notes: list[dict[str, Any]] | None = None) -> None:
         super().__init__()
         self.results = results
         self.final = final
         self.error = error
+        self.notes = notes  # the plan's notes (a subscription left out, ...); None: not a whole plan
 
 
 class ChangeProgress(Message):

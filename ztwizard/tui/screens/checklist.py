@@ -48,11 +48,14 @@ def scope_line(app: WizardApp, width: int) -> Text:
     groups = list(getattr(app.core.gateway.target, "resource_groups", None) or [])
     rgs = ", ".join(groups) if groups else "all"
     t = Text("Scope: ", style="bold")
+    skipped = sum(1 for n in app.plan_notes if n.get("kind") == "subscription_skipped")
+    warn = f" {SYM['dot']} {skipped} skipped" if skipped else ""
     tail = f" {SYM['dot']} resource groups: {rgs} {SYM['dot']} s changes"
-    room = width - len("Scope: ") - len(tail)
+    room = width - len("Scope: ") - len(tail) - len(warn)
     if len(subs) > room:
         subs = subs[: max(room - len(SYM["ellipsis"]), 8)] + SYM["ellipsis"]
     t.append(subs)
+    t.append(warn, style="bold yellow")
     t.append(tail, style="dim")
     return t
 
