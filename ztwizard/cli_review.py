@@ -135,8 +135,7 @@ def cmd_apply_planfile(args: argparse.Namespace, term: Terminal) -> int:
     with Journal(term.state_dir(args)) as journal:
         left = journal.open_session_on(gateway.target.endpoint or "")
         if left is not None:
-            sys.stderr.write(unfinished_note(left.id, sum(left.counts.values()),
-                                             sum(left.counts.get(s, 0) for s in J.UNSETTLED)) + "\n")
+            sys.stderr.write(unfinished_note(left.id, sum(left.counts.values()), left.in_flight) + "\n")
         refused = planfile.drift(saved, gateway)
         done = {cid: why for cid, why in refused.items() if why == planfile.ALREADY}
         refused = {cid: why for cid, why in refused.items() if cid not in done}

@@ -466,7 +466,7 @@ class Core:
         counts = info.counts
         return SessionInfo(id=info.id, step=info.step, status=info.status, started_at=info.created_at,
                            changes=sum(counts.values()),
-                           in_flight=sum(counts.get(s, 0) for s in J.UNSETTLED))
+                           in_flight=info.in_flight)
 
     def journal(self, session_id: str | None = None, *, drift: bool = True) -> JournalView:
         """A session's changes (by default the current one, else the newest), with drift where a

@@ -206,6 +206,11 @@ class SessionInfo:
     selection: dict[str, Any]
     counts: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def in_flight(self) -> int:
+        """Changes whose write (or undo) went out with no answer journalled."""
+        return sum(self.counts.get(s, 0) for s in UNSETTLED)
+
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 

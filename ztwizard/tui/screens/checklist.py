@@ -142,13 +142,13 @@ class ChecklistScreen(Screen[None]):
         self._rebuild()
         self._preview()
 
-    def _prompt(self, step_id: str) -> Text:
+    def _prompt(self, step_id: str, widths: dict[str, int]) -> Text:
         from ...steps import STEP_BY_ID
 
         step = STEP_BY_ID[step_id]
         res = self.app.results.get(step_id)
         status = res.status if res else "pending"
-        counts = counts_text(res, count_widths(self.app.results.values())) if res else Text(SYM["ellipsis"], style="dim")
+        counts = counts_text(res, widths) if res else Text(SYM["ellipsis"], style="dim")
         width = max(self.checklist.size.width - 4, 40)
         title_room = max(width - 10 - len(counts.plain) - 2, 8)
         title = step.title if len(step.title) <= title_room else step.title[: title_room - len(SYM["ellipsis"])] + SYM["ellipsis"]
@@ -170,12 +170,13 @@ class ChecklistScreen(Screen[None]):
         keep = ol.highlighted_option.id if ol.highlighted_option is not None else None
         options: list[Option] = []
         visible = self.visible_steps()
+        widths = count_widths(self.app.results.values())  # once per rebuild: counting walks every finding
         for article, name in ARTICLES.items():
             ids = [s.id for s in STEPS if s.article == article and s.id in visible]
             if not ids:
                 continue
             options.append(Option(Text(name, style="bold underline"), id=f"article:{article}", disabled=True))
-            options.extend(Option(self._prompt(sid), id=sid) for sid in ids)
+            options.extend(Option(self._prompt(sid, widths), id=sid) for sid in ids)
         ol.clear_options()
         ol.add_options(options)
         if not visible:
